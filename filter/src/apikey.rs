@@ -1,0 +1,95 @@
+//! The opaque API key format: `tw_` + 32 base62 characters (about 190 random bits) + a
+//! 6-character base62 CRC32 of everything before it. The checksum lets the filter refuse a
+//! mistyped or truncated key, and secret scanners recognise a leaked one, without a lookup.
+
+pub const PREFIX: &str = "tw_";
+const BODY_LEN: usize = 32;
+const CHECKSUM_LEN: usize = 6;
+pub const KEY_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Does this credential claim to be an API key (as opposed to a JWT)?
+pub fn looks_like_api_key(credential: &str) -> bool {
+    credential.starts_with(PREFIX)
+}
+
+/// Checks length, alphabet and checksum. Cheap; runs before any lookup.
+pub fn checksum_is_valid(key: &str) -> bool {
+    if key.len() != KEY_LEN || !key.starts_with(PREFIX) {
+        return false;
+    }
+    let (head, checksum) = key.split_at(PREFIX.len() + BODY_LEN);
+    if !head[PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return false;
+    }
+    encode_checksum(crc32fast::hash(head.as_bytes())).as_bytes() == checksum.as_bytes()
+}
+
+/// Makes a new key from a source of uniformly random bytes (the caller's CSPRNG).
+pub fn new_api_key(mut random_byte: impl FnMut() -> u8) -> String {
+    let mut key = String::with_capacity(KEY_LEN);
+    key.push_str(PREFIX);
+    while key.len() < PREFIX.len() + BODY_LEN {
+        let byte = random_byte();
+        // 248 = 4 × 62: rejecting the rest keeps every character equally likely.
+        if byte < 248 {
+            key.push(BASE62[usize::from(byte % 62)] as char);
+        }
+    }
+    let checksum = encode_checksum(crc32fast::hash(key.as_bytes()));
+    key.push_str(&checksum);
+    key
+}
+
+fn encode_checksum(mut value: u32) -> String {
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter_source() -> impl FnMut() -> u8 {
+        let mut n: u8 = 0;
+        move || {
+            n = n.wrapping_add(37);
+            n
+        }
+    }
+
+    #[test]
+    fn generated_keys_have_the_format_and_a_valid_checksum() {
+        let key = new_api_key(counter_source());
+        assert_eq!(key.len(), KEY_LEN);
+        assert!(key.starts_with("tw_"));
+        assert!(checksum_is_valid(&key));
+    }
+
+    #[test]
+    fn any_single_character_change_breaks_the_checksum() {
+        let key = new_api_key(counter_source());
+        for i in PREFIX.len()..key.len() {
+            let mut bytes = key.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+            let changed = String::from_utf8(bytes).unwrap();
+            assert!(!checksum_is_valid(&changed), "change at {i} not caught");
+        }
+    }
+
+    #[test]
+    fn wrong_length_or_alphabet_is_refused() {
+        let key = new_api_key(counter_source());
+        assert!(!checksum_is_valid(&key[..key.len() - 1]));
+        assert!(!checksum_is_valid(&format!("{key}0")));
+        assert!(!checksum_is_valid(&key.replacen("tw_", "tx_", 1)));
+        let mut bytes = key.into_bytes();
+        bytes[5] = b'-';
+        assert!(!checksum_is_valid(&String::from_utf8(bytes).unwrap()));
+    }
+}

@@ -1,0 +1,239 @@
+//! The filter's configuration document: the one JSON schema that Envoy hands the filter and
+//! that the control plane renders. Parsing only; meaning and validation live in `policy`.
+//!
+//! Every struct denies unknown fields, so a typo is a refused config, not a silently ignored
+//! setting. docs/config.md documents each field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole plugin configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Free-form version label, logged when the config is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The `iss` every JWT must carry.
+    pub issuer: String,
+    /// Accepted `aud` values; a JWT must name at least one.
+    pub audiences: Vec<String>,
+    /// Tolerance for `exp`, `nbf` and `iat` against the host clock.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Longest allowed `exp - iat` of a JWT.
+    #[serde(default = "default_max_lifetime")]
+    pub max_token_lifetime_seconds: u64,
+    /// Signing keys, as a JWK set.
+    #[serde(default)]
+    pub keys: JwkSet,
+    /// Opaque API keys, by the SHA-256 of the whole key.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyEntry>,
+    #[serde(default)]
+    pub revocations: Revocations,
+    pub providers: Vec<ProviderConfig>,
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+pub fn default_clock_skew() -> u64 {
+    30
+}
+
+pub fn default_max_lifetime() -> u64 {
+    24 * 3600
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// One public (or, for HS256, shared) key in JWK form (RFC 7517, RFC 8037).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jwk {
+    /// `OKP` (Ed25519), `EC` (P-256) or `oct` (HS256).
+    pub kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// `EdDSA`, `ES256` or `HS256`. When absent it follows from `kty` and `crv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// The shared secret of an `oct` key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
+    /// HS256 keys are refused unless this is true: a shared secret in every proxy is a
+    /// weaker design than a public key, so using one must be a deliberate choice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_symmetric: bool,
+}
+
+/// An opaque API key. The key itself is never in the config, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// Stable identifier, safe to log.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the whole key string (`tw_…`).
+    pub sha256: String,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Unix seconds after which the key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocations {
+    #[serde(default)]
+    pub jtis: Vec<RevokedJti>,
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub key_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedJti {
+    pub jti: String,
+    /// When the revoked token would have expired; the entry can be dropped after it.
+    pub expires_at: u64,
+}
+
+/// How a provider expects its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderStyle {
+    /// OpenAI and OpenAI-compatible APIs: `Authorization: Bearer`.
+    Openai,
+    /// Anthropic: `x-api-key` plus `anthropic-version`.
+    Anthropic,
+    /// Gemini: `x-goog-api-key`.
+    Gemini,
+    /// Azure OpenAI: `api-key`.
+    AzureOpenai,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub style: ProviderStyle,
+    /// The Envoy cluster requests to this provider go to.
+    pub cluster: String,
+    /// The `:authority` (Host) the provider expects.
+    pub authority: String,
+    pub credential: CredentialSource,
+    /// Headers set on every request to this provider (for example `anthropic-version`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Where the provider's credential comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum CredentialSource {
+    /// The credential itself, in the config.
+    Inline(String),
+    /// The name of an environment variable of the Wasm VM (`vm_config.environment_variables`).
+    Env(String),
+}
+
+/// Where a route finds the requested model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSource {
+    /// The route does not look at the model.
+    #[default]
+    None,
+    /// The `model` field of the JSON request body (OpenAI, Anthropic).
+    Body,
+    /// Gemini's path form `…/models/{model}:{method}`.
+    GeminiPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub path_prefix: String,
+    /// Allowed methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Every one of these must be among the credential's scopes.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    #[serde(default)]
+    pub model_source: ModelSource,
+    /// The provider for every request on this route…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// …or the provider chosen by the first model pattern that matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_providers: Vec<ModelProvider>,
+    /// Largest request body the filter buffers to read the model.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Accept the credential from the `key` query parameter (Gemini's legacy form); it is
+    /// removed from the path before the request is forwarded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_query_credential: bool,
+}
+
+pub fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelProvider {
+    /// A model pattern: `*` matches any run of characters.
+    pub pattern: String,
+    pub provider: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Verified credentials kept per worker.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+}
+
+pub fn default_cache_entries() -> usize {
+    10_000
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_entries: default_cache_entries() }
+    }
+}
+
+impl Config {
+    pub fn from_json(bytes: &[u8]) -> Result<Config, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}

@@ -1,0 +1,190 @@
+//! Reading the request head: method, path, and the one credential the client sent, from
+//! `Authorization: Bearer` or the provider-style headers official SDKs send. Refuses
+//! ambiguity (two credentials, a repeated header) and credentials in the URL. Headers
+//! arrive as raw bytes: a non-UTF-8 value is an error here, never a panic.
+
+use crate::error::{ErrorCode, Refusal};
+
+/// Headers that can carry a client credential; all of them are removed before forwarding.
+pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+/// Headers with this prefix are the filter's own; a client may not send them upstream.
+pub const INTERNAL_HEADER_PREFIX: &str = "x-tokenward-";
+/// Query parameters that carry credentials in some SDKs (Gemini's `key`) and leak into logs.
+const QUERY_CREDENTIAL_PARAMS: [&str; 3] = ["key", "api_key", "access_token"];
+
+/// The parts of the request head the filter needs, borrowed from the header list read once.
+#[derive(Debug)]
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub content_length: Option<u64>,
+    /// Every credential header instance, in order: (name, raw value).
+    credentials: Vec<(&'static str, &'a [u8])>,
+    /// Client-sent headers that must not reach the provider.
+    pub internal_headers: Vec<&'a str>,
+    pub has_anthropic_version: bool,
+}
+
+impl<'a> RequestHead<'a> {
+    pub fn parse(headers: &'a [(String, Vec<u8>)]) -> Result<RequestHead<'a>, Refusal> {
+        let mut head = RequestHead {
+            method: "",
+            path: "",
+            content_length: None,
+            credentials: Vec::new(),
+            internal_headers: Vec::new(),
+            has_anthropic_version: false,
+        };
+        for (name, value) in headers {
+            match name.as_str() {
+                ":method" => head.method = utf8(name, value)?,
+                ":path" => head.path = utf8(name, value)?,
+                "content-length" => {
+                    let text = utf8(name, value)?;
+                    head.content_length = Some(text.trim().parse().map_err(|_| {
+                        Refusal::new(ErrorCode::InvalidHeader, "content-length is not a number")
+                    })?);
+                }
+                "anthropic-version" => head.has_anthropic_version = true,
+                other => {
+                    if let Some(known) = CREDENTIAL_HEADERS.iter().find(|h| **h == other) {
+                        head.credentials.push((known, value.as_slice()));
+                    } else if other.starts_with(INTERNAL_HEADER_PREFIX) {
+                        head.internal_headers.push(other);
+                    }
+                }
+            }
+        }
+        Ok(head)
+    }
+
+    /// Names of the credential headers present, each once.
+    pub fn credential_header_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        CREDENTIAL_HEADERS
+            .iter()
+            .copied()
+            .filter(|h| self.credentials.iter().any(|(name, _)| name == h))
+    }
+}
+
+/// The credential of a request, and the path to forward when it came from the query.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub value: String,
+    /// Set when the credential was taken out of the query string.
+    pub rewritten_path: Option<String>,
+}
+
+/// Finds the request's single credential. `allow_query` is the route's permission to take
+/// it from the `key` (or `api_key`, `access_token`) query parameter.
+pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refusal> {
+    let from_query = query_credential(head.path)?;
+    if from_query.is_some() && !allow_query {
+        return Err(Refusal::new(
+            ErrorCode::TokenInUrl,
+            "credentials in the URL are refused because URLs are logged; send it in the Authorization header",
+        ));
+    }
+    let sent = head.credentials.len() + usize::from(from_query.is_some());
+    if sent > 1 {
+        return Err(Refusal::new(
+            ErrorCode::AmbiguousCredential,
+            "more than one credential was sent; send exactly one",
+        ));
+    }
+    if let Some((value, rewritten_path)) = from_query {
+        return non_empty(value).map(|value| Credential { value, rewritten_path: Some(rewritten_path) });
+    }
+    let Some(&(name, raw)) = head.credentials.first() else {
+        return Err(Refusal::new(
+            ErrorCode::MissingCredential,
+            "no credential; send \"Authorization: Bearer <token>\"",
+        ));
+    };
+    let value = std::str::from_utf8(raw)
+        .map_err(|_| Refusal::new(ErrorCode::InvalidHeader, format!("the {name} header is not valid UTF-8")))?
+        .trim();
+    let value = if name == "authorization" {
+        match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => {
+                return Err(Refusal::new(
+                    ErrorCode::MissingCredential,
+                    "the Authorization header must use the Bearer scheme",
+                ))
+            }
+        }
+    } else {
+        value
+    };
+    non_empty(value.to_string()).map(|value| Credential { value, rewritten_path: None })
+}
+
+fn non_empty(value: String) -> Result<String, Refusal> {
+    if value.is_empty() {
+        Err(Refusal::new(ErrorCode::MissingCredential, "the credential is empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn utf8<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Refusal> {
+    std::str::from_utf8(value)
+        .map_err(|_| Refusal::new(ErrorCode::InvalidHeader, format!("the {name} header is not valid UTF-8")))
+}
+
+/// A credential in the query string: its decoded value and the path without it.
+fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
+    let Some((base, query)) = path.split_once('?') else {
+        return Ok(None);
+    };
+    let mut found = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if QUERY_CREDENTIAL_PARAMS.contains(&percent_decode(name).as_str()) {
+            if found.is_some() {
+                return Err(Refusal::new(
+                    ErrorCode::AmbiguousCredential,
+                    "more than one credential was sent; send exactly one",
+                ));
+            }
+            found = Some(percent_decode(value));
+        } else if !pair.is_empty() {
+            kept.push(pair);
+        }
+    }
+    Ok(found.map(|value| {
+        let path = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+        (value, path)
+    }))
+}
+
+/// Decodes `%XX` and `+`; a malformed escape is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+use super::*;
+
+fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    let mut all = vec![(":method".to_string(), b"POST".to_vec()), (":path".to_string(), b"/v1/chat".to_vec())];
+    all.extend(pairs.iter().map(|(n, v)| (n.to_string(), v.to_vec())));
+    all
+}
+
+fn extract_from(pairs: &[(&str, &[u8])], allow_query: bool) -> Result<Credential, Refusal> {
+    let headers = headers(pairs);
+    let head = RequestHead::parse(&headers)?;
+    extract(&head, allow_query)
+}
+
+fn with_path(path: &str, pairs: &[(&str, &[u8])], allow_query: bool) -> Result<Credential, Refusal> {
+    let mut headers = headers(pairs);
+    headers[1].1 = path.as_bytes().to_vec();
+    let head = RequestHead::parse(&headers)?;
+    extract(&head, allow_query)
+}
+
+#[test]
+fn each_supported_header_yields_the_credential() {
+    for (name, value) in [
+        ("authorization", &b"Bearer tok"[..]),
+        ("authorization", &b"bearer   tok "[..]),
+        ("x-api-key", &b"tok"[..]),
+        ("x-goog-api-key", &b"tok"[..]),
+        ("api-key", &b"tok"[..]),
+    ] {
+        let credential = extract_from(&[(name, value)], false).unwrap();
+        assert_eq!(credential.value, "tok", "{name}");
+        assert_eq!(credential.rewritten_path, None);
+    }
+}
+
+#[test]
+fn no_credential_or_wrong_scheme_is_missing() {
+    assert_eq!(extract_from(&[], false).unwrap_err().code, ErrorCode::MissingCredential);
+    let refusal = extract_from(&[("authorization", b"Basic dXNlcjpwYXNz")], false).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::MissingCredential);
+    assert!(refusal.message.contains("Bearer"));
+    assert_eq!(extract_from(&[("x-api-key", b"  ")], false).unwrap_err().code, ErrorCode::MissingCredential);
+}
+
+#[test]
+fn two_credentials_or_a_repeated_header_are_ambiguous() {
+    let both = extract_from(&[("authorization", b"Bearer a"), ("x-api-key", b"b")], false);
+    assert_eq!(both.unwrap_err().code, ErrorCode::AmbiguousCredential);
+    let repeated = extract_from(&[("authorization", b"Bearer a"), ("authorization", b"Bearer a")], false);
+    assert_eq!(repeated.unwrap_err().code, ErrorCode::AmbiguousCredential);
+}
+
+#[test]
+fn non_utf8_credential_is_an_invalid_header() {
+    let refusal = extract_from(&[("authorization", b"Bearer \xff\xfe")], false).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::InvalidHeader);
+    assert_eq!(refusal.code.status(), 400);
+}
+
+#[test]
+fn non_utf8_unrelated_header_is_ignored() {
+    let credential = extract_from(&[("x-note", b"\xff"), ("x-api-key", b"tok")], false).unwrap();
+    assert_eq!(credential.value, "tok");
+}
+
+#[test]
+fn credential_in_query_is_refused_unless_allowed() {
+    for path in ["/v1/x?key=abc", "/v1/x?a=1&api_key=abc", "/v1/x?access_token=abc", "/v1/x?%6Bey=abc"] {
+        let refusal = with_path(path, &[], false).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::TokenInUrl, "{path}");
+        assert_eq!(refusal.code.status(), 400);
+    }
+    assert!(with_path("/v1/x?keys=1&monkey=2", &[("x-api-key", b"tok")], false).is_ok());
+}
+
+#[test]
+fn allowed_query_credential_is_taken_out_of_the_path() {
+    let credential = with_path("/v1beta/models/m:generateContent?alt=sse&key=tw%5Fabc", &[], true).unwrap();
+    assert_eq!(credential.value, "tw_abc");
+    assert_eq!(credential.rewritten_path.as_deref(), Some("/v1beta/models/m:generateContent?alt=sse"));
+    let only = with_path("/p?key=abc", &[], true).unwrap();
+    assert_eq!(only.rewritten_path.as_deref(), Some("/p"));
+    let twice = with_path("/p?key=abc&key=def", &[], true).unwrap_err();
+    assert_eq!(twice.code, ErrorCode::AmbiguousCredential);
+    let plus_header = with_path("/p?key=abc", &[("x-goog-api-key", b"def")], true).unwrap_err();
+    assert_eq!(plus_header.code, ErrorCode::AmbiguousCredential);
+}
+
+#[test]
+fn head_collects_internal_headers_and_content_length() {
+    let headers = headers(&[("x-tokenward-cluster", b"evil"), ("content-length", b"12"), ("anthropic-version", b"x")]);
+    let head = RequestHead::parse(&headers).unwrap();
+    assert_eq!(head.internal_headers, vec!["x-tokenward-cluster"]);
+    assert_eq!(head.content_length, Some(12));
+    assert!(head.has_anthropic_version);
+    let bad = headers_with_bad_length();
+    assert_eq!(RequestHead::parse(&bad).unwrap_err().code, ErrorCode::InvalidHeader);
+}
+
+fn headers_with_bad_length() -> Vec<(String, Vec<u8>)> {
+    headers(&[("content-length", b"lots")])
+}
+
+#[test]
+fn percent_decoding_keeps_malformed_escapes() {
+    assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
+    assert_eq!(percent_decode("100%"), "100%");
+    assert_eq!(percent_decode("%zz"), "%zz");
+    assert_eq!(percent_decode("%4"), "%4");
+}

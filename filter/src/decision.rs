@@ -1,0 +1,38 @@
+//! What the core tells the host to do with a request. Only the ABI layer turns a `Decision`
+//! into proxy-wasm calls, so every outcome can be asserted in native tests.
+
+use crate::error::Refusal;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Apply the header edits and let the request go on to the router.
+    Forward(HeaderEdits),
+    /// Hold the request until more of the body has arrived (the host buffers it).
+    WaitForBody,
+    /// Answer locally with this refusal; nothing reaches the provider.
+    Refuse(Refusal),
+    /// Nothing to do for this callback.
+    Continue,
+}
+
+/// Edits to the request headers, applied in order: removals, then sets (which replace every
+/// existing value of that name).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub remove: Vec<&'static str>,
+    /// Client-sent internal headers, removed too (their names are the client's).
+    pub remove_owned: Vec<String>,
+    pub set: Vec<(String, Vec<u8>)>,
+}
+
+impl HeaderEdits {
+    /// The value a header will have after the edits, if the edits set it.
+    pub fn value_of(&self, name: &str) -> Option<&[u8]> {
+        self.set.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// Whether the edits remove this header.
+    pub fn removes(&self, name: &str) -> bool {
+        self.remove.contains(&name) || self.remove_owned.iter().any(|n| n == name)
+    }
+}

@@ -1,0 +1,279 @@
+//! Every refusal the filter can send, in one place: its stable code, status, OpenAI-style
+//! error type and the `WWW-Authenticate` challenge. Nothing else decides what a client sees.
+
+use serde::Serialize;
+
+/// The realm named in every `WWW-Authenticate` challenge.
+const REALM: &str = "tokenward";
+
+/// A refusal. The `code` string of each variant is part of the public API (docs/errors.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No valid configuration is loaded: fail closed.
+    NotConfigured,
+    /// No configured route matches the path and method.
+    RouteNotFound,
+    /// A credential was sent in the URL query, where it leaks into logs.
+    TokenInUrl,
+    /// More than one credential, or a repeated credential header.
+    AmbiguousCredential,
+    /// A header the filter must read is not valid UTF-8 or is malformed.
+    InvalidHeader,
+    /// No credential at all.
+    MissingCredential,
+    /// The JWT is malformed, badly signed, for another issuer or audience, not yet valid,
+    /// or lives longer than allowed.
+    InvalidToken,
+    /// The JWT has expired (beyond the allowed clock skew).
+    TokenExpired,
+    /// The JWT's id, subject or signing key has been revoked.
+    TokenRevoked,
+    /// The API key has a bad checksum, is unknown, or has expired.
+    InvalidApiKey,
+    /// The credential lacks a scope the route requires.
+    InsufficientScope,
+    /// The credential may not use the requested model.
+    ModelNotAllowed,
+    /// The route needs a model and the request names none.
+    MissingModel,
+    /// No provider on this route serves the requested model.
+    ModelNotFound,
+    /// The request body is not valid JSON.
+    InvalidJson,
+    /// The request body exceeds the route's limit.
+    RequestTooLarge,
+    /// The host refused an operation the filter needed; the request is not forwarded.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and tests that must cover them all.
+    pub const ALL: [ErrorCode; 17] = [
+        ErrorCode::NotConfigured,
+        ErrorCode::RouteNotFound,
+        ErrorCode::TokenInUrl,
+        ErrorCode::AmbiguousCredential,
+        ErrorCode::InvalidHeader,
+        ErrorCode::MissingCredential,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenRevoked,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::InsufficientScope,
+        ErrorCode::ModelNotAllowed,
+        ErrorCode::MissingModel,
+        ErrorCode::ModelNotFound,
+        ErrorCode::InvalidJson,
+        ErrorCode::RequestTooLarge,
+        ErrorCode::InternalError,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorCode::NotConfigured => "not_configured",
+            ErrorCode::RouteNotFound => "route_not_found",
+            ErrorCode::TokenInUrl => "token_in_url",
+            ErrorCode::AmbiguousCredential => "ambiguous_credential",
+            ErrorCode::InvalidHeader => "invalid_header",
+            ErrorCode::MissingCredential => "missing_credential",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenRevoked => "token_revoked",
+            ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::ModelNotAllowed => "model_not_allowed",
+            ErrorCode::MissingModel => "missing_model",
+            ErrorCode::ModelNotFound => "model_not_found",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::InternalError => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::TokenInUrl
+            | ErrorCode::AmbiguousCredential
+            | ErrorCode::InvalidHeader
+            | ErrorCode::MissingModel
+            | ErrorCode::InvalidJson => 400,
+            ErrorCode::MissingCredential
+            | ErrorCode::InvalidToken
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenRevoked
+            | ErrorCode::InvalidApiKey => 401,
+            ErrorCode::InsufficientScope | ErrorCode::ModelNotAllowed => 403,
+            ErrorCode::RouteNotFound | ErrorCode::ModelNotFound => 404,
+            ErrorCode::RequestTooLarge => 413,
+            ErrorCode::InternalError => 500,
+            ErrorCode::NotConfigured => 503,
+        }
+    }
+
+    /// The `type` field of the OpenAI error shape. SDKs pick their exception from the status;
+    /// the type tells a human reading the body which family the refusal belongs to.
+    pub fn error_type(self) -> &'static str {
+        match self.status() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            500 => "api_error",
+            503 => "service_unavailable_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The RFC 6750 error code for the challenge, where one applies.
+    fn bearer_error(self) -> Option<&'static str> {
+        match self {
+            // RFC 6750 §3: a request with no authentication information gets no error code.
+            ErrorCode::MissingCredential => None,
+            ErrorCode::InvalidToken
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenRevoked
+            | ErrorCode::InvalidApiKey => Some("invalid_token"),
+            ErrorCode::InsufficientScope => Some("insufficient_scope"),
+            ErrorCode::AmbiguousCredential | ErrorCode::TokenInUrl => Some("invalid_request"),
+            _ => None,
+        }
+    }
+
+    fn challenges(self) -> bool {
+        matches!(self.status(), 401) || self.bearer_error().is_some()
+    }
+}
+
+/// A refusal with its human-readable message. Messages never contain a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Scopes the route requires, named in an `insufficient_scope` challenge.
+    pub required_scope: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal { code, message: message.into(), required_scope: None }
+    }
+
+    pub fn with_required_scope(mut self, scope: String) -> Self {
+        self.required_scope = Some(scope);
+        self
+    }
+
+    /// The JSON body in the OpenAI error shape: `{"error":{"message","type","param","code"}}`.
+    pub fn body(&self) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            param: Option<&'a str>,
+            code: &'a str,
+        }
+        let body = Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.code.error_type(),
+                param: None,
+                code: self.code.code(),
+            },
+        };
+        // Serializing plain strings cannot fail; the fallback keeps the shape regardless.
+        serde_json::to_string(&body).unwrap_or_else(|_| {
+            format!(
+                r#"{{"error":{{"message":"request refused","type":"{}","param":null,"code":"{}"}}}}"#,
+                self.code.error_type(),
+                self.code.code()
+            )
+        })
+    }
+
+    /// Response headers besides the body's content type: the bearer challenge, if any.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if self.code.challenges() {
+            let mut challenge = format!("Bearer realm=\"{REALM}\"");
+            if let Some(error) = self.code.bearer_error() {
+                challenge.push_str(&format!(
+                    ", error=\"{error}\", error_description=\"{}\"",
+                    quoted_string_safe(&self.message)
+                ));
+            }
+            if let Some(scope) = &self.required_scope {
+                challenge.push_str(&format!(", scope=\"{}\"", quoted_string_safe(scope)));
+            }
+            headers.push(("www-authenticate".to_string(), challenge));
+        }
+        headers
+    }
+}
+
+/// RFC 6750 limits `error_description` to printable ASCII without `"` and `\`.
+fn quoted_string_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if (' '..='~').contains(&c) && c != '"' && c != '\\' { c } else { '\'' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_distinct_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.code()), "duplicate code {}", code.code());
+            assert!(code.code().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+    }
+
+    #[test]
+    fn body_has_the_openai_shape() {
+        let refusal = Refusal::new(ErrorCode::InvalidToken, "token signature is invalid");
+        let body: serde_json::Value = serde_json::from_str(&refusal.body()).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_token");
+        assert_eq!(body["error"]["type"], "authentication_error");
+        assert_eq!(body["error"]["message"], "token signature is invalid");
+        assert!(body["error"]["param"].is_null());
+    }
+
+    #[test]
+    fn unauthorized_carries_a_bearer_challenge() {
+        let missing = Refusal::new(ErrorCode::MissingCredential, "no credential");
+        assert!(missing.headers().contains(&(
+            "www-authenticate".to_string(),
+            "Bearer realm=\"tokenward\"".to_string()
+        )));
+        let expired = Refusal::new(ErrorCode::TokenExpired, "token has \"expired\"");
+        let challenge = expired.headers().into_iter().find(|(k, _)| k == "www-authenticate");
+        assert_eq!(
+            challenge.unwrap().1,
+            "Bearer realm=\"tokenward\", error=\"invalid_token\", error_description=\"token has 'expired'\""
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_required_scope() {
+        let refusal = Refusal::new(ErrorCode::InsufficientScope, "missing scope")
+            .with_required_scope("chat embeddings".into());
+        let (_, challenge) =
+            refusal.headers().into_iter().find(|(k, _)| k == "www-authenticate").unwrap();
+        assert!(challenge.contains("error=\"insufficient_scope\""));
+        assert!(challenge.ends_with("scope=\"chat embeddings\""));
+        assert_eq!(refusal.code.status(), 403);
+    }
+
+    #[test]
+    fn not_configured_is_503_without_challenge() {
+        let refusal = Refusal::new(ErrorCode::NotConfigured, "no configuration");
+        assert_eq!(refusal.code.status(), 503);
+        assert!(refusal.headers().iter().all(|(k, _)| k != "www-authenticate"));
+    }
+}

@@ -1,0 +1,318 @@
+//! Signing keys: turns a JWK into a verification key pinned to one algorithm, and verifies
+//! a JWT's signature and registered claims with jwt-simple. Which key to use (by `kid`) and
+//! what the claims mean are decided in `token`.
+
+use std::collections::HashSet;
+
+use jwt_simple::prelude::*;
+use jwt_simple::JWTError;
+
+use crate::claims::TokenwardClaims;
+use crate::config::Jwk;
+
+/// JWT algorithms tokenward accepts. Anything else, `none` included, is refused before any
+/// signature check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    EdDsa,
+    Es256,
+    Hs256,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::EdDsa => "EdDSA",
+            Algorithm::Es256 => "ES256",
+            Algorithm::Hs256 => "HS256",
+        }
+    }
+}
+
+/// A verification key, pinned to the one algorithm its JWK declares.
+pub enum VerificationKey {
+    EdDsa(Ed25519PublicKey),
+    Es256(ES256PublicKey),
+    Hs256(HS256Key),
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material (an HS256 key is a secret).
+        write!(f, "VerificationKey({})", self.algorithm().name())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("unsupported key type {kty:?} / curve {crv:?}")]
+    Unsupported { kty: String, crv: Option<String> },
+    #[error("alg {alg:?} does not fit a {kty} key")]
+    AlgorithmMismatch { alg: String, kty: String },
+    #[error("HS256 key without \"allow_symmetric\": true")]
+    SymmetricNotAllowed,
+    #[error("missing parameter {0:?}")]
+    MissingParameter(&'static str),
+    #[error("parameter {0:?} is not valid base64url")]
+    BadEncoding(&'static str),
+    #[error("invalid key material: {0}")]
+    InvalidKey(String),
+    #[error("key use {0:?} is not \"sig\"")]
+    WrongUse(String),
+}
+
+impl VerificationKey {
+    pub fn from_jwk(jwk: &Jwk) -> Result<VerificationKey, KeyError> {
+        if let Some(use_) = &jwk.use_ {
+            if use_ != "sig" {
+                return Err(KeyError::WrongUse(use_.clone()));
+            }
+        }
+        let algorithm = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+            ("OKP", Some("Ed25519")) => Algorithm::EdDsa,
+            ("EC", Some("P-256")) => Algorithm::Es256,
+            ("oct", None) => Algorithm::Hs256,
+            _ => {
+                return Err(KeyError::Unsupported { kty: jwk.kty.clone(), crv: jwk.crv.clone() })
+            }
+        };
+        if let Some(alg) = &jwk.alg {
+            if alg != algorithm.name() {
+                return Err(KeyError::AlgorithmMismatch { alg: alg.clone(), kty: jwk.kty.clone() });
+            }
+        }
+        let invalid = |e: jwt_simple::Error| KeyError::InvalidKey(e.to_string());
+        Ok(match algorithm {
+            Algorithm::EdDsa => {
+                let x = decode_param(&jwk.x, "x")?;
+                VerificationKey::EdDsa(Ed25519PublicKey::from_bytes(&x).map_err(invalid)?)
+            }
+            Algorithm::Es256 => {
+                let x = decode_param(&jwk.x, "x")?;
+                let y = decode_param(&jwk.y, "y")?;
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(KeyError::InvalidKey("P-256 coordinates must be 32 bytes".into()));
+                }
+                let mut sec1 = Vec::with_capacity(65);
+                sec1.push(0x04);
+                sec1.extend_from_slice(&x);
+                sec1.extend_from_slice(&y);
+                VerificationKey::Es256(ES256PublicKey::from_bytes(&sec1).map_err(invalid)?)
+            }
+            Algorithm::Hs256 => {
+                if !jwk.allow_symmetric {
+                    return Err(KeyError::SymmetricNotAllowed);
+                }
+                let k = decode_param(&jwk.k, "k")?;
+                if k.len() < 32 {
+                    return Err(KeyError::InvalidKey("HS256 secret shorter than 32 bytes".into()));
+                }
+                VerificationKey::Hs256(HS256Key::from_bytes(&k))
+            }
+        })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            VerificationKey::EdDsa(_) => Algorithm::EdDsa,
+            VerificationKey::Es256(_) => Algorithm::Es256,
+            VerificationKey::Hs256(_) => Algorithm::Hs256,
+        }
+    }
+
+    /// Checks the signature and the registered claims against `rules` at time `now`.
+    pub fn verify(
+        &self,
+        token: &str,
+        rules: &ClaimRules,
+        now: u64,
+    ) -> Result<JWTClaims<TokenwardClaims>, SignatureError> {
+        let options = VerificationOptions {
+            allowed_issuers: Some(rules.issuers.clone()),
+            allowed_audiences: Some(rules.audiences.clone()),
+            time_tolerance: Some(Duration::from_secs(rules.clock_skew_seconds)),
+            artificial_time: Some(Duration::from_secs(now)),
+            max_token_length: Some(MAX_TOKEN_LENGTH),
+            max_header_length: Some(MAX_HEADER_LENGTH),
+            ..VerificationOptions::default()
+        };
+        let result = match self {
+            VerificationKey::EdDsa(key) => key.verify_token(token, Some(options)),
+            VerificationKey::Es256(key) => key.verify_token(token, Some(options)),
+            VerificationKey::Hs256(key) => key.verify_token(token, Some(options)),
+        };
+        result.map_err(SignatureError::from)
+    }
+}
+
+/// Longest JWT accepted; longer ones are refused before any decoding work.
+pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
+const MAX_HEADER_LENGTH: usize = 1024;
+
+/// The registered-claim rules every JWT is checked against.
+#[derive(Debug, Clone)]
+pub struct ClaimRules {
+    pub issuers: HashSet<String>,
+    pub audiences: HashSet<String>,
+    pub clock_skew_seconds: u64,
+}
+
+/// Why jwt-simple refused a token, reduced to what the client may be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token is too long")]
+    TooLong,
+    #[error("token is malformed")]
+    Malformed,
+}
+
+impl From<jwt_simple::Error> for SignatureError {
+    fn from(error: jwt_simple::Error) -> Self {
+        match error.downcast_ref::<JWTError>() {
+            Some(JWTError::TokenHasExpired) => SignatureError::Expired,
+            Some(JWTError::TokenNotValidYet) => SignatureError::NotYetValid,
+            Some(JWTError::ClockDrift) => SignatureError::IssuedInFuture,
+            Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => {
+                SignatureError::WrongIssuer
+            }
+            Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => {
+                SignatureError::WrongAudience
+            }
+            Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => {
+                SignatureError::BadSignature
+            }
+            Some(JWTError::TokenTooLong | JWTError::HeaderTooLarge) => SignatureError::TooLong,
+            // Everything else (encoding, algorithm, unparsable JSON, p256/ed25519 errors that
+            // are not JWTError) is a malformed or forged token.
+            _ => SignatureError::Malformed,
+        }
+    }
+}
+
+fn decode_param(value: &Option<String>, name: &'static str) -> Result<Vec<u8>, KeyError> {
+    let value = value.as_deref().ok_or(KeyError::MissingParameter(name))?;
+    Base64UrlSafeNoPadding::decode_to_vec(value, None).map_err(|_| KeyError::BadEncoding(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ed25519_jwk(kp: &Ed25519KeyPair) -> Jwk {
+        Jwk {
+            kty: "OKP".into(),
+            kid: None,
+            alg: Some("EdDSA".into()),
+            use_: Some("sig".into()),
+            crv: Some("Ed25519".into()),
+            x: Some(Base64UrlSafeNoPadding::encode_to_string(kp.public_key().to_bytes()).unwrap()),
+            y: None,
+            k: None,
+            allow_symmetric: false,
+        }
+    }
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            issuers: ["iss".to_string()].into(),
+            audiences: ["aud".to_string()].into(),
+            clock_skew_seconds: 30,
+        }
+    }
+
+    fn claims(valid: u64) -> JWTClaims<TokenwardClaims> {
+        Claims::with_custom_claims(TokenwardClaims::default(), Duration::from_secs(valid))
+            .with_issuer("iss")
+            .with_audience("aud")
+            .with_subject("alice")
+    }
+
+    #[test]
+    fn ed25519_round_trip_and_expiry() {
+        let kp = Ed25519KeyPair::generate();
+        let key = VerificationKey::from_jwk(&ed25519_jwk(&kp)).unwrap();
+        let token = kp.sign(claims(60)).unwrap();
+        let now = Clock::now_since_epoch().as_secs();
+        let verified = key.verify(&token, &rules(), now).unwrap();
+        assert_eq!(verified.subject.as_deref(), Some("alice"));
+        assert_eq!(key.verify(&token, &rules(), now + 60 + 31).unwrap_err(), SignatureError::Expired);
+        assert!(key.verify(&token, &rules(), now + 60 + 29).is_ok());
+    }
+
+    #[test]
+    fn another_keys_signature_is_refused() {
+        let kp = Ed25519KeyPair::generate();
+        let other = Ed25519KeyPair::generate();
+        let key = VerificationKey::from_jwk(&ed25519_jwk(&kp)).unwrap();
+        let token = other.sign(claims(60)).unwrap();
+        let now = Clock::now_since_epoch().as_secs();
+        assert_eq!(key.verify(&token, &rules(), now).unwrap_err(), SignatureError::BadSignature);
+    }
+
+    #[test]
+    fn wrong_issuer_and_audience_are_refused() {
+        let kp = Ed25519KeyPair::generate();
+        let key = VerificationKey::from_jwk(&ed25519_jwk(&kp)).unwrap();
+        let now = Clock::now_since_epoch().as_secs();
+        let token = kp.sign(claims(60).with_issuer("evil")).unwrap();
+        assert_eq!(key.verify(&token, &rules(), now).unwrap_err(), SignatureError::WrongIssuer);
+        let token = kp.sign(claims(60).with_audience("other")).unwrap();
+        assert_eq!(key.verify(&token, &rules(), now).unwrap_err(), SignatureError::WrongAudience);
+    }
+
+    #[test]
+    fn p256_jwk_is_accepted() {
+        let kp = ES256KeyPair::generate();
+        let point = kp.public_key().public_key().to_bytes_uncompressed();
+        let jwk = Jwk {
+            kty: "EC".into(),
+            crv: Some("P-256".into()),
+            x: Some(Base64UrlSafeNoPadding::encode_to_string(&point[1..33]).unwrap()),
+            y: Some(Base64UrlSafeNoPadding::encode_to_string(&point[33..]).unwrap()),
+            ..ed25519_jwk(&Ed25519KeyPair::generate())
+        };
+        let jwk = Jwk { alg: Some("ES256".into()), ..jwk };
+        let key = VerificationKey::from_jwk(&jwk).unwrap();
+        let token = kp.sign(claims(60)).unwrap();
+        let now = Clock::now_since_epoch().as_secs();
+        assert!(key.verify(&token, &rules(), now).is_ok());
+    }
+
+    #[test]
+    fn hs256_needs_explicit_permission() {
+        let jwk = Jwk {
+            kty: "oct".into(),
+            crv: None,
+            x: None,
+            alg: Some("HS256".into()),
+            k: Some(Base64UrlSafeNoPadding::encode_to_string([7u8; 32]).unwrap()),
+            ..ed25519_jwk(&Ed25519KeyPair::generate())
+        };
+        assert_eq!(VerificationKey::from_jwk(&jwk).unwrap_err(), KeyError::SymmetricNotAllowed);
+        let jwk = Jwk { allow_symmetric: true, ..jwk };
+        assert_eq!(VerificationKey::from_jwk(&jwk).unwrap().algorithm(), Algorithm::Hs256);
+    }
+
+    #[test]
+    fn mismatched_alg_is_refused() {
+        let jwk = Jwk { alg: Some("ES256".into()), ..ed25519_jwk(&Ed25519KeyPair::generate()) };
+        assert!(matches!(
+            VerificationKey::from_jwk(&jwk),
+            Err(KeyError::AlgorithmMismatch { .. })
+        ));
+        let jwk = Jwk { kty: "RSA".into(), ..ed25519_jwk(&Ed25519KeyPair::generate()) };
+        assert!(matches!(VerificationKey::from_jwk(&jwk), Err(KeyError::Unsupported { .. })));
+    }
+}

@@ -1,0 +1,229 @@
+//! The request path, as decisions: route, credential, identity, revocation, scopes, model,
+//! provider, credential swap. One `RequestFlow` per HTTP request; one `Worker` (policy and
+//! verified-token cache) per Envoy worker. Reads the host through `Host`, returns `Decision`s.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::cache::VerifiedTokenCache;
+use crate::config::ModelSource;
+use crate::credential::{self, RequestHead};
+use crate::decision::{Decision, HeaderEdits};
+use crate::error::{ErrorCode, Refusal};
+use crate::host::Host;
+use crate::model::{self, ModelError};
+use crate::policy::{Policy, Provider, ProviderChoice, Route, DEFAULT_ANTHROPIC_VERSION};
+use crate::token::{self, Identity};
+
+/// What one Envoy worker holds: the policy in force and its verified-token cache. A new
+/// configuration makes a new `Worker`, so the cache never outlives the keys it was built on.
+#[derive(Debug)]
+pub struct Worker {
+    policy: Option<Rc<Policy>>,
+    cache: RefCell<VerifiedTokenCache>,
+}
+
+impl Worker {
+    /// No valid configuration: every request is refused with 503 (fail closed).
+    pub fn unconfigured() -> Rc<Worker> {
+        Rc::new(Worker { policy: None, cache: RefCell::new(VerifiedTokenCache::new(0)) })
+    }
+
+    pub fn configured(policy: Policy) -> Rc<Worker> {
+        let cache = VerifiedTokenCache::new(policy.cache_entries);
+        Rc::new(Worker { policy: Some(Rc::new(policy)), cache: RefCell::new(cache) })
+    }
+
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_deref()
+    }
+
+    pub fn cached_credentials(&self) -> usize {
+        self.cache.borrow().len()
+    }
+}
+
+/// One request's progress through the filter.
+pub struct RequestFlow {
+    worker: Rc<Worker>,
+    awaiting_body: Option<AwaitingBody>,
+}
+
+/// A request that passed authentication and scopes and waits for its body to name the model.
+struct AwaitingBody {
+    identity: Rc<Identity>,
+    route: Rc<Route>,
+    swap: Swap,
+}
+
+impl RequestFlow {
+    pub fn new(worker: Rc<Worker>) -> Self {
+        RequestFlow { worker, awaiting_body: None }
+    }
+
+    pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Decision {
+        self.headers_stage(host, end_of_stream).unwrap_or_else(Decision::Refuse)
+    }
+
+    /// `body_size` is everything buffered so far; `end_of_stream` says whether that is all.
+    pub fn on_request_body(&mut self, host: &impl Host, body_size: usize, end_of_stream: bool) -> Decision {
+        let Some(awaiting) = &self.awaiting_body else {
+            return Decision::Continue;
+        };
+        if body_size as u64 > awaiting.route.max_body_bytes {
+            self.awaiting_body = None;
+            return Decision::Refuse(too_large());
+        }
+        if !end_of_stream {
+            return Decision::WaitForBody;
+        }
+        let Some(awaiting) = self.awaiting_body.take() else {
+            return Decision::Continue;
+        };
+        self.body_stage(host, body_size, awaiting).unwrap_or_else(Decision::Refuse)
+    }
+
+    fn headers_stage(&mut self, host: &impl Host, end_of_stream: bool) -> Result<Decision, Refusal> {
+        let policy = self.worker.policy.clone().ok_or_else(|| {
+            Refusal::new(ErrorCode::NotConfigured, "the gateway has no valid configuration loaded")
+        })?;
+        let headers = host.request_headers();
+        let head = RequestHead::parse(&headers)?;
+        let route = policy.route_for(head.path, head.method).cloned().ok_or_else(|| {
+            Refusal::new(ErrorCode::RouteNotFound, "no route is configured for this path and method")
+        })?;
+        let credential = credential::extract(&head, route.allow_query_credential)?;
+        let hash = token::credential_hash(&credential.value);
+        let now = host
+            .now_unix_seconds()
+            .ok_or_else(|| Refusal::new(ErrorCode::InternalError, "the host clock is unavailable"))?;
+        let authenticated = {
+            let mut cache = self.worker.cache.borrow_mut();
+            token::authenticate(&policy, &mut cache, &credential.value, &hash, now)
+        };
+        let identity = authenticated.inspect_err(|refusal| {
+            log::info!(
+                "tokenward: refused {} on route {}: credential {}: {}",
+                refusal.code.code(),
+                route.name,
+                token::fingerprint(&hash),
+                refusal.message
+            );
+        })?;
+        if let Some(missing) = route.required_scopes.iter().find(|s| !identity.has_scope(s)) {
+            return Err(Refusal::new(
+                ErrorCode::InsufficientScope,
+                format!("the credential lacks the scope {:?} this route requires", clip(missing)),
+            )
+            .with_required_scope(route.required_scopes.join(" ")));
+        }
+        let swap = Swap {
+            present_credentials: head.credential_header_names().collect(),
+            internal_headers: head.internal_headers.iter().map(|h| h.to_string()).collect(),
+            rewritten_path: credential.rewritten_path,
+            has_anthropic_version: head.has_anthropic_version,
+        };
+        match route.model_source {
+            ModelSource::None => match &route.provider {
+                ProviderChoice::Fixed(provider) => Ok(Decision::Forward(swap.edits_for(provider))),
+                // Policy::compile refuses model_providers without a model source.
+                ProviderChoice::ByModel(_) => Err(Refusal::new(ErrorCode::InternalError, "route has no model source")),
+            },
+            ModelSource::GeminiPath => {
+                let model = model::model_from_gemini_path(head.path).ok_or_else(|| {
+                    Refusal::new(ErrorCode::MissingModel, "the path names no model (…/models/{model}:{method})")
+                })?;
+                forward_for_model(&identity, &route, model, &swap)
+            }
+            ModelSource::Body => {
+                if end_of_stream {
+                    return Err(Refusal::new(ErrorCode::MissingModel, "the request has no body to name a model"));
+                }
+                if head.content_length.is_some_and(|len| len > route.max_body_bytes) {
+                    return Err(too_large());
+                }
+                self.awaiting_body = Some(AwaitingBody { identity, route, swap });
+                Ok(Decision::WaitForBody)
+            }
+        }
+    }
+
+    fn body_stage(&self, host: &impl Host, body_size: usize, awaiting: AwaitingBody) -> Result<Decision, Refusal> {
+        let body = host
+            .request_body(body_size)
+            .ok_or_else(|| Refusal::new(ErrorCode::InternalError, "the request body could not be read"))?;
+        let model = model::model_from_body(&body).map_err(|e| match e {
+            ModelError::InvalidJson(reason) => {
+                Refusal::new(ErrorCode::InvalidJson, format!("the request body is not valid JSON: {reason}"))
+            }
+            ModelError::Missing => Refusal::new(ErrorCode::MissingModel, "the request body has no \"model\" string"),
+        })?;
+        forward_for_model(&awaiting.identity, &awaiting.route, &model, &awaiting.swap)
+    }
+}
+
+fn forward_for_model(identity: &Identity, route: &Route, model: &str, swap: &Swap) -> Result<Decision, Refusal> {
+    if !identity.may_use_model(model) {
+        return Err(Refusal::new(
+            ErrorCode::ModelNotAllowed,
+            format!("the credential may not use the model {:?}", clip(model)),
+        ));
+    }
+    let provider = match &route.provider {
+        ProviderChoice::Fixed(provider) => provider,
+        ProviderChoice::ByModel(list) => list
+            .iter()
+            .find(|(pattern, _)| model::pattern_matches(pattern, model))
+            .map(|(_, provider)| provider)
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::ModelNotFound,
+                    format!("no provider on this route serves the model {:?}", clip(model)),
+                )
+            })?,
+    };
+    Ok(Decision::Forward(swap.edits_for(provider)))
+}
+
+/// What the credential swap needs to know about the client's request.
+#[derive(Debug)]
+struct Swap {
+    present_credentials: Vec<&'static str>,
+    internal_headers: Vec<String>,
+    rewritten_path: Option<String>,
+    has_anthropic_version: bool,
+}
+
+impl Swap {
+    fn edits_for(&self, provider: &Provider) -> HeaderEdits {
+        let sets = |name: &str| provider.upstream_headers.iter().any(|(n, _)| n == name);
+        let mut set = provider.upstream_headers.clone();
+        if provider.needs_default_anthropic_version && !self.has_anthropic_version {
+            set.push(("anthropic-version".to_string(), DEFAULT_ANTHROPIC_VERSION.as_bytes().to_vec()));
+        }
+        if let Some(path) = &self.rewritten_path {
+            set.push((":path".to_string(), path.clone().into_bytes()));
+        }
+        HeaderEdits {
+            // A header the provider's credential replaces needs no separate removal.
+            remove: self.present_credentials.iter().copied().filter(|h| !sets(h)).collect(),
+            remove_owned: self.internal_headers.clone(),
+            set,
+        }
+    }
+}
+
+fn too_large() -> Refusal {
+    Refusal::new(ErrorCode::RequestTooLarge, "the request body exceeds this route's size limit")
+}
+
+/// Client-supplied text echoed in a message is cut short.
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(128) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+use super::*;
+use crate::host::fake::FakeHost;
+use crate::testing::{Fixture, NOW};
+
+fn worker(fx: &Fixture) -> Rc<Worker> {
+    Worker::configured(fx.policy())
+}
+
+fn chat(token: &str, body: &str) -> FakeHost {
+    FakeHost::request("POST", "/v1/chat/completions")
+        .with_bearer(token)
+        .with_header("content-type", "application/json")
+        .with_body(body)
+        .with_now(NOW + 1)
+}
+
+/// Runs headers then (if asked) the whole body in one piece.
+fn run(worker: &Rc<Worker>, host: &FakeHost) -> Decision {
+    let mut flow = RequestFlow::new(Rc::clone(worker));
+    let has_body = host.body_len() > 0;
+    match flow.on_request_headers(host, !has_body) {
+        Decision::WaitForBody => flow.on_request_body(host, host.body_len(), true),
+        other => other,
+    }
+}
+
+fn refusal(decision: Decision) -> Refusal {
+    match decision {
+        Decision::Refuse(r) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn edits(decision: Decision) -> HeaderEdits {
+    match decision {
+        Decision::Forward(e) => e,
+        other => panic!("expected a forward, got {other:?}"),
+    }
+}
+
+#[test]
+fn unconfigured_worker_refuses_with_503() {
+    let mut flow = RequestFlow::new(Worker::unconfigured());
+    let r = refusal(flow.on_request_headers(&FakeHost::request("GET", "/v1/models"), true));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::NotConfigured, 503));
+}
+
+#[test]
+fn chat_request_is_routed_by_model_with_the_swapped_credential() {
+    let fx = Fixture::new();
+    let w = worker(&fx);
+    let e = edits(run(&w, &chat(&fx.token(), r#"{"model":"gpt-4o-mini","messages":[]}"#)));
+    assert_eq!(e.value_of("authorization"), Some(&b"Bearer sk-upstream-openai"[..]));
+    assert_eq!(e.value_of(crate::policy::CLUSTER_HEADER), Some(&b"openai_cluster"[..]));
+    assert_eq!(e.value_of(":authority"), Some(&b"api.openai.test"[..]));
+
+    let e = edits(run(&w, &chat(&fx.token(), r#"{"model":"claude-3-5-haiku","max_tokens":5}"#)));
+    assert_eq!(e.value_of("x-api-key"), Some(&b"sk-ant-upstream"[..]));
+    assert_eq!(e.value_of("anthropic-version"), Some(&b"2023-06-01"[..]));
+    assert!(e.removes("authorization"), "the client's bearer token must not reach Anthropic");
+}
+
+#[test]
+fn client_internal_headers_are_stripped_and_client_anthropic_version_kept() {
+    let fx = Fixture::new();
+    let host = FakeHost::request("POST", "/v1/messages")
+        .with_header("x-api-key", &fx.token())
+        .with_header("anthropic-version", "2024-01-01")
+        .with_header("x-tokenward-cluster", "attacker")
+        .with_body(r#"{"model":"claude-3-opus"}"#)
+        .with_now(NOW);
+    let e = edits(run(&worker(&fx), &host));
+    assert!(e.removes("x-tokenward-cluster"));
+    assert_eq!(e.value_of("x-tokenward-cluster"), Some(&b"anthropic_cluster"[..]));
+    assert_eq!(e.value_of("anthropic-version"), None);
+    assert_eq!(e.value_of("x-api-key"), Some(&b"sk-ant-upstream"[..]));
+    assert!(!e.removes("x-api-key"), "set replaces it; a removal would be a wasted host call");
+}
+
+#[test]
+fn model_refusals() {
+    let fx = Fixture::new();
+    let w = worker(&fx);
+    let r = refusal(run(&w, &chat(&fx.token(), r#"{"model":"o1-preview"}"#)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::ModelNotAllowed, 403));
+    assert!(r.message.contains("o1-preview"));
+    let r = refusal(run(&w, &chat(&fx.token(), r#"{"model":"gemini-pro"}"#)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::ModelNotFound, 404));
+    let r = refusal(run(&w, &chat(&fx.token(), r#"{"messages":[]}"#)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::MissingModel, 400));
+    let r = refusal(run(&w, &chat(&fx.token(), r#"{"model":"gpt-4o""#)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::InvalidJson, 400));
+    let r = refusal(run(&w, &chat(&fx.token(), "")));
+    assert_eq!(r.code, ErrorCode::MissingModel);
+}
+
+#[test]
+fn token_without_models_claim_may_use_no_model() {
+    let fx = Fixture::new();
+    let mut claims = fx.claims(60);
+    claims.custom.models = None;
+    let r = refusal(run(&worker(&fx), &chat(&fx.sign(claims), r#"{"model":"gpt-4o"}"#)));
+    assert_eq!(r.code, ErrorCode::ModelNotAllowed);
+}
+
+#[test]
+fn body_limit_is_enforced_from_content_length_and_from_the_stream() {
+    let fx = Fixture::new();
+    let w = worker(&fx);
+    let big = format!(r#"{{"model":"gpt-4o","pad":"{}"}}"#, "x".repeat(2000));
+    let host = chat(&fx.token(), &big).with_header("content-length", &big.len().to_string());
+    let r = refusal(RequestFlow::new(Rc::clone(&w)).on_request_headers(&host, false));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::RequestTooLarge, 413));
+
+    // Chunked: no content-length, the limit is seen as the body grows.
+    let host = chat(&fx.token(), &big);
+    let mut flow = RequestFlow::new(Rc::clone(&w));
+    assert_eq!(flow.on_request_headers(&host, false), Decision::WaitForBody);
+    assert_eq!(flow.on_request_body(&host, 500, false), Decision::WaitForBody);
+    let r = refusal(flow.on_request_body(&host, 1500, false));
+    assert_eq!(r.code, ErrorCode::RequestTooLarge);
+}
+
+#[test]
+fn scopes_are_required() {
+    let fx = Fixture::new();
+    let mut claims = fx.claims(60);
+    claims.custom.scope = Some("embeddings".into());
+    let r = refusal(run(&worker(&fx), &chat(&fx.sign(claims), r#"{"model":"gpt-4o"}"#)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::InsufficientScope, 403));
+    assert_eq!(r.required_scope.as_deref(), Some("chat"));
+}
+
+#[test]
+fn gemini_path_model_and_query_credential() {
+    let mut fx = Fixture::new();
+    let key = fx.add_api_key("svc", &["chat"], &["gemini-2*"]);
+    let w = worker(&fx);
+    let host = FakeHost::request("POST", &format!("/v1beta/models/gemini-2.0-flash:generateContent?key={key}"))
+        .with_body("{}")
+        .with_now(NOW);
+    let e = edits(run(&w, &host));
+    assert_eq!(e.value_of(":path"), Some(&b"/v1beta/models/gemini-2.0-flash:generateContent"[..]));
+    assert_eq!(e.value_of("x-goog-api-key"), Some(&b"gemini-upstream"[..]));
+    let host = FakeHost::request("POST", "/v1beta/models/gemini-1.5-pro:generateContent")
+        .with_header("x-goog-api-key", &key)
+        .with_now(NOW);
+    assert_eq!(refusal(run(&w, &host)).code, ErrorCode::ModelNotAllowed);
+}
+
+#[test]
+fn unknown_route_and_query_token_are_refused() {
+    let fx = Fixture::new();
+    let w = worker(&fx);
+    let r = refusal(run(&w, &FakeHost::request("POST", "/v1/unknown").with_bearer(&fx.token()).with_now(NOW)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::RouteNotFound, 404));
+    let r = refusal(run(&w, &FakeHost::request("GET", "/v1/models?access_token=abc").with_now(NOW)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::TokenInUrl, 400));
+}
+
+#[test]
+fn fixed_provider_route_without_model_forwards_at_headers() {
+    let fx = Fixture::new();
+    let mut flow = RequestFlow::new(worker(&fx));
+    let host = FakeHost::request("GET", "/v1/models").with_header("api-key", &fx.token()).with_now(NOW);
+    let e = edits(flow.on_request_headers(&host, true));
+    assert!(e.removes("api-key"));
+    assert_eq!(e.value_of("authorization"), Some(&b"Bearer sk-upstream-openai"[..]));
+    // No body stage afterwards.
+    assert_eq!(flow.on_request_body(&host, 0, true), Decision::Continue);
+}
+
+#[test]
+fn the_cache_fills_once_per_token_and_a_new_worker_starts_empty() {
+    let fx = Fixture::new();
+    let w = worker(&fx);
+    let host = FakeHost::request("GET", "/v1/models").with_bearer(&fx.token()).with_now(NOW);
+    for _ in 0..3 {
+        edits(run(&w, &host));
+    }
+    assert_eq!(w.cached_credentials(), 1);
+    assert_eq!(worker(&fx).cached_credentials(), 0);
+}

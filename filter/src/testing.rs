@@ -1,0 +1,160 @@
+//! Test fixtures: a config with freshly generated keys, and tokens signed by them.
+
+use jwt_simple::prelude::*;
+
+use crate::claims::TokenwardClaims;
+use crate::config::*;
+
+pub const ISSUER: &str = "https://tokenward.test";
+pub const AUDIENCE: &str = "tokenward-gateway";
+pub const NOW: u64 = 1_800_000_000;
+
+pub struct Fixture {
+    pub key: Ed25519KeyPair,
+    pub config: Config,
+}
+
+pub fn ed25519_jwk(key: &Ed25519KeyPair, kid: Option<&str>) -> Jwk {
+    Jwk {
+        kty: "OKP".into(),
+        kid: kid.map(str::to_string),
+        alg: Some("EdDSA".into()),
+        use_: Some("sig".into()),
+        crv: Some("Ed25519".into()),
+        x: Some(Base64UrlSafeNoPadding::encode_to_string(key.public_key().to_bytes()).unwrap()),
+        y: None,
+        k: None,
+        allow_symmetric: false,
+    }
+}
+
+pub fn provider(name: &str, style: ProviderStyle, secret: &str) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        style,
+        cluster: format!("{name}_cluster"),
+        authority: format!("api.{name}.test"),
+        credential: CredentialSource::Inline(secret.into()),
+        headers: Default::default(),
+    }
+}
+
+pub fn route(name: &str, prefix: &str) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        path_prefix: prefix.into(),
+        methods: vec!["POST".into()],
+        required_scopes: vec![],
+        model_source: ModelSource::None,
+        provider: None,
+        model_providers: vec![],
+        max_body_bytes: default_max_body_bytes(),
+        allow_query_credential: false,
+    }
+}
+
+impl Fixture {
+    /// OpenAI, Anthropic and Gemini providers; chat (model from body, routed by model),
+    /// models (GET, no model) and Gemini (model from path) routes.
+    pub fn new() -> Fixture {
+        let key = Ed25519KeyPair::generate();
+        let config = Config {
+            version: Some("test".into()),
+            issuer: ISSUER.into(),
+            audiences: vec![AUDIENCE.into()],
+            clock_skew_seconds: 30,
+            max_token_lifetime_seconds: 3600,
+            keys: JwkSet { keys: vec![ed25519_jwk(&key, None)] },
+            api_keys: vec![],
+            revocations: Revocations::default(),
+            providers: vec![
+                provider("openai", ProviderStyle::Openai, "sk-upstream-openai"),
+                provider("anthropic", ProviderStyle::Anthropic, "sk-ant-upstream"),
+                provider("gemini", ProviderStyle::Gemini, "gemini-upstream"),
+            ],
+            routes: vec![
+                RouteConfig {
+                    required_scopes: vec!["chat".into()],
+                    model_source: ModelSource::Body,
+                    model_providers: vec![
+                        ModelProvider { pattern: "gpt-*".into(), provider: "openai".into() },
+                        ModelProvider { pattern: "claude-*".into(), provider: "anthropic".into() },
+                    ],
+                    max_body_bytes: 1000,
+                    ..route("chat", "/v1/chat/completions")
+                },
+                RouteConfig {
+                    required_scopes: vec!["chat".into()],
+                    model_source: ModelSource::Body,
+                    provider: Some("anthropic".into()),
+                    ..route("messages", "/v1/messages")
+                },
+                RouteConfig {
+                    methods: vec!["GET".into()],
+                    provider: Some("openai".into()),
+                    ..route("models", "/v1/models")
+                },
+                RouteConfig {
+                    required_scopes: vec!["chat".into()],
+                    model_source: ModelSource::GeminiPath,
+                    provider: Some("gemini".into()),
+                    allow_query_credential: true,
+                    ..route("gemini", "/v1beta/models/")
+                },
+            ],
+            cache: CacheConfig::default(),
+        };
+        Fixture { key, config }
+    }
+
+    pub fn claims(&self, valid_for: u64) -> JWTClaims<TokenwardClaims> {
+        let custom = TokenwardClaims {
+            scope: Some("chat".into()),
+            models: Some(vec!["gpt-4o*".into(), "claude-*".into(), "gemini-*".into()]),
+            tenant: Some("acme".into()),
+            plan: None,
+        };
+        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(valid_for))
+            .with_issuer(ISSUER)
+            .with_audience(AUDIENCE)
+            .with_subject("alice")
+            .with_jwt_id("jti-1");
+        claims.issued_at = Some(Duration::from_secs(NOW));
+        claims.invalid_before = Some(Duration::from_secs(NOW));
+        claims.expires_at = Some(Duration::from_secs(NOW + valid_for));
+        claims
+    }
+
+    pub fn sign(&self, claims: JWTClaims<TokenwardClaims>) -> String {
+        self.key.sign(claims).unwrap()
+    }
+
+    pub fn token(&self) -> String {
+        self.sign(self.claims(600))
+    }
+
+    pub fn policy(&self) -> crate::policy::Policy {
+        crate::policy::Policy::compile(&self.config, &|_| None).unwrap()
+    }
+
+    /// Adds an API key to the config and returns the key.
+    pub fn add_api_key(&mut self, subject: &str, scopes: &[&str], models: &[&str]) -> String {
+        let mut n = self.config.api_keys.len() as u8;
+        let key = crate::apikey::new_api_key(|| {
+            n = n.wrapping_mul(31).wrapping_add(17);
+            n
+        });
+        let hash = crate::token::credential_hash(&key);
+        self.config.api_keys.push(ApiKeyEntry {
+            id: format!("key-{subject}"),
+            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            subject: subject.into(),
+            tenant: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            models: models.iter().map(|s| s.to_string()).collect(),
+            plan: None,
+            expires_at: None,
+        });
+        key
+    }
+}

@@ -1,0 +1,146 @@
+//! Who is calling: turns a credential string into a verified `Identity`, through the
+//! per-worker cache, the API key table or a JWT signature check, then applies revocation.
+//! Authorization (scopes, models) is the request flow's business.
+
+use std::rc::Rc;
+
+use jwt_simple::prelude::Token;
+use sha2::{Digest, Sha256};
+
+use crate::apikey;
+use crate::cache::{CredentialHash, VerifiedTokenCache};
+use crate::error::{ErrorCode, Refusal};
+use crate::keys::{SignatureError, MAX_TOKEN_LENGTH};
+use crate::policy::Policy;
+
+/// What kind of credential an identity came from, with the ids revocation looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    Jwt { jti: Option<String>, kid: Option<String> },
+    ApiKey { id: String },
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub kind: CredentialKind,
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    /// Model patterns; `None` allows no model.
+    pub models: Option<Vec<String>>,
+    pub plan: Option<String>,
+    /// Unix seconds; `None` for an API key without expiry.
+    pub expires_at: Option<u64>,
+}
+
+impl Identity {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    pub fn may_use_model(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_some_and(|patterns| patterns.iter().any(|p| crate::model::pattern_matches(p, model)))
+    }
+}
+
+/// SHA-256 of a credential: the cache key and the API key lookup key.
+pub fn credential_hash(credential: &str) -> CredentialHash {
+    Sha256::digest(credential.as_bytes()).into()
+}
+
+/// A short, non-reversible name for a credential, safe for logs.
+pub fn fingerprint(hash: &CredentialHash) -> String {
+    hash[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Verifies `credential` (JWT or API key) at time `now`, using and filling `cache`, and
+/// refuses a revoked one. The returned identity is safe to authorize.
+pub fn authenticate(
+    policy: &Policy,
+    cache: &mut VerifiedTokenCache,
+    credential: &str,
+    hash: &CredentialHash,
+    now: u64,
+) -> Result<Rc<Identity>, Refusal> {
+    let identity = match cache.get(hash, now) {
+        Some(identity) => identity,
+        None if apikey::looks_like_api_key(credential) => api_key_identity(policy, credential, hash, now)?,
+        None => {
+            let (identity, valid_until) = verify_jwt(policy, credential, now)?;
+            let identity = Rc::new(identity);
+            cache.insert(*hash, Rc::clone(&identity), valid_until);
+            identity
+        }
+    };
+    if policy.revocations.revokes(&identity) {
+        return Err(Refusal::new(ErrorCode::TokenRevoked, "credential has been revoked"));
+    }
+    Ok(identity)
+}
+
+fn api_key_identity(
+    policy: &Policy,
+    key: &str,
+    hash: &CredentialHash,
+    now: u64,
+) -> Result<Rc<Identity>, Refusal> {
+    let invalid = |message: &str| Refusal::new(ErrorCode::InvalidApiKey, message);
+    if !apikey::checksum_is_valid(key) {
+        return Err(invalid("API key is malformed (bad length or checksum)"));
+    }
+    let identity = policy.api_key(hash).ok_or_else(|| invalid("API key is not recognised"))?;
+    if identity.expires_at.is_some_and(|exp| now > exp) {
+        return Err(invalid("API key has expired"));
+    }
+    Ok(identity)
+}
+
+/// Verifies a JWT; returns the identity and until when it may be cached.
+fn verify_jwt(policy: &Policy, token: &str, now: u64) -> Result<(Identity, u64), Refusal> {
+    let invalid = |message: &str| Refusal::new(ErrorCode::InvalidToken, message);
+    if token.len() > MAX_TOKEN_LENGTH {
+        return Err(invalid("token is too long"));
+    }
+    let metadata = Token::decode_metadata(token)
+        .map_err(|_| invalid("credential is neither a tokenward JWT nor a tokenward API key"))?;
+    let kid = metadata.key_id();
+    let key = policy.key_for(kid).ok_or_else(|| match kid {
+        Some(_) => invalid("token is signed with an unknown key"),
+        None => invalid("token has no \"kid\" and several keys are configured"),
+    })?;
+    // The key fixes the algorithm: a token may not choose it (no `none`, no confusion
+    // between a public key and an HMAC secret).
+    if metadata.algorithm() != key.algorithm().name() {
+        return Err(invalid("token algorithm does not match its key"));
+    }
+    let claims = key.verify(token, &policy.claim_rules, now).map_err(|e| match e {
+        SignatureError::Expired => Refusal::new(ErrorCode::TokenExpired, e.to_string()),
+        _ => invalid(&e.to_string()),
+    })?;
+    let exp = claims
+        .expires_at
+        .map(|t| t.as_secs())
+        .ok_or_else(|| invalid("token has no \"exp\""))?;
+    let issued = claims.issued_at.map(|t| t.as_secs()).unwrap_or(now);
+    if exp.saturating_sub(issued) > policy.max_token_lifetime_seconds {
+        return Err(invalid("token lifetime exceeds the allowed maximum"));
+    }
+    let subject = claims.subject.filter(|s| !s.is_empty()).ok_or_else(|| invalid("token has no \"sub\""))?;
+    let custom = claims.custom;
+    let identity = Identity {
+        kind: CredentialKind::Jwt { jti: claims.jwt_id, kid: kid.map(str::to_string) },
+        subject,
+        scopes: custom.scopes().map(str::to_string).collect(),
+        tenant: custom.tenant,
+        models: custom.models,
+        plan: custom.plan,
+        expires_at: Some(exp),
+    };
+    Ok((identity, exp.saturating_add(policy.claim_rules.clock_skew_seconds)))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds dist/tokenward.wasm: size-optimized, LTO, panic=abort, stripped (profile "wasm").
+# Uses a rustup toolchain's wasm32-wasip1 target when installed, otherwise Debian's rustc-web
+# with -Zbuild-std (rustup cannot download targets on machines without its servers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=wasm32-wasip1
+out="target/$target/wasm/tokenward_filter.wasm"
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  cargo build --locked -p tokenward-filter --profile wasm --target "$target"
+else
+  for tool in /usr/bin/rustc /usr/bin/cargo; do
+    [ -x "$tool" ] || { echo "$tool missing: run scripts/install-deps.sh (or make deps)" >&2; exit 1; }
+  done
+  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+  RUSTFLAGS="-C link-self-contained=no -L native=/usr/lib/wasm32-wasi" \
+    /usr/bin/cargo build --locked -p tokenward-filter --profile wasm --target "$target" \
+      -Zbuild-std=std,panic_abort
+fi
+mkdir -p dist
+cp "$out" dist/tokenward.wasm
+size=$(stat -c %s dist/tokenward.wasm)
+echo "dist/tokenward.wasm: $size bytes"

