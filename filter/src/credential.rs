@@ -117,6 +117,14 @@ pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refu
     } else {
         value
     };
+    // Envoy joins a repeated Authorization header into one value with commas. No tokenward
+    // credential (JWT or API key) contains a comma, so one means two credentials.
+    if value.contains(',') {
+        return Err(Refusal::new(
+            ErrorCode::AmbiguousCredential,
+            format!("the {name} header carries more than one value; send exactly one credential"),
+        ));
+    }
     non_empty(value.to_string()).map(|value| Credential { value, rewritten_path: None })
 }
 

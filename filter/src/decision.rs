@@ -7,6 +7,12 @@ use crate::error::Refusal;
 pub enum Decision {
     /// Apply the header edits and let the request go on to the router.
     Forward(HeaderEdits),
+    /// The route needs the body: apply these edits now (the credential swap: proxy-wasm in
+    /// Envoy cannot touch headers once the body is being read), then let the headers pass
+    /// so the body reaches the filter, which then answers `Continue` or `Refuse`. The
+    /// Envoy config holds the request before the router (the buffer filter after
+    /// tokenward) until that decision, so a refused request never leaves Envoy.
+    ReadBody(HeaderEdits),
     /// Hold the request until more of the body has arrived (the host buffers it).
     WaitForBody,
     /// Answer locally with this refusal; nothing reaches the provider.

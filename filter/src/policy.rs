@@ -57,7 +57,11 @@ pub enum InvalidConfig {
     BadMethod { index: usize, method: String },
     #[error("routes[{0}]: set exactly one of \"provider\" and \"model_providers\"")]
     ProviderChoice(usize),
-    #[error("routes[{0}]: \"model_providers\" needs a model_source other than \"none\"")]
+    #[error(
+        "routes[{0}]: \"model_providers\" needs the model before the body is read (model_source \"gemini_path\"): \
+         Envoy's proxy-wasm cannot change the upstream once the body has been read, so a route whose model is in \
+         the body names one \"provider\""
+    )]
     ModelProvidersWithoutModel(usize),
     #[error("routes[{index}]: unknown provider {provider:?}")]
     UnknownProvider { index: usize, provider: String },
@@ -320,7 +324,7 @@ fn compile_routes(
         let provider = match (&r.provider, r.model_providers.as_slice()) {
             (Some(name), []) => ProviderChoice::Fixed(lookup(name)?),
             (None, list) if !list.is_empty() => {
-                if r.model_source == ModelSource::None {
+                if r.model_source != ModelSource::GeminiPath {
                     return Err(InvalidConfig::ModelProvidersWithoutModel(index));
                 }
                 let mut by_model = Vec::with_capacity(list.len());

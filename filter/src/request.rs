@@ -53,7 +53,6 @@ pub struct RequestFlow {
 struct AwaitingBody {
     identity: Rc<Identity>,
     route: Rc<Route>,
-    swap: Swap,
 }
 
 impl RequestFlow {
@@ -103,7 +102,7 @@ impl RequestFlow {
         };
         let identity = authenticated.inspect_err(|refusal| {
             log::info!(
-                "tokenward: refused {} on route {}: credential {}: {}",
+                "refused {} on route {}: credential {}: {}",
                 refusal.code.code(),
                 route.name,
                 token::fingerprint(&hash),
@@ -124,16 +123,17 @@ impl RequestFlow {
             has_anthropic_version: head.has_anthropic_version,
         };
         match route.model_source {
-            ModelSource::None => match &route.provider {
-                ProviderChoice::Fixed(provider) => Ok(Decision::Forward(swap.edits_for(provider))),
-                // Policy::compile refuses model_providers without a model source.
-                ProviderChoice::ByModel(_) => Err(Refusal::new(ErrorCode::InternalError, "route has no model source")),
-            },
+            ModelSource::None => {
+                let provider = provider_for(&route, None)?;
+                Ok(Decision::Forward(swap.edits_for(provider)))
+            }
             ModelSource::GeminiPath => {
                 let model = model::model_from_gemini_path(head.path).ok_or_else(|| {
                     Refusal::new(ErrorCode::MissingModel, "the path names no model (…/models/{model}:{method})")
                 })?;
-                forward_for_model(&identity, &route, model, &swap)
+                authorize_model(&identity, model)?;
+                let provider = provider_for(&route, Some(model))?;
+                Ok(Decision::Forward(swap.edits_for(provider)))
             }
             ModelSource::Body => {
                 if end_of_stream {
@@ -142,8 +142,12 @@ impl RequestFlow {
                 if head.content_length.is_some_and(|len| len > route.max_body_bytes) {
                     return Err(too_large());
                 }
-                self.awaiting_body = Some(AwaitingBody { identity, route, swap });
-                Ok(Decision::WaitForBody)
+                // Headers cannot change once the body is being read (proxy-wasm), so the
+                // swap happens now and the body only decides whether the request may go on.
+                let provider = provider_for(&route, None)?;
+                let edits = swap.edits_for(provider);
+                self.awaiting_body = Some(AwaitingBody { identity, route });
+                Ok(Decision::ReadBody(edits))
             }
         }
     }
@@ -158,31 +162,39 @@ impl RequestFlow {
             }
             ModelError::Missing => Refusal::new(ErrorCode::MissingModel, "the request body has no \"model\" string"),
         })?;
-        forward_for_model(&awaiting.identity, &awaiting.route, &model, &awaiting.swap)
+        authorize_model(&awaiting.identity, &model)?;
+        log::debug!("route {}: model {} allowed", awaiting.route.name, clip(&model));
+        Ok(Decision::Continue)
     }
 }
 
-fn forward_for_model(identity: &Identity, route: &Route, model: &str, swap: &Swap) -> Result<Decision, Refusal> {
-    if !identity.may_use_model(model) {
-        return Err(Refusal::new(
-            ErrorCode::ModelNotAllowed,
-            format!("the credential may not use the model {:?}", clip(model)),
-        ));
+fn authorize_model(identity: &Identity, model: &str) -> Result<(), Refusal> {
+    if identity.may_use_model(model) {
+        return Ok(());
     }
-    let provider = match &route.provider {
-        ProviderChoice::Fixed(provider) => provider,
-        ProviderChoice::ByModel(list) => list
+    Err(Refusal::new(ErrorCode::ModelNotAllowed, format!("the credential may not use the model {:?}", clip(model))))
+}
+
+/// The route's provider; `model` picks it on routes that choose by model (whose model is
+/// known from the path, see `Policy::compile`).
+fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Provider, Refusal> {
+    match (&route.provider, model) {
+        (ProviderChoice::Fixed(provider), _) => Ok(provider),
+        (ProviderChoice::ByModel(list), Some(model)) => list
             .iter()
             .find(|(pattern, _)| model::pattern_matches(pattern, model))
-            .map(|(_, provider)| provider)
+            .map(|(_, provider)| provider.as_ref())
             .ok_or_else(|| {
                 Refusal::new(
                     ErrorCode::ModelNotFound,
                     format!("no provider on this route serves the model {:?}", clip(model)),
                 )
-            })?,
-    };
-    Ok(Decision::Forward(swap.edits_for(provider)))
+            }),
+        // Policy::compile refuses model_providers on routes without a header-time model.
+        (ProviderChoice::ByModel(_), None) => {
+            Err(Refusal::new(ErrorCode::InternalError, "the route chooses its provider by model but has none"))
+        }
+    }
 }
 
 /// What the credential swap needs to know about the client's request.

@@ -54,8 +54,8 @@ pub fn route(name: &str, prefix: &str) -> RouteConfig {
 }
 
 impl Fixture {
-    /// OpenAI, Anthropic and Gemini providers; chat (model from body, routed by model),
-    /// models (GET, no model) and Gemini (model from path) routes.
+    /// OpenAI, Anthropic and Gemini providers; chat and messages (model from the body),
+    /// models (GET, no model) and Gemini (model from the path, provider chosen by it) routes.
     pub fn new() -> Fixture {
         let key = Ed25519KeyPair::generate();
         let config = Config {
@@ -76,10 +76,7 @@ impl Fixture {
                 RouteConfig {
                     required_scopes: vec!["chat".into()],
                     model_source: ModelSource::Body,
-                    model_providers: vec![
-                        ModelProvider { pattern: "gpt-*".into(), provider: "openai".into() },
-                        ModelProvider { pattern: "claude-*".into(), provider: "anthropic".into() },
-                    ],
+                    provider: Some("openai".into()),
                     max_body_bytes: 1000,
                     ..route("chat", "/v1/chat/completions")
                 },
@@ -97,7 +94,7 @@ impl Fixture {
                 RouteConfig {
                     required_scopes: vec!["chat".into()],
                     model_source: ModelSource::GeminiPath,
-                    provider: Some("gemini".into()),
+                    model_providers: vec![ModelProvider { pattern: "gemini-*".into(), provider: "gemini".into() }],
                     allow_query_credential: true,
                     ..route("gemini", "/v1beta/models/")
                 },

@@ -49,6 +49,11 @@ fn two_credentials_or_a_repeated_header_are_ambiguous() {
     assert_eq!(both.unwrap_err().code, ErrorCode::AmbiguousCredential);
     let repeated = extract_from(&[("authorization", b"Bearer a"), ("authorization", b"Bearer a")], false);
     assert_eq!(repeated.unwrap_err().code, ErrorCode::AmbiguousCredential);
+    // Envoy coalesces a repeated Authorization header into one comma-joined value.
+    let joined = extract_from(&[("authorization", b"Bearer a,Bearer b")], false);
+    assert_eq!(joined.unwrap_err().code, ErrorCode::AmbiguousCredential);
+    let joined = extract_from(&[("x-api-key", b"a, b")], false);
+    assert_eq!(joined.unwrap_err().code, ErrorCode::AmbiguousCredential);
 }
 
 #[test]

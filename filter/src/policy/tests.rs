@@ -35,19 +35,13 @@ fn config_round_trips_through_json() {
 #[test]
 fn provider_credentials_take_each_providers_style() {
     let policy = Fixture::new().policy();
-    let header = |route: &str, model_route: Option<&str>| {
+    let header = |route: &str| {
         let route = policy.route_for(route, "POST").unwrap();
-        let provider = match (&route.provider, model_route) {
-            (ProviderChoice::Fixed(p), _) => p.clone(),
-            (ProviderChoice::ByModel(list), Some(model)) => {
-                list.iter().find(|(pat, _)| crate::model::pattern_matches(pat, model)).unwrap().1.clone()
-            }
-            _ => unreachable!(),
-        };
+        let ProviderChoice::Fixed(provider) = &route.provider else { panic!("fixed provider expected") };
         provider.upstream_headers[0].clone()
     };
-    assert_eq!(header("/v1/chat/completions", Some("gpt-4o")), ("authorization".into(), b"Bearer sk-upstream-openai".to_vec()));
-    assert_eq!(header("/v1/messages", None), ("x-api-key".into(), b"sk-ant-upstream".to_vec()));
+    assert_eq!(header("/v1/chat/completions"), ("authorization".into(), b"Bearer sk-upstream-openai".to_vec()));
+    assert_eq!(header("/v1/messages"), ("x-api-key".into(), b"sk-ant-upstream".to_vec()));
 }
 
 #[test]
@@ -94,6 +88,11 @@ fn invalid_documents_are_refused_whole() {
             fx.config.routes[2].provider = None;
             fx.config.routes[2].model_providers = vec![ModelProvider { pattern: "*".into(), provider: "openai".into() }];
         }), "model_source"),
+        (Box::new(|fx| {
+            // A body model comes too late to pick the upstream in proxy-wasm.
+            fx.config.routes[0].provider = None;
+            fx.config.routes[0].model_providers = vec![ModelProvider { pattern: "*".into(), provider: "openai".into() }];
+        }), "gemini_path"),
         (Box::new(|fx| fx.config.routes[0].max_body_bytes = 0), "max_body_bytes"),
         (Box::new(|fx| {
             fx.add_api_key("svc", &[], &[]);

@@ -14,12 +14,16 @@ fn chat(token: &str, body: &str) -> FakeHost {
         .with_now(NOW + 1)
 }
 
-/// Runs headers then (if asked) the whole body in one piece.
+/// Runs headers then (if asked) the whole body in one piece. A request whose body passes
+/// comes back as the `Forward` of the edits made at the headers.
 fn run(worker: &Rc<Worker>, host: &FakeHost) -> Decision {
     let mut flow = RequestFlow::new(Rc::clone(worker));
     let has_body = host.body_len() > 0;
     match flow.on_request_headers(host, !has_body) {
-        Decision::WaitForBody => flow.on_request_body(host, host.body_len(), true),
+        Decision::ReadBody(edits) => match flow.on_request_body(host, host.body_len(), true) {
+            Decision::Continue => Decision::Forward(edits),
+            other => other,
+        },
         other => other,
     }
 }
@@ -46,15 +50,25 @@ fn unconfigured_worker_refuses_with_503() {
 }
 
 #[test]
-fn chat_request_is_routed_by_model_with_the_swapped_credential() {
+fn chat_request_gets_the_provider_credential_and_its_body_only_authorizes_the_model() {
     let fx = Fixture::new();
     let w = worker(&fx);
-    let e = edits(run(&w, &chat(&fx.token(), r#"{"model":"gpt-4o-mini","messages":[]}"#)));
+    let host = chat(&fx.token(), r#"{"model":"gpt-4o-mini","messages":[]}"#);
+    let mut flow = RequestFlow::new(Rc::clone(&w));
+    let e = match flow.on_request_headers(&host, false) {
+        Decision::ReadBody(edits) => edits,
+        other => panic!("expected to read the body, got {other:?}"),
+    };
     assert_eq!(e.value_of("authorization"), Some(&b"Bearer sk-upstream-openai"[..]));
     assert_eq!(e.value_of(crate::policy::CLUSTER_HEADER), Some(&b"openai_cluster"[..]));
     assert_eq!(e.value_of(":authority"), Some(&b"api.openai.test"[..]));
+    assert_eq!(flow.on_request_body(&host, host.body_len(), true), Decision::Continue);
 
-    let e = edits(run(&w, &chat(&fx.token(), r#"{"model":"claude-3-5-haiku","max_tokens":5}"#)));
+    let host = FakeHost::request("POST", "/v1/messages")
+        .with_bearer(&fx.token())
+        .with_body(r#"{"model":"claude-3-5-haiku","max_tokens":5}"#)
+        .with_now(NOW);
+    let e = edits(run(&w, &host));
     assert_eq!(e.value_of("x-api-key"), Some(&b"sk-ant-upstream"[..]));
     assert_eq!(e.value_of("anthropic-version"), Some(&b"2023-06-01"[..]));
     assert!(e.removes("authorization"), "the client's bearer token must not reach Anthropic");
@@ -74,7 +88,7 @@ fn client_internal_headers_are_stripped_and_client_anthropic_version_kept() {
     assert_eq!(e.value_of("x-tokenward-cluster"), Some(&b"anthropic_cluster"[..]));
     assert_eq!(e.value_of("anthropic-version"), None);
     assert_eq!(e.value_of("x-api-key"), Some(&b"sk-ant-upstream"[..]));
-    assert!(!e.removes("x-api-key"), "set replaces it; a removal would be a wasted host call");
+
 }
 
 #[test]
@@ -84,7 +98,8 @@ fn model_refusals() {
     let r = refusal(run(&w, &chat(&fx.token(), r#"{"model":"o1-preview"}"#)));
     assert_eq!((r.code, r.code.status()), (ErrorCode::ModelNotAllowed, 403));
     assert!(r.message.contains("o1-preview"));
-    let r = refusal(run(&w, &chat(&fx.token(), r#"{"model":"gemini-pro"}"#)));
+    let path = FakeHost::request("POST", "/v1beta/models/gpt-4o:generateContent").with_bearer(&fx.token()).with_now(NOW);
+    let r = refusal(run(&w, &path));
     assert_eq!((r.code, r.code.status()), (ErrorCode::ModelNotFound, 404));
     let r = refusal(run(&w, &chat(&fx.token(), r#"{"messages":[]}"#)));
     assert_eq!((r.code, r.code.status()), (ErrorCode::MissingModel, 400));
@@ -115,7 +130,7 @@ fn body_limit_is_enforced_from_content_length_and_from_the_stream() {
     // Chunked: no content-length, the limit is seen as the body grows.
     let host = chat(&fx.token(), &big);
     let mut flow = RequestFlow::new(Rc::clone(&w));
-    assert_eq!(flow.on_request_headers(&host, false), Decision::WaitForBody);
+    assert!(matches!(flow.on_request_headers(&host, false), Decision::ReadBody(_)));
     assert_eq!(flow.on_request_body(&host, 500, false), Decision::WaitForBody);
     let r = refusal(flow.on_request_body(&host, 1500, false));
     assert_eq!(r.code, ErrorCode::RequestTooLarge);
@@ -164,6 +179,9 @@ fn fixed_provider_route_without_model_forwards_at_headers() {
     let mut flow = RequestFlow::new(worker(&fx));
     let host = FakeHost::request("GET", "/v1/models").with_header("api-key", &fx.token()).with_now(NOW);
     let e = edits(flow.on_request_headers(&host, true));
+    let host2 = FakeHost::request("GET", "/v1/models").with_bearer(&fx.token()).with_now(NOW);
+    let e2 = edits(RequestFlow::new(worker(&fx)).on_request_headers(&host2, true));
+    assert!(!e2.removes("authorization"), "set replaces it; a removal would be a wasted host call");
     assert!(e.removes("api-key"));
     assert_eq!(e.value_of("authorization"), Some(&b"Bearer sk-upstream-openai"[..]));
     // No body stage afterwards.

@@ -1,14 +1,14 @@
 //! The proxy-wasm ABI: the only module that talks to Envoy. Reads the host for the core
 //! (`AbiHost`), hands configuration to `Policy`, and turns the core's `Decision`s into
-//! header edits, local replies and `Action`s. Uses the `hostcalls` functions, which return
-//! errors, instead of the SDK's trait helpers, which panic on them.
+//! header edits, local replies and `Action`s. The SDK supplies the context plumbing; the
+//! host calls themselves go through `raw`, which returns errors where the SDK panics.
+
+mod raw;
 
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::decision::{Decision, HeaderEdits};
 use crate::error::{ErrorCode, Refusal};
@@ -31,21 +31,24 @@ impl Context for TokenwardRoot {}
 
 impl RootContext for TokenwardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let config = match raw::plugin_configuration() {
+            Ok(config) => config,
+            Err(status) => {
+                log::error!("configuration could not be read: {status:?}");
+                return false;
+            }
+        };
         if config.iter().all(u8::is_ascii_whitespace) {
             // No configuration is a valid state, not an error: ECDS's fail-closed default
             // and a fresh install start here. Every request gets 503 until a config arrives.
-            log::warn!("tokenward: no configuration; every request is refused with 503 not_configured");
+            log::warn!("no configuration; every request is refused with 503 not_configured");
             self.worker = Worker::unconfigured();
             return true;
         }
         match Policy::from_json(&config, &|name| std::env::var(name).ok()) {
             Ok(policy) => {
                 log::info!(
-                    "tokenward: configuration {} applied",
+                    "configuration {} applied",
                     policy.version.as_deref().unwrap_or("(unversioned)")
                 );
                 // A new worker state: the cache of the old keys goes with the old config.
@@ -54,7 +57,7 @@ impl RootContext for TokenwardRoot {
             }
             Err(reason) => {
                 // Returning false keeps the last good configuration in force (xDS NACK).
-                log::error!("tokenward: configuration refused: {reason}");
+                log::error!("configuration refused: {reason}");
                 false
             }
         }
@@ -79,19 +82,19 @@ impl Context for TokenwardHttp {}
 impl HttpContext for TokenwardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let decision = self.flow.on_request_headers(&AbiHost, end_of_stream);
-        apply(decision)
+        apply(decision, Phase::Headers)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.body_size = body_size;
         let decision = self.flow.on_request_body(&AbiHost, body_size, end_of_stream);
-        apply(decision)
+        apply(decision, Phase::Body)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the request body.
         let decision = self.flow.on_request_body(&AbiHost, self.body_size, true);
-        apply(decision)
+        apply(decision, Phase::Body)
     }
 }
 
@@ -100,30 +103,38 @@ struct AbiHost;
 
 impl Host for AbiHost {
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+        // Without headers the request has no credential and is refused: fail closed.
+        raw::request_headers().unwrap_or_default()
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().or_else(|| {
-            // An empty body is reported as no buffer.
-            (size == 0).then(Vec::new)
-        })
+        raw::request_body(size).ok()
     }
 
     fn now_unix_seconds(&self) -> Option<u64> {
-        let now = hostcalls::get_current_time().ok()?;
-        now.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+        raw::now_nanoseconds().ok().map(|ns| ns / 1_000_000_000)
     }
 }
 
-fn apply(decision: Decision) -> Action {
+#[derive(Clone, Copy)]
+enum Phase {
+    Headers,
+    Body,
+}
+
+fn apply(decision: Decision, phase: Phase) -> Action {
     match decision {
         Decision::Continue => Action::Continue,
-        Decision::WaitForBody => Action::Pause,
-        Decision::Forward(edits) => match apply_edits(&edits) {
+        // Pausing in the headers callback would stop the body from reaching the filter
+        // (Envoy turns it into StopAllIteration); only a body callback may pause.
+        Decision::WaitForBody => match phase {
+            Phase::Headers => Action::Continue,
+            Phase::Body => Action::Pause,
+        },
+        Decision::ReadBody(edits) | Decision::Forward(edits) => match apply_edits(&edits) {
             Ok(()) => Action::Continue,
             Err(status) => {
-                log::error!("tokenward: could not rewrite request headers: {status:?}");
+                log::error!("could not rewrite request headers: {status:?}");
                 refuse(&Refusal::new(ErrorCode::InternalError, "the request could not be prepared for the provider"))
             }
         },
@@ -131,15 +142,17 @@ fn apply(decision: Decision) -> Action {
     }
 }
 
-fn apply_edits(edits: &HeaderEdits) -> Result<(), proxy_wasm::types::Status> {
+fn apply_edits(edits: &HeaderEdits) -> Result<(), raw::HostStatus> {
     for name in &edits.remove {
-        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)?;
+        raw::remove_request_header(name)?;
     }
     for name in &edits.remove_owned {
-        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)?;
+        raw::remove_request_header(name)?;
     }
     for (name, value) in &edits.set {
-        hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value))?;
+        raw::replace_request_header(name, value).inspect_err(|status| {
+            log::error!("setting request header {name} failed: {status:?}");
+        })?;
     }
     Ok(())
 }
@@ -147,11 +160,9 @@ fn apply_edits(edits: &HeaderEdits) -> Result<(), proxy_wasm::types::Status> {
 /// Sends the refusal as a local reply. The request is paused either way: it must never
 /// continue to the provider, even if the reply cannot be sent.
 fn refuse(refusal: &Refusal) -> Action {
-    let headers = refusal.headers();
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let body = refusal.body();
-    if let Err(status) = hostcalls::send_http_response(u32::from(refusal.code.status()), headers, Some(body.as_bytes())) {
-        log::error!("tokenward: could not send the {} reply: {status:?}", refusal.code.code());
+    if let Err(status) = raw::send_local_response(refusal.code.status(), &refusal.headers(), body.as_bytes()) {
+        log::error!("could not send the {} reply: {status:?}", refusal.code.code());
     }
     Action::Pause
 }

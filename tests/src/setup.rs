@@ -1,0 +1,228 @@
+//! Keys, tokens and filter configurations generated for each run: no secret is ever
+//! committed, every test makes its own.
+
+use std::collections::BTreeMap;
+
+use jwt_simple::prelude::*;
+use tokenward_filter::claims::TokenwardClaims;
+use tokenward_filter::config::*;
+
+pub const ISSUER: &str = "https://tokenward.local";
+pub const AUDIENCE: &str = "tokenward-gateway";
+
+/// The provider names, which are also their Envoy cluster names in envoy/envoy.yaml.
+pub const PROVIDERS: [(&str, ProviderStyle, &str); 3] = [
+    ("openai", ProviderStyle::Openai, "api.openai.com"),
+    ("anthropic", ProviderStyle::Anthropic, "api.anthropic.com"),
+    ("gemini", ProviderStyle::Gemini, "generativelanguage.googleapis.com"),
+];
+
+/// Random bytes from the OS, hex-encoded.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).unwrap_or_else(|e| fail(&format!("no OS randomness: {e}")));
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(2)
+}
+
+/// An Ed25519 signing key with its kid.
+pub struct SigningKey {
+    pub kid: String,
+    pair: Ed25519KeyPair,
+}
+
+impl SigningKey {
+    pub fn generate(kid: &str) -> SigningKey {
+        SigningKey { kid: kid.to_string(), pair: Ed25519KeyPair::generate().with_key_id(kid) }
+    }
+
+    pub fn jwk(&self) -> Jwk {
+        Jwk {
+            kty: "OKP".into(),
+            kid: Some(self.kid.clone()),
+            alg: Some("EdDSA".into()),
+            use_: Some("sig".into()),
+            crv: Some("Ed25519".into()),
+            x: Base64UrlSafeNoPadding::encode_to_string(self.pair.public_key().to_bytes()).ok(),
+            y: None,
+            k: None,
+            allow_symmetric: false,
+        }
+    }
+
+    /// The public key in PEM, for Envoy's native `jwt_authn` (benchmark).
+    pub fn public_jwks_json(&self) -> String {
+        serde_json::json!({ "keys": [self.jwk()] }).to_string()
+    }
+
+    pub fn mint(&self, spec: &TokenSpec) -> String {
+        let now = unix_now();
+        let custom = TokenwardClaims {
+            scope: Some(spec.scopes.join(" ")),
+            models: spec.models.clone(),
+            tenant: spec.tenant.clone(),
+            plan: spec.plan.clone(),
+        };
+        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(60))
+            .with_issuer(&spec.issuer)
+            .with_audience(&spec.audience)
+            .with_subject(&spec.subject)
+            .with_jwt_id(&spec.jti);
+        let issued = now.saturating_add_signed(spec.issued_offset);
+        claims.issued_at = Some(Duration::from_secs(issued));
+        claims.invalid_before = Some(Duration::from_secs(issued));
+        claims.expires_at = Some(Duration::from_secs(issued.saturating_add_signed(spec.lifetime)));
+        self.pair.sign(claims).unwrap_or_else(|e| fail(&format!("signing failed: {e}")))
+    }
+}
+
+/// What a minted token says. `Default` is a one-hour chat token for any model.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub models: Option<Vec<String>>,
+    pub tenant: Option<String>,
+    pub plan: Option<String>,
+    pub jti: String,
+    pub issuer: String,
+    pub audience: String,
+    /// Seconds added to now for `iat`/`nbf`.
+    pub issued_offset: i64,
+    /// `exp - iat`.
+    pub lifetime: i64,
+}
+
+impl Default for TokenSpec {
+    fn default() -> Self {
+        TokenSpec {
+            subject: "alice".into(),
+            scopes: vec!["chat".into(), "embeddings".into(), "models".into()],
+            models: Some(vec!["*".into()]),
+            tenant: Some("acme".into()),
+            plan: None,
+            jti: random_hex(8),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            issued_offset: 0,
+            lifetime: 3600,
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Upstream secrets generated for one run; the mock providers expect exactly these.
+#[derive(Debug, Clone)]
+pub struct ProviderSecrets {
+    pub by_provider: BTreeMap<String, String>,
+}
+
+impl ProviderSecrets {
+    pub fn generate() -> ProviderSecrets {
+        let by_provider =
+            PROVIDERS.iter().map(|(name, _, _)| (name.to_string(), format!("upstream-{name}-{}", random_hex(12)))).collect();
+        ProviderSecrets { by_provider }
+    }
+
+    pub fn get(&self, provider: &str) -> &str {
+        self.by_provider.get(provider).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A route: prefix, methods, scopes, where the model comes from, which provider.
+fn route(name: &str, prefix: &str, method: &str, scope: &str, model_source: ModelSource) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        path_prefix: prefix.into(),
+        methods: vec![method.into()],
+        required_scopes: if scope.is_empty() { vec![] } else { vec![scope.into()] },
+        model_source,
+        provider: None,
+        model_providers: vec![],
+        max_body_bytes: default_max_body_bytes(),
+        allow_query_credential: false,
+    }
+}
+
+/// The gateway configuration the tests, the demo and the benchmark start from: the three
+/// providers, OpenAI chat, embeddings and model list, Anthropic messages, and Gemini
+/// generateContent (provider chosen by the model in the path).
+pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config {
+    let providers = PROVIDERS
+        .iter()
+        .map(|(name, style, authority)| ProviderConfig {
+            name: name.to_string(),
+            style: *style,
+            cluster: name.to_string(),
+            authority: authority.to_string(),
+            credential: CredentialSource::Inline(secrets.get(name).to_string()),
+            headers: BTreeMap::new(),
+        })
+        .collect();
+    let by = |pattern: &str, provider: &str| ModelProvider { pattern: pattern.into(), provider: provider.into() };
+    Config {
+        version: Some(format!("test-{}", random_hex(4))),
+        issuer: ISSUER.into(),
+        audiences: vec![AUDIENCE.into()],
+        clock_skew_seconds: 30,
+        max_token_lifetime_seconds: 24 * 3600,
+        keys: JwkSet { keys: keys.iter().map(|k| k.jwk()).collect() },
+        api_keys: vec![],
+        revocations: Revocations::default(),
+        providers,
+        routes: vec![
+            RouteConfig {
+                provider: Some("openai".into()),
+                max_body_bytes: 256 * 1024,
+                ..route("openai-chat", "/v1/chat/completions", "POST", "chat", ModelSource::Body)
+            },
+            RouteConfig {
+                provider: Some("openai".into()),
+                ..route("openai-embeddings", "/v1/embeddings", "POST", "embeddings", ModelSource::Body)
+            },
+            RouteConfig {
+                provider: Some("openai".into()),
+                ..route("openai-models", "/v1/models", "GET", "models", ModelSource::None)
+            },
+            RouteConfig {
+                provider: Some("anthropic".into()),
+                ..route("anthropic-messages", "/v1/messages", "POST", "chat", ModelSource::Body)
+            },
+            RouteConfig {
+                model_providers: vec![by("gemini-*", "gemini"), by("gemma-*", "gemini")],
+                ..route("gemini-generate", "/v1beta/models/", "POST", "chat", ModelSource::GeminiPath)
+            },
+        ],
+        cache: CacheConfig::default(),
+    }
+}
+
+/// Adds an API key to `config`; returns the key (shown once, stored only as its hash).
+pub fn add_api_key(config: &mut Config, id: &str, subject: &str, scopes: &[&str], models: &[&str]) -> String {
+    let mut random = [0u8; 64];
+    getrandom::fill(&mut random).unwrap_or_else(|e| fail(&format!("no OS randomness: {e}")));
+    let mut bytes = random.into_iter().cycle();
+    let key = tokenward_filter::apikey::new_api_key(|| bytes.next().unwrap_or(0));
+    let hash = tokenward_filter::token::credential_hash(&key);
+    config.api_keys.push(ApiKeyEntry {
+        id: id.into(),
+        sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+        subject: subject.into(),
+        tenant: None,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        models: models.iter().map(|s| s.to_string()).collect(),
+        plan: None,
+        expires_at: None,
+    });
+    key
+}
