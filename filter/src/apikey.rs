@@ -20,7 +20,10 @@ pub fn checksum_is_valid(key: &str) -> bool {
         return false;
     }
     let (head, checksum) = key.split_at(PREFIX.len() + BODY_LEN);
-    if !head[PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !head[PREFIX.len()..]
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric())
+    {
         return false;
     }
     encode_checksum(crc32fast::hash(head.as_bytes())).as_bytes() == checksum.as_bytes()

@@ -44,7 +44,10 @@ impl VerifiedTokenCache {
         if self.max_entries == 0 {
             return;
         }
-        let entry = Entry { identity, valid_until };
+        let entry = Entry {
+            identity,
+            valid_until,
+        };
         if let Some(existing) = self.entries.get_mut(&hash) {
             *existing = entry;
             return;

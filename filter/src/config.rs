@@ -228,7 +228,9 @@ pub fn default_cache_entries() -> usize {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { max_entries: default_cache_entries() }
+        CacheConfig {
+            max_entries: default_cache_entries(),
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 use crate::error::{ErrorCode, Refusal};
 
 /// Headers that can carry a client credential; all of them are removed before forwarding.
-pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+pub const CREDENTIAL_HEADERS: [&str; 4] =
+    ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
 /// Headers with this prefix are the filter's own; a client may not send them upstream.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-tokenward-";
 /// Query parameters that carry credentials in some SDKs (Gemini's `key`) and leak into logs.
@@ -93,7 +94,10 @@ pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refu
         ));
     }
     if let Some((value, rewritten_path)) = from_query {
-        return non_empty(value).map(|value| Credential { value, rewritten_path: Some(rewritten_path) });
+        return non_empty(value).map(|value| Credential {
+            value,
+            rewritten_path: Some(rewritten_path),
+        });
     }
     let Some(&(name, raw)) = head.credentials.first() else {
         return Err(Refusal::new(
@@ -102,7 +106,12 @@ pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refu
         ));
     };
     let value = std::str::from_utf8(raw)
-        .map_err(|_| Refusal::new(ErrorCode::InvalidHeader, format!("the {name} header is not valid UTF-8")))?
+        .map_err(|_| {
+            Refusal::new(
+                ErrorCode::InvalidHeader,
+                format!("the {name} header is not valid UTF-8"),
+            )
+        })?
         .trim();
     let value = if name == "authorization" {
         match value.split_once(' ') {
@@ -125,20 +134,30 @@ pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refu
             format!("the {name} header carries more than one value; send exactly one credential"),
         ));
     }
-    non_empty(value.to_string()).map(|value| Credential { value, rewritten_path: None })
+    non_empty(value.to_string()).map(|value| Credential {
+        value,
+        rewritten_path: None,
+    })
 }
 
 fn non_empty(value: String) -> Result<String, Refusal> {
     if value.is_empty() {
-        Err(Refusal::new(ErrorCode::MissingCredential, "the credential is empty"))
+        Err(Refusal::new(
+            ErrorCode::MissingCredential,
+            "the credential is empty",
+        ))
     } else {
         Ok(value)
     }
 }
 
 fn utf8<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Refusal> {
-    std::str::from_utf8(value)
-        .map_err(|_| Refusal::new(ErrorCode::InvalidHeader, format!("the {name} header is not valid UTF-8")))
+    std::str::from_utf8(value).map_err(|_| {
+        Refusal::new(
+            ErrorCode::InvalidHeader,
+            format!("the {name} header is not valid UTF-8"),
+        )
+    })
 }
 
 /// A credential in the query string: its decoded value and the path without it.
@@ -163,7 +182,11 @@ fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
         }
     }
     Ok(found.map(|value| {
-        let path = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+        let path = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
         (value, path)
     }))
 }

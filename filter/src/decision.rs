@@ -34,7 +34,11 @@ pub struct HeaderEdits {
 impl HeaderEdits {
     /// The value a header will have after the edits, if the edits set it.
     pub fn value_of(&self, name: &str) -> Option<&[u8]> {
-        self.set.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.set
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Whether the edits remove this header.

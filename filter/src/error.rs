@@ -154,7 +154,11 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal { code, message: message.into(), required_scope: None }
+        Refusal {
+            code,
+            message: message.into(),
+            required_scope: None,
+        }
     }
 
     pub fn with_required_scope(mut self, scope: String) -> Self {
@@ -217,7 +221,13 @@ impl Refusal {
 /// RFC 6750 limits `error_description` to printable ASCII without `"` and `\`.
 fn quoted_string_safe(s: &str) -> String {
     s.chars()
-        .map(|c| if (' '..='~').contains(&c) && c != '"' && c != '\\' { c } else { '\'' })
+        .map(|c| {
+            if (' '..='~').contains(&c) && c != '"' && c != '\\' {
+                c
+            } else {
+                '\''
+            }
+        })
         .collect()
 }
 
@@ -230,7 +240,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
             assert!(seen.insert(code.code()), "duplicate code {}", code.code());
-            assert!(code.code().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(code
+                .code()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
         }
     }
 
@@ -252,7 +265,10 @@ mod tests {
             "Bearer realm=\"tokenward\"".to_string()
         )));
         let expired = Refusal::new(ErrorCode::TokenExpired, "token has \"expired\"");
-        let challenge = expired.headers().into_iter().find(|(k, _)| k == "www-authenticate");
+        let challenge = expired
+            .headers()
+            .into_iter()
+            .find(|(k, _)| k == "www-authenticate");
         assert_eq!(
             challenge.unwrap().1,
             "Bearer realm=\"tokenward\", error=\"invalid_token\", error_description=\"token has 'expired'\""
@@ -263,8 +279,11 @@ mod tests {
     fn insufficient_scope_names_the_required_scope() {
         let refusal = Refusal::new(ErrorCode::InsufficientScope, "missing scope")
             .with_required_scope("chat embeddings".into());
-        let (_, challenge) =
-            refusal.headers().into_iter().find(|(k, _)| k == "www-authenticate").unwrap();
+        let (_, challenge) = refusal
+            .headers()
+            .into_iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap();
         assert!(challenge.contains("error=\"insufficient_scope\""));
         assert!(challenge.ends_with("scope=\"chat embeddings\""));
         assert_eq!(refusal.code.status(), 403);
@@ -274,6 +293,9 @@ mod tests {
     fn not_configured_is_503_without_challenge() {
         let refusal = Refusal::new(ErrorCode::NotConfigured, "no configuration");
         assert_eq!(refusal.code.status(), 503);
-        assert!(refusal.headers().iter().all(|(k, _)| k != "www-authenticate"));
+        assert!(refusal
+            .headers()
+            .iter()
+            .all(|(k, _)| k != "www-authenticate"));
     }
 }

@@ -34,7 +34,8 @@ pub mod fake {
         }
 
         pub fn with_header(mut self, name: &str, value: &str) -> Self {
-            self.headers.push((name.to_string(), value.as_bytes().to_vec()));
+            self.headers
+                .push((name.to_string(), value.as_bytes().to_vec()));
             self
         }
 

@@ -73,12 +73,18 @@ impl VerificationKey {
             ("EC", Some("P-256")) => Algorithm::Es256,
             ("oct", None) => Algorithm::Hs256,
             _ => {
-                return Err(KeyError::Unsupported { kty: jwk.kty.clone(), crv: jwk.crv.clone() })
+                return Err(KeyError::Unsupported {
+                    kty: jwk.kty.clone(),
+                    crv: jwk.crv.clone(),
+                })
             }
         };
         if let Some(alg) = &jwk.alg {
             if alg != algorithm.name() {
-                return Err(KeyError::AlgorithmMismatch { alg: alg.clone(), kty: jwk.kty.clone() });
+                return Err(KeyError::AlgorithmMismatch {
+                    alg: alg.clone(),
+                    kty: jwk.kty.clone(),
+                });
             }
         }
         let invalid = |e: jwt_simple::Error| KeyError::InvalidKey(e.to_string());
@@ -91,7 +97,9 @@ impl VerificationKey {
                 let x = decode_param(&jwk.x, "x")?;
                 let y = decode_param(&jwk.y, "y")?;
                 if x.len() != 32 || y.len() != 32 {
-                    return Err(KeyError::InvalidKey("P-256 coordinates must be 32 bytes".into()));
+                    return Err(KeyError::InvalidKey(
+                        "P-256 coordinates must be 32 bytes".into(),
+                    ));
                 }
                 let mut sec1 = Vec::with_capacity(65);
                 sec1.push(0x04);
@@ -105,7 +113,9 @@ impl VerificationKey {
                 }
                 let k = decode_param(&jwk.k, "k")?;
                 if k.len() < 32 {
-                    return Err(KeyError::InvalidKey("HS256 secret shorter than 32 bytes".into()));
+                    return Err(KeyError::InvalidKey(
+                        "HS256 secret shorter than 32 bytes".into(),
+                    ));
                 }
                 VerificationKey::Hs256(HS256Key::from_bytes(&k))
             }
@@ -247,7 +257,10 @@ mod tests {
         let now = Clock::now_since_epoch().as_secs();
         let verified = key.verify(&token, &rules(), now).unwrap();
         assert_eq!(verified.subject.as_deref(), Some("alice"));
-        assert_eq!(key.verify(&token, &rules(), now + 60 + 31).unwrap_err(), SignatureError::Expired);
+        assert_eq!(
+            key.verify(&token, &rules(), now + 60 + 31).unwrap_err(),
+            SignatureError::Expired
+        );
         assert!(key.verify(&token, &rules(), now + 60 + 29).is_ok());
     }
 
@@ -258,7 +271,10 @@ mod tests {
         let key = VerificationKey::from_jwk(&ed25519_jwk(&kp)).unwrap();
         let token = other.sign(claims(60)).unwrap();
         let now = Clock::now_since_epoch().as_secs();
-        assert_eq!(key.verify(&token, &rules(), now).unwrap_err(), SignatureError::BadSignature);
+        assert_eq!(
+            key.verify(&token, &rules(), now).unwrap_err(),
+            SignatureError::BadSignature
+        );
     }
 
     #[test]
@@ -267,9 +283,15 @@ mod tests {
         let key = VerificationKey::from_jwk(&ed25519_jwk(&kp)).unwrap();
         let now = Clock::now_since_epoch().as_secs();
         let token = kp.sign(claims(60).with_issuer("evil")).unwrap();
-        assert_eq!(key.verify(&token, &rules(), now).unwrap_err(), SignatureError::WrongIssuer);
+        assert_eq!(
+            key.verify(&token, &rules(), now).unwrap_err(),
+            SignatureError::WrongIssuer
+        );
         let token = kp.sign(claims(60).with_audience("other")).unwrap();
-        assert_eq!(key.verify(&token, &rules(), now).unwrap_err(), SignatureError::WrongAudience);
+        assert_eq!(
+            key.verify(&token, &rules(), now).unwrap_err(),
+            SignatureError::WrongAudience
+        );
     }
 
     #[test]
@@ -283,7 +305,10 @@ mod tests {
             y: Some(Base64UrlSafeNoPadding::encode_to_string(&point[33..]).unwrap()),
             ..ed25519_jwk(&Ed25519KeyPair::generate())
         };
-        let jwk = Jwk { alg: Some("ES256".into()), ..jwk };
+        let jwk = Jwk {
+            alg: Some("ES256".into()),
+            ..jwk
+        };
         let key = VerificationKey::from_jwk(&jwk).unwrap();
         let token = kp.sign(claims(60)).unwrap();
         let now = Clock::now_since_epoch().as_secs();
@@ -300,19 +325,37 @@ mod tests {
             k: Some(Base64UrlSafeNoPadding::encode_to_string([7u8; 32]).unwrap()),
             ..ed25519_jwk(&Ed25519KeyPair::generate())
         };
-        assert_eq!(VerificationKey::from_jwk(&jwk).unwrap_err(), KeyError::SymmetricNotAllowed);
-        let jwk = Jwk { allow_symmetric: true, ..jwk };
-        assert_eq!(VerificationKey::from_jwk(&jwk).unwrap().algorithm(), Algorithm::Hs256);
+        assert_eq!(
+            VerificationKey::from_jwk(&jwk).unwrap_err(),
+            KeyError::SymmetricNotAllowed
+        );
+        let jwk = Jwk {
+            allow_symmetric: true,
+            ..jwk
+        };
+        assert_eq!(
+            VerificationKey::from_jwk(&jwk).unwrap().algorithm(),
+            Algorithm::Hs256
+        );
     }
 
     #[test]
     fn mismatched_alg_is_refused() {
-        let jwk = Jwk { alg: Some("ES256".into()), ..ed25519_jwk(&Ed25519KeyPair::generate()) };
+        let jwk = Jwk {
+            alg: Some("ES256".into()),
+            ..ed25519_jwk(&Ed25519KeyPair::generate())
+        };
         assert!(matches!(
             VerificationKey::from_jwk(&jwk),
             Err(KeyError::AlgorithmMismatch { .. })
         ));
-        let jwk = Jwk { kty: "RSA".into(), ..ed25519_jwk(&Ed25519KeyPair::generate()) };
-        assert!(matches!(VerificationKey::from_jwk(&jwk), Err(KeyError::Unsupported { .. })));
+        let jwk = Jwk {
+            kty: "RSA".into(),
+            ..ed25519_jwk(&Ed25519KeyPair::generate())
+        };
+        assert!(matches!(
+            VerificationKey::from_jwk(&jwk),
+            Err(KeyError::Unsupported { .. })
+        ));
     }
 }

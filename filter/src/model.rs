@@ -56,7 +56,9 @@ pub fn model_from_body(body: &[u8]) -> Result<String, ModelError> {
 /// `tunedModels/` collection). The query string is ignored.
 pub fn model_from_gemini_path(path: &str) -> Option<&str> {
     let path = path.split('?').next().unwrap_or(path);
-    let (_, after) = path.split_once("/models/").or_else(|| path.split_once("/tunedModels/"))?;
+    let (_, after) = path
+        .split_once("/models/")
+        .or_else(|| path.split_once("/tunedModels/"))?;
     let model = after.split(':').next().unwrap_or(after);
     if model.is_empty() || model.contains('/') {
         return None;
@@ -76,7 +78,10 @@ mod tests {
         assert!(pattern_matches("gpt-4o*", "gpt-4o-mini"));
         assert!(pattern_matches("gpt-4o*", "gpt-4o"));
         assert!(!pattern_matches("gpt-4o*", "gpt-4"));
-        assert!(pattern_matches("claude-*-sonnet*", "claude-3-5-sonnet-20241022"));
+        assert!(pattern_matches(
+            "claude-*-sonnet*",
+            "claude-3-5-sonnet-20241022"
+        ));
         assert!(!pattern_matches("claude-*-sonnet*", "claude-3-opus"));
         assert!(pattern_matches("*-mini", "gpt-4o-mini"));
         assert!(!pattern_matches("*-mini", "gpt-4o"));
@@ -87,13 +92,34 @@ mod tests {
 
     #[test]
     fn model_from_json_body() {
-        assert_eq!(model_from_body(br#"{"model":"gpt-4o","messages":[]}"#), Ok("gpt-4o".into()));
-        assert_eq!(model_from_body(br#"{"messages":[]}"#), Err(ModelError::Missing));
-        assert_eq!(model_from_body(br#"{"model":42}"#), Err(ModelError::Missing));
-        assert_eq!(model_from_body(br#"{"model":""}"#), Err(ModelError::Missing));
-        assert!(matches!(model_from_body(b"{\"model\":\"gpt-4o\""), Err(ModelError::InvalidJson(_))));
-        assert!(matches!(model_from_body(b"[1,2]"), Err(ModelError::InvalidJson(_))));
-        assert!(matches!(model_from_body(b""), Err(ModelError::InvalidJson(_))));
+        assert_eq!(
+            model_from_body(br#"{"model":"gpt-4o","messages":[]}"#),
+            Ok("gpt-4o".into())
+        );
+        assert_eq!(
+            model_from_body(br#"{"messages":[]}"#),
+            Err(ModelError::Missing)
+        );
+        assert_eq!(
+            model_from_body(br#"{"model":42}"#),
+            Err(ModelError::Missing)
+        );
+        assert_eq!(
+            model_from_body(br#"{"model":""}"#),
+            Err(ModelError::Missing)
+        );
+        assert!(matches!(
+            model_from_body(b"{\"model\":\"gpt-4o\""),
+            Err(ModelError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            model_from_body(b"[1,2]"),
+            Err(ModelError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            model_from_body(b""),
+            Err(ModelError::InvalidJson(_))
+        ));
         // Trailing garbage after a valid object is still malformed.
         assert!(matches!(
             model_from_body(br#"{"model":"gpt-4o"} x"#),
@@ -112,7 +138,13 @@ mod tests {
             Some("gemini-1.5-pro")
         );
         assert_eq!(model_from_gemini_path("/v1beta/models"), None);
-        assert_eq!(model_from_gemini_path("/v1beta/models/:generateContent"), None);
-        assert_eq!(model_from_gemini_path("/v1beta/models/a/b:generateContent"), None);
+        assert_eq!(
+            model_from_gemini_path("/v1beta/models/:generateContent"),
+            None
+        );
+        assert_eq!(
+            model_from_gemini_path("/v1beta/models/a/b:generateContent"),
+            None
+        );
     }
 }

@@ -7,8 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::config::{
-    ApiKeyEntry, Config, CredentialSource, ModelSource, ProviderConfig, ProviderStyle,
-    RouteConfig,
+    ApiKeyEntry, Config, CredentialSource, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
 };
 use crate::keys::{ClaimRules, KeyError, VerificationKey};
 use crate::token::{CredentialKind, Identity};
@@ -144,12 +143,18 @@ pub struct Policy {
 
 impl Policy {
     /// Parses and compiles a configuration document. `env` reads the Wasm VM's environment.
-    pub fn from_json(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Policy, InvalidConfig> {
+    pub fn from_json(
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Policy, InvalidConfig> {
         let config = Config::from_json(bytes).map_err(|e| InvalidConfig::Syntax(e.to_string()))?;
         Policy::compile(&config, env)
     }
 
-    pub fn compile(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Policy, InvalidConfig> {
+    pub fn compile(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Policy, InvalidConfig> {
         if config.issuer.is_empty() {
             return Err(InvalidConfig::Empty("issuer"));
         }
@@ -161,7 +166,12 @@ impl Policy {
         let providers = compile_providers(&config.providers, env)?;
         let routes = compile_routes(&config.routes, &providers)?;
         let revocations = RevocationSet {
-            jtis: config.revocations.jtis.iter().map(|r| r.jti.clone()).collect(),
+            jtis: config
+                .revocations
+                .jtis
+                .iter()
+                .map(|r| r.jti.clone())
+                .collect(),
             subjects: config.revocations.subjects.iter().cloned().collect(),
             key_ids: config.revocations.key_ids.iter().cloned().collect(),
         };
@@ -201,18 +211,22 @@ impl Policy {
     }
 }
 
-fn compile_keys(config: &Config) -> Result<(Vec<VerificationKey>, HashMap<String, usize>), InvalidConfig> {
+fn compile_keys(
+    config: &Config,
+) -> Result<(Vec<VerificationKey>, HashMap<String, usize>), InvalidConfig> {
     let jwks = &config.keys.keys;
     let mut keys = Vec::with_capacity(jwks.len());
     let mut by_kid = HashMap::new();
     for (index, jwk) in jwks.iter().enumerate() {
-        keys.push(VerificationKey::from_jwk(jwk).map_err(|source| InvalidConfig::Key { index, source })?);
+        keys.push(
+            VerificationKey::from_jwk(jwk)
+                .map_err(|source| InvalidConfig::Key { index, source })?,
+        );
         match &jwk.kid {
-            Some(kid) => {
-                if by_kid.insert(kid.clone(), index).is_some() {
-                    return Err(InvalidConfig::DuplicateKid(kid.clone()));
-                }
+            Some(kid) if by_kid.insert(kid.clone(), index).is_some() => {
+                return Err(InvalidConfig::DuplicateKid(kid.clone()));
             }
+            Some(_) => {}
             None if jwks.len() > 1 => return Err(InvalidConfig::MissingKid(index)),
             None => {}
         }
@@ -220,7 +234,9 @@ fn compile_keys(config: &Config) -> Result<(Vec<VerificationKey>, HashMap<String
     Ok((keys, by_kid))
 }
 
-fn compile_api_keys(entries: &[ApiKeyEntry]) -> Result<HashMap<[u8; 32], Rc<Identity>>, InvalidConfig> {
+fn compile_api_keys(
+    entries: &[ApiKeyEntry],
+) -> Result<HashMap<[u8; 32], Rc<Identity>>, InvalidConfig> {
     let mut api_keys = HashMap::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
         let hash = parse_sha256_hex(&entry.sha256).ok_or(InvalidConfig::BadApiKeyHash(index))?;
@@ -228,7 +244,9 @@ fn compile_api_keys(entries: &[ApiKeyEntry]) -> Result<HashMap<[u8; 32], Rc<Iden
             return Err(InvalidConfig::ApiKeyIdentity(index));
         }
         let identity = Identity {
-            kind: CredentialKind::ApiKey { id: entry.id.clone() },
+            kind: CredentialKind::ApiKey {
+                id: entry.id.clone(),
+            },
             subject: entry.subject.clone(),
             tenant: entry.tenant.clone(),
             scopes: entry.scopes.clone(),
@@ -254,8 +272,12 @@ fn compile_providers(
         }
         let secret = match &p.credential {
             CredentialSource::Inline(value) => value.clone(),
-            CredentialSource::Env(var) => env(var)
-                .ok_or_else(|| InvalidConfig::MissingEnvCredential { index, var: var.clone() })?,
+            CredentialSource::Env(var) => {
+                env(var).ok_or_else(|| InvalidConfig::MissingEnvCredential {
+                    index,
+                    var: var.clone(),
+                })?
+            }
         };
         let secret = secret.trim().to_string();
         if secret.is_empty() || !is_header_value(&secret) {
@@ -280,14 +302,19 @@ fn compile_providers(
             upstream_headers.push((name, value.clone().into_bytes()));
         }
         let needs_default_anthropic_version = p.style == ProviderStyle::Anthropic
-            && !upstream_headers.iter().any(|(n, _)| n == "anthropic-version");
+            && !upstream_headers
+                .iter()
+                .any(|(n, _)| n == "anthropic-version");
         let provider = Provider {
             name: p.name.clone(),
             style: p.style,
             upstream_headers,
             needs_default_anthropic_version,
         };
-        if providers.insert(p.name.clone(), Rc::new(provider)).is_some() {
+        if providers
+            .insert(p.name.clone(), Rc::new(provider))
+            .is_some()
+        {
             return Err(InvalidConfig::DuplicateProvider(p.name.clone()));
         }
     }
@@ -307,10 +334,15 @@ fn compile_routes(
         if !names.insert(r.name.as_str()) {
             return Err(InvalidConfig::DuplicateRoute(r.name.clone()));
         }
-        if let Some(method) =
-            r.methods.iter().find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
+        if let Some(method) = r
+            .methods
+            .iter()
+            .find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
         {
-            return Err(InvalidConfig::BadMethod { index, method: method.clone() });
+            return Err(InvalidConfig::BadMethod {
+                index,
+                method: method.clone(),
+            });
         }
         if r.max_body_bytes == 0 || r.max_body_bytes > MAX_BODY_LIMIT {
             return Err(InvalidConfig::BodyLimit(index));
@@ -319,7 +351,10 @@ fn compile_routes(
             providers
                 .get(name)
                 .cloned()
-                .ok_or_else(|| InvalidConfig::UnknownProvider { index, provider: name.clone() })
+                .ok_or_else(|| InvalidConfig::UnknownProvider {
+                    index,
+                    provider: name.clone(),
+                })
         };
         let provider = match (&r.provider, r.model_providers.as_slice()) {
             (Some(name), []) => ProviderChoice::Fixed(lookup(name)?),
@@ -367,14 +402,18 @@ fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
 
 /// Visible ASCII and spaces only: what every proxy forwards unchanged.
 fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+    value
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
 }
 
 /// A lowercase token that is not a pseudo-header, a credential header the filter manages, or
 /// one of its own.
 fn is_settable_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && !crate::credential::CREDENTIAL_HEADERS.contains(&name)
         && !name.starts_with(crate::credential::INTERNAL_HEADER_PREFIX)
         && name != "host"

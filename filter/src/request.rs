@@ -26,12 +26,18 @@ pub struct Worker {
 impl Worker {
     /// No valid configuration: every request is refused with 503 (fail closed).
     pub fn unconfigured() -> Rc<Worker> {
-        Rc::new(Worker { policy: None, cache: RefCell::new(VerifiedTokenCache::new(0)) })
+        Rc::new(Worker {
+            policy: None,
+            cache: RefCell::new(VerifiedTokenCache::new(0)),
+        })
     }
 
     pub fn configured(policy: Policy) -> Rc<Worker> {
         let cache = VerifiedTokenCache::new(policy.cache_entries);
-        Rc::new(Worker { policy: Some(Rc::new(policy)), cache: RefCell::new(cache) })
+        Rc::new(Worker {
+            policy: Some(Rc::new(policy)),
+            cache: RefCell::new(cache),
+        })
     }
 
     pub fn policy(&self) -> Option<&Policy> {
@@ -57,15 +63,24 @@ struct AwaitingBody {
 
 impl RequestFlow {
     pub fn new(worker: Rc<Worker>) -> Self {
-        RequestFlow { worker, awaiting_body: None }
+        RequestFlow {
+            worker,
+            awaiting_body: None,
+        }
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Decision {
-        self.headers_stage(host, end_of_stream).unwrap_or_else(Decision::Refuse)
+        self.headers_stage(host, end_of_stream)
+            .unwrap_or_else(Decision::Refuse)
     }
 
     /// `body_size` is everything buffered so far; `end_of_stream` says whether that is all.
-    pub fn on_request_body(&mut self, host: &impl Host, body_size: usize, end_of_stream: bool) -> Decision {
+    pub fn on_request_body(
+        &mut self,
+        host: &impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Decision {
         let Some(awaiting) = &self.awaiting_body else {
             return Decision::Continue;
         };
@@ -79,23 +94,37 @@ impl RequestFlow {
         let Some(awaiting) = self.awaiting_body.take() else {
             return Decision::Continue;
         };
-        self.body_stage(host, body_size, awaiting).unwrap_or_else(Decision::Refuse)
+        self.body_stage(host, body_size, awaiting)
+            .unwrap_or_else(Decision::Refuse)
     }
 
-    fn headers_stage(&mut self, host: &impl Host, end_of_stream: bool) -> Result<Decision, Refusal> {
+    fn headers_stage(
+        &mut self,
+        host: &impl Host,
+        end_of_stream: bool,
+    ) -> Result<Decision, Refusal> {
         let policy = self.worker.policy.clone().ok_or_else(|| {
-            Refusal::new(ErrorCode::NotConfigured, "the gateway has no valid configuration loaded")
+            Refusal::new(
+                ErrorCode::NotConfigured,
+                "the gateway has no valid configuration loaded",
+            )
         })?;
         let headers = host.request_headers();
         let head = RequestHead::parse(&headers)?;
-        let route = policy.route_for(head.path, head.method).cloned().ok_or_else(|| {
-            Refusal::new(ErrorCode::RouteNotFound, "no route is configured for this path and method")
-        })?;
+        let route = policy
+            .route_for(head.path, head.method)
+            .cloned()
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::RouteNotFound,
+                    "no route is configured for this path and method",
+                )
+            })?;
         let credential = credential::extract(&head, route.allow_query_credential)?;
         let hash = token::credential_hash(&credential.value);
-        let now = host
-            .now_unix_seconds()
-            .ok_or_else(|| Refusal::new(ErrorCode::InternalError, "the host clock is unavailable"))?;
+        let now = host.now_unix_seconds().ok_or_else(|| {
+            Refusal::new(ErrorCode::InternalError, "the host clock is unavailable")
+        })?;
         let authenticated = {
             let mut cache = self.worker.cache.borrow_mut();
             token::authenticate(&policy, &mut cache, &credential.value, &hash, now)
@@ -109,16 +138,27 @@ impl RequestFlow {
                 refusal.message
             );
         })?;
-        if let Some(missing) = route.required_scopes.iter().find(|s| !identity.has_scope(s)) {
+        if let Some(missing) = route
+            .required_scopes
+            .iter()
+            .find(|s| !identity.has_scope(s))
+        {
             return Err(Refusal::new(
                 ErrorCode::InsufficientScope,
-                format!("the credential lacks the scope {:?} this route requires", clip(missing)),
+                format!(
+                    "the credential lacks the scope {:?} this route requires",
+                    clip(missing)
+                ),
             )
             .with_required_scope(route.required_scopes.join(" ")));
         }
         let swap = Swap {
             present_credentials: head.credential_header_names().collect(),
-            internal_headers: head.internal_headers.iter().map(|h| h.to_string()).collect(),
+            internal_headers: head
+                .internal_headers
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
             rewritten_path: credential.rewritten_path,
             has_anthropic_version: head.has_anthropic_version,
         };
@@ -129,7 +169,10 @@ impl RequestFlow {
             }
             ModelSource::GeminiPath => {
                 let model = model::model_from_gemini_path(head.path).ok_or_else(|| {
-                    Refusal::new(ErrorCode::MissingModel, "the path names no model (…/models/{model}:{method})")
+                    Refusal::new(
+                        ErrorCode::MissingModel,
+                        "the path names no model (…/models/{model}:{method})",
+                    )
                 })?;
                 authorize_model(&identity, model)?;
                 let provider = provider_for(&route, Some(model))?;
@@ -137,9 +180,15 @@ impl RequestFlow {
             }
             ModelSource::Body => {
                 if end_of_stream {
-                    return Err(Refusal::new(ErrorCode::MissingModel, "the request has no body to name a model"));
+                    return Err(Refusal::new(
+                        ErrorCode::MissingModel,
+                        "the request has no body to name a model",
+                    ));
                 }
-                if head.content_length.is_some_and(|len| len > route.max_body_bytes) {
+                if head
+                    .content_length
+                    .is_some_and(|len| len > route.max_body_bytes)
+                {
                     return Err(too_large());
                 }
                 // Headers cannot change once the body is being read (proxy-wasm), so the
@@ -152,18 +201,34 @@ impl RequestFlow {
         }
     }
 
-    fn body_stage(&self, host: &impl Host, body_size: usize, awaiting: AwaitingBody) -> Result<Decision, Refusal> {
-        let body = host
-            .request_body(body_size)
-            .ok_or_else(|| Refusal::new(ErrorCode::InternalError, "the request body could not be read"))?;
+    fn body_stage(
+        &self,
+        host: &impl Host,
+        body_size: usize,
+        awaiting: AwaitingBody,
+    ) -> Result<Decision, Refusal> {
+        let body = host.request_body(body_size).ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::InternalError,
+                "the request body could not be read",
+            )
+        })?;
         let model = model::model_from_body(&body).map_err(|e| match e {
-            ModelError::InvalidJson(reason) => {
-                Refusal::new(ErrorCode::InvalidJson, format!("the request body is not valid JSON: {reason}"))
-            }
-            ModelError::Missing => Refusal::new(ErrorCode::MissingModel, "the request body has no \"model\" string"),
+            ModelError::InvalidJson(reason) => Refusal::new(
+                ErrorCode::InvalidJson,
+                format!("the request body is not valid JSON: {reason}"),
+            ),
+            ModelError::Missing => Refusal::new(
+                ErrorCode::MissingModel,
+                "the request body has no \"model\" string",
+            ),
         })?;
         authorize_model(&awaiting.identity, &model)?;
-        log::debug!("route {}: model {} allowed", awaiting.route.name, clip(&model));
+        log::debug!(
+            "route {}: model {} allowed",
+            awaiting.route.name,
+            clip(&model)
+        );
         Ok(Decision::Continue)
     }
 }
@@ -172,7 +237,10 @@ fn authorize_model(identity: &Identity, model: &str) -> Result<(), Refusal> {
     if identity.may_use_model(model) {
         return Ok(());
     }
-    Err(Refusal::new(ErrorCode::ModelNotAllowed, format!("the credential may not use the model {:?}", clip(model))))
+    Err(Refusal::new(
+        ErrorCode::ModelNotAllowed,
+        format!("the credential may not use the model {:?}", clip(model)),
+    ))
 }
 
 /// The route's provider; `model` picks it on routes that choose by model (whose model is
@@ -187,13 +255,17 @@ fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Provide
             .ok_or_else(|| {
                 Refusal::new(
                     ErrorCode::ModelNotFound,
-                    format!("no provider on this route serves the model {:?}", clip(model)),
+                    format!(
+                        "no provider on this route serves the model {:?}",
+                        clip(model)
+                    ),
                 )
             }),
         // Policy::compile refuses model_providers on routes without a header-time model.
-        (ProviderChoice::ByModel(_), None) => {
-            Err(Refusal::new(ErrorCode::InternalError, "the route chooses its provider by model but has none"))
-        }
+        (ProviderChoice::ByModel(_), None) => Err(Refusal::new(
+            ErrorCode::InternalError,
+            "the route chooses its provider by model but has none",
+        )),
     }
 }
 
@@ -211,14 +283,22 @@ impl Swap {
         let sets = |name: &str| provider.upstream_headers.iter().any(|(n, _)| n == name);
         let mut set = provider.upstream_headers.clone();
         if provider.needs_default_anthropic_version && !self.has_anthropic_version {
-            set.push(("anthropic-version".to_string(), DEFAULT_ANTHROPIC_VERSION.as_bytes().to_vec()));
+            set.push((
+                "anthropic-version".to_string(),
+                DEFAULT_ANTHROPIC_VERSION.as_bytes().to_vec(),
+            ));
         }
         if let Some(path) = &self.rewritten_path {
             set.push((":path".to_string(), path.clone().into_bytes()));
         }
         HeaderEdits {
             // A header the provider's credential replaces needs no separate removal.
-            remove: self.present_credentials.iter().copied().filter(|h| !sets(h)).collect(),
+            remove: self
+                .present_credentials
+                .iter()
+                .copied()
+                .filter(|h| !sets(h))
+                .collect(),
             remove_owned: self.internal_headers.clone(),
             set,
         }
@@ -226,7 +306,10 @@ impl Swap {
 }
 
 fn too_large() -> Refusal {
-    Refusal::new(ErrorCode::RequestTooLarge, "the request body exceeds this route's size limit")
+    Refusal::new(
+        ErrorCode::RequestTooLarge,
+        "the request body exceeds this route's size limit",
+    )
 }
 
 /// Client-supplied text echoed in a message is cut short.

@@ -64,7 +64,9 @@ impl Fixture {
             audiences: vec![AUDIENCE.into()],
             clock_skew_seconds: 30,
             max_token_lifetime_seconds: 3600,
-            keys: JwkSet { keys: vec![ed25519_jwk(&key, None)] },
+            keys: JwkSet {
+                keys: vec![ed25519_jwk(&key, None)],
+            },
             api_keys: vec![],
             revocations: Revocations::default(),
             providers: vec![
@@ -94,7 +96,10 @@ impl Fixture {
                 RouteConfig {
                     required_scopes: vec!["chat".into()],
                     model_source: ModelSource::GeminiPath,
-                    model_providers: vec![ModelProvider { pattern: "gemini-*".into(), provider: "gemini".into() }],
+                    model_providers: vec![ModelProvider {
+                        pattern: "gemini-*".into(),
+                        provider: "gemini".into(),
+                    }],
                     allow_query_credential: true,
                     ..route("gemini", "/v1beta/models/")
                 },

@@ -16,8 +16,13 @@ use crate::policy::Policy;
 /// What kind of credential an identity came from, with the ids revocation looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialKind {
-    Jwt { jti: Option<String>, kid: Option<String> },
-    ApiKey { id: String },
+    Jwt {
+        jti: Option<String>,
+        kid: Option<String>,
+    },
+    ApiKey {
+        id: String,
+    },
 }
 
 /// A verified caller.
@@ -40,9 +45,11 @@ impl Identity {
     }
 
     pub fn may_use_model(&self, model: &str) -> bool {
-        self.models
-            .as_ref()
-            .is_some_and(|patterns| patterns.iter().any(|p| crate::model::pattern_matches(p, model)))
+        self.models.as_ref().is_some_and(|patterns| {
+            patterns
+                .iter()
+                .any(|p| crate::model::pattern_matches(p, model))
+        })
     }
 }
 
@@ -67,7 +74,9 @@ pub fn authenticate(
 ) -> Result<Rc<Identity>, Refusal> {
     let identity = match cache.get(hash, now) {
         Some(identity) => identity,
-        None if apikey::looks_like_api_key(credential) => api_key_identity(policy, credential, hash, now)?,
+        None if apikey::looks_like_api_key(credential) => {
+            api_key_identity(policy, credential, hash, now)?
+        }
         None => {
             let (identity, valid_until) = verify_jwt(policy, credential, now)?;
             let identity = Rc::new(identity);
@@ -76,7 +85,10 @@ pub fn authenticate(
         }
     };
     if policy.revocations.revokes(&identity) {
-        return Err(Refusal::new(ErrorCode::TokenRevoked, "credential has been revoked"));
+        return Err(Refusal::new(
+            ErrorCode::TokenRevoked,
+            "credential has been revoked",
+        ));
     }
     Ok(identity)
 }
@@ -91,7 +103,9 @@ fn api_key_identity(
     if !apikey::checksum_is_valid(key) {
         return Err(invalid("API key is malformed (bad length or checksum)"));
     }
-    let identity = policy.api_key(hash).ok_or_else(|| invalid("API key is not recognised"))?;
+    let identity = policy
+        .api_key(hash)
+        .ok_or_else(|| invalid("API key is not recognised"))?;
     if identity.expires_at.is_some_and(|exp| now > exp) {
         return Err(invalid("API key has expired"));
     }
@@ -116,10 +130,12 @@ fn verify_jwt(policy: &Policy, token: &str, now: u64) -> Result<(Identity, u64),
     if metadata.algorithm() != key.algorithm().name() {
         return Err(invalid("token algorithm does not match its key"));
     }
-    let claims = key.verify(token, &policy.claim_rules, now).map_err(|e| match e {
-        SignatureError::Expired => Refusal::new(ErrorCode::TokenExpired, e.to_string()),
-        _ => invalid(&e.to_string()),
-    })?;
+    let claims = key
+        .verify(token, &policy.claim_rules, now)
+        .map_err(|e| match e {
+            SignatureError::Expired => Refusal::new(ErrorCode::TokenExpired, e.to_string()),
+            _ => invalid(&e.to_string()),
+        })?;
     let exp = claims
         .expires_at
         .map(|t| t.as_secs())
@@ -128,10 +144,16 @@ fn verify_jwt(policy: &Policy, token: &str, now: u64) -> Result<(Identity, u64),
     if exp.saturating_sub(issued) > policy.max_token_lifetime_seconds {
         return Err(invalid("token lifetime exceeds the allowed maximum"));
     }
-    let subject = claims.subject.filter(|s| !s.is_empty()).ok_or_else(|| invalid("token has no \"sub\""))?;
+    let subject = claims
+        .subject
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("token has no \"sub\""))?;
     let custom = claims.custom;
     let identity = Identity {
-        kind: CredentialKind::Jwt { jti: claims.jwt_id, kid: kid.map(str::to_string) },
+        kind: CredentialKind::Jwt {
+            jti: claims.jwt_id,
+            kid: kid.map(str::to_string),
+        },
         subject,
         scopes: custom.scopes().map(str::to_string).collect(),
         tenant: custom.tenant,
@@ -139,7 +161,10 @@ fn verify_jwt(policy: &Policy, token: &str, now: u64) -> Result<(Identity, u64),
         plan: custom.plan,
         expires_at: Some(exp),
     };
-    Ok((identity, exp.saturating_add(policy.claim_rules.clock_skew_seconds)))
+    Ok((
+        identity,
+        exp.saturating_add(policy.claim_rules.clock_skew_seconds),
+    ))
 }
 
 #[cfg(test)]

@@ -9,11 +9,24 @@ use crate::gateway::{Gateway, Options};
 
 #[test]
 fn four_workers_under_parallel_clients_swap_and_refuse_consistently() {
-    let gw = Arc::new(Gateway::start_with(Options { concurrency: 4 }, |config, _| {
-        config.revocations.subjects.push("banned".into());
-    }));
-    let good: Vec<String> = (0..4).map(|i| gw.mint(TokenSpec { subject: format!("user-{i}"), ..TokenSpec::default() })).collect();
-    let banned = gw.mint(TokenSpec { subject: "banned".into(), ..TokenSpec::default() });
+    let gw = Arc::new(Gateway::start_with(
+        Options { concurrency: 4 },
+        |config, _| {
+            config.revocations.subjects.push("banned".into());
+        },
+    ));
+    let good: Vec<String> = (0..4)
+        .map(|i| {
+            gw.mint(TokenSpec {
+                subject: format!("user-{i}"),
+                ..TokenSpec::default()
+            })
+        })
+        .collect();
+    let banned = gw.mint(TokenSpec {
+        subject: "banned".into(),
+        ..TokenSpec::default()
+    });
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let gw = Arc::clone(&gw);
@@ -37,16 +50,27 @@ fn four_workers_under_parallel_clients_swap_and_refuse_consistently() {
             })
         })
         .collect();
-    let (passed, refused) =
-        threads.into_iter().map(|t| t.join().unwrap()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (passed, refused) = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     assert_eq!(passed + refused, 200);
     let received = gw.received("openai");
-    assert_eq!(received.len(), passed, "every admitted request, and only those, reached the provider");
+    assert_eq!(
+        received.len(),
+        passed,
+        "every admitted request, and only those, reached the provider"
+    );
     let expected = format!("Bearer {}", gw.secrets.get("openai"));
-    assert!(received.iter().all(|r| r.header("authorization").as_deref() == Some(expected.as_str())));
+    assert!(received
+        .iter()
+        .all(|r| r.header("authorization").as_deref() == Some(expected.as_str())));
     for token in good.iter().chain([&banned]) {
         gw.assert_never_forwarded(token);
     }
     let workers = gw.envoy.log().matches("configuration test-").count();
-    assert!(workers >= 4, "expected the config applied in 4 workers, saw {workers}");
+    assert!(
+        workers >= 4,
+        "expected the config applied in 4 workers, saw {workers}"
+    );
 }

@@ -10,10 +10,20 @@ use crate::gateway::{Gateway, Options};
 
 #[test]
 fn without_configuration_every_request_gets_503_not_configured() {
-    let gw = Gateway::start_raw(Options::default(), None, SigningKey::generate("k1"), ProviderSecrets::generate());
+    let gw = Gateway::start_raw(
+        Options::default(),
+        None,
+        SigningKey::generate("k1"),
+        ProviderSecrets::generate(),
+    );
     let token = gw.token();
     for path in ["/v1/models", "/v1/chat/completions", "/anything"] {
-        let reply = gw.send("GET", path, &[("authorization", format!("Bearer {token}").as_bytes())], None);
+        let reply = gw.send(
+            "GET",
+            path,
+            &[("authorization", format!("Bearer {token}").as_bytes())],
+            None,
+        );
         assert_eq!(reply.status, 503, "{path}: {}", reply.body);
         assert_eq!(reply.error_code().as_deref(), Some("not_configured"));
     }
@@ -26,14 +36,19 @@ fn invalid_configuration_is_refused_with_its_reason() {
         .unwrap()
         .with_wasm(&wasm_module().unwrap())
         .unwrap()
-        .with_filter_config(r#"{"issuer":"x","audiences":["a"],"providers":[],"routes":[],"cach":{}}"#)
+        .with_filter_config(
+            r#"{"issuer":"x","audiences":["a"],"providers":[],"routes":[],"cach":{}}"#,
+        )
         .unwrap();
     let error = match Envoy::start(config, &EnvoyOptions::default()) {
         Ok(_) => panic!("Envoy accepted an invalid filter configuration"),
         Err(e) => e.to_string(),
     };
     assert!(error.contains("configuration refused"), "{error}");
-    assert!(error.contains("unknown field `cach`"), "the reason is logged: {error}");
+    assert!(
+        error.contains("unknown field `cach`"),
+        "the reason is logged: {error}"
+    );
 }
 
 #[test]
@@ -57,8 +72,13 @@ fn every_shipped_envoy_config_validates() {
             .env("GEMINI_API_KEY", "validate-only")
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{} does not validate:\n{text}", path.display());
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{} does not validate:\n{text}",
+            path.display()
+        );
         checked += 1;
     }
     assert!(checked >= 1, "no Envoy config found under envoy/");
@@ -75,7 +95,11 @@ fn shipped_config_refuses_to_start_without_provider_keys() {
         .env_remove("GEMINI_API_KEY")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(text.contains("environment variable \"OPENAI_API_KEY\" is not set"), "{text}");
+    assert!(
+        text.contains("environment variable \"OPENAI_API_KEY\" is not set"),
+        "{text}"
+    );
 }

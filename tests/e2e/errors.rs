@@ -11,12 +11,29 @@ fn assert_refusal(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status, status, "{code}: {}", reply.body);
     let json = reply.json();
     assert_eq!(json["error"]["code"], code, "{}", reply.body);
-    assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{code} has a message");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{code} has a message"
+    );
     assert!(json["error"]["type"].is_string(), "{code} has a type");
-    assert!(json["error"].as_object().unwrap().contains_key("param"), "{code} has the OpenAI shape");
-    assert_eq!(reply.header("content-type"), Some("application/json"), "{code}");
+    assert!(
+        json["error"].as_object().unwrap().contains_key("param"),
+        "{code} has the OpenAI shape"
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{code}"
+    );
     if status == 401 {
-        assert!(reply.header("www-authenticate").is_some_and(|c| c.starts_with("Bearer realm=\"tokenward\"")), "{code}");
+        assert!(
+            reply
+                .header("www-authenticate")
+                .is_some_and(|c| c.starts_with("Bearer realm=\"tokenward\"")),
+            "{code}"
+        );
     }
 }
 
@@ -38,61 +55,157 @@ fn every_client_visible_error_code_with_its_status() {
         covered.push(code);
     };
 
-    check(gw.send("POST", "/v1/audio/speech", &[("authorization", &auth)], Some(ok_body)), ErrorCode::RouteNotFound);
-    check(gw.send("GET", &format!("/v1/models?key={token}"), &[], None), ErrorCode::TokenInUrl);
     check(
-        gw.send("GET", "/v1/models", &[("authorization", &auth), ("x-goog-api-key", token.as_bytes())], None),
+        gw.send(
+            "POST",
+            "/v1/audio/speech",
+            &[("authorization", &auth)],
+            Some(ok_body),
+        ),
+        ErrorCode::RouteNotFound,
+    );
+    check(
+        gw.send("GET", &format!("/v1/models?key={token}"), &[], None),
+        ErrorCode::TokenInUrl,
+    );
+    check(
+        gw.send(
+            "GET",
+            "/v1/models",
+            &[
+                ("authorization", &auth),
+                ("x-goog-api-key", token.as_bytes()),
+            ],
+            None,
+        ),
         ErrorCode::AmbiguousCredential,
     );
-    check(gw.send("GET", "/v1/models", &[("x-api-key", b"\xc3\x28")], None), ErrorCode::InvalidHeader);
-    check(gw.send("GET", "/v1/models", &[], None), ErrorCode::MissingCredential);
-    check(gw.send("GET", "/v1/models", &[("authorization", b"Bearer not.a.jwt")], None), ErrorCode::InvalidToken);
-    let expired = gw.mint(TokenSpec { issued_offset: -7200, lifetime: 3600, ..TokenSpec::default() });
+    check(
+        gw.send("GET", "/v1/models", &[("x-api-key", b"\xc3\x28")], None),
+        ErrorCode::InvalidHeader,
+    );
+    check(
+        gw.send("GET", "/v1/models", &[], None),
+        ErrorCode::MissingCredential,
+    );
+    check(
+        gw.send(
+            "GET",
+            "/v1/models",
+            &[("authorization", b"Bearer not.a.jwt")],
+            None,
+        ),
+        ErrorCode::InvalidToken,
+    );
+    let expired = gw.mint(TokenSpec {
+        issued_offset: -7200,
+        lifetime: 3600,
+        ..TokenSpec::default()
+    });
     check(gw.chat(&expired, "gpt-4o"), ErrorCode::TokenExpired);
-    let revoked = gw.mint(TokenSpec { subject: "revoked-user".into(), ..TokenSpec::default() });
+    let revoked = gw.mint(TokenSpec {
+        subject: "revoked-user".into(),
+        ..TokenSpec::default()
+    });
     check(gw.chat(&revoked, "gpt-4o"), ErrorCode::TokenRevoked);
     let mut typo = api_key.clone();
     typo.replace_range(5..6, if &typo[5..6] == "A" { "B" } else { "A" });
     check(gw.chat(&typo, "gpt-4o"), ErrorCode::InvalidApiKey);
-    let no_chat = gw.mint(TokenSpec { scopes: vec!["models".into()], ..TokenSpec::default() });
+    let no_chat = gw.mint(TokenSpec {
+        scopes: vec!["models".into()],
+        ..TokenSpec::default()
+    });
     check(gw.chat(&no_chat, "gpt-4o"), ErrorCode::InsufficientScope);
-    let mini_only = gw.mint(TokenSpec { models: Some(vec!["gpt-4o-mini".into()]), ..TokenSpec::default() });
+    let mini_only = gw.mint(TokenSpec {
+        models: Some(vec!["gpt-4o-mini".into()]),
+        ..TokenSpec::default()
+    });
     check(gw.chat(&mini_only, "gpt-4o"), ErrorCode::ModelNotAllowed);
-    check(gw.send("POST", chat, &[("authorization", &auth)], Some(r#"{"messages":[]}"#)), ErrorCode::MissingModel);
     check(
-        gw.send("POST", "/v1beta/models/gpt-4o:generateContent", &[("x-goog-api-key", token.as_bytes())], Some("{}")),
+        gw.send(
+            "POST",
+            chat,
+            &[("authorization", &auth)],
+            Some(r#"{"messages":[]}"#),
+        ),
+        ErrorCode::MissingModel,
+    );
+    check(
+        gw.send(
+            "POST",
+            "/v1beta/models/gpt-4o:generateContent",
+            &[("x-goog-api-key", token.as_bytes())],
+            Some("{}"),
+        ),
         ErrorCode::ModelNotFound,
     );
-    check(gw.send("POST", chat, &[("authorization", &auth)], Some(r#"{"model":"gpt-4o","#)), ErrorCode::InvalidJson);
-    let big = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(4096));
-    check(gw.send("POST", chat, &[("authorization", &auth)], Some(&big)), ErrorCode::RequestTooLarge);
+    check(
+        gw.send(
+            "POST",
+            chat,
+            &[("authorization", &auth)],
+            Some(r#"{"model":"gpt-4o","#),
+        ),
+        ErrorCode::InvalidJson,
+    );
+    let big = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(4096)
+    );
+    check(
+        gw.send("POST", chat, &[("authorization", &auth)], Some(&big)),
+        ErrorCode::RequestTooLarge,
+    );
 
     // The challenge names what a 403 for scope lacks.
     let reply = gw.chat(&no_chat, "gpt-4o");
     let challenge = reply.header("www-authenticate").unwrap();
-    assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"chat\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"chat\""),
+        "{challenge}"
+    );
 
-    assert!(gw.all_received().is_empty(), "a refused request reached a provider");
+    assert!(
+        gw.all_received().is_empty(),
+        "a refused request reached a provider"
+    );
     gw.assert_log_clean(&[&token, &api_key, &expired, &revoked]);
 
     // not_configured is covered in config.rs (it needs an Envoy without configuration);
     // internal_error is only sent when Envoy refuses a host call, which no client can cause.
     let untested: Vec<_> = ErrorCode::ALL
         .iter()
-        .filter(|c| !covered.contains(c) && !matches!(c, ErrorCode::NotConfigured | ErrorCode::InternalError))
+        .filter(|c| {
+            !covered.contains(c)
+                && !matches!(c, ErrorCode::NotConfigured | ErrorCode::InternalError)
+        })
         .collect();
-    assert!(untested.is_empty(), "codes without an end-to-end case: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "codes without an end-to-end case: {untested:?}"
+    );
 }
 
 #[test]
 fn chunked_body_over_the_limit_is_refused_with_413() {
     // Without content-length the filter sees the limit crossed while the body streams in.
-    let gw = Gateway::start_with(Options::default(), |config, _| config.routes[0].max_body_bytes = 1024);
+    let gw = Gateway::start_with(Options::default(), |config, _| {
+        config.routes[0].max_body_bytes = 1024
+    });
     let token = gw.token();
-    let big = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "y".repeat(64 * 1024));
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        big.into_bytes().chunks(4096).map(|c| Ok(c.to_vec())).collect();
-    let body = reqwest::blocking::Body::new(ChunkReader { chunks: chunks.into_iter(), current: Vec::new() });
+    let big = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "y".repeat(64 * 1024)
+    );
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
+        .into_bytes()
+        .chunks(4096)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let body = reqwest::blocking::Body::new(ChunkReader {
+        chunks: chunks.into_iter(),
+        current: Vec::new(),
+    });
     let response = tokenward_e2e::client::client()
         .post(gw.envoy.url("/v1/chat/completions"))
         .header("authorization", format!("Bearer {token}"))

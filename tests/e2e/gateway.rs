@@ -32,7 +32,10 @@ impl Gateway {
     }
 
     /// Starts with the standard config after `customize` had its say.
-    pub fn start_with(options: Options, customize: impl FnOnce(&mut Config, &SigningKey)) -> Gateway {
+    pub fn start_with(
+        options: Options,
+        customize: impl FnOnce(&mut Config, &SigningKey),
+    ) -> Gateway {
         let key = SigningKey::generate("k1");
         let secrets = ProviderSecrets::generate();
         let mut config = gateway_config(&[&key], &secrets);
@@ -42,9 +45,17 @@ impl Gateway {
     }
 
     /// Starts with a raw filter configuration (`None`: the plugin has none).
-    pub fn start_raw(options: Options, filter_config: Option<&str>, key: SigningKey, secrets: ProviderSecrets) -> Gateway {
+    pub fn start_raw(
+        options: Options,
+        filter_config: Option<&str>,
+        key: SigningKey,
+        secrets: ProviderSecrets,
+    ) -> Gateway {
         let mut providers = BTreeMap::new();
-        let mut envoy_config = EnvoyConfig::shipped().unwrap().with_wasm(&wasm_module().unwrap()).unwrap();
+        let mut envoy_config = EnvoyConfig::shipped()
+            .unwrap()
+            .with_wasm(&wasm_module().unwrap())
+            .unwrap();
         for (name, _, _) in PROVIDERS {
             let mock = MockProvider::start(name).unwrap();
             envoy_config = envoy_config.with_upstream(name, mock.addr).unwrap();
@@ -54,9 +65,17 @@ impl Gateway {
             Some(json) => envoy_config.with_filter_config(json).unwrap(),
             None => envoy_config.without_filter_config().unwrap(),
         };
-        let envoy_options = EnvoyOptions { concurrency: options.concurrency, ..EnvoyOptions::default() };
+        let envoy_options = EnvoyOptions {
+            concurrency: options.concurrency,
+            ..EnvoyOptions::default()
+        };
         let envoy = Envoy::start(envoy_config, &envoy_options).unwrap();
-        Gateway { envoy, providers, key, secrets }
+        Gateway {
+            envoy,
+            providers,
+            key,
+            secrets,
+        }
     }
 
     pub fn token(&self) -> String {
@@ -67,14 +86,27 @@ impl Gateway {
         self.key.mint(&spec)
     }
 
-    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &[u8])], body: Option<&str>) -> Reply {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: Option<&str>,
+    ) -> Reply {
         client::send(method, &self.envoy.url(path), headers, body).unwrap()
     }
 
     /// POST a chat completion with a bearer token.
     pub fn chat(&self, token: &str, model: &str) -> Reply {
-        let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hello"}}]}}"#);
-        self.send("POST", "/v1/chat/completions", &[("authorization", &client::bearer(token))], Some(&body))
+        let body = format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hello"}}]}}"#
+        );
+        self.send(
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", &client::bearer(token))],
+            Some(&body),
+        )
     }
 
     pub fn received(&self, provider: &str) -> Vec<Recorded> {
@@ -82,13 +114,21 @@ impl Gateway {
     }
 
     pub fn all_received(&self) -> Vec<Recorded> {
-        self.providers.values().flat_map(MockProvider::received).collect()
+        self.providers
+            .values()
+            .flat_map(MockProvider::received)
+            .collect()
     }
 
     /// Asserts that no provider ever saw `secret` in a header or path.
     pub fn assert_never_forwarded(&self, secret: &str) {
         for r in self.all_received() {
-            assert!(!r.contains(secret), "a client credential reached a provider: {} {}", r.method, r.path);
+            assert!(
+                !r.contains(secret),
+                "a client credential reached a provider: {} {}",
+                r.method,
+                r.path
+            );
         }
     }
 

@@ -15,24 +15,43 @@ fn jwt_reaches_openai_with_the_provider_bearer_and_without_the_client_token() {
     let reply = gw.send(
         "POST",
         "/v1/chat/completions",
-        &[("authorization", &bearer(&token)), ("x-tokenward-cluster", b"gemini")],
+        &[
+            ("authorization", &bearer(&token)),
+            ("x-tokenward-cluster", b"gemini"),
+        ],
         Some(body),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     let json = reply.json();
-    assert_eq!(json["choices"][0]["message"]["content"], "Hello from the mock provider");
-    assert_eq!(json["usage"]["prompt_tokens"], prompt_tokens(body.as_bytes()));
+    assert_eq!(
+        json["choices"][0]["message"]["content"],
+        "Hello from the mock provider"
+    );
+    assert_eq!(
+        json["usage"]["prompt_tokens"],
+        prompt_tokens(body.as_bytes())
+    );
     assert_eq!(json["usage"]["completion_tokens"], COMPLETION_TOKENS);
 
     let received = gw.received("openai");
     assert_eq!(received.len(), 1, "exactly one request reaches OpenAI");
     let r = &received[0];
-    assert_eq!(r.header("authorization").unwrap(), format!("Bearer {}", gw.secrets.get("openai")));
+    assert_eq!(
+        r.header("authorization").unwrap(),
+        format!("Bearer {}", gw.secrets.get("openai"))
+    );
     assert_eq!(r.header_count("authorization"), 1);
     assert_eq!(r.header("host").as_deref(), Some("api.openai.com"));
-    assert_eq!(r.header("x-tokenward-cluster"), None, "the routing header stays inside Envoy");
+    assert_eq!(
+        r.header("x-tokenward-cluster"),
+        None,
+        "the routing header stays inside Envoy"
+    );
     assert_eq!(r.body, body.as_bytes(), "the body is forwarded untouched");
-    assert!(gw.received("gemini").is_empty(), "a client-sent x-tokenward-cluster must not pick the upstream");
+    assert!(
+        gw.received("gemini").is_empty(),
+        "a client-sent x-tokenward-cluster must not pick the upstream"
+    );
     gw.assert_never_forwarded(&token);
     gw.assert_log_clean(&[&token]);
 }
@@ -43,7 +62,12 @@ fn anthropic_sdk_style_request_gets_x_api_key_and_version() {
     let token = gw.token();
     let body = r#"{"model":"claude-3-5-haiku-latest","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#;
     // The Anthropic SDK sends its key in x-api-key; with a tokenward token there, it just works.
-    let reply = gw.send("POST", "/v1/messages", &[("x-api-key", token.as_bytes())], Some(body));
+    let reply = gw.send(
+        "POST",
+        "/v1/messages",
+        &[("x-api-key", token.as_bytes())],
+        Some(body),
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["usage"]["output_tokens"], COMPLETION_TOKENS);
     let r = &gw.received("anthropic")[0];
@@ -58,7 +82,13 @@ fn anthropic_sdk_style_request_gets_x_api_key_and_version() {
 fn gemini_streaming_with_an_api_key_in_x_goog_api_key() {
     let mut key = String::new();
     let gw = Gateway::start_with(Options::default(), |config, _| {
-        key = add_api_key(config, "svc-key", "batch-service", &["chat"], &["gemini-2.*"]);
+        key = add_api_key(
+            config,
+            "svc-key",
+            "batch-service",
+            &["chat"],
+            &["gemini-2.*"],
+        );
     });
     let reply = gw.send(
         "POST",
@@ -68,11 +98,21 @@ fn gemini_streaming_with_an_api_key_in_x_goog_api_key() {
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("content-type"), Some("text/event-stream"));
-    assert_eq!(reply.body.matches("data: ").count(), 3, "every SSE event passes through");
+    assert_eq!(
+        reply.body.matches("data: ").count(),
+        3,
+        "every SSE event passes through"
+    );
     assert!(reply.body.contains("usageMetadata"));
     let r = &gw.received("gemini")[0];
-    assert_eq!(r.header("x-goog-api-key").unwrap(), gw.secrets.get("gemini"));
-    assert_eq!(r.path, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
+    assert_eq!(
+        r.header("x-goog-api-key").unwrap(),
+        gw.secrets.get("gemini")
+    );
+    assert_eq!(
+        r.path,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
     gw.assert_never_forwarded(&key);
     // The same key may not use a model outside its list.
     let refused = gw.send(
@@ -81,7 +121,10 @@ fn gemini_streaming_with_an_api_key_in_x_goog_api_key() {
         &[("x-goog-api-key", key.as_bytes())],
         Some("{}"),
     );
-    assert_eq!((refused.status, refused.error_code().as_deref()), (403, Some("model_not_allowed")));
+    assert_eq!(
+        (refused.status, refused.error_code().as_deref()),
+        (403, Some("model_not_allowed"))
+    );
 }
 
 #[test]
@@ -98,7 +141,10 @@ fn api_key_as_bearer_and_azure_style_header_reach_openai() {
     let received = gw.received("openai");
     assert_eq!(received.len(), 2);
     for r in &received {
-        assert_eq!(r.header("authorization").unwrap(), format!("Bearer {}", gw.secrets.get("openai")));
+        assert_eq!(
+            r.header("authorization").unwrap(),
+            format!("Bearer {}", gw.secrets.get("openai"))
+        );
         assert_eq!(r.header("api-key"), None);
     }
     gw.assert_never_forwarded(&key);
@@ -110,7 +156,12 @@ fn query_credential_is_moved_out_of_the_url_where_a_route_allows_it() {
     let mut key = String::new();
     let gw = Gateway::start_with(Options::default(), |config, _| {
         key = add_api_key(config, "legacy", "legacy-app", &["chat"], &["gemini-*"]);
-        config.routes.iter_mut().find(|r| r.name == "gemini-generate").unwrap().allow_query_credential = true;
+        config
+            .routes
+            .iter_mut()
+            .find(|r| r.name == "gemini-generate")
+            .unwrap()
+            .allow_query_credential = true;
     });
     let reply = gw.send(
         "POST",
@@ -119,7 +170,10 @@ fn query_credential_is_moved_out_of_the_url_where_a_route_allows_it() {
         Some(r#"{"contents":[]}"#),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.json()["usageMetadata"]["candidatesTokenCount"], COMPLETION_TOKENS);
+    assert_eq!(
+        reply.json()["usageMetadata"]["candidatesTokenCount"],
+        COMPLETION_TOKENS
+    );
     let r = &gw.received("gemini")[0];
     assert_eq!(r.path, "/v1beta/models/gemini-2.0-flash:generateContent");
     gw.assert_never_forwarded(&key);

@@ -17,7 +17,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
@@ -26,7 +29,10 @@ impl Reply {
 
     /// The `error.code` of an OpenAI-shaped error body.
     pub fn error_code(&self) -> Option<String> {
-        self.json().pointer("/error/code").and_then(Value::as_str).map(str::to_string)
+        self.json()
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 }
 
@@ -42,24 +48,43 @@ pub fn client() -> Client {
 }
 
 /// Sends a request with raw header values (appended, so repeats are kept).
-pub fn send(method: &str, url: &str, headers: &[(&str, &[u8])], body: Option<&str>) -> anyhow::Result<Reply> {
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &[u8])],
+    body: Option<&str>,
+) -> anyhow::Result<Reply> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        map.append(HeaderName::from_bytes(name.as_bytes())?, HeaderValue::from_bytes(value)?);
+        map.append(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_bytes(value)?,
+        );
     }
     let mut request = client().request(method.parse()?, url).headers(map);
     if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
     }
     let response = request.send()?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = response.text()?;
-    Ok(Reply { status, headers, body })
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 pub fn bearer(token: &str) -> Vec<u8> {

@@ -28,8 +28,11 @@ impl EnvoyConfig {
     /// The shipped static config.
     pub fn shipped() -> anyhow::Result<EnvoyConfig> {
         let path = repo_root().join(SHIPPED_CONFIG);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(EnvoyConfig { yaml: serde_yaml::from_str(&text)? })
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(EnvoyConfig {
+            yaml: serde_yaml::from_str(&text)?,
+        })
     }
 
     fn hcm(&mut self) -> anyhow::Result<&mut Value> {
@@ -82,7 +85,8 @@ impl EnvoyConfig {
     /// Points the Wasm VM at a module file.
     pub fn with_wasm(mut self, path: &Path) -> anyhow::Result<Self> {
         let plugin = self.wasm_plugin()?;
-        plugin["vm_config"]["code"]["local"]["filename"] = Value::String(path.display().to_string());
+        plugin["vm_config"]["code"]["local"]["filename"] =
+            Value::String(path.display().to_string());
         Ok(self)
     }
 
@@ -104,9 +108,11 @@ impl EnvoyConfig {
     /// not an upstream).
     pub fn with_direct_response(mut self, status: u16, body: &str) -> anyhow::Result<Self> {
         let hcm = self.hcm()?;
-        hcm["route_config"]["virtual_hosts"][0]["routes"] = serde_yaml::to_value(serde_json::json!([
-            {"match": {"prefix": "/"}, "direct_response": {"status": status, "body": {"inline_string": body}}}
-        ]))?;
+        hcm["route_config"]["virtual_hosts"][0]["routes"] = serde_yaml::to_value(
+            serde_json::json!([
+                {"match": {"prefix": "/"}, "direct_response": {"status": status, "body": {"inline_string": body}}}
+            ]),
+        )?;
         Ok(self)
     }
 
@@ -122,7 +128,9 @@ impl EnvoyConfig {
             .iter_mut()
             .find(|c| c.get("name").and_then(Value::as_str) == Some(cluster))
             .ok_or_else(|| anyhow!("envoy.yaml: no cluster {cluster}"))?;
-        let map = c.as_mapping_mut().ok_or_else(|| anyhow!("cluster {cluster} is not a map"))?;
+        let map = c
+            .as_mapping_mut()
+            .ok_or_else(|| anyhow!("cluster {cluster} is not a map"))?;
         map.remove("transport_socket");
         map.remove("dns_lookup_family");
         map.insert("type".into(), "STATIC".into());
@@ -140,7 +148,8 @@ impl EnvoyConfig {
 
     /// Listener and admin on loopback, port 0.
     fn on_free_loopback_ports(mut self) -> anyhow::Result<Self> {
-        let loopback = serde_yaml::to_value(serde_json::json!({"address": "127.0.0.1", "port_value": 0}))?;
+        let loopback =
+            serde_yaml::to_value(serde_json::json!({"address": "127.0.0.1", "port_value": 0}))?;
         self.yaml["admin"]["address"]["socket_address"] = loopback.clone();
         let listeners = self.yaml["static_resources"]["listeners"]
             .as_sequence_mut()
@@ -169,7 +178,11 @@ impl Default for EnvoyOptions {
             Ok("trace") => "trace",
             _ => "info",
         };
-        EnvoyOptions { concurrency: 1, env: BTreeMap::new(), log_level }
+        EnvoyOptions {
+            concurrency: 1,
+            env: BTreeMap::new(),
+            log_level,
+        }
     }
 }
 
@@ -200,7 +213,10 @@ pub fn envoy_binary() -> anyhow::Result<PathBuf> {
 pub fn wasm_module() -> anyhow::Result<PathBuf> {
     let path = repo_root().join("dist/tokenward.wasm");
     if !path.is_file() {
-        bail!("{} is missing: run `make wasm` first (`make test` does)", path.display());
+        bail!(
+            "{} is missing: run `make wasm` first (`make test` does)",
+            path.display()
+        );
     }
     Ok(std::fs::canonicalize(path)?)
 }
@@ -239,7 +255,12 @@ impl Envoy {
             });
         }
         let child = command.spawn().context("starting envoy")?;
-        let mut envoy = Envoy { child, dir, port: 0, admin_port: 0 };
+        let mut envoy = Envoy {
+            child,
+            dir,
+            port: 0,
+            admin_port: 0,
+        };
         envoy.wait_until_ready(&admin_path)?;
         Ok(envoy)
     }
@@ -248,14 +269,18 @@ impl Envoy {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("envoy exited with {status} before it was ready; its log ends:\n{}", self.log_tail());
+                bail!(
+                    "envoy exited with {status} before it was ready; its log ends:\n{}",
+                    self.log_tail()
+                );
             }
             if Instant::now() > deadline {
                 bail!("envoy was not ready within 60 s (admin port {}, listener port {}); its log ends:\n{}", self.admin_port, self.port, self.log_tail());
             }
             if self.admin_port == 0 {
                 if let Ok(text) = std::fs::read_to_string(admin_path) {
-                    if let Some(port) = text.trim().rsplit(':').next().and_then(|p| p.parse().ok()) {
+                    if let Some(port) = text.trim().rsplit(':').next().and_then(|p| p.parse().ok())
+                    {
                         self.admin_port = port;
                     }
                 }
@@ -263,13 +288,18 @@ impl Envoy {
             if self.admin_port != 0 && self.port == 0 {
                 if let Ok(body) = http_get(self.admin_port, "/listeners?format=json") {
                     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                    let port = v.pointer("/listener_statuses/0/local_address/socket_address/port_value");
+                    let port =
+                        v.pointer("/listener_statuses/0/local_address/socket_address/port_value");
                     if let Some(port) = port.and_then(serde_json::Value::as_u64) {
                         self.port = port as u16;
                     }
                 }
             }
-            if self.port != 0 && http_get(self.admin_port, "/ready").map(|b| b.trim() == "LIVE").unwrap_or(false) {
+            if self.port != 0
+                && http_get(self.admin_port, "/ready")
+                    .map(|b| b.trim() == "LIVE")
+                    .unwrap_or(false)
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -294,7 +324,11 @@ impl Envoy {
 
     /// A counter or gauge from the admin stats, 0 when absent.
     pub fn stat(&self, name: &str) -> u64 {
-        let body = http_get(self.admin_port, &format!("/stats?filter=^{}$", name.replace('.', "\\."))).unwrap_or_default();
+        let body = http_get(
+            self.admin_port,
+            &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
+        )
+        .unwrap_or_default();
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
             .and_then(|v| v.trim().parse().ok())
@@ -319,11 +353,19 @@ pub fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow!("bad admin response"))?;
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("bad admin response"))?;
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Ok(body.to_string());
     }
     // The admin API streams some answers chunked.

@@ -32,13 +32,19 @@ impl Recorded {
     }
 
     pub fn header_count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
     }
 
     /// Does any header value or the path contain `needle`?
     pub fn contains(&self, needle: &str) -> bool {
         self.path.contains(needle)
-            || self.headers.iter().any(|(_, v)| String::from_utf8_lossy(v).contains(needle))
+            || self
+                .headers
+                .iter()
+                .any(|(_, v)| String::from_utf8_lossy(v).contains(needle))
     }
 }
 
@@ -79,7 +85,9 @@ impl MockProvider {
     /// Starts a provider on a free loopback port.
     pub fn start(name: &str) -> anyhow::Result<MockProvider> {
         let records = Arc::new(Mutex::new(Vec::new()));
-        let shared = Shared { records: Arc::clone(&records) };
+        let shared = Shared {
+            records: Arc::clone(&records),
+        };
         let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -91,7 +99,12 @@ impl MockProvider {
                 })
                 .await;
         });
-        Ok(MockProvider { name: name.to_string(), addr, records, shutdown: Some(tx) })
+        Ok(MockProvider {
+            name: name.to_string(),
+            addr,
+            records,
+            shutdown: Some(tx),
+        })
     }
 
     pub fn received(&self) -> Vec<Recorded> {
@@ -113,19 +126,38 @@ impl Drop for MockProvider {
     }
 }
 
-async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(shared): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let recorded = Recorded {
         method: method.to_string(),
-        path: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-        headers: headers.iter().map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec())).collect(),
+        path: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
         body: body.to_vec(),
     };
     if let Ok(mut r) = shared.records.lock() {
         r.push(recorded);
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let streaming = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("unknown").to_string();
+    let streaming = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
     let input = prompt_tokens(&body);
     let path = uri.path();
     if path == "/v1/chat/completions" {
@@ -175,13 +207,19 @@ async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers:
 
 fn json_response(value: Value) -> Response {
     let mut response = Response::new(Body::from(value.to_string()));
-    response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
+    response.headers_mut().insert(
+        "content-type",
+        "application/json".parse().expect("static header"),
+    );
     response
 }
 
 fn sse(events: String) -> Response {
     let mut response = Response::new(Body::from(events));
-    response.headers_mut().insert("content-type", "text/event-stream".parse().expect("static header"));
+    response.headers_mut().insert(
+        "content-type",
+        "text/event-stream".parse().expect("static header"),
+    );
     response
 }
 
@@ -218,9 +256,15 @@ fn openai_chat_stream(model: &str, input: u64, include_usage: bool) -> String {
             "usage": null
         })
     };
-    let mut out = format!("data: {}\n\n", chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+    let mut out = format!(
+        "data: {}\n\n",
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null)
+    );
     for piece in REPLY {
-        out.push_str(&format!("data: {}\n\n", chunk(json!({"content": piece}), Value::Null)));
+        out.push_str(&format!(
+            "data: {}\n\n",
+            chunk(json!({"content": piece}), Value::Null)
+        ));
     }
     out.push_str(&format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
     if include_usage {
@@ -274,7 +318,10 @@ fn anthropic_stream(model: &str, input: u64) -> String {
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
         ));
     }
-    out.push_str(&event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    out.push_str(&event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
     out.push_str(&event(
         "message_delta",
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": COMPLETION_TOKENS}}),
@@ -303,8 +350,13 @@ fn gemini_stream(model: &str, input: u64) -> String {
     // Gemini's SSE separates events with CRLF pairs; usage grows with each chunk.
     let mut out = String::new();
     for (i, piece) in REPLY.iter().enumerate() {
-        let output = if i + 1 == REPLY.len() { COMPLETION_TOKENS } else { i as u64 + 1 };
-        let mut candidate = json!({"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0});
+        let output = if i + 1 == REPLY.len() {
+            COMPLETION_TOKENS
+        } else {
+            i as u64 + 1
+        };
+        let mut candidate =
+            json!({"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0});
         if i + 1 == REPLY.len() {
             candidate["finishReason"] = json!("STOP");
         }

@@ -14,7 +14,11 @@ pub const AUDIENCE: &str = "tokenward-gateway";
 pub const PROVIDERS: [(&str, ProviderStyle, &str); 3] = [
     ("openai", ProviderStyle::Openai, "api.openai.com"),
     ("anthropic", ProviderStyle::Anthropic, "api.anthropic.com"),
-    ("gemini", ProviderStyle::Gemini, "generativelanguage.googleapis.com"),
+    (
+        "gemini",
+        ProviderStyle::Gemini,
+        "generativelanguage.googleapis.com",
+    ),
 ];
 
 /// Random bytes from the OS, hex-encoded.
@@ -37,7 +41,10 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn generate(kid: &str) -> SigningKey {
-        SigningKey { kid: kid.to_string(), pair: Ed25519KeyPair::generate().with_key_id(kid) }
+        SigningKey {
+            kid: kid.to_string(),
+            pair: Ed25519KeyPair::generate().with_key_id(kid),
+        }
     }
 
     pub fn jwk(&self) -> Jwk {
@@ -75,8 +82,12 @@ impl SigningKey {
         let issued = now.saturating_add_signed(spec.issued_offset);
         claims.issued_at = Some(Duration::from_secs(issued));
         claims.invalid_before = Some(Duration::from_secs(issued));
-        claims.expires_at = Some(Duration::from_secs(issued.saturating_add_signed(spec.lifetime)));
-        self.pair.sign(claims).unwrap_or_else(|e| fail(&format!("signing failed: {e}")))
+        claims.expires_at = Some(Duration::from_secs(
+            issued.saturating_add_signed(spec.lifetime),
+        ));
+        self.pair
+            .sign(claims)
+            .unwrap_or_else(|e| fail(&format!("signing failed: {e}")))
     }
 }
 
@@ -129,23 +140,43 @@ pub struct ProviderSecrets {
 
 impl ProviderSecrets {
     pub fn generate() -> ProviderSecrets {
-        let by_provider =
-            PROVIDERS.iter().map(|(name, _, _)| (name.to_string(), format!("upstream-{name}-{}", random_hex(12)))).collect();
+        let by_provider = PROVIDERS
+            .iter()
+            .map(|(name, _, _)| {
+                (
+                    name.to_string(),
+                    format!("upstream-{name}-{}", random_hex(12)),
+                )
+            })
+            .collect();
         ProviderSecrets { by_provider }
     }
 
     pub fn get(&self, provider: &str) -> &str {
-        self.by_provider.get(provider).map(String::as_str).unwrap_or("")
+        self.by_provider
+            .get(provider)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
 /// A route: prefix, methods, scopes, where the model comes from, which provider.
-fn route(name: &str, prefix: &str, method: &str, scope: &str, model_source: ModelSource) -> RouteConfig {
+fn route(
+    name: &str,
+    prefix: &str,
+    method: &str,
+    scope: &str,
+    model_source: ModelSource,
+) -> RouteConfig {
     RouteConfig {
         name: name.into(),
         path_prefix: prefix.into(),
         methods: vec![method.into()],
-        required_scopes: if scope.is_empty() { vec![] } else { vec![scope.into()] },
+        required_scopes: if scope.is_empty() {
+            vec![]
+        } else {
+            vec![scope.into()]
+        },
         model_source,
         provider: None,
         model_providers: vec![],
@@ -169,14 +200,19 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
             headers: BTreeMap::new(),
         })
         .collect();
-    let by = |pattern: &str, provider: &str| ModelProvider { pattern: pattern.into(), provider: provider.into() };
+    let by = |pattern: &str, provider: &str| ModelProvider {
+        pattern: pattern.into(),
+        provider: provider.into(),
+    };
     Config {
         version: Some(format!("test-{}", random_hex(4))),
         issuer: ISSUER.into(),
         audiences: vec![AUDIENCE.into()],
         clock_skew_seconds: 30,
         max_token_lifetime_seconds: 24 * 3600,
-        keys: JwkSet { keys: keys.iter().map(|k| k.jwk()).collect() },
+        keys: JwkSet {
+            keys: keys.iter().map(|k| k.jwk()).collect(),
+        },
         api_keys: vec![],
         revocations: Revocations::default(),
         providers,
@@ -184,23 +220,53 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
             RouteConfig {
                 provider: Some("openai".into()),
                 max_body_bytes: 256 * 1024,
-                ..route("openai-chat", "/v1/chat/completions", "POST", "chat", ModelSource::Body)
+                ..route(
+                    "openai-chat",
+                    "/v1/chat/completions",
+                    "POST",
+                    "chat",
+                    ModelSource::Body,
+                )
             },
             RouteConfig {
                 provider: Some("openai".into()),
-                ..route("openai-embeddings", "/v1/embeddings", "POST", "embeddings", ModelSource::Body)
+                ..route(
+                    "openai-embeddings",
+                    "/v1/embeddings",
+                    "POST",
+                    "embeddings",
+                    ModelSource::Body,
+                )
             },
             RouteConfig {
                 provider: Some("openai".into()),
-                ..route("openai-models", "/v1/models", "GET", "models", ModelSource::None)
+                ..route(
+                    "openai-models",
+                    "/v1/models",
+                    "GET",
+                    "models",
+                    ModelSource::None,
+                )
             },
             RouteConfig {
                 provider: Some("anthropic".into()),
-                ..route("anthropic-messages", "/v1/messages", "POST", "chat", ModelSource::Body)
+                ..route(
+                    "anthropic-messages",
+                    "/v1/messages",
+                    "POST",
+                    "chat",
+                    ModelSource::Body,
+                )
             },
             RouteConfig {
                 model_providers: vec![by("gemini-*", "gemini"), by("gemma-*", "gemini")],
-                ..route("gemini-generate", "/v1beta/models/", "POST", "chat", ModelSource::GeminiPath)
+                ..route(
+                    "gemini-generate",
+                    "/v1beta/models/",
+                    "POST",
+                    "chat",
+                    ModelSource::GeminiPath,
+                )
             },
         ],
         cache: CacheConfig::default(),
@@ -208,7 +274,13 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
 }
 
 /// Adds an API key to `config`; returns the key (shown once, stored only as its hash).
-pub fn add_api_key(config: &mut Config, id: &str, subject: &str, scopes: &[&str], models: &[&str]) -> String {
+pub fn add_api_key(
+    config: &mut Config,
+    id: &str,
+    subject: &str,
+    scopes: &[&str],
+    models: &[&str],
+) -> String {
     let mut random = [0u8; 64];
     getrandom::fill(&mut random).unwrap_or_else(|e| fail(&format!("no OS randomness: {e}")));
     let mut bytes = random.into_iter().cycle();

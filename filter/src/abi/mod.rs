@@ -68,7 +68,10 @@ impl RootContext for TokenwardRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(TokenwardHttp { flow: RequestFlow::new(Rc::clone(&self.worker)), body_size: 0 }))
+        Some(Box::new(TokenwardHttp {
+            flow: RequestFlow::new(Rc::clone(&self.worker)),
+            body_size: 0,
+        }))
     }
 }
 
@@ -87,7 +90,9 @@ impl HttpContext for TokenwardHttp {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.body_size = body_size;
-        let decision = self.flow.on_request_body(&AbiHost, body_size, end_of_stream);
+        let decision = self
+            .flow
+            .on_request_body(&AbiHost, body_size, end_of_stream);
         apply(decision, Phase::Body)
     }
 
@@ -135,7 +140,10 @@ fn apply(decision: Decision, phase: Phase) -> Action {
             Ok(()) => Action::Continue,
             Err(status) => {
                 log::error!("could not rewrite request headers: {status:?}");
-                refuse(&Refusal::new(ErrorCode::InternalError, "the request could not be prepared for the provider"))
+                refuse(&Refusal::new(
+                    ErrorCode::InternalError,
+                    "the request could not be prepared for the provider",
+                ))
             }
         },
         Decision::Refuse(refusal) => refuse(&refusal),
@@ -161,8 +169,13 @@ fn apply_edits(edits: &HeaderEdits) -> Result<(), raw::HostStatus> {
 /// continue to the provider, even if the reply cannot be sent.
 fn refuse(refusal: &Refusal) -> Action {
     let body = refusal.body();
-    if let Err(status) = raw::send_local_response(refusal.code.status(), &refusal.headers(), body.as_bytes()) {
-        log::error!("could not send the {} reply: {status:?}", refusal.code.code());
+    if let Err(status) =
+        raw::send_local_response(refusal.code.status(), &refusal.headers(), body.as_bytes())
+    {
+        log::error!(
+            "could not send the {} reply: {status:?}",
+            refusal.code.code()
+        );
     }
     Action::Pause
 }

