@@ -4,6 +4,7 @@
 //! arrive as raw bytes: a non-UTF-8 value is an error here, never a panic.
 
 use crate::error::{ErrorCode, Refusal};
+use crate::host::HeaderBlock;
 
 /// Headers that can carry a client credential; all of them are removed before forwarding.
 pub const CREDENTIAL_HEADERS: [&str; 4] =
@@ -27,7 +28,7 @@ pub struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
-    pub fn parse(headers: &'a [(String, Vec<u8>)]) -> Result<RequestHead<'a>, Refusal> {
+    pub fn parse(headers: &'a HeaderBlock) -> Result<RequestHead<'a>, Refusal> {
         let mut head = RequestHead {
             method: "",
             path: "",
@@ -36,8 +37,8 @@ impl<'a> RequestHead<'a> {
             internal_headers: Vec::new(),
             has_anthropic_version: false,
         };
-        for (name, value) in headers {
-            match name.as_str() {
+        for (name, value) in headers.iter() {
+            match name {
                 ":method" => head.method = utf8(name, value)?,
                 ":path" => head.path = utf8(name, value)?,
                 "content-length" => {
@@ -49,7 +50,7 @@ impl<'a> RequestHead<'a> {
                 "anthropic-version" => head.has_anthropic_version = true,
                 other => {
                     if let Some(known) = CREDENTIAL_HEADERS.iter().find(|h| **h == other) {
-                        head.credentials.push((known, value.as_slice()));
+                        head.credentials.push((known, value));
                     } else if other.starts_with(INTERNAL_HEADER_PREFIX) {
                         head.internal_headers.push(other);
                     }

@@ -1,6 +1,8 @@
 //! What the core tells the host to do with a request. Only the ABI layer turns a `Decision`
 //! into proxy-wasm calls, so every outcome can be asserted in native tests.
 
+use std::rc::Rc;
+
 use crate::error::Refusal;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -21,23 +23,29 @@ pub enum Decision {
     Continue,
 }
 
-/// Edits to the request headers, applied in order: removals, then sets (which replace every
-/// existing value of that name).
+/// Edits to the request headers, applied in order: removals, then the provider's headers,
+/// then the per-request sets (each set replaces every existing value of that name).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
     pub remove: Vec<&'static str>,
     /// Client-sent internal headers, removed too (their names are the client's).
     pub remove_owned: Vec<String>,
+    /// The provider's own headers, shared with the policy rather than copied per request.
+    pub provider_headers: Rc<[(String, Vec<u8>)]>,
     pub set: Vec<(String, Vec<u8>)>,
 }
 
 impl HeaderEdits {
+    /// Every header the edits set, in the order they are applied.
+    pub fn sets(&self) -> impl Iterator<Item = &(String, Vec<u8>)> {
+        self.provider_headers.iter().chain(self.set.iter())
+    }
+
     /// The value a header will have after the edits, if the edits set it.
     pub fn value_of(&self, name: &str) -> Option<&[u8]> {
-        self.set
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
+        self.sets()
+            .filter(|(n, _)| n == name)
+            .last()
             .map(|(_, v)| v.as_slice())
     }
 

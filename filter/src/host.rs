@@ -3,8 +3,8 @@
 
 /// What the core reads from the host while deciding about a request.
 pub trait Host {
-    /// Every request header, once, as raw bytes (names are lowercase ASCII in Envoy).
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// Every request header, read once (names are lowercase ASCII in Envoy).
+    fn request_headers(&self) -> HeaderBlock;
     /// The first `size` bytes of the buffered request body.
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     /// The host's wall clock, in Unix seconds; `None` if the host cannot say (the request is
@@ -12,11 +12,100 @@ pub trait Host {
     fn now_unix_seconds(&self) -> Option<u64>;
 }
 
+/// Request headers in the proxy-wasm serialized form, read in place: a count, then (name
+/// length, value length) pairs, then each name and value followed by a NUL. Iterating borrows,
+/// so reading the headers costs the host's one buffer rather than an allocation per header.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderBlock {
+    bytes: Vec<u8>,
+}
+
+impl HeaderBlock {
+    pub fn from_serialized(bytes: Vec<u8>) -> Self {
+        HeaderBlock { bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone) -> Self {
+        let count = pairs.clone().into_iter().count();
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(count as u32).to_le_bytes());
+        for (name, value) in pairs.clone() {
+            bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(value);
+            bytes.push(0);
+        }
+        HeaderBlock { bytes }
+    }
+
+    /// The (name, value) pairs in order. A malformed block yields what could be read; a
+    /// name that is not UTF-8 (Envoy never sends one) is skipped.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        let bytes = self.bytes.as_slice();
+        let read_u32 = move |at: usize| -> Option<usize> {
+            let b = bytes.get(at..at.checked_add(4)?)?;
+            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let count = read_u32(0).unwrap_or(0);
+        let mut data_at = count
+            .checked_mul(8)
+            .and_then(|n| n.checked_add(4))
+            .unwrap_or(usize::MAX);
+        (0..count)
+            .map_while(move |i| {
+                let name_len = read_u32(4 + i * 8)?;
+                let value_len = read_u32(8 + i * 8)?;
+                let name_end = data_at.checked_add(name_len)?;
+                let value_start = name_end.checked_add(1)?;
+                let value_end = value_start.checked_add(value_len)?;
+                let name = bytes.get(data_at..name_end)?;
+                let value = bytes.get(value_start..value_end)?;
+                data_at = value_end.checked_add(1)?;
+                Some((name, value))
+            })
+            .filter_map(|(name, value)| Some((std::str::from_utf8(name).ok()?, value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeaderBlock;
+
+    #[test]
+    fn serialized_block_round_trips_and_truncation_is_safe() {
+        let pairs: [(&str, &[u8]); 3] = [
+            (":path", b"/v1/x"),
+            ("authorization", b"Bearer \xff"),
+            ("empty", b""),
+        ];
+        let block = HeaderBlock::from_pairs(pairs);
+        assert_eq!(block.iter().collect::<Vec<_>>(), pairs.to_vec());
+        for cut in 0..block.bytes.len() {
+            let truncated = HeaderBlock::from_serialized(block.bytes[..cut].to_vec());
+            assert!(truncated.iter().count() <= 3);
+        }
+        assert_eq!(
+            HeaderBlock::from_serialized(vec![255, 255, 255, 255])
+                .iter()
+                .count(),
+            0
+        );
+    }
+}
+
 #[cfg(test)]
 pub mod fake {
     //! A host for tests, built with `with_*` methods.
 
-    use super::Host;
+    use super::{HeaderBlock, Host};
 
     #[derive(Debug, Clone, Default)]
     pub struct FakeHost {
@@ -64,8 +153,8 @@ pub mod fake {
     }
 
     impl Host for FakeHost {
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-            self.headers.clone()
+        fn request_headers(&self) -> HeaderBlock {
+            HeaderBlock::from_pairs(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
         }
 
         fn request_body(&self, size: usize) -> Option<Vec<u8>> {

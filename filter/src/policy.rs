@@ -98,7 +98,7 @@ pub struct Provider {
     pub style: ProviderStyle,
     /// Headers set on every forwarded request: the credential in the provider's style,
     /// `:authority`, the cluster-selection header and the configured extras.
-    pub upstream_headers: Vec<(String, Vec<u8>)>,
+    pub upstream_headers: Rc<[(String, Vec<u8>)]>,
     /// Whether `anthropic-version` must be added when the client sent none.
     pub needs_default_anthropic_version: bool,
 }
@@ -308,7 +308,7 @@ fn compile_providers(
         let provider = Provider {
             name: p.name.clone(),
             style: p.style,
-            upstream_headers,
+            upstream_headers: upstream_headers.into(),
             needs_default_anthropic_version,
         };
         if providers

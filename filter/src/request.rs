@@ -281,7 +281,7 @@ struct Swap {
 impl Swap {
     fn edits_for(&self, provider: &Provider) -> HeaderEdits {
         let sets = |name: &str| provider.upstream_headers.iter().any(|(n, _)| n == name);
-        let mut set = provider.upstream_headers.clone();
+        let mut set = Vec::new();
         if provider.needs_default_anthropic_version && !self.has_anthropic_version {
             set.push((
                 "anthropic-version".to_string(),
@@ -300,6 +300,7 @@ impl Swap {
                 .filter(|h| !sets(h))
                 .collect(),
             remove_owned: self.internal_headers.clone(),
+            provider_headers: Rc::clone(&provider.upstream_headers),
             set,
         }
     }

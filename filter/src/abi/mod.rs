@@ -12,7 +12,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::decision::{Decision, HeaderEdits};
 use crate::error::{ErrorCode, Refusal};
-use crate::host::Host;
+use crate::host::{HeaderBlock, Host};
 use crate::policy::Policy;
 use crate::request::{RequestFlow, Worker};
 
@@ -107,7 +107,7 @@ impl HttpContext for TokenwardHttp {
 struct AbiHost;
 
 impl Host for AbiHost {
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn request_headers(&self) -> HeaderBlock {
         // Without headers the request has no credential and is refused: fail closed.
         raw::request_headers().unwrap_or_default()
     }
@@ -157,7 +157,7 @@ fn apply_edits(edits: &HeaderEdits) -> Result<(), raw::HostStatus> {
     for name in &edits.remove_owned {
         raw::remove_request_header(name)?;
     }
-    for (name, value) in &edits.set {
+    for (name, value) in edits.sets() {
         raw::replace_request_header(name, value).inspect_err(|status| {
             log::error!("setting request header {name} failed: {status:?}");
         })?;

@@ -4,6 +4,8 @@
 
 use std::ptr::{null, null_mut};
 
+use crate::host::HeaderBlock;
+
 /// proxy-wasm map and buffer types (ABI 0.2.1).
 const REQUEST_HEADERS: u32 = 0;
 const HTTP_REQUEST_BODY: u32 = 0;
@@ -67,41 +69,14 @@ unsafe fn take_host_bytes(data: *mut u8, size: usize) -> Vec<u8> {
     Vec::from_raw_parts(data, size, size)
 }
 
-pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, HostStatus> {
+pub fn request_headers() -> Result<HeaderBlock, HostStatus> {
     let mut data = null_mut();
     let mut size = 0;
     let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
     check(status)?;
-    let bytes = unsafe { take_host_bytes(data, size) };
-    Ok(decode_map(&bytes))
-}
-
-/// Decodes the ABI's serialized map: count, then (name length, value length) pairs, then
-/// each name and value followed by a NUL. Malformed input yields what could be read.
-fn decode_map(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let read_u32 = |at: usize| -> Option<usize> {
-        let slice = bytes.get(at..at + 4)?;
-        Some(u32::from_le_bytes([slice[0], slice[1], slice[2], slice[3]]) as usize)
-    };
-    let Some(count) = read_u32(0) else {
-        return Vec::new();
-    };
-    let mut pairs = Vec::with_capacity(count.min(256));
-    let mut at = 4 + count.saturating_mul(8);
-    for i in 0..count {
-        let (Some(name_len), Some(value_len)) = (read_u32(4 + i * 8), read_u32(8 + i * 8)) else {
-            break;
-        };
-        let (Some(name), Some(value)) = (
-            bytes.get(at..at + name_len),
-            bytes.get(at + name_len + 1..at + name_len + 1 + value_len),
-        ) else {
-            break;
-        };
-        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
-        at += name_len + 1 + value_len + 1;
-    }
-    pairs
+    Ok(HeaderBlock::from_serialized(unsafe {
+        take_host_bytes(data, size)
+    }))
 }
 
 pub fn replace_request_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {
@@ -150,7 +125,8 @@ pub fn send_local_response(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<(), HostStatus> {
-    let map = encode_map(headers);
+    let map = HeaderBlock::from_pairs(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+    let map = map.as_bytes();
     check(unsafe {
         proxy_send_local_response(
             u32::from(status),
@@ -163,20 +139,4 @@ pub fn send_local_response(
             -1,
         )
     })
-}
-
-fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (name, value) in pairs {
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    }
-    for (name, value) in pairs {
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        out.extend_from_slice(value.as_bytes());
-        out.push(0);
-    }
-    out
 }

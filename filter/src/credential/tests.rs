@@ -1,5 +1,9 @@
 use super::*;
 
+fn block(pairs: &[(String, Vec<u8>)]) -> HeaderBlock {
+    HeaderBlock::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+}
+
 fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
     let mut all = vec![
         (":method".to_string(), b"POST".to_vec()),
@@ -10,7 +14,7 @@ fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
 }
 
 fn extract_from(pairs: &[(&str, &[u8])], allow_query: bool) -> Result<Credential, Refusal> {
-    let headers = headers(pairs);
+    let headers = block(&headers(pairs));
     let head = RequestHead::parse(&headers)?;
     extract(&head, allow_query)
 }
@@ -22,6 +26,7 @@ fn with_path(
 ) -> Result<Credential, Refusal> {
     let mut headers = headers(pairs);
     headers[1].1 = path.as_bytes().to_vec();
+    let headers = block(&headers);
     let head = RequestHead::parse(&headers)?;
     extract(&head, allow_query)
 }
@@ -136,11 +141,12 @@ fn head_collects_internal_headers_and_content_length() {
         ("content-length", b"12"),
         ("anthropic-version", b"x"),
     ]);
+    let headers = block(&headers);
     let head = RequestHead::parse(&headers).unwrap();
     assert_eq!(head.internal_headers, vec!["x-tokenward-cluster"]);
     assert_eq!(head.content_length, Some(12));
     assert!(head.has_anthropic_version);
-    let bad = headers_with_bad_length();
+    let bad = block(&headers_with_bad_length());
     assert_eq!(
         RequestHead::parse(&bad).unwrap_err().code,
         ErrorCode::InvalidHeader

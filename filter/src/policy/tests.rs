@@ -238,7 +238,7 @@ fn the_documented_example_compiles() {
         + "```json\n".len();
     let end = start + doc[start..].find("```").unwrap();
     let env = |name: &str| Some(format!("{name}-value"));
-    let policy = Policy::from_json(doc[start..end].as_bytes(), &env).unwrap();
+    let policy = Policy::from_json(&doc.as_bytes()[start..end], &env).unwrap();
     assert!(policy
         .route_for("/v1beta/models/gemini-2.0-flash:generateContent", "POST")
         .is_some());
