@@ -2,6 +2,8 @@
 //! 6-character base62 CRC32 of everything before it. The checksum lets the filter refuse a
 //! mistyped or truncated key, and secret scanners recognise a leaked one, without a lookup.
 
+use crate::config::ApiKeyEntry;
+
 pub const PREFIX: &str = "tw_";
 const BODY_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 6;
@@ -43,6 +45,27 @@ pub fn new_api_key(mut random_byte: impl FnMut() -> u8) -> String {
     let checksum = encode_checksum(crc32fast::hash(key.as_bytes()));
     key.push_str(&checksum);
     key
+}
+
+/// The configuration entry for `key`: the key itself is not in it, only its SHA-256.
+pub fn config_entry(
+    key: &str,
+    id: &str,
+    subject: &str,
+    scopes: &[&str],
+    models: &[&str],
+) -> ApiKeyEntry {
+    let hash = crate::token::credential_hash(key);
+    ApiKeyEntry {
+        id: id.to_string(),
+        sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+        subject: subject.to_string(),
+        tenant: None,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        models: models.iter().map(|s| s.to_string()).collect(),
+        plan: None,
+        expires_at: None,
+    }
 }
 
 fn encode_checksum(mut value: u32) -> String {

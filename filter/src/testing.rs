@@ -146,17 +146,9 @@ impl Fixture {
             n = n.wrapping_mul(31).wrapping_add(17);
             n
         });
-        let hash = crate::token::credential_hash(&key);
-        self.config.api_keys.push(ApiKeyEntry {
-            id: format!("key-{subject}"),
-            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
-            subject: subject.into(),
-            tenant: None,
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            models: models.iter().map(|s| s.to_string()).collect(),
-            plan: None,
-            expires_at: None,
-        });
+        let entry =
+            crate::apikey::config_entry(&key, &format!("key-{subject}"), subject, scopes, models);
+        self.config.api_keys.push(entry);
         key
     }
 }

@@ -178,3 +178,48 @@ fn query_credential_is_moved_out_of_the_url_where_a_route_allows_it() {
     assert_eq!(r.path, "/v1beta/models/gemini-2.0-flash:generateContent");
     gw.assert_never_forwarded(&key);
 }
+
+#[test]
+fn openai_and_anthropic_streams_pass_through_event_by_event() {
+    let gw = Gateway::start();
+    let token = gw.token();
+    let body = r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+    let reply = gw.send(
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &bearer(&token))],
+        Some(body),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    let events: Vec<&str> = reply.body.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.last(), Some(&"data: [DONE]"));
+    let usage = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.strip_prefix("data: ")?).ok())
+        .find(|v| v["usage"].is_object())
+        .expect("the usage chunk arrives");
+    assert_eq!(usage["usage"]["completion_tokens"], COMPLETION_TOKENS);
+
+    let body = r#"{"model":"claude-3-5-sonnet-latest","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
+    let reply = gw.send(
+        "POST",
+        "/v1/messages",
+        &[("x-api-key", token.as_bytes())],
+        Some(body),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let names: Vec<&str> = reply
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
+    assert!(names.contains(&"message_delta"));
+    assert_eq!(
+        gw.received("anthropic")[0].header("x-api-key").unwrap(),
+        gw.secrets.get("anthropic")
+    );
+    gw.assert_never_forwarded(&token);
+}

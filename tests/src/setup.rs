@@ -285,16 +285,8 @@ pub fn add_api_key(
     getrandom::fill(&mut random).unwrap_or_else(|e| fail(&format!("no OS randomness: {e}")));
     let mut bytes = random.into_iter().cycle();
     let key = tokenward_filter::apikey::new_api_key(|| bytes.next().unwrap_or(0));
-    let hash = tokenward_filter::token::credential_hash(&key);
-    config.api_keys.push(ApiKeyEntry {
-        id: id.into(),
-        sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
-        subject: subject.into(),
-        tenant: None,
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        models: models.iter().map(|s| s.to_string()).collect(),
-        plan: None,
-        expires_at: None,
-    });
+    config.api_keys.push(tokenward_filter::apikey::config_entry(
+        &key, id, subject, scopes, models,
+    ));
     key
 }
