@@ -4,6 +4,7 @@
 //! tokenward hot (one token repeated: the verified-token cache answers); tokenward cold (a
 //! new token per request from a pre-generated set larger than the cache). Every variant
 //! answers with a direct response, so what is measured is the filter, not an upstream.
+//! `BENCH_FLOOR_WASM=<a module that does nothing>` adds the floor of any Wasm filter.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -100,7 +101,7 @@ fn main() -> anyhow::Result<()> {
         }
     }))?;
 
-    let variants: Vec<(&str, EnvoyConfig, Option<&Path>)> = vec![
+    let mut variants: Vec<(&str, EnvoyConfig, Option<&Path>)> = vec![
         (
             "no filter",
             base.clone().replace_tokenward_filter(vec![])?,
@@ -122,6 +123,22 @@ fn main() -> anyhow::Result<()> {
             Some(&cold_script),
         ),
     ];
+
+    // BENCH_FLOOR_WASM=<module that does nothing> adds the floor of any Wasm filter here.
+    if let Ok(floor) = std::env::var("BENCH_FLOOR_WASM") {
+        let floor = std::fs::canonicalize(floor)?;
+        let config = EnvoyConfig::shipped()?
+            .with_wasm(&floor)?
+            .with_direct_response(200, "ok")?;
+        variants.insert(
+            1,
+            (
+                "empty Wasm filter (floor)",
+                config.without_filter_config()?,
+                None,
+            ),
+        );
+    }
 
     let mut results = Vec::new();
     for (name, envoy_config, script) in variants {
