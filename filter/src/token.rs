@@ -5,7 +5,6 @@
 use std::rc::Rc;
 
 use jwt_simple::prelude::Token;
-use sha2::{Digest, Sha256};
 
 use crate::apikey;
 use crate::cache::{CredentialHash, VerifiedTokenCache};
@@ -55,7 +54,7 @@ impl Identity {
 
 /// SHA-256 of a credential: the cache key and the API key lookup key.
 pub fn credential_hash(credential: &str) -> CredentialHash {
-    Sha256::digest(credential.as_bytes()).into()
+    hmac_sha256::Hash::hash(credential.as_bytes())
 }
 
 /// A short, non-reversible name for a credential, safe for logs.

@@ -279,3 +279,16 @@ fn fingerprint_is_short_and_not_the_token() {
     assert_eq!(fp.len(), 12);
     assert!(!token.contains(&fp));
 }
+
+#[test]
+fn credential_hash_is_plain_sha256() {
+    // Operators and the control plane compute API key hashes with any SHA-256 tool.
+    let hex: String = credential_hash("abc")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        hex,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
