@@ -16,6 +16,7 @@ pub mod model;
 pub mod policy;
 pub mod request;
 pub mod token;
+pub mod usage;
 
 #[cfg(test)]
 mod testing;
