@@ -7,6 +7,7 @@ pub mod apikey;
 pub mod cache;
 pub mod claims;
 pub mod config;
+pub mod counter;
 pub mod credential;
 pub mod decision;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod policy;
 pub mod request;
 pub mod token;
 pub mod usage;
+pub mod window;
 
 #[cfg(test)]
 mod testing;

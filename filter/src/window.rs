@@ -1,0 +1,129 @@
+//! Quota windows: fixed, aligned to UTC (a minute starts at :00, a day at 00:00 UTC, a month
+//! on the 1st at 00:00 UTC). Fixed rather than rolling so that one shared-data key per
+//! (subject, limit) can hold the window start and the count, rolled over in place.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    Minute,
+    Hour,
+    Day,
+    /// Calendar month, UTC.
+    Month,
+}
+
+const DAY: u64 = 86_400;
+
+impl Window {
+    /// Start of the window that contains `now` (Unix seconds).
+    pub fn start(self, now: u64) -> u64 {
+        match self {
+            Window::Minute => now - now % 60,
+            Window::Hour => now - now % 3600,
+            Window::Day => now - now % DAY,
+            Window::Month => {
+                let (year, month, _) = civil_from_days(now / DAY);
+                days_from_civil(year, month, 1) * DAY
+            }
+        }
+    }
+
+    /// Start of the next window: when the current one resets.
+    pub fn end(self, now: u64) -> u64 {
+        match self {
+            Window::Minute => self.start(now) + 60,
+            Window::Hour => self.start(now) + 3600,
+            Window::Day => self.start(now) + DAY,
+            Window::Month => {
+                let (year, month, _) = civil_from_days(now / DAY);
+                let (year, month) = if month == 12 {
+                    (year + 1, 1)
+                } else {
+                    (year, month + 1)
+                };
+                days_from_civil(year, month, 1) * DAY
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian
+/// (H. Hinnant's algorithm, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// (year, month, day) → days since 1970-01-01, for dates on or after the epoch.
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let yoe = year - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2024-02-29T13:45:30Z, a leap day.
+    const LEAP_DAY: u64 = 1_709_214_330;
+
+    #[test]
+    fn fixed_windows_align_to_utc() {
+        assert_eq!(Window::Minute.start(LEAP_DAY), LEAP_DAY - 30);
+        assert_eq!(Window::Minute.end(LEAP_DAY), LEAP_DAY + 30);
+        assert_eq!(Window::Hour.start(LEAP_DAY), LEAP_DAY - 45 * 60 - 30);
+        assert_eq!(Window::Day.start(LEAP_DAY), 1_709_164_800); // 2024-02-29T00:00:00Z
+        assert_eq!(Window::Day.end(LEAP_DAY), 1_709_251_200); // 2024-03-01T00:00:00Z
+    }
+
+    #[test]
+    fn months_follow_the_calendar() {
+        assert_eq!(Window::Month.start(LEAP_DAY), 1_706_745_600); // 2024-02-01
+        assert_eq!(Window::Month.end(LEAP_DAY), 1_709_251_200); // 2024-03-01: 29 days
+        let feb_2023 = 1_676_000_000; // 2023-02-10
+        assert_eq!(
+            Window::Month.end(feb_2023) - Window::Month.start(feb_2023),
+            28 * DAY
+        );
+        let december = 1_703_980_800; // 2023-12-31T00:00:00Z
+        assert_eq!(Window::Month.start(december), 1_701_388_800); // 2023-12-01
+        assert_eq!(Window::Month.end(december), 1_704_067_200); // 2024-01-01
+    }
+
+    #[test]
+    fn boundaries_belong_to_the_window_they_start() {
+        for window in [Window::Minute, Window::Hour, Window::Day, Window::Month] {
+            let end = window.end(LEAP_DAY);
+            assert_eq!(window.start(end), end, "{window:?}");
+            assert_eq!(window.start(end - 1), window.start(LEAP_DAY), "{window:?}");
+            assert!(window.end(end) > end);
+        }
+    }
+
+    #[test]
+    fn calendar_round_trips_for_every_day_of_four_centuries() {
+        // 1970 to 2370 covers the 100- and 400-year leap rules (2100, 2000 and 2400 aside).
+        for days in 0..146_097u64 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(47_540), (2100, 2, 28)); // 2100 is not a leap year:
+        assert_eq!(civil_from_days(47_541), (2100, 3, 1)); // no 29 February
+    }
+}
