@@ -1,0 +1,39 @@
+use super::*;
+
+fn counter_source() -> impl FnMut() -> u8 {
+    let mut n: u8 = 0;
+    move || {
+        n = n.wrapping_add(37);
+        n
+    }
+}
+
+#[test]
+fn generated_keys_have_the_format_and_a_valid_checksum() {
+    let key = new_api_key(counter_source());
+    assert_eq!(key.len(), KEY_LEN);
+    assert!(key.starts_with("tw_"));
+    assert!(checksum_is_valid(&key));
+}
+
+#[test]
+fn any_single_character_change_breaks_the_checksum() {
+    let key = new_api_key(counter_source());
+    for i in PREFIX.len()..key.len() {
+        let mut bytes = key.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+        let changed = String::from_utf8(bytes).unwrap();
+        assert!(!checksum_is_valid(&changed), "change at {i} not caught");
+    }
+}
+
+#[test]
+fn wrong_length_or_alphabet_is_refused() {
+    let key = new_api_key(counter_source());
+    assert!(!checksum_is_valid(&key[..key.len() - 1]));
+    assert!(!checksum_is_valid(&format!("{key}0")));
+    assert!(!checksum_is_valid(&key.replacen("tw_", "tx_", 1)));
+    let mut bytes = key.into_bytes();
+    bytes[5] = b'-';
+    assert!(!checksum_is_valid(&String::from_utf8(bytes).unwrap()));
+}

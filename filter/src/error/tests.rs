@@ -1,0 +1,65 @@
+use super::*;
+
+#[test]
+fn every_code_is_distinct_and_snake_case() {
+    let mut seen = std::collections::HashSet::new();
+    for code in ErrorCode::ALL {
+        assert!(seen.insert(code.code()), "duplicate code {}", code.code());
+        assert!(code
+            .code()
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_'));
+    }
+}
+
+#[test]
+fn body_has_the_openai_shape() {
+    let refusal = Refusal::new(ErrorCode::InvalidToken, "token signature is invalid");
+    let body: serde_json::Value = serde_json::from_str(&refusal.body()).unwrap();
+    assert_eq!(body["error"]["code"], "invalid_token");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert_eq!(body["error"]["message"], "token signature is invalid");
+    assert!(body["error"]["param"].is_null());
+}
+
+#[test]
+fn unauthorized_carries_a_bearer_challenge() {
+    let missing = Refusal::new(ErrorCode::MissingCredential, "no credential");
+    assert!(missing.headers().contains(&(
+        "www-authenticate".to_string(),
+        "Bearer realm=\"tokenward\"".to_string()
+    )));
+    let expired = Refusal::new(ErrorCode::TokenExpired, "token has \"expired\"");
+    let challenge = expired
+        .headers()
+        .into_iter()
+        .find(|(k, _)| k == "www-authenticate");
+    assert_eq!(
+        challenge.unwrap().1,
+        "Bearer realm=\"tokenward\", error=\"invalid_token\", error_description=\"token has 'expired'\""
+    );
+}
+
+#[test]
+fn insufficient_scope_names_the_required_scope() {
+    let refusal = Refusal::new(ErrorCode::InsufficientScope, "missing scope")
+        .with_required_scope("chat embeddings".into());
+    let (_, challenge) = refusal
+        .headers()
+        .into_iter()
+        .find(|(k, _)| k == "www-authenticate")
+        .unwrap();
+    assert!(challenge.contains("error=\"insufficient_scope\""));
+    assert!(challenge.ends_with("scope=\"chat embeddings\""));
+    assert_eq!(refusal.code.status(), 403);
+}
+
+#[test]
+fn not_configured_is_503_without_challenge() {
+    let refusal = Refusal::new(ErrorCode::NotConfigured, "no configuration");
+    assert_eq!(refusal.code.status(), 503);
+    assert!(refusal
+        .headers()
+        .iter()
+        .all(|(k, _)| k != "www-authenticate"));
+}
