@@ -1,17 +1,7 @@
 use super::*;
 
 fn ed25519_jwk(kp: &Ed25519KeyPair) -> Jwk {
-    Jwk {
-        kty: "OKP".into(),
-        kid: None,
-        alg: Some("EdDSA".into()),
-        use_: Some("sig".into()),
-        crv: Some("Ed25519".into()),
-        x: Some(Base64UrlSafeNoPadding::encode_to_string(kp.public_key().to_bytes()).unwrap()),
-        y: None,
-        k: None,
-        allow_symmetric: false,
-    }
+    crate::testing::ed25519_jwk(kp, None)
 }
 
 fn rules() -> ClaimRules {
