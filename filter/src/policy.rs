@@ -147,7 +147,8 @@ impl Policy {
         bytes: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Policy, InvalidConfig> {
-        let config = Config::from_json(bytes).map_err(|e| InvalidConfig::Syntax(e.to_string()))?;
+        let config = Config::from_json(bytes)
+            .map_err(|e| InvalidConfig::Syntax(redact_values(&e.to_string())))?;
         Policy::compile(&config, env)
     }
 
@@ -382,6 +383,27 @@ fn compile_routes(
         }));
     }
     Ok(routes)
+}
+
+/// serde_json quotes the offending value of a type error (`invalid type: string "…"`), which
+/// could be a provider key typed into the wrong field: drop quoted values from the message
+/// that gets logged. Field names stay readable (serde puts them in backticks).
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
