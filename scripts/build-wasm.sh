@@ -14,11 +14,12 @@ else
     [ -x "$tool" ] || { echo "$tool missing: run scripts/install-deps.sh (or make deps)" >&2; exit 1; }
   done
   # Building std here also lets panics abort without their formatting machinery (the filter
-  # never panics by design; -Cpanic=immediate-abort keeps that code out of the module).
+  # never panics by design; -Cpanic=immediate-abort keeps that code out of the module) and
+  # picks std's size-optimized implementations.
   RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
   RUSTFLAGS="-C link-self-contained=no -L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort" \
     /usr/bin/cargo build --locked -p tokenward-filter --profile wasm --target "$target" \
-      -Zbuild-std=std,panic_abort
+      -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 fi
 mkdir -p dist
 if command -v wasm-opt >/dev/null 2>&1; then

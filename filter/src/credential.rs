@@ -25,6 +25,7 @@ pub struct RequestHead<'a> {
     /// Client-sent headers that must not reach the provider.
     pub internal_headers: Vec<&'a str>,
     pub has_anthropic_version: bool,
+    pub has_accept_encoding: bool,
 }
 
 impl<'a> RequestHead<'a> {
@@ -36,6 +37,7 @@ impl<'a> RequestHead<'a> {
             credentials: Vec::new(),
             internal_headers: Vec::new(),
             has_anthropic_version: false,
+            has_accept_encoding: false,
         };
         for (name, value) in headers.iter() {
             match name {
@@ -48,6 +50,7 @@ impl<'a> RequestHead<'a> {
                     })?);
                 }
                 "anthropic-version" => head.has_anthropic_version = true,
+                "accept-encoding" => head.has_accept_encoding = true,
                 other => {
                     if let Some(known) = CREDENTIAL_HEADERS.iter().find(|h| **h == other) {
                         head.credentials.push((known, value));

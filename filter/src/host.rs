@@ -7,6 +7,10 @@ pub trait Host {
     fn request_headers(&self) -> HeaderBlock;
     /// The first `size` bytes of the buffered request body.
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// A response header's value (the first, if repeated).
+    fn response_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// The response body bytes of the current callback (`size` of them).
+    fn response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// The host's wall clock, in Unix seconds; `None` if the host cannot say (the request is
     /// then refused: without a clock no expiry can be checked).
     fn now_unix_seconds(&self) -> Option<u64>;
@@ -89,6 +93,8 @@ pub mod fake {
         headers: Vec<(String, Vec<u8>)>,
         body: Vec<u8>,
         now: u64,
+        response_headers: Vec<(String, Vec<u8>)>,
+        response_body: Vec<u8>,
     }
 
     impl FakeHost {
@@ -124,6 +130,18 @@ pub mod fake {
             self
         }
 
+        pub fn with_response_header(mut self, name: &str, value: &str) -> Self {
+            self.response_headers
+                .push((name.to_string(), value.as_bytes().to_vec()));
+            self
+        }
+
+        /// Sets the response chunk the next `response_body` call sees.
+        pub fn with_response_chunk(mut self, chunk: &[u8]) -> Self {
+            self.response_body = chunk.to_vec();
+            self
+        }
+
         pub fn body_len(&self) -> usize {
             self.body.len()
         }
@@ -140,6 +158,17 @@ pub mod fake {
 
         fn now_unix_seconds(&self) -> Option<u64> {
             Some(self.now)
+        }
+
+        fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.response_headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        }
+
+        fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+            Some(self.response_body[..size.min(self.response_body.len())].to_vec())
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod counter;
 pub mod credential;
 pub mod decision;
 pub mod error;
+pub mod exchange;
 pub mod host;
 pub mod keys;
 pub mod model;

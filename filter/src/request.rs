@@ -10,6 +10,7 @@ use crate::config::ModelSource;
 use crate::credential::{self, RequestHead};
 use crate::decision::{Decision, HeaderEdits};
 use crate::error::{ErrorCode, Refusal};
+use crate::exchange::{api_format, Exchange, UsageReport};
 use crate::host::Host;
 use crate::model::{self, ModelError};
 use crate::policy::{Policy, Provider, ProviderChoice, Route, DEFAULT_ANTHROPIC_VERSION};
@@ -53,6 +54,7 @@ impl Worker {
 pub struct RequestFlow {
     worker: Rc<Worker>,
     awaiting_body: Option<AwaitingBody>,
+    exchange: Option<Exchange>,
 }
 
 /// A request that passed authentication and scopes and waits for its body to name the model.
@@ -66,6 +68,7 @@ impl RequestFlow {
         RequestFlow {
             worker,
             awaiting_body: None,
+            exchange: None,
         }
     }
 
@@ -162,11 +165,8 @@ impl RequestFlow {
             rewritten_path: credential.rewritten_path,
             has_anthropic_version: head.has_anthropic_version,
         };
-        match route.model_source {
-            ModelSource::None => {
-                let provider = provider_for(&route, None)?;
-                Ok(Decision::Forward(swap.edits_for(provider)))
-            }
+        let (model, provider) = match route.model_source {
+            ModelSource::None => (None, provider_for(&route, None)?),
             ModelSource::GeminiPath => {
                 let model = model::model_from_gemini_path(head.path).ok_or_else(|| {
                     Refusal::new(
@@ -175,8 +175,7 @@ impl RequestFlow {
                     )
                 })?;
                 authorize_model(&identity, model)?;
-                let provider = provider_for(&route, Some(model))?;
-                Ok(Decision::Forward(swap.edits_for(provider)))
+                (Some(model.to_string()), provider_for(&route, Some(model))?)
             }
             ModelSource::Body => {
                 if end_of_stream {
@@ -191,18 +190,72 @@ impl RequestFlow {
                 {
                     return Err(too_large());
                 }
-                // Headers cannot change once the body is being read (proxy-wasm), so the
-                // swap happens now and the body only decides whether the request may go on.
-                let provider = provider_for(&route, None)?;
-                let edits = swap.edits_for(provider);
-                self.awaiting_body = Some(AwaitingBody { identity, route });
-                Ok(Decision::ReadBody(edits))
+                // The model is known once the body is read; the provider must be known now.
+                (None, provider_for(&route, None)?)
+            }
+        };
+        let format = api_format(provider.style, head.path);
+        // Ask for an uncompressed answer where the filter must read the usage in it.
+        let strip_encoding = format.is_some() && head.has_accept_encoding;
+        let edits = swap.edits_for(provider, strip_encoding);
+        self.exchange = Some(Exchange::new(
+            Rc::clone(provider),
+            format,
+            model,
+            identity.subject.clone(),
+        ));
+        if route.model_source == ModelSource::Body {
+            // Headers cannot change once the body is being read (proxy-wasm), so the swap
+            // happens now and the body only decides whether the request may go on.
+            self.awaiting_body = Some(AwaitingBody { identity, route });
+            return Ok(Decision::ReadBody(edits));
+        }
+        Ok(Decision::Forward(edits))
+    }
+
+    /// Response headers of a forwarded request.
+    pub fn on_response_headers(&mut self, host: &impl Host) {
+        if let Some(exchange) = &mut self.exchange {
+            if exchange.format.is_some() {
+                let content_type = host.response_header("content-type");
+                let content_encoding = host.response_header("content-encoding");
+                exchange.on_response_headers(content_type.as_deref(), content_encoding.as_deref());
             }
         }
     }
 
+    /// A piece of the response body (`body_size` bytes, passed through untouched); the usage
+    /// report once the response is complete.
+    pub fn on_response_body(
+        &mut self,
+        host: &impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Option<UsageReport> {
+        let exchange = self.exchange.as_mut()?;
+        if !exchange.wants_body() {
+            return None;
+        }
+        let chunk = if body_size > 0 {
+            host.response_body(body_size).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        exchange.on_response_body(&chunk, end_of_stream)
+    }
+
+    /// The request is over, complete or not: a report not given yet (an aborted stream).
+    pub fn on_done(&mut self) -> Option<UsageReport> {
+        self.exchange.as_mut()?.on_done()
+    }
+
+    /// Who the request was forwarded for, if it was.
+    pub fn subject(&self) -> Option<&str> {
+        self.exchange.as_ref().map(|e| e.subject.as_str())
+    }
+
     fn body_stage(
-        &self,
+        &mut self,
         host: &impl Host,
         body_size: usize,
         awaiting: AwaitingBody,
@@ -224,11 +277,9 @@ impl RequestFlow {
             ),
         })?;
         authorize_model(&awaiting.identity, &model)?;
-        log::debug!(
-            "route {}: model {} allowed",
-            awaiting.route.name,
-            clip(&model)
-        );
+        if let Some(exchange) = &mut self.exchange {
+            exchange.model = Some(model.clone());
+        }
         Ok(Decision::Continue)
     }
 }
@@ -245,13 +296,13 @@ fn authorize_model(identity: &Identity, model: &str) -> Result<(), Refusal> {
 
 /// The route's provider; `model` picks it on routes that choose by model (whose model is
 /// known from the path, see `Policy::compile`).
-fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Provider, Refusal> {
+fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Rc<Provider>, Refusal> {
     match (&route.provider, model) {
         (ProviderChoice::Fixed(provider), _) => Ok(provider),
         (ProviderChoice::ByModel(list), Some(model)) => list
             .iter()
             .find(|(pattern, _)| model::pattern_matches(pattern, model))
-            .map(|(_, provider)| provider.as_ref())
+            .map(|(_, provider)| provider)
             .ok_or_else(|| {
                 Refusal::new(
                     ErrorCode::ModelNotFound,
@@ -279,7 +330,7 @@ struct Swap {
 }
 
 impl Swap {
-    fn edits_for(&self, provider: &Provider) -> HeaderEdits {
+    fn edits_for(&self, provider: &Provider, strip_encoding: bool) -> HeaderEdits {
         let sets = |name: &str| provider.upstream_headers.iter().any(|(n, _)| n == name);
         let mut set = Vec::new();
         if provider.needs_default_anthropic_version && !self.has_anthropic_version {
@@ -298,6 +349,7 @@ impl Swap {
                 .iter()
                 .copied()
                 .filter(|h| !sets(h))
+                .chain(strip_encoding.then_some("accept-encoding"))
                 .collect(),
             remove_owned: self.internal_headers.clone(),
             provider_headers: Rc::clone(&provider.upstream_headers),

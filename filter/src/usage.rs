@@ -182,7 +182,7 @@ fn apply_event(format: ApiFormat, event: &SseEvent, usage: &mut Option<Usage>) {
     if event.data == "[DONE]" {
         return;
     }
-    let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+    let Ok(value) = serde_json::from_slice::<Value>(event.data.as_bytes()) else {
         return;
     };
     match format {

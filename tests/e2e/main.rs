@@ -11,3 +11,4 @@ mod config;
 mod credentials;
 mod errors;
 mod providers;
+mod usage;

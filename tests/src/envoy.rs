@@ -238,13 +238,19 @@ impl Envoy {
             .arg("--concurrency")
             .arg(options.concurrency.to_string())
             .arg("--disable-hot-restart")
+            // Access log lines reach the file within 50 ms instead of 10 s.
+            .arg("--file-flush-interval-msec")
+            .arg("50")
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("-l")
             .arg(options.log_level)
             .envs(&options.env)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // The access log goes to stdout.
+            .stdout(Stdio::from(std::fs::File::create(
+                dir.path().join("access.log"),
+            )?))
             // Envoy logs to stderr unbuffered; a --log-path file is flushed only every few seconds.
             .stderr(Stdio::from(std::fs::File::create(&log_path)?));
         // Envoy dies with the process (or thread) that started it, even on a crash.
@@ -313,6 +319,11 @@ impl Envoy {
     /// Everything Envoy has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Every access-log line so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
     /// The last lines of the log, for error messages.

@@ -5,6 +5,8 @@
 
 mod raw;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -12,6 +14,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::decision::{Decision, HeaderEdits};
 use crate::error::{ErrorCode, Refusal};
+use crate::exchange::{UsageReport, UsageStats};
 use crate::host::{HeaderBlock, Host};
 use crate::policy::Policy;
 use crate::request::{RequestFlow, Worker};
@@ -19,12 +22,75 @@ use crate::request::{RequestFlow, Worker};
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(TokenwardRoot { worker: Worker::unconfigured() })
+        Box::new(TokenwardRoot { worker: Worker::unconfigured(), stats: Rc::default() })
     });
 }}
 
 struct TokenwardRoot {
     worker: Rc<Worker>,
+    stats: Rc<RefCell<Stats>>,
+}
+
+/// The worker's Envoy stats: metric ids by name, and the bounded naming of usage stats.
+#[derive(Default)]
+struct Stats {
+    ids: HashMap<String, u32>,
+    usage: UsageStats,
+    forwarded: Option<u32>,
+}
+
+impl Stats {
+    /// The per-request counter, its id kept at hand: it is on the hot path.
+    fn count_forwarded(&mut self) {
+        let id = match self.forwarded {
+            Some(id) => id,
+            None => match raw::define_counter("tokenward.requests.forwarded") {
+                Ok(id) => *self.forwarded.insert(id),
+                Err(_) => return,
+            },
+        };
+        let _ = raw::increment_counter(id, 1);
+    }
+
+    fn add(&mut self, name: &str, by: u64) {
+        let id = match self.ids.get(name) {
+            Some(id) => *id,
+            None => match raw::define_counter(name) {
+                Ok(id) => {
+                    self.ids.insert(name.to_string(), id);
+                    id
+                }
+                Err(status) => {
+                    log::warn!("stat {name} could not be defined: {status:?}");
+                    return;
+                }
+            },
+        };
+        // A lost increment is no reason to fail a request.
+        let _ = raw::increment_counter(id, by);
+    }
+
+    fn record_usage(&mut self, report: &UsageReport) {
+        for (name, amount) in self.usage.counters(report) {
+            self.add(&name, amount);
+        }
+        // For the access log (%FILTER_STATE(wasm.tokenward_…:PLAIN)%). Only for metered
+        // exchanges: a property write per request would cost the hot path ~10%.
+        let _ = raw::set_property("tokenward_subject", report.subject.as_bytes());
+        if let Some(model) = &report.model {
+            let _ = raw::set_property("tokenward_model", model.as_bytes());
+        }
+        if let Some(usage) = report.usage {
+            let _ = raw::set_property(
+                "tokenward_input_tokens",
+                usage.input_tokens.to_string().as_bytes(),
+            );
+            let _ = raw::set_property(
+                "tokenward_output_tokens",
+                usage.output_tokens.to_string().as_bytes(),
+            );
+        }
+    }
 }
 
 impl Context for TokenwardRoot {}
@@ -70,14 +136,18 @@ impl RootContext for TokenwardRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(TokenwardHttp {
             flow: RequestFlow::new(Rc::clone(&self.worker)),
+            stats: Rc::clone(&self.stats),
             body_size: 0,
+            refused: false,
         }))
     }
 }
 
 struct TokenwardHttp {
     flow: RequestFlow,
+    stats: Rc<RefCell<Stats>>,
     body_size: usize,
+    refused: bool,
 }
 
 impl Context for TokenwardHttp {}
@@ -85,7 +155,7 @@ impl Context for TokenwardHttp {}
 impl HttpContext for TokenwardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let decision = self.flow.on_request_headers(&AbiHost, end_of_stream);
-        apply(decision, Phase::Headers)
+        self.apply(decision, Phase::Headers)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -93,13 +163,64 @@ impl HttpContext for TokenwardHttp {
         let decision = self
             .flow
             .on_request_body(&AbiHost, body_size, end_of_stream);
-        apply(decision, Phase::Body)
+        self.apply(decision, Phase::Body)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the request body.
         let decision = self.flow.on_request_body(&AbiHost, self.body_size, true);
-        apply(decision, Phase::Body)
+        self.apply(decision, Phase::Body)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if !self.refused {
+            self.flow.on_response_headers(&AbiHost);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.refused {
+            if let Some(report) = self
+                .flow
+                .on_response_body(&AbiHost, body_size, end_of_stream)
+            {
+                self.stats.borrow_mut().record_usage(&report);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.refused {
+            return;
+        }
+        if self.flow.subject().is_none() {
+            return;
+        }
+        let mut stats = self.stats.borrow_mut();
+        stats.count_forwarded();
+        if let Some(report) = self.flow.on_done() {
+            stats.record_usage(&report);
+        }
+    }
+}
+
+impl TokenwardHttp {
+    fn apply(&mut self, decision: Decision, phase: Phase) -> Action {
+        if let Decision::Refuse(refusal) = &decision {
+            self.refused = true;
+            self.stats.borrow_mut().add(
+                &format!("tokenward.requests.refused.{}", refusal.code.code()),
+                1,
+            );
+        }
+        let action = apply(decision, phase);
+        if matches!(action, Action::Pause) && matches!(phase, Phase::Headers) {
+            // A refusal from a failed header rewrite.
+            self.refused = true;
+        }
+        action
     }
 }
 
@@ -114,6 +235,14 @@ impl Host for AbiHost {
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
         raw::request_body(size).ok()
+    }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        raw::response_header(name).ok().flatten()
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        raw::response_body(size).ok()
     }
 
     fn now_unix_seconds(&self) -> Option<u64> {

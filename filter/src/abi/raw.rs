@@ -8,7 +8,10 @@ use crate::host::HeaderBlock;
 
 /// proxy-wasm map and buffer types (ABI 0.2.1).
 const REQUEST_HEADERS: u32 = 0;
+const RESPONSE_HEADERS: u32 = 2;
 const HTTP_REQUEST_BODY: u32 = 0;
+const HTTP_RESPONSE_BODY: u32 = 1;
+const METRIC_COUNTER: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;
 const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
@@ -40,6 +43,26 @@ extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -112,6 +135,44 @@ pub fn request_body(size: usize) -> Result<Vec<u8>, HostStatus> {
 
 pub fn plugin_configuration() -> Result<Vec<u8>, HostStatus> {
     buffer(PLUGIN_CONFIGURATION, usize::MAX)
+}
+
+pub fn response_header(name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let status = unsafe {
+        proxy_get_header_map_value(
+            RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    if status == STATUS_NOT_FOUND {
+        return Ok(None);
+    }
+    check(status)?;
+    Ok(Some(unsafe { take_host_bytes(data, size) }))
+}
+
+pub fn response_body(size: usize) -> Result<Vec<u8>, HostStatus> {
+    buffer(HTTP_RESPONSE_BODY, size)
+}
+
+pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
+    let mut id = 0u32;
+    check(unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_counter(id: u32, by: u64) -> Result<(), HostStatus> {
+    check(unsafe { proxy_increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX)) })
+}
+
+/// Sets a filter-state property (Envoy: `wasm.<name>`), readable by the access log.
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostStatus> {
+    check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
 
 pub fn now_nanoseconds() -> Result<u64, HostStatus> {

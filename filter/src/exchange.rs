@@ -1,0 +1,195 @@
+//! The response side of a forwarded request: which provider API answered, metering its
+//! usage as the body passes through, and the report the operator sees (Envoy stats and
+//! access-log fields). Stat names are bounded: per provider and model, never per subject,
+//! with at most `MAX_MODELS_IN_STATS` model names per worker.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use crate::config::ProviderStyle;
+use crate::policy::Provider;
+use crate::usage::{ApiFormat, Usage, UsageMeter};
+
+/// Distinct model names a worker puts into stat names; later ones count as `other`.
+pub const MAX_MODELS_IN_STATS: usize = 64;
+
+/// Which provider API a forwarded request speaks, from the provider's style and the path;
+/// `None` for endpoints that report no usage (model lists and the like).
+pub fn api_format(style: ProviderStyle, path: &str) -> Option<ApiFormat> {
+    let path = path.split('?').next().unwrap_or(path);
+    match style {
+        ProviderStyle::Openai | ProviderStyle::AzureOpenai => {
+            if path.contains("/responses") {
+                Some(ApiFormat::OpenAiResponses)
+            } else if path.contains("/chat/completions")
+                || path.contains("/completions")
+                || path.contains("/embeddings")
+            {
+                Some(ApiFormat::OpenAiChat)
+            } else {
+                None
+            }
+        }
+        ProviderStyle::Anthropic => path.contains("/messages").then_some(ApiFormat::Anthropic),
+        ProviderStyle::Gemini => (path.contains(":generateContent")
+            || path.contains(":streamGenerateContent"))
+        .then_some(ApiFormat::Gemini),
+    }
+}
+
+/// A forwarded request, followed through its response.
+#[derive(Debug)]
+pub struct Exchange {
+    pub provider: Rc<Provider>,
+    pub format: Option<ApiFormat>,
+    pub model: Option<String>,
+    pub subject: String,
+    meter: Option<UsageMeter>,
+    /// The response could not be metered (compressed, or the format reports no usage).
+    unreadable: bool,
+    reported: bool,
+}
+
+/// What one exchange tells the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageReport {
+    pub provider: String,
+    pub model: Option<String>,
+    pub subject: String,
+    /// `None`: the response reported no usage (an error, an aborted stream, an unreadable body).
+    pub usage: Option<Usage>,
+}
+
+impl Exchange {
+    pub fn new(
+        provider: Rc<Provider>,
+        format: Option<ApiFormat>,
+        model: Option<String>,
+        subject: String,
+    ) -> Self {
+        Exchange {
+            provider,
+            format,
+            model,
+            subject,
+            meter: None,
+            unreadable: false,
+            reported: false,
+        }
+    }
+
+    /// Response headers: streaming or not, and whether the body is readable at all.
+    pub fn on_response_headers(
+        &mut self,
+        content_type: Option<&[u8]>,
+        content_encoding: Option<&[u8]>,
+    ) {
+        let Some(format) = self.format else {
+            return;
+        };
+        if content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case(b"identity")) {
+            // The filter asks upstream for identity encoding; a provider that compresses
+            // anyway cannot be metered here.
+            self.unreadable = true;
+            return;
+        }
+        let streaming = content_type.is_some_and(|t| t.starts_with(b"text/event-stream"));
+        self.meter = Some(UsageMeter::new(format, streaming));
+    }
+
+    pub fn wants_body(&self) -> bool {
+        self.meter.is_some() && !self.reported
+    }
+
+    /// A piece of the response body; at the end of the stream, the report.
+    pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<UsageReport> {
+        if let Some(meter) = &mut self.meter {
+            meter.feed(chunk);
+        }
+        end_of_stream.then(|| self.report()).flatten()
+    }
+
+    /// The stream is over (also when the client went away): the report, if not given yet.
+    pub fn on_done(&mut self) -> Option<UsageReport> {
+        self.report()
+    }
+
+    fn report(&mut self) -> Option<UsageReport> {
+        if self.reported || self.format.is_none() {
+            return None;
+        }
+        self.reported = true;
+        let usage = if self.unreadable {
+            None
+        } else {
+            self.meter.as_mut().and_then(UsageMeter::finish)
+        };
+        Some(UsageReport {
+            provider: self.provider.name.clone(),
+            model: self.model.clone(),
+            subject: self.subject.clone(),
+            usage,
+        })
+    }
+}
+
+/// Turns reports into stat names, keeping the set of model names bounded per worker.
+#[derive(Debug, Default)]
+pub struct UsageStats {
+    models: HashSet<String>,
+}
+
+impl UsageStats {
+    /// `(stat name, amount)` pairs to add for a report.
+    pub fn counters(&mut self, report: &UsageReport) -> Vec<(String, u64)> {
+        let model = self.model_label(report.model.as_deref());
+        let prefix = format!("tokenward.usage.{}.{}", sanitize(&report.provider), model);
+        match report.usage {
+            Some(usage) => vec![
+                (format!("{prefix}.responses"), 1),
+                (format!("{prefix}.input_tokens"), usage.input_tokens),
+                (format!("{prefix}.output_tokens"), usage.output_tokens),
+                (
+                    format!("{prefix}.cached_input_tokens"),
+                    usage.cached_input_tokens,
+                ),
+                (format!("{prefix}.total_tokens"), usage.total_tokens()),
+            ],
+            None => vec![(format!("{prefix}.responses_without_usage"), 1)],
+        }
+    }
+
+    fn model_label(&mut self, model: Option<&str>) -> String {
+        let Some(model) = model else {
+            return "unknown".to_string();
+        };
+        let label = sanitize(model);
+        if self.models.contains(&label) {
+            return label;
+        }
+        if self.models.len() >= MAX_MODELS_IN_STATS {
+            return "other".to_string();
+        }
+        self.models.insert(label.clone());
+        label
+    }
+}
+
+/// Stat name segments: lowercase ASCII letters, digits, `-` and `_` only (a `.` would split
+/// the name), at most 64 characters.
+fn sanitize(segment: &str) -> String {
+    segment
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

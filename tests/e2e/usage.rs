@@ -1,0 +1,132 @@
+//! What the operator sees of the traffic: token usage per provider and model in Envoy's
+//! stats, equal to what the providers reported, for JSON and streamed answers of all three
+//! providers; refusals by code; and an access log line per request with subject, model and
+//! tokens, and never a credential.
+
+use tokenward_e2e::client::bearer;
+use tokenward_e2e::mock_provider::{prompt_tokens, COMPLETION_TOKENS};
+
+use crate::gateway::Gateway;
+
+#[test]
+fn usage_stats_equal_the_providers_usage_for_json_and_streams() {
+    let gw = Gateway::start();
+    let token = gw.token();
+    let auth = bearer(&token);
+    let chat = |stream: bool| {
+        let extra = if stream {
+            r#","stream":true,"stream_options":{"include_usage":true}"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"Count to {}"}}]{extra}}}"#,
+            u8::from(stream)
+        )
+    };
+    let messages = |stream: bool| {
+        format!(
+            r#"{{"model":"claude-3-5-haiku-latest","max_tokens":32,"stream":{stream},"messages":[{{"role":"user","content":"Hello there"}}]}}"#
+        )
+    };
+    let gemini = r#"{"contents":[{"parts":[{"text":"Why is the sky blue?"}]}]}"#;
+    let mut expected = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+    let mut add = |key: &'static str, body: &str| {
+        let e = expected.entry(key).or_default();
+        e.0 += prompt_tokens(body.as_bytes());
+        e.1 += COMPLETION_TOKENS;
+    };
+    for stream in [false, true] {
+        let body = chat(stream);
+        let reply = gw.send(
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(&body),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        add("openai.gpt-4o-mini", &body);
+        let body = messages(stream);
+        let reply = gw.send(
+            "POST",
+            "/v1/messages",
+            &[("x-api-key", token.as_bytes())],
+            Some(&body),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        add("anthropic.claude-3-5-haiku-latest", &body);
+        let method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        let path = format!("/v1beta/models/gemini-2.0-flash:{method}");
+        let reply = gw.send(
+            "POST",
+            &path,
+            &[("x-goog-api-key", token.as_bytes())],
+            Some(gemini),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        add("gemini.gemini-2_0-flash", gemini);
+    }
+    for (key, (input, output)) in &expected {
+        let stat = |metric: &str| {
+            gw.envoy
+                .stat(&format!("wasmcustom.tokenward.usage.{key}.{metric}"))
+        };
+        assert_eq!(stat("responses"), 2, "{key}: a JSON and a streamed answer");
+        assert_eq!(stat("input_tokens"), *input, "{key} input tokens");
+        assert_eq!(stat("output_tokens"), *output, "{key} output tokens");
+        assert_eq!(stat("total_tokens"), input + output, "{key} total tokens");
+    }
+    assert_eq!(gw.envoy.stat("wasmcustom.tokenward.requests.forwarded"), 6);
+    // The filter asked for uncompressed answers so that it could read them.
+    assert!(gw
+        .all_received()
+        .iter()
+        .all(|r| r.header("accept-encoding").is_none()));
+
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = gw.envoy.access_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("/v1/messages"))
+        .expect("an access log line for /v1/messages");
+    assert!(line.contains("subject=alice"), "{line}");
+    assert!(line.contains("model=claude-3-5-haiku-latest"), "{line}");
+    assert!(
+        line.contains(&format!("output_tokens={COMPLETION_TOKENS}")),
+        "{line}"
+    );
+}
+
+#[test]
+fn refusals_are_counted_by_code_and_logged_without_credentials() {
+    let gw = Gateway::start();
+    let token = gw.token();
+    assert_eq!(
+        gw.send("GET", &format!("/v1/models?key={token}"), &[], None)
+            .status,
+        400
+    );
+    assert_eq!(gw.send("GET", "/v1/models", &[], None).status, 401);
+    assert_eq!(gw.send("GET", "/v1/models", &[], None).status, 401);
+    assert_eq!(
+        gw.envoy
+            .stat("wasmcustom.tokenward.requests.refused.token_in_url"),
+        1
+    );
+    assert_eq!(
+        gw.envoy
+            .stat("wasmcustom.tokenward.requests.refused.missing_credential"),
+        2
+    );
+    assert_eq!(gw.envoy.stat("wasmcustom.tokenward.requests.forwarded"), 0);
+    // Give the access log a moment: it is written when each stream ends.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = gw.envoy.access_log();
+    assert_eq!(log.lines().count(), 3, "{log}");
+    assert!(!log.contains(&token), "a credential reached the access log");
+    gw.assert_log_clean(&[&token]);
+}
