@@ -263,12 +263,12 @@ fn the_shipped_envoy_example_compiles() {
 fn syntax_errors_name_the_field_but_not_the_value() {
     let fx = Fixture::new();
     let mut json = serde_json::to_value(&fx.config).unwrap();
-    json["routes"][0]["max_body_bytes"] = "sk-leaked-into-the-wrong-field".into();
+    json["routes"][0]["max_body_bytes"] = "provider-key-in-the-wrong-field".into();
     json["cach"] = serde_json::json!({});
     let err = Policy::from_json(json.to_string().as_bytes(), &|_| None)
         .unwrap_err()
         .to_string();
-    assert!(!err.contains("sk-leaked"), "{err}");
+    assert!(!err.contains("provider-key-in"), "{err}");
     assert!(
         err.contains("invalid type") || err.contains("cach"),
         "{err}"
