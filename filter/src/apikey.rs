@@ -18,7 +18,8 @@ pub fn looks_like_api_key(credential: &str) -> bool {
 
 /// Checks length, alphabet and checksum. Cheap; runs before any lookup.
 pub fn checksum_is_valid(key: &str) -> bool {
-    if key.len() != KEY_LEN || !key.starts_with(PREFIX) {
+    // ASCII first: `split_at` below must land on a character boundary.
+    if key.len() != KEY_LEN || !key.is_ascii() || !key.starts_with(PREFIX) {
         return false;
     }
     let (head, checksum) = key.split_at(PREFIX.len() + BODY_LEN);

@@ -73,7 +73,9 @@ fn current(
     let start = window.start(now);
     Ok(match store.get(key)? {
         Some((bytes, cas)) => match Count::decode(&bytes) {
-            Some(count) if count.window_start == start => (count, Some(cas)),
+            // A worker whose clock is a little behind counts into the newer window it finds
+            // rather than rolling it back.
+            Some(count) if count.window_start >= start => (count, Some(cas)),
             // A past window (or an unreadable value) rolls over in place.
             _ => (
                 Count {

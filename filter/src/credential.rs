@@ -42,7 +42,7 @@ impl<'a> RequestHead<'a> {
         for (name, value) in headers.iter() {
             match name {
                 ":method" => head.method = utf8(name, value)?,
-                ":path" => head.path = utf8(name, value)?,
+                ":path" => head.path = normalized_path(utf8(name, value)?)?,
                 "content-length" => {
                     let text = utf8(name, value)?;
                     head.content_length = Some(text.trim().parse().map_err(|_| {
@@ -164,6 +164,25 @@ fn utf8<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Refusal> {
     })
 }
 
+/// Routes and models are matched on the path as sent, so it must already be in normal form:
+/// no dot segments and no encoded slashes (Envoy's `normalize_path` and
+/// `path_with_escaped_slashes_action` in envoy.yaml see to that; this refuses what slipped by).
+fn normalized_path(path: &str) -> Result<&str, Refusal> {
+    let base = path.split('?').next().unwrap_or(path);
+    let lower = base.to_ascii_lowercase();
+    let dot_segment = base
+        .split('/')
+        .any(|segment| segment == "." || segment == "..");
+    let encoded = ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) || base.contains('\\');
+    if !base.starts_with('/') || dot_segment || encoded {
+        return Err(Refusal::new(
+            ErrorCode::InvalidHeader,
+            "the path is not in normal form (dot segments or encoded slashes)",
+        ));
+    }
+    Ok(path)
+}
+
 /// A credential in the query string: its decoded value and the path without it.
 fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
     let Some((base, query)) = path.split_once('?') else {
@@ -173,7 +192,8 @@ fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
     let mut kept = Vec::new();
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if QUERY_CREDENTIAL_PARAMS.contains(&percent_decode(name).as_str()) {
+        let name = percent_decode(name).to_ascii_lowercase();
+        if QUERY_CREDENTIAL_PARAMS.contains(&name.as_str()) {
             if found.is_some() {
                 return Err(Refusal::new(
                     ErrorCode::AmbiguousCredential,

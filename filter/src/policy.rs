@@ -133,7 +133,8 @@ pub struct Policy {
     pub version: Option<String>,
     pub claim_rules: ClaimRules,
     pub max_token_lifetime_seconds: u64,
-    keys: Vec<VerificationKey>,
+    /// Each key with its configured `kid`.
+    keys: Vec<(Option<String>, VerificationKey)>,
     keys_by_kid: HashMap<String, usize>,
     api_keys: HashMap<[u8; 32], Rc<Identity>>,
     pub revocations: RevocationSet,
@@ -199,12 +200,16 @@ impl Policy {
     }
 
     /// The key a JWT names: by `kid`, or the only key when there is one and no `kid`.
-    pub fn key_for(&self, kid: Option<&str>) -> Option<&VerificationKey> {
-        match kid {
-            Some(kid) => self.keys_by_kid.get(kid).and_then(|&i| self.keys.get(i)),
-            None if self.keys.len() == 1 => self.keys.first(),
-            None => None,
-        }
+    /// The key a JWT names, by `kid`, or the only key when there is one and the token names
+    /// none; with the key's configured `kid`, which is what revocation checks (a token
+    /// without `kid` must not escape the revocation of the key that signed it).
+    pub fn key_for(&self, kid: Option<&str>) -> Option<(Option<&str>, &VerificationKey)> {
+        let (configured_kid, key) = match kid {
+            Some(kid) => self.keys_by_kid.get(kid).and_then(|&i| self.keys.get(i))?,
+            None if self.keys.len() == 1 => self.keys.first()?,
+            None => return None,
+        };
+        Some((configured_kid.as_deref(), key))
     }
 
     pub fn api_key(&self, hash: &[u8; 32]) -> Option<Rc<Identity>> {
@@ -212,17 +217,20 @@ impl Policy {
     }
 }
 
-fn compile_keys(
-    config: &Config,
-) -> Result<(Vec<VerificationKey>, HashMap<String, usize>), InvalidConfig> {
+/// Keys with their configured `kid`, and where each `kid` is in that list.
+type KeyTable = (
+    Vec<(Option<String>, VerificationKey)>,
+    HashMap<String, usize>,
+);
+
+fn compile_keys(config: &Config) -> Result<KeyTable, InvalidConfig> {
     let jwks = &config.keys.keys;
     let mut keys = Vec::with_capacity(jwks.len());
     let mut by_kid = HashMap::new();
     for (index, jwk) in jwks.iter().enumerate() {
-        keys.push(
-            VerificationKey::from_jwk(jwk)
-                .map_err(|source| InvalidConfig::Key { index, source })?,
-        );
+        let key = VerificationKey::from_jwk(jwk)
+            .map_err(|source| InvalidConfig::Key { index, source })?;
+        keys.push((jwk.kid.clone(), key));
         match &jwk.kid {
             Some(kid) if by_kid.insert(kid.clone(), index).is_some() => {
                 return Err(InvalidConfig::DuplicateKid(kid.clone()));

@@ -55,6 +55,8 @@ pub struct RequestFlow {
     worker: Rc<Worker>,
     awaiting_body: Option<AwaitingBody>,
     exchange: Option<Exchange>,
+    /// The request went on to the provider (a body route: once its body passed).
+    forwarded: bool,
 }
 
 /// A request that passed authentication and scopes and waits for its body to name the model.
@@ -69,6 +71,7 @@ impl RequestFlow {
             worker,
             awaiting_body: None,
             exchange: None,
+            forwarded: false,
         }
     }
 
@@ -210,6 +213,7 @@ impl RequestFlow {
             self.awaiting_body = Some(AwaitingBody { identity, route });
             return Ok(Decision::ReadBody(edits));
         }
+        self.forwarded = true;
         Ok(Decision::Forward(edits))
     }
 
@@ -246,11 +250,17 @@ impl RequestFlow {
 
     /// The request is over, complete or not: a report not given yet (an aborted stream).
     pub fn on_done(&mut self) -> Option<UsageReport> {
+        if !self.forwarded {
+            return None;
+        }
         self.exchange.as_mut()?.on_done()
     }
 
     /// Who the request was forwarded for, if it was.
     pub fn subject(&self) -> Option<&str> {
+        if !self.forwarded {
+            return None;
+        }
         self.exchange.as_ref().map(|e| e.subject.as_str())
     }
 
@@ -280,6 +290,7 @@ impl RequestFlow {
         if let Some(exchange) = &mut self.exchange {
             exchange.model = Some(model.clone());
         }
+        self.forwarded = true;
         Ok(Decision::Continue)
     }
 }

@@ -120,7 +120,7 @@ fn verify_jwt(policy: &Policy, token: &str, now: u64) -> Result<(Identity, u64),
     let metadata = Token::decode_metadata(token)
         .map_err(|_| invalid("credential is neither a tokenward JWT nor a tokenward API key"))?;
     let kid = metadata.key_id();
-    let key = policy.key_for(kid).ok_or_else(|| match kid {
+    let (key_id, key) = policy.key_for(kid).ok_or_else(|| match kid {
         Some(_) => invalid("token is signed with an unknown key"),
         None => invalid("token has no \"kid\" and several keys are configured"),
     })?;
@@ -151,7 +151,7 @@ fn verify_jwt(policy: &Policy, token: &str, now: u64) -> Result<(Identity, u64),
     let identity = Identity {
         kind: CredentialKind::Jwt {
             jti: claims.jwt_id,
-            kid: kid.map(str::to_string),
+            kid: key_id.map(str::to_string),
         },
         subject,
         scopes: custom.scopes().map(str::to_string).collect(),

@@ -169,9 +169,7 @@ impl UsageMeter {
     /// reported none (an error, an aborted stream, an oversized body).
     pub fn finish(&mut self) -> Option<Usage> {
         if !self.streaming && !self.json_overflowed {
-            if let Ok(value) = serde_json::from_slice::<Value>(&self.json) {
-                self.usage = usage_in_response(self.format, &value);
-            }
+            self.usage = usage_in_json(self.format, &self.json);
             self.json = Vec::new();
         }
         self.usage
@@ -232,12 +230,38 @@ fn apply_event(format: ApiFormat, event: &SseEvent, usage: &mut Option<Usage>) {
     }
 }
 
-fn usage_in_response(format: ApiFormat, value: &Value) -> Option<Usage> {
+/// The parts of a JSON answer that carry usage; everything else (an embeddings array, the
+/// generated text) is skipped while parsing instead of being built into a `Value`.
+#[derive(serde::Deserialize)]
+struct UsageEnvelope {
+    #[serde(default)]
+    usage: Value,
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Value,
+}
+
+fn usage_in_json(format: ApiFormat, json: &[u8]) -> Option<Usage> {
+    // Gemini's streamGenerateContent without `alt=sse` answers with a JSON array of chunks;
+    // the last one's usage counts. (An array must not reach the struct parse: serde would
+    // read it as the struct's fields in order.)
+    let is_array = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let envelope = if is_array {
+        if format != ApiFormat::Gemini {
+            return None;
+        }
+        serde_json::from_slice::<Vec<UsageEnvelope>>(json)
+            .ok()?
+            .into_iter()
+            .rev()
+            .find(|e| !e.usage_metadata.is_null())?
+    } else {
+        serde_json::from_slice::<UsageEnvelope>(json).ok()?
+    };
     match format {
-        ApiFormat::OpenAiChat => openai_chat_usage(&value["usage"]),
-        ApiFormat::OpenAiResponses => openai_responses_usage(&value["usage"]),
-        ApiFormat::Anthropic => anthropic_usage(&value["usage"]),
-        ApiFormat::Gemini => gemini_usage(&value["usageMetadata"]),
+        ApiFormat::OpenAiChat => openai_chat_usage(&envelope.usage),
+        ApiFormat::OpenAiResponses => openai_responses_usage(&envelope.usage),
+        ApiFormat::Anthropic => anthropic_usage(&envelope.usage),
+        ApiFormat::Gemini => gemini_usage(&envelope.usage_metadata),
     }
 }
 

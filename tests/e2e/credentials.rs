@@ -147,6 +147,19 @@ fn duplicate_authorization_headers_are_ambiguous() {
 #[test]
 fn non_utf8_header_is_refused_and_the_same_worker_serves_the_next_request() {
     let gw = Gateway::start(); // one worker: both requests hit the same VM
+                               // A tw_ key of the right length with a two-byte character where the checksum starts
+                               // once crashed the VM (a string split off a character boundary).
+    let tricky = format!("Bearer tw_{}\u{e9}{}", "a".repeat(31), "b".repeat(5));
+    let reply = gw.send(
+        "GET",
+        "/v1/models",
+        &[("authorization", tricky.as_bytes())],
+        None,
+    );
+    assert_eq!(
+        (reply.status, reply.error_code().as_deref()),
+        (401, Some("invalid_api_key"))
+    );
     let reply = gw.send(
         "GET",
         "/v1/models",

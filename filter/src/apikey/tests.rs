@@ -37,3 +37,11 @@ fn wrong_length_or_alphabet_is_refused() {
     bytes[5] = b'-';
     assert!(!checksum_is_valid(&String::from_utf8(bytes).unwrap()));
 }
+
+#[test]
+fn a_multibyte_character_at_the_checksum_boundary_is_refused_not_a_panic() {
+    // 41 bytes with a two-byte character across byte 35, where the checksum starts.
+    let key = format!("tw_{}é{}", "a".repeat(31), "b".repeat(5));
+    assert_eq!(key.len(), KEY_LEN);
+    assert!(!checksum_is_valid(&key));
+}

@@ -201,3 +201,20 @@ fn unreadable_values_count_as_empty() {
         Admission::Admitted { used: 1, .. }
     ));
 }
+
+#[test]
+fn a_worker_behind_the_clock_does_not_roll_a_newer_window_back() {
+    let store = FakeStore::default();
+    let next_minute = Window::Minute.end(NOW);
+    admit(&store, "k", Window::Minute, next_minute, 2, 10).unwrap();
+    // A worker still at NOW sees the newer window and counts into it.
+    let outcome = admit(&store, "k", Window::Minute, NOW, 1, 10).unwrap();
+    assert_eq!(
+        outcome,
+        Admission::Admitted {
+            used: 3,
+            window_start: next_minute
+        }
+    );
+    assert_eq!(store.used("k"), 3);
+}

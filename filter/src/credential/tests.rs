@@ -164,3 +164,33 @@ fn percent_decoding_keeps_malformed_escapes() {
     assert_eq!(percent_decode("%zz"), "%zz");
     assert_eq!(percent_decode("%4"), "%4");
 }
+
+#[test]
+fn query_credential_names_are_matched_without_case() {
+    for path in ["/v1/x?KEY=abc", "/v1/x?Api_Key=abc", "/v1/x?%4Bey=abc"] {
+        assert_eq!(
+            with_path(path, &[], false).unwrap_err().code,
+            ErrorCode::TokenInUrl,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn paths_must_be_normalized() {
+    for path in [
+        "/v1/embeddings/../chat/completions",
+        "/v1beta/models/gemini-flash:x/../gemini-ultra:generateContent",
+        "/v1/./models",
+        "/v1/chat%2Fcompletions",
+        "/v1/%2e%2e/models",
+        "v1/models",
+    ] {
+        let refusal = with_path(path, &[("x-api-key", b"tok")], false).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::InvalidHeader, "{path}");
+    }
+    assert!(
+        with_path("/v1/models?q=a/../b", &[("x-api-key", b"tok")], false).is_ok(),
+        "the query is not the path"
+    );
+}

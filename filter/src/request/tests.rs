@@ -256,3 +256,27 @@ fn the_cache_fills_once_per_token_and_a_new_worker_starts_empty() {
     assert_eq!(w.cached_credentials(), 1);
     assert_eq!(worker(&fx).cached_credentials(), 0);
 }
+
+#[test]
+fn a_body_route_counts_as_forwarded_only_once_its_body_passed() {
+    let fx = Fixture::new();
+    let host = chat(&fx.token(), r#"{"model":"gpt-4o","messages":[]}"#);
+    let mut flow = RequestFlow::new(worker(&fx));
+    assert!(matches!(
+        flow.on_request_headers(&host, false),
+        Decision::ReadBody(_)
+    ));
+    assert_eq!(
+        flow.subject(),
+        None,
+        "reset before the body: never forwarded"
+    );
+    assert_eq!(flow.on_done(), None);
+    let mut flow = RequestFlow::new(worker(&fx));
+    flow.on_request_headers(&host, false);
+    assert_eq!(
+        flow.on_request_body(&host, host.body_len(), true),
+        Decision::Continue
+    );
+    assert_eq!(flow.subject(), Some("alice"));
+}

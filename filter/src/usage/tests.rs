@@ -33,6 +33,9 @@ const GEMINI_JSON: &str = r#"{"candidates":[{"content":{"parts":[{"text":"Hello"
 const GEMINI_SSE: &str = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"The\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"candidatesTokenCount\": 1,\"totalTokenCount\": 10},\"modelVersion\": \"gemini-2.0-flash\"}\r\n\r\n\
 data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" sky is blue\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"candidatesTokenCount\": 4,\"totalTokenCount\": 13},\"modelVersion\": \"gemini-2.0-flash\"}\r\n\r\n";
 
+// streamGenerateContent without `alt=sse`: one JSON array of chunks.
+const GEMINI_JSON_ARRAY: &str = "[{\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"The\"}],\"role\": \"model\"}}],\"usageMetadata\": {\"promptTokenCount\": 9,\"candidatesTokenCount\": 1,\"totalTokenCount\": 10}},\r\n{\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" sky\"}],\"role\": \"model\"},\"finishReason\": \"STOP\"}],\"usageMetadata\": {\"promptTokenCount\": 9,\"candidatesTokenCount\": 4,\"totalTokenCount\": 13}}]";
+
 fn cases() -> Vec<(&'static str, ApiFormat, bool, &'static str, Usage)> {
     let u = |input_tokens, output_tokens, cached_input_tokens| Usage {
         input_tokens,
@@ -101,6 +104,13 @@ fn cases() -> Vec<(&'static str, ApiFormat, bool, &'static str, Usage)> {
             ApiFormat::Gemini,
             true,
             GEMINI_SSE,
+            u(9, 4, 0),
+        ),
+        (
+            "gemini stream as a json array",
+            ApiFormat::Gemini,
+            false,
+            GEMINI_JSON_ARRAY,
             u(9, 4, 0),
         ),
     ]
