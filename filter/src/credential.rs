@@ -169,11 +169,17 @@ fn utf8<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Refusal> {
 /// `path_with_escaped_slashes_action` in envoy.yaml see to that; this refuses what slipped by).
 fn normalized_path(path: &str) -> Result<&str, Refusal> {
     let base = path.split('?').next().unwrap_or(path);
-    let lower = base.to_ascii_lowercase();
     let dot_segment = base
         .split('/')
         .any(|segment| segment == "." || segment == "..");
-    let encoded = ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) || base.contains('\\');
+    // Checked in place: this runs on every request, so no lowercase copy of the path.
+    let encoded = base.contains('\\')
+        || base.as_bytes().windows(3).any(|w| {
+            w[0] == b'%'
+                && [b"2f", b"5c", b"2e"]
+                    .iter()
+                    .any(|e| w[1..].eq_ignore_ascii_case(*e))
+        });
     if !base.starts_with('/') || dot_segment || encoded {
         return Err(Refusal::new(
             ErrorCode::InvalidHeader,
