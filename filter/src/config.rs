@@ -37,6 +37,15 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Quota plans by name. A credential names its plan (JWT claim `plan`, API key entry).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// The plan of a credential that names none; without it such credentials are unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_plan: Option<String>,
+    /// Model prices for cost limits; the first pattern that matches the model applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prices: Vec<PriceConfig>,
 }
 
 pub fn default_clock_skew() -> u64 {
@@ -232,6 +241,73 @@ impl Default for CacheConfig {
             max_entries: default_cache_entries(),
         }
     }
+}
+
+/// A quota plan: the limits a request counts against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub limits: Vec<LimitConfig>,
+    /// Count and report, never refuse.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+    /// Lower a request's `max_tokens` to what its token and cost limits still allow.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clamp_max_tokens: bool,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    #[serde(default = "default_output_tokens")]
+    pub default_output_tokens: u64,
+}
+
+pub fn default_output_tokens() -> u64 {
+    1024
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    /// Names the limit in headers, stats and the counter key: keep it when editing the limit.
+    pub name: String,
+    pub metric: Metric,
+    pub window: crate::window::Window,
+    pub limit: u64,
+    #[serde(default)]
+    pub per: LimitScope,
+}
+
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Requests,
+    InputTokens,
+    OutputTokens,
+    TotalTokens,
+    /// Cost in millionths of a US dollar, from `prices`.
+    CostMicroUsd,
+}
+
+/// Whose requests a limit counts together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    #[default]
+    Subject,
+    /// Every credential of the tenant; a credential without a tenant is its own tenant.
+    Tenant,
+}
+
+/// A model's price in micro-USD per million tokens (2.50 USD per million = 2500000).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// A model pattern (`*` matches any run of characters).
+    pub model: String,
+    pub input: u64,
+    pub output: u64,
+    /// Input tokens served from the provider's prompt cache; the input price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<u64>,
 }
 
 impl Config {

@@ -2,7 +2,7 @@
 //! all workers, keys never freed). One key per (subject, limit) holds the window start and
 //! the count, rolled over in place when a new window begins. Every change is a
 //! compare-and-set loop with a bounded number of attempts; running out is an error the
-//! caller must fail closed on. Not yet wired into the request path (issue 3).
+//! caller must fail closed on. `quota` decides what to count; this module only counts.
 
 use crate::window::Window;
 
@@ -95,8 +95,18 @@ fn current(
     })
 }
 
+/// The amount used in the window in force at `now`.
+pub fn peek(
+    store: &dyn SharedStore,
+    key: &str,
+    window: Window,
+    now: u64,
+) -> Result<u64, QuotaError> {
+    Ok(current(store, key, window, now)?.0.used)
+}
+
 /// Counts `amount` against `limit` if it fits, atomically: exactly `limit` is admitted however
-/// many workers race.
+/// many workers race. With `enforce` false (shadow mode) it counts even past the limit.
 pub fn admit(
     store: &dyn SharedStore,
     key: &str,
@@ -104,11 +114,12 @@ pub fn admit(
     now: u64,
     amount: u64,
     limit: u64,
+    enforce: bool,
 ) -> Result<Admission, QuotaError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (count, cas) = current(store, key, window, now)?;
         let used = count.used.saturating_add(amount);
-        if used > limit {
+        if used > limit && enforce {
             return Ok(Admission::Refused {
                 used: count.used,
                 resets_at: window.end(now),
@@ -158,5 +169,7 @@ pub fn settle(
     Err(QuotaError::Contended)
 }
 
+#[cfg(test)]
+pub mod fake;
 #[cfg(test)]
 mod tests;

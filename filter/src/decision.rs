@@ -17,6 +17,8 @@ pub enum Decision {
     ReadBody(HeaderEdits),
     /// Hold the request until more of the body has arrived (the host buffers it).
     WaitForBody,
+    /// Replace the whole buffered request body with this one and let it go on.
+    ReplaceBody(Vec<u8>),
     /// Answer locally with this refusal; nothing reaches the provider.
     Refuse(Refusal),
     /// Nothing to do for this callback.

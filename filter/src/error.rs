@@ -42,13 +42,21 @@ pub enum ErrorCode {
     InvalidJson,
     /// The request body exceeds the route's limit.
     RequestTooLarge,
+    /// The credential names a plan the configuration does not have.
+    UnknownPlan,
+    /// The plan limits cost and the configuration has no price for the model.
+    ModelNotPriced,
+    /// A request or token limit of the plan is used up for the current window.
+    RateLimitExceeded,
+    /// A cost limit of the plan is used up for the current window.
+    BudgetExceeded,
     /// The host refused an operation the filter needed; the request is not forwarded.
     InternalError,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests that must cover them all.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::NotConfigured,
         ErrorCode::RouteNotFound,
         ErrorCode::TokenInUrl,
@@ -65,6 +73,10 @@ impl ErrorCode {
         ErrorCode::ModelNotFound,
         ErrorCode::InvalidJson,
         ErrorCode::RequestTooLarge,
+        ErrorCode::UnknownPlan,
+        ErrorCode::ModelNotPriced,
+        ErrorCode::RateLimitExceeded,
+        ErrorCode::BudgetExceeded,
         ErrorCode::InternalError,
     ];
 
@@ -86,6 +98,10 @@ impl ErrorCode {
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::UnknownPlan => "unknown_plan",
+            ErrorCode::ModelNotPriced => "model_not_priced",
+            ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::InternalError => "internal_error",
         }
     }
@@ -102,9 +118,13 @@ impl ErrorCode {
             | ErrorCode::TokenExpired
             | ErrorCode::TokenRevoked
             | ErrorCode::InvalidApiKey => 401,
-            ErrorCode::InsufficientScope | ErrorCode::ModelNotAllowed => 403,
+            ErrorCode::InsufficientScope
+            | ErrorCode::ModelNotAllowed
+            | ErrorCode::UnknownPlan
+            | ErrorCode::ModelNotPriced => 403,
             ErrorCode::RouteNotFound | ErrorCode::ModelNotFound => 404,
             ErrorCode::RequestTooLarge => 413,
+            ErrorCode::RateLimitExceeded | ErrorCode::BudgetExceeded => 429,
             ErrorCode::InternalError => 500,
             ErrorCode::NotConfigured => 503,
         }
@@ -113,10 +133,15 @@ impl ErrorCode {
     /// The `type` field of the OpenAI error shape. SDKs pick their exception from the status;
     /// the type tells a human reading the body which family the refusal belongs to.
     pub fn error_type(self) -> &'static str {
+        if self == ErrorCode::BudgetExceeded {
+            // OpenAI's type for a spent budget, as opposed to a rate.
+            return "insufficient_quota";
+        }
         match self.status() {
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
+            429 => "rate_limit_error",
             500 => "api_error",
             503 => "service_unavailable_error",
             _ => "invalid_request_error",
@@ -150,6 +175,8 @@ pub struct Refusal {
     pub message: String,
     /// Scopes the route requires, named in an `insufficient_scope` challenge.
     pub required_scope: Option<String>,
+    /// Further response headers (`Retry-After` and the rate-limit headers of a 429).
+    pub extra_headers: Vec<(String, String)>,
 }
 
 impl Refusal {
@@ -158,7 +185,13 @@ impl Refusal {
             code,
             message: message.into(),
             required_scope: None,
+            extra_headers: Vec::new(),
         }
+    }
+
+    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        self.extra_headers = headers;
+        self
     }
 
     pub fn with_required_scope(mut self, scope: String) -> Self {
@@ -214,6 +247,7 @@ impl Refusal {
             }
             headers.push(("www-authenticate".to_string(), challenge));
         }
+        headers.extend(self.extra_headers.iter().cloned());
         headers
     }
 }

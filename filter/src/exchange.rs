@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use crate::config::ProviderStyle;
 use crate::policy::Provider;
+use crate::quota::Price;
 use crate::usage::{ApiFormat, Usage, UsageMeter};
 
 /// Distinct model names a worker puts into stat names; later ones count as `other`.
@@ -37,12 +38,44 @@ pub fn api_format(style: ProviderStyle, path: &str) -> Option<ApiFormat> {
     }
 }
 
+/// What a metered request body carries, by API: whether the answer has output tokens,
+/// which field limits them (set by `clamp_max_tokens` when the request names none), and
+/// whether a stream reports usage only when asked (`stream_options.include_usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyShape {
+    pub produces_output: bool,
+    pub limit_field: Option<&'static str>,
+    pub usage_is_opt_in: bool,
+}
+
+pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
+    let path = path.split('?').next().unwrap_or(path);
+    let (produces_output, limit_field, usage_is_opt_in) = match format {
+        ApiFormat::OpenAiChat if path.contains("/embeddings") => (false, None, false),
+        ApiFormat::OpenAiChat if path.contains("/chat/completions") => {
+            (true, Some("max_completion_tokens"), true)
+        }
+        ApiFormat::OpenAiChat => (true, Some("max_tokens"), true),
+        ApiFormat::OpenAiResponses => (true, Some("max_output_tokens"), false),
+        ApiFormat::Anthropic => (true, Some("max_tokens"), false),
+        // Gemini's limit sits in generationConfig, and its routes do not read the body.
+        ApiFormat::Gemini => (true, None, false),
+    };
+    BodyShape {
+        produces_output,
+        limit_field,
+        usage_is_opt_in,
+    }
+}
+
 /// A forwarded request, followed through its response.
 #[derive(Debug)]
 pub struct Exchange {
     pub provider: Rc<Provider>,
     pub format: Option<ApiFormat>,
     pub model: Option<String>,
+    /// The model's price, for the cost in the report.
+    pub price: Option<Price>,
     pub subject: String,
     meter: Option<UsageMeter>,
     /// The response could not be metered (compressed, or the format reports no usage).
@@ -58,6 +91,8 @@ pub struct UsageReport {
     pub subject: String,
     /// `None`: the response reported no usage (an error, an aborted stream, an unreadable body).
     pub usage: Option<Usage>,
+    /// The usage's cost in micro-USD, when the model has a price.
+    pub cost_micro_usd: Option<u64>,
 }
 
 impl Exchange {
@@ -71,6 +106,7 @@ impl Exchange {
             provider,
             format,
             model,
+            price: None,
             subject,
             meter: None,
             unreadable: false,
@@ -129,6 +165,9 @@ impl Exchange {
             model: self.model.clone(),
             subject: self.subject.clone(),
             usage,
+            cost_micro_usd: usage
+                .zip(self.price)
+                .map(|(usage, price)| price.cost(&usage)),
         })
     }
 }
@@ -154,7 +193,14 @@ impl UsageStats {
                     usage.cached_input_tokens,
                 ),
                 (format!("{prefix}.total_tokens"), usage.total_tokens()),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                report
+                    .cost_micro_usd
+                    .map(|cost| (format!("{prefix}.cost_micro_usd"), cost)),
+            )
+            .collect(),
             None => vec![(format!("{prefix}.responses_without_usage"), 1)],
         }
     }

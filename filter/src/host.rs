@@ -14,6 +14,8 @@ pub trait Host {
     /// The host's wall clock, in Unix seconds; `None` if the host cannot say (the request is
     /// then refused: without a clock no expiry can be checked).
     fn now_unix_seconds(&self) -> Option<u64>;
+    /// The quota counters shared by every worker of this Envoy.
+    fn store(&self) -> &dyn crate::counter::SharedStore;
 }
 
 /// Request headers in the proxy-wasm serialized form, read in place: a count, then (name
@@ -86,10 +88,15 @@ mod tests;
 pub mod fake {
     //! A host for tests, built with `with_*` methods.
 
+    use std::rc::Rc;
+
     use super::{HeaderBlock, Host};
+    use crate::counter::fake::FakeStore;
+    use crate::counter::SharedStore;
 
     #[derive(Debug, Clone, Default)]
     pub struct FakeHost {
+        store: Rc<FakeStore>,
         headers: Vec<(String, Vec<u8>)>,
         body: Vec<u8>,
         now: u64,
@@ -145,6 +152,12 @@ pub mod fake {
         pub fn body_len(&self) -> usize {
             self.body.len()
         }
+
+        /// Shares a store with other hosts: counters that outlive one request.
+        pub fn with_store(mut self, store: &Rc<FakeStore>) -> Self {
+            self.store = Rc::clone(store);
+            self
+        }
     }
 
     impl Host for FakeHost {
@@ -169,6 +182,10 @@ pub mod fake {
 
         fn response_body(&self, size: usize) -> Option<Vec<u8>> {
             Some(self.response_body[..size.min(self.response_body.len())].to_vec())
+        }
+
+        fn store(&self) -> &dyn SharedStore {
+            &*self.store
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod host;
 pub mod keys;
 pub mod model;
 pub mod policy;
+pub mod quota;
 pub mod request;
 pub mod token;
 pub mod usage;

@@ -2,6 +2,7 @@
 //! from a JSON body or from Gemini's path form; knows nothing of providers or tokens.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Does `model` match `pattern`? `*` matches any run of characters (also none); everything
 /// else matches itself. `*` alone matches every model.
@@ -34,21 +35,105 @@ pub enum ModelError {
     Missing,
 }
 
-/// The `model` of a JSON request body. The whole body is checked to be valid JSON, so a
+/// What the filter reads from a JSON request body: the model, and what quotas need.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestFields {
+    pub model: String,
+    /// The output limit the request sets, and in which field (`max_completion_tokens`,
+    /// `max_tokens` or `max_output_tokens`, the first present).
+    pub max_output_tokens: Option<(&'static str, u64)>,
+    /// `"stream": true`.
+    pub stream: bool,
+    /// `"stream_options": {"include_usage": true}` (OpenAI chat completions).
+    pub include_usage: bool,
+}
+
+/// The fields of a JSON request body. The whole body is checked to be valid JSON, so a
 /// malformed request is refused here rather than by the provider after it was counted.
-pub fn model_from_body(body: &[u8]) -> Result<String, ModelError> {
+pub fn read_body(body: &[u8]) -> Result<RequestFields, ModelError> {
     #[derive(Deserialize)]
-    struct ModelOnly {
+    struct Fields {
         #[serde(default)]
-        model: Option<serde_json::Value>,
+        model: Option<Value>,
+        #[serde(default)]
+        max_completion_tokens: Option<Value>,
+        #[serde(default)]
+        max_tokens: Option<Value>,
+        #[serde(default)]
+        max_output_tokens: Option<Value>,
+        #[serde(default)]
+        stream: Option<Value>,
+        #[serde(default)]
+        stream_options: Option<Value>,
     }
-    let parsed: ModelOnly = serde_json::from_slice(body).map_err(|e| {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ModelError::InvalidJson(
+            "the body is not a JSON object".to_string(),
+        ));
+    }
+    let parsed: Fields = serde_json::from_slice(body).map_err(|e| {
         // serde_json's messages give line and column, never the body's content.
         ModelError::InvalidJson(e.to_string())
     })?;
-    match parsed.model {
-        Some(serde_json::Value::String(model)) if !model.is_empty() => Ok(model),
-        _ => Err(ModelError::Missing),
+    let model = match parsed.model {
+        Some(Value::String(model)) if !model.is_empty() => model,
+        _ => return Err(ModelError::Missing),
+    };
+    let max_output_tokens = [
+        ("max_completion_tokens", &parsed.max_completion_tokens),
+        ("max_tokens", &parsed.max_tokens),
+        ("max_output_tokens", &parsed.max_output_tokens),
+    ]
+    .into_iter()
+    .find_map(|(field, value)| Some((field, value.as_ref()?.as_u64()?)));
+    Ok(RequestFields {
+        model,
+        max_output_tokens,
+        stream: parsed.stream.as_ref().and_then(Value::as_bool) == Some(true),
+        include_usage: parsed
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true),
+    })
+}
+
+/// Changes to a request body before it is forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyEdit {
+    /// Set this output-limit field to this value.
+    pub max_output_tokens: Option<(&'static str, u64)>,
+    /// Set `stream_options.include_usage` to true.
+    pub include_usage: bool,
+}
+
+impl BodyEdit {
+    pub fn is_empty(&self) -> bool {
+        self.max_output_tokens.is_none() && !self.include_usage
+    }
+
+    /// The edited body (a JSON object, as `read_body` checked). Other fields keep their
+    /// values; their order may change.
+    pub fn apply(&self, body: &[u8]) -> Result<Vec<u8>, ModelError> {
+        let invalid = |e: serde_json::Error| ModelError::InvalidJson(e.to_string());
+        let mut value: Value = serde_json::from_slice(body).map_err(invalid)?;
+        let object = value.as_object_mut().ok_or(ModelError::Missing)?;
+        if let Some((field, limit)) = self.max_output_tokens {
+            object.insert(field.to_string(), Value::from(limit));
+        }
+        if self.include_usage {
+            let options = object
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !options.is_object() {
+                *options = Value::Object(Default::default());
+            }
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".to_string(), Value::Bool(true));
+            }
+        }
+        serde_json::to_vec(&value).map_err(invalid)
     }
 }
 

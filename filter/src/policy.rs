@@ -10,6 +10,7 @@ use crate::config::{
     ApiKeyEntry, Config, CredentialSource, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
 };
 use crate::keys::{ClaimRules, KeyError, VerificationKey};
+use crate::quota::Quotas;
 use crate::token::{CredentialKind, Identity};
 
 /// The header Envoy's route table reads to pick the provider's cluster.
@@ -66,6 +67,14 @@ pub enum InvalidConfig {
     UnknownProvider { index: usize, provider: String },
     #[error("routes[{0}]: max_body_bytes must be between 1 and {MAX_BODY_LIMIT}")]
     BodyLimit(usize),
+    #[error("plans[{plan:?}]: {problem}")]
+    Plan { plan: String, problem: String },
+    #[error("default_plan {0:?} is not one of the plans")]
+    UnknownDefaultPlan(String),
+    #[error("api_keys[{0}]: the plan is not one of the plans")]
+    ApiKeyPlan(usize),
+    #[error("prices[{0}]: model must not be empty")]
+    PriceModel(usize),
 }
 
 /// The revocation set, checked on every request whether or not the credential was cached.
@@ -140,6 +149,7 @@ pub struct Policy {
     pub revocations: RevocationSet,
     routes: Vec<Rc<Route>>,
     pub cache_entries: usize,
+    pub quotas: Quotas,
 }
 
 impl Policy {
@@ -167,6 +177,18 @@ impl Policy {
         let api_keys = compile_api_keys(&config.api_keys)?;
         let providers = compile_providers(&config.providers, env)?;
         let routes = compile_routes(&config.routes, &providers)?;
+        let quotas = Quotas::compile(
+            &config.plans,
+            config.default_plan.as_deref(),
+            &config.prices,
+        )?;
+        if let Some(index) = config
+            .api_keys
+            .iter()
+            .position(|k| k.plan.as_deref().is_some_and(|plan| !quotas.has_plan(plan)))
+        {
+            return Err(InvalidConfig::ApiKeyPlan(index));
+        }
         let revocations = RevocationSet {
             jtis: config
                 .revocations
@@ -191,6 +213,7 @@ impl Policy {
             revocations,
             routes,
             cache_entries: config.cache.max_entries,
+            quotas,
         })
     }
 

@@ -10,10 +10,11 @@ use crate::config::ModelSource;
 use crate::credential::{self, RequestHead};
 use crate::decision::{Decision, HeaderEdits};
 use crate::error::{ErrorCode, Refusal};
-use crate::exchange::{api_format, Exchange, UsageReport};
+use crate::exchange::{api_format, body_shape, BodyShape, Exchange, UsageReport};
 use crate::host::Host;
-use crate::model::{self, ModelError};
+use crate::model::{self, BodyEdit, ModelError};
 use crate::policy::{Policy, Provider, ProviderChoice, Route, DEFAULT_ANTHROPIC_VERSION};
+use crate::quota::{self, Demand, Grant, Plan, Settlement};
 use crate::token::{self, Identity};
 
 /// What one Envoy worker holds: the policy in force and its verified-token cache. A new
@@ -57,12 +58,21 @@ pub struct RequestFlow {
     exchange: Option<Exchange>,
     /// The request went on to the provider (a body route: once its body passed).
     forwarded: bool,
+    /// The quota counts the request holds until it settles.
+    grant: Option<Grant>,
+    /// The response status, once the response headers have passed.
+    status: Option<u16>,
+    /// Stat names to count, taken by the host glue after each callback.
+    events: Vec<String>,
 }
 
 /// A request that passed authentication and scopes and waits for its body to name the model.
 struct AwaitingBody {
     identity: Rc<Identity>,
     route: Rc<Route>,
+    plan: Option<Rc<Plan>>,
+    /// `None` for endpoints that report no usage.
+    shape: Option<BodyShape>,
 }
 
 impl RequestFlow {
@@ -72,7 +82,15 @@ impl RequestFlow {
             awaiting_body: None,
             exchange: None,
             forwarded: false,
+            grant: None,
+            status: None,
+            events: Vec::new(),
         }
+    }
+
+    /// Stat names the last callbacks counted (quota refusals, shadow overruns, store errors).
+    pub fn take_events(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.events)
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Decision {
@@ -198,33 +216,83 @@ impl RequestFlow {
             }
         };
         let format = api_format(provider.style, head.path);
+        let shape = format.map(|f| body_shape(f, head.path));
+        let plan = policy.quotas.plan_for(&identity)?.cloned();
         // Ask for an uncompressed answer where the filter must read the usage in it.
         let strip_encoding = format.is_some() && head.has_accept_encoding;
-        let edits = swap.edits_for(provider, strip_encoding);
-        self.exchange = Some(Exchange::new(
-            Rc::clone(provider),
-            format,
-            model,
-            identity.subject.clone(),
-        ));
+        let mut edits = swap.edits_for(provider, strip_encoding);
+        let mut exchange =
+            Exchange::new(Rc::clone(provider), format, model, identity.subject.clone());
+        exchange.price = exchange
+            .model
+            .as_deref()
+            .and_then(|m| policy.quotas.price_for(m));
         if route.model_source == ModelSource::Body {
             // Headers cannot change once the body is being read (proxy-wasm), so the swap
-            // happens now and the body only decides whether the request may go on.
-            self.awaiting_body = Some(AwaitingBody { identity, route });
+            // happens now and the body only decides whether the request may go on. The body
+            // may be rewritten (quota clamp, usage in streams): its length is set again after
+            // it (the buffer filter in envoy.yaml adds content-length back).
+            edits.remove.push("content-length");
+            self.exchange = Some(exchange);
+            self.awaiting_body = Some(AwaitingBody {
+                identity,
+                route,
+                plan,
+                shape,
+            });
             return Ok(Decision::ReadBody(edits));
         }
+        if let Some(plan) = &plan {
+            // No body to read: the prompt is estimated from content-length.
+            let output = shape.map_or(0, |s| output_reserve(plan, s, None));
+            let input_bytes = if shape.is_some() {
+                head.content_length.unwrap_or(0)
+            } else {
+                0
+            };
+            let demand = Demand::estimate(input_bytes, output, exchange.price);
+            self.grant = Some(self.admit(plan, &identity, &demand, host.store(), now)?);
+        }
+        self.exchange = Some(exchange);
         self.forwarded = true;
         Ok(Decision::Forward(edits))
     }
 
-    /// Response headers of a forwarded request.
-    pub fn on_response_headers(&mut self, host: &impl Host) {
+    fn admit(
+        &mut self,
+        plan: &Rc<Plan>,
+        identity: &Identity,
+        demand: &Demand,
+        store: &dyn crate::counter::SharedStore,
+        now: u64,
+    ) -> Result<Grant, Refusal> {
+        match quota::admit(plan, identity, demand, store, now) {
+            Ok(mut grant) => {
+                self.events.append(&mut grant.events);
+                Ok(grant)
+            }
+            Err(refused) => {
+                self.events.push(refused.stat);
+                Err(refused.refusal)
+            }
+        }
+    }
+
+    /// Response headers of a forwarded request; returns the rate-limit headers to add.
+    pub fn on_response_headers(&mut self, host: &impl Host) -> Vec<(String, String)> {
+        self.status = host
+            .response_header(":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
         if let Some(exchange) = &mut self.exchange {
             if exchange.format.is_some() {
                 let content_type = host.response_header("content-type");
                 let content_encoding = host.response_header("content-encoding");
                 exchange.on_response_headers(content_type.as_deref(), content_encoding.as_deref());
             }
+        }
+        match (&self.grant, host.now_unix_seconds()) {
+            (Some(grant), Some(now)) => grant.client_headers(now),
+            _ => Vec::new(),
         }
     }
 
@@ -245,15 +313,49 @@ impl RequestFlow {
         } else {
             Vec::new()
         };
-        exchange.on_response_body(&chunk, end_of_stream)
+        let report = exchange.on_response_body(&chunk, end_of_stream)?;
+        self.settle(host, &report);
+        Some(report)
     }
 
     /// The request is over, complete or not: a report not given yet (an aborted stream).
-    pub fn on_done(&mut self) -> Option<UsageReport> {
+    pub fn on_done(&mut self, host: &impl Host) -> Option<UsageReport> {
         if !self.forwarded {
             return None;
         }
-        self.exchange.as_mut()?.on_done()
+        let report = self.exchange.as_mut()?.on_done()?;
+        self.settle(host, &report);
+        Some(report)
+    }
+
+    /// The request was let through but could not be sent on (the host refused the body
+    /// rewrite): everything it holds goes back.
+    pub fn abandon(&mut self, host: &impl Host) {
+        self.forwarded = false;
+        if let (Some(grant), Some(now)) = (self.grant.take(), host.now_unix_seconds()) {
+            let mut failures = grant.settle(Settlement::Refund, host.store(), now, true);
+            self.events.append(&mut failures);
+        }
+    }
+
+    /// Corrects the quota reservations to the response's usage. Without usage: an error
+    /// status (or none) means the provider billed nothing, so the tokens go back; a success
+    /// without usage (a stream cut short, a body that could not be read) keeps the
+    /// reservation as the charge.
+    fn settle(&mut self, host: &impl Host, report: &UsageReport) {
+        let Some(grant) = self.grant.take() else {
+            return;
+        };
+        let settlement = match (report.usage, self.status) {
+            (Some(usage), _) => Settlement::Usage(usage),
+            (None, Some(status)) if (200..300).contains(&status) => Settlement::Keep,
+            (None, _) => Settlement::Refund,
+        };
+        let Some(now) = host.now_unix_seconds() else {
+            return;
+        };
+        let mut failures = grant.settle(settlement, host.store(), now, false);
+        self.events.append(&mut failures);
     }
 
     /// Who the request was forwarded for, if it was.
@@ -276,7 +378,7 @@ impl RequestFlow {
                 "the request body could not be read",
             )
         })?;
-        let model = model::model_from_body(&body).map_err(|e| match e {
+        let fields = model::read_body(&body).map_err(|e| match e {
             ModelError::InvalidJson(reason) => Refusal::new(
                 ErrorCode::InvalidJson,
                 format!("the request body is not valid JSON: {reason}"),
@@ -286,13 +388,68 @@ impl RequestFlow {
                 "the request body has no \"model\" string",
             ),
         })?;
-        authorize_model(&awaiting.identity, &model)?;
+        authorize_model(&awaiting.identity, &fields.model)?;
+        let price = self
+            .worker
+            .policy()
+            .and_then(|p| p.quotas.price_for(&fields.model));
         if let Some(exchange) = &mut self.exchange {
-            exchange.model = Some(model.clone());
+            exchange.model = Some(fields.model.clone());
+            exchange.price = price;
         }
+        let mut edit = BodyEdit::default();
+        if let (Some(plan), Some(now)) = (&awaiting.plan, host.now_unix_seconds()) {
+            let requested = fields.max_output_tokens.map(|(_, n)| n);
+            let output = awaiting
+                .shape
+                .map_or(0, |s| output_reserve(plan, s, requested));
+            let mut demand = Demand::estimate(body_size as u64, output, price);
+            if let Some(field) = awaiting
+                .shape
+                .and_then(|s| s.limit_field)
+                .filter(|_| plan.clamp_max_tokens && !plan.shadow && output > 0)
+            {
+                let allowance =
+                    quota::output_allowance(plan, &awaiting.identity, &demand, host.store(), now)
+                        .ok()
+                        .flatten();
+                // Zero left: no clamp, the admission below refuses with the limit's headers.
+                if let Some(allowed) = allowance.filter(|&a| a > 0 && a < output) {
+                    let field = fields.max_output_tokens.map_or(field, |(f, _)| f);
+                    edit.max_output_tokens = Some((field, allowed));
+                    demand.tokens.output_tokens = allowed;
+                }
+            }
+            self.grant = Some(self.admit(plan, &awaiting.identity, &demand, host.store(), now)?);
+        }
+        // A stream that reports usage only when asked is asked, so it can be counted.
+        edit.include_usage = fields.stream
+            && !fields.include_usage
+            && awaiting.shape.is_some_and(|s| s.usage_is_opt_in);
         self.forwarded = true;
-        Ok(Decision::Continue)
+        if edit.is_empty() {
+            return Ok(Decision::Continue);
+        }
+        match edit.apply(&body) {
+            Ok(body) => Ok(Decision::ReplaceBody(body)),
+            Err(_) => {
+                self.abandon(host);
+                Err(Refusal::new(
+                    ErrorCode::InternalError,
+                    "the request body could not be rewritten",
+                ))
+            }
+        }
     }
+}
+
+/// Output tokens to reserve: what the request allows, else the plan's default, none for an
+/// API without output (embeddings).
+fn output_reserve(plan: &Plan, shape: BodyShape, requested: Option<u64>) -> u64 {
+    if !shape.produces_output {
+        return 0;
+    }
+    requested.unwrap_or(plan.default_output_tokens)
 }
 
 fn authorize_model(identity: &Identity, model: &str) -> Result<(), Refusal> {

@@ -105,6 +105,9 @@ impl Fixture {
                 },
             ],
             cache: CacheConfig::default(),
+            plans: Default::default(),
+            default_plan: None,
+            prices: vec![],
         };
         Fixture { key, config }
     }

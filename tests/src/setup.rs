@@ -270,6 +270,9 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
             },
         ],
         cache: CacheConfig::default(),
+        plans: Default::default(),
+        default_plan: None,
+        prices: vec![],
     }
 }
 

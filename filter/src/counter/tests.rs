@@ -1,84 +1,13 @@
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-
+use super::fake::FakeStore;
 use super::*;
 
 const NOW: u64 = 1_709_214_330;
-
-/// A store that can let another writer win the next `conflicts` writes: each lost race
-/// adds `rival_amount` to the key, as a concurrent worker would.
-#[derive(Default)]
-struct FakeStore {
-    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    next_cas: Cell<u32>,
-    conflicts: Cell<u32>,
-    rival_amount: Cell<u64>,
-}
-
-impl FakeStore {
-    fn with_conflicts(conflicts: u32, rival_amount: u64) -> Self {
-        let store = FakeStore::default();
-        store.conflicts.set(conflicts);
-        store.rival_amount.set(rival_amount);
-        store
-    }
-
-    fn used(&self, key: &str) -> u64 {
-        self.map
-            .borrow()
-            .get(key)
-            .and_then(|(v, _)| Count::decode(v))
-            .map_or(0, |c| c.used)
-    }
-
-    fn write(&self, key: &str, value: Vec<u8>) {
-        self.next_cas.set(self.next_cas.get() + 1);
-        self.map
-            .borrow_mut()
-            .insert(key.to_string(), (value, self.next_cas.get()));
-    }
-}
-
-impl SharedStore for FakeStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, QuotaError> {
-        Ok(self.map.borrow().get(key).cloned())
-    }
-
-    fn compare_and_set(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<bool, QuotaError> {
-        if self.conflicts.get() > 0 {
-            self.conflicts.set(self.conflicts.get() - 1);
-            let start = Window::Minute.start(NOW);
-            let used = self.used(key) + self.rival_amount.get();
-            self.write(
-                key,
-                Count {
-                    window_start: start,
-                    used,
-                }
-                .encode()
-                .to_vec(),
-            );
-            return Ok(false);
-        }
-        let current = self.map.borrow().get(key).map(|(_, c)| *c);
-        if current != cas {
-            return Ok(false);
-        }
-        self.write(key, value.to_vec());
-        Ok(true)
-    }
-}
 
 #[test]
 fn admits_up_to_the_limit_exactly() {
     let store = FakeStore::default();
     let outcomes: Vec<_> = (0..5)
-        .map(|_| admit(&store, "k", Window::Minute, NOW, 1, 3).unwrap())
+        .map(|_| admit(&store, "k", Window::Minute, NOW, 1, 3, true).unwrap())
         .collect();
     assert_eq!(
         outcomes
@@ -100,8 +29,8 @@ fn admits_up_to_the_limit_exactly() {
 
 #[test]
 fn lost_races_are_retried_without_losing_an_increment() {
-    let store = FakeStore::with_conflicts(5, 1);
-    let outcome = admit(&store, "k", Window::Minute, NOW, 1, 100).unwrap();
+    let store = FakeStore::with_conflicts(5, 1, NOW);
+    let outcome = admit(&store, "k", Window::Minute, NOW, 1, 100, true).unwrap();
     // Five rival increments landed first; ours comes on top of them.
     assert_eq!(
         outcome,
@@ -115,9 +44,9 @@ fn lost_races_are_retried_without_losing_an_increment() {
 
 #[test]
 fn rivals_that_fill_the_limit_turn_an_admission_into_a_refusal() {
-    let store = FakeStore::with_conflicts(3, 1);
+    let store = FakeStore::with_conflicts(3, 1, NOW);
     assert!(matches!(
-        admit(&store, "k", Window::Minute, NOW, 1, 3).unwrap(),
+        admit(&store, "k", Window::Minute, NOW, 1, 3, true).unwrap(),
         Admission::Refused { used: 3, .. }
     ));
     assert_eq!(store.used("k"), 3);
@@ -125,9 +54,9 @@ fn rivals_that_fill_the_limit_turn_an_admission_into_a_refusal() {
 
 #[test]
 fn endless_contention_is_an_error_not_an_admission() {
-    let store = FakeStore::with_conflicts(MAX_CAS_ATTEMPTS, 0);
+    let store = FakeStore::with_conflicts(MAX_CAS_ATTEMPTS, 0, NOW);
     assert_eq!(
-        admit(&store, "k", Window::Minute, NOW, 1, 100),
+        admit(&store, "k", Window::Minute, NOW, 1, 100, true),
         Err(QuotaError::Contended)
     );
 }
@@ -136,20 +65,20 @@ fn endless_contention_is_an_error_not_an_admission() {
 fn a_new_window_rolls_the_count_over_in_place() {
     let store = FakeStore::default();
     assert!(matches!(
-        admit(&store, "k", Window::Minute, NOW, 3, 3).unwrap(),
+        admit(&store, "k", Window::Minute, NOW, 3, 3, true).unwrap(),
         Admission::Admitted { .. }
     ));
     assert!(matches!(
-        admit(&store, "k", Window::Minute, NOW, 1, 3).unwrap(),
+        admit(&store, "k", Window::Minute, NOW, 1, 3, true).unwrap(),
         Admission::Refused { .. }
     ));
     let next_minute = Window::Minute.end(NOW);
     assert!(matches!(
-        admit(&store, "k", Window::Minute, next_minute, 1, 3).unwrap(),
+        admit(&store, "k", Window::Minute, next_minute, 1, 3, true).unwrap(),
         Admission::Admitted { used: 1, .. }
     ));
     assert_eq!(
-        store.map.borrow().len(),
+        store.key_count(),
         1,
         "one key per (subject, limit), never one per window"
     );
@@ -159,7 +88,7 @@ fn a_new_window_rolls_the_count_over_in_place() {
 fn settlement_refunds_and_charges_the_difference() {
     let store = FakeStore::default();
     let Admission::Admitted { window_start, .. } =
-        admit(&store, "k", Window::Hour, NOW, 1000, 10_000).unwrap()
+        admit(&store, "k", Window::Hour, NOW, 1000, 10_000, true).unwrap()
     else {
         panic!("admitted")
     };
@@ -173,7 +102,7 @@ fn settlement_refunds_and_charges_the_difference() {
 fn a_refund_for_an_ended_window_is_dropped_and_a_charge_lands_in_the_current_one() {
     let store = FakeStore::default();
     let Admission::Admitted { window_start, .. } =
-        admit(&store, "k", Window::Minute, NOW, 50, 100).unwrap()
+        admit(&store, "k", Window::Minute, NOW, 50, 100, true).unwrap()
     else {
         panic!("admitted")
     };
@@ -197,7 +126,7 @@ fn unreadable_values_count_as_empty() {
     let store = FakeStore::default();
     store.write("k", b"junk".to_vec());
     assert!(matches!(
-        admit(&store, "k", Window::Day, NOW, 1, 1).unwrap(),
+        admit(&store, "k", Window::Day, NOW, 1, 1, true).unwrap(),
         Admission::Admitted { used: 1, .. }
     ));
 }
@@ -206,9 +135,9 @@ fn unreadable_values_count_as_empty() {
 fn a_worker_behind_the_clock_does_not_roll_a_newer_window_back() {
     let store = FakeStore::default();
     let next_minute = Window::Minute.end(NOW);
-    admit(&store, "k", Window::Minute, next_minute, 2, 10).unwrap();
+    admit(&store, "k", Window::Minute, next_minute, 2, 10, true).unwrap();
     // A worker still at NOW sees the newer window and counts into it.
-    let outcome = admit(&store, "k", Window::Minute, NOW, 1, 10).unwrap();
+    let outcome = admit(&store, "k", Window::Minute, NOW, 1, 10, true).unwrap();
     assert_eq!(
         outcome,
         Admission::Admitted {

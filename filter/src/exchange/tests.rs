@@ -127,11 +127,16 @@ fn stat_names_are_sanitized_and_bounded() {
             output_tokens: 4,
             cached_input_tokens: 1,
         }),
+        cost_micro_usd: Some(12),
     };
     let counters = stats.counters(&report("gpt-4o.mini/2024"));
     assert!(counters.contains(&(
         "tokenward.usage.openai.gpt-4o_mini_2024.total_tokens".to_string(),
         7
+    )));
+    assert!(counters.contains(&(
+        "tokenward.usage.openai.gpt-4o_mini_2024.cost_micro_usd".to_string(),
+        12
     )));
     assert!(
         counters.iter().all(|(name, _)| !name.contains("alice")),

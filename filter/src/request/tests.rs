@@ -271,7 +271,7 @@ fn a_body_route_counts_as_forwarded_only_once_its_body_passed() {
         None,
         "reset before the body: never forwarded"
     );
-    assert_eq!(flow.on_done(), None);
+    assert_eq!(flow.on_done(&host), None);
     let mut flow = RequestFlow::new(worker(&fx));
     flow.on_request_headers(&host, false);
     assert_eq!(
@@ -279,4 +279,205 @@ fn a_body_route_counts_as_forwarded_only_once_its_body_passed() {
         Decision::Continue
     );
     assert_eq!(flow.subject(), Some("alice"));
+}
+
+fn with_plan(fx: &mut Fixture, plan: crate::config::PlanConfig) {
+    fx.config.plans.insert("standard".into(), plan);
+    fx.config.default_plan = Some("standard".into());
+}
+
+fn limit(
+    name: &str,
+    metric: crate::config::Metric,
+    window: crate::window::Window,
+    limit: u64,
+) -> crate::config::LimitConfig {
+    crate::config::LimitConfig {
+        name: name.into(),
+        metric,
+        window,
+        limit,
+        per: crate::config::LimitScope::Subject,
+    }
+}
+
+fn plan(limits: Vec<crate::config::LimitConfig>) -> crate::config::PlanConfig {
+    crate::config::PlanConfig {
+        limits,
+        shadow: false,
+        clamp_max_tokens: false,
+        default_output_tokens: 50,
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn a_request_limit_refuses_at_the_body_with_429_and_headers() {
+    use crate::config::Metric;
+    use crate::window::Window;
+    let mut fx = Fixture::new();
+    with_plan(
+        &mut fx,
+        plan(vec![limit("rpm", Metric::Requests, Window::Minute, 2)]),
+    );
+    let w = worker(&fx);
+    let store = Rc::new(crate::counter::fake::FakeStore::default());
+    let host = chat(&fx.token(), r#"{"model":"gpt-4o","messages":[]}"#).with_store(&store);
+    let mut flow = RequestFlow::new(Rc::clone(&w));
+    assert!(
+        matches!(flow.on_request_headers(&host, false), Decision::ReadBody(e) if e.removes("content-length"))
+    );
+    assert_eq!(
+        flow.on_request_body(&host, host.body_len(), true),
+        Decision::Continue
+    );
+    let ok = host.clone().with_response_header(":status", "200");
+    let headers = flow.on_response_headers(&ok);
+    assert_eq!(
+        header(&headers, "x-ratelimit-remaining-requests"),
+        Some("1")
+    );
+    assert!(matches!(run(&w, &host), Decision::Forward(_)));
+    let r = refusal(run(&w, &host));
+    assert_eq!(
+        (r.code, r.code.status()),
+        (ErrorCode::RateLimitExceeded, 429)
+    );
+    assert!(r
+        .headers()
+        .iter()
+        .any(|(n, v)| n == "retry-after" && v == "59"));
+    let mut flow = RequestFlow::new(Rc::clone(&w));
+    flow.on_request_headers(&host, false);
+    flow.on_request_body(&host, host.body_len(), true);
+    assert_eq!(
+        flow.take_events(),
+        vec!["tokenward.quota.refused.standard.rpm".to_string()]
+    );
+}
+
+#[test]
+fn clamping_lowers_max_tokens_to_what_the_budget_leaves() {
+    use crate::config::Metric;
+    use crate::window::Window;
+    let mut fx = Fixture::new();
+    let mut clamped = plan(vec![limit("tpd", Metric::TotalTokens, Window::Day, 1000)]);
+    clamped.clamp_max_tokens = true;
+    with_plan(&mut fx, clamped);
+    let w = worker(&fx);
+    let store = Rc::new(crate::counter::fake::FakeStore::default());
+    let body = r#"{"model":"gpt-4o","messages":[],"max_tokens":5000}"#;
+    let host = chat(&fx.token(), body).with_store(&store);
+    let input = (body.len() as u64).div_ceil(4);
+    let Decision::ReplaceBody(rewritten) = run(&w, &host) else {
+        panic!("the body is rewritten")
+    };
+    let sent: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
+    assert_eq!(
+        sent["max_tokens"],
+        1000 - input,
+        "the field the client used"
+    );
+    assert_eq!(sent["messages"], serde_json::json!([]));
+    // The budget is now fully reserved: the next request is refused, not clamped to zero.
+    let r = refusal(run(&w, &host));
+    assert_eq!(r.code, ErrorCode::RateLimitExceeded);
+}
+
+#[test]
+fn streaming_chat_is_asked_for_its_usage() {
+    let fx = Fixture::new();
+    let w = worker(&fx);
+    let host = chat(
+        &fx.token(),
+        r#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+    );
+    let Decision::ReplaceBody(rewritten) = run(&w, &host) else {
+        panic!("the body is rewritten")
+    };
+    let sent: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let asked = chat(
+        &fx.token(),
+        r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
+    );
+    assert!(
+        matches!(run(&w, &asked), Decision::Forward(_)),
+        "left alone"
+    );
+    let anthropic = FakeHost::request("POST", "/v1/messages")
+        .with_bearer(&fx.token())
+        .with_body(r#"{"model":"claude-3-5-haiku","stream":true,"max_tokens":5}"#)
+        .with_now(NOW);
+    assert!(
+        matches!(run(&w, &anthropic), Decision::Forward(_)),
+        "Anthropic always reports usage"
+    );
+}
+
+#[test]
+fn the_response_settles_the_reservation_to_the_real_usage() {
+    use crate::config::Metric;
+    use crate::window::Window;
+    let mut fx = Fixture::new();
+    with_plan(
+        &mut fx,
+        plan(vec![
+            limit("rpm", Metric::Requests, Window::Minute, 100),
+            limit("tpd", Metric::TotalTokens, Window::Day, 100_000),
+        ]),
+    );
+    let w = worker(&fx);
+    let store = Rc::new(crate::counter::fake::FakeStore::default());
+    let key = |name: &str, metric: &str, window: &str| {
+        format!("tw:q:standard:{name}:{metric}:{window}:s:alice")
+    };
+    let host = chat(&fx.token(), r#"{"model":"gpt-4o","messages":[]}"#).with_store(&store);
+    let respond = |status: &str, body: &str| {
+        let response = host
+            .clone()
+            .with_response_header(":status", status)
+            .with_response_header("content-type", "application/json")
+            .with_response_chunk(body.as_bytes());
+        let mut flow = RequestFlow::new(Rc::clone(&w));
+        flow.on_request_headers(&response, false);
+        flow.on_request_body(&response, response.body_len(), true);
+        flow.on_response_headers(&response);
+        flow.on_response_body(&response, body.len(), true)
+    };
+    let report = respond(
+        "200",
+        r#"{"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42}}"#,
+    )
+    .unwrap();
+    assert_eq!(report.usage.map(|u| u.total_tokens()), Some(42));
+    assert_eq!(store.used(&key("tpd", "total_tokens", "day")), 42);
+    // An error without usage gives the reservation back; the request still counts.
+    respond("429", r#"{"error":{"message":"slow down"}}"#).unwrap();
+    assert_eq!(store.used(&key("tpd", "total_tokens", "day")), 42);
+    assert_eq!(store.used(&key("rpm", "requests", "minute")), 2);
+    // A success that reported nothing keeps the reservation (body/4 + 50 default output).
+    respond("200", "{}").unwrap();
+    let reserved = (host.body_len() as u64).div_ceil(4) + 50;
+    assert_eq!(
+        store.used(&key("tpd", "total_tokens", "day")),
+        42 + reserved
+    );
+}
+
+#[test]
+fn a_credential_naming_an_unknown_plan_is_refused() {
+    let mut fx = Fixture::new();
+    with_plan(&mut fx, plan(vec![]));
+    let mut claims = fx.claims(600);
+    claims.custom.plan = Some("gold".into());
+    let token = fx.sign(claims);
+    let r = refusal(run(&worker(&fx), &chat(&token, r#"{"model":"gpt-4o"}"#)));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::UnknownPlan, 403));
 }
