@@ -3,7 +3,9 @@
 
 use tokenward_e2e::client::{bearer, Reply};
 use tokenward_e2e::setup::{add_api_key, TokenSpec};
+use tokenward_filter::config::{LimitConfig, LimitScope, Metric, PlanConfig, PriceConfig};
 use tokenward_filter::error::ErrorCode;
+use tokenward_filter::window::Window;
 
 use crate::gateway::{Gateway, Options};
 
@@ -44,6 +46,38 @@ fn every_client_visible_error_code_with_its_status() {
         api_key = add_api_key(config, "k", "svc", &["chat"], &["gpt-*"]);
         config.revocations.subjects.push("revoked-user".into());
         config.routes[0].max_body_bytes = 2048;
+        let plan = |limit: LimitConfig| PlanConfig {
+            limits: vec![limit],
+            shadow: false,
+            clamp_max_tokens: false,
+            default_output_tokens: 1024,
+        };
+        config.plans.insert(
+            "one-a-day".into(),
+            plan(LimitConfig {
+                name: "rpd".into(),
+                metric: Metric::Requests,
+                window: Window::Day,
+                limit: 1,
+                per: LimitScope::Subject,
+            }),
+        );
+        config.plans.insert(
+            "tiny-budget".into(),
+            plan(LimitConfig {
+                name: "usd".into(),
+                metric: Metric::CostMicroUsd,
+                window: Window::Month,
+                limit: 100,
+                per: LimitScope::Tenant,
+            }),
+        );
+        config.prices.push(PriceConfig {
+            model: "gpt-4o*".into(),
+            input: 1_000_000,
+            output: 1_000_000,
+            cached_input: None,
+        });
     });
     let token = gw.token();
     let auth = bearer(&token);
@@ -157,6 +191,34 @@ fn every_client_visible_error_code_with_its_status() {
         ErrorCode::RequestTooLarge,
     );
 
+    let planned = |plan: &str| {
+        gw.mint(TokenSpec {
+            subject: format!("user-of-{plan}"),
+            plan: Some(plan.into()),
+            ..TokenSpec::default()
+        })
+    };
+    check(gw.chat(&planned("gold"), "gpt-4o"), ErrorCode::UnknownPlan);
+    let one_a_day = planned("one-a-day");
+    assert_eq!(gw.chat(&one_a_day, "gpt-4o").status, 200);
+    let reply = gw.chat(&one_a_day, "gpt-4o");
+    assert!(reply.header("retry-after").is_some());
+    check(reply, ErrorCode::RateLimitExceeded);
+    // 1 micro-USD a token: the reservation alone (1024 output tokens) is over 100.
+    check(
+        gw.chat(&planned("tiny-budget"), "gpt-4o"),
+        ErrorCode::BudgetExceeded,
+    );
+    check(
+        gw.chat(&planned("tiny-budget"), "o3-mini"),
+        ErrorCode::ModelNotPriced,
+    );
+    let forwarded = gw.all_received();
+    assert_eq!(forwarded.len(), 1, "only the one allowed request was forwarded");
+    for r in &forwarded {
+        assert!(!r.contains(&one_a_day));
+    }
+
     // The challenge names what a 403 for scope lacks.
     let reply = gw.chat(&no_chat, "gpt-4o");
     let challenge = reply.header("www-authenticate").unwrap();
@@ -165,8 +227,9 @@ fn every_client_visible_error_code_with_its_status() {
         "{challenge}"
     );
 
-    assert!(
-        gw.all_received().is_empty(),
+    assert_eq!(
+        gw.all_received().len(),
+        1,
         "a refused request reached a provider"
     );
     gw.assert_log_clean(&[&token, &api_key, &expired, &revoked]);

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
+use crate::counter::{QuotaError, SharedStore};
 use crate::decision::{Decision, HeaderEdits};
 use crate::error::{ErrorCode, Refusal};
 use crate::exchange::{UsageReport, UsageStats};
@@ -79,6 +80,9 @@ impl Stats {
         let _ = raw::set_property("tokenward_subject", report.subject.as_bytes());
         if let Some(model) = &report.model {
             let _ = raw::set_property("tokenward_model", model.as_bytes());
+        }
+        if let Some(cost) = report.cost_micro_usd {
+            let _ = raw::set_property("tokenward_cost_micro_usd", cost.to_string().as_bytes());
         }
         if let Some(usage) = report.usage {
             let _ = raw::set_property(
@@ -174,7 +178,10 @@ impl HttpContext for TokenwardHttp {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if !self.refused {
-            self.flow.on_response_headers(&AbiHost);
+            for (name, value) in self.flow.on_response_headers(&AbiHost) {
+                // Informational: a header that cannot be added fails nothing.
+                let _ = raw::add_response_header(&name, value.as_bytes());
+            }
         }
         Action::Continue
     }
@@ -187,6 +194,7 @@ impl HttpContext for TokenwardHttp {
             {
                 self.stats.borrow_mut().record_usage(&report);
             }
+            self.count_events();
         }
         Action::Continue
     }
@@ -198,16 +206,46 @@ impl HttpContext for TokenwardHttp {
         if self.flow.subject().is_none() {
             return;
         }
-        let mut stats = self.stats.borrow_mut();
-        stats.count_forwarded();
-        if let Some(report) = self.flow.on_done() {
-            stats.record_usage(&report);
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.count_forwarded();
+            if let Some(report) = self.flow.on_done(&AbiHost) {
+                stats.record_usage(&report);
+            }
         }
+        self.count_events();
     }
 }
 
 impl TokenwardHttp {
+    fn count_events(&mut self) {
+        let events = self.flow.take_events();
+        if events.is_empty() {
+            return;
+        }
+        let mut stats = self.stats.borrow_mut();
+        for event in events {
+            stats.add(&event, 1);
+        }
+    }
+
     fn apply(&mut self, decision: Decision, phase: Phase) -> Action {
+        self.count_events();
+        let decision = match decision {
+            Decision::ReplaceBody(body) => match raw::replace_request_body(self.body_size, &body) {
+                Ok(()) => Decision::Continue,
+                Err(status) => {
+                    log::error!("could not rewrite the request body: {status:?}");
+                    self.flow.abandon(&AbiHost);
+                    self.count_events();
+                    Decision::Refuse(Refusal::new(
+                        ErrorCode::InternalError,
+                        "the request could not be prepared for the provider",
+                    ))
+                }
+            },
+            other => other,
+        };
         if let Decision::Refuse(refusal) = &decision {
             self.refused = true;
             self.stats.borrow_mut().add(
@@ -248,7 +286,36 @@ impl Host for AbiHost {
     fn now_unix_seconds(&self) -> Option<u64> {
         raw::now_nanoseconds().ok().map(|ns| ns / 1_000_000_000)
     }
+
+    fn store(&self) -> &dyn SharedStore {
+        self
+    }
 }
+
+/// Envoy's shared data (per `vm_id`, shared by every worker) as the quota counters' store.
+impl SharedStore for AbiHost {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, QuotaError> {
+        raw::shared_data(key).map_err(|status| QuotaError::Store(format!("{status:?}")))
+    }
+
+    fn compare_and_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<bool, QuotaError> {
+        // Envoy ignores the CAS token of a key that does not exist yet and treats 0 as "no
+        // check", so creation passes a token no live key is likely to hold: should a rival
+        // have created the key meanwhile, the write fails and the loop reads the key again.
+        // (Only a key whose token is exactly u32::MAX — one write in 2^32 — could be
+        // overwritten this way.)
+        let cas = cas.unwrap_or(CREATE_CAS);
+        raw::set_shared_data(key, value, cas)
+            .map_err(|status| QuotaError::Store(format!("{status:?}")))
+    }
+}
+
+const CREATE_CAS: u32 = u32::MAX;
 
 #[derive(Clone, Copy)]
 enum Phase {
@@ -259,6 +326,8 @@ enum Phase {
 fn apply(decision: Decision, phase: Phase) -> Action {
     match decision {
         Decision::Continue => Action::Continue,
+        // Replaced by the caller, which knows the body's size.
+        Decision::ReplaceBody(_) => Action::Continue,
         // Pausing in the headers callback would stop the body from reaching the filter
         // (Envoy turns it into StopAllIteration); only a body callback may pause.
         Decision::WaitForBody => match phase {

@@ -15,6 +15,7 @@ const METRIC_COUNTER: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;
 const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
+const STATUS_CAS_MISMATCH: u32 = 8;
 
 /// A host call's non-OK status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,34 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -131,6 +160,51 @@ fn buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, HostStatus> {
 
 pub fn request_body(size: usize) -> Result<Vec<u8>, HostStatus> {
     buffer(HTTP_REQUEST_BODY, size)
+}
+
+/// Replaces the first `size` bytes of the buffered request body (all of it) with `body`.
+pub fn replace_request_body(size: usize, body: &[u8]) -> Result<(), HostStatus> {
+    check(unsafe {
+        proxy_set_buffer_bytes(HTTP_REQUEST_BODY, 0, size, body.as_ptr(), body.len())
+    })
+}
+
+pub fn add_response_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {
+    check(unsafe {
+        proxy_add_header_map_value(
+            RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// A shared-data value and its CAS token; `None` when the key does not exist.
+pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostStatus> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let mut cas = 0u32;
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    if status == STATUS_NOT_FOUND {
+        return Ok(None);
+    }
+    check(status)?;
+    Ok(Some((unsafe { take_host_bytes(data, size) }, cas)))
+}
+
+/// Writes a shared-data value if its CAS token is still `cas`: `Ok(false)` on a mismatch.
+/// Envoy ignores the token when the key does not exist yet (and `0` means "no check").
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<bool, HostStatus> {
+    let status = unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    };
+    if status == STATUS_CAS_MISMATCH {
+        return Ok(false);
+    }
+    check(status).map(|()| true)
 }
 
 pub fn plugin_configuration() -> Result<Vec<u8>, HostStatus> {
