@@ -10,7 +10,10 @@ use crate::gateway::{Gateway, Options};
 #[test]
 fn four_workers_under_parallel_clients_swap_and_refuse_consistently() {
     let gw = Arc::new(Gateway::start_with(
-        Options { concurrency: 4 },
+        Options {
+            concurrency: 4,
+            ..Options::default()
+        },
         |config, _| {
             config.revocations.subjects.push("banned".into());
         },

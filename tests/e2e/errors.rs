@@ -214,7 +214,11 @@ fn every_client_visible_error_code_with_its_status() {
         ErrorCode::ModelNotPriced,
     );
     let forwarded = gw.all_received();
-    assert_eq!(forwarded.len(), 1, "only the one allowed request was forwarded");
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "only the one allowed request was forwarded"
+    );
     for r in &forwarded {
         assert!(!r.contains(&one_a_day));
     }

@@ -18,11 +18,16 @@ pub struct Gateway {
 
 pub struct Options {
     pub concurrency: u32,
+    /// The listener comes from a watched file, so `Gateway::update_config` works.
+    pub updatable: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { concurrency: 1 }
+        Options {
+            concurrency: 1,
+            updatable: false,
+        }
     }
 }
 
@@ -56,6 +61,9 @@ impl Gateway {
             .unwrap()
             .with_wasm(&wasm_module().unwrap())
             .unwrap();
+        if options.updatable {
+            envoy_config = envoy_config.with_listener_from_file();
+        }
         for (name, _, _) in PROVIDERS {
             let mock = MockProvider::start(name).unwrap();
             envoy_config = envoy_config.with_upstream(name, mock.addr).unwrap();
@@ -76,6 +84,12 @@ impl Gateway {
             key,
             secrets,
         }
+    }
+
+    /// Gives the running Envoy a new filter configuration (an `updatable` gateway only).
+    pub fn update_config(&mut self, config: &Config) {
+        let json = serde_json::to_string(config).unwrap();
+        self.envoy.update_filter_config(&json).unwrap();
     }
 
     pub fn token(&self) -> String {

@@ -11,4 +11,5 @@ mod config;
 mod credentials;
 mod errors;
 mod providers;
+mod quotas;
 mod usage;

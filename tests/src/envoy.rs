@@ -22,6 +22,9 @@ pub const SHIPPED_CONFIG: &str = "envoy/envoy.yaml";
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
     pub yaml: Value,
+    /// Serve the listener from a watched file (LDS from the filesystem) instead of the
+    /// bootstrap, so that `Envoy::update_filter_config` can change it while Envoy runs.
+    pub listener_from_file: bool,
 }
 
 impl EnvoyConfig {
@@ -32,7 +35,14 @@ impl EnvoyConfig {
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(EnvoyConfig {
             yaml: serde_yaml::from_str(&text)?,
+            listener_from_file: false,
         })
+    }
+
+    /// Serves the listener through LDS from a watched file (see `Envoy::update_filter_config`).
+    pub fn with_listener_from_file(mut self) -> Self {
+        self.listener_from_file = true;
+        self
     }
 
     fn hcm(&mut self) -> anyhow::Result<&mut Value> {
@@ -161,6 +171,57 @@ impl EnvoyConfig {
     }
 }
 
+impl EnvoyConfig {
+    /// Takes the listener out of the bootstrap into a watched LDS file, on a port chosen now
+    /// (a listener updated later must keep its address). Returns the listener.
+    fn move_listener_to_file(&mut self, dir: &Path) -> anyhow::Result<Value> {
+        let listeners = self.yaml["static_resources"]
+            .as_mapping_mut()
+            .and_then(|m| m.remove("listeners"))
+            .ok_or_else(|| anyhow!("envoy.yaml: no listeners"))?;
+        let mut listener = listeners
+            .get(0)
+            .cloned()
+            .ok_or_else(|| anyhow!("envoy.yaml: no listener"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        listener["address"]["socket_address"]["port_value"] = Value::from(port);
+        std::fs::create_dir_all(dir.join(LDS_DIR))?;
+        write_lds_file(dir, &listener, 1)?;
+        if self.yaml.get("node").is_none() {
+            // Dynamic resources need a node identity, even from a file.
+            self.yaml["node"] = serde_yaml::to_value(
+                serde_json::json!({"id": "tokenward-test", "cluster": "tokenward"}),
+            )?;
+        }
+        self.yaml["dynamic_resources"] = serde_yaml::to_value(serde_json::json!({
+            "lds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": dir.join(LDS_DIR).join(LDS_FILE),
+                    "watched_directory": {"path": dir.join(LDS_DIR)}
+                }
+            }
+        }))?;
+        Ok(listener)
+    }
+}
+
+/// Writes the LDS file by rename, the atomic move Envoy's directory watch expects.
+fn write_lds_file(dir: &Path, listener: &Value, version: u32) -> anyhow::Result<()> {
+    let mut resource = listener.clone();
+    resource["@type"] = Value::from("type.googleapis.com/envoy.config.listener.v3.Listener");
+    let document = serde_yaml::to_value(serde_json::json!({
+        "version_info": version.to_string(),
+        "resources": [serde_json::to_value(&resource)?]
+    }))?;
+    let tmp = dir.join(LDS_DIR).join(".listeners.yaml.tmp");
+    std::fs::write(&tmp, serde_yaml::to_string(&document)?)?;
+    std::fs::rename(&tmp, dir.join(LDS_DIR).join(LDS_FILE))?;
+    Ok(())
+}
+
 /// How to run Envoy.
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
@@ -192,7 +253,13 @@ pub struct Envoy {
     dir: tempfile::TempDir,
     pub port: u16,
     pub admin_port: u16,
+    /// The listener served from a file, when the config asked for it.
+    lds_listener: Option<Value>,
+    lds_version: u32,
 }
+
+const LDS_DIR: &str = "lds";
+const LDS_FILE: &str = "listeners.yaml";
 
 /// The `envoy` binary: `$TOKENWARD_ENVOY` or `envoy` on PATH.
 pub fn envoy_binary() -> anyhow::Result<PathBuf> {
@@ -225,8 +292,13 @@ impl Envoy {
     /// Starts Envoy with `config` and waits until its listener accepts requests.
     pub fn start(config: EnvoyConfig, options: &EnvoyOptions) -> anyhow::Result<Envoy> {
         let binary = envoy_binary()?;
-        let config = config.on_free_loopback_ports()?;
+        let mut config = config.on_free_loopback_ports()?;
         let dir = tempfile::tempdir()?;
+        let lds_listener = if config.listener_from_file {
+            Some(config.move_listener_to_file(dir.path())?)
+        } else {
+            None
+        };
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&config.yaml)?)?;
         let admin_path = dir.path().join("admin-address");
@@ -266,9 +338,47 @@ impl Envoy {
             dir,
             port: 0,
             admin_port: 0,
+            lds_listener,
+            lds_version: 1,
         };
         envoy.wait_until_ready(&admin_path)?;
         Ok(envoy)
+    }
+
+    /// Gives the running Envoy a new filter configuration through its listener file, and
+    /// waits until the new listener serves (the Wasm VMs are reused: same `vm_config`).
+    pub fn update_filter_config(&mut self, json: &str) -> anyhow::Result<()> {
+        let Some(listener) = self.lds_listener.clone() else {
+            bail!("this Envoy was not started with its listener in a file");
+        };
+        let config = EnvoyConfig {
+            yaml: serde_yaml::to_value(serde_json::json!({
+                "static_resources": {"listeners": [listener]}
+            }))?,
+            listener_from_file: true,
+        }
+        .with_filter_config(json)?;
+        let listener = config.yaml["static_resources"]["listeners"][0].clone();
+        let before = self.stat("listener_manager.lds.update_success");
+        self.lds_version += 1;
+        write_lds_file(self.dir.path(), &listener, self.lds_version)?;
+        self.lds_listener = Some(listener);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.stat("listener_manager.lds.update_success") <= before
+            || self.stat("listener_manager.total_listeners_warming") > 0
+        {
+            if self.stat("listener_manager.lds.update_rejected") > 0 {
+                bail!("Envoy rejected the listener update:\n{}", self.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Envoy did not apply the listener update within 30 s:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     fn wait_until_ready(&mut self, admin_path: &Path) -> anyhow::Result<()> {

@@ -21,6 +21,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The usage the mock reported in its answer (input, output tokens), if it reported any.
+    pub reported_usage: Option<(u64, u64)>,
 }
 
 impl Recorded {
@@ -133,21 +135,6 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let recorded = Recorded {
-        method: method.to_string(),
-        path: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect(),
-        body: body.to_vec(),
-    };
-    if let Ok(mut r) = shared.records.lock() {
-        r.push(recorded);
-    }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let streaming = request
         .get("stream")
@@ -160,11 +147,34 @@ async fn handle(
         .to_string();
     let input = prompt_tokens(&body);
     let path = uri.path();
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let reported_usage = match path {
+        "/v1/chat/completions" if streaming && !include_usage => None,
+        "/v1/chat/completions" | "/v1/messages" => Some((input, COMPLETION_TOKENS)),
+        "/v1/embeddings" => Some((input, 0)),
+        p if p.starts_with("/v1beta/models/") => Some((input, COMPLETION_TOKENS)),
+        _ => None,
+    };
+    let recorded = Recorded {
+        method: method.to_string(),
+        path: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+        reported_usage,
+    };
+    if let Ok(mut r) = shared.records.lock() {
+        r.push(recorded);
+    }
     if path == "/v1/chat/completions" {
-        let include_usage = request
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
         if streaming {
             return sse(openai_chat_stream(&model, input, include_usage));
         }

@@ -164,9 +164,7 @@ pub fn request_body(size: usize) -> Result<Vec<u8>, HostStatus> {
 
 /// Replaces the first `size` bytes of the buffered request body (all of it) with `body`.
 pub fn replace_request_body(size: usize, body: &[u8]) -> Result<(), HostStatus> {
-    check(unsafe {
-        proxy_set_buffer_bytes(HTTP_REQUEST_BODY, 0, size, body.as_ptr(), body.len())
-    })
+    check(unsafe { proxy_set_buffer_bytes(HTTP_REQUEST_BODY, 0, size, body.as_ptr(), body.len()) })
 }
 
 pub fn add_response_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {
@@ -198,9 +196,8 @@ pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostStatus> {
 /// Writes a shared-data value if its CAS token is still `cas`: `Ok(false)` on a mismatch.
 /// Envoy ignores the token when the key does not exist yet (and `0` means "no check").
 pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<bool, HostStatus> {
-    let status = unsafe {
-        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
-    };
+    let status =
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
     if status == STATUS_CAS_MISMATCH {
         return Ok(false);
     }
