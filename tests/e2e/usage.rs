@@ -6,11 +6,21 @@
 use tokenward_e2e::client::bearer;
 use tokenward_e2e::mock_provider::{prompt_tokens, COMPLETION_TOKENS};
 
-use crate::gateway::Gateway;
+use tokenward_filter::config::PriceConfig;
+
+use crate::gateway::{Gateway, Options};
 
 #[test]
 fn usage_stats_equal_the_providers_usage_for_json_and_streams() {
-    let gw = Gateway::start();
+    // 1 and 2 micro-USD a token: the cost is easy to check.
+    let gw = Gateway::start_with(Options::default(), |config, _| {
+        config.prices.push(PriceConfig {
+            model: "claude-*".into(),
+            input: 1_000_000,
+            output: 2_000_000,
+            cached_input: None,
+        });
+    });
     let token = gw.token();
     let auth = bearer(&token);
     let chat = |stream: bool| {
@@ -79,6 +89,12 @@ fn usage_stats_equal_the_providers_usage_for_json_and_streams() {
         assert_eq!(stat("input_tokens"), *input, "{key} input tokens");
         assert_eq!(stat("output_tokens"), *output, "{key} output tokens");
         assert_eq!(stat("total_tokens"), input + output, "{key} total tokens");
+        let priced = key.starts_with("anthropic.");
+        assert_eq!(
+            stat("cost_micro_usd"),
+            if priced { input + 2 * output } else { 0 },
+            "{key} cost"
+        );
     }
     assert_eq!(gw.envoy.stat("wasmcustom.tokenward.requests.forwarded"), 6);
     // The filter asked for uncompressed answers so that it could read them.
@@ -99,6 +115,11 @@ fn usage_stats_equal_the_providers_usage_for_json_and_streams() {
         line.contains(&format!("output_tokens={COMPLETION_TOKENS}")),
         "{line}"
     );
+    let cost = line
+        .split("cost_micro_usd=")
+        .nth(1)
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(cost.is_some_and(|c| c > 2 * COMPLETION_TOKENS), "{line}");
 }
 
 #[test]
