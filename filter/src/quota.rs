@@ -289,9 +289,10 @@ pub enum Settlement {
     /// Nothing was used (the provider answered with an error, or the request never left):
     /// give the token and cost reservations back.
     Refund,
-    /// Usage is unknown but the provider may have billed (a stream cut short, an unreadable
-    /// body): keep the reservation as the charge.
-    Keep,
+    /// The provider answered but the answer did not finish (a stream cut short, the client
+    /// gone) or could not be read: the provider may have billed more than it reported so
+    /// far, so charge the larger of the reservation and what was reported.
+    Unfinished(Option<Usage>),
 }
 
 /// A refusal by quota, with the stat it counts under.
@@ -544,7 +545,9 @@ impl Grant {
             let actual = match settlement {
                 Settlement::Usage(usage) => limit.amount(&usage, self.price),
                 Settlement::Refund => 0,
-                Settlement::Keep => held.reserved,
+                Settlement::Unfinished(usage) => usage
+                    .map_or(0, |u| limit.amount(&u, self.price))
+                    .max(held.reserved),
             };
             let delta = i64::try_from(actual)
                 .unwrap_or(i64::MAX)

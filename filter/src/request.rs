@@ -278,6 +278,16 @@ impl RequestFlow {
         }
     }
 
+    /// What the response headers callback needs: whether it reads the response headers (a
+    /// metered exchange: its status, content type and encoding), and whether it adds any
+    /// (a quota grant's rate-limit headers).
+    pub fn response_header_needs(&self) -> (bool, bool) {
+        (
+            self.exchange.as_ref().is_some_and(|e| e.format.is_some()),
+            self.grant.is_some(),
+        )
+    }
+
     /// Response headers of a forwarded request; returns the rate-limit headers to add.
     pub fn on_response_headers(&mut self, host: &impl Host) -> Vec<(String, String)> {
         self.status = host
@@ -314,7 +324,7 @@ impl RequestFlow {
             Vec::new()
         };
         let report = exchange.on_response_body(&chunk, end_of_stream)?;
-        self.settle(host, &report);
+        self.settle(host, &report, true);
         Some(report)
     }
 
@@ -324,7 +334,7 @@ impl RequestFlow {
             return None;
         }
         let report = self.exchange.as_mut()?.on_done()?;
-        self.settle(host, &report);
+        self.settle(host, &report, false);
         Some(report)
     }
 
@@ -338,18 +348,20 @@ impl RequestFlow {
         }
     }
 
-    /// Corrects the quota reservations to the response's usage. Without usage: an error
-    /// status (or none) means the provider billed nothing, so the tokens go back; a success
-    /// without usage (a stream cut short, a body that could not be read) keeps the
-    /// reservation as the charge.
-    fn settle(&mut self, host: &impl Host, report: &UsageReport) {
+    /// Corrects the quota reservations to the response's usage (`finished`: the response
+    /// body ended normally). A success that ended without usage, or did not end (a stream
+    /// cut short, the client gone), is charged at least its reservation: the provider may
+    /// have billed it. An error status (or no answer at all) without usage gives the tokens
+    /// back: providers do not bill errors.
+    fn settle(&mut self, host: &impl Host, report: &UsageReport, finished: bool) {
         let Some(grant) = self.grant.take() else {
             return;
         };
-        let settlement = match (report.usage, self.status) {
-            (Some(usage), _) => Settlement::Usage(usage),
-            (None, Some(status)) if (200..300).contains(&status) => Settlement::Keep,
-            (None, _) => Settlement::Refund,
+        let success = self.status.is_some_and(|s| (200..300).contains(&s));
+        let settlement = match (report.usage, success, finished) {
+            (Some(usage), _, true) | (Some(usage), false, false) => Settlement::Usage(usage),
+            (usage, true, _) => Settlement::Unfinished(usage),
+            (None, false, _) => Settlement::Refund,
         };
         let Some(now) = host.now_unix_seconds() else {
             return;

@@ -177,11 +177,33 @@ impl HttpContext for TokenwardHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if !self.refused {
-            for (name, value) in self.flow.on_response_headers(&AbiHost) {
-                // Informational: a header that cannot be added fails nothing.
-                let _ = raw::add_response_header(&name, value.as_bytes());
-            }
+        let (reads, adds) = self.flow.response_header_needs();
+        if self.refused || !(reads || adds) {
+            return Action::Continue;
+        }
+        // Host calls that return data cost the most (the host calls back into the VM to
+        // allocate): read every response header at most once, and only when needed.
+        let host = ResponseHost(if reads {
+            raw::response_headers().unwrap_or_default()
+        } else {
+            HeaderBlock::default()
+        });
+        let added = self.flow.on_response_headers(&host);
+        // Informational: headers that cannot be added fail nothing.
+        let written = if reads && !added.is_empty() {
+            let pairs: Vec<(&str, &[u8])> = host
+                .0
+                .iter()
+                .chain(added.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+                .collect();
+            raw::set_response_headers(&HeaderBlock::from_pairs(pairs.iter().copied()))
+        } else {
+            added
+                .iter()
+                .try_for_each(|(n, v)| raw::add_response_header(n, v.as_bytes()))
+        };
+        if let Err(status) = written {
+            log::warn!("could not add the rate-limit headers: {status:?}");
         }
         Action::Continue
     }
@@ -289,6 +311,38 @@ impl Host for AbiHost {
 
     fn store(&self) -> &dyn SharedStore {
         self
+    }
+}
+
+/// The host during the response headers callback, with those headers read once.
+struct ResponseHost(HeaderBlock);
+
+impl Host for ResponseHost {
+    fn request_headers(&self) -> HeaderBlock {
+        AbiHost.request_headers()
+    }
+
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        AbiHost.request_body(size)
+    }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_vec())
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        AbiHost.response_body(size)
+    }
+
+    fn now_unix_seconds(&self) -> Option<u64> {
+        AbiHost.now_unix_seconds()
+    }
+
+    fn store(&self) -> &dyn SharedStore {
+        &AbiHost
     }
 }
 

@@ -36,6 +36,7 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_add_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -121,14 +122,28 @@ unsafe fn take_host_bytes(data: *mut u8, size: usize) -> Vec<u8> {
     Vec::from_raw_parts(data, size, size)
 }
 
-pub fn request_headers() -> Result<HeaderBlock, HostStatus> {
+fn header_pairs(map_type: u32) -> Result<HeaderBlock, HostStatus> {
     let mut data = null_mut();
     let mut size = 0;
-    let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+    let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
     check(status)?;
     Ok(HeaderBlock::from_serialized(unsafe {
         take_host_bytes(data, size)
     }))
+}
+
+pub fn request_headers() -> Result<HeaderBlock, HostStatus> {
+    header_pairs(REQUEST_HEADERS)
+}
+
+pub fn response_headers() -> Result<HeaderBlock, HostStatus> {
+    header_pairs(RESPONSE_HEADERS)
+}
+
+/// Replaces every response header with `headers`: one host call however many change.
+pub fn set_response_headers(headers: &HeaderBlock) -> Result<(), HostStatus> {
+    let bytes = headers.as_bytes();
+    check(unsafe { proxy_set_header_map_pairs(RESPONSE_HEADERS, bytes.as_ptr(), bytes.len()) })
 }
 
 pub fn replace_request_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {

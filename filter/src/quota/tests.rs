@@ -365,10 +365,23 @@ fn settlement_charges_the_real_usage_and_refunds_per_the_rule() {
         [2, 80, 7, 94]
     );
     let grant = admit(plan, &alice, &priced(100, 500), &store, NOW).unwrap();
-    grant.settle(Settlement::Keep, &store, NOW + 1, false);
+    grant.settle(Settlement::Unfinished(None), &store, NOW + 1, false);
     assert_eq!(
         [0, 1, 2, 3].map(|i| used(&store, plan, i, &alice)),
-        [3, 180, 507, 1194]
+        [3, 180, 507, 1194],
+        "unfinished without usage: the reservation stays"
+    );
+    let grant = admit(plan, &alice, &priced(10, 10), &store, NOW).unwrap();
+    grant.settle(
+        Settlement::Unfinished(Some(tokens(10, 3))),
+        &store,
+        NOW + 1,
+        false,
+    );
+    assert_eq!(
+        [0, 1, 2, 3].map(|i| used(&store, plan, i, &alice)),
+        [4, 190, 517, 1224],
+        "a stream cut short after reporting 3 of 10 output tokens is charged the reservation"
     );
 }
 

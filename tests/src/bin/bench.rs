@@ -1,7 +1,8 @@
 //! `make bench`: one Envoy worker, loopback load from wrk, every variant in one run so the
 //! ratios compare (absolute figures swing between runs on a shared machine). Variants:
 //! no filter; Envoy's native `jwt_authn` verifying the same EdDSA key on every request;
-//! tokenward hot (one token repeated: the verified-token cache answers); tokenward cold (a
+//! tokenward hot (one token repeated: the verified-token cache answers); the same with a quota
+//! plan (a request limit counted in shared data, a token limit read); tokenward cold (a
 //! new token per request from a pre-generated set larger than the cache). Every variant
 //! answers with a direct response, so what is measured is the filter, not an upstream.
 //! `BENCH_FLOOR_WASM=<a module that does nothing>` adds the floor of any Wasm filter.
@@ -16,6 +17,8 @@ use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::setup::{
     gateway_config, ProviderSecrets, SigningKey, TokenSpec, AUDIENCE, ISSUER,
 };
+use tokenward_filter::config::{LimitConfig, LimitScope, Metric, PlanConfig};
+use tokenward_filter::window::Window;
 
 const PATH: &str = "/v1/models";
 
@@ -49,6 +52,29 @@ fn main() -> anyhow::Result<()> {
     let mut config = gateway_config(&[&key], &secrets);
     config.cache.max_entries = 10_000;
     let filter_json = serde_json::to_string(&config)?;
+    // The same with a plan on every credential: a request limit counted in shared data on
+    // every request, a token limit read for the headers, rate-limit headers on every answer.
+    let limit = |name: &str, metric, window| LimitConfig {
+        name: name.into(),
+        metric,
+        window,
+        limit: 1_000_000_000_000,
+        per: LimitScope::Subject,
+    };
+    config.plans.insert(
+        "bench".into(),
+        PlanConfig {
+            limits: vec![
+                limit("rpm", Metric::Requests, Window::Minute),
+                limit("tpd", Metric::TotalTokens, Window::Day),
+            ],
+            shadow: false,
+            clamp_max_tokens: false,
+            default_output_tokens: 1024,
+        },
+    );
+    config.default_plan = Some("bench".into());
+    let quota_json = serde_json::to_string(&config)?;
     let spec = TokenSpec {
         scopes: vec!["models".into()],
         ..TokenSpec::default()
@@ -118,6 +144,11 @@ fn main() -> anyhow::Result<()> {
             Some(&hot_script),
         ),
         (
+            "tokenward hot with quotas (request + token limit)",
+            base.clone().with_filter_config(&quota_json)?,
+            Some(&hot_script),
+        ),
+        (
             "tokenward cold (new token per request)",
             base.clone().with_filter_config(&filter_json)?,
             Some(&cold_script),
@@ -140,6 +171,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    // BENCH_ONLY=<text> runs only the variants whose name contains it (for experiments; the
+    // ratios need the baselines in the same run).
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        variants.retain(|(name, _, _)| name.contains(only.as_str()));
+    }
     let mut results = Vec::new();
     for (name, envoy_config, script) in variants {
         let envoy = Envoy::start(
@@ -174,10 +210,11 @@ fn main() -> anyhow::Result<()> {
             .map(|(_, r)| *r)
             .unwrap_or(f64::NAN)
     };
-    let (none, jwt, hot, cold) = (
+    let (none, jwt, hot, quotas, cold) = (
         get("no filter"),
         get("native"),
-        get("tokenward hot"),
+        get("tokenward hot (one"),
+        get("tokenward hot with quotas"),
         get("tokenward cold"),
     );
     println!(
@@ -200,6 +237,11 @@ fn main() -> anyhow::Result<()> {
         "targets: hot >= 2.5x jwt_authn: {:.2}x {}",
         hot / jwt,
         verdict(hot / jwt >= 2.5)
+    );
+    println!(
+        "         hot with quotas >= 2.5x jwt_authn: {:.2}x {}",
+        quotas / jwt,
+        verdict(quotas / jwt >= 2.5)
     );
     println!(
         "         hot >= 0.5x no filter: {:.2}x {}",
