@@ -12,6 +12,8 @@ use tokenward_e2e::client::{bearer, send};
 use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
 use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, TokenSpec, PROVIDERS};
+use tokenward_filter::config::{LimitConfig, LimitScope, Metric, PlanConfig};
+use tokenward_filter::window::Window;
 
 fn step(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");
@@ -31,7 +33,29 @@ fn main() -> anyhow::Result<()> {
     step("Generating an Ed25519 signing key and the gateway configuration");
     let key = SigningKey::generate("demo-1");
     let secrets = ProviderSecrets::generate();
-    let config = gateway_config(&[&key], &secrets);
+    let mut config = gateway_config(&[&key], &secrets);
+    // Every credential without a plan of its own gets this one: 5 requests a minute and a
+    // daily token budget, counted in Envoy's shared data.
+    let limit = |name: &str, metric, window, limit| LimitConfig {
+        name: name.into(),
+        metric,
+        window,
+        limit,
+        per: LimitScope::Subject,
+    };
+    config.plans.insert(
+        "demo".into(),
+        PlanConfig {
+            limits: vec![
+                limit("per-minute", Metric::Requests, Window::Minute, 5),
+                limit("tokens-per-day", Metric::TotalTokens, Window::Day, 50_000),
+            ],
+            shadow: false,
+            clamp_max_tokens: true,
+            default_output_tokens: 1024,
+        },
+    );
+    config.default_plan = Some("demo".into());
     let dir = tokenward_e2e::repo_root().join(".demo");
     std::fs::create_dir_all(&dir)?;
     let config_path = dir.join("tokenward.json");
@@ -68,6 +92,13 @@ fn main() -> anyhow::Result<()> {
     )
     .inspect_err(|_| eprintln!("Envoy's log:\n{}", envoy.log()))?;
     println!("    <- {} {}", reply.status, reply.body);
+    println!(
+        "       x-ratelimit-remaining-requests: {}   x-ratelimit-remaining-tokens: {}",
+        reply
+            .header("x-ratelimit-remaining-requests")
+            .unwrap_or("-"),
+        reply.header("x-ratelimit-remaining-tokens").unwrap_or("-")
+    );
     let received = providers[0].received();
     if let Some(r) = received.last() {
         let auth = r.header("authorization").unwrap_or_default();
@@ -108,7 +139,36 @@ fn main() -> anyhow::Result<()> {
         missing.header("www-authenticate").unwrap_or_default()
     );
 
-    let ok = reply.status == 200 && refused.status == 403 && missing.status == 401;
+    step("4. The plan allows 5 requests a minute: keep calling until it says no");
+    let mut limited = None;
+    for n in 2..=7 {
+        let r = send(
+            "POST",
+            &envoy.url("/v1/chat/completions"),
+            &[("authorization", &bearer(&token))],
+            Some(body),
+        )?;
+        println!("    request {n}: {}", r.status);
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    if let Some(r) = &limited {
+        println!("    <- {} {}", r.status, r.body);
+        for name in [
+            "retry-after",
+            "ratelimit-policy",
+            "ratelimit",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ] {
+            println!("       {name}: {}", r.header(name).unwrap_or("-"));
+        }
+    }
+
+    let ok =
+        reply.status == 200 && refused.status == 403 && missing.status == 401 && limited.is_some();
     if std::env::var("DEMO_EXIT").is_ok_and(|v| v == "1") {
         if !ok {
             eprintln!("Envoy's log:\n{}", envoy.log());
