@@ -38,6 +38,15 @@ fn with_default_plan(config: &mut Config, plan: PlanConfig) {
     config.default_plan = Some("standard".into());
 }
 
+/// Every quota test runs four Envoy workers: counts live in shared data, whichever worker
+/// (and VM) a request lands on.
+fn four_workers() -> Options {
+    Options {
+        concurrency: 4,
+        ..Options::default()
+    }
+}
+
 fn today() -> u64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -58,23 +67,17 @@ fn models(gw: &Gateway, token: &str) -> Reply {
 #[test]
 fn many_clients_on_four_workers_get_exactly_the_limit_admitted() {
     const LIMIT: usize = 25;
-    let gw = Arc::new(Gateway::start_with(
-        Options {
-            concurrency: 4,
-            ..Options::default()
-        },
-        |config, _| {
-            with_default_plan(
-                config,
-                plan(vec![limit(
-                    "rpd",
-                    Metric::Requests,
-                    Window::Day,
-                    LIMIT as u64,
-                )]),
-            );
-        },
-    ));
+    let gw = Arc::new(Gateway::start_with(four_workers(), |config, _| {
+        with_default_plan(
+            config,
+            plan(vec![limit(
+                "rpd",
+                Metric::Requests,
+                Window::Day,
+                LIMIT as u64,
+            )]),
+        );
+    }));
     // A run that straddles midnight UTC starts a new window halfway; run it again then,
     // as a fresh subject.
     for attempt in 0..2 {
@@ -138,7 +141,7 @@ fn many_clients_on_four_workers_get_exactly_the_limit_admitted() {
 #[test]
 fn tokens_counted_equal_the_providers_usage_for_every_provider_json_and_stream() {
     const BUDGET: u64 = 1_000_000;
-    let gw = Gateway::start_with(Options::default(), |config, _| {
+    let gw = Gateway::start_with(four_workers(), |config, _| {
         with_default_plan(
             config,
             plan(vec![
@@ -239,7 +242,7 @@ fn tokens_counted_equal_the_providers_usage_for_every_provider_json_and_stream()
 
 #[test]
 fn a_429_and_a_success_tell_the_client_the_limits() {
-    let gw = Gateway::start_with(Options::default(), |config, _| {
+    let gw = Gateway::start_with(four_workers(), |config, _| {
         with_default_plan(
             config,
             plan(vec![
@@ -296,7 +299,7 @@ fn counters_survive_a_config_update() {
     let mut gw = Gateway::start_raw(
         Options {
             updatable: true,
-            ..Options::default()
+            ..four_workers()
         },
         Some(&json),
         key,
@@ -325,7 +328,7 @@ fn counters_survive_a_config_update() {
 
 #[test]
 fn shadow_mode_refuses_nothing_and_counts_everything() {
-    let gw = Gateway::start_with(Options::default(), |config, _| {
+    let gw = Gateway::start_with(four_workers(), |config, _| {
         let mut shadow = plan(vec![limit("rpd", Metric::Requests, Window::Day, 2)]);
         shadow.shadow = true;
         with_default_plan(config, shadow);
@@ -351,7 +354,7 @@ fn shadow_mode_refuses_nothing_and_counts_everything() {
 
 #[test]
 fn a_budget_clamps_max_tokens_and_then_refuses() {
-    let gw = Gateway::start_with(Options::default(), |config, _| {
+    let gw = Gateway::start_with(four_workers(), |config, _| {
         let mut clamped = plan(vec![limit("tpd", Metric::TotalTokens, Window::Day, 400)]);
         clamped.clamp_max_tokens = true;
         with_default_plan(config, clamped);

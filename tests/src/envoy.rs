@@ -364,8 +364,13 @@ impl Envoy {
         write_lds_file(self.dir.path(), &listener, self.lds_version)?;
         self.lds_listener = Some(listener);
         let deadline = Instant::now() + Duration::from_secs(30);
+        // Done when Envoy accepted the update, the new listener has warmed, and the old one
+        // drains: that starts only once every worker serves the new one.
         while self.stat("listener_manager.lds.update_success") <= before
             || self.stat("listener_manager.total_listeners_warming") > 0
+            || self.stat("listener_manager.total_filter_chains_draining")
+                + self.stat("listener_manager.total_listeners_draining")
+                == 0
         {
             if self.stat("listener_manager.lds.update_rejected") > 0 {
                 bail!("Envoy rejected the listener update:\n{}", self.log_tail());
