@@ -31,7 +31,11 @@ pub fn api_format(style: ProviderStyle, path: &str) -> Option<ApiFormat> {
                 None
             }
         }
-        ProviderStyle::Anthropic => path.contains("/messages").then_some(ApiFormat::Anthropic),
+        // Token counting and batch management are not generations: nothing to meter.
+        ProviderStyle::Anthropic => (path.contains("/messages")
+            && !path.contains("/count_tokens")
+            && !path.contains("/batches"))
+        .then_some(ApiFormat::Anthropic),
         ProviderStyle::Gemini => (path.contains(":generateContent")
             || path.contains(":streamGenerateContent"))
         .then_some(ApiFormat::Gemini),
@@ -39,31 +43,32 @@ pub fn api_format(style: ProviderStyle, path: &str) -> Option<ApiFormat> {
 }
 
 /// What a metered request body carries, by API: whether the answer has output tokens,
-/// which field limits them (set by `clamp_max_tokens` when the request names none), and
-/// whether a stream reports usage only when asked (`stream_options.include_usage`).
+/// which fields limit them (read in the body; `clamp_max_tokens` writes those present, or
+/// the first when none is), and whether a stream reports usage only when asked
+/// (`stream_options.include_usage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyShape {
     pub produces_output: bool,
-    pub limit_field: Option<&'static str>,
+    pub limit_fields: &'static [&'static str],
     pub usage_is_opt_in: bool,
 }
 
 pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
     let path = path.split('?').next().unwrap_or(path);
-    let (produces_output, limit_field, usage_is_opt_in) = match format {
-        ApiFormat::OpenAiChat if path.contains("/embeddings") => (false, None, false),
+    let (produces_output, limit_fields, usage_is_opt_in): (_, &[&str], _) = match format {
+        ApiFormat::OpenAiChat if path.contains("/embeddings") => (false, &[], false),
         ApiFormat::OpenAiChat if path.contains("/chat/completions") => {
-            (true, Some("max_completion_tokens"), true)
+            (true, &["max_completion_tokens", "max_tokens"], true)
         }
-        ApiFormat::OpenAiChat => (true, Some("max_tokens"), true),
-        ApiFormat::OpenAiResponses => (true, Some("max_output_tokens"), false),
-        ApiFormat::Anthropic => (true, Some("max_tokens"), false),
+        ApiFormat::OpenAiChat => (true, &["max_tokens"], true),
+        ApiFormat::OpenAiResponses => (true, &["max_output_tokens"], false),
+        ApiFormat::Anthropic => (true, &["max_tokens"], false),
         // Gemini's limit sits in generationConfig, and its routes do not read the body.
-        ApiFormat::Gemini => (true, None, false),
+        ApiFormat::Gemini => (true, &[], false),
     };
     BodyShape {
         produces_output,
-        limit_field,
+        limit_fields,
         usage_is_opt_in,
     }
 }

@@ -39,9 +39,10 @@ pub enum ModelError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RequestFields {
     pub model: String,
-    /// The output limit the request sets, and in which field (`max_completion_tokens`,
-    /// `max_tokens` or `max_output_tokens`, the first present).
-    pub max_output_tokens: Option<(&'static str, u64)>,
+    /// The output-limit fields the body has, by name (`max_completion_tokens`, `max_tokens`,
+    /// `max_output_tokens`), with their value when it is a non-negative number (`None`: the
+    /// field is there but holds something else).
+    pub output_limits: Vec<(&'static str, Option<u64>)>,
     /// `"stream": true`.
     pub stream: bool,
     /// `"stream_options": {"include_usage": true}` (OpenAI chat completions).
@@ -79,16 +80,17 @@ pub fn read_body(body: &[u8]) -> Result<RequestFields, ModelError> {
         Some(Value::String(model)) if !model.is_empty() => model,
         _ => return Err(ModelError::Missing),
     };
-    let max_output_tokens = [
+    let output_limits = [
         ("max_completion_tokens", &parsed.max_completion_tokens),
         ("max_tokens", &parsed.max_tokens),
         ("max_output_tokens", &parsed.max_output_tokens),
     ]
     .into_iter()
-    .find_map(|(field, value)| Some((field, value.as_ref()?.as_u64()?)));
+    .filter_map(|(field, value)| Some((field, token_count(value.as_ref()?))))
+    .collect();
     Ok(RequestFields {
         model,
-        max_output_tokens,
+        output_limits,
         stream: parsed.stream.as_ref().and_then(Value::as_bool) == Some(true),
         include_usage: parsed
             .stream_options
@@ -99,18 +101,45 @@ pub fn read_body(body: &[u8]) -> Result<RequestFields, ModelError> {
     })
 }
 
+/// A token count as JSON may write it: `4096`, or `4096.0` and `4e3` (rounded up).
+fn token_count(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let f = value.as_f64().filter(|f| f.is_finite() && *f >= 0.0)?;
+        // Saturates at u64::MAX for absurd values.
+        Some(f.ceil() as u64)
+    })
+}
+
+impl RequestFields {
+    /// The output limit the request sets in any of `fields` (the API's own names): the
+    /// largest, since which one a lenient server obeys is unknown. `None` when it sets none;
+    /// `Err` when one of them is not a number.
+    pub fn output_limit(&self, fields: &[&str]) -> Result<Option<u64>, &'static str> {
+        let mut limit: Option<u64> = None;
+        for (name, value) in self
+            .output_limits
+            .iter()
+            .filter(|(n, _)| fields.contains(n))
+        {
+            let value = value.ok_or(*name)?;
+            limit = Some(limit.map_or(value, |l| l.max(value)));
+        }
+        Ok(limit)
+    }
+}
+
 /// Changes to a request body before it is forwarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyEdit {
-    /// Set this output-limit field to this value.
-    pub max_output_tokens: Option<(&'static str, u64)>,
+    /// Set these output-limit fields to this value.
+    pub output_limit: Option<(Vec<&'static str>, u64)>,
     /// Set `stream_options.include_usage` to true.
     pub include_usage: bool,
 }
 
 impl BodyEdit {
     pub fn is_empty(&self) -> bool {
-        self.max_output_tokens.is_none() && !self.include_usage
+        self.output_limit.is_none() && !self.include_usage
     }
 
     /// The edited body (a JSON object, as `read_body` checked). Other fields keep their
@@ -119,8 +148,10 @@ impl BodyEdit {
         let invalid = |e: serde_json::Error| ModelError::InvalidJson(e.to_string());
         let mut value: Value = serde_json::from_slice(body).map_err(invalid)?;
         let object = value.as_object_mut().ok_or(ModelError::Missing)?;
-        if let Some((field, limit)) = self.max_output_tokens {
-            object.insert(field.to_string(), Value::from(limit));
+        if let Some((fields, limit)) = &self.output_limit {
+            for field in fields {
+                object.insert(field.to_string(), Value::from(*limit));
+            }
         }
         if self.include_usage {
             let options = object

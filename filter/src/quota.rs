@@ -106,10 +106,6 @@ impl Quotas {
                         limit.name
                     )));
                 }
-                let scope = match limit.per {
-                    LimitScope::Subject => "s",
-                    LimitScope::Tenant => "t",
-                };
                 limits.push(Limit {
                     name: limit.name.clone(),
                     metric: limit.metric,
@@ -117,7 +113,7 @@ impl Quotas {
                     limit: limit.limit,
                     per: limit.per,
                     key_prefix: format!(
-                        "tw:q:{name}:{}:{}:{}:{scope}:",
+                        "tw:q:{name}:{}:{}:{}:",
                         limit.name,
                         metric_name(limit.metric),
                         window_name(limit.window)
@@ -219,12 +215,15 @@ fn is_token_metric(metric: Metric) -> bool {
 }
 
 impl Limit {
+    /// The counter key: a subject's (`s:`), a tenant's (`t:`), or that of a subject without
+    /// a tenant under a tenant limit (`ts:`: its own tenant, never a tenant of that name).
     fn key(&self, identity: &Identity) -> String {
-        let id = match self.per {
-            LimitScope::Subject => &identity.subject,
-            LimitScope::Tenant => identity.tenant.as_ref().unwrap_or(&identity.subject),
+        let (kind, id) = match (self.per, &identity.tenant) {
+            (LimitScope::Subject, _) => ("s", &identity.subject),
+            (LimitScope::Tenant, Some(tenant)) => ("t", tenant),
+            (LimitScope::Tenant, None) => ("ts", &identity.subject),
         };
-        format!("{}{id}", self.key_prefix)
+        format!("{}{kind}:{id}", self.key_prefix)
     }
 
     /// How much of this limit `usage` takes.
@@ -240,10 +239,13 @@ impl Limit {
 }
 
 /// What a request is expected to use: its estimated tokens and the model's price.
+/// `metered`: the endpoint reports usage (a generation or an embedding), so cost limits
+/// apply to it whatever the estimate; the default is a request that uses no tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Demand {
     pub tokens: Usage,
     pub price: Option<Price>,
+    pub metered: bool,
 }
 
 impl Demand {
@@ -257,6 +259,7 @@ impl Demand {
                 cached_input_tokens: 0,
             },
             price,
+            metered: true,
         }
     }
 }
@@ -295,11 +298,11 @@ pub enum Settlement {
     Unfinished(Option<Usage>),
 }
 
-/// A refusal by quota, with the stat it counts under.
+/// A refusal by quota, with the stats it counts under.
 #[derive(Debug)]
 pub struct QuotaRefusal {
     pub refusal: Refusal,
-    pub stat: String,
+    pub stats: Vec<String>,
 }
 
 /// The most output tokens the plan's token and cost limits still allow a request that
@@ -353,30 +356,39 @@ pub fn admit(
     store: &dyn SharedStore,
     now: u64,
 ) -> Result<Grant, QuotaRefusal> {
-    let metered = demand.tokens.total_tokens() > 0;
-    if metered && demand.price.is_none() {
+    let mut events = Vec::new();
+    if demand.metered && demand.price.is_none() {
         if let Some(limit) = plan
             .limits
             .iter()
             .find(|l| l.metric == Metric::CostMicroUsd)
         {
-            return Err(QuotaRefusal {
-                refusal: Refusal::new(
-                    ErrorCode::ModelNotPriced,
-                    format!(
-                        "the plan limits cost ({:?}) and the gateway has no price for this model",
-                        limit.name
+            let stat = format!("{}.{}.{}", plan.name, limit.name, "unpriced");
+            if plan.shadow {
+                // Counted as over the limit: the cost cannot be known.
+                events.push(format!("tokenward.quota.shadow_exceeded.{stat}"));
+            } else {
+                return Err(QuotaRefusal {
+                    refusal: Refusal::new(
+                        ErrorCode::ModelNotPriced,
+                        format!(
+                            "the plan limits cost ({:?}) and the gateway has no price for this model",
+                            limit.name
+                        ),
                     ),
-                ),
-                stat: format!("tokenward.quota.refused.{}.{}", plan.name, limit.name),
-            });
+                    stats: vec![format!(
+                        "tokenward.quota.refused.{}.{}",
+                        plan.name, limit.name
+                    )],
+                });
+            }
         }
     }
     let mut grant = Grant {
         plan: Rc::clone(plan),
         held: Vec::with_capacity(plan.limits.len()),
         price: demand.price,
-        events: Vec::new(),
+        events,
     };
     for (index, limit) in plan.limits.iter().enumerate() {
         let amount = limit.amount(&demand.tokens, demand.price);
@@ -424,11 +436,15 @@ pub fn admit(
                     .map(|((i, used, reset), held)| (i, used.saturating_sub(held.reserved), reset))
                     .collect();
                 states.push((index, used, resets_at));
-                grant.settle(Settlement::Refund, store, now, true);
+                let mut stats = grant.settle(Settlement::Refund, store, now, true);
+                stats.push(format!(
+                    "tokenward.quota.refused.{}.{}",
+                    plan.name, limit.name
+                ));
                 return Err(QuotaRefusal {
                     refusal: over_limit(plan, limit, amount, used, resets_at, now)
                         .with_headers(rate_limit_headers(plan, &states, now, resets_at)),
-                    stat: format!("tokenward.quota.refused.{}.{}", plan.name, limit.name),
+                    stats,
                 });
             }
             Err(error) if plan.shadow => {
@@ -439,7 +455,8 @@ pub fn admit(
             }
             Err(error) => {
                 log::warn!("quota {}/{} refused: {error}", plan.name, limit.name);
-                grant.settle(Settlement::Refund, store, now, true);
+                let mut stats = grant.settle(Settlement::Refund, store, now, true);
+                stats.push("tokenward.quota.store_errors".to_string());
                 let refusal = match error {
                     QuotaError::Contended => Refusal::new(
                         ErrorCode::RateLimitExceeded,
@@ -451,10 +468,7 @@ pub fn admit(
                         "the quota counter could not be read",
                     ),
                 };
-                return Err(QuotaRefusal {
-                    refusal,
-                    stat: "tokenward.quota.store_errors".to_string(),
-                });
+                return Err(QuotaRefusal { refusal, stats });
             }
         }
     }

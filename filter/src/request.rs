@@ -244,13 +244,14 @@ impl RequestFlow {
         }
         if let Some(plan) = &plan {
             // No body to read: the prompt is estimated from content-length.
-            let output = shape.map_or(0, |s| output_reserve(plan, s, None));
-            let input_bytes = if shape.is_some() {
-                head.content_length.unwrap_or(0)
-            } else {
-                0
+            let demand = match shape {
+                Some(shape) => Demand::estimate(
+                    head.content_length.unwrap_or(0),
+                    output_reserve(plan, shape, None),
+                    exchange.price,
+                ),
+                None => Demand::default(),
             };
-            let demand = Demand::estimate(input_bytes, output, exchange.price);
             self.grant = Some(self.admit(plan, &identity, &demand, host.store(), now)?);
         }
         self.exchange = Some(exchange);
@@ -271,8 +272,8 @@ impl RequestFlow {
                 self.events.append(&mut grant.events);
                 Ok(grant)
             }
-            Err(refused) => {
-                self.events.push(refused.stat);
+            Err(mut refused) => {
+                self.events.append(&mut refused.stats);
                 Err(refused.refusal)
             }
         }
@@ -349,19 +350,20 @@ impl RequestFlow {
     }
 
     /// Corrects the quota reservations to the response's usage (`finished`: the response
-    /// body ended normally). A success that ended without usage, or did not end (a stream
-    /// cut short, the client gone), is charged at least its reservation: the provider may
-    /// have billed it. An error status (or no answer at all) without usage gives the tokens
-    /// back: providers do not bill errors.
+    /// body ended normally). A client error (4xx) without usage gives the tokens back: the
+    /// provider refused the request and bills nothing. Any other answer without usage, or one
+    /// that did not end (a stream cut short, the client gone, no answer yet, a 5xx or an
+    /// Envoy timeout after the provider had the request) is charged at least its
+    /// reservation: the provider may have billed it.
     fn settle(&mut self, host: &impl Host, report: &UsageReport, finished: bool) {
         let Some(grant) = self.grant.take() else {
             return;
         };
-        let success = self.status.is_some_and(|s| (200..300).contains(&s));
-        let settlement = match (report.usage, success, finished) {
-            (Some(usage), _, true) | (Some(usage), false, false) => Settlement::Usage(usage),
-            (usage, true, _) => Settlement::Unfinished(usage),
-            (None, false, _) => Settlement::Refund,
+        let refused_by_provider = self.status.is_some_and(|s| (400..500).contains(&s));
+        let settlement = match (report.usage, finished, refused_by_provider) {
+            (Some(usage), true, _) | (Some(usage), false, true) => Settlement::Usage(usage),
+            (None, _, true) => Settlement::Refund,
+            (usage, _, false) => Settlement::Unfinished(usage),
         };
         let Some(now) = host.now_unix_seconds() else {
             return;
@@ -411,25 +413,48 @@ impl RequestFlow {
         }
         let mut edit = BodyEdit::default();
         if let (Some(plan), Some(now)) = (&awaiting.plan, host.now_unix_seconds()) {
-            let requested = fields.max_output_tokens.map(|(_, n)| n);
-            let output = awaiting
+            let (mut demand, requested) = match awaiting.shape {
+                // An endpoint that reports no usage reserves no tokens: nothing would settle
+                // them.
+                None => (Demand::default(), None),
+                Some(shape) => {
+                    let requested = fields.output_limit(shape.limit_fields).map_err(|field| {
+                        Refusal::new(
+                            ErrorCode::InvalidJson,
+                            format!("\"{field}\" must be a number of tokens"),
+                        )
+                    })?;
+                    let output = output_reserve(plan, shape, requested);
+                    (Demand::estimate(body_size as u64, output, price), requested)
+                }
+            };
+            if let Some(shape) = awaiting
                 .shape
-                .map_or(0, |s| output_reserve(plan, s, requested));
-            let mut demand = Demand::estimate(body_size as u64, output, price);
-            if let Some(field) = awaiting
-                .shape
-                .and_then(|s| s.limit_field)
-                .filter(|_| plan.clamp_max_tokens && !plan.shadow && output > 0)
+                .filter(|s| plan.clamp_max_tokens && !plan.shadow && !s.limit_fields.is_empty())
             {
                 let allowance =
                     quota::output_allowance(plan, &awaiting.identity, &demand, host.store(), now)
                         .ok()
                         .flatten();
-                // Zero left: no clamp, the admission below refuses with the limit's headers.
-                if let Some(allowed) = allowance.filter(|&a| a > 0 && a < output) {
-                    let field = fields.max_output_tokens.map_or(field, |(f, _)| f);
-                    edit.max_output_tokens = Some((field, allowed));
-                    demand.tokens.output_tokens = allowed;
+                let output = demand.tokens.output_tokens;
+                let capped = allowance.map_or(output, |a| a.min(output));
+                // Nothing left: no clamp; the admission below refuses with the limit's
+                // headers. Otherwise the limit is always written, also where the request set
+                // none, so no answer can outgrow its reservation.
+                if capped > 0 && requested != Some(capped) {
+                    let present: Vec<&'static str> = shape
+                        .limit_fields
+                        .iter()
+                        .copied()
+                        .filter(|f| fields.output_limits.iter().any(|(n, _)| n == f))
+                        .collect();
+                    let targets = if present.is_empty() {
+                        shape.limit_fields[..1].to_vec()
+                    } else {
+                        present
+                    };
+                    edit.output_limit = Some((targets, capped));
+                    demand.tokens.output_tokens = capped;
                 }
             }
             self.grant = Some(self.admit(plan, &awaiting.identity, &demand, host.store(), now)?);

@@ -255,6 +255,14 @@ fn a_429_and_a_success_tell_the_client_the_limits() {
     let ok = gw.chat(&token, "gpt-4o");
     assert_eq!(ok.status, 200);
     assert_eq!(ok.header("x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(
+        ok.headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-ratelimit-"))
+            .count(),
+        3,
+        "the provider's own x-ratelimit headers are replaced, not joined"
+    );
     assert_eq!(ok.header("x-ratelimit-remaining-requests"), Some("1"));
     assert!(ok
         .header("x-ratelimit-reset-requests")
@@ -339,8 +347,8 @@ fn shadow_mode_refuses_nothing_and_counts_everything() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(
             reply.header("x-ratelimit-remaining-requests"),
-            None,
-            "clients see nothing of a shadow plan"
+            Some("9999"),
+            "clients see what they would without a plan: the provider's own headers"
         );
     }
     assert_eq!(gw.received("openai").len(), 5);

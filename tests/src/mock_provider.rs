@@ -178,7 +178,18 @@ async fn handle(
         if streaming {
             return sse(openai_chat_stream(&model, input, include_usage));
         }
-        return json_response(openai_chat(&model, input));
+        // OpenAI reports its own rate limits (of the provider key) on every answer.
+        let mut response = json_response(openai_chat(&model, input));
+        for (name, value) in [
+            ("x-ratelimit-limit-requests", "10000"),
+            ("x-ratelimit-remaining-requests", "9999"),
+            ("x-ratelimit-reset-requests", "6ms"),
+        ] {
+            response
+                .headers_mut()
+                .insert(name, value.parse().expect("static header"));
+        }
+        return response;
     }
     if path == "/v1/embeddings" {
         return json_response(json!({

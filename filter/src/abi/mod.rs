@@ -183,24 +183,37 @@ impl HttpContext for TokenwardHttp {
         }
         // Host calls that return data cost the most (the host calls back into the VM to
         // allocate): read every response header at most once, and only when needed.
-        let host = ResponseHost(if reads {
-            raw::response_headers().unwrap_or_default()
+        let read = if reads {
+            raw::response_headers()
+                .inspect_err(|status| {
+                    log::warn!("could not read the response headers: {status:?}");
+                })
+                .ok()
         } else {
-            HeaderBlock::default()
-        });
+            None
+        };
+        let was_read = read.is_some();
+        let host = ResponseHost(read.unwrap_or_default());
         let added = self.flow.on_response_headers(&host);
-        // Informational: headers that cannot be added fail nothing.
-        let written = if reads && !added.is_empty() {
+        if added.is_empty() {
+            return Action::Continue;
+        }
+        // Ours replace the provider's own rate-limit headers (those describe the provider
+        // key the gateway shares, not the client's plan). Informational: a failure to write
+        // them fails nothing.
+        let written = if was_read {
             let pairs: Vec<(&str, &[u8])> = host
                 .0
                 .iter()
+                .filter(|(name, _)| !is_rate_limit_header(name))
                 .chain(added.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
                 .collect();
             raw::set_response_headers(&HeaderBlock::from_pairs(pairs.iter().copied()))
         } else {
+            // Not read (or unreadable): set ours one by one, replacing same-named ones.
             added
                 .iter()
-                .try_for_each(|(n, v)| raw::add_response_header(n, v.as_bytes()))
+                .try_for_each(|(n, v)| raw::replace_response_header(n, v.as_bytes()))
         };
         if let Err(status) = written {
             log::warn!("could not add the rate-limit headers: {status:?}");
@@ -276,9 +289,11 @@ impl TokenwardHttp {
             );
         }
         let action = apply(decision, phase);
-        if matches!(action, Action::Pause) && matches!(phase, Phase::Headers) {
-            // A refusal from a failed header rewrite.
+        if matches!(action, Action::Pause) && matches!(phase, Phase::Headers) && !self.refused {
+            // A refusal from a failed header rewrite: whatever the request holds goes back.
             self.refused = true;
+            self.flow.abandon(&AbiHost);
+            self.count_events();
         }
         action
     }
@@ -312,6 +327,10 @@ impl Host for AbiHost {
     fn store(&self) -> &dyn SharedStore {
         self
     }
+}
+
+fn is_rate_limit_header(name: &str) -> bool {
+    name.starts_with("x-ratelimit-") || name == "ratelimit" || name == "ratelimit-policy"
 }
 
 /// The host during the response headers callback, with those headers read once.

@@ -37,13 +37,6 @@ extern "C" {
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
-    fn proxy_add_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
     fn proxy_set_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -182,9 +175,9 @@ pub fn replace_request_body(size: usize, body: &[u8]) -> Result<(), HostStatus> 
     check(unsafe { proxy_set_buffer_bytes(HTTP_REQUEST_BODY, 0, size, body.as_ptr(), body.len()) })
 }
 
-pub fn add_response_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {
+pub fn replace_response_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {
     check(unsafe {
-        proxy_add_header_map_value(
+        proxy_replace_header_map_value(
             RESPONSE_HEADERS,
             name.as_ptr(),
             name.len(),

@@ -15,6 +15,8 @@ pub struct FakeStore {
     conflicts: Cell<u32>,
     rival_amount: Cell<u64>,
     rival_now: Cell<u64>,
+    /// Writes that succeed before the conflicts begin.
+    clean_writes: Cell<u32>,
 }
 
 impl FakeStore {
@@ -24,6 +26,13 @@ impl FakeStore {
         store.conflicts.set(conflicts);
         store.rival_amount.set(rival_amount);
         store.rival_now.set(now);
+        store
+    }
+
+    /// As `with_conflicts`, once `clean` writes have gone through.
+    pub fn with_conflicts_after(clean: u32, conflicts: u32, rival_amount: u64, now: u64) -> Self {
+        let store = FakeStore::with_conflicts(conflicts, rival_amount, now);
+        store.clean_writes.set(clean);
         store
     }
 
@@ -58,7 +67,9 @@ impl SharedStore for FakeStore {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<bool, QuotaError> {
-        if self.conflicts.get() > 0 {
+        if self.clean_writes.get() > 0 {
+            self.clean_writes.set(self.clean_writes.get() - 1);
+        } else if self.conflicts.get() > 0 {
             self.conflicts.set(self.conflicts.get() - 1);
             let start = Window::Minute.start(self.rival_now.get());
             let used = self.used(key) + self.rival_amount.get();

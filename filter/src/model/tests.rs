@@ -76,22 +76,26 @@ fn reads_the_output_limit_and_streaming_fields() {
         br#"{"model":"m","max_tokens":50,"max_completion_tokens":70,"stream":true,"stream_options":{"include_usage":false}}"#,
     )
     .unwrap();
+    let chat = ["max_completion_tokens", "max_tokens"];
     assert_eq!(
-        fields.max_output_tokens,
-        Some(("max_completion_tokens", 70))
+        fields.output_limit(&chat),
+        Ok(Some(70)),
+        "the larger of the two"
     );
+    assert_eq!(fields.output_limit(&["max_output_tokens"]), Ok(None));
     assert!(fields.stream);
     assert!(!fields.include_usage);
     let fields = read_body(
-        br#"{"model":"m","max_output_tokens":9,"stream_options":{"include_usage":true}}"#,
+        br#"{"model":"m","max_output_tokens":9e3,"stream_options":{"include_usage":true}}"#,
     )
     .unwrap();
-    assert_eq!(fields.max_output_tokens, Some(("max_output_tokens", 9)));
+    assert_eq!(fields.output_limit(&["max_output_tokens"]), Ok(Some(9000)));
     assert!(!fields.stream && fields.include_usage);
     let fields = read_body(br#"{"model":"m","max_tokens":"many","stream":"yes"}"#).unwrap();
     assert_eq!(
-        fields.max_output_tokens, None,
-        "a non-number limit is no limit"
+        fields.output_limit(&chat),
+        Err("max_tokens"),
+        "a limit that is not a number is named, not ignored"
     );
     assert!(!fields.stream);
 }
@@ -100,19 +104,20 @@ fn reads_the_output_limit_and_streaming_fields() {
 fn an_edit_sets_the_limit_and_turns_on_usage_keeping_the_rest() {
     let body = br#"{"model":"m","messages":[{"role":"user","content":"hi \u00e9"}],"stream":true,"stream_options":{"foo":1},"max_tokens":900}"#;
     let edit = BodyEdit {
-        max_output_tokens: Some(("max_tokens", 120)),
+        output_limit: Some((vec!["max_tokens", "max_completion_tokens"], 120)),
         include_usage: true,
     };
     let edited: serde_json::Value = serde_json::from_slice(&edit.apply(body).unwrap()).unwrap();
     let original: serde_json::Value = serde_json::from_slice(body).unwrap();
     assert_eq!(edited["max_tokens"], 120);
+    assert_eq!(edited["max_completion_tokens"], 120);
     assert_eq!(edited["stream_options"]["include_usage"], true);
     assert_eq!(edited["stream_options"]["foo"], 1);
     assert_eq!(edited["messages"], original["messages"]);
     assert_eq!(edited["stream"], true);
     let without: serde_json::Value = serde_json::from_slice(
         &BodyEdit {
-            max_output_tokens: None,
+            output_limit: None,
             include_usage: true,
         }
         .apply(br#"{"model":"m","stream":true,"stream_options":null}"#)

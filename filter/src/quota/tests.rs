@@ -63,11 +63,18 @@ fn tokens(input: u64, output: u64) -> Usage {
     }
 }
 
+/// A request to an endpoint that reports usage, with no price.
 fn demand(input: u64, output: u64) -> Demand {
     Demand {
         tokens: tokens(input, output),
         price: None,
+        metered: true,
     }
+}
+
+/// A request that uses no tokens (a model list).
+fn unmetered() -> Demand {
+    Demand::default()
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -173,7 +180,7 @@ fn a_request_limit_admits_exactly_its_limit_and_says_when_it_resets() {
     let refused = admit(plan, &alice, &demand(0, 0), &store, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
     assert_eq!(refused.refusal.code.status(), 429);
-    assert_eq!(refused.stat, "tokenward.quota.refused.free.rpm");
+    assert_eq!(refused.stats, ["tokenward.quota.refused.free.rpm"]);
     assert!(refused
         .refusal
         .message
@@ -221,7 +228,7 @@ fn limits_are_all_or_nothing() {
     let store = FakeStore::default();
     admit(plan, &alice, &demand(600, 100), &store, NOW).unwrap();
     let refused = admit(plan, &alice, &demand(300, 100), &store, NOW).unwrap_err();
-    assert_eq!(refused.stat, "tokenward.quota.refused.free.tpd");
+    assert_eq!(refused.stats, ["tokenward.quota.refused.free.tpd"]);
     assert_eq!(
         used(&store, plan, 0, &alice),
         1,
@@ -320,7 +327,18 @@ fn a_contended_counter_refuses_with_retry_after_and_holds_nothing() {
     let refused = admit(plan, &alice, &demand(0, 0), &contended, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
     assert_eq!(header(&refused.refusal.headers(), "retry-after"), Some("1"));
-    assert_eq!(refused.stat, "tokenward.quota.store_errors");
+    assert_eq!(refused.stats, ["tokenward.quota.store_errors"]);
+    assert_eq!(used(&contended, plan, 0, &alice), 0, "nothing was counted");
+    // The day count goes through, then the minute count stays contended: the day count is
+    // given back (the refund is the first write after the conflicts run out).
+    let late = FakeStore::with_conflicts_after(1, MAX_CAS_ATTEMPTS, 0, NOW);
+    let refused = admit(plan, &alice, &demand(0, 0), &late, NOW).unwrap_err();
+    assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
+    assert_eq!(
+        used(&late, plan, 0, &alice),
+        0,
+        "the day count was given back"
+    );
 }
 
 #[test]
@@ -343,6 +361,7 @@ fn settlement_charges_the_real_usage_and_refunds_per_the_rule() {
     let priced = |input, output| Demand {
         tokens: tokens(input, output),
         price: q.price_for("any"),
+        metered: true,
     };
     let grant = admit(plan, &alice, &priced(100, 500), &store, NOW).unwrap();
     assert_eq!(
@@ -398,8 +417,28 @@ fn a_priced_limit_refuses_a_model_without_a_price() {
     let plan = q.plan_for(&alice).unwrap().unwrap();
     let refused = admit(plan, &alice, &demand(10, 10), &FakeStore::default(), NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::ModelNotPriced);
+    let unknown = admit(plan, &alice, &demand(0, 0), &FakeStore::default(), NOW).unwrap_err();
+    assert_eq!(
+        unknown.refusal.code,
+        ErrorCode::ModelNotPriced,
+        "a metered request with a zero estimate is still refused"
+    );
     // A request that uses no tokens (a model list) needs no price.
-    admit(plan, &alice, &demand(0, 0), &FakeStore::default(), NOW).unwrap();
+    admit(plan, &alice, &unmetered(), &FakeStore::default(), NOW).unwrap();
+    // A shadow plan lets it through and counts it as over the limit.
+    let mut shadow = plan_config_with_cost();
+    shadow.shadow = true;
+    let q = quotas(vec![("free", shadow)], &[price("gpt-*", 1, 1, None)]);
+    let plan = q.plan_for(&alice).unwrap().unwrap();
+    let grant = admit(plan, &alice, &demand(10, 10), &FakeStore::default(), NOW).unwrap();
+    assert_eq!(
+        grant.events,
+        ["tokenward.quota.shadow_exceeded.free.usd.unpriced"]
+    );
+}
+
+fn plan_config_with_cost() -> PlanConfig {
+    plan(vec![limit("usd", Metric::CostMicroUsd, Window::Month, 100)])
 }
 
 #[test]
@@ -416,6 +455,7 @@ fn spent_money_is_budget_exceeded() {
     let priced = Demand {
         tokens: tokens(60, 60),
         price: q.price_for("m"),
+        metered: true,
     };
     let refused = admit(plan, &alice, &priced, &FakeStore::default(), NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::BudgetExceeded);
@@ -447,6 +487,7 @@ fn the_output_allowance_is_what_the_tightest_limit_leaves() {
     let ask = Demand {
         tokens: tokens(200, 5000),
         price: q.price_for("m"),
+        metered: true,
     };
     // total: 1000 - 200 = 800; cost: (2000 - 200) / 4 = 450.
     assert_eq!(
@@ -458,7 +499,7 @@ fn the_output_allowance_is_what_the_tightest_limit_leaves() {
         &alice,
         &Demand {
             tokens: tokens(100, 200),
-            price: ask.price,
+            ..ask
         },
         &store,
         NOW,

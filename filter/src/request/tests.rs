@@ -481,3 +481,116 @@ fn a_credential_naming_an_unknown_plan_is_refused() {
     let r = refusal(run(&worker(&fx), &chat(&token, r#"{"model":"gpt-4o"}"#)));
     assert_eq!((r.code, r.code.status()), (ErrorCode::UnknownPlan, 403));
 }
+
+/// A worker with the `standard` plan of these limits, and a shared store.
+fn planned(
+    limits: Vec<crate::config::LimitConfig>,
+    adjust: impl FnOnce(&mut crate::config::PlanConfig),
+) -> (Fixture, Rc<Worker>, Rc<crate::counter::fake::FakeStore>) {
+    let mut fx = Fixture::new();
+    let mut p = plan(limits);
+    adjust(&mut p);
+    with_plan(&mut fx, p);
+    let w = worker(&fx);
+    (fx, w, Rc::new(crate::counter::fake::FakeStore::default()))
+}
+
+const TPD_KEY: &str = "tw:q:standard:tpd:total_tokens:day:s:alice";
+
+#[test]
+fn a_request_the_client_abandons_or_the_provider_fails_is_charged_its_reservation() {
+    use crate::config::Metric;
+    use crate::window::Window;
+    let (fx, w, store) = planned(
+        vec![limit("tpd", Metric::TotalTokens, Window::Day, 100_000)],
+        |_| {},
+    );
+    let body = r#"{"model":"gpt-4o","messages":[],"max_tokens":300}"#;
+    let host = chat(&fx.token(), body).with_store(&store);
+    let reserved = (body.len() as u64).div_ceil(4) + 300;
+    // Forwarded, then the client hangs up before any answer: the provider has the request.
+    let mut flow = RequestFlow::new(Rc::clone(&w));
+    flow.on_request_headers(&host, false);
+    flow.on_request_body(&host, host.body_len(), true);
+    assert!(flow.on_done(&host).is_some());
+    assert_eq!(store.used(TPD_KEY), reserved);
+    // A 502 without usage: the provider may have billed it too.
+    let failed = host
+        .clone()
+        .with_response_header(":status", "502")
+        .with_response_chunk(b"upstream connect error");
+    let mut flow = RequestFlow::new(Rc::clone(&w));
+    flow.on_request_headers(&failed, false);
+    flow.on_request_body(&failed, failed.body_len(), true);
+    flow.on_response_headers(&failed);
+    flow.on_response_body(&failed, 22, true);
+    assert_eq!(store.used(TPD_KEY), 2 * reserved);
+}
+
+#[test]
+fn clamping_caps_a_request_that_sets_no_limit_and_reads_only_its_apis_fields() {
+    use crate::config::Metric;
+    use crate::window::Window;
+    let (fx, w, store) = planned(
+        vec![limit("tpd", Metric::TotalTokens, Window::Day, 100_000)],
+        |p| p.clamp_max_tokens = true,
+    );
+    // Plenty of budget: the default reservation (50) is written, so the answer cannot
+    // outgrow it.
+    let host = chat(&fx.token(), r#"{"model":"gpt-4o","messages":[]}"#).with_store(&store);
+    let Decision::ReplaceBody(rewritten) = run(&w, &host) else {
+        panic!("the limit is written")
+    };
+    let sent: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
+    assert_eq!(sent["max_completion_tokens"], 50);
+    // A Responses-API field on a chat request is not a chat limit: the reservation follows
+    // max_tokens (90), which fits, so the body goes out as it came.
+    let body = r#"{"model":"gpt-4o","max_output_tokens":1,"max_tokens":90}"#;
+    let host = chat(&fx.token(), body).with_store(&store);
+    let before = store.used(TPD_KEY);
+    assert!(matches!(run(&w, &host), Decision::Forward(_)));
+    assert_eq!(
+        store.used(TPD_KEY) - before,
+        (body.len() as u64).div_ceil(4) + 90
+    );
+}
+
+#[test]
+fn a_limit_that_is_not_a_number_is_refused_under_a_plan() {
+    use crate::config::Metric;
+    use crate::window::Window;
+    let (fx, w, store) = planned(
+        vec![limit("tpd", Metric::TotalTokens, Window::Day, 100_000)],
+        |_| {},
+    );
+    let host = chat(&fx.token(), r#"{"model":"gpt-4o","max_tokens":"90000"}"#).with_store(&store);
+    let r = refusal(run(&w, &host));
+    assert_eq!(r.code, ErrorCode::InvalidJson);
+    assert!(r.message.contains("max_tokens"));
+}
+
+#[test]
+fn an_endpoint_without_usage_reserves_no_tokens() {
+    use crate::config::Metric;
+    use crate::window::Window;
+    let (fx, w, store) = planned(
+        vec![
+            limit("rpm", Metric::Requests, Window::Minute, 100),
+            limit("tpd", Metric::TotalTokens, Window::Day, 100_000),
+        ],
+        |_| {},
+    );
+    // Anthropic's token counting is not a generation: nothing is metered or reserved.
+    let host = FakeHost::request("POST", "/v1/messages/count_tokens")
+        .with_bearer(&fx.token())
+        .with_body(r#"{"model":"claude-3-5-haiku","messages":[]}"#)
+        .with_now(NOW)
+        .with_store(&store);
+    assert!(matches!(run(&w, &host), Decision::Forward(_)));
+    assert_eq!(store.used(TPD_KEY), 0);
+    assert_eq!(
+        store.used("tw:q:standard:rpm:requests:minute:s:alice"),
+        1,
+        "the request still counts"
+    );
+}
