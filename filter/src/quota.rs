@@ -34,6 +34,9 @@ pub struct Plan {
     pub clamp_max_tokens: bool,
     pub default_output_tokens: u64,
     pub limits: Vec<Limit>,
+    /// The `RateLimit-Policy` value, made once; `None` when a month window (whose width
+    /// changes) makes it per request.
+    policy_header: Option<String>,
 }
 
 #[derive(Debug)]
@@ -120,6 +123,8 @@ impl Quotas {
                     ),
                 });
             }
+            let policy_header = (!limits.iter().any(|l| l.window == Window::Month))
+                .then(|| policy_header(&limits, 0));
             compiled.insert(
                 name.clone(),
                 Rc::new(Plan {
@@ -128,6 +133,7 @@ impl Quotas {
                     clamp_max_tokens: plan.clamp_max_tokens,
                     default_output_tokens: plan.default_output_tokens,
                     limits,
+                    policy_header,
                 }),
             );
         }
@@ -595,19 +601,10 @@ fn rate_limit_headers(
     now: u64,
     retry_at: u64,
 ) -> Vec<(String, String)> {
-    let mut policy = Vec::with_capacity(plan.limits.len());
-    for limit in &plan.limits {
-        let width = limit.window.end(now) - limit.window.start(now);
-        let unit = match limit.metric {
-            Metric::Requests => "",
-            Metric::CostMicroUsd => ";qu=\"micro-usd\"",
-            _ => ";qu=\"tokens\"",
-        };
-        policy.push(format!(
-            "\"{}\";q={};w={width}{unit}",
-            limit.name, limit.limit
-        ));
-    }
+    let policy = plan
+        .policy_header
+        .clone()
+        .unwrap_or_else(|| policy_header(&plan.limits, now));
     let mut current = Vec::with_capacity(states.len());
     // The tightest request and token limits: (limit, remaining, seconds to reset).
     let mut requests: Option<(&Limit, u64, u64)> = None;
@@ -629,7 +626,7 @@ fn rate_limit_headers(
         }
     }
     let mut headers = vec![
-        ("ratelimit-policy".to_string(), policy.join(", ")),
+        ("ratelimit-policy".to_string(), policy),
         ("ratelimit".to_string(), current.join(", ")),
     ];
     for (kind, tightest) in [("requests", requests), ("tokens", tokens)] {
@@ -649,6 +646,24 @@ fn rate_limit_headers(
         ));
     }
     headers
+}
+
+/// `RateLimit-Policy`: every limit with its quota and window width (a month's as of `now`).
+fn policy_header(limits: &[Limit], now: u64) -> String {
+    let mut policy = Vec::with_capacity(limits.len());
+    for limit in limits {
+        let width = limit.window.end(now) - limit.window.start(now);
+        let unit = match limit.metric {
+            Metric::Requests => "",
+            Metric::CostMicroUsd => ";qu=\"micro-usd\"",
+            _ => ";qu=\"tokens\"",
+        };
+        policy.push(format!(
+            "\"{}\";q={};w={width}{unit}",
+            limit.name, limit.limit
+        ));
+    }
+    policy.join(", ")
 }
 
 /// Seconds as OpenAI writes its reset times: `45s`, `6m0s`, `2h0m5s`.
