@@ -229,7 +229,12 @@ impl Limit {
             (LimitScope::Tenant, Some(tenant)) => ("t", tenant),
             (LimitScope::Tenant, None) => ("ts", &identity.subject),
         };
-        format!("{}{kind}:{id}", self.key_prefix)
+        let mut key = String::with_capacity(self.key_prefix.len() + kind.len() + 1 + id.len());
+        key.push_str(&self.key_prefix);
+        key.push_str(kind);
+        key.push(':');
+        key.push_str(id);
+        key
     }
 
     /// How much of this limit `usage` takes.
@@ -605,7 +610,8 @@ fn rate_limit_headers(
         .policy_header
         .clone()
         .unwrap_or_else(|| policy_header(&plan.limits, now));
-    let mut current = Vec::with_capacity(states.len());
+    // These headers go on every answer: built by hand, as core::fmt costs microseconds here.
+    let mut current = String::with_capacity(states.len() * 24);
     // The tightest request and token limits: (limit, remaining, seconds to reset).
     let mut requests: Option<(&Limit, u64, u64)> = None;
     let mut tokens: Option<(&Limit, u64, u64)> = None;
@@ -615,7 +621,15 @@ fn rate_limit_headers(
         };
         let remaining = limit.limit.saturating_sub(used);
         let reset = resets_at.saturating_sub(now);
-        current.push(format!("\"{}\";r={remaining};t={reset}", limit.name));
+        if !current.is_empty() {
+            current.push_str(", ");
+        }
+        current.push('"');
+        current.push_str(&limit.name);
+        current.push_str("\";r=");
+        push_number(&mut current, remaining);
+        current.push_str(";t=");
+        push_number(&mut current, reset);
         let slot = match limit.metric {
             Metric::Requests => &mut requests,
             m if is_token_metric(m) => &mut tokens,
@@ -625,27 +639,63 @@ fn rate_limit_headers(
             *slot = Some((limit, remaining, reset));
         }
     }
-    let mut headers = vec![
-        ("ratelimit-policy".to_string(), policy),
-        ("ratelimit".to_string(), current.join(", ")),
-    ];
-    for (kind, tightest) in [("requests", requests), ("tokens", tokens)] {
+    let mut headers = Vec::with_capacity(9);
+    headers.push(("ratelimit-policy".to_string(), policy));
+    headers.push(("ratelimit".to_string(), current));
+    for (names, tightest) in [
+        (
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+            requests,
+        ),
+        (
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+            tokens,
+        ),
+    ] {
         if let Some((limit, remaining, reset)) = tightest {
-            headers.push((format!("x-ratelimit-limit-{kind}"), limit.limit.to_string()));
-            headers.push((
-                format!("x-ratelimit-remaining-{kind}"),
-                remaining.to_string(),
-            ));
-            headers.push((format!("x-ratelimit-reset-{kind}"), duration(reset)));
+            headers.push((names[0].to_string(), number(limit.limit)));
+            headers.push((names[1].to_string(), number(remaining)));
+            headers.push((names[2].to_string(), duration(reset)));
         }
     }
     if retry_at > 0 {
         headers.push((
             "retry-after".to_string(),
-            retry_at.saturating_sub(now).max(1).to_string(),
+            number(retry_at.saturating_sub(now).max(1)),
         ));
     }
     headers
+}
+
+/// Appends `n` in decimal.
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+fn number(n: u64) -> String {
+    let mut out = String::with_capacity(20);
+    push_number(&mut out, n);
+    out
 }
 
 /// `RateLimit-Policy`: every limit with its quota and window width (a month's as of `now`).
@@ -669,13 +719,18 @@ fn policy_header(limits: &[Limit], now: u64) -> String {
 /// Seconds as OpenAI writes its reset times: `45s`, `6m0s`, `2h0m5s`.
 fn duration(seconds: u64) -> String {
     let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let mut out = String::with_capacity(16);
     if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
+        push_number(&mut out, h);
+        out.push('h');
     }
+    if h > 0 || m > 0 {
+        push_number(&mut out, m);
+        out.push('m');
+    }
+    push_number(&mut out, s);
+    out.push('s');
+    out
 }
 
 #[cfg(test)]

@@ -580,4 +580,6 @@ fn durations_read_like_openai_reset_times() {
     assert_eq!(duration(59), "59s");
     assert_eq!(duration(360), "6m0s");
     assert_eq!(duration(7205), "2h0m5s");
+    assert_eq!(number(0), "0");
+    assert_eq!(number(u64::MAX), u64::MAX.to_string());
 }
