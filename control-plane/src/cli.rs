@@ -1,0 +1,660 @@
+//! The `tokenward` command line: arguments → validated settings → one operation of the
+//! control plane → output as text or JSON (`-o json`, for scripts). `main` maps errors to exit
+//! codes: 0 done, 1 the operation failed, 2 the command line is wrong (clap's own).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokenward_filter::config::{
+    LimitConfig, LimitScope, Metric, ModelProvider, ModelSource, PlanConfig, PriceConfig,
+    ProviderConfig, ProviderStyle, RouteConfig,
+};
+use tokenward_filter::window::Window;
+
+use crate::crypto::MasterKey;
+use crate::model::Alg;
+use crate::plane::{
+    ApiKeyRequest, ControlPlane, InitSettings, ProviderSecret, Revocation, TokenRequest,
+};
+use crate::store::{SqliteStore, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenward",
+    version,
+    about = "tokenward's control plane: keys, tokens, API keys, revocations, providers, routes and plans"
+)]
+pub struct Cli {
+    /// Where the database lives.
+    #[arg(
+        long,
+        env = "TOKENWARD_DATA_DIR",
+        default_value = "tokenward-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// A file holding the master key (64 hex characters). Or set TOKENWARD_MASTER_KEY.
+    #[arg(long, env = "TOKENWARD_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+    /// Development mode: without a master key, make one and keep it next to the database.
+    /// Anyone who can read the data directory can then read every secret in it.
+    #[arg(long, global = true)]
+    pub dev: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text", global = true)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database, set the issuer and audiences, and make the first signing key.
+    Init {
+        #[arg(long)]
+        issuer: String,
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        #[arg(long, default_value = "EdDSA", value_parser = parse_alg)]
+        alg: Alg,
+    },
+    /// Signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// JWTs.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Opaque API keys.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Providers the gateway forwards to.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// Routes: paths, methods, scopes and providers.
+    #[command(subcommand)]
+    Route(RouteCommand),
+    /// Quota plans.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Model prices for cost limits.
+    #[command(subcommand)]
+    Price(PriceCommand),
+    /// The filter's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The public signing keys as a JWKS document.
+    Jwks,
+    /// The newest audit log entries.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make a new signing key: published now, signing after the overlap.
+    Rotate {
+        #[arg(long, default_value = "EdDSA", value_parser = parse_alg)]
+        alg: Alg,
+        /// Seconds between publishing and signing (default: the key_overlap_seconds setting, 600).
+        #[arg(long, conflicts_with = "now")]
+        overlap: Option<u64>,
+        /// Sign with the new key at once (tokens it signs fail on proxies that lack it).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Every key and its state.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a JWT.
+    Mint(MintArgs),
+    /// Revoke JWTs (and, by subject or tenant, API keys).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    #[arg(long)]
+    pub subject: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Model patterns the token may use (`gpt-4o*`); none: no model at all.
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Lifetime in seconds (at most the max_token_ttl_seconds setting, 3600).
+    #[arg(long)]
+    pub ttl: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeArgs {
+    #[arg(long)]
+    pub jti: Option<String>,
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key; it is shown once.
+    Create {
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long = "model")]
+        models: Vec<String>,
+        #[arg(long)]
+        plan: Option<String>,
+        /// Unix seconds after which the key is refused.
+        #[arg(long)]
+        expires_at: Option<u64>,
+    },
+    /// Revoke an API key by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Add or replace a provider.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_style)]
+        style: ProviderStyle,
+        /// The Envoy cluster (default: the name).
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        authority: String,
+        /// The credential is this environment variable of Envoy's Wasm VM.
+        #[arg(long, conflicts_with = "credential_stdin")]
+        credential_env: Option<String>,
+        /// Read the credential from standard input and keep it sealed in the database.
+        #[arg(long)]
+        credential_stdin: bool,
+        /// Extra headers for every request to the provider, `name=value`.
+        #[arg(long = "header", value_parser = parse_pair)]
+        headers: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Add or replace a route (new routes match after the existing ones).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        path_prefix: String,
+        #[arg(long = "method")]
+        methods: Vec<String>,
+        #[arg(long = "scope")]
+        required_scopes: Vec<String>,
+        #[arg(long, default_value = "none", value_parser = parse_model_source)]
+        model_source: ModelSource,
+        #[arg(long)]
+        provider: Option<String>,
+        /// `pattern=provider`, for routes that choose the provider by model.
+        #[arg(long = "model-provider", value_parser = parse_pair)]
+        model_providers: Vec<(String, String)>,
+        #[arg(long, default_value_t = tokenward_filter::config::default_max_body_bytes())]
+        max_body_bytes: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Add or replace a plan.
+    Set {
+        name: String,
+        /// `name:metric:window:limit[:tenant]`, e.g. `rpm:requests:minute:60`.
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<LimitConfig>,
+        #[arg(long)]
+        shadow: bool,
+        #[arg(long)]
+        clamp_max_tokens: bool,
+        #[arg(long, default_value_t = tokenward_filter::config::default_output_tokens())]
+        default_output_tokens: u64,
+    },
+    /// The plan of credentials that name none (`--none` to have no default).
+    Default {
+        #[arg(required_unless_present = "none")]
+        name: Option<String>,
+        #[arg(long)]
+        none: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PriceCommand {
+    /// Add or replace a model's price, in micro-USD per million tokens.
+    Set {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        input_price: u64,
+        #[arg(long)]
+        output_price: u64,
+        #[arg(long)]
+        cached_input_price: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Write the filter's configuration (for a static Envoy config, without the server).
+    Render {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn parse_alg(text: &str) -> Result<Alg, String> {
+    Alg::parse(text).ok_or_else(|| format!("{text:?}: use EdDSA or ES256"))
+}
+
+fn parse_style(text: &str) -> Result<ProviderStyle, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("{text:?}: use openai, anthropic, gemini or azure_openai"))
+}
+
+fn parse_model_source(text: &str) -> Result<ModelSource, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("{text:?}: use none, body or gemini_path"))
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| format!("{text:?}: expected name=value"))
+}
+
+fn parse_limit(text: &str) -> Result<LimitConfig, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let usage = || format!("{text:?}: expected name:metric:window:limit[:tenant]");
+    let (name, metric, window, limit, per) = match parts.as_slice() {
+        [n, m, w, l] => (n, m, w, l, LimitScope::Subject),
+        [n, m, w, l, "tenant"] => (n, m, w, l, LimitScope::Tenant),
+        [n, m, w, l, "subject"] => (n, m, w, l, LimitScope::Subject),
+        _ => return Err(usage()),
+    };
+    let metric: Metric = serde_json::from_value(serde_json::Value::String(metric.to_string()))
+        .map_err(|_| format!("{metric:?}: use requests, input_tokens, output_tokens, total_tokens or cost_micro_usd"))?;
+    let window: Window = serde_json::from_value(serde_json::Value::String(window.to_string()))
+        .map_err(|_| format!("{window:?}: use minute, hour, day or month"))?;
+    Ok(LimitConfig {
+        name: name.to_string(),
+        metric,
+        window,
+        limit: limit.parse().map_err(|_| usage())?,
+        per,
+    })
+}
+
+fn now() -> anyhow::Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs())
+}
+
+/// The master key: TOKENWARD_MASTER_KEY, the key file, or (dev mode only) one kept in the
+/// data directory. Without one the control plane refuses to start.
+fn master_key(cli: &Cli, err: &mut dyn Write) -> anyhow::Result<MasterKey> {
+    if let Ok(hex) = std::env::var("TOKENWARD_MASTER_KEY") {
+        return MasterKey::from_hex(&hex).context("TOKENWARD_MASTER_KEY");
+    }
+    if let Some(path) = &cli.master_key_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::from_hex(&text).with_context(|| path.display().to_string());
+    }
+    if !cli.dev {
+        bail!("no master key: set TOKENWARD_MASTER_KEY (64 hex characters) or --master-key-file, or pass --dev for a throwaway setup");
+    }
+    let path = cli.data_dir.join("dev-master.key");
+    writeln!(
+        err,
+        "WARNING: development mode. The master key is {} next to the database: anyone who can read that directory can read every secret in it. Never use --dev in production.",
+        path.display()
+    )?;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return MasterKey::from_hex(&text).with_context(|| path.display().to_string());
+    }
+    let key = MasterKey::generate()?;
+    write_private(&path, format!("{}\n", key.to_hex()).as_bytes())?;
+    Ok(key)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+/// Runs one command; `out` gets the result, `err` warnings.
+pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let master = master_key(cli, err)?;
+    let store = SqliteStore::open(&cli.data_dir.join("tokenward.db"))?;
+    let plane = ControlPlane::new(store, master, "cli");
+    let now = now()?;
+    let json = cli.output == Output::Json;
+    let print =
+        |out: &mut dyn Write, value: serde_json::Value, text: String| -> anyhow::Result<()> {
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                writeln!(out, "{text}")?;
+            }
+            Ok(())
+        };
+    match &cli.command {
+        Command::Init {
+            issuer,
+            audiences,
+            alg,
+        } => {
+            let key = plane.init(
+                &InitSettings {
+                    issuer: issuer.clone(),
+                    audiences: audiences.clone(),
+                    alg: *alg,
+                },
+                now,
+            )?;
+            print(
+                out,
+                serde_json::json!({"issuer": issuer, "audiences": audiences, "kid": key.kid}),
+                format!(
+                    "initialised: issuer {issuer}, first signing key {}",
+                    key.kid
+                ),
+            )?;
+        }
+        Command::Key(KeyCommand::Rotate {
+            alg,
+            overlap,
+            now: at_once,
+        }) => {
+            let key = plane.rotate_key(*alg, if *at_once { Some(0) } else { *overlap }, now)?;
+            print(
+                out,
+                serde_json::json!({"kid": key.kid, "activate_at": key.activate_at}),
+                format!(
+                    "new key {}: published now, signing from {}",
+                    key.kid, key.activate_at
+                ),
+            )?;
+        }
+        Command::Key(KeyCommand::List) => {
+            let keys = plane.key_states(now)?;
+            let rows: Vec<_> = keys.iter().map(|(k, s)| serde_json::json!({"kid": k.kid, "alg": k.alg.as_str(), "state": s, "activate_at": k.activate_at, "retired_at": k.retired_at, "publish_until": k.publish_until})).collect();
+            let text = keys
+                .iter()
+                .map(|(k, s)| format!("{}  {}  {:?}", k.kid, k.alg.as_str(), s))
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(out, serde_json::Value::Array(rows), text)?;
+        }
+        Command::Token(TokenCommand::Mint(args)) => {
+            let minted = plane.mint_token(
+                &TokenRequest {
+                    subject: args.subject.clone(),
+                    tenant: args.tenant.clone(),
+                    scopes: args.scopes.clone(),
+                    models: (!args.models.is_empty()).then(|| args.models.clone()),
+                    plan: args.plan.clone(),
+                    ttl_seconds: args.ttl,
+                },
+                now,
+            )?;
+            print(out, serde_json::to_value(&minted)?, minted.token.clone())?;
+        }
+        Command::Token(TokenCommand::Revoke(args)) => {
+            let what = match (&args.jti, &args.subject, &args.tenant) {
+                (Some(jti), _, _) => Revocation::Jti {
+                    jti: jti.clone(),
+                    expires_at: None,
+                },
+                (_, Some(subject), _) => Revocation::Subject(subject.clone()),
+                (_, _, Some(tenant)) => Revocation::Tenant(tenant.clone()),
+                _ => bail!("name what to revoke: --jti, --subject or --tenant"),
+            };
+            let count = plane.revoke(&what, now)?;
+            print(out, serde_json::json!({"revoked": count}), format!("revoked ({count} credentials reached); push or render the configuration to take effect"))?;
+        }
+        Command::Apikey(ApiKeyCommand::Create {
+            subject,
+            tenant,
+            scopes,
+            models,
+            plan,
+            expires_at,
+        }) => {
+            let created = plane.create_api_key(
+                &ApiKeyRequest {
+                    subject: subject.clone(),
+                    tenant: tenant.clone(),
+                    scopes: scopes.clone(),
+                    models: models.clone(),
+                    plan: plan.clone(),
+                    expires_at: *expires_at,
+                },
+                now,
+            )?;
+            print(
+                out,
+                serde_json::json!({"id": created.id, "key": created.key}),
+                format!(
+                    "{}\n(id {}; the key is shown only now)",
+                    created.key, created.id
+                ),
+            )?;
+        }
+        Command::Apikey(ApiKeyCommand::Revoke { id }) => {
+            plane.revoke(&Revocation::ApiKey(id.clone()), now)?;
+            print(
+                out,
+                serde_json::json!({"revoked": id}),
+                format!("revoked {id}"),
+            )?;
+        }
+        Command::Provider(ProviderCommand::Add {
+            name,
+            style,
+            cluster,
+            authority,
+            credential_env,
+            credential_stdin,
+            headers,
+        }) => {
+            let secret = match (credential_env, credential_stdin) {
+                (Some(var), _) => ProviderSecret::Env(var.clone()),
+                (None, true) => {
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text)?;
+                    ProviderSecret::Sealed(text.trim().to_string())
+                }
+                (None, false) => {
+                    bail!("give the credential: --credential-env VAR or --credential-stdin")
+                }
+            };
+            let provider = ProviderConfig {
+                name: name.clone(),
+                style: *style,
+                cluster: cluster.clone().unwrap_or_else(|| name.clone()),
+                authority: authority.clone(),
+                credential: tokenward_filter::config::CredentialSource::Env(String::new()),
+                headers: headers.iter().cloned().collect(),
+            };
+            plane.put_provider(provider, secret, now)?;
+            print(
+                out,
+                serde_json::json!({"provider": name}),
+                format!("provider {name} saved"),
+            )?;
+        }
+        Command::Route(RouteCommand::Add {
+            name,
+            path_prefix,
+            methods,
+            required_scopes,
+            model_source,
+            provider,
+            model_providers,
+            max_body_bytes,
+        }) => {
+            let route = RouteConfig {
+                name: name.clone(),
+                path_prefix: path_prefix.clone(),
+                methods: methods.clone(),
+                required_scopes: required_scopes.clone(),
+                model_source: *model_source,
+                provider: provider.clone(),
+                model_providers: model_providers
+                    .iter()
+                    .map(|(pattern, provider)| ModelProvider {
+                        pattern: pattern.clone(),
+                        provider: provider.clone(),
+                    })
+                    .collect(),
+                max_body_bytes: *max_body_bytes,
+                allow_query_credential: false,
+            };
+            plane.put_route(route, now)?;
+            print(
+                out,
+                serde_json::json!({"route": name}),
+                format!("route {name} saved"),
+            )?;
+        }
+        Command::Plan(PlanCommand::Set {
+            name,
+            limits,
+            shadow,
+            clamp_max_tokens,
+            default_output_tokens,
+        }) => {
+            plane.put_plan(
+                name,
+                PlanConfig {
+                    limits: limits.clone(),
+                    shadow: *shadow,
+                    clamp_max_tokens: *clamp_max_tokens,
+                    default_output_tokens: *default_output_tokens,
+                },
+                now,
+            )?;
+            print(
+                out,
+                serde_json::json!({"plan": name}),
+                format!("plan {name} saved"),
+            )?;
+        }
+        Command::Plan(PlanCommand::Default { name, none }) => {
+            let name = if *none { None } else { name.as_deref() };
+            plane.set_default_plan(name, now)?;
+            print(
+                out,
+                serde_json::json!({"default_plan": name}),
+                format!("default plan: {}", name.unwrap_or("none")),
+            )?;
+        }
+        Command::Price(PriceCommand::Set {
+            model,
+            input_price,
+            output_price,
+            cached_input_price,
+        }) => {
+            plane.put_price(
+                PriceConfig {
+                    model: model.clone(),
+                    input: *input_price,
+                    output: *output_price,
+                    cached_input: *cached_input_price,
+                },
+                now,
+            )?;
+            print(
+                out,
+                serde_json::json!({"price": model}),
+                format!("price for {model} saved"),
+            )?;
+        }
+        Command::Config(ConfigCommand::Render { out: path }) => {
+            let config = plane.render(now)?;
+            let text = serde_json::to_string_pretty(&config)?;
+            match path {
+                // A rendered config may hold sealed provider credentials in clear.
+                Some(path) => {
+                    write_private(path, format!("{text}\n").as_bytes())?;
+                    print(
+                        out,
+                        serde_json::json!({"version": config.version, "path": path}),
+                        format!(
+                            "configuration {} written to {}",
+                            config.version.as_deref().unwrap_or(""),
+                            path.display()
+                        ),
+                    )?;
+                }
+                None => writeln!(out, "{text}")?,
+            }
+        }
+        Command::Jwks => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&plane.jwks(now)?)?)?;
+        }
+        Command::Audit { limit } => {
+            let entries = plane.store().audit_log(*limit)?;
+            let text = entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}  {}  {}  {}  {}",
+                        e.at, e.actor, e.action, e.target, e.detail
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(out, serde_json::to_value(&entries)?, text)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+use super::*;
+
+/// Runs `tokenward <args>` against `dir`; returns (ok, stdout, stderr).
+fn tokenward(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut argv = vec!["tokenward", "--data-dir", dir.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => return (false, String::new(), e.to_string()),
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = run(&cli, &mut out, &mut err);
+    let mut err = String::from_utf8(err).unwrap();
+    if let Err(e) = &result {
+        err.push_str(&format!("{e:#}"));
+    }
+    (result.is_ok(), String::from_utf8(out).unwrap(), err)
+}
+
+#[test]
+fn without_a_master_key_nothing_starts_and_dev_mode_says_so_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = tokenward(
+        dir.path(),
+        &["init", "--issuer", "https://i", "--audience", "gw"],
+    );
+    assert!(!ok);
+    assert!(err.contains("no master key"), "{err}");
+    let (ok, _, err) = tokenward(
+        dir.path(),
+        &["--dev", "init", "--issuer", "https://i", "--audience", "gw"],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("WARNING: development mode"), "{err}");
+    let key_file = dir.path().join("dev-master.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The same key from a file works without --dev.
+    let (ok, out, err) = tokenward(
+        dir.path(),
+        &[
+            "--master-key-file",
+            key_file.to_str().unwrap(),
+            "-o",
+            "json",
+            "key",
+            "list",
+        ],
+    );
+    assert!(ok, "{err}");
+    let keys: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(keys[0]["state"], "active");
+}
+
+#[test]
+fn the_operator_workflow_renders_a_configuration_the_filter_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dev = |args: &[&str]| {
+        let mut all = vec!["--dev"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = tokenward(d, &all);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    dev(&[
+        "init",
+        "--issuer",
+        "https://cp.example",
+        "--audience",
+        "gateway",
+    ]);
+    dev(&[
+        "provider",
+        "add",
+        "--name",
+        "openai",
+        "--style",
+        "openai",
+        "--authority",
+        "api.openai.com",
+        "--credential-env",
+        "OPENAI_API_KEY",
+    ]);
+    dev(&[
+        "route",
+        "add",
+        "--name",
+        "chat",
+        "--path-prefix",
+        "/v1/chat/completions",
+        "--method",
+        "POST",
+        "--scope",
+        "chat",
+        "--model-source",
+        "body",
+        "--provider",
+        "openai",
+    ]);
+    dev(&[
+        "price",
+        "set",
+        "--model",
+        "gpt-4o*",
+        "--input-price",
+        "2500000",
+        "--output-price",
+        "10000000",
+    ]);
+    dev(&[
+        "plan",
+        "set",
+        "standard",
+        "--limit",
+        "rpm:requests:minute:60",
+        "--limit",
+        "budget:cost_micro_usd:month:5000000:tenant",
+        "--clamp-max-tokens",
+    ]);
+    dev(&["plan", "default", "standard"]);
+    let minted: serde_json::Value = serde_json::from_str(&dev(&[
+        "-o",
+        "json",
+        "token",
+        "mint",
+        "--subject",
+        "alice",
+        "--scope",
+        "chat",
+        "--model",
+        "gpt-4o*",
+        "--ttl",
+        "600",
+    ]))
+    .unwrap();
+    assert!(minted["token"].as_str().unwrap().starts_with("ey"));
+    let created: serde_json::Value = serde_json::from_str(&dev(&[
+        "-o",
+        "json",
+        "apikey",
+        "create",
+        "--subject",
+        "ci",
+        "--scope",
+        "chat",
+    ]))
+    .unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("tw_"));
+    dev(&["token", "revoke", "--jti", minted["jti"].as_str().unwrap()]);
+    let path = d.join("filter.json");
+    dev(&["config", "render", "--out", path.to_str().unwrap()]);
+    let rendered = std::fs::read(&path).unwrap();
+    let policy =
+        tokenward_filter::policy::Policy::from_json(&rendered, &|_| Some("sk-test".into()))
+            .unwrap();
+    assert!(policy.route_for("/v1/chat/completions", "POST").is_some());
+    let config: serde_json::Value = serde_json::from_slice(&rendered).unwrap();
+    assert_eq!(config["revocations"]["jtis"][0]["jti"], minted["jti"]);
+    assert_eq!(config["default_plan"], "standard");
+    let text = String::from_utf8(rendered).unwrap();
+    assert!(!text.contains(&key), "API keys are rendered as hashes");
+    let audit = dev(&["audit"]);
+    assert!(
+        audit.contains("token.mint")
+            && audit.contains("apikey.create")
+            && audit.contains("revoke.jti")
+    );
+    assert!(!audit.contains(&key) && !audit.contains(minted["token"].as_str().unwrap()));
+    let jwks: serde_json::Value = serde_json::from_str(&dev(&["jwks"])).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+}
+
+#[test]
+fn mistakes_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, _, err) = tokenward(d, &["--dev", "token", "mint", "--subject", "a"]);
+    assert!(!ok && err.contains("tokenward init"), "{err}");
+    tokenward(
+        d,
+        &["--dev", "init", "--issuer", "https://i", "--audience", "gw"],
+    );
+    let (ok, _, err) = tokenward(
+        d,
+        &[
+            "--dev",
+            "route",
+            "add",
+            "--name",
+            "r",
+            "--path-prefix",
+            "/x",
+            "--provider",
+            "ghost",
+        ],
+    );
+    assert!(!ok && err.contains("unknown provider"), "{err}");
+    let (ok, _, err) = tokenward(
+        d,
+        &[
+            "--dev",
+            "plan",
+            "set",
+            "p",
+            "--limit",
+            "rpm:requests:fortnight:5",
+        ],
+    );
+    assert!(!ok && err.contains("minute, hour, day or month"), "{err}");
+    let (ok, _, err) = tokenward(d, &["--dev", "token", "revoke"]);
+    assert!(!ok && err.contains("required"), "{err}");
+}

@@ -1,0 +1,12 @@
+//! tokenward's control plane: keeps signing keys, tokens, API keys, revocations, providers,
+//! routes and plans in a database and renders them into the filter's configuration (the
+//! filter crate's own types, so what is pushed is what the filter parses).
+//!
+//! Rooms: `model` (domain rules, pure), `crypto` (master key, sealing), `store` (the only
+//! SQL), `plane` (operations), `cli` (arguments → operations → output).
+
+pub mod cli;
+pub mod crypto;
+pub mod model;
+pub mod plane;
+pub mod store;

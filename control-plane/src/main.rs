@@ -1,0 +1,17 @@
+//! `tokenward`: parse the command line, run it, map the outcome to an exit code (0 done,
+//! 1 the operation failed, 2 the command line is wrong).
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = tokenward_control_plane::cli::Cli::parse();
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    match tokenward_control_plane::cli::run(&cli, &mut out, &mut err) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tokenward: {error:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The control plane's domain: what it keeps about keys, credentials and revocations, and
+//! the rules they follow (key states over time, token lifetimes). Pure: no SQL, no I/O.
+
+use serde::{Deserialize, Serialize};
+use tokenward_filter::config::Jwk;
+
+/// Signature algorithms the control plane signs with (the filter also accepts HS256 keys,
+/// which the control plane never makes: a shared secret in every proxy could mint tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Alg {
+    EdDSA,
+    ES256,
+}
+
+impl Alg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::EdDSA => "EdDSA",
+            Alg::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Alg> {
+        match text {
+            "EdDSA" | "ed25519" | "Ed25519" => Some(Alg::EdDSA),
+            "ES256" | "p256" | "P-256" => Some(Alg::ES256),
+            _ => None,
+        }
+    }
+}
+
+/// Where a signing key is in its life at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Published, not signing yet: every proxy learns it before the first token it signs.
+    Announced,
+    /// Signing new tokens.
+    Active,
+    /// No longer signing; published until every token it signed has expired.
+    Retired,
+    /// Past its publication: gone from the JWKS and the filter config.
+    Removed,
+}
+
+/// A signing key as stored: the public half in clear, the private half sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: Alg,
+    pub public_jwk: Jwk,
+    pub private_sealed: Vec<u8>,
+    pub created_at: u64,
+    pub activate_at: u64,
+    pub retired_at: Option<u64>,
+    pub publish_until: Option<u64>,
+}
+
+impl SigningKeyRecord {
+    pub fn state(&self, now: u64) -> KeyState {
+        if self.publish_until.is_some_and(|t| t <= now) {
+            KeyState::Removed
+        } else if self.retired_at.is_some_and(|t| t <= now) {
+            KeyState::Retired
+        } else if self.activate_at > now {
+            KeyState::Announced
+        } else {
+            KeyState::Active
+        }
+    }
+
+    /// The sealing context of the private key: it opens only in this key's row.
+    pub fn seal_context(kid: &str) -> String {
+        format!("signing-key:{kid}")
+    }
+}
+
+/// The key that signs at `now`: the most recently activated key that is active.
+pub fn signing_key(keys: &[SigningKeyRecord], now: u64) -> Option<&SigningKeyRecord> {
+    keys.iter()
+        .filter(|k| k.state(now) == KeyState::Active)
+        .max_by_key(|k| (k.activate_at, k.created_at))
+}
+
+/// Keys the proxies must know at `now`: announced, active and retired ones.
+pub fn published_keys(keys: &[SigningKeyRecord], now: u64) -> Vec<&SigningKeyRecord> {
+    keys.iter()
+        .filter(|k| k.state(now) != KeyState::Removed)
+        .collect()
+}
+
+/// A JWT the control plane minted (its claims are in the token; this is what revocation
+/// by tenant needs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedToken {
+    pub jti: String,
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub kid: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+/// An API key as stored: its SHA-256, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub sha256: String,
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    pub models: Vec<String>,
+    pub plan: Option<String>,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+}
+
+impl ApiKeyRecord {
+    /// In force at `now`: not revoked and not expired.
+    pub fn in_force(&self, now: u64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// One audit entry: who did what to which thing, and when. Never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: u64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// Identifiers the operator types (subjects, tenants, names): printable, no whitespace, at
+/// most 256 characters.
+pub fn valid_identifier(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 256 && text.chars().all(|c| c.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests;

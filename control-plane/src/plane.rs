@@ -1,0 +1,695 @@
+//! The control plane's operations over a store and the master key: initialise, rotate
+//! signing keys, mint tokens and API keys, revoke, manage providers, routes, plans and prices,
+//! and render the filter's configuration. Every change is validated by compiling the
+//! configuration it would render with the filter's own parser before it is stored, and is
+//! written to the audit log.
+
+use jwt_simple::prelude::*;
+use tokenward_filter::claims::TokenwardClaims;
+use tokenward_filter::config::{
+    ApiKeyEntry, CacheConfig, Config, CredentialSource, Jwk, JwkSet, PlanConfig, PriceConfig,
+    ProviderConfig, Revocations, RevokedJti, RouteConfig,
+};
+use tokenward_filter::policy::{InvalidConfig, Policy};
+
+use crate::crypto::{self, CryptoError, MasterKey};
+use crate::model::{self, Alg, ApiKeyRecord, IssuedToken, KeyState, SigningKeyRecord};
+use crate::store::{ApiKeySelector, Store, StoreError, StoredProvider};
+
+/// Defaults an operator can change with settings.
+pub const DEFAULT_MAX_TOKEN_TTL: u64 = 3600;
+pub const DEFAULT_CLOCK_SKEW: u64 = 30;
+/// How long a new key is published before it signs: long enough for every proxy to have it.
+pub const DEFAULT_KEY_OVERLAP: u64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("not initialised: run `tokenward init` first")]
+    NotInitialised,
+    #[error("already initialised")]
+    AlreadyInitialised,
+    #[error("no signing key is active; rotate one in (`tokenward key rotate --now`)")]
+    NoActiveKey,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the configuration this change would produce is refused by the filter: {0}")]
+    Rejected(#[from] InvalidConfig),
+    #[error("signing failed: {0}")]
+    Signing(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+fn invalid(message: impl Into<String>) -> PlaneError {
+    PlaneError::Invalid(message.into())
+}
+
+/// What `init` sets up.
+#[derive(Debug, Clone)]
+pub struct InitSettings {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub alg: Alg,
+}
+
+/// What a token is minted with.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    pub models: Option<Vec<String>>,
+    pub plan: Option<String>,
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MintedToken {
+    pub token: String,
+    pub jti: String,
+    pub kid: String,
+    pub expires_at: u64,
+}
+
+/// What an API key is created with.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeyRequest {
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    pub models: Vec<String>,
+    pub plan: Option<String>,
+    pub expires_at: Option<u64>,
+}
+
+/// The key is shown once, here; the store keeps its hash.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedApiKey {
+    pub id: String,
+    pub key: String,
+    pub record: ApiKeyRecord,
+}
+
+/// What to revoke.
+#[derive(Debug, Clone)]
+pub enum Revocation {
+    /// A JWT by id (its expiry is looked up among minted tokens, or given).
+    Jti {
+        jti: String,
+        expires_at: Option<u64>,
+    },
+    /// Every credential of a subject, JWTs and API keys, now and later.
+    Subject(String),
+    /// One API key.
+    ApiKey(String),
+    /// Every credential of a tenant that exists now: its API keys and unexpired JWTs.
+    Tenant(String),
+}
+
+/// Where a provider's credential comes from.
+#[derive(Debug, Clone)]
+pub enum ProviderSecret {
+    /// An environment variable of Envoy's Wasm VM; nothing secret is stored.
+    Env(String),
+    /// The credential itself, sealed under the master key.
+    Sealed(String),
+}
+
+pub struct ControlPlane<S: Store> {
+    store: S,
+    master: MasterKey,
+    /// Who the audit log names for changes made through this handle.
+    actor: String,
+}
+
+const SETTING_ISSUER: &str = "issuer";
+const SETTING_AUDIENCES: &str = "audiences";
+const SETTING_MAX_TTL: &str = "max_token_ttl_seconds";
+const SETTING_SKEW: &str = "clock_skew_seconds";
+const SETTING_OVERLAP: &str = "key_overlap_seconds";
+const SETTING_DEFAULT_PLAN: &str = "default_plan";
+
+impl<S: Store> ControlPlane<S> {
+    pub fn new(store: S, master: MasterKey, actor: &str) -> Self {
+        ControlPlane {
+            store,
+            master,
+            actor: actor.to_string(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn audit(&self, now: u64, action: &str, target: &str, detail: &str) -> Result<(), PlaneError> {
+        Ok(self.store.audit(now, &self.actor, action, target, detail)?)
+    }
+
+    fn number_setting(&self, name: &str, default: u64) -> Result<u64, PlaneError> {
+        match self.store.setting(name)? {
+            Some(value) => value
+                .parse()
+                .map_err(|_| invalid(format!("setting {name} is not a number: {value:?}"))),
+            None => Ok(default),
+        }
+    }
+
+    pub fn max_token_ttl(&self) -> Result<u64, PlaneError> {
+        self.number_setting(SETTING_MAX_TTL, DEFAULT_MAX_TOKEN_TTL)
+    }
+
+    fn issuer(&self) -> Result<String, PlaneError> {
+        self.store
+            .setting(SETTING_ISSUER)?
+            .ok_or(PlaneError::NotInitialised)
+    }
+
+    fn audiences(&self) -> Result<Vec<String>, PlaneError> {
+        let text = self
+            .store
+            .setting(SETTING_AUDIENCES)?
+            .ok_or(PlaneError::NotInitialised)?;
+        Ok(serde_json::from_str(&text).map_err(StoreError::from)?)
+    }
+
+    /// Sets the issuer and audiences and makes the first signing key, active at once.
+    pub fn init(&self, settings: &InitSettings, now: u64) -> Result<SigningKeyRecord, PlaneError> {
+        if self.store.setting(SETTING_ISSUER)?.is_some() {
+            return Err(PlaneError::AlreadyInitialised);
+        }
+        if settings.issuer.is_empty()
+            || settings.audiences.iter().any(|a| a.is_empty())
+            || settings.audiences.is_empty()
+        {
+            return Err(invalid(
+                "the issuer and at least one audience must not be empty",
+            ));
+        }
+        self.store.set_setting(SETTING_ISSUER, &settings.issuer)?;
+        self.store.set_setting(
+            SETTING_AUDIENCES,
+            &serde_json::to_string(&settings.audiences).map_err(StoreError::from)?,
+        )?;
+        self.audit(
+            now,
+            "init",
+            &settings.issuer,
+            &format!("audiences {:?}", settings.audiences),
+        )?;
+        self.rotate_key(settings.alg, Some(0), now)
+    }
+
+    /// Makes a new signing key, published now and signing after `overlap` seconds (the
+    /// configured overlap when `None`); the key signing until then retires at that moment and
+    /// stays published until the last token it can have signed has expired.
+    pub fn rotate_key(
+        &self,
+        alg: Alg,
+        overlap: Option<u64>,
+        now: u64,
+    ) -> Result<SigningKeyRecord, PlaneError> {
+        let overlap = match overlap {
+            Some(o) => o,
+            None => self.number_setting(SETTING_OVERLAP, DEFAULT_KEY_OVERLAP)?,
+        };
+        let kid = format!(
+            "{}-{}",
+            alg.as_str().to_ascii_lowercase(),
+            crypto::random_hex(6)?
+        );
+        let (public_jwk, private) = generate_key(alg, &kid)?;
+        let activate_at = now + overlap;
+        let record = SigningKeyRecord {
+            private_sealed: self
+                .master
+                .seal(&SigningKeyRecord::seal_context(&kid), &private)?,
+            kid: kid.clone(),
+            alg,
+            public_jwk,
+            created_at: now,
+            activate_at,
+            retired_at: None,
+            publish_until: None,
+        };
+        self.store.insert_signing_key(&record)?;
+        let publish_until = activate_at
+            + self.max_token_ttl()?
+            + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?;
+        self.store
+            .retire_signing_keys(&kid, activate_at, publish_until)?;
+        self.audit(
+            now,
+            "key.rotate",
+            &kid,
+            &format!("{} signing from {activate_at}", alg.as_str()),
+        )?;
+        Ok(record)
+    }
+
+    pub fn keys(&self) -> Result<Vec<SigningKeyRecord>, PlaneError> {
+        Ok(self.store.signing_keys()?)
+    }
+
+    /// The public keys to publish at `now` (the JWKS document's `keys`).
+    pub fn jwks(&self, now: u64) -> Result<JwkSet, PlaneError> {
+        let keys = self.store.signing_keys()?;
+        Ok(JwkSet {
+            keys: model::published_keys(&keys, now)
+                .into_iter()
+                .map(|k| k.public_jwk.clone())
+                .collect(),
+        })
+    }
+
+    /// Mints a JWT with the active key. The lifetime is bounded by the configured maximum.
+    pub fn mint_token(&self, request: &TokenRequest, now: u64) -> Result<MintedToken, PlaneError> {
+        let issuer = self.issuer()?;
+        if !model::valid_identifier(&request.subject) {
+            return Err(invalid(
+                "the subject must be 1-256 printable characters without spaces",
+            ));
+        }
+        if let Some(plan) = &request.plan {
+            if !self.store.plans()?.iter().any(|(name, _)| name == plan) {
+                return Err(PlaneError::NotFound(format!("plan {plan:?}")));
+            }
+        }
+        let max = self.max_token_ttl()?;
+        let ttl = request.ttl_seconds.unwrap_or(max);
+        if ttl == 0 || ttl > max {
+            return Err(invalid(format!(
+                "the lifetime must be between 1 and {max} seconds"
+            )));
+        }
+        let keys = self.store.signing_keys()?;
+        let key = model::signing_key(&keys, now).ok_or(PlaneError::NoActiveKey)?;
+        let private = self.master.open(
+            &SigningKeyRecord::seal_context(&key.kid),
+            &key.private_sealed,
+        )?;
+        let jti = crypto::random_hex(16)?;
+        let custom = TokenwardClaims {
+            scope: (!request.scopes.is_empty()).then(|| request.scopes.join(" ")),
+            models: request.models.clone(),
+            tenant: request.tenant.clone(),
+            plan: request.plan.clone(),
+        };
+        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl))
+            .with_issuer(issuer)
+            .with_audiences(
+                self.audiences()?
+                    .into_iter()
+                    .collect::<std::collections::HashSet<_>>(),
+            )
+            .with_subject(&request.subject)
+            .with_jwt_id(&jti);
+        // The host clock decides, not jwt-simple's: tests and the filter agree on it.
+        claims.issued_at = Some(Duration::from_secs(now));
+        claims.invalid_before = Some(Duration::from_secs(now));
+        claims.expires_at = Some(Duration::from_secs(now + ttl));
+        let signing = |e: jwt_simple::Error| PlaneError::Signing(e.to_string());
+        let token = match key.alg {
+            Alg::EdDSA => Ed25519KeyPair::from_bytes(&private)
+                .map_err(signing)?
+                .with_key_id(&key.kid)
+                .sign(claims),
+            Alg::ES256 => ES256KeyPair::from_bytes(&private)
+                .map_err(signing)?
+                .with_key_id(&key.kid)
+                .sign(claims),
+        }
+        .map_err(signing)?;
+        let issued = IssuedToken {
+            jti: jti.clone(),
+            subject: request.subject.clone(),
+            tenant: request.tenant.clone(),
+            kid: key.kid.clone(),
+            issued_at: now,
+            expires_at: now + ttl,
+        };
+        self.store.record_token(&issued)?;
+        self.audit(
+            now,
+            "token.mint",
+            &request.subject,
+            &format!("jti {jti}, kid {}, expires {}", key.kid, now + ttl),
+        )?;
+        Ok(MintedToken {
+            token,
+            jti,
+            kid: key.kid.clone(),
+            expires_at: now + ttl,
+        })
+    }
+
+    /// Creates an API key (`tw_…`, 190 random bits); the key is returned once.
+    pub fn create_api_key(
+        &self,
+        request: &ApiKeyRequest,
+        now: u64,
+    ) -> Result<CreatedApiKey, PlaneError> {
+        if !model::valid_identifier(&request.subject) {
+            return Err(invalid(
+                "the subject must be 1-256 printable characters without spaces",
+            ));
+        }
+        if request.expires_at.is_some_and(|t| t <= now) {
+            return Err(invalid("the expiry is in the past"));
+        }
+        let mut random = [0u8; 256];
+        crypto::random(&mut random)?;
+        let mut bytes = random.into_iter();
+        // 256 bytes cover the 32 characters even after rejection sampling (~3% rejected).
+        let key = tokenward_filter::apikey::new_api_key(|| bytes.next().unwrap_or(0));
+        let id = format!("key-{}", crypto::random_hex(6)?);
+        let sha256: String = tokenward_filter::token::credential_hash(&key)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            sha256,
+            subject: request.subject.clone(),
+            tenant: request.tenant.clone(),
+            scopes: request.scopes.clone(),
+            models: request.models.clone(),
+            plan: request.plan.clone(),
+            created_at: now,
+            expires_at: request.expires_at,
+            revoked_at: None,
+        };
+        // The filter refuses an API key naming an unknown plan: check the whole render.
+        self.check_with(now, |config| {
+            config.api_keys.push(api_key_entry(&record));
+        })?;
+        self.store.insert_api_key(&record)?;
+        self.audit(
+            now,
+            "apikey.create",
+            &id,
+            &format!("subject {}", request.subject),
+        )?;
+        Ok(CreatedApiKey { id, key, record })
+    }
+
+    /// Revokes; returns how many credentials the revocation reached where that is known.
+    pub fn revoke(&self, what: &Revocation, now: u64) -> Result<usize, PlaneError> {
+        let count = match what {
+            Revocation::Jti { jti, expires_at } => {
+                let expires_at = match (expires_at, self.store.token(jti)?) {
+                    (Some(t), _) => *t,
+                    (None, Some(token)) => token.expires_at,
+                    // Not minted here and no expiry given: keep it as long as any token lives.
+                    (None, None) => {
+                        now + self.max_token_ttl()?
+                            + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?
+                    }
+                };
+                self.store.revoke_jti(jti, expires_at, now)?;
+                self.audit(now, "revoke.jti", jti, &format!("until {expires_at}"))?;
+                1
+            }
+            Revocation::Subject(subject) => {
+                self.store.revoke_subject(subject, now)?;
+                let keys = self
+                    .store
+                    .revoke_api_keys(ApiKeySelector::Subject(subject), now)?;
+                self.audit(now, "revoke.subject", subject, &format!("{keys} API keys"))?;
+                1 + keys
+            }
+            Revocation::ApiKey(id) => {
+                let n = self.store.revoke_api_keys(ApiKeySelector::Id(id), now)?;
+                if n == 0 && !self.store.api_keys()?.iter().any(|k| &k.id == id) {
+                    return Err(PlaneError::NotFound(format!("API key {id:?}")));
+                }
+                self.audit(now, "revoke.apikey", id, "")?;
+                n
+            }
+            Revocation::Tenant(tenant) => {
+                let keys = self
+                    .store
+                    .revoke_api_keys(ApiKeySelector::Tenant(tenant), now)?;
+                let tokens = self.store.tokens_of_tenant(tenant, now)?;
+                for token in &tokens {
+                    self.store.revoke_jti(&token.jti, token.expires_at, now)?;
+                }
+                self.audit(
+                    now,
+                    "revoke.tenant",
+                    tenant,
+                    &format!("{keys} API keys, {} tokens", tokens.len()),
+                )?;
+                keys + tokens.len()
+            }
+        };
+        Ok(count)
+    }
+
+    /// Adds or replaces a provider. Its credential is sealed here or named as an environment
+    /// variable of Envoy's Wasm VM.
+    pub fn put_provider(
+        &self,
+        mut provider: ProviderConfig,
+        secret: ProviderSecret,
+        now: u64,
+    ) -> Result<(), PlaneError> {
+        let sealed = match &secret {
+            ProviderSecret::Env(var) => {
+                provider.credential = CredentialSource::Env(var.clone());
+                None
+            }
+            ProviderSecret::Sealed(value) => {
+                // Validated below with a placeholder of the same shape; the value itself never
+                // leaves the seal except into a rendered config.
+                provider.credential = CredentialSource::Inline(value.clone());
+                Some(
+                    self.master
+                        .seal(&provider_context(&provider.name), value.as_bytes())?,
+                )
+            }
+        };
+        let stored = StoredProvider {
+            config: provider.clone(),
+            credential_sealed: sealed,
+        };
+        self.check_with(now, |config| {
+            config.providers.retain(|p| p.name != provider.name);
+            config.providers.push(provider.clone());
+        })?;
+        let mut kept = stored;
+        if kept.credential_sealed.is_some() {
+            // The document keeps no secret: the sealed column does.
+            kept.config.credential = CredentialSource::Inline(String::new());
+        }
+        self.store.put_provider(&kept)?;
+        let source = match secret {
+            ProviderSecret::Env(var) => format!("credential from env {var}"),
+            ProviderSecret::Sealed(_) => "credential sealed".to_string(),
+        };
+        self.audit(now, "provider.put", &provider.name, &source)?;
+        Ok(())
+    }
+
+    pub fn put_route(&self, route: RouteConfig, now: u64) -> Result<(), PlaneError> {
+        self.check_with(now, |config| {
+            match config.routes.iter_mut().find(|r| r.name == route.name) {
+                Some(existing) => *existing = route.clone(),
+                None => config.routes.push(route.clone()),
+            }
+        })?;
+        self.store.put_route(&route)?;
+        self.audit(now, "route.put", &route.name, &route.path_prefix)?;
+        Ok(())
+    }
+
+    pub fn put_plan(&self, name: &str, plan: PlanConfig, now: u64) -> Result<(), PlaneError> {
+        self.check_with(now, |config| {
+            config.plans.insert(name.to_string(), plan.clone());
+        })?;
+        self.store.put_plan(name, &plan)?;
+        self.audit(
+            now,
+            "plan.put",
+            name,
+            &format!("{} limits", plan.limits.len()),
+        )?;
+        Ok(())
+    }
+
+    pub fn put_price(&self, price: PriceConfig, now: u64) -> Result<(), PlaneError> {
+        self.check_with(now, |config| {
+            config.prices.retain(|p| p.model != price.model);
+            config.prices.push(price.clone());
+        })?;
+        self.store.put_price(&price)?;
+        self.audit(now, "price.put", &price.model, "")?;
+        Ok(())
+    }
+
+    pub fn set_default_plan(&self, plan: Option<&str>, now: u64) -> Result<(), PlaneError> {
+        self.check_with(now, |config| config.default_plan = plan.map(str::to_string))?;
+        self.store
+            .set_setting(SETTING_DEFAULT_PLAN, plan.unwrap_or(""))?;
+        self.audit(now, "plan.default", plan.unwrap_or("(none)"), "")?;
+        Ok(())
+    }
+
+    /// Renders the current state and applies `change`, then compiles it as the filter would
+    /// (environment variables assumed present: they are Envoy's, not ours to check).
+    fn check_with(&self, now: u64, change: impl FnOnce(&mut Config)) -> Result<(), PlaneError> {
+        let mut config = self.render(now)?;
+        change(&mut config);
+        Policy::compile(&config, &|name| Some(format!("{name}-set-in-envoy")))?;
+        Ok(())
+    }
+
+    /// The filter's whole configuration at `now`, versioned by its content: the same state
+    /// renders the same version, on any machine and after any restart.
+    pub fn render(&self, now: u64) -> Result<Config, PlaneError> {
+        let keys = self.store.signing_keys()?;
+        let published: Vec<Jwk> = model::published_keys(&keys, now)
+            .into_iter()
+            .map(|k| k.public_jwk.clone())
+            .collect();
+        let mut providers = Vec::new();
+        for stored in self.store.providers()? {
+            let mut config = stored.config;
+            if let Some(sealed) = &stored.credential_sealed {
+                let secret = self.master.open(&provider_context(&config.name), sealed)?;
+                config.credential = CredentialSource::Inline(
+                    String::from_utf8(secret)
+                        .map_err(|_| invalid("a sealed credential is not UTF-8"))?,
+                );
+            }
+            providers.push(config);
+        }
+        let default_plan = self
+            .store
+            .setting(SETTING_DEFAULT_PLAN)?
+            .filter(|p| !p.is_empty());
+        let mut config = Config {
+            version: None,
+            issuer: self.issuer()?,
+            audiences: self.audiences()?,
+            clock_skew_seconds: self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?,
+            max_token_lifetime_seconds: self.max_token_ttl()?,
+            keys: JwkSet { keys: published },
+            api_keys: self
+                .store
+                .api_keys()?
+                .iter()
+                .filter(|k| k.in_force(now))
+                .map(api_key_entry)
+                .collect(),
+            revocations: Revocations {
+                jtis: self
+                    .store
+                    .revoked_jtis(now)?
+                    .into_iter()
+                    .map(|(jti, expires_at)| RevokedJti { jti, expires_at })
+                    .collect(),
+                subjects: self.store.revoked_subjects()?,
+                key_ids: Vec::new(),
+            },
+            providers,
+            routes: self.store.routes()?,
+            cache: CacheConfig::default(),
+            plans: self.store.plans()?.into_iter().collect(),
+            default_plan,
+            prices: self.store.prices()?,
+        };
+        config.version = Some(content_version(&config)?);
+        Ok(config)
+    }
+
+    /// The state of each key at `now`, for listing.
+    pub fn key_states(&self, now: u64) -> Result<Vec<(SigningKeyRecord, KeyState)>, PlaneError> {
+        Ok(self
+            .store
+            .signing_keys()?
+            .into_iter()
+            .map(|k| {
+                let state = k.state(now);
+                (k, state)
+            })
+            .collect())
+    }
+}
+
+fn provider_context(name: &str) -> String {
+    format!("provider-credential:{name}")
+}
+
+fn api_key_entry(record: &ApiKeyRecord) -> ApiKeyEntry {
+    ApiKeyEntry {
+        id: record.id.clone(),
+        sha256: record.sha256.clone(),
+        subject: record.subject.clone(),
+        tenant: record.tenant.clone(),
+        scopes: record.scopes.clone(),
+        models: record.models.clone(),
+        plan: record.plan.clone(),
+        expires_at: record.expires_at,
+    }
+}
+
+/// The first 16 hex characters of the SHA-256 of the config serialized without a version.
+fn content_version(config: &Config) -> Result<String, PlaneError> {
+    let json = serde_json::to_vec(config).map_err(StoreError::from)?;
+    let hash = hmac_sha256::Hash::hash(&json);
+    Ok(hash[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A new key pair: its public JWK and the private key's bytes.
+fn generate_key(alg: Alg, kid: &str) -> Result<(Jwk, Vec<u8>), PlaneError> {
+    let encode = |bytes: &[u8]| {
+        Base64UrlSafeNoPadding::encode_to_string(bytes)
+            .map_err(|e| PlaneError::Signing(e.to_string()))
+    };
+    Ok(match alg {
+        Alg::EdDSA => {
+            let pair = Ed25519KeyPair::generate();
+            let jwk = Jwk {
+                kty: "OKP".into(),
+                kid: Some(kid.into()),
+                alg: Some("EdDSA".into()),
+                use_: Some("sig".into()),
+                crv: Some("Ed25519".into()),
+                x: Some(encode(&pair.public_key().to_bytes())?),
+                y: None,
+                k: None,
+                allow_symmetric: false,
+            };
+            (jwk, pair.to_bytes())
+        }
+        Alg::ES256 => {
+            let pair = ES256KeyPair::generate();
+            let point = pair.public_key().public_key().to_bytes_uncompressed();
+            // SEC1 uncompressed: 0x04, then x and y, 32 bytes each.
+            let (x, y) = point
+                .get(1..33)
+                .zip(point.get(33..65))
+                .ok_or_else(|| PlaneError::Signing("unexpected P-256 point".into()))?;
+            let jwk = Jwk {
+                kty: "EC".into(),
+                kid: Some(kid.into()),
+                alg: Some("ES256".into()),
+                use_: Some("sig".into()),
+                crv: Some("P-256".into()),
+                x: Some(encode(x)?),
+                y: Some(encode(y)?),
+                k: None,
+                allow_symmetric: false,
+            };
+            (jwk, pair.to_bytes())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,400 @@
+use tokenward_filter::cache::VerifiedTokenCache;
+use tokenward_filter::config::{LimitConfig, LimitScope, Metric, ModelSource, ProviderStyle};
+use tokenward_filter::error::ErrorCode;
+use tokenward_filter::token::{authenticate, credential_hash};
+use tokenward_filter::window::Window;
+
+use super::*;
+use crate::store::SqliteStore;
+
+const NOW: u64 = 1_800_000_000;
+
+fn plane() -> ControlPlane<SqliteStore> {
+    let plane = ControlPlane::new(
+        SqliteStore::in_memory().unwrap(),
+        MasterKey::generate().unwrap(),
+        "test",
+    );
+    plane
+        .init(
+            &InitSettings {
+                issuer: "https://cp.test".into(),
+                audiences: vec!["gateway".into()],
+                alg: Alg::EdDSA,
+            },
+            NOW,
+        )
+        .unwrap();
+    plane
+        .put_provider(openai(), ProviderSecret::Env("OPENAI_API_KEY".into()), NOW)
+        .unwrap();
+    plane.put_route(chat_route(), NOW).unwrap();
+    plane
+}
+
+fn openai() -> ProviderConfig {
+    ProviderConfig {
+        name: "openai".into(),
+        style: ProviderStyle::Openai,
+        cluster: "openai".into(),
+        authority: "api.openai.com".into(),
+        credential: CredentialSource::Env(String::new()),
+        headers: Default::default(),
+    }
+}
+
+fn chat_route() -> RouteConfig {
+    RouteConfig {
+        name: "chat".into(),
+        path_prefix: "/v1/chat/completions".into(),
+        methods: vec!["POST".into()],
+        required_scopes: vec!["chat".into()],
+        model_source: ModelSource::Body,
+        provider: Some("openai".into()),
+        model_providers: vec![],
+        max_body_bytes: 1 << 20,
+        allow_query_credential: false,
+    }
+}
+
+fn alice() -> TokenRequest {
+    TokenRequest {
+        subject: "alice".into(),
+        tenant: Some("acme".into()),
+        scopes: vec!["chat".into()],
+        models: Some(vec!["gpt-4o*".into()]),
+        ..TokenRequest::default()
+    }
+}
+
+/// What the filter says of `credential` with the configuration rendered at `now`.
+fn filter_verdict(
+    plane: &ControlPlane<SqliteStore>,
+    credential: &str,
+    now: u64,
+) -> Result<String, ErrorCode> {
+    let config = plane.render(now).unwrap();
+    let json = serde_json::to_vec(&config).unwrap();
+    let policy = Policy::from_json(&json, &|name| Some(format!("{name}-value"))).unwrap();
+    let mut cache = VerifiedTokenCache::new(0);
+    authenticate(
+        &policy,
+        &mut cache,
+        credential,
+        &credential_hash(credential),
+        now,
+    )
+    .map(|identity| identity.subject.clone())
+    .map_err(|refusal| refusal.code)
+}
+
+#[test]
+fn a_minted_token_passes_the_filter_with_the_rendered_configuration() {
+    let plane = plane();
+    let minted = plane.mint_token(&alice(), NOW).unwrap();
+    assert_eq!(
+        filter_verdict(&plane, &minted.token, NOW + 1),
+        Ok("alice".into())
+    );
+    assert_eq!(minted.expires_at, NOW + DEFAULT_MAX_TOKEN_TTL);
+    assert_eq!(
+        filter_verdict(&plane, &minted.token, NOW + DEFAULT_MAX_TOKEN_TTL + 60),
+        Err(ErrorCode::TokenExpired)
+    );
+}
+
+#[test]
+fn lifetimes_are_bounded() {
+    let plane = plane();
+    let too_long = TokenRequest {
+        ttl_seconds: Some(DEFAULT_MAX_TOKEN_TTL + 1),
+        ..alice()
+    };
+    assert!(matches!(
+        plane.mint_token(&too_long, NOW),
+        Err(PlaneError::Invalid(_))
+    ));
+    let bad_subject = TokenRequest {
+        subject: "two words".into(),
+        ..alice()
+    };
+    assert!(matches!(
+        plane.mint_token(&bad_subject, NOW),
+        Err(PlaneError::Invalid(_))
+    ));
+    let unknown_plan = TokenRequest {
+        plan: Some("gold".into()),
+        ..alice()
+    };
+    assert!(matches!(
+        plane.mint_token(&unknown_plan, NOW),
+        Err(PlaneError::NotFound(_))
+    ));
+}
+
+#[test]
+fn revocation_by_jti_subject_and_tenant_reaches_the_filter() {
+    let plane = plane();
+    let first = plane.mint_token(&alice(), NOW).unwrap();
+    let second = plane.mint_token(&alice(), NOW).unwrap();
+    let bob = plane
+        .mint_token(
+            &TokenRequest {
+                subject: "bob".into(),
+                tenant: Some("other".into()),
+                ..alice()
+            },
+            NOW,
+        )
+        .unwrap();
+    plane
+        .revoke(
+            &Revocation::Jti {
+                jti: first.jti.clone(),
+                expires_at: None,
+            },
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(
+        filter_verdict(&plane, &first.token, NOW),
+        Err(ErrorCode::TokenRevoked)
+    );
+    assert_eq!(
+        filter_verdict(&plane, &second.token, NOW),
+        Ok("alice".into())
+    );
+    assert_eq!(
+        plane
+            .revoke(&Revocation::Tenant("acme".into()), NOW)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        filter_verdict(&plane, &second.token, NOW),
+        Err(ErrorCode::TokenRevoked)
+    );
+    assert_eq!(filter_verdict(&plane, &bob.token, NOW), Ok("bob".into()));
+    plane
+        .revoke(&Revocation::Subject("bob".into()), NOW)
+        .unwrap();
+    assert_eq!(
+        filter_verdict(&plane, &bob.token, NOW),
+        Err(ErrorCode::TokenRevoked)
+    );
+    // Pruned once the token would have expired anyway.
+    let later = plane.render(first.expires_at + 1).unwrap();
+    assert!(later.revocations.jtis.is_empty());
+    assert_eq!(later.revocations.subjects, ["bob"]);
+}
+
+#[test]
+fn rotation_publishes_first_signs_later_and_keeps_the_old_key_until_its_tokens_expire() {
+    let plane = plane();
+    let old_token = plane.mint_token(&alice(), NOW).unwrap();
+    let new_key = plane.rotate_key(Alg::ES256, Some(600), NOW + 10).unwrap();
+    let published = plane.jwks(NOW + 10).unwrap();
+    assert_eq!(published.keys.len(), 2, "announced before it signs");
+    let during = plane.mint_token(&alice(), NOW + 20).unwrap();
+    assert_eq!(
+        during.kid, old_token.kid,
+        "the old key signs until the overlap ends"
+    );
+    let after = plane.mint_token(&alice(), NOW + 610).unwrap();
+    assert_eq!(after.kid, new_key.kid);
+    assert_eq!(
+        filter_verdict(&plane, &after.token, NOW + 611),
+        Ok("alice".into()),
+        "ES256 verifies"
+    );
+    assert_eq!(
+        filter_verdict(&plane, &during.token, NOW + 611),
+        Ok("alice".into()),
+        "the retired key's tokens pass until they expire"
+    );
+    // The retired key leaves once every token it signed has expired.
+    let gone = NOW + 610 + DEFAULT_MAX_TOKEN_TTL + DEFAULT_CLOCK_SKEW;
+    assert_eq!(plane.jwks(gone).unwrap().keys.len(), 1);
+    let states: Vec<KeyState> = plane
+        .key_states(gone)
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(states, [KeyState::Removed, KeyState::Active]);
+}
+
+#[test]
+fn api_keys_are_shown_once_stored_as_hashes_and_revocable() {
+    let plane = plane();
+    let created = plane
+        .create_api_key(
+            &ApiKeyRequest {
+                subject: "ci".into(),
+                tenant: Some("platform".into()),
+                scopes: vec!["chat".into()],
+                models: vec!["gpt-4o-mini".into()],
+                ..ApiKeyRequest::default()
+            },
+            NOW,
+        )
+        .unwrap();
+    assert!(tokenward_filter::apikey::checksum_is_valid(&created.key));
+    assert_eq!(filter_verdict(&plane, &created.key, NOW), Ok("ci".into()));
+    let stored = plane.store().api_keys().unwrap();
+    assert!(
+        !format!("{stored:?}").contains(&created.key),
+        "only the hash is kept"
+    );
+    plane
+        .revoke(&Revocation::ApiKey(created.id.clone()), NOW)
+        .unwrap();
+    assert_eq!(
+        filter_verdict(&plane, &created.key, NOW),
+        Err(ErrorCode::InvalidApiKey)
+    );
+    assert!(matches!(
+        plane.revoke(&Revocation::ApiKey("key-nope".into()), NOW),
+        Err(PlaneError::NotFound(_))
+    ));
+    let log = format!("{:?}", plane.store().audit_log(100).unwrap());
+    assert!(!log.contains(&created.key), "no secret in the audit log");
+}
+
+#[test]
+fn the_version_is_the_content_and_changes_with_it() {
+    let plane = plane();
+    let a = plane.render(NOW).unwrap().version;
+    assert_eq!(
+        plane.render(NOW).unwrap().version,
+        a,
+        "same state, same version"
+    );
+    plane
+        .revoke(&Revocation::Subject("mallory".into()), NOW)
+        .unwrap();
+    assert_ne!(plane.render(NOW).unwrap().version, a);
+}
+
+#[test]
+fn a_change_the_filter_would_refuse_is_not_stored() {
+    let plane = plane();
+    let orphan = RouteConfig {
+        name: "orphan".into(),
+        provider: Some("nobody".into()),
+        ..chat_route()
+    };
+    assert!(matches!(
+        plane.put_route(orphan, NOW),
+        Err(PlaneError::Rejected(_))
+    ));
+    assert_eq!(plane.store().routes().unwrap().len(), 1);
+    let bad_plan = PlanConfig {
+        limits: vec![LimitConfig {
+            name: "usd".into(),
+            metric: Metric::CostMicroUsd,
+            window: Window::Month,
+            limit: 10,
+            per: LimitScope::Subject,
+        }],
+        shadow: false,
+        clamp_max_tokens: false,
+        default_output_tokens: 10,
+    };
+    assert!(
+        matches!(
+            plane.put_plan("p", bad_plan.clone(), NOW),
+            Err(PlaneError::Rejected(_))
+        ),
+        "cost needs prices"
+    );
+    plane
+        .put_price(
+            PriceConfig {
+                model: "*".into(),
+                input: 1,
+                output: 1,
+                cached_input: None,
+            },
+            NOW,
+        )
+        .unwrap();
+    plane.put_plan("p", bad_plan, NOW).unwrap();
+    plane.set_default_plan(Some("p"), NOW).unwrap();
+    assert_eq!(
+        plane.render(NOW).unwrap().default_plan.as_deref(),
+        Some("p")
+    );
+    assert!(plane.set_default_plan(Some("gold"), NOW).is_err());
+}
+
+#[test]
+fn a_sealed_provider_credential_is_rendered_inline_and_stored_sealed() {
+    let plane = plane();
+    let anthropic = ProviderConfig {
+        name: "anthropic".into(),
+        style: ProviderStyle::Anthropic,
+        cluster: "anthropic".into(),
+        authority: "api.anthropic.com".into(),
+        credential: CredentialSource::Env(String::new()),
+        headers: Default::default(),
+    };
+    plane
+        .put_provider(
+            anthropic,
+            ProviderSecret::Sealed("sk-ant-secret-value".into()),
+            NOW,
+        )
+        .unwrap();
+    let stored = plane.store().providers().unwrap();
+    assert!(!format!("{stored:?}").contains("sk-ant-secret-value"));
+    let rendered = plane.render(NOW).unwrap();
+    let provider = rendered
+        .providers
+        .iter()
+        .find(|p| p.name == "anthropic")
+        .unwrap();
+    assert_eq!(
+        provider.credential,
+        CredentialSource::Inline("sk-ant-secret-value".into())
+    );
+    let openai = rendered
+        .providers
+        .iter()
+        .find(|p| p.name == "openai")
+        .unwrap();
+    assert_eq!(
+        openai.credential,
+        CredentialSource::Env("OPENAI_API_KEY".into())
+    );
+    // Another master key opens nothing.
+    let stolen = ControlPlane::new(plane.store, MasterKey::generate().unwrap(), "thief");
+    assert!(matches!(stolen.render(NOW), Err(PlaneError::Crypto(_))));
+    assert!(matches!(
+        stolen.mint_token(&alice(), NOW),
+        Err(PlaneError::Crypto(_))
+    ));
+}
+
+#[test]
+fn init_happens_once() {
+    let plane = plane();
+    let again = plane.init(
+        &InitSettings {
+            issuer: "x".into(),
+            audiences: vec!["y".into()],
+            alg: Alg::EdDSA,
+        },
+        NOW,
+    );
+    assert!(matches!(again, Err(PlaneError::AlreadyInitialised)));
+    let fresh = ControlPlane::new(
+        SqliteStore::in_memory().unwrap(),
+        MasterKey::generate().unwrap(),
+        "t",
+    );
+    assert!(matches!(
+        fresh.mint_token(&alice(), NOW),
+        Err(PlaneError::NotInitialised)
+    ));
+}
