@@ -192,8 +192,11 @@ pub enum ProviderCommand {
         #[arg(long, conflicts_with = "credential_stdin")]
         credential_env: Option<String>,
         /// Read the credential from standard input and keep it sealed in the database.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "credential_file")]
         credential_stdin: bool,
+        /// Read the credential from this file and keep it sealed in the database.
+        #[arg(long, conflicts_with = "credential_env")]
+        credential_file: Option<PathBuf>,
         /// Extra headers for every request to the provider, `name=value`.
         #[arg(long = "header", value_parser = parse_pair)]
         headers: Vec<(String, String)>,
@@ -500,18 +503,25 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             authority,
             credential_env,
             credential_stdin,
+            credential_file,
             headers,
         }) => {
-            let secret = match (credential_env, credential_stdin) {
-                (Some(var), _) => ProviderSecret::Env(var.clone()),
-                (None, true) => {
+            let secret = match (credential_env, credential_stdin, credential_file) {
+                (Some(var), _, _) => ProviderSecret::Env(var.clone()),
+                (None, true, _) => {
                     let mut text = String::new();
                     std::io::stdin().read_to_string(&mut text)?;
                     ProviderSecret::Sealed(text.trim().to_string())
                 }
-                (None, false) => {
-                    bail!("give the credential: --credential-env VAR or --credential-stdin")
-                }
+                (None, false, Some(path)) => ProviderSecret::Sealed(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, false, None) => bail!(
+                    "give the credential: --credential-env VAR, --credential-file PATH or --credential-stdin"
+                ),
             };
             let provider = ProviderConfig {
                 name: name.clone(),

@@ -8,6 +8,7 @@ mod gateway;
 
 mod concurrency;
 mod config;
+mod control_plane;
 mod credentials;
 mod errors;
 mod providers;
