@@ -92,6 +92,12 @@ pub enum Command {
     Config(ConfigCommand),
     /// The public signing keys as a JWKS document.
     Jwks,
+    /// Serve the admin API, the OAuth token endpoint and the JWKS over HTTP until Ctrl-C.
+    Serve {
+        /// Address for the HTTP API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// The newest audit log entries.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -374,6 +380,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
     let master = master_key(cli, err)?;
     let store = SqliteStore::open(&cli.data_dir.join("tokenward.db"))?;
     let plane = ControlPlane::new(store, master, "cli");
+    if let Command::Serve { listen } = &cli.command {
+        return serve(plane, *listen, err);
+    }
     let now = now()?;
     let json = cli.output == Output::Json;
     let print =
@@ -391,7 +400,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             audiences,
             alg,
         } => {
-            let key = plane.init(
+            let (key, admin) = plane.init(
                 &InitSettings {
                     issuer: issuer.clone(),
                     audiences: audiences.clone(),
@@ -401,10 +410,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             )?;
             print(
                 out,
-                serde_json::json!({"issuer": issuer, "audiences": audiences, "kid": key.kid}),
+                serde_json::json!({"issuer": issuer, "audiences": audiences, "kid": key.kid, "admin_key": admin.key, "admin_key_id": admin.id}),
                 format!(
-                    "initialised: issuer {issuer}, first signing key {}",
-                    key.kid
+                    "initialised: issuer {issuer}, first signing key {}\nadmin API key (shown only now; scopes admin:read admin:write): {}",
+                    key.kid, admin.key
                 ),
             )?;
         }
@@ -645,6 +654,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 None => writeln!(out, "{text}")?,
             }
         }
+        Command::Serve { .. } => {}
         Command::Jwks => {
             writeln!(out, "{}", serde_json::to_string_pretty(&plane.jwks(now)?)?)?;
         }
@@ -664,6 +674,35 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// Runs the HTTP API until Ctrl-C.
+fn serve(
+    plane: ControlPlane<SqliteStore>,
+    listen: std::net::SocketAddr,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let state = std::sync::Arc::new(crate::admin::AdminState {
+        plane: std::sync::Mutex::new(plane),
+        clock: Box::new(|| now().unwrap_or(0)),
+    });
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        writeln!(
+            err,
+            "tokenward: admin API on http://{}",
+            listener.local_addr()?
+        )?;
+        axum::serve(listener, crate::admin::router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Rooms: `model` (domain rules, pure), `crypto` (master key, sealing), `store` (the only
 //! SQL), `plane` (operations), `cli` (arguments → operations → output).
 
+pub mod admin;
 pub mod cli;
 pub mod crypto;
 pub mod model;

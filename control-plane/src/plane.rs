@@ -5,16 +5,42 @@
 //! written to the audit log.
 
 use jwt_simple::prelude::*;
+use tokenward_filter::cache::VerifiedTokenCache;
 use tokenward_filter::claims::TokenwardClaims;
 use tokenward_filter::config::{
     ApiKeyEntry, CacheConfig, Config, CredentialSource, Jwk, JwkSet, PlanConfig, PriceConfig,
     ProviderConfig, Revocations, RevokedJti, RouteConfig,
 };
 use tokenward_filter::policy::{InvalidConfig, Policy};
+use tokenward_filter::token::Identity;
 
 use crate::crypto::{self, CryptoError, MasterKey};
 use crate::model::{self, Alg, ApiKeyRecord, IssuedToken, KeyState, SigningKeyRecord};
 use crate::store::{ApiKeySelector, Store, StoreError, StoredProvider};
+
+/// Why a caller of the control plane's API is not let in.
+#[derive(Debug)]
+pub enum AuthError {
+    Refused(tokenward_filter::error::Refusal),
+    Plane(PlaneError),
+}
+
+/// RFC 6749 §5.2 errors of the token endpoint.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OAuthError {
+    InvalidRequest(String),
+    InvalidClient,
+    InvalidScope(String),
+    UnsupportedGrantType,
+    Server(String),
+}
+
+/// Tokens from the token endpoint live at most this long (and never past the API key).
+pub const TOKEN_ENDPOINT_TTL: u64 = 900;
+
+/// Scopes of the control plane's own API.
+pub const SCOPE_ADMIN_READ: &str = "admin:read";
+pub const SCOPE_ADMIN_WRITE: &str = "admin:write";
 
 /// Defaults an operator can change with settings.
 pub const DEFAULT_MAX_TOKEN_TTL: u64 = 3600;
@@ -146,6 +172,80 @@ impl<S: Store> ControlPlane<S> {
         &self.store
     }
 
+    /// Names who the audit log records for the next changes (the admin API's caller).
+    pub fn set_actor(&mut self, actor: &str) {
+        self.actor = actor.to_string();
+    }
+
+    /// Verifies a tokenward credential exactly as the filter would with the configuration
+    /// rendered now: the control plane's own API trusts what the gateway trusts.
+    pub fn authenticate(&self, credential: &str, now: u64) -> Result<Identity, AuthError> {
+        let config = self.render(now).map_err(AuthError::Plane)?;
+        // Provider credentials are not needed to verify callers.
+        let policy = Policy::compile(&config, &|_| Some("unused".to_string()))
+            .map_err(|e| AuthError::Plane(e.into()))?;
+        let mut cache = VerifiedTokenCache::new(0);
+        let hash = tokenward_filter::token::credential_hash(credential);
+        tokenward_filter::token::authenticate(&policy, &mut cache, credential, &hash, now)
+            .map(|identity| (*identity).clone())
+            .map_err(AuthError::Refused)
+    }
+
+    /// The OAuth 2.0 client credentials grant (RFC 6749 §4.4): a client authenticates with
+    /// an API key as its secret and gets a short-lived JWT with the key's subject, tenant,
+    /// models and plan, and the scopes it asked for (all of the key's when it names none).
+    pub fn exchange_api_key(
+        &self,
+        client_id: Option<&str>,
+        secret: &str,
+        scopes: Option<Vec<String>>,
+        now: u64,
+    ) -> Result<MintedToken, OAuthError> {
+        let hash: String = tokenward_filter::token::credential_hash(secret)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let keys = self
+            .store
+            .api_keys()
+            .map_err(|e| OAuthError::Server(e.to_string()))?;
+        let revoked_subjects = self
+            .store
+            .revoked_subjects()
+            .map_err(|e| OAuthError::Server(e.to_string()))?;
+        let key = keys
+            .iter()
+            .find(|k| k.sha256 == hash && k.in_force(now) && !revoked_subjects.contains(&k.subject))
+            .filter(|k| client_id.is_none_or(|id| id == k.id))
+            .ok_or(OAuthError::InvalidClient)?;
+        let scopes = match scopes {
+            Some(asked) => {
+                if let Some(extra) = asked.iter().find(|s| !key.scopes.contains(s)) {
+                    return Err(OAuthError::InvalidScope(extra.clone()));
+                }
+                asked
+            }
+            None => key.scopes.clone(),
+        };
+        let ttl = self
+            .max_token_ttl()
+            .map_err(|e| OAuthError::Server(e.to_string()))?
+            .min(TOKEN_ENDPOINT_TTL)
+            .min(key.expires_at.map_or(u64::MAX, |t| t.saturating_sub(now)));
+        self.mint_token(
+            &TokenRequest {
+                subject: key.subject.clone(),
+                tenant: key.tenant.clone(),
+                scopes,
+                models: Some(key.models.clone()),
+                plan: key.plan.clone(),
+                ttl_seconds: Some(ttl),
+            },
+            now,
+        )
+        .map_err(|e| OAuthError::Server(e.to_string()))
+    }
+
     fn audit(&self, now: u64, action: &str, target: &str, detail: &str) -> Result<(), PlaneError> {
         Ok(self.store.audit(now, &self.actor, action, target, detail)?)
     }
@@ -177,8 +277,13 @@ impl<S: Store> ControlPlane<S> {
         Ok(serde_json::from_str(&text).map_err(StoreError::from)?)
     }
 
-    /// Sets the issuer and audiences and makes the first signing key, active at once.
-    pub fn init(&self, settings: &InitSettings, now: u64) -> Result<SigningKeyRecord, PlaneError> {
+    /// Sets the issuer and audiences, makes the first signing key (active at once) and the
+    /// first admin credential: an API key with both admin scopes, returned once.
+    pub fn init(
+        &self,
+        settings: &InitSettings,
+        now: u64,
+    ) -> Result<(SigningKeyRecord, CreatedApiKey), PlaneError> {
         if self.store.setting(SETTING_ISSUER)?.is_some() {
             return Err(PlaneError::AlreadyInitialised);
         }
@@ -201,7 +306,16 @@ impl<S: Store> ControlPlane<S> {
             &settings.issuer,
             &format!("audiences {:?}", settings.audiences),
         )?;
-        self.rotate_key(settings.alg, Some(0), now)
+        let key = self.rotate_key(settings.alg, Some(0), now)?;
+        let admin = self.create_api_key(
+            &ApiKeyRequest {
+                subject: "admin".into(),
+                scopes: vec![SCOPE_ADMIN_READ.into(), SCOPE_ADMIN_WRITE.into()],
+                ..ApiKeyRequest::default()
+            },
+            now,
+        )?;
+        Ok((key, admin))
     }
 
     /// Makes a new signing key, published now and signing after `overlap` seconds (the

@@ -1,0 +1,343 @@
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use jwt_simple::reexports::ct_codecs::Encoder;
+use tower::ServiceExt;
+
+use super::*;
+use crate::crypto::MasterKey;
+use crate::plane::InitSettings;
+
+const NOW: u64 = 1_800_000_000;
+
+/// A router over a fresh control plane, and its first admin key.
+fn app() -> (Router, Arc<AdminState>, String) {
+    let plane = ControlPlane::new(
+        SqliteStore::in_memory().unwrap(),
+        MasterKey::generate().unwrap(),
+        "test",
+    );
+    let (_, admin) = plane
+        .init(
+            &InitSettings {
+                issuer: "https://cp.test".into(),
+                audiences: vec!["gw".into()],
+                alg: Alg::EdDSA,
+            },
+            NOW,
+        )
+        .unwrap();
+    let state = Arc::new(AdminState {
+        plane: Mutex::new(plane),
+        clock: Box::new(|| NOW),
+    });
+    (router(Arc::clone(&state)), state, admin.key)
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(auth) = auth {
+        request = request.header("authorization", format!("Bearer {auth}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn token_endpoint(
+    app: &Router,
+    form: &str,
+    basic: Option<&str>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut request = Request::builder()
+        .method("POST")
+        .uri("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(basic) = basic {
+        request = request.header("authorization", format!("Basic {basic}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(form.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn admin_calls_need_a_credential_with_the_right_scope() {
+    let (app, state, admin) = app();
+    let (status, headers, body) = call(&app, "GET", "/admin/v1/keys", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.contains_key("www-authenticate"));
+    assert_eq!(body["error"]["code"], "missing_credential");
+    let (status, _, body) = call(&app, "GET", "/admin/v1/keys", Some("not.a.jwt"), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+    );
+    let (status, _, keys) = call(&app, "GET", "/admin/v1/keys", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys[0]["state"], "active");
+    // A read-only credential reads and may not write.
+    let (status, _, reader) = call(
+        &app,
+        "POST",
+        "/admin/v1/apikeys",
+        Some(&admin),
+        Some(json!({"subject": "auditor", "scopes": ["admin:read"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let reader = reader["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(&app, "GET", "/admin/v1/audit", Some(&reader), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/admin/v1/tokens",
+        Some(&reader),
+        Some(json!({"subject": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+    );
+    // A gateway credential without admin scopes is no admin.
+    let (_, _, user) = call(
+        &app,
+        "POST",
+        "/admin/v1/tokens",
+        Some(&admin),
+        Some(json!({"subject": "alice", "scopes": ["chat"]})),
+    )
+    .await;
+    let user = user["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(&app, "GET", "/admin/v1/keys", Some(&user), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // Revoked admins are out at once.
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/admin/v1/revocations",
+        Some(&admin),
+        Some(json!({"subject": "auditor"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = call(&app, "GET", "/admin/v1/audit", Some(&reader), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // The audit log names who did it, and holds no secret.
+    let (_, _, log) = call(&app, "GET", "/admin/v1/audit", Some(&admin), None).await;
+    let text = log.to_string();
+    assert!(
+        text.contains("\"actor\":\"admin\"") && text.contains("revoke.subject"),
+        "{text}"
+    );
+    assert!(!text.contains(&reader) && !text.contains(&user) && !text.contains(&admin));
+    drop(state);
+}
+
+#[tokio::test]
+async fn the_admin_api_configures_what_the_gateway_enforces() {
+    let (app, state, admin) = app();
+    let put = |path: &str, body: Value| {
+        let app = app.clone();
+        let admin = admin.clone();
+        let path = path.to_string();
+        async move { call(&app, "PUT", &path, Some(&admin), Some(body)).await }
+    };
+    let (status, _, _) = put("/admin/v1/providers/openai", json!({"style": "openai", "authority": "api.openai.com", "credential": {"value": "sk-live-secret"}})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let route = json!({"name": "chat", "path_prefix": "/v1/chat/completions", "methods": ["POST"], "required_scopes": ["chat"], "model_source": "body", "provider": "openai"});
+    assert_eq!(
+        put("/admin/v1/routes/chat", route).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _, body) = put(
+        "/admin/v1/routes/bad",
+        json!({"name": "bad", "path_prefix": "/x", "provider": "ghost"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown provider"));
+    let plan =
+        json!({"limits": [{"name": "rpm", "metric": "requests", "window": "minute", "limit": 60}]});
+    assert_eq!(
+        put("/admin/v1/plans/standard", plan).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _, config) = call(&app, "GET", "/admin/v1/config", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config["routes"][0]["name"], "chat");
+    assert_eq!(config["providers"][0]["credential"]["inline"], "(sealed)");
+    assert!(
+        !config.to_string().contains("sk-live-secret"),
+        "never returned"
+    );
+    let rendered = state.plane.lock().unwrap().render(NOW).unwrap();
+    assert_eq!(rendered.plans.len(), 1);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_trades_an_api_key_for_a_short_lived_jwt() {
+    let (app, state, admin) = app();
+    let (_, _, created) = call(&app, "POST", "/admin/v1/apikeys", Some(&admin), Some(json!({"subject": "svc", "tenant": "acme", "scopes": ["chat", "embeddings"], "models": ["gpt-4o*"]}))).await;
+    let (id, key) = (
+        created["id"].as_str().unwrap(),
+        created["key"].as_str().unwrap(),
+    );
+    let (status, headers, body) = token_endpoint(
+        &app,
+        &format!("grant_type=client_credentials&client_secret={key}&scope=chat"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], crate::plane::TOKEN_ENDPOINT_TTL);
+    let jwt = body["access_token"].as_str().unwrap();
+    let identity = state
+        .plane
+        .lock()
+        .unwrap()
+        .authenticate(jwt, NOW + 1)
+        .map_err(|_| ())
+        .unwrap();
+    assert_eq!(
+        (identity.subject.as_str(), identity.tenant.as_deref()),
+        ("svc", Some("acme"))
+    );
+    assert_eq!(identity.scopes, ["chat"], "only what was asked");
+    // HTTP Basic with the key id as client_id.
+    let basic = jwt_simple::prelude::Base64::encode_to_string(format!("{id}:{key}")).unwrap();
+    assert_eq!(
+        token_endpoint(&app, "grant_type=client_credentials", Some(&basic))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let wrong = jwt_simple::prelude::Base64::encode_to_string(format!("key-other:{key}")).unwrap();
+    let (status, headers, body) =
+        token_endpoint(&app, "grant_type=client_credentials", Some(&wrong)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, body) = token_endpoint(
+        &app,
+        &format!("grant_type=client_credentials&client_secret={key}&scope=admin:write"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+    let (status, _, body) = token_endpoint(
+        &app,
+        &format!("grant_type=password&client_secret={key}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
+    let (status, _, body) = token_endpoint(
+        &app,
+        "grant_type=client_credentials&client_secret=tw_nope",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    // A revoked key gets nothing.
+    call(
+        &app,
+        "DELETE",
+        &format!("/admin/v1/apikeys/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let (status, _, _) = token_endpoint(
+        &app,
+        &format!("grant_type=client_credentials&client_secret={key}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
+    let (app, _, _) = app();
+    let (status, _, jwks) = call(&app, "GET", "/.well-known/jwks.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert!(jwks["keys"][0].get("d").is_none(), "public halves only");
+    let (status, _, doc) = call(&app, "GET", "/admin/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/admin/v1/keys",
+        "/admin/v1/keys/rotate",
+        "/admin/v1/tokens",
+        "/admin/v1/apikeys",
+        "/admin/v1/apikeys/{id}",
+        "/admin/v1/revocations",
+        "/admin/v1/providers/{name}",
+        "/admin/v1/routes/{name}",
+        "/admin/v1/plans/{name}",
+        "/admin/v1/prices",
+        "/admin/v1/config",
+        "/admin/v1/audit",
+        "/oauth/token",
+        "/.well-known/jwks.json",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+}
