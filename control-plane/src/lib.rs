@@ -11,3 +11,4 @@ pub mod crypto;
 pub mod model;
 pub mod plane;
 pub mod store;
+pub mod xds;
