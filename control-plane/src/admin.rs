@@ -28,6 +28,24 @@ pub struct AdminState {
     pub plane: Mutex<ControlPlane<SqliteStore>>,
     /// Unix seconds; a test sets its own.
     pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Set by every write through this API, so the xDS loop renders again at once.
+    pub changed: std::sync::atomic::AtomicBool,
+    /// What the xDS server knows of each connected Envoy.
+    pub proxies: crate::xds::Registry,
+}
+
+impl AdminState {
+    pub fn new(
+        plane: ControlPlane<SqliteStore>,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
+        AdminState {
+            plane: Mutex::new(plane),
+            clock,
+            changed: std::sync::atomic::AtomicBool::new(true),
+            proxies: crate::xds::Registry::default(),
+        }
+    }
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -47,6 +65,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/prices", put(put_price))
         .route("/admin/v1/config", get(get_config))
         .route("/admin/v1/audit", get(audit))
+        .route("/admin/v1/proxies", get(proxies))
         .with_state(state)
 }
 
@@ -174,6 +193,12 @@ fn authorize<'a>(
         ));
     }
     plane.set_actor(&identity.subject);
+    if scope == SCOPE_ADMIN_WRITE {
+        // The change happens while this guard is held: the xDS loop renders after it.
+        state
+            .changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     Ok(plane)
 }
 
@@ -576,6 +601,20 @@ async fn audit(
     Ok(Json(serde_json::to_value(entries).unwrap_or_default()))
 }
 
+/// Every Envoy that connected to the xDS server: the versions it ACKed, its last NACK.
+async fn proxies(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    drop(authorize(&state, &headers, SCOPE_ADMIN_READ)?);
+    let proxies = state
+        .proxies
+        .lock()
+        .map(|p| serde_json::to_value(&*p).unwrap_or_default())
+        .unwrap_or_default();
+    Ok(Json(proxies))
+}
+
 async fn openapi() -> Json<Value> {
     Json(openapi_document())
 }
@@ -606,7 +645,8 @@ pub fn openapi_document() -> Value {
             "/admin/v1/plans/{name}": {"put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE)},
             "/admin/v1/prices": {"put": secured("Add or replace a model price", SCOPE_ADMIN_WRITE)},
             "/admin/v1/config": {"get": secured("The rendered filter configuration (credentials redacted)", SCOPE_ADMIN_READ)},
-            "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)}
+            "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)},
+            "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen", SCOPE_ADMIN_READ)}
         }
     })
 }

@@ -93,16 +93,54 @@ pub enum Command {
     /// The public signing keys as a JWKS document.
     Jwks,
     /// Serve the admin API, the OAuth token endpoint and the JWKS over HTTP until Ctrl-C.
-    Serve {
-        /// Address for the HTTP API.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-    },
+    Serve(ServeArgs),
     /// The newest audit log entries.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the HTTP API (admin, token endpoint, JWKS).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Address for ADS (gRPC); without it no xDS is served.
+    #[arg(long)]
+    pub xds_listen: Option<std::net::SocketAddr>,
+    /// The module's path on the Envoy hosts (must equal the bootstrap's default config).
+    #[arg(long, default_value = "dist/tokenward.wasm")]
+    pub wasm_path: String,
+    /// Environment variables the Wasm VM may read (provider credentials by `env`).
+    #[arg(long = "env-key", default_values_t = ["OPENAI_API_KEY".to_string(), "ANTHROPIC_API_KEY".to_string(), "GEMINI_API_KEY".to_string()])]
+    pub env_keys: Vec<String>,
+    /// Send a cluster to a plain-HTTP address instead of TLS to the provider: `cluster=host:port`.
+    #[arg(long = "upstream", value_parser = parse_upstream)]
+    pub upstreams: Vec<(String, std::net::SocketAddr)>,
+    /// The CA bundle on the Envoy hosts, for TLS to the providers.
+    #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    pub ca_bundle: String,
+}
+
+impl ServeArgs {
+    pub fn snapshot_settings(&self) -> crate::xds::snapshot::SnapshotSettings {
+        crate::xds::snapshot::SnapshotSettings {
+            wasm_path: self.wasm_path.clone(),
+            env_keys: self.env_keys.clone(),
+            upstream_overrides: self.upstreams.iter().cloned().collect(),
+            ca_bundle: self.ca_bundle.clone(),
+        }
+    }
+}
+
+fn parse_upstream(text: &str) -> Result<(String, std::net::SocketAddr), String> {
+    let (name, addr) = parse_pair(text)?;
+    Ok((
+        name,
+        addr.parse()
+            .map_err(|_| format!("{addr:?}: expected host:port with an IP address"))?,
+    ))
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,8 +418,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
     let master = master_key(cli, err)?;
     let store = SqliteStore::open(&cli.data_dir.join("tokenward.db"))?;
     let plane = ControlPlane::new(store, master, "cli");
-    if let Command::Serve { listen } = &cli.command {
-        return serve(plane, *listen, err);
+    if let Command::Serve(args) = &cli.command {
+        return serve(plane, args, err);
     }
     let now = now()?;
     let json = cli.output == Output::Json;
@@ -654,7 +692,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 None => writeln!(out, "{text}")?,
             }
         }
-        Command::Serve { .. } => {}
+        Command::Serve(_) => {}
         Command::Jwks => {
             writeln!(out, "{}", serde_json::to_string_pretty(&plane.jwks(now)?)?)?;
         }
@@ -676,33 +714,71 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
     Ok(())
 }
 
-/// Runs the HTTP API until Ctrl-C.
+/// Runs the HTTP API (and ADS, when asked) until Ctrl-C.
 fn serve(
     plane: ControlPlane<SqliteStore>,
-    listen: std::net::SocketAddr,
+    args: &ServeArgs,
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let state = std::sync::Arc::new(crate::admin::AdminState {
-        plane: std::sync::Mutex::new(plane),
-        clock: Box::new(|| now().unwrap_or(0)),
-    });
+    let state = std::sync::Arc::new(crate::admin::AdminState::new(
+        plane,
+        Box::new(|| now().unwrap_or(0)),
+    ));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let admin = tokio::net::TcpListener::bind(args.listen)
             .await
-            .with_context(|| format!("listening on {listen}"))?;
+            .with_context(|| format!("listening on {}", args.listen))?;
         writeln!(
             err,
             "tokenward: admin API on http://{}",
-            listener.local_addr()?
+            admin.local_addr()?
         )?;
-        axum::serve(listener, crate::admin::router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
-        Ok(())
+        let xds = match args.xds_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?;
+                writeln!(err, "tokenward: ADS on {}", listener.local_addr()?)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        run_servers(state, args.snapshot_settings(), admin, xds, shutdown).await
     })
+}
+
+/// The HTTP API on `admin` and, with `xds`, ADS, until `shutdown` resolves.
+pub async fn run_servers(
+    state: std::sync::Arc<crate::admin::AdminState>,
+    settings: crate::xds::snapshot::SnapshotSettings,
+    admin: tokio::net::TcpListener,
+    xds: Option<tokio::net::TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let http = axum::serve(admin, crate::admin::router(std::sync::Arc::clone(&state)))
+        .with_graceful_shutdown(wait(stopped.clone()));
+    match xds {
+        Some(listener) => {
+            let grpc = crate::xds::serve(state, settings, listener, wait(stopped));
+            let (http, grpc) = tokio::join!(http, grpc);
+            http?;
+            grpc?;
+        }
+        None => http.await?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

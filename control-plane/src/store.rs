@@ -137,6 +137,13 @@ impl SqliteStore {
         Ok(SqliteStore { conn })
     }
 
+    /// Changes whenever another connection (another `tokenward` process) commits.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |row| row.get(0))?)
+    }
+
     pub fn journal_mode(&self) -> Result<String, StoreError> {
         Ok(self
             .conn

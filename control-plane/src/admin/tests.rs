@@ -27,10 +27,7 @@ fn app() -> (Router, Arc<AdminState>, String) {
             NOW,
         )
         .unwrap();
-    let state = Arc::new(AdminState {
-        plane: Mutex::new(plane),
-        clock: Box::new(|| NOW),
-    });
+    let state = Arc::new(AdminState::new(plane, Box::new(|| NOW)));
     (router(Arc::clone(&state)), state, admin.key)
 }
 

@@ -3,4 +3,242 @@
 //! builds resources from the rendered configuration (pure); `stream` is one stream's state
 //! machine (pure); this module is the gRPC glue and the loop that notices changes.
 
+pub mod snapshot;
 pub mod stream;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::Any;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+
+use crate::admin::AdminState;
+use snapshot::SnapshotSettings;
+use stream::{Request, Snapshot, StreamState, Verdict};
+
+/// What the server knows of one Envoy (by node id).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProxyStatus {
+    pub cluster: String,
+    pub connected: bool,
+    pub last_seen: u64,
+    /// The version it runs, per resource type.
+    pub acked: BTreeMap<String, String>,
+    /// The last version it refused, per type, with its error.
+    pub nacked: BTreeMap<String, NackedVersion>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NackedVersion {
+    pub version: String,
+    pub error: String,
+}
+
+pub type Registry = Arc<Mutex<BTreeMap<String, ProxyStatus>>>;
+
+/// Short type names for people: `ecds`, `cds`, `rds`.
+fn short(type_url: &str) -> String {
+    match type_url {
+        snapshot::ECDS_TYPE => "ecds".into(),
+        snapshot::CDS_TYPE => "cds".into(),
+        snapshot::RDS_TYPE => "rds".into(),
+        other => other.to_string(),
+    }
+}
+
+pub struct Ads {
+    snapshots: watch::Receiver<Arc<Snapshot<Any>>>,
+    state: Arc<AdminState>,
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, tonic::Status>> + Send>>;
+type DeltaStream =
+    Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, tonic::Status>> + Send>>;
+
+fn to_wire(response: stream::Response<Any>) -> DiscoveryResponse {
+    DiscoveryResponse {
+        version_info: response.version,
+        resources: response.resources,
+        type_url: response.type_url,
+        nonce: response.nonce,
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = ResponseStream;
+    type DeltaAggregatedResourcesStream = DeltaStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<ResponseStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let mut snapshots = self.snapshots.clone();
+        let state = Arc::clone(&self.state);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut stream = StreamState::default();
+            let mut node = String::new();
+            loop {
+                tokio::select! {
+                    message = inbound.message() => {
+                        let Ok(Some(message)) = message else { break };
+                        if node.is_empty() {
+                            if let Some(n) = &message.node {
+                                node = n.id.clone();
+                                let mut proxies = state.proxies.lock().unwrap_or_else(|e| e.into_inner());
+                                let entry = proxies.entry(node.clone()).or_default();
+                                entry.cluster = n.cluster.clone();
+                                entry.connected = true;
+                            }
+                        }
+                        let request = Request {
+                            type_url: message.type_url.clone(),
+                            version_info: message.version_info.clone(),
+                            response_nonce: message.response_nonce.clone(),
+                            resource_names: message.resource_names.clone(),
+                            error: message.error_detail.as_ref().map(|s| s.message.clone()),
+                        };
+                        let current = Arc::clone(&snapshots.borrow());
+                        let (response, verdict) = stream.on_request(&request, &current);
+                        record(&state, &node, verdict);
+                        if let Some(response) = response {
+                            if tx.send(Ok(to_wire(response))).await.is_err() { break }
+                        }
+                    }
+                    changed = snapshots.changed() => {
+                        if changed.is_err() { break }
+                        let current = Arc::clone(&snapshots.borrow_and_update());
+                        for response in stream.on_snapshot(&current) {
+                            if tx.send(Ok(to_wire(response))).await.is_err() { break }
+                        }
+                    }
+                }
+            }
+            if let Ok(mut proxies) = state.proxies.lock() {
+                if let Some(entry) = proxies.get_mut(&node) {
+                    entry.connected = false;
+                }
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<DeltaStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "tokenward serves state-of-the-world ADS",
+        ))
+    }
+}
+
+fn record(state: &AdminState, node: &str, verdict: Option<Verdict>) {
+    let Ok(mut proxies) = state.proxies.lock() else {
+        return;
+    };
+    let entry = proxies.entry(node.to_string()).or_default();
+    entry.last_seen = (state.clock)();
+    match verdict {
+        Some(Verdict::Ack { type_url, version }) => {
+            entry.acked.insert(short(&type_url), version);
+        }
+        Some(Verdict::Nack {
+            type_url,
+            version,
+            error,
+        }) => {
+            entry
+                .nacked
+                .insert(short(&type_url), NackedVersion { version, error });
+        }
+        None => {}
+    }
+}
+
+/// Renders and publishes a snapshot whenever the state may have changed: after a write
+/// through the admin API, a commit by another process (SQLite's data_version), and every few
+/// seconds (keys activate and revocations expire with time). Publishes only new versions.
+pub async fn watch_changes(
+    state: Arc<AdminState>,
+    settings: SnapshotSettings,
+    publish: watch::Sender<Arc<Snapshot<Any>>>,
+) {
+    let mut last_data_version = None;
+    let mut last_version = None;
+    let mut last_render = std::time::Instant::now() - std::time::Duration::from_secs(3600);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let rendered = {
+            let Ok(plane) = state.plane.lock() else {
+                return;
+            };
+            let data_version = plane.store().data_version().ok();
+            let due = state.changed.swap(false, Ordering::SeqCst)
+                || data_version != last_data_version
+                || last_render.elapsed() > std::time::Duration::from_secs(5);
+            last_data_version = data_version;
+            if !due {
+                continue;
+            }
+            last_render = std::time::Instant::now();
+            plane.render((state.clock)())
+        };
+        let config = match rendered {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("tokenward: xDS: cannot render the configuration: {error}");
+                continue;
+            }
+        };
+        if config.version == last_version {
+            continue;
+        }
+        match snapshot::build(&config, &settings) {
+            Ok(snapshot) => {
+                eprintln!(
+                    "tokenward: xDS: serving configuration {}",
+                    config.version.as_deref().unwrap_or("")
+                );
+                last_version = config.version.clone();
+                let _ = publish.send(Arc::new(snapshot));
+            }
+            Err(error) => eprintln!("tokenward: xDS: cannot build resources: {error}"),
+        }
+    }
+}
+
+/// Serves ADS on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<AdminState>,
+    settings: SnapshotSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
+    tonic::transport::Server::builder()
+        .add_service(AggregatedDiscoveryServiceServer::new(Ads {
+            snapshots,
+            state,
+        }))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}
