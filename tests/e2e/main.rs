@@ -14,3 +14,4 @@ mod errors;
 mod providers;
 mod quotas;
 mod usage;
+mod xds;

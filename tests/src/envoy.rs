@@ -39,6 +39,40 @@ impl EnvoyConfig {
         })
     }
 
+    /// The shipped pushed-mode bootstrap (envoy/envoy-xds.yaml).
+    pub fn shipped_xds() -> anyhow::Result<EnvoyConfig> {
+        let path = repo_root().join("envoy/envoy-xds.yaml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(EnvoyConfig {
+            yaml: serde_yaml::from_str(&text)?,
+            listener_from_file: false,
+        })
+    }
+
+    /// Points the pushed-mode bootstrap at a control plane and a module.
+    pub fn with_control_plane(mut self, xds: SocketAddr, wasm: &Path) -> anyhow::Result<Self> {
+        let clusters = self.yaml["static_resources"]["clusters"]
+            .as_sequence_mut()
+            .ok_or_else(|| anyhow!("no clusters"))?;
+        let cluster = clusters
+            .iter_mut()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some("tokenward_control_plane"))
+            .ok_or_else(|| anyhow!("no tokenward_control_plane cluster"))?;
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"] = serde_yaml::to_value(
+            serde_json::json!({"address": xds.ip().to_string(), "port_value": xds.port()}),
+        )?;
+        let filter = self
+            .http_filters()?
+            .iter_mut()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some("tokenward"))
+            .ok_or_else(|| anyhow!("no tokenward filter"))?;
+        filter["config_discovery"]["default_config"]["config"]["vm_config"]["code"]["local"]
+            ["filename"] = Value::String(wasm.display().to_string());
+        Ok(self)
+    }
+
     /// Serves the listener through LDS from a watched file (see `Envoy::update_filter_config`).
     pub fn with_listener_from_file(mut self) -> Self {
         self.listener_from_file = true;

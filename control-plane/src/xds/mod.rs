@@ -222,7 +222,8 @@ pub async fn watch_changes(
     }
 }
 
-/// Serves ADS on `listener` until `shutdown` resolves.
+/// Serves ADS on `listener` until `shutdown` resolves. ADS streams live as long as their
+/// Envoy: shutting down closes them rather than waiting for them to end (Envoy reconnects).
 pub async fn serve(
     state: Arc<AdminState>,
     settings: SnapshotSettings,
@@ -230,15 +231,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
-    tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
-    tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(Ads {
-            snapshots,
-            state,
-        }))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
-        .await
+    let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
+    let server = tonic::transport::Server::builder()
+        .add_service(AggregatedDiscoveryServiceServer::new(Ads { snapshots, state }))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let result = tokio::select! {
+        result = server => result,
+        () = shutdown => Ok(()),
+    };
+    watcher.abort();
+    result
 }

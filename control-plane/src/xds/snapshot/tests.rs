@@ -20,7 +20,10 @@ fn config(version: &str) -> Config {
         keys: JwkSet::default(),
         api_keys: vec![],
         revocations: Default::default(),
-        providers: vec![provider("openai", "api.openai.com"), provider("local", "llm.internal:8443")],
+        providers: vec![
+            provider("openai", "api.openai.com"),
+            provider("local", "llm.internal:8443"),
+        ],
         routes: vec![],
         cache: Default::default(),
         plans: Default::default(),
@@ -49,8 +52,12 @@ fn plugin(snapshot: &Snapshot<Any>) -> PluginConfig {
 fn the_filter_configuration_round_trips_through_the_filters_parser() {
     let snapshot = build(&config("a"), &settings()).unwrap();
     let plugin = plugin(&snapshot);
-    let json = StringValue::decode(plugin.configuration.unwrap().value.as_slice()).unwrap().value;
-    let policy = tokenward_filter::policy::Policy::from_json(json.as_bytes(), &|_| Some("k".into())).unwrap();
+    let json = StringValue::decode(plugin.configuration.unwrap().value.as_slice())
+        .unwrap()
+        .value;
+    let policy =
+        tokenward_filter::policy::Policy::from_json(json.as_bytes(), &|_| Some("k".into()))
+            .unwrap();
     assert_eq!(policy.version.as_deref(), Some("a"));
     assert_eq!(plugin.failure_policy, FailurePolicy::FailClosed as i32);
 }
@@ -62,8 +69,15 @@ fn versions_follow_content_and_the_vm_stays_the_same() {
     let b = build(&config("b"), &settings()).unwrap();
     assert_eq!(a.types[ECDS_TYPE].version, a_again.types[ECDS_TYPE].version);
     assert_ne!(a.types[ECDS_TYPE].version, b.types[ECDS_TYPE].version);
-    assert_eq!(a.types[CDS_TYPE].version, b.types[CDS_TYPE].version, "clusters did not change");
-    assert_eq!(plugin(&a).vm, plugin(&b).vm, "the same vm_config: Envoy reuses the VMs");
+    assert_eq!(
+        a.types[CDS_TYPE].version, b.types[CDS_TYPE].version,
+        "clusters did not change"
+    );
+    assert_eq!(
+        plugin(&a).vm,
+        plugin(&b).vm,
+        "the same vm_config: Envoy reuses the VMs"
+    );
 }
 
 #[test]
@@ -74,10 +88,20 @@ fn clusters_use_tls_to_the_authority_unless_overridden_and_routes_are_an_allowli
     let tls = openai.transport_socket.unwrap();
     assert_eq!(tls.name, "envoy.transport_sockets.tls");
     let local = Cluster::decode(clusters["local"].value.as_slice()).unwrap();
-    assert!(local.transport_socket.is_none(), "overridden: plain HTTP to the given address");
-    let routes = RouteConfiguration::decode(snapshot.types[RDS_TYPE].resources[ROUTE_CONFIG_NAME].value.as_slice()).unwrap();
+    assert!(
+        local.transport_socket.is_none(),
+        "overridden: plain HTTP to the given address"
+    );
+    let routes = RouteConfiguration::decode(
+        snapshot.types[RDS_TYPE].resources[ROUTE_CONFIG_NAME]
+            .value
+            .as_slice(),
+    )
+    .unwrap();
     let table = &routes.virtual_hosts[0].routes;
     assert_eq!(table.len(), 3, "one per cluster and the 404");
     assert_eq!(table[0].request_headers_to_remove, [CLUSTER_HEADER]);
-    assert!(matches!(table[2].action, Some(route::Action::DirectResponse(ref d)) if d.status == 404));
+    assert!(
+        matches!(table[2].action, Some(route::Action::DirectResponse(ref d)) if d.status == 404)
+    );
 }

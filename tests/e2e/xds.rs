@@ -1,0 +1,312 @@
+//! Pushed mode: `tokenward serve` feeds a real Envoy over ADS (the filter's configuration by
+//! ECDS, clusters by CDS, routes by RDS). Minted tokens pass; a revocation made by another
+//! process reaches Envoy without a restart; a provider and route added later carry traffic;
+//! the proxy's ACKs show in the admin API; with the control plane gone, Envoy keeps
+//! enforcing the last configuration.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokenward_control_plane::admin::AdminState;
+use tokenward_control_plane::cli::run_servers;
+use tokenward_control_plane::crypto::MasterKey;
+use tokenward_control_plane::model::Alg;
+use tokenward_control_plane::plane::{
+    ControlPlane, InitSettings, ProviderSecret, Revocation, TokenRequest,
+};
+use tokenward_control_plane::store::SqliteStore;
+use tokenward_control_plane::xds::snapshot::SnapshotSettings;
+use tokenward_e2e::client::{self, bearer, Reply};
+use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
+use tokenward_e2e::mock_provider::MockProvider;
+use tokenward_filter::config::{
+    CredentialSource, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
+};
+
+const ISSUER: &str = "https://cp.test";
+
+/// A control plane handle on the database, as another `tokenward` process would have.
+fn plane(db: &Path, master: &str) -> ControlPlane<SqliteStore> {
+    ControlPlane::new(
+        SqliteStore::open(db).unwrap(),
+        MasterKey::from_hex(master).unwrap(),
+        "operator",
+    )
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn provider(name: &str, style: ProviderStyle, authority: &str) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        style,
+        cluster: name.into(),
+        authority: authority.into(),
+        credential: CredentialSource::Env(String::new()),
+        headers: Default::default(),
+    }
+}
+
+fn route(name: &str, prefix: &str, provider: &str) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        path_prefix: prefix.into(),
+        methods: vec!["POST".into()],
+        required_scopes: vec!["chat".into()],
+        model_source: ModelSource::Body,
+        provider: Some(provider.into()),
+        model_providers: vec![],
+        max_body_bytes: 1 << 20,
+        allow_query_credential: false,
+    }
+}
+
+/// The control plane's servers on free loopback ports, in a thread; dropped: stopped.
+struct Served {
+    xds: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    fn start(db: &Path, master: &str, settings: SnapshotSettings, xds_port: u16) -> Served {
+        let state = Arc::new(AdminState::new(plane(db, master), Box::new(now)));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (admin, xds) = runtime.block_on(async {
+            (
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                tokio::net::TcpListener::bind(("127.0.0.1", xds_port))
+                    .await
+                    .unwrap(),
+            )
+        });
+        let (admin_addr, xds_addr) = (admin.local_addr().unwrap(), xds.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                run_servers(state, settings, admin, Some(xds), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Served {
+            xds: xds_addr,
+            admin: admin_addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn chat(envoy: &Envoy, credential: &str) -> Reply {
+    client::send(
+        "POST",
+        &envoy.url("/v1/chat/completions"),
+        &[("authorization", &bearer(credential))],
+        Some(r#"{"model":"gpt-4o-mini","messages":[]}"#),
+    )
+    .unwrap()
+}
+
+/// Repeats `request` until `done` holds (a hang guard, not a timing assertion).
+fn eventually(
+    what: &str,
+    mut request: impl FnMut() -> Reply,
+    done: impl Fn(&Reply) -> bool,
+) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = request();
+        if done(&reply) {
+            return reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {} {}",
+            reply.status,
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tokenward.db");
+    let master = MasterKey::generate().unwrap().to_hex();
+    let openai = MockProvider::start("openai").unwrap();
+    let anthropic = MockProvider::start("anthropic").unwrap();
+    let operator = plane(&db, &master);
+    let (_, admin_key) = operator
+        .init(
+            &InitSettings {
+                issuer: ISSUER.into(),
+                audiences: vec!["gateway".into()],
+                alg: Alg::EdDSA,
+            },
+            now(),
+        )
+        .unwrap();
+    operator
+        .put_provider(
+            provider("openai", ProviderStyle::Openai, "api.openai.com"),
+            ProviderSecret::Sealed("sk-openai-from-the-vault".into()),
+            now(),
+        )
+        .unwrap();
+    operator
+        .put_route(route("chat", "/v1/chat/completions", "openai"), now())
+        .unwrap();
+    let alice = TokenRequest {
+        subject: "alice".into(),
+        scopes: vec!["chat".into()],
+        models: Some(vec!["*".into()]),
+        ..TokenRequest::default()
+    };
+    let token = operator.mint_token(&alice, now()).unwrap();
+
+    let wasm = wasm_module().unwrap();
+    let settings = SnapshotSettings {
+        wasm_path: wasm.display().to_string(),
+        env_keys: vec![],
+        upstream_overrides: [
+            ("openai".to_string(), openai.addr),
+            ("anthropic".to_string(), anthropic.addr),
+        ]
+        .into(),
+        ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+    };
+    let served = Served::start(&db, &master, settings.clone(), 0);
+    let config = EnvoyConfig::shipped_xds()
+        .unwrap()
+        .with_control_plane(served.xds, &wasm)
+        .unwrap();
+    let envoy = Envoy::start(config, &EnvoyOptions::default()).unwrap();
+
+    let ok = eventually(
+        "the first configuration",
+        || chat(&envoy, &token.token),
+        |r| r.status == 200,
+    );
+    assert!(ok.body.contains("chat.completion"));
+    let received = openai.received();
+    assert_eq!(
+        received.last().unwrap().header("authorization").as_deref(),
+        Some("Bearer sk-openai-from-the-vault")
+    );
+    assert!(!received.iter().any(|r| r.contains(&token.token)));
+
+    // Another process revokes; Envoy refuses without a restart.
+    plane(&db, &master)
+        .revoke(
+            &Revocation::Jti {
+                jti: token.jti.clone(),
+                expires_at: None,
+            },
+            now(),
+        )
+        .unwrap();
+    eventually(
+        "the revocation",
+        || chat(&envoy, &token.token),
+        |r| r.error_code().as_deref() == Some("token_revoked"),
+    );
+    let fresh = operator.mint_token(&alice, now()).unwrap();
+    assert_eq!(chat(&envoy, &fresh.token).status, 200);
+
+    // A provider and a route added later carry traffic: new cluster (CDS), route (RDS), filter (ECDS).
+    operator
+        .put_provider(
+            provider("anthropic", ProviderStyle::Anthropic, "api.anthropic.com"),
+            ProviderSecret::Sealed("sk-ant-from-the-vault".into()),
+            now(),
+        )
+        .unwrap();
+    operator
+        .put_route(route("messages", "/v1/messages", "anthropic"), now())
+        .unwrap();
+    let messages = || {
+        client::send(
+            "POST",
+            &envoy.url("/v1/messages"),
+            &[("x-api-key", fresh.token.as_bytes())],
+            Some(r#"{"model":"claude-3-5-haiku-latest","max_tokens":16,"messages":[]}"#),
+        )
+        .unwrap()
+    };
+    eventually("the new provider", messages, |r| r.status == 200);
+    assert_eq!(
+        anthropic
+            .received()
+            .last()
+            .unwrap()
+            .header("x-api-key")
+            .as_deref(),
+        Some("sk-ant-from-the-vault")
+    );
+
+    // The proxy's ACKs, in the admin API.
+    let proxies = client::send(
+        "GET",
+        &format!("http://{}/admin/v1/proxies", served.admin),
+        &[("authorization", &bearer(&admin_key.key))],
+        None,
+    )
+    .unwrap()
+    .json();
+    let node = &proxies["tokenward-gateway-1"];
+    assert_eq!(node["connected"], true, "{proxies}");
+    for kind in ["ecds", "cds", "rds"] {
+        assert!(node["acked"][kind].is_string(), "{kind} acked: {proxies}");
+    }
+
+    // The control plane goes away: Envoy keeps the last configuration.
+    let xds_port = served.xds.port();
+    drop(served);
+    assert_eq!(chat(&envoy, &fresh.token).status, 200);
+    assert_eq!(
+        chat(&envoy, &token.token).error_code().as_deref(),
+        Some("token_revoked")
+    );
+    let missing =
+        client::send("POST", &envoy.url("/v1/chat/completions"), &[], Some("{}")).unwrap();
+    assert_eq!(missing.status, 401);
+
+    // It comes back on the same port with the same state: the same version, nothing to push.
+    let updates = envoy.stat("extension_config_discovery.http_filter.tokenward.config_reload");
+    assert!(updates >= 3, "three filter configurations were applied so far: {updates}");
+    let served = Served::start(&db, &master, settings, xds_port);
+    eventually(
+        "reconnection",
+        || chat(&envoy, &fresh.token),
+        |r| r.status == 200,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        envoy.stat("extension_config_discovery.http_filter.tokenward.config_reload"),
+        updates,
+        "a restarted control plane pushes no needless update"
+    );
+    drop(served);
+}
