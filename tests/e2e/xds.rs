@@ -295,7 +295,10 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
 
     // It comes back on the same port with the same state: the same version, nothing to push.
     let updates = envoy.stat("extension_config_discovery.http_filter.tokenward.config_reload");
-    assert!(updates >= 3, "three filter configurations were applied so far: {updates}");
+    assert!(
+        updates >= 3,
+        "three filter configurations were applied so far: {updates}"
+    );
     let served = Served::start(&db, &master, settings, xds_port);
     eventually(
         "reconnection",
@@ -308,5 +311,55 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
         updates,
         "a restarted control plane pushes no needless update"
     );
+    // A configuration the filter refuses (a credential from an environment variable this
+    // Envoy does not have): NACKed, shown per proxy, and traffic stays on the last good one.
+    operator
+        .put_provider(
+            provider(
+                "gemini",
+                ProviderStyle::Gemini,
+                "generativelanguage.googleapis.com",
+            ),
+            ProviderSecret::Env("GEMINI_KEY_NOT_IN_THIS_ENVOY".into()),
+            now(),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let nacked = loop {
+        let proxies = client::send(
+            "GET",
+            &format!("http://{}/admin/v1/proxies", served.admin),
+            &[("authorization", &bearer(&admin_key.key))],
+            None,
+        )
+        .unwrap()
+        .json();
+        if proxies["tokenward-gateway-1"]["nacked"]["ecds"].is_object() {
+            break proxies["tokenward-gateway-1"]["nacked"]["ecds"].clone();
+        }
+        assert!(Instant::now() < deadline, "no NACK seen: {proxies}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Envoy reports the refusal in its NACK; the filter's reason is in Envoy's log.
+    assert!(
+        nacked["error"]
+            .as_str()
+            .unwrap()
+            .contains("Wasm plugin tokenward"),
+        "{nacked}"
+    );
+    assert!(nacked["version"].is_string());
+    let log = envoy.log();
+    assert!(log.contains("configuration refused") && log.contains("GEMINI_KEY_NOT_IN_THIS_ENVOY"));
+    assert_eq!(
+        chat(&envoy, &fresh.token).status,
+        200,
+        "the last good configuration stays"
+    );
+    assert_eq!(
+        chat(&envoy, &token.token).error_code().as_deref(),
+        Some("token_revoked")
+    );
+
     drop(served);
 }

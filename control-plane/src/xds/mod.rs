@@ -233,7 +233,10 @@ pub async fn serve(
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
     let server = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(Ads { snapshots, state }))
+        .add_service(AggregatedDiscoveryServiceServer::new(Ads {
+            snapshots,
+            state,
+        }))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let result = tokio::select! {
         result = server => result,
