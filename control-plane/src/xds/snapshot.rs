@@ -127,7 +127,6 @@ fn filter_config(json: &str, settings: &SnapshotSettings) -> Any {
                 "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                 &Wasm {
                     config: Some(plugin),
-                    ..Default::default()
                 },
             )),
         },
