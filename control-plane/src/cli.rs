@@ -94,6 +94,16 @@ pub enum Command {
     Jwks,
     /// Serve the admin API, the OAuth token endpoint and the JWKS over HTTP until Ctrl-C.
     Serve(ServeArgs),
+    /// What each Envoy connected to a running control plane runs: versions ACKed, NACKs
+    /// with their error, last seen. Asks the server's admin API.
+    ProxyStatus {
+        /// The admin API of `tokenward serve`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A credential with admin:read (or set TOKENWARD_ADMIN_KEY).
+        #[arg(long, env = "TOKENWARD_ADMIN_KEY", hide_env_values = true)]
+        admin_key: String,
+    },
     /// The newest audit log entries.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -413,6 +423,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Runs one command; `out` gets the result, `err` warnings.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
+    if let Command::ProxyStatus { server, admin_key } = &cli.command {
+        return proxy_status(server, admin_key, cli.output == Output::Json, out);
+    }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;
     let master = master_key(cli, err)?;
@@ -692,7 +705,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 None => writeln!(out, "{text}")?,
             }
         }
-        Command::Serve(_) => {}
+        Command::Serve(_) | Command::ProxyStatus { .. } => {}
         Command::Jwks => {
             writeln!(out, "{}", serde_json::to_string_pretty(&plane.jwks(now)?)?)?;
         }
@@ -709,6 +722,75 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 .collect::<Vec<_>>()
                 .join("\n");
             print(out, serde_json::to_value(&entries)?, text)?;
+        }
+    }
+    Ok(())
+}
+
+/// `proxy-status`: GET /admin/v1/proxies from a running server (plain HTTP/1.1: the admin
+/// API is meant for a trusted network or behind a TLS-terminating proxy).
+fn proxy_status(
+    server: &str,
+    admin_key: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use std::io::Read;
+    let authority = server
+        .strip_prefix("http://")
+        .context("--server must be an http:// URL")?
+        .trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority)
+        .with_context(|| format!("connecting to {authority}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /admin/v1/proxies HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {admin_key}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("a malformed answer")?;
+    let status = head.split(' ').nth(1).unwrap_or("");
+    if status != "200" {
+        bail!("the server answered {status}: {body}");
+    }
+    let proxies: serde_json::Value =
+        serde_json::from_str(body).context("the answer is not JSON")?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&proxies)?)?;
+        return Ok(());
+    }
+    let Some(map) = proxies.as_object() else {
+        bail!("unexpected answer: {proxies}");
+    };
+    if map.is_empty() {
+        writeln!(out, "no Envoy has connected")?;
+    }
+    for (node, status) in map {
+        let state = if status["connected"] == true {
+            "connected"
+        } else {
+            "disconnected"
+        };
+        writeln!(
+            out,
+            "{node} ({}) {state}, last seen {}",
+            status["cluster"].as_str().unwrap_or(""),
+            status["last_seen"]
+        )?;
+        for kind in ["ecds", "cds", "rds"] {
+            let acked = status["acked"][kind].as_str().unwrap_or("-");
+            let nack = match &status["nacked"][kind] {
+                serde_json::Value::Object(n) => format!(
+                    "  NACKed {}: {}",
+                    n.get("version").and_then(|v| v.as_str()).unwrap_or(""),
+                    n.get("error").and_then(|v| v.as_str()).unwrap_or("")
+                ),
+                _ => String::new(),
+            };
+            writeln!(out, "  {kind}: {acked}{nack}")?;
         }
     }
     Ok(())

@@ -280,6 +280,25 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
     for kind in ["ecds", "cds", "rds"] {
         assert!(node["acked"][kind].is_string(), "{kind} acked: {proxies}");
     }
+    // The same through `tokenward proxy-status`.
+    let cli = <tokenward_control_plane::cli::Cli as clap::Parser>::try_parse_from([
+        "tokenward",
+        "proxy-status",
+        "--server",
+        &format!("http://{}", served.admin),
+        "--admin-key",
+        &admin_key.key,
+    ])
+    .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    tokenward_control_plane::cli::run(&cli, &mut out, &mut err).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let ecds = node["acked"]["ecds"].as_str().unwrap();
+    assert!(
+        text.contains("tokenward-gateway-1 (tokenward-gateway) connected")
+            && text.contains(&format!("ecds: {ecds}")),
+        "{text}"
+    );
 
     // The control plane goes away: Envoy keeps the last configuration.
     let xds_port = served.xds.port();
