@@ -37,6 +37,7 @@ lint: deps
 bench: wasm
 	@bash scripts/install-deps.sh bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin bench
+	$(CARGO) run --locked --release -p tokenward-e2e --bin cp_bench
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm

@@ -5,11 +5,8 @@
 //! enforcing the last configuration.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokenward_control_plane::admin::AdminState;
-use tokenward_control_plane::cli::run_servers;
 use tokenward_control_plane::crypto::MasterKey;
 use tokenward_control_plane::model::Alg;
 use tokenward_control_plane::plane::{
@@ -18,6 +15,7 @@ use tokenward_control_plane::plane::{
 use tokenward_control_plane::store::SqliteStore;
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 use tokenward_e2e::client::{self, bearer, Reply};
+use tokenward_e2e::control_plane::Served;
 use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
 use tokenward_filter::config::{
@@ -26,20 +24,12 @@ use tokenward_filter::config::{
 
 const ISSUER: &str = "https://cp.test";
 
-/// A control plane handle on the database, as another `tokenward` process would have.
 fn plane(db: &Path, master: &str) -> ControlPlane<SqliteStore> {
-    ControlPlane::new(
-        SqliteStore::open(db).unwrap(),
-        MasterKey::from_hex(master).unwrap(),
-        "operator",
-    )
+    tokenward_e2e::control_plane::plane(db, master).unwrap()
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    tokenward_e2e::control_plane::unix_now()
 }
 
 fn provider(name: &str, style: ProviderStyle, authority: &str) -> ProviderConfig {
@@ -64,57 +54,6 @@ fn route(name: &str, prefix: &str, provider: &str) -> RouteConfig {
         model_providers: vec![],
         max_body_bytes: 1 << 20,
         allow_query_credential: false,
-    }
-}
-
-/// The control plane's servers on free loopback ports, in a thread; dropped: stopped.
-struct Served {
-    xds: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Served {
-    fn start(db: &Path, master: &str, settings: SnapshotSettings, xds_port: u16) -> Served {
-        let state = Arc::new(AdminState::new(plane(db, master), Box::new(now)));
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let (admin, xds) = runtime.block_on(async {
-            (
-                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-                tokio::net::TcpListener::bind(("127.0.0.1", xds_port))
-                    .await
-                    .unwrap(),
-            )
-        });
-        let (admin_addr, xds_addr) = (admin.local_addr().unwrap(), xds.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                run_servers(state, settings, admin, Some(xds), async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        Served {
-            xds: xds_addr,
-            admin: admin_addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -197,7 +136,7 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
         .into(),
         ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
     };
-    let served = Served::start(&db, &master, settings.clone(), 0);
+    let served = Served::start(&db, &master, settings.clone(), 0).unwrap();
     let config = EnvoyConfig::shipped_xds()
         .unwrap()
         .with_control_plane(served.xds, &wasm)
@@ -318,7 +257,7 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
         updates >= 3,
         "three filter configurations were applied so far: {updates}"
     );
-    let served = Served::start(&db, &master, settings, xds_port);
+    let served = Served::start(&db, &master, settings, xds_port).unwrap();
     eventually(
         "reconnection",
         || chat(&envoy, &fresh.token),

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
+pub mod control_plane;
 pub mod envoy;
 pub mod mock_provider;
 pub mod setup;

@@ -115,11 +115,18 @@ impl RootContext for TokenwardRoot {
             self.worker = Worker::unconfigured();
             return true;
         }
+        let started = raw::now_nanoseconds().unwrap_or(0);
         match Policy::from_json(&config, &|name| std::env::var(name).ok()) {
             Ok(policy) => {
+                // How long parsing and compiling took: what a large configuration costs
+                // each worker.
+                let micros = raw::now_nanoseconds().unwrap_or(0).saturating_sub(started) / 1000;
                 log::info!(
-                    "configuration {} applied",
-                    policy.version.as_deref().unwrap_or("(unversioned)")
+                    "configuration {} applied in {}.{:03} ms ({} bytes)",
+                    policy.version.as_deref().unwrap_or("(unversioned)"),
+                    micros / 1000,
+                    micros % 1000,
+                    config.len()
                 );
                 // A new worker state: the cache of the old keys goes with the old config.
                 self.worker = Worker::configured(policy);
