@@ -174,17 +174,54 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
     let fresh = operator.mint_token(&alice, now()).unwrap();
     assert_eq!(chat(&envoy, &fresh.token).status, 200);
 
-    // A provider and a route added later carry traffic: new cluster (CDS), route (RDS), filter (ECDS).
-    operator
-        .put_provider(
-            provider("anthropic", ProviderStyle::Anthropic, "api.anthropic.com"),
-            ProviderSecret::Sealed("sk-ant-from-the-vault".into()),
-            now(),
-        )
-        .unwrap();
-    operator
-        .put_route(route("messages", "/v1/messages", "anthropic"), now())
-        .unwrap();
+    // A provider and a route added later with the CLI carry traffic: a new cluster (CDS),
+    // route (RDS) and filter configuration (ECDS), no Envoy restart.
+    let key_file = dir.path().join("master.key");
+    std::fs::write(&key_file, &master).unwrap();
+    let secret_file = dir.path().join("anthropic.key");
+    std::fs::write(&secret_file, "sk-ant-from-the-vault").unwrap();
+    let cli = |args: &[&str]| {
+        let mut argv = vec![
+            "tokenward",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--master-key-file",
+            key_file.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(args);
+        let cli =
+            <tokenward_control_plane::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        tokenward_control_plane::cli::run(&cli, &mut out, &mut err).unwrap();
+    };
+    cli(&[
+        "provider",
+        "add",
+        "--name",
+        "anthropic",
+        "--style",
+        "anthropic",
+        "--authority",
+        "api.anthropic.com",
+        "--credential-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    cli(&[
+        "route",
+        "add",
+        "--name",
+        "messages",
+        "--path-prefix",
+        "/v1/messages",
+        "--method",
+        "POST",
+        "--scope",
+        "chat",
+        "--model-source",
+        "body",
+        "--provider",
+        "anthropic",
+    ]);
     let messages = || {
         client::send(
             "POST",
@@ -203,6 +240,21 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
             .header("x-api-key")
             .as_deref(),
         Some("sk-ant-from-the-vault")
+    );
+
+    // Rotation: a new key signs at once; tokens of the old one pass until they expire.
+    operator.rotate_key(Alg::ES256, Some(0), now()).unwrap();
+    let rotated = operator.mint_token(&alice, now()).unwrap();
+    assert_ne!(rotated.kid, fresh.kid);
+    eventually(
+        "the rotated key",
+        || chat(&envoy, &rotated.token),
+        |r| r.status == 200,
+    );
+    assert_eq!(
+        chat(&envoy, &fresh.token).status,
+        200,
+        "the retired key's token still passes"
     );
 
     // The proxy's ACKs, in the admin API.
