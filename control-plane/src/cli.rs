@@ -90,6 +90,9 @@ pub enum Command {
     /// The filter's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Numeric settings: max_token_ttl_seconds, clock_skew_seconds, key_overlap_seconds.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
     /// The public signing keys as a JWKS document.
     Jwks,
     /// Serve the admin API, the OAuth token endpoint and the JWKS over HTTP until Ctrl-C.
@@ -318,6 +321,14 @@ pub enum PriceCommand {
         #[arg(long)]
         cached_input_price: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Every setting and its value.
+    Show,
+    /// Change one.
+    Set { name: String, value: u64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -706,6 +717,27 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             }
         }
         Command::Serve(_) | Command::ProxyStatus { .. } => {}
+        Command::Settings(SettingsCommand::Show) => {
+            let settings = plane.settings()?;
+            let map: serde_json::Map<String, serde_json::Value> = settings
+                .iter()
+                .map(|(n, v)| (n.to_string(), serde_json::Value::from(*v)))
+                .collect();
+            let text = settings
+                .iter()
+                .map(|(n, v)| format!("{n} = {v}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(out, serde_json::Value::Object(map), text)?;
+        }
+        Command::Settings(SettingsCommand::Set { name, value }) => {
+            plane.set_setting(name, *value, now)?;
+            print(
+                out,
+                serde_json::json!({ name.as_str(): value }),
+                format!("{name} = {value}"),
+            )?;
+        }
         Command::Jwks => {
             writeln!(out, "{}", serde_json::to_string_pretty(&plane.jwks(now)?)?)?;
         }

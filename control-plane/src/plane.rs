@@ -653,6 +653,46 @@ impl<S: Store> ControlPlane<S> {
         Ok(())
     }
 
+    /// Changes one of the numeric settings, within its bounds, checked like every change.
+    pub fn set_setting(&self, name: &str, value: u64, now: u64) -> Result<(), PlaneError> {
+        let (low, high) = match name {
+            SETTING_MAX_TTL => (60, 7 * 24 * 3600),
+            SETTING_SKEW => (0, 600),
+            SETTING_OVERLAP => (0, 7 * 24 * 3600),
+            _ => {
+                return Err(invalid(format!(
+                    "unknown setting {name:?}: use {SETTING_MAX_TTL}, {SETTING_SKEW} or {SETTING_OVERLAP}"
+                )))
+            }
+        };
+        if !(low..=high).contains(&value) {
+            return Err(invalid(format!("{name} must be between {low} and {high}")));
+        }
+        self.check_with(now, |config| match name {
+            SETTING_MAX_TTL => config.max_token_lifetime_seconds = value,
+            SETTING_SKEW => config.clock_skew_seconds = value,
+            _ => {}
+        })?;
+        self.store.set_setting(name, &value.to_string())?;
+        self.audit(now, "setting.set", name, &value.to_string())?;
+        Ok(())
+    }
+
+    /// The numeric settings in force.
+    pub fn settings(&self) -> Result<Vec<(&'static str, u64)>, PlaneError> {
+        Ok(vec![
+            (SETTING_MAX_TTL, self.max_token_ttl()?),
+            (
+                SETTING_SKEW,
+                self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?,
+            ),
+            (
+                SETTING_OVERLAP,
+                self.number_setting(SETTING_OVERLAP, DEFAULT_KEY_OVERLAP)?,
+            ),
+        ])
+    }
+
     /// Renders the current state and applies `change`, then compiles it as the filter would
     /// (environment variables assumed present: they are Envoy's, not ours to check).
     fn check_with(&self, now: u64, change: impl FnOnce(&mut Config)) -> Result<(), PlaneError> {

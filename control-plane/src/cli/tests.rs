@@ -214,4 +214,27 @@ fn mistakes_are_clear_errors() {
     assert!(!ok && err.contains("minute, hour, day or month"), "{err}");
     let (ok, _, err) = tokenward(d, &["--dev", "token", "revoke"]);
     assert!(!ok && err.contains("required"), "{err}");
+    let (ok, _, err) = tokenward(
+        d,
+        &["--dev", "settings", "set", "max_token_ttl_seconds", "5"],
+    );
+    assert!(!ok && err.contains("between 60"), "{err}");
+    let (ok, _, err) = tokenward(
+        d,
+        &["--dev", "settings", "set", "max_token_ttl_seconds", "7200"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = tokenward(d, &["--dev", "-o", "json", "settings", "show"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["max_token_ttl_seconds"],
+        7200
+    );
+    let (ok, _, err) = tokenward(
+        d,
+        &["--dev", "token", "mint", "--subject", "a", "--ttl", "7000"],
+    );
+    assert!(ok, "the raised maximum applies: {err}");
+    let (ok, _, err) = tokenward(d, &["--dev", "settings", "set", "colour", "1"]);
+    assert!(!ok && err.contains("unknown setting"), "{err}");
 }
