@@ -311,7 +311,7 @@ async fn oauth_token(
     });
     let now = (state.clock)();
     let minted = match lock(&state) {
-        Ok(plane) => plane.exchange_api_key(client_id.as_deref(), &secret, scopes, now),
+        Ok(mut plane) => plane.exchange_api_key(client_id.as_deref(), &secret, scopes, now),
         Err(e) => return e.into_response(),
     };
     match minted {
@@ -460,6 +460,8 @@ struct RevokeBody {
     expires_at: Option<u64>,
     subject: Option<String>,
     tenant: Option<String>,
+    /// A signing key's id.
+    kid: Option<String>,
 }
 
 async fn revoke(
@@ -467,18 +469,19 @@ async fn revoke(
     headers: HeaderMap,
     Json(body): Json<RevokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let what = match (body.jti, body.subject, body.tenant) {
-        (Some(jti), None, None) => Revocation::Jti {
+    let what = match (body.jti, body.subject, body.tenant, body.kid) {
+        (Some(jti), None, None, None) => Revocation::Jti {
             jti,
             expires_at: body.expires_at,
         },
-        (None, Some(subject), None) => Revocation::Subject(subject),
-        (None, None, Some(tenant)) => Revocation::Tenant(tenant),
+        (None, Some(subject), None, None) => Revocation::Subject(subject),
+        (None, None, Some(tenant), None) => Revocation::Tenant(tenant),
+        (None, None, None, Some(kid)) => Revocation::Key(kid),
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "name exactly one of jti, subject and tenant",
+                "name exactly one of jti, subject, tenant and kid",
             ))
         }
     };

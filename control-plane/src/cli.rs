@@ -171,6 +171,9 @@ pub enum KeyCommand {
     },
     /// Every key and its state.
     List,
+    /// Revoke a signing key (compromised): unpublished at once, every token it signed
+    /// refused. Rotate a new key in first (`key rotate --now`) if it is the active one.
+    Revoke { kid: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,17 +421,23 @@ fn master_key(cli: &Cli, err: &mut dyn Write) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
-/// Writes a file only its owner can read.
+/// Writes a file only its owner can read, also when it existed with looser permissions:
+/// written beside it, made private, then moved over it.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = path.file_name().context("a file name is needed")?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -503,6 +512,14 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 .collect::<Vec<_>>()
                 .join("\n");
             print(out, serde_json::Value::Array(rows), text)?;
+        }
+        Command::Key(KeyCommand::Revoke { kid }) => {
+            plane.revoke(&Revocation::Key(kid.clone()), now)?;
+            print(
+                out,
+                serde_json::json!({"revoked": kid}),
+                format!("signing key {kid} revoked"),
+            )?;
         }
         Command::Token(TokenCommand::Mint(args)) => {
             let minted = plane.mint_token(

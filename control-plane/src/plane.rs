@@ -134,6 +134,8 @@ pub enum Revocation {
     ApiKey(String),
     /// Every credential of a tenant that exists now: its API keys and unexpired JWTs.
     Tenant(String),
+    /// A signing key: unpublished at once, and every token it signed refused.
+    Key(String),
 }
 
 /// Where a provider's credential comes from.
@@ -195,7 +197,7 @@ impl<S: Store> ControlPlane<S> {
     /// an API key as its secret and gets a short-lived JWT with the key's subject, tenant,
     /// models and plan, and the scopes it asked for (all of the key's when it names none).
     pub fn exchange_api_key(
-        &self,
+        &mut self,
         client_id: Option<&str>,
         secret: &str,
         scopes: Option<Vec<String>>,
@@ -232,18 +234,19 @@ impl<S: Store> ControlPlane<S> {
             .map_err(|e| OAuthError::Server(e.to_string()))?
             .min(TOKEN_ENDPOINT_TTL)
             .min(key.expires_at.map_or(u64::MAX, |t| t.saturating_sub(now)));
-        self.mint_token(
-            &TokenRequest {
-                subject: key.subject.clone(),
-                tenant: key.tenant.clone(),
-                scopes,
-                models: Some(key.models.clone()),
-                plan: key.plan.clone(),
-                ttl_seconds: Some(ttl),
-            },
-            now,
-        )
-        .map_err(|e| OAuthError::Server(e.to_string()))
+        let request = TokenRequest {
+            subject: key.subject.clone(),
+            tenant: key.tenant.clone(),
+            scopes,
+            models: Some(key.models.clone()),
+            plan: key.plan.clone(),
+            ttl_seconds: Some(ttl),
+        };
+        let key_id = key.id.clone();
+        // The audit log names the client, not whoever used this handle last.
+        self.actor = format!("oauth:{key_id}");
+        self.mint(&request, now, Some(&key_id))
+            .map_err(|e| OAuthError::Server(e.to_string()))
     }
 
     fn audit(&self, now: u64, action: &str, target: &str, detail: &str) -> Result<(), PlaneError> {
@@ -382,6 +385,17 @@ impl<S: Store> ControlPlane<S> {
 
     /// Mints a JWT with the active key. The lifetime is bounded by the configured maximum.
     pub fn mint_token(&self, request: &TokenRequest, now: u64) -> Result<MintedToken, PlaneError> {
+        self.mint(request, now, None)
+    }
+
+    /// Mints; `api_key_id` when the token is exchanged for an API key (revoking the key then
+    /// revokes the token).
+    fn mint(
+        &self,
+        request: &TokenRequest,
+        now: u64,
+        api_key_id: Option<&str>,
+    ) -> Result<MintedToken, PlaneError> {
         let issuer = self.issuer()?;
         if !model::valid_identifier(&request.subject) {
             return Err(invalid(
@@ -446,7 +460,7 @@ impl<S: Store> ControlPlane<S> {
             issued_at: now,
             expires_at: now + ttl,
         };
-        self.store.record_token(&issued)?;
+        self.store.record_token(&issued, api_key_id)?;
         self.audit(
             now,
             "token.mint",
@@ -515,8 +529,10 @@ impl<S: Store> ControlPlane<S> {
     pub fn revoke(&self, what: &Revocation, now: u64) -> Result<usize, PlaneError> {
         let count = match what {
             Revocation::Jti { jti, expires_at } => {
+                // Never earlier than the token's own expiry, when it was minted here.
                 let expires_at = match (expires_at, self.store.token(jti)?) {
-                    (Some(t), _) => *t,
+                    (Some(t), Some(token)) => (*t).max(token.expires_at),
+                    (Some(t), None) => *t,
                     (None, Some(token)) => token.expires_at,
                     // Not minted here and no expiry given: keep it as long as any token lives.
                     (None, None) => {
@@ -541,14 +557,36 @@ impl<S: Store> ControlPlane<S> {
                 if n == 0 && !self.store.api_keys()?.iter().any(|k| &k.id == id) {
                     return Err(PlaneError::NotFound(format!("API key {id:?}")));
                 }
-                self.audit(now, "revoke.apikey", id, "")?;
-                n
+                // And the tokens the key was exchanged for.
+                let tokens = self.store.tokens_of_api_key(id, self.live_after(now)?)?;
+                for token in &tokens {
+                    self.store.revoke_jti(&token.jti, token.expires_at, now)?;
+                }
+                self.audit(
+                    now,
+                    "revoke.apikey",
+                    id,
+                    &format!("{} exchanged tokens", tokens.len()),
+                )?;
+                n + tokens.len()
+            }
+            Revocation::Key(kid) => {
+                if !self.store.revoke_signing_key(kid, now)? {
+                    return Err(PlaneError::NotFound(format!("signing key {kid:?}")));
+                }
+                self.audit(
+                    now,
+                    "revoke.key",
+                    kid,
+                    "unpublished; every token it signed refused",
+                )?;
+                1
             }
             Revocation::Tenant(tenant) => {
                 let keys = self
                     .store
                     .revoke_api_keys(ApiKeySelector::Tenant(tenant), now)?;
-                let tokens = self.store.tokens_of_tenant(tenant, now)?;
+                let tokens = self.store.tokens_of_tenant(tenant, self.live_after(now)?)?;
                 for token in &tokens {
                     self.store.revoke_jti(&token.jti, token.expires_at, now)?;
                 }
@@ -653,6 +691,11 @@ impl<S: Store> ControlPlane<S> {
         Ok(())
     }
 
+    /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).
+    fn live_after(&self, now: u64) -> Result<u64, PlaneError> {
+        Ok(now.saturating_sub(self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?))
+    }
+
     /// Changes one of the numeric settings, within its bounds, checked like every change.
     pub fn set_setting(&self, name: &str, value: u64, now: u64) -> Result<(), PlaneError> {
         let (low, high) = match name {
@@ -674,6 +717,9 @@ impl<S: Store> ControlPlane<S> {
             _ => {}
         })?;
         self.store.set_setting(name, &value.to_string())?;
+        // Retired keys stay published as long as the tokens they signed may now live.
+        let keep = self.max_token_ttl()? + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?;
+        self.store.extend_publication(keep)?;
         self.audit(now, "setting.set", name, &value.to_string())?;
         Ok(())
     }
@@ -698,6 +744,19 @@ impl<S: Store> ControlPlane<S> {
     fn check_with(&self, now: u64, change: impl FnOnce(&mut Config)) -> Result<(), PlaneError> {
         let mut config = self.render(now)?;
         change(&mut config);
+        // Clusters are pushed by name (CDS): two providers on one cluster would send one's
+        // credential to the other's host.
+        let mut clusters = std::collections::HashSet::new();
+        if let Some(shared) = config
+            .providers
+            .iter()
+            .find(|p| !clusters.insert(p.cluster.as_str()))
+        {
+            return Err(invalid(format!(
+                "cluster {:?} belongs to another provider",
+                shared.cluster
+            )));
+        }
         Policy::compile(&config, &|name| Some(format!("{name}-set-in-envoy")))?;
         Ok(())
     }
@@ -743,12 +802,12 @@ impl<S: Store> ControlPlane<S> {
             revocations: Revocations {
                 jtis: self
                     .store
-                    .revoked_jtis(now)?
+                    .revoked_jtis(self.live_after(now)?)?
                     .into_iter()
                     .map(|(jti, expires_at)| RevokedJti { jti, expires_at })
                     .collect(),
                 subjects: self.store.revoked_subjects()?,
-                key_ids: Vec::new(),
+                key_ids: self.store.revoked_key_ids()?,
             },
             providers,
             routes: self.store.routes()?,

@@ -43,9 +43,23 @@ pub trait Store {
         publish_until: u64,
     ) -> Result<(), StoreError>;
 
-    fn record_token(&self, token: &IssuedToken) -> Result<(), StoreError>;
-    /// Tokens of `tenant` that have not expired at `now`.
-    fn tokens_of_tenant(&self, tenant: &str, now: u64) -> Result<Vec<IssuedToken>, StoreError>;
+    /// Records a minted token; `api_key_id` when it was exchanged for an API key.
+    fn record_token(&self, token: &IssuedToken, api_key_id: Option<&str>)
+        -> Result<(), StoreError>;
+    /// Tokens of `tenant` still accepted after `live_after` (now minus the clock skew).
+    fn tokens_of_tenant(
+        &self,
+        tenant: &str,
+        live_after: u64,
+    ) -> Result<Vec<IssuedToken>, StoreError>;
+    /// Tokens exchanged for the API key `id`, still accepted after `live_after`.
+    fn tokens_of_api_key(&self, id: &str, live_after: u64) -> Result<Vec<IssuedToken>, StoreError>;
+    /// Revokes a signing key: it leaves the published keys and its `kid` is refused.
+    fn revoke_signing_key(&self, kid: &str, now: u64) -> Result<bool, StoreError>;
+    fn revoked_key_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Keeps every retired key published at least `keep` seconds after it retired (a raised
+    /// token lifetime or skew), never shortening a publication.
+    fn extend_publication(&self, keep: u64) -> Result<(), StoreError>;
     fn token(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError>;
 
     fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
@@ -55,9 +69,10 @@ pub trait Store {
 
     fn revoke_jti(&self, jti: &str, expires_at: u64, now: u64) -> Result<(), StoreError>;
     fn revoke_subject(&self, subject: &str, now: u64) -> Result<(), StoreError>;
-    /// Revoked token ids with their expiry; entries past it are pruned first (and minted
-    /// tokens past theirs).
-    fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Revoked token ids with their expiry; entries that expired before `prune_before` (now
+    /// minus the clock skew: the filter accepts a token until exp + skew) are pruned first,
+    /// and minted tokens likewise.
+    fn revoked_jtis(&self, prune_before: u64) -> Result<Vec<(String, u64)>, StoreError>;
     fn revoked_subjects(&self) -> Result<Vec<String>, StoreError>;
 
     fn put_provider(&self, provider: &StoredProvider) -> Result<(), StoreError>;
@@ -90,7 +105,10 @@ pub enum ApiKeySelector<'a> {
 }
 
 /// Migrations, in order; the database records how many it has run (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_sources_and_key_revocation.sql"),
+];
 
 pub struct SqliteStore {
     conn: Connection,
@@ -284,27 +302,78 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn record_token(&self, token: &IssuedToken) -> Result<(), StoreError> {
+    fn record_token(
+        &self,
+        token: &IssuedToken,
+        api_key_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO issued_tokens (jti, subject, tenant, kid, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO issued_tokens (jti, subject, tenant, kid, issued_at, expires_at, api_key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 token.jti,
                 token.subject,
                 token.tenant,
                 token.kid,
                 to_i64(token.issued_at)?,
-                to_i64(token.expires_at)?
+                to_i64(token.expires_at)?,
+                api_key_id
             ],
         )?;
         Ok(())
     }
 
-    fn tokens_of_tenant(&self, tenant: &str, now: u64) -> Result<Vec<IssuedToken>, StoreError> {
+    fn tokens_of_api_key(&self, id: &str, live_after: u64) -> Result<Vec<IssuedToken>, StoreError> {
         let mut statement = self.conn.prepare(
             "SELECT jti, subject, tenant, kid, issued_at, expires_at FROM issued_tokens
-             WHERE tenant = ?1 AND expires_at > ?2 ORDER BY jti",
+             WHERE api_key_id = ?1 AND expires_at >= ?2 ORDER BY jti",
         )?;
-        let rows = statement.query_map(params![tenant, to_i64(now)?], token_from_row)?;
+        let rows = statement.query_map(params![id, to_i64(live_after)?], token_from_row)?;
+        rows.map(|row| issued(row?)).collect()
+    }
+
+    fn revoke_signing_key(&self, kid: &str, now: u64) -> Result<bool, StoreError> {
+        let now = to_i64(now)?;
+        let changed = self.conn.execute(
+            "UPDATE signing_keys SET retired_at = MIN(COALESCE(retired_at, ?2), ?2), publish_until = ?2 WHERE kid = ?1",
+            params![kid, now],
+        )?;
+        if changed > 0 {
+            self.conn.execute(
+                "INSERT INTO revoked_keys (kid, revoked_at) VALUES (?1, ?2) ON CONFLICT (kid) DO NOTHING",
+                params![kid, now],
+            )?;
+        }
+        Ok(changed > 0)
+    }
+
+    fn revoked_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT kid FROM revoked_keys ORDER BY kid")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn extend_publication(&self, keep: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE signing_keys SET publish_until = MAX(publish_until, retired_at + ?1)
+             WHERE retired_at IS NOT NULL AND publish_until IS NOT NULL
+               AND kid NOT IN (SELECT kid FROM revoked_keys)",
+            [to_i64(keep)?],
+        )?;
+        Ok(())
+    }
+
+    fn tokens_of_tenant(
+        &self,
+        tenant: &str,
+        live_after: u64,
+    ) -> Result<Vec<IssuedToken>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT jti, subject, tenant, kid, issued_at, expires_at FROM issued_tokens
+             WHERE tenant = ?1 AND expires_at >= ?2 ORDER BY jti",
+        )?;
+        let rows = statement.query_map(params![tenant, to_i64(live_after)?], token_from_row)?;
         rows.map(|row| issued(row?)).collect()
     }
 
@@ -404,9 +473,10 @@ impl Store for SqliteStore {
     }
 
     fn revoke_jti(&self, jti: &str, expires_at: u64, now: u64) -> Result<(), StoreError> {
+        // Revoked again with a later expiry: the later one holds.
         self.conn.execute(
             "INSERT INTO revoked_jtis (jti, expires_at, revoked_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (jti) DO NOTHING",
+             ON CONFLICT (jti) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
             params![jti, to_i64(expires_at)?, to_i64(now)?],
         )?;
         Ok(())

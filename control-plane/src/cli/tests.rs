@@ -153,7 +153,15 @@ fn the_operator_workflow_renders_a_configuration_the_filter_accepts() {
     assert!(key.starts_with("tw_"));
     dev(&["token", "revoke", "--jti", minted["jti"].as_str().unwrap()]);
     let path = d.join("filter.json");
+    // Written private even over a file that was world-readable.
+    std::fs::write(&path, "old").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     dev(&["config", "render", "--out", path.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let rendered = std::fs::read(&path).unwrap();
     let policy =
         tokenward_filter::policy::Policy::from_json(&rendered, &|_| Some("sk-test".into()))

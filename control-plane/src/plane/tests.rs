@@ -183,7 +183,9 @@ fn revocation_by_jti_subject_and_tenant_reaches_the_filter() {
         Err(ErrorCode::TokenRevoked)
     );
     // Pruned once the token would have expired anyway.
-    let later = plane.render(first.expires_at + 1).unwrap();
+    let later = plane
+        .render(first.expires_at + DEFAULT_CLOCK_SKEW + 1)
+        .unwrap();
     assert!(later.revocations.jtis.is_empty());
     assert_eq!(later.revocations.subjects, ["bob"]);
 }
@@ -397,4 +399,99 @@ fn init_happens_once() {
         fresh.mint_token(&alice(), NOW),
         Err(PlaneError::NotInitialised)
     ));
+}
+
+#[test]
+fn a_revoked_signing_key_is_unpublished_and_its_tokens_refused() {
+    let plane = plane();
+    let old = plane.mint_token(&alice(), NOW).unwrap();
+    let new_key = plane.rotate_key(Alg::EdDSA, Some(0), NOW + 1).unwrap();
+    plane
+        .revoke(&Revocation::Key(old.kid.clone()), NOW + 2)
+        .unwrap();
+    assert_eq!(
+        filter_verdict(&plane, &old.token, NOW + 3),
+        Err(ErrorCode::InvalidToken),
+        "its key is gone"
+    );
+    let config = plane.render(NOW + 3).unwrap();
+    assert_eq!(config.revocations.key_ids, std::slice::from_ref(&old.kid));
+    assert_eq!(config.keys.keys.len(), 1);
+    let fresh = plane.mint_token(&alice(), NOW + 3).unwrap();
+    assert_eq!(fresh.kid, new_key.kid);
+    assert!(matches!(
+        plane.revoke(&Revocation::Key("nope".into()), NOW),
+        Err(PlaneError::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_revocation_outlives_the_token_by_the_clock_skew() {
+    let plane = plane();
+    let token = plane
+        .mint_token(
+            &TokenRequest {
+                ttl_seconds: Some(60),
+                ..alice()
+            },
+            NOW,
+        )
+        .unwrap();
+    plane
+        .revoke(
+            &Revocation::Jti {
+                jti: token.jti.clone(),
+                expires_at: Some(NOW + 1),
+            },
+            NOW,
+        )
+        .unwrap();
+    // The filter accepts the token until exp + skew; the revocation must stay as long.
+    let within_skew = token.expires_at + DEFAULT_CLOCK_SKEW - 1;
+    assert_eq!(
+        filter_verdict(&plane, &token.token, within_skew),
+        Err(ErrorCode::TokenRevoked)
+    );
+    assert!(plane
+        .render(token.expires_at + DEFAULT_CLOCK_SKEW + 1)
+        .unwrap()
+        .revocations
+        .jtis
+        .is_empty());
+}
+
+#[test]
+fn two_providers_may_not_share_a_cluster() {
+    let plane = plane();
+    let twin = ProviderConfig {
+        name: "twin".into(),
+        authority: "evil.example".into(),
+        ..openai()
+    };
+    assert!(matches!(
+        plane.put_provider(twin, ProviderSecret::Env("X".into()), NOW),
+        Err(PlaneError::Invalid(m)) if m.contains("another provider")
+    ));
+}
+
+#[test]
+fn raising_the_token_lifetime_keeps_retired_keys_published_longer() {
+    let plane = plane();
+    let old = plane.mint_token(&alice(), NOW).unwrap();
+    plane.rotate_key(Alg::EdDSA, Some(0), NOW + 1).unwrap();
+    plane
+        .set_setting("max_token_ttl_seconds", 7200, NOW + 2)
+        .unwrap();
+    let later = NOW + 1 + DEFAULT_MAX_TOKEN_TTL + DEFAULT_CLOCK_SKEW + 10;
+    let kids: Vec<_> = plane
+        .jwks(later)
+        .unwrap()
+        .keys
+        .into_iter()
+        .filter_map(|k| k.kid)
+        .collect();
+    assert!(
+        kids.contains(&old.kid),
+        "published as long as tokens may now live"
+    );
 }

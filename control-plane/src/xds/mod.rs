@@ -208,6 +208,18 @@ pub async fn watch_changes(
         if config.version == last_version {
             continue;
         }
+        // Read between two commits of another process, a render could be inconsistent:
+        // what the filter would refuse is not pushed (the next commit or the periodic
+        // render follows).
+        if let Err(error) =
+            tokenward_filter::policy::Policy::compile(&config, &|_| Some("unused".into()))
+        {
+            eprintln!(
+                "tokenward: xDS: not pushing a configuration the filter would refuse: {error}"
+            );
+            state.changed.store(true, Ordering::SeqCst);
+            continue;
+        }
         match snapshot::build(&config, &settings) {
             Ok(snapshot) => {
                 eprintln!(

@@ -21,7 +21,8 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, CertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
+    common_tls_context, subject_alt_name_matcher, CertificateValidationContext, CommonTlsContext,
+    SubjectAltNameMatcher, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::extensions::wasm::v3::{
     plugin_config, EnvironmentVariables, FailurePolicy, PluginConfig, VmConfig,
@@ -229,6 +230,19 @@ fn cluster(name: &str, authority: &str, settings: &SnapshotSettings) -> Cluster 
                                         )),
                                         ..Default::default()
                                     }),
+                                    // A certificate from a trusted CA is not enough:
+                                    // it must be the provider's, or its credential goes
+                                    // to whoever holds one.
+                                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                                        san_type: subject_alt_name_matcher::SanType::Dns as i32,
+                                        matcher: Some(StringMatcher {
+                                            match_pattern: Some(
+                                                string_matcher::MatchPattern::Exact(host.clone()),
+                                            ),
+                                            ..Default::default()
+                                        }),
+                                        ..Default::default()
+                                    }],
                                     ..Default::default()
                                 },
                             ),

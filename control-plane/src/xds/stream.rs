@@ -123,9 +123,12 @@ impl StreamState {
         (response, verdict)
     }
 
-    /// A new snapshot: a response for every subscribed type whose resources changed.
+    /// A new snapshot: a response for every subscribed type whose resources changed, in
+    /// make-before-break order: clusters before the routes and filter configuration that
+    /// may name them.
     pub fn on_snapshot<R: Clone>(&mut self, snapshot: &Snapshot<R>) -> Vec<Response<R>> {
-        let types: Vec<String> = self.subscriptions.keys().cloned().collect();
+        let mut types: Vec<String> = self.subscriptions.keys().cloned().collect();
+        types.sort_by_key(|t| (!t.ends_with(".Cluster"), t.clone()));
         types
             .into_iter()
             .filter_map(|type_url| self.maybe_respond(&type_url, snapshot, false))
@@ -140,7 +143,9 @@ impl StreamState {
     ) -> Option<Response<R>> {
         let typed = snapshot.types.get(type_url)?;
         let sub = self.subscriptions.get_mut(type_url)?;
-        let resources: Vec<R> = if sub.names.is_empty() {
+        // No names, or "*", is a wildcard subscription.
+        let wildcard = sub.names.is_empty() || sub.names.iter().any(|n| n == "*");
+        let resources: Vec<R> = if wildcard {
             typed.resources.values().cloned().collect()
         } else {
             sub.names
@@ -148,7 +153,7 @@ impl StreamState {
                 .filter_map(|name| typed.resources.get(name).cloned())
                 .collect()
         };
-        if !sub.names.is_empty() && resources.is_empty() {
+        if !wildcard && resources.is_empty() {
             // Asked for names that do not exist yet: remembered, answered when they do.
             return None;
         }

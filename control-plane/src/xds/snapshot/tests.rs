@@ -87,6 +87,23 @@ fn clusters_use_tls_to_the_authority_unless_overridden_and_routes_are_an_allowli
     let openai = Cluster::decode(clusters["openai"].value.as_slice()).unwrap();
     let tls = openai.transport_socket.unwrap();
     assert_eq!(tls.name, "envoy.transport_sockets.tls");
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = tls.config_type else {
+        panic!("a typed TLS config")
+    };
+    let context = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+    assert_eq!(context.sni, "api.openai.com");
+    let Some(common_tls_context::ValidationContextType::ValidationContext(validation)) =
+        context.common_tls_context.unwrap().validation_context_type
+    else {
+        panic!("a validation context")
+    };
+    let san = &validation.match_typed_subject_alt_names[0];
+    assert_eq!(san.san_type, subject_alt_name_matcher::SanType::Dns as i32);
+    assert_eq!(
+        san.matcher.as_ref().unwrap().match_pattern,
+        Some(string_matcher::MatchPattern::Exact("api.openai.com".into())),
+        "the certificate must name the provider"
+    );
     let local = Cluster::decode(clusters["local"].value.as_slice()).unwrap();
     assert!(
         local.transport_socket.is_none(),

@@ -147,3 +147,50 @@ fn types_are_independent_and_wildcards_get_everything() {
     let mut other = StreamState::default();
     assert!(other.on_snapshot(&snap).is_empty());
 }
+
+#[test]
+fn clusters_go_out_before_what_names_them_and_a_star_is_a_wildcard() {
+    let mut stream = StreamState::default();
+    let mut snap = snapshot("v1", &["tokenward"]);
+    snap.types.insert(
+        C.into(),
+        TypeSnapshot {
+            version: "c1".into(),
+            resources: [("openai".to_string(), "openai".to_string())].into(),
+        },
+    );
+    stream.on_request(&request("", "", &["tokenward"]), &snap);
+    stream.on_request(
+        &Request {
+            type_url: C.into(),
+            resource_names: vec!["*".into()],
+            ..Request::default()
+        },
+        &snap,
+    );
+    let mut next = snapshot("v2", &["tokenward"]);
+    next.types.insert(
+        C.into(),
+        TypeSnapshot {
+            version: "c2".into(),
+            resources: [
+                ("openai".to_string(), "openai".to_string()),
+                ("new".to_string(), "new".to_string()),
+            ]
+            .into(),
+        },
+    );
+    let pushed = stream.on_snapshot(&next);
+    assert_eq!(
+        pushed
+            .iter()
+            .map(|r| r.type_url.as_str())
+            .collect::<Vec<_>>(),
+        [C, T]
+    );
+    assert_eq!(
+        pushed[0].resources.len(),
+        2,
+        "\"*\" subscribes to every cluster"
+    );
+}
