@@ -41,6 +41,7 @@ bench: wasm
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm
+	$(CARGO) build --locked -q -p tokenward-control-plane
 	$(CARGO) run --locked -q -p tokenward-e2e --bin demo
 
 clean:

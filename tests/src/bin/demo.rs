@@ -1,41 +1,78 @@
-//! `make demo`: the gateway end to end on this machine. Starts a mock OpenAI-compatible
-//! provider (plus Anthropic and Gemini), generates a signing key and a token, runs the
-//! shipped Envoy config with the built module, and shows one call that passes with the
-//! swapped credential and one that is refused. Then it stays up for you to try more, until
-//! Ctrl-C (or exits at once with DEMO_EXIT=1).
+//! `make demo`: the gateway end to end on this machine, pushed mode. Starts mock providers
+//! (OpenAI, Anthropic and Gemini wire formats), the control plane on a fresh SQLite database
+//! in `.demo/` (its admin API and ADS), and Envoy from `envoy/envoy-xds.yaml` fed by it. Then it
+//! mints a token and walks through a call that passes with the swapped credential, a scope and
+//! a model refusal, a quota running out with its 429 headers, and a revocation refused within
+//! the second. It stays up with commands to try next until Ctrl-C (DEMO_EXIT=1: exits).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
-use tokenward_e2e::client::{bearer, send};
+use tokenward_control_plane::crypto::MasterKey;
+use tokenward_control_plane::model::Alg;
+use tokenward_control_plane::plane::{InitSettings, ProviderSecret, Revocation, TokenRequest};
+use tokenward_control_plane::xds::snapshot::SnapshotSettings;
+use tokenward_e2e::client::{bearer, send, Reply};
+use tokenward_e2e::control_plane::{plane, unix_now, Served};
 use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
-use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, TokenSpec, PROVIDERS};
-use tokenward_filter::config::{LimitConfig, LimitScope, Metric, PlanConfig};
+use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, PROVIDERS};
+use tokenward_filter::config::{CredentialSource, LimitConfig, LimitScope, Metric, PlanConfig};
 use tokenward_filter::window::Window;
 
 fn step(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");
 }
 
+fn show(reply: &Reply) {
+    println!("    <- {} {}", reply.status, reply.body);
+}
+
 fn main() -> anyhow::Result<()> {
     step("Starting mock providers (OpenAI, Anthropic, Gemini wire formats) on loopback");
     let mut providers = Vec::new();
-    let mut envoy_config = EnvoyConfig::shipped()?.with_wasm(&wasm_module()?)?;
     for (name, _, _) in PROVIDERS {
         let mock = MockProvider::start(name)?;
         println!("    {name:<10} http://{}", mock.addr);
-        envoy_config = envoy_config.with_upstream(name, mock.addr)?;
         providers.push(mock);
     }
 
-    step("Generating an Ed25519 signing key and the gateway configuration");
-    let key = SigningKey::generate("demo-1");
+    step("Setting up the control plane: SQLite in .demo/, a master key, the first signing key");
+    let dir = tokenward_e2e::repo_root().join(".demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("tokenward.db");
+    let master = MasterKey::generate()?.to_hex();
+    write_private(&dir.join("master.key"), &master)?;
+    let operator = plane(&db, &master)?;
+    let (key, admin) = operator.init(
+        &InitSettings {
+            issuer: "https://tokenward.demo".into(),
+            audiences: vec!["tokenward-gateway".into()],
+            alg: Alg::EdDSA,
+        },
+        unix_now(),
+    )?;
+    write_private(&dir.join("admin.key"), &admin.key)?;
+    println!(
+        "    signing key {} (Ed25519); admin API key in .demo/admin.key",
+        key.kid
+    );
+    // The providers, routes and plan the tests use: provider keys sealed in the database.
     let secrets = ProviderSecrets::generate();
-    let mut config = gateway_config(&[&key], &secrets);
-    // Every credential without a plan of its own gets this one: 5 requests a minute and a
-    // daily token budget, counted in Envoy's shared data.
+    let reference = gateway_config(&[&SigningKey::generate("unused")], &secrets);
+    for provider in reference.providers {
+        let CredentialSource::Inline(secret) = &provider.credential else {
+            continue;
+        };
+        let secret = ProviderSecret::Sealed(secret.clone());
+        operator.put_provider(provider, secret, unix_now())?;
+    }
+    for route in reference.routes {
+        operator.put_route(route, unix_now())?;
+    }
     let limit = |name: &str, metric, window, limit| LimitConfig {
         name: name.into(),
         metric,
@@ -43,8 +80,8 @@ fn main() -> anyhow::Result<()> {
         limit,
         per: LimitScope::Subject,
     };
-    config.plans.insert(
-        "demo".into(),
+    operator.put_plan(
+        "demo",
         PlanConfig {
             limits: vec![
                 limit("per-minute", Metric::Requests, Window::Minute, 5),
@@ -54,56 +91,73 @@ fn main() -> anyhow::Result<()> {
             clamp_max_tokens: true,
             default_output_tokens: 1024,
         },
-    );
-    config.default_plan = Some("demo".into());
-    let dir = tokenward_e2e::repo_root().join(".demo");
-    std::fs::create_dir_all(&dir)?;
-    let config_path = dir.join("tokenward.json");
-    std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)?;
-    println!("    filter config: {}", config_path.display());
-    let envoy_config = envoy_config.with_filter_config(&serde_json::to_string(&config)?)?;
+        unix_now(),
+    )?;
+    operator.set_default_plan(Some("demo"), unix_now())?;
+    println!("    providers openai, anthropic, gemini (keys sealed); 5 routes; plan \"demo\": 5 requests a minute");
 
-    step("Starting Envoy with dist/tokenward.wasm (compiling the module takes a moment)");
+    step("Starting the control plane (admin API and ADS) and Envoy fed by it over xDS");
+    let wasm = wasm_module()?;
+    let settings = SnapshotSettings {
+        wasm_path: wasm.display().to_string(),
+        env_keys: vec![],
+        upstream_overrides: PROVIDERS
+            .iter()
+            .zip(&providers)
+            .map(|((name, _, _), mock)| (name.to_string(), mock.addr))
+            .collect(),
+        ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+    };
+    let served = Served::start(&db, &master, settings, 0)?;
+    let envoy_config = EnvoyConfig::shipped_xds()?.with_control_plane(served.xds, &wasm)?;
     let envoy = Envoy::start(envoy_config, &EnvoyOptions::default())?;
     println!(
-        "    gateway: http://127.0.0.1:{}   admin: http://127.0.0.1:{}",
-        envoy.port, envoy.admin_port
+        "    control plane: http://{} (ADS on {})   gateway: http://127.0.0.1:{}   Envoy admin: http://127.0.0.1:{}",
+        served.admin, served.xds, envoy.port, envoy.admin_port
     );
 
-    let token = key.mint(&TokenSpec {
+    let alice = TokenRequest {
         subject: "demo-user".into(),
         scopes: vec!["chat".into(), "models".into()],
         models: Some(vec!["gpt-4o*".into(), "claude-*".into()]),
-        lifetime: 3600,
-        ..TokenSpec::default()
-    });
-    std::fs::write(dir.join("token"), &token)?;
+        ..TokenRequest::default()
+    };
+    let token = operator.mint_token(&alice, unix_now())?;
+    std::fs::write(dir.join("token"), &token.token)?;
     step("Minted a token for demo-user: scopes chat+models, models gpt-4o* and claude-*, 1 hour");
     println!("    saved in .demo/token (a credential: keep it out of logs and shells' history)");
 
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}"#;
+    let chat = |credential: &str, body: &str| {
+        send(
+            "POST",
+            &envoy.url("/v1/chat/completions"),
+            &[("authorization", &bearer(credential))],
+            Some(body),
+        )
+    };
     step("1. A chat completion with the tokenward token");
     println!("    POST /v1/chat/completions  Authorization: Bearer <token>  model gpt-4o-mini");
-    let reply = send(
-        "POST",
-        &envoy.url("/v1/chat/completions"),
-        &[("authorization", &bearer(&token))],
-        Some(body),
-    )
-    .inspect_err(|_| eprintln!("Envoy's log:\n{}", envoy.log()))?;
-    println!("    <- {} {}", reply.status, reply.body);
+    // The first configuration may still be on its way to Envoy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        let reply = chat(&token.token, body)?;
+        if reply.status != 503 || Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    show(&reply);
     println!(
-        "       x-ratelimit-remaining-requests: {}   x-ratelimit-remaining-tokens: {}",
+        "       x-ratelimit-remaining-requests: {}",
         reply
             .header("x-ratelimit-remaining-requests")
-            .unwrap_or("-"),
-        reply.header("x-ratelimit-remaining-tokens").unwrap_or("-")
+            .unwrap_or("-")
     );
-    let received = providers[0].received();
-    if let Some(r) = received.last() {
+    if let Some(r) = providers[0].received().last() {
         let auth = r.header("authorization").unwrap_or_default();
         let shown = if auth == format!("Bearer {}", secrets.get("openai")) {
-            "Bearer <the OpenAI key from the config>"
+            "Bearer <the OpenAI key sealed in the control plane>"
         } else {
             "UNEXPECTED"
         };
@@ -113,7 +167,7 @@ fn main() -> anyhow::Result<()> {
         );
         println!(
             "    the client's token reached the provider: {}",
-            if r.contains(&token) {
+            if r.contains(&token.token) {
                 "YES (bug)"
             } else {
                 "no"
@@ -121,33 +175,26 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    step("2. The same token asks for a model it may not use");
-    println!("    POST /v1/chat/completions  model o1-preview");
-    let refused = send(
-        "POST",
-        &envoy.url("/v1/chat/completions"),
-        &[("authorization", &bearer(&token))],
-        Some(r#"{"model":"o1-preview","messages":[]}"#),
+    step("2. A token without the chat scope");
+    let models_only = operator.mint_token(
+        &TokenRequest {
+            scopes: vec!["models".into()],
+            ..alice.clone()
+        },
+        unix_now(),
     )?;
-    println!("    <- {} {}", refused.status, refused.body);
+    let scope = chat(&models_only.token, body)?;
+    show(&scope);
 
-    step("3. No credential at all");
-    let missing = send("GET", &envoy.url("/v1/models"), &[], None)?;
-    println!("    <- {} {}", missing.status, missing.body);
-    println!(
-        "       WWW-Authenticate: {}",
-        missing.header("www-authenticate").unwrap_or_default()
-    );
+    step("3. The token asks for a model it may not use");
+    println!("    POST /v1/chat/completions  model o1-preview");
+    let model = chat(&token.token, r#"{"model":"o1-preview","messages":[]}"#)?;
+    show(&model);
 
     step("4. The plan allows 5 requests a minute: keep calling until it says no");
     let mut limited = None;
     for n in 2..=7 {
-        let r = send(
-            "POST",
-            &envoy.url("/v1/chat/completions"),
-            &[("authorization", &bearer(&token))],
-            Some(body),
-        )?;
+        let r = chat(&token.token, body)?;
         println!("    request {n}: {}", r.status);
         if r.status == 429 {
             limited = Some(r);
@@ -155,40 +202,91 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if let Some(r) = &limited {
-        println!("    <- {} {}", r.status, r.body);
+        show(r);
         for name in [
             "retry-after",
             "ratelimit-policy",
             "ratelimit",
             "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
         ] {
             println!("       {name}: {}", r.header(name).unwrap_or("-"));
         }
     }
 
-    let ok =
-        reply.status == 200 && refused.status == 403 && missing.status == 401 && limited.is_some();
+    step("5. Revoke a token (as `tokenward token revoke --jti …` does) and call with it");
+    let victim = operator.mint_token(
+        &TokenRequest {
+            subject: "leaked".into(),
+            ..alice.clone()
+        },
+        unix_now(),
+    )?;
+    let before = chat(&victim.token, body)?;
+    println!("    before: {}", before.status);
+    let started = Instant::now();
+    plane(&db, &master)?.revoke(
+        &Revocation::Jti {
+            jti: victim.jti.clone(),
+            expires_at: None,
+        },
+        unix_now(),
+    )?;
+    let revoked = loop {
+        let r = chat(&victim.token, body)?;
+        if r.status == 401 || started.elapsed() > Duration::from_secs(10) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    show(&revoked);
+    println!(
+        "    refused {} ms after the revocation was committed",
+        started.elapsed().as_millis()
+    );
+
+    let ok = reply.status == 200
+        && scope.status == 403
+        && model.status == 403
+        && limited.is_some()
+        && revoked.error_code().as_deref() == Some("token_revoked");
     if std::env::var("DEMO_EXIT").is_ok_and(|v| v == "1") {
         if !ok {
             eprintln!("Envoy's log:\n{}", envoy.log());
             anyhow::bail!("the demo did not see the expected answers");
         }
-        step("Done (DEMO_EXIT=1): stopping Envoy and the mock providers");
+        step("Done (DEMO_EXIT=1): stopping Envoy, the control plane and the mock providers");
+        drop(served);
         return Ok(());
     }
     step("Everything keeps running. Try it yourself:");
     println!("    curl -s http://127.0.0.1:{}/v1/chat/completions -H \"Authorization: Bearer $(cat .demo/token)\" \\", envoy.port);
     println!("         -H 'content-type: application/json' -d '{body}'");
-    println!("    curl -s http://127.0.0.1:{}/v1/models", envoy.port);
+    let cli = "target/debug/tokenward --data-dir .demo --master-key-file .demo/master.key";
+    println!("    {cli} token mint --subject you --scope chat --model 'gpt-4o*'");
+    println!("    {cli} token revoke --subject demo-user");
+    println!("    {cli} audit");
+    println!("    target/debug/tokenward proxy-status --server http://{} --admin-key \"$(cat .demo/admin.key)\"", served.admin);
     println!(
-        "    curl -s http://127.0.0.1:{}/stats | grep wasm",
+        "    curl -s http://127.0.0.1:{}/stats | grep wasmcustom",
         envoy.admin_port
     );
     println!("\nPress Ctrl-C to stop.");
     std::io::stdout().flush()?;
-    // Ctrl-C ends the process; Envoy dies with it (PR_SET_PDEATHSIG) and the mocks are threads.
+    // Ctrl-C ends the process; Envoy dies with it (PR_SET_PDEATHSIG), the rest are threads.
     loop {
         std::thread::park();
     }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{text}")?;
+    Ok(())
 }
