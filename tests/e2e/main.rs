@@ -13,5 +13,6 @@ mod credentials;
 mod errors;
 mod providers;
 mod quotas;
+mod sdks;
 mod usage;
 mod xds;

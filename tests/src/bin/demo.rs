@@ -119,12 +119,12 @@ fn main() -> anyhow::Result<()> {
     let alice = TokenRequest {
         subject: "demo-user".into(),
         scopes: vec!["chat".into(), "models".into()],
-        models: Some(vec!["gpt-4o*".into(), "claude-*".into()]),
+        models: Some(vec!["gpt-4o*".into(), "claude-3-5-haiku*".into()]),
         ..TokenRequest::default()
     };
     let token = operator.mint_token(&alice, unix_now())?;
     std::fs::write(dir.join("token"), &token.token)?;
-    step("Minted a token for demo-user: scopes chat+models, models gpt-4o* and claude-*, 1 hour");
+    step("Minted a token for demo-user: scopes chat+models, models gpt-4o* and claude-3-5-haiku*, 1 hour");
     println!("    saved in .demo/token (a credential: keep it out of logs and shells' history)");
 
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}"#;
