@@ -11,6 +11,7 @@ mod config;
 mod control_plane;
 mod credentials;
 mod errors;
+mod examples;
 mod providers;
 mod quotas;
 mod sdks;
