@@ -107,6 +107,12 @@ pub enum Command {
         #[arg(long, env = "TOKENWARD_ADMIN_KEY", hide_env_values = true)]
         admin_key: String,
     },
+    /// A consistent copy of the database (safe while `serve` runs). Secrets in it stay sealed:
+    /// keep the master key, separately, too.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The newest audit log entries.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -753,6 +759,19 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 out,
                 serde_json::json!({ name.as_str(): value }),
                 format!("{name} = {value}"),
+            )?;
+        }
+        Command::Backup { out: path } => {
+            if path.exists() {
+                bail!("{} exists: choose a new file", path.display());
+            }
+            plane.store().backup(path)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            print(
+                out,
+                serde_json::json!({"backup": path}),
+                format!("database copied to {}", path.display()),
             )?;
         }
         Command::Jwks => {

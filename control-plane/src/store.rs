@@ -155,6 +155,16 @@ impl SqliteStore {
         Ok(SqliteStore { conn })
     }
 
+    /// A consistent copy of the whole database at `path` (SQLite `VACUUM INTO`), taken while
+    /// the control plane runs.
+    pub fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let target = path
+            .to_str()
+            .ok_or(StoreError::Range("a backup path that is not UTF-8"))?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
     /// Changes whenever another connection (another `tokenward` process) commits.
     pub fn data_version(&self) -> Result<i64, StoreError> {
         Ok(self

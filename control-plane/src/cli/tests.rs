@@ -179,6 +179,22 @@ fn the_operator_workflow_renders_a_configuration_the_filter_accepts() {
             && audit.contains("revoke.jti")
     );
     assert!(!audit.contains(&key) && !audit.contains(minted["token"].as_str().unwrap()));
+    // A backup restores to the same state: the same rendered version.
+    let backup = d.join("backup.db");
+    dev(&["backup", "--out", backup.to_str().unwrap()]);
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&backup, restored.path().join("tokenward.db")).unwrap();
+    std::fs::copy(
+        d.join("dev-master.key"),
+        restored.path().join("dev-master.key"),
+    )
+    .unwrap();
+    let version = |dir: &Path| {
+        let (ok, out, err) = tokenward(dir, &["--dev", "config", "render"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["version"].clone()
+    };
+    assert_eq!(version(restored.path()), version(d));
     let jwks: serde_json::Value = serde_json::from_str(&dev(&["jwks"])).unwrap();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
 }
