@@ -559,13 +559,13 @@ impl Store for SqliteStore {
     }
 
     fn put_route(&self, route: &RouteConfig) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO routes (name, position, document)
-             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM routes), ?2)
-             ON CONFLICT (name) DO UPDATE SET document = excluded.document",
-            params![route.name, serde_json::to_string(route)?],
-        )?;
-        Ok(())
+        put_ordered(
+            &self.conn,
+            "routes",
+            "name",
+            &route.name,
+            serde_json::to_string(route)?,
+        )
     }
 
     fn routes(&self) -> Result<Vec<RouteConfig>, StoreError> {
@@ -596,13 +596,13 @@ impl Store for SqliteStore {
     }
 
     fn put_price(&self, price: &PriceConfig) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO prices (model, position, document)
-             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM prices), ?2)
-             ON CONFLICT (model) DO UPDATE SET document = excluded.document",
-            params![price.model, serde_json::to_string(price)?],
-        )?;
-        Ok(())
+        put_ordered(
+            &self.conn,
+            "prices",
+            "model",
+            &price.model,
+            serde_json::to_string(price)?,
+        )
     }
 
     fn prices(&self) -> Result<Vec<PriceConfig>, StoreError> {
@@ -651,6 +651,26 @@ impl Store for SqliteStore {
         })
         .collect()
     }
+}
+
+/// Adds a document last in `table`'s order, or replaces the one with the same key in place.
+/// `table` and `key_column` are this module's constants, never input.
+fn put_ordered(
+    conn: &Connection,
+    table: &'static str,
+    key_column: &'static str,
+    key: &str,
+    document: String,
+) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO {table} ({key_column}, position, document)
+             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM {table}), ?2)
+             ON CONFLICT ({key_column}) DO UPDATE SET document = excluded.document"
+        ),
+        params![key, document],
+    )?;
+    Ok(())
 }
 
 fn documents<T: serde::de::DeserializeOwned>(
