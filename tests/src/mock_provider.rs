@@ -86,11 +86,16 @@ struct Shared {
 impl MockProvider {
     /// Starts a provider on a free loopback port.
     pub fn start(name: &str) -> anyhow::Result<MockProvider> {
+        MockProvider::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts a provider on `addr` (the bundled docker setup uses fixed ports).
+    pub fn start_on(name: &str, addr: SocketAddr) -> anyhow::Result<MockProvider> {
         let records = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             records: Arc::clone(&records),
         };
-        let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let listener = runtime().block_on(tokio::net::TcpListener::bind(addr))?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new().fallback(handle).with_state(shared);

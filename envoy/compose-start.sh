@@ -1,0 +1,40 @@
+#!/bin/sh
+# The entrypoint of the bundled docker setup's control-plane image.
+#   compose-start.sh control-plane   first run: init, providers (mock keys, sealed), routes,
+#                                    a plan, a token in $DATA/token; then tokenward serve
+#   compose-start.sh mock-providers  the mock providers on 127.0.0.1:9101-9103
+# Development mode (--dev): the master key is kept in the data volume. Not for production.
+set -eu
+DATA=${TOKENWARD_DATA_DIR:-/data}
+tw() { tokenward --dev --data-dir "$DATA" "$@"; }
+
+case "${1:-control-plane}" in
+mock-providers)
+  exec mock_providers
+  ;;
+control-plane)
+  if [ ! -f "$DATA/tokenward.db" ]; then
+    tw init --issuer https://tokenward.local --audience tokenward-gateway
+    # The mocks accept any key; these placeholders are sealed like real ones would be.
+    echo mock-openai-key | tw provider add --name openai --style openai --authority api.openai.com --credential-stdin
+    echo mock-anthropic-key | tw provider add --name anthropic --style anthropic --authority api.anthropic.com --credential-stdin
+    echo mock-gemini-key | tw provider add --name gemini --style gemini --authority generativelanguage.googleapis.com --credential-stdin
+    tw route add --name openai-chat --path-prefix /v1/chat/completions --method POST --scope chat --model-source body --provider openai
+    tw route add --name openai-models --path-prefix /v1/models --method GET --scope models --provider openai
+    tw route add --name anthropic-messages --path-prefix /v1/messages --method POST --scope chat --model-source body --provider anthropic
+    tw route add --name gemini-generate --path-prefix /v1beta/models/ --method POST --scope chat --model-source gemini_path --model-provider 'gemini-*=gemini'
+    tw plan set demo --limit per-minute:requests:minute:60
+    tw plan default demo
+    tw token mint --subject compose-user --scope chat --scope models --model 'gpt-4o*' --model 'claude-*' --model 'gemini-*' > "$DATA/token"
+    echo "a token for compose-user is in $DATA/token (docker compose exec control-plane cat $DATA/token)"
+  fi
+  # Envoy and the mocks share this container's network: the same addresses as `make demo`.
+  exec tokenward --dev --data-dir "$DATA" serve --listen 0.0.0.0:8080 --xds-listen 127.0.0.1:18000 \
+    --wasm-path dist/tokenward.wasm \
+    --upstream openai=127.0.0.1:9101 --upstream anthropic=127.0.0.1:9102 --upstream gemini=127.0.0.1:9103
+  ;;
+*)
+  echo "usage: compose-start.sh control-plane|mock-providers" >&2
+  exit 2
+  ;;
+esac
