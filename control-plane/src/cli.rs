@@ -332,6 +332,16 @@ pub enum PriceCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    /// The filter's configuration document.
+    Json,
+    /// A WasmPlugin on the egress gateway, with a ServiceEntry, DestinationRule and route per provider.
+    Istio,
+    /// An EnvoyExtensionPolicy on an HTTPRoute, with a Backend and BackendTLSPolicy per provider.
+    EnvoyGateway,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
     /// Every setting and its value.
@@ -342,11 +352,23 @@ pub enum SettingsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Write the filter's configuration (for a static Envoy config, without the server).
+    /// Write the filter's configuration (for a static Envoy config, without the server), or
+    /// the Kubernetes manifests that attach it in Istio or Envoy Gateway.
     Render {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: RenderFormat,
+        /// The module as the mesh fetches it (istio, envoy-gateway).
+        #[arg(long, default_value = "oci://ghcr.io/tokenward/tokenward:0.1.0")]
+        wasm_url: String,
+        /// The namespace of the manifests.
+        #[arg(long, default_value = "ai-egress")]
+        namespace: String,
+        /// The host clients call (the egress gateway's or the HTTPRoute's).
+        #[arg(long, default_value = "ai-gateway.internal")]
+        host: String,
     },
 }
 
@@ -719,9 +741,25 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 format!("price for {model} saved"),
             )?;
         }
-        Command::Config(ConfigCommand::Render { out: path }) => {
+        Command::Config(ConfigCommand::Render {
+            out: path,
+            format,
+            wasm_url,
+            namespace,
+            host,
+        }) => {
             let config = plane.render(now)?;
-            let text = serde_json::to_string_pretty(&config)?;
+            let mesh = crate::mesh::MeshSettings {
+                wasm_url: wasm_url.clone(),
+                namespace: namespace.clone(),
+                host: host.clone(),
+            };
+            let document = match format {
+                RenderFormat::Json => serde_json::to_value(&config)?,
+                RenderFormat::Istio => crate::mesh::istio(&config, &mesh),
+                RenderFormat::EnvoyGateway => crate::mesh::envoy_gateway(&config, &mesh),
+            };
+            let text = serde_json::to_string_pretty(&document)?;
             match path {
                 // A rendered config may hold sealed provider credentials in clear.
                 Some(path) => {

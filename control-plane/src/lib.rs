@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod cli;
 pub mod crypto;
+pub mod mesh;
 pub mod model;
 pub mod plane;
 pub mod store;

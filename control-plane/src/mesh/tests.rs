@@ -1,0 +1,156 @@
+use tokenward_filter::config::{JwkSet, ProviderConfig, ProviderStyle};
+use tokenward_filter::policy::Policy;
+
+use super::*;
+
+fn config() -> Config {
+    let provider = |name: &str, authority: &str, credential: CredentialSource| ProviderConfig {
+        name: name.into(),
+        style: ProviderStyle::Openai,
+        cluster: name.into(),
+        authority: authority.into(),
+        credential,
+        headers: Default::default(),
+    };
+    Config {
+        version: Some("v1".into()),
+        issuer: "https://cp.test".into(),
+        audiences: vec!["gw".into()],
+        clock_skew_seconds: 30,
+        max_token_lifetime_seconds: 3600,
+        keys: JwkSet::default(),
+        api_keys: vec![],
+        revocations: Default::default(),
+        providers: vec![
+            provider(
+                "openai",
+                "api.openai.com",
+                CredentialSource::Env("OPENAI_API_KEY".into()),
+            ),
+            provider(
+                "local",
+                "llm.internal:8443",
+                CredentialSource::Inline("k".into()),
+            ),
+        ],
+        routes: vec![],
+        cache: Default::default(),
+        plans: Default::default(),
+        default_plan: None,
+        prices: vec![],
+    }
+}
+
+fn settings() -> MeshSettings {
+    MeshSettings {
+        wasm_url: "oci://ghcr.io/example/tokenward:0.1.0".into(),
+        namespace: "ai-egress".into(),
+        host: "ai.internal".into(),
+    }
+}
+
+fn kinds(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn item<'a>(list: &'a Value, kind: &str, name: &str) -> &'a Value {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == kind && i["metadata"]["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn istio_gets_the_plugin_fail_closed_and_a_route_per_provider() {
+    let list = istio(&config(), &settings());
+    assert_eq!(
+        kinds(&list),
+        [
+            "WasmPlugin",
+            "Gateway",
+            "ServiceEntry",
+            "DestinationRule",
+            "ServiceEntry",
+            "DestinationRule",
+            "VirtualService"
+        ]
+    );
+    let plugin = item(&list, "WasmPlugin", "tokenward");
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(
+        plugin["spec"]["vmConfig"]["env"],
+        json!([{"name": "OPENAI_API_KEY", "valueFrom": "HOST"}])
+    );
+    let embedded = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap();
+    Policy::from_json(&embedded, &|_| Some("k".into()))
+        .expect("the embedded configuration is the filter's own");
+    let rule = item(&list, "DestinationRule", "tokenward-local");
+    assert_eq!(
+        rule["spec"]["trafficPolicy"]["portLevelSettings"][0]["port"]["number"],
+        8443
+    );
+    assert_eq!(
+        rule["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["subjectAltNames"],
+        json!(["llm.internal"])
+    );
+    let routes = &item(&list, "VirtualService", "tokenward")["spec"]["http"];
+    assert_eq!(
+        routes[0]["match"][0]["headers"][CLUSTER_HEADER]["exact"],
+        "openai"
+    );
+    assert_eq!(
+        routes[0]["headers"]["request"]["remove"],
+        json!([CLUSTER_HEADER])
+    );
+    assert_eq!(
+        routes[2]["directResponse"]["status"], 404,
+        "anything else is not routed"
+    );
+}
+
+#[test]
+fn envoy_gateway_gets_the_policy_fail_closed_and_a_rule_per_provider() {
+    let list = envoy_gateway(&config(), &settings());
+    assert_eq!(
+        kinds(&list),
+        [
+            "Backend",
+            "BackendTLSPolicy",
+            "Backend",
+            "BackendTLSPolicy",
+            "HTTPRoute",
+            "EnvoyExtensionPolicy"
+        ]
+    );
+    let policy = item(&list, "EnvoyExtensionPolicy", "tokenward");
+    let wasm = &policy["spec"]["wasm"][0];
+    assert_eq!(wasm["failOpen"], false);
+    assert_eq!(
+        wasm["code"]["image"]["url"],
+        "ghcr.io/example/tokenward:0.1.0"
+    );
+    assert_eq!(wasm["env"]["hostKeys"], json!(["OPENAI_API_KEY"]));
+    Policy::from_json(&serde_json::to_vec(&wasm["config"]).unwrap(), &|_| {
+        Some("k".into())
+    })
+    .unwrap();
+    let route = item(&list, "HTTPRoute", "tokenward");
+    let rule = &route["spec"]["rules"][1];
+    assert_eq!(rule["matches"][0]["headers"][0]["value"], "local");
+    assert_eq!(rule["backendRefs"][0]["port"], 8443);
+    assert_eq!(
+        rule["filters"][0]["requestHeaderModifier"]["remove"],
+        json!([CLUSTER_HEADER])
+    );
+    assert_eq!(
+        item(&list, "BackendTLSPolicy", "tokenward-openai")["spec"]["validation"]["hostname"],
+        "api.openai.com"
+    );
+}
