@@ -22,6 +22,13 @@ use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, PROVIDER
 use tokenward_filter::config::{CredentialSource, LimitConfig, LimitScope, Metric, PlanConfig};
 use tokenward_filter::window::Window;
 
+/// Setting one of these runs the demo against that real provider instead of its mock.
+const REAL_KEYS: [(&str, &str); 3] = [
+    ("openai", "OPENAI_API_KEY"),
+    ("anthropic", "ANTHROPIC_API_KEY"),
+    ("gemini", "GEMINI_API_KEY"),
+];
+
 fn step(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");
 }
@@ -63,12 +70,28 @@ fn main() -> anyhow::Result<()> {
     // The providers, routes and plan the tests use: provider keys sealed in the database.
     let secrets = ProviderSecrets::generate();
     let reference = gateway_config(&[&SigningKey::generate("unused")], &secrets);
+    // A provider whose key is in the environment is the real one (its key sealed like the
+    // mocks'); the others are the mocks.
+    let real: Vec<&str> = REAL_KEYS
+        .iter()
+        .filter(|(_, var)| std::env::var(var).is_ok_and(|v| !v.trim().is_empty()))
+        .map(|(name, _)| *name)
+        .collect();
     for provider in reference.providers {
-        let CredentialSource::Inline(secret) = &provider.credential else {
+        let CredentialSource::Inline(mock_secret) = &provider.credential else {
             continue;
         };
-        let secret = ProviderSecret::Sealed(secret.clone());
-        operator.put_provider(provider, secret, unix_now())?;
+        let secret = match REAL_KEYS
+            .iter()
+            .find(|(name, _)| real.contains(name) && *name == provider.name)
+        {
+            Some((_, var)) => std::env::var(var)?.trim().to_string(),
+            None => mock_secret.clone(),
+        };
+        operator.put_provider(provider, ProviderSecret::Sealed(secret), unix_now())?;
+    }
+    for name in &real {
+        println!("    {name}: the real provider (its key from the environment, sealed in .demo/); calls cost money");
     }
     for route in reference.routes {
         operator.put_route(route, unix_now())?;
@@ -96,7 +119,7 @@ fn main() -> anyhow::Result<()> {
     operator.set_default_plan(Some("demo"), unix_now())?;
     println!("    providers openai, anthropic, gemini (keys sealed); 5 routes; plan \"demo\": 5 requests a minute");
 
-    step("Starting the control plane (admin API and ADS) and Envoy fed by it over xDS");
+    step("Starting the control plane (admin API and ADS) and Envoy fed by it over xDS (Envoy compiles the module: a few seconds)");
     let wasm = wasm_module()?;
     let settings = SnapshotSettings {
         wasm_path: wasm.display().to_string(),
@@ -104,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         upstream_overrides: PROVIDERS
             .iter()
             .zip(&providers)
+            .filter(|((name, _, _), _)| !real.contains(name))
             .map(|((name, _, _), mock)| (name.to_string(), mock.addr))
             .collect(),
         ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
@@ -154,7 +178,9 @@ fn main() -> anyhow::Result<()> {
             .header("x-ratelimit-remaining-requests")
             .unwrap_or("-")
     );
-    if let Some(r) = providers[0].received().last() {
+    if real.contains(&"openai") {
+        println!("    (the real OpenAI answered: it received its own key, never the token)");
+    } else if let Some(r) = providers[0].received().last() {
         let auth = r.header("authorization").unwrap_or_default();
         let shown = if auth == format!("Bearer {}", secrets.get("openai")) {
             "Bearer <the OpenAI key sealed in the control plane>"
