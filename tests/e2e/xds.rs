@@ -94,6 +94,12 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tokenward.db");
     let master = MasterKey::generate().unwrap().to_hex();
+    // Provider keys as the operator's vault would hold them: generated for the test.
+    let secrets = tokenward_e2e::setup::ProviderSecrets::generate();
+    let (openai_key, anthropic_key) = (
+        secrets.get("openai").to_string(),
+        secrets.get("anthropic").to_string(),
+    );
     let openai = MockProvider::start("openai").unwrap();
     let anthropic = MockProvider::start("anthropic").unwrap();
     let operator = plane(&db, &master);
@@ -110,7 +116,7 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
     operator
         .put_provider(
             provider("openai", ProviderStyle::Openai, "api.openai.com"),
-            ProviderSecret::Sealed("sk-openai-from-the-vault".into()),
+            ProviderSecret::Sealed(openai_key.clone()),
             now(),
         )
         .unwrap();
@@ -151,8 +157,8 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
     assert!(ok.body.contains("chat.completion"));
     let received = openai.received();
     assert_eq!(
-        received.last().unwrap().header("authorization").as_deref(),
-        Some("Bearer sk-openai-from-the-vault")
+        received.last().unwrap().header("authorization"),
+        Some(format!("Bearer {openai_key}"))
     );
     assert!(!received.iter().any(|r| r.contains(&token.token)));
 
@@ -179,7 +185,7 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
     let key_file = dir.path().join("master.key");
     std::fs::write(&key_file, &master).unwrap();
     let secret_file = dir.path().join("anthropic.key");
-    std::fs::write(&secret_file, "sk-ant-from-the-vault").unwrap();
+    std::fs::write(&secret_file, &anthropic_key).unwrap();
     let cli = |args: &[&str]| {
         let mut argv = vec![
             "tokenward",
@@ -239,7 +245,7 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
             .unwrap()
             .header("x-api-key")
             .as_deref(),
-        Some("sk-ant-from-the-vault")
+        Some(anthropic_key.as_str())
     );
 
     // Rotation: a new key signs at once; tokens of the old one pass until they expire.

@@ -163,9 +163,10 @@ fn the_operator_workflow_renders_a_configuration_the_filter_accepts() {
         0o600
     );
     let rendered = std::fs::read(&path).unwrap();
-    let policy =
-        tokenward_filter::policy::Policy::from_json(&rendered, &|_| Some("sk-test".into()))
-            .unwrap();
+    let policy = tokenward_filter::policy::Policy::from_json(&rendered, &|_| {
+        Some("from-the-environment".into())
+    })
+    .unwrap();
     assert!(policy.route_for("/v1/chat/completions", "POST").is_some());
     let config: serde_json::Value = serde_json::from_slice(&rendered).unwrap();
     assert_eq!(config["revocations"]["jtis"][0]["jti"], minted["jti"]);

@@ -333,6 +333,7 @@ fn a_change_the_filter_would_refuse_is_not_stored() {
 #[test]
 fn a_sealed_provider_credential_is_rendered_inline_and_stored_sealed() {
     let plane = plane();
+    let credential = format!("provider-credential-{}", crypto::random_hex(12).unwrap());
     let anthropic = ProviderConfig {
         name: "anthropic".into(),
         style: ProviderStyle::Anthropic,
@@ -342,14 +343,10 @@ fn a_sealed_provider_credential_is_rendered_inline_and_stored_sealed() {
         headers: Default::default(),
     };
     plane
-        .put_provider(
-            anthropic,
-            ProviderSecret::Sealed("sk-ant-secret-value".into()),
-            NOW,
-        )
+        .put_provider(anthropic, ProviderSecret::Sealed(credential.clone()), NOW)
         .unwrap();
     let stored = plane.store().providers().unwrap();
-    assert!(!format!("{stored:?}").contains("sk-ant-secret-value"));
+    assert!(!format!("{stored:?}").contains(&credential));
     let rendered = plane.render(NOW).unwrap();
     let provider = rendered
         .providers
@@ -358,7 +355,7 @@ fn a_sealed_provider_credential_is_rendered_inline_and_stored_sealed() {
         .unwrap();
     assert_eq!(
         provider.credential,
-        CredentialSource::Inline("sk-ant-secret-value".into())
+        CredentialSource::Inline(credential.clone())
     );
     let openai = rendered
         .providers

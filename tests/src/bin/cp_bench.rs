@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     };
     operator.put_provider(
         provider,
-        ProviderSecret::Sealed("sk-bench".into()),
+        ProviderSecret::Sealed(format!("bench-credential-{}", unix_now())),
         unix_now(),
     )?;
     operator.put_route(route("chat", "/v1/chat/completions"), unix_now())?;
