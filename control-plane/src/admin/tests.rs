@@ -49,6 +49,11 @@ async fn call(
         None => request.body(Body::empty()),
     }
     .unwrap();
+    answer(app, request).await
+}
+
+/// Sends `request` through the router; the status, headers and JSON body (Null if not JSON).
+async fn answer(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -72,19 +77,7 @@ async fn token_endpoint(
     if let Some(basic) = basic {
         request = request.header("authorization", format!("Basic {basic}"));
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::from(form.to_string())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        headers,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    answer(app, request.body(Body::from(form.to_string())).unwrap()).await
 }
 
 #[tokio::test]
