@@ -52,11 +52,17 @@ pub enum ErrorCode {
     BudgetExceeded,
     /// The host refused an operation the filter needed; the request is not forwarded.
     InternalError,
+    /// The route could not be loaded from the configuration (the rest of it is in force).
+    RouteUnavailable,
+    /// The route's provider could not be loaded (its credential is missing, say).
+    ProviderUnavailable,
+    /// The credential's plan could not be loaded: refused rather than let through unlimited.
+    PlanUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests that must cover them all.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::NotConfigured,
         ErrorCode::RouteNotFound,
         ErrorCode::TokenInUrl,
@@ -78,6 +84,9 @@ impl ErrorCode {
         ErrorCode::RateLimitExceeded,
         ErrorCode::BudgetExceeded,
         ErrorCode::InternalError,
+        ErrorCode::RouteUnavailable,
+        ErrorCode::ProviderUnavailable,
+        ErrorCode::PlanUnavailable,
     ];
 
     pub fn code(self) -> &'static str {
@@ -103,6 +112,9 @@ impl ErrorCode {
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
             ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::RouteUnavailable => "route_unavailable",
+            ErrorCode::ProviderUnavailable => "provider_unavailable",
+            ErrorCode::PlanUnavailable => "plan_unavailable",
         }
     }
 
@@ -126,7 +138,10 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::RateLimitExceeded | ErrorCode::BudgetExceeded => 429,
             ErrorCode::InternalError => 500,
-            ErrorCode::NotConfigured => 503,
+            ErrorCode::NotConfigured
+            | ErrorCode::RouteUnavailable
+            | ErrorCode::ProviderUnavailable
+            | ErrorCode::PlanUnavailable => 503,
         }
     }
 

@@ -228,7 +228,7 @@ impl UsageStats {
 
 /// Stat name segments: lowercase ASCII letters, digits, `-` and `_` only (a `.` would split
 /// the name), at most 64 characters.
-fn sanitize(segment: &str) -> String {
+pub(crate) fn sanitize(segment: &str) -> String {
     segment
         .chars()
         .take(64)

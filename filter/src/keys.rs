@@ -43,7 +43,7 @@ impl std::fmt::Debug for VerificationKey {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("unsupported key type {kty:?} / curve {crv:?}")]
     Unsupported { kty: String, crv: Option<String> },

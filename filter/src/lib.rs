@@ -10,6 +10,7 @@ pub mod config;
 pub mod counter;
 pub mod credential;
 pub mod decision;
+pub mod document;
 pub mod error;
 pub mod exchange;
 pub mod host;

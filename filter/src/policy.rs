@@ -1,14 +1,23 @@
 //! The compiled configuration: `Policy::compile` validates a `Config` as a whole and turns
 //! it into lookup structures (keys by kid, API keys by hash, revocation sets, the route
 //! table, providers with their ready-made upstream headers). Nothing here is re-parsed per
-//! request. Refuses the whole document on the first problem, naming where it is.
+//! request.
+//!
+//! Only the security core (issuer, audiences, revocations) can refuse the whole document. A
+//! catalog entry that cannot be loaded — a provider whose credential the VM lacks, a route,
+//! plan, price, key or API key that is invalid or from a newer schema — is an
+//! `UnavailablePart`: it disables only itself (its requests get a 503 naming it), so keys and
+//! revocations always take effect. `Policy::compile`, the control plane's check, is strict:
+//! any unavailable part is an error there.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::config::{
-    ApiKeyEntry, Config, CredentialSource, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
+    ApiKeyEntry, Config, CredentialSource, Jwk, ModelSource, ProviderConfig, ProviderStyle,
+    RouteConfig,
 };
+use crate::document::{Document, Entry, Unreadable};
 use crate::keys::{ClaimRules, KeyError, VerificationKey};
 use crate::quota::Quotas;
 use crate::token::{CredentialKind, Identity};
@@ -21,7 +30,7 @@ pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Upper bound for a route's body limit: the filter buffers the body in memory.
 pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidConfig {
     #[error("configuration is not valid JSON for the schema: {0}")]
     Syntax(String),
@@ -75,6 +84,106 @@ pub enum InvalidConfig {
     ApiKeyPlan(usize),
     #[error("prices[{0}]: model must not be empty")]
     PriceModel(usize),
+    #[error("{kind}[{index}]: {reason}")]
+    Unreadable {
+        kind: &'static str,
+        index: usize,
+        reason: String,
+    },
+    #[error("{kind} {name:?} is unavailable: {reason}")]
+    Unavailable {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+}
+
+/// The kinds of catalog entry that can be unavailable on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PartKind {
+    Key,
+    ApiKey,
+    Provider,
+    Route,
+    Plan,
+    Price,
+}
+
+impl PartKind {
+    /// As in stat names and messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            PartKind::Key => "key",
+            PartKind::ApiKey => "api_key",
+            PartKind::Provider => "provider",
+            PartKind::Route => "route",
+            PartKind::Plan => "plan",
+            PartKind::Price => "price",
+        }
+    }
+
+    fn section(self) -> &'static str {
+        match self {
+            PartKind::Key => "keys",
+            PartKind::ApiKey => "api_keys",
+            PartKind::Provider => "providers",
+            PartKind::Route => "routes",
+            PartKind::Plan => "plans",
+            PartKind::Price => "prices",
+        }
+    }
+}
+
+/// A catalog entry the filter could not load. It disables only itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnavailablePart {
+    pub kind: PartKind,
+    /// Its name, or its position (`routes[3]`) when it has no readable name.
+    pub name: String,
+    pub reason: InvalidConfig,
+}
+
+impl UnavailablePart {
+    /// Its Envoy gauge: `tokenward.config.unavailable.<kind>.<name>`, the name in stat-safe
+    /// characters.
+    pub fn stat_name(&self) -> String {
+        format!(
+            "tokenward.config.unavailable.{}.{}",
+            self.kind.label(),
+            crate::exchange::sanitize(&self.name)
+        )
+    }
+}
+
+/// Collects the parts that could not be loaded while compiling.
+#[derive(Debug, Default)]
+pub(crate) struct Unavailable(Vec<UnavailablePart>);
+
+impl Unavailable {
+    pub(crate) fn add(&mut self, kind: PartKind, name: String, reason: InvalidConfig) {
+        self.0.push(UnavailablePart { kind, name, reason });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn into_first(self) -> Option<UnavailablePart> {
+        self.0.into_iter().next()
+    }
+
+    pub(crate) fn unreadable(&mut self, kind: PartKind, index: usize, entry: &Unreadable) {
+        let name = entry
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}[{index}]", kind.section()));
+        self.add(
+            kind,
+            name,
+            InvalidConfig::Unreadable {
+                kind: kind.section(),
+                index,
+                reason: entry.reason.clone(),
+            },
+        );
+    }
 }
 
 /// The revocation set, checked on every request whether or not the credential was cached.
@@ -110,6 +219,21 @@ pub struct Provider {
     pub upstream_headers: Rc<[(String, Vec<u8>)]>,
     /// Whether `anthropic-version` must be added when the client sent none.
     pub needs_default_anthropic_version: bool,
+    /// The provider could not be loaded (its credential is missing, say): requests for it
+    /// are refused with 503 `provider_unavailable`.
+    pub unavailable: bool,
+}
+
+impl Provider {
+    fn unavailable(name: &str, style: ProviderStyle) -> Provider {
+        Provider {
+            name: name.to_string(),
+            style,
+            upstream_headers: Rc::new([]),
+            needs_default_anthropic_version: false,
+            unavailable: true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -128,6 +252,9 @@ pub struct Route {
 pub enum ProviderChoice {
     Fixed(Rc<Provider>),
     ByModel(Vec<(String, Rc<Provider>)>),
+    /// The route could not be loaded. It keeps its place in the table, matching every
+    /// request it could have matched, so none falls through to a later, broader route.
+    Unavailable,
 }
 
 impl Route {
@@ -135,6 +262,30 @@ impl Route {
         path.starts_with(&self.path_prefix)
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
+
+    /// A route that could not be loaded: what could be read of its prefix and methods, or
+    /// every request when those are unreadable too.
+    fn unavailable(name: String, path_prefix: Option<&str>, methods: Option<&[String]>) -> Route {
+        let path_prefix = path_prefix.filter(|p| p.starts_with('/')).unwrap_or("/");
+        let methods = methods
+            .filter(|ms| ms.iter().all(|m| is_method(m)))
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
+        Route {
+            name,
+            path_prefix: path_prefix.to_string(),
+            methods,
+            required_scopes: Vec::new(),
+            model_source: ModelSource::None,
+            provider: ProviderChoice::Unavailable,
+            max_body_bytes: crate::config::default_max_body_bytes(),
+            allow_query_credential: false,
+        }
+    }
+}
+
+fn is_method(method: &str) -> bool {
+    !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 #[derive(Debug)]
@@ -150,10 +301,13 @@ pub struct Policy {
     routes: Vec<Rc<Route>>,
     pub cache_entries: usize,
     pub quotas: Quotas,
+    /// What could not be loaded, each disabling only itself.
+    unavailable: Vec<UnavailablePart>,
 }
 
 impl Policy {
-    /// Parses and compiles a configuration document. `env` reads the Wasm VM's environment.
+    /// Parses the document strictly and compiles it strictly: every part must load. What
+    /// the control plane checks before it stores a change.
     pub fn from_json(
         bytes: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
@@ -163,32 +317,52 @@ impl Policy {
         Policy::compile(&config, env)
     }
 
+    /// What the filter applies: the security core must be valid, every catalog entry that
+    /// cannot be loaded is listed in `unavailable()` and disables only itself. `env` reads
+    /// the Wasm VM's environment.
+    pub fn load(
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Policy, InvalidConfig> {
+        let document = Document::from_json(bytes).map_err(|e| InvalidConfig::Syntax(e.0))?;
+        Policy::compile_document(document, env)
+    }
+
+    /// Compiles a configuration strictly: the first part that cannot be loaded is the error.
     pub fn compile(
         config: &Config,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Policy, InvalidConfig> {
+        let policy = Policy::compile_document(Document::from(config.clone()), env)?;
+        match policy.unavailable.first() {
+            Some(part) => Err(part.reason.clone()),
+            None => Ok(policy),
+        }
+    }
+
+    /// Compiles a document; only its core can fail.
+    pub fn compile_document(
+        document: Document,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Policy, InvalidConfig> {
+        let config = &document.core;
         if config.issuer.is_empty() {
             return Err(InvalidConfig::Empty("issuer"));
         }
         if config.audiences.is_empty() || config.audiences.iter().any(String::is_empty) {
             return Err(InvalidConfig::Empty("audiences"));
         }
-        let (keys, keys_by_kid) = compile_keys(config)?;
-        let api_keys = compile_api_keys(&config.api_keys)?;
-        let providers = compile_providers(&config.providers, env)?;
-        let routes = compile_routes(&config.routes, &providers)?;
+        let mut unavailable = Unavailable::default();
+        let (keys, keys_by_kid) = compile_keys(&document.keys, &mut unavailable);
+        let providers = compile_providers(&document.providers, env, &mut unavailable);
+        let routes = compile_routes(&document.routes, &providers, &mut unavailable);
         let quotas = Quotas::compile(
-            &config.plans,
+            &document.plans,
             config.default_plan.as_deref(),
-            &config.prices,
-        )?;
-        if let Some(index) = config
-            .api_keys
-            .iter()
-            .position(|k| k.plan.as_deref().is_some_and(|plan| !quotas.has_plan(plan)))
-        {
-            return Err(InvalidConfig::ApiKeyPlan(index));
-        }
+            &document.prices,
+            &mut unavailable,
+        );
+        let api_keys = compile_api_keys(&document.api_keys, &quotas, &mut unavailable);
         let revocations = RevocationSet {
             jtis: config
                 .revocations
@@ -214,7 +388,13 @@ impl Policy {
             routes,
             cache_entries: config.cache.max_entries,
             quotas,
+            unavailable: unavailable.0,
         })
+    }
+
+    /// The parts of the configuration that could not be loaded.
+    pub fn unavailable(&self) -> &[UnavailablePart] {
+        &self.unavailable
     }
 
     /// The first route whose prefix and method match, in configuration order.
@@ -222,7 +402,6 @@ impl Policy {
         self.routes.iter().find(|r| r.matches(path, method))
     }
 
-    /// The key a JWT names: by `kid`, or the only key when there is one and no `kid`.
     /// The key a JWT names, by `kid`, or the only key when there is one and the token names
     /// none; with the key's configured `kid`, which is what revocation checks (a token
     /// without `kid` must not escape the revocation of the key that signed it).
@@ -246,34 +425,98 @@ type KeyTable = (
     HashMap<String, usize>,
 );
 
-fn compile_keys(config: &Config) -> Result<KeyTable, InvalidConfig> {
-    let jwks = &config.keys.keys;
-    let mut keys = Vec::with_capacity(jwks.len());
-    let mut by_kid = HashMap::new();
-    for (index, jwk) in jwks.iter().enumerate() {
-        let key = VerificationKey::from_jwk(jwk)
-            .map_err(|source| InvalidConfig::Key { index, source })?;
-        keys.push((jwk.kid.clone(), key));
-        match &jwk.kid {
-            Some(kid) if by_kid.insert(kid.clone(), index).is_some() => {
-                return Err(InvalidConfig::DuplicateKid(kid.clone()));
-            }
-            Some(_) => {}
-            None if jwks.len() > 1 => return Err(InvalidConfig::MissingKid(index)),
-            None => {}
+/// Keys that cannot be loaded are left out: a token they signed is refused. A `kid` that
+/// appears twice is left out altogether (which of the two verifies is ambiguous).
+fn compile_keys(entries: &[Entry<Jwk>], unavailable: &mut Unavailable) -> KeyTable {
+    let name =
+        |jwk: &Jwk, index: usize| jwk.kid.clone().unwrap_or_else(|| format!("keys[{index}]"));
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for jwk in entries.iter().flatten() {
+        if let Some(kid) = &jwk.kid {
+            *seen.entry(kid.as_str()).or_default() += 1;
         }
     }
-    Ok((keys, by_kid))
+    let mut keys = Vec::with_capacity(entries.len());
+    let mut by_kid = HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let jwk = match entry {
+            Ok(jwk) => jwk,
+            Err(unreadable) => {
+                unavailable.unreadable(PartKind::Key, index, unreadable);
+                continue;
+            }
+        };
+        let problem = match &jwk.kid {
+            Some(kid) if seen.get(kid.as_str()).is_some_and(|&n| n > 1) => {
+                Some(InvalidConfig::DuplicateKid(kid.clone()))
+            }
+            None if entries.len() > 1 => Some(InvalidConfig::MissingKid(index)),
+            _ => None,
+        };
+        let key = match problem {
+            Some(problem) => Err(problem),
+            None => VerificationKey::from_jwk(jwk)
+                .map_err(|source| InvalidConfig::Key { index, source }),
+        };
+        match key {
+            Ok(key) => {
+                if let Some(kid) = &jwk.kid {
+                    by_kid.insert(kid.clone(), keys.len());
+                }
+                keys.push((jwk.kid.clone(), key));
+            }
+            Err(reason) => unavailable.add(PartKind::Key, name(jwk, index), reason),
+        }
+    }
+    (keys, by_kid)
 }
 
+/// API keys that cannot be loaded are left out (refused as unknown). A hash that appears
+/// twice is left out altogether: which identity it stands for is ambiguous.
 fn compile_api_keys(
-    entries: &[ApiKeyEntry],
-) -> Result<HashMap<[u8; 32], Rc<Identity>>, InvalidConfig> {
+    entries: &[Entry<ApiKeyEntry>],
+    quotas: &Quotas,
+    unavailable: &mut Unavailable,
+) -> HashMap<[u8; 32], Rc<Identity>> {
     let mut api_keys = HashMap::with_capacity(entries.len());
+    let mut duplicates = HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
-        let hash = parse_sha256_hex(&entry.sha256).ok_or(InvalidConfig::BadApiKeyHash(index))?;
-        if entry.subject.is_empty() || entry.id.is_empty() {
-            return Err(InvalidConfig::ApiKeyIdentity(index));
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(unreadable) => {
+                unavailable.unreadable(PartKind::ApiKey, index, unreadable);
+                continue;
+            }
+        };
+        let name = if entry.id.is_empty() {
+            format!("api_keys[{index}]")
+        } else {
+            entry.id.clone()
+        };
+        let Some(hash) = parse_sha256_hex(&entry.sha256) else {
+            unavailable.add(PartKind::ApiKey, name, InvalidConfig::BadApiKeyHash(index));
+            continue;
+        };
+        let problem = if entry.subject.is_empty() || entry.id.is_empty() {
+            Some(InvalidConfig::ApiKeyIdentity(index))
+        } else if entry
+            .plan
+            .as_deref()
+            .is_some_and(|plan| !quotas.has_plan(plan))
+        {
+            // A plan that exists but could not be loaded keeps the key: its requests are
+            // refused with the plan's 503. A plan that does not exist at all is a mistake.
+            Some(InvalidConfig::ApiKeyPlan(index))
+        } else if duplicates.contains(&hash) || api_keys.contains_key(&hash) {
+            api_keys.remove(&hash);
+            duplicates.insert(hash);
+            Some(InvalidConfig::DuplicateApiKey(index))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            unavailable.add(PartKind::ApiKey, name, problem);
+            continue;
         }
         let identity = Identity {
             kind: CredentialKind::ApiKey {
@@ -286,140 +529,211 @@ fn compile_api_keys(
             plan: entry.plan.clone(),
             expires_at: entry.expires_at,
         };
-        if api_keys.insert(hash, Rc::new(identity)).is_some() {
-            return Err(InvalidConfig::DuplicateApiKey(index));
-        }
+        api_keys.insert(hash, Rc::new(identity));
     }
-    Ok(api_keys)
+    api_keys
 }
 
+/// Providers by name. One that cannot be loaded is kept as unavailable under its name, so
+/// its routes answer 503 `provider_unavailable`; a name used twice is unavailable too.
 fn compile_providers(
-    configs: &[ProviderConfig],
+    entries: &[Entry<ProviderConfig>],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<HashMap<String, Rc<Provider>>, InvalidConfig> {
-    let mut providers = HashMap::new();
-    for (index, p) in configs.iter().enumerate() {
-        if p.name.is_empty() || p.cluster.is_empty() || p.authority.is_empty() {
-            return Err(InvalidConfig::ProviderFields(index));
-        }
-        let secret = match &p.credential {
-            CredentialSource::Inline(value) => value.clone(),
-            CredentialSource::Env(var) => {
-                env(var).ok_or_else(|| InvalidConfig::MissingEnvCredential {
-                    index,
-                    var: var.clone(),
-                })?
+    unavailable: &mut Unavailable,
+) -> HashMap<String, Rc<Provider>> {
+    let mut providers: HashMap<String, Rc<Provider>> = HashMap::new();
+    let mut names = HashSet::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let p = match entry {
+            Ok(p) => p,
+            Err(unreadable) => {
+                unavailable.unreadable(PartKind::Provider, index, unreadable);
+                if let Some(name) = &unreadable.name {
+                    names.insert(name.clone());
+                    let placeholder = Provider::unavailable(name, ProviderStyle::Openai);
+                    providers.insert(name.clone(), Rc::new(placeholder));
+                }
+                continue;
             }
         };
-        let secret = secret.trim().to_string();
-        if secret.is_empty() || !is_header_value(&secret) {
-            return Err(InvalidConfig::BadCredential(index));
+        if p.name.is_empty() {
+            let name = format!("providers[{index}]");
+            unavailable.add(
+                PartKind::Provider,
+                name,
+                InvalidConfig::ProviderFields(index),
+            );
+            continue;
         }
-        let (credential_header, credential_value) = match p.style {
-            ProviderStyle::Openai => ("authorization", format!("Bearer {secret}")),
-            ProviderStyle::Anthropic => ("x-api-key", secret),
-            ProviderStyle::Gemini => ("x-goog-api-key", secret),
-            ProviderStyle::AzureOpenai => ("api-key", secret),
+        let compiled = if !names.insert(p.name.clone()) {
+            Err(InvalidConfig::DuplicateProvider(p.name.clone()))
+        } else {
+            compile_provider(index, p, env)
         };
-        let mut upstream_headers = vec![
-            (credential_header.to_string(), credential_value.into_bytes()),
-            (":authority".to_string(), p.authority.clone().into_bytes()),
-            (CLUSTER_HEADER.to_string(), p.cluster.clone().into_bytes()),
-        ];
-        for (name, value) in &p.headers {
-            let name = name.to_ascii_lowercase();
-            if !is_settable_header_name(&name) || !is_header_value(value) {
-                return Err(InvalidConfig::BadProviderHeader { index, name });
+        match compiled {
+            Ok(provider) => {
+                providers.insert(p.name.clone(), Rc::new(provider));
             }
-            upstream_headers.push((name, value.clone().into_bytes()));
-        }
-        let needs_default_anthropic_version = p.style == ProviderStyle::Anthropic
-            && !upstream_headers
-                .iter()
-                .any(|(n, _)| n == "anthropic-version");
-        let provider = Provider {
-            name: p.name.clone(),
-            style: p.style,
-            upstream_headers: upstream_headers.into(),
-            needs_default_anthropic_version,
-        };
-        if providers
-            .insert(p.name.clone(), Rc::new(provider))
-            .is_some()
-        {
-            return Err(InvalidConfig::DuplicateProvider(p.name.clone()));
+            Err(reason) => {
+                unavailable.add(PartKind::Provider, p.name.clone(), reason);
+                let placeholder = Provider::unavailable(&p.name, p.style);
+                providers.insert(p.name.clone(), Rc::new(placeholder));
+            }
         }
     }
-    Ok(providers)
+    providers
 }
 
-fn compile_routes(
-    configs: &[RouteConfig],
-    providers: &HashMap<String, Rc<Provider>>,
-) -> Result<Vec<Rc<Route>>, InvalidConfig> {
-    let mut names = HashSet::new();
-    let mut routes = Vec::with_capacity(configs.len());
-    for (index, r) in configs.iter().enumerate() {
-        if r.name.is_empty() || !r.path_prefix.starts_with('/') {
-            return Err(InvalidConfig::RouteFields(index));
-        }
-        if !names.insert(r.name.as_str()) {
-            return Err(InvalidConfig::DuplicateRoute(r.name.clone()));
-        }
-        if let Some(method) = r
-            .methods
-            .iter()
-            .find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
-        {
-            return Err(InvalidConfig::BadMethod {
-                index,
-                method: method.clone(),
-            });
-        }
-        if r.max_body_bytes == 0 || r.max_body_bytes > MAX_BODY_LIMIT {
-            return Err(InvalidConfig::BodyLimit(index));
-        }
-        let lookup = |name: &String| {
-            providers
-                .get(name)
-                .cloned()
-                .ok_or_else(|| InvalidConfig::UnknownProvider {
-                    index,
-                    provider: name.clone(),
-                })
-        };
-        let provider = match (&r.provider, r.model_providers.as_slice()) {
-            (Some(name), []) => ProviderChoice::Fixed(lookup(name)?),
-            (None, list) if !list.is_empty() => {
-                if r.model_source != ModelSource::GeminiPath {
-                    return Err(InvalidConfig::ModelProvidersWithoutModel(index));
-                }
-                let mut by_model = Vec::with_capacity(list.len());
-                for mp in list {
-                    by_model.push((mp.pattern.clone(), lookup(&mp.provider)?));
-                }
-                ProviderChoice::ByModel(by_model)
-            }
-            _ => return Err(InvalidConfig::ProviderChoice(index)),
-        };
-        routes.push(Rc::new(Route {
-            name: r.name.clone(),
-            path_prefix: r.path_prefix.clone(),
-            methods: r.methods.clone(),
-            required_scopes: r.required_scopes.clone(),
-            model_source: r.model_source,
-            provider,
-            max_body_bytes: r.max_body_bytes,
-            allow_query_credential: r.allow_query_credential,
-        }));
+fn compile_provider(
+    index: usize,
+    p: &ProviderConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, InvalidConfig> {
+    if p.cluster.is_empty() || p.authority.is_empty() {
+        return Err(InvalidConfig::ProviderFields(index));
     }
-    Ok(routes)
+    let secret = match &p.credential {
+        CredentialSource::Inline(value) => value.clone(),
+        CredentialSource::Env(var) => {
+            env(var).ok_or_else(|| InvalidConfig::MissingEnvCredential {
+                index,
+                var: var.clone(),
+            })?
+        }
+    };
+    let secret = secret.trim().to_string();
+    if secret.is_empty() || !is_header_value(&secret) {
+        return Err(InvalidConfig::BadCredential(index));
+    }
+    let (credential_header, credential_value) = match p.style {
+        ProviderStyle::Openai => ("authorization", format!("Bearer {secret}")),
+        ProviderStyle::Anthropic => ("x-api-key", secret),
+        ProviderStyle::Gemini => ("x-goog-api-key", secret),
+        ProviderStyle::AzureOpenai => ("api-key", secret),
+    };
+    let mut upstream_headers = vec![
+        (credential_header.to_string(), credential_value.into_bytes()),
+        (":authority".to_string(), p.authority.clone().into_bytes()),
+        (CLUSTER_HEADER.to_string(), p.cluster.clone().into_bytes()),
+    ];
+    for (name, value) in &p.headers {
+        let name = name.to_ascii_lowercase();
+        if !is_settable_header_name(&name) || !is_header_value(value) {
+            return Err(InvalidConfig::BadProviderHeader { index, name });
+        }
+        upstream_headers.push((name, value.clone().into_bytes()));
+    }
+    let needs_default_anthropic_version = p.style == ProviderStyle::Anthropic
+        && !upstream_headers
+            .iter()
+            .any(|(n, _)| n == "anthropic-version");
+    Ok(Provider {
+        name: p.name.clone(),
+        style: p.style,
+        upstream_headers: upstream_headers.into(),
+        needs_default_anthropic_version,
+        unavailable: false,
+    })
+}
+
+/// The route table in configuration order. A route that cannot be loaded keeps its place
+/// as an unavailable route (see `ProviderChoice::Unavailable`).
+fn compile_routes(
+    entries: &[Entry<RouteConfig>],
+    providers: &HashMap<String, Rc<Provider>>,
+    unavailable: &mut Unavailable,
+) -> Vec<Rc<Route>> {
+    let mut names = HashSet::new();
+    let mut routes = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let route = match entry {
+            Ok(r) => compile_route(index, r, providers, &mut names).unwrap_or_else(|reason| {
+                let name = if r.name.is_empty() {
+                    format!("routes[{index}]")
+                } else {
+                    r.name.clone()
+                };
+                unavailable.add(PartKind::Route, name.clone(), reason);
+                Route::unavailable(name, Some(&r.path_prefix), Some(&r.methods))
+            }),
+            Err(unreadable) => {
+                unavailable.unreadable(PartKind::Route, index, unreadable);
+                let name = unreadable
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("routes[{index}]"));
+                Route::unavailable(
+                    name,
+                    unreadable.path_prefix.as_deref(),
+                    unreadable.methods.as_deref(),
+                )
+            }
+        };
+        routes.push(Rc::new(route));
+    }
+    routes
+}
+
+fn compile_route<'c>(
+    index: usize,
+    r: &'c RouteConfig,
+    providers: &HashMap<String, Rc<Provider>>,
+    names: &mut HashSet<&'c str>,
+) -> Result<Route, InvalidConfig> {
+    if r.name.is_empty() || !r.path_prefix.starts_with('/') {
+        return Err(InvalidConfig::RouteFields(index));
+    }
+    if !names.insert(r.name.as_str()) {
+        return Err(InvalidConfig::DuplicateRoute(r.name.clone()));
+    }
+    if let Some(method) = r.methods.iter().find(|m| !is_method(m)) {
+        return Err(InvalidConfig::BadMethod {
+            index,
+            method: method.clone(),
+        });
+    }
+    if r.max_body_bytes == 0 || r.max_body_bytes > MAX_BODY_LIMIT {
+        return Err(InvalidConfig::BodyLimit(index));
+    }
+    let lookup = |name: &String| {
+        providers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| InvalidConfig::UnknownProvider {
+                index,
+                provider: name.clone(),
+            })
+    };
+    let provider = match (&r.provider, r.model_providers.as_slice()) {
+        (Some(name), []) => ProviderChoice::Fixed(lookup(name)?),
+        (None, list) if !list.is_empty() => {
+            if r.model_source != ModelSource::GeminiPath {
+                return Err(InvalidConfig::ModelProvidersWithoutModel(index));
+            }
+            let mut by_model = Vec::with_capacity(list.len());
+            for mp in list {
+                by_model.push((mp.pattern.clone(), lookup(&mp.provider)?));
+            }
+            ProviderChoice::ByModel(by_model)
+        }
+        _ => return Err(InvalidConfig::ProviderChoice(index)),
+    };
+    Ok(Route {
+        name: r.name.clone(),
+        path_prefix: r.path_prefix.clone(),
+        methods: r.methods.clone(),
+        required_scopes: r.required_scopes.clone(),
+        model_source: r.model_source,
+        provider,
+        max_body_bytes: r.max_body_bytes,
+        allow_query_credential: r.allow_query_credential,
+    })
 }
 
 /// serde_json quotes the offending value of a type error (`invalid type: string "…"`), which
 /// could be a provider key typed into the wrong field: drop quoted values from the message
 /// that gets logged. Field names stay readable (serde puts them in backticks).
-fn redact_values(message: &str) -> String {
+pub(crate) fn redact_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
     for c in message.chars() {

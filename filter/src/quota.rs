@@ -7,14 +7,15 @@
 //! estimate first (the prompt from the body size, the output from `max_tokens` or the
 //! plan's default) and are corrected to the real usage after the response.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig};
 use crate::counter::{self, Admission, QuotaError, SharedStore};
+use crate::document::Entry;
 use crate::error::{ErrorCode, Refusal};
 use crate::model::pattern_matches;
-use crate::policy::InvalidConfig;
+use crate::policy::{InvalidConfig, PartKind, Unavailable};
 use crate::token::Identity;
 use crate::usage::Usage;
 use crate::window::Window;
@@ -23,8 +24,21 @@ use crate::window::Window;
 #[derive(Debug, Default)]
 pub struct Quotas {
     plans: HashMap<String, Rc<Plan>>,
-    default_plan: Option<Rc<Plan>>,
+    /// Plans that could not be loaded: their credentials are refused with 503 until they
+    /// load again (letting them through unlimited would fail open).
+    unavailable_plans: HashSet<String>,
+    default_plan: DefaultPlan,
     prices: Vec<(String, Price)>,
+}
+
+#[derive(Debug, Default)]
+enum DefaultPlan {
+    /// Credentials that name no plan are unlimited.
+    #[default]
+    None,
+    Plan(Rc<Plan>),
+    /// The default plan could not be loaded.
+    Unavailable,
 }
 
 #[derive(Debug)]
@@ -81,107 +95,134 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Quotas {
-    pub fn compile(
-        plans: &BTreeMap<String, PlanConfig>,
+    /// Compiles plans and prices. A plan that cannot be loaded is unavailable (its
+    /// credentials get 503); so is every plan that counts cost when a price cannot be
+    /// loaded, because the first matching price decides a cost and skipping one would
+    /// charge the wrong one.
+    pub(crate) fn compile(
+        plans: &[(String, Entry<PlanConfig>)],
+        default_plan: Option<&str>,
+        prices: &[Entry<PriceConfig>],
+        unavailable: &mut Unavailable,
+    ) -> Quotas {
+        let mut price_table = Vec::with_capacity(prices.len());
+        let mut prices_refused = false;
+        for (index, price) in prices.iter().enumerate() {
+            match price {
+                Ok(price) if !price.model.is_empty() => price_table.push((
+                    price.model.clone(),
+                    Price {
+                        input: price.input,
+                        output: price.output,
+                        cached_input: price.cached_input.unwrap_or(price.input),
+                    },
+                )),
+                Ok(_) => {
+                    prices_refused = true;
+                    let name = format!("prices[{index}]");
+                    unavailable.add(PartKind::Price, name, InvalidConfig::PriceModel(index));
+                }
+                Err(unreadable) => {
+                    prices_refused = true;
+                    unavailable.unreadable(PartKind::Price, index, unreadable);
+                }
+            }
+        }
+        if prices_refused {
+            price_table.clear();
+        }
+        let mut compiled = HashMap::with_capacity(plans.len());
+        let mut refused = HashSet::new();
+        for (index, (name, plan)) in plans.iter().enumerate() {
+            let result = match plan {
+                Ok(plan) => compile_plan(name, plan, !price_table.is_empty(), prices_refused),
+                Err(unreadable) => Err(InvalidConfig::Unreadable {
+                    kind: "plans",
+                    index,
+                    reason: unreadable.reason.clone(),
+                }),
+            };
+            match result {
+                Ok(plan) => {
+                    compiled.insert(name.clone(), Rc::new(plan));
+                }
+                Err(reason) => {
+                    unavailable.add(PartKind::Plan, name.clone(), reason);
+                    refused.insert(name.clone());
+                }
+            }
+        }
+        let default_plan = match default_plan {
+            None => DefaultPlan::None,
+            Some(name) => match compiled.get(name) {
+                Some(plan) => DefaultPlan::Plan(Rc::clone(plan)),
+                None => {
+                    if !refused.contains(name) {
+                        unavailable.add(
+                            PartKind::Plan,
+                            name.to_string(),
+                            InvalidConfig::UnknownDefaultPlan(name.to_string()),
+                        );
+                    }
+                    DefaultPlan::Unavailable
+                }
+            },
+        };
+        Quotas {
+            plans: compiled,
+            unavailable_plans: refused,
+            default_plan,
+            prices: price_table,
+        }
+    }
+
+    /// Compiles plans and prices that must all load: the first that cannot is the error.
+    #[cfg(test)]
+    pub(crate) fn compile_strict(
+        plans: &std::collections::BTreeMap<String, PlanConfig>,
         default_plan: Option<&str>,
         prices: &[PriceConfig],
     ) -> Result<Quotas, InvalidConfig> {
-        let mut compiled = HashMap::with_capacity(plans.len());
-        for (name, plan) in plans {
-            let problem = |what: String| InvalidConfig::Plan {
-                plan: name.clone(),
-                problem: what,
-            };
-            if !valid_name(name) {
-                return Err(problem("a plan name is 1 to 64 of A-Z a-z 0-9 - _".into()));
-            }
-            let mut limits: Vec<Limit> = Vec::with_capacity(plan.limits.len());
-            for limit in &plan.limits {
-                if !valid_name(&limit.name) {
-                    return Err(problem("a limit name is 1 to 64 of A-Z a-z 0-9 - _".into()));
-                }
-                if limits.iter().any(|l| l.name == limit.name) {
-                    return Err(problem(format!("limit {:?} appears twice", limit.name)));
-                }
-                if limit.metric == Metric::CostMicroUsd && prices.is_empty() {
-                    return Err(problem(format!(
-                        "limit {:?} counts cost but \"prices\" is empty",
-                        limit.name
-                    )));
-                }
-                limits.push(Limit {
-                    name: limit.name.clone(),
-                    metric: limit.metric,
-                    window: limit.window,
-                    limit: limit.limit,
-                    per: limit.per,
-                    key_prefix: format!(
-                        "tw:q:{name}:{}:{}:{}:",
-                        limit.name,
-                        metric_name(limit.metric),
-                        window_name(limit.window)
-                    ),
-                });
-            }
-            let policy_header = (!limits.iter().any(|l| l.window == Window::Month))
-                .then(|| policy_header(&limits, 0));
-            compiled.insert(
-                name.clone(),
-                Rc::new(Plan {
-                    name: name.clone(),
-                    shadow: plan.shadow,
-                    clamp_max_tokens: plan.clamp_max_tokens,
-                    default_output_tokens: plan.default_output_tokens,
-                    limits,
-                    policy_header,
-                }),
-            );
+        let plans: Vec<_> = plans
+            .iter()
+            .map(|(n, p)| (n.clone(), Ok(p.clone())))
+            .collect();
+        let prices: Vec<_> = prices.iter().cloned().map(Ok).collect();
+        let mut unavailable = Unavailable::default();
+        let quotas = Quotas::compile(&plans, default_plan, &prices, &mut unavailable);
+        match unavailable.into_first() {
+            Some(part) => Err(part.reason),
+            None => Ok(quotas),
         }
-        let default_plan = match default_plan {
-            Some(name) => Some(
-                compiled
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| InvalidConfig::UnknownDefaultPlan(name.to_string()))?,
-            ),
-            None => None,
-        };
-        let mut price_table = Vec::with_capacity(prices.len());
-        for (index, price) in prices.iter().enumerate() {
-            if price.model.is_empty() {
-                return Err(InvalidConfig::PriceModel(index));
-            }
-            price_table.push((
-                price.model.clone(),
-                Price {
-                    input: price.input,
-                    output: price.output,
-                    cached_input: price.cached_input.unwrap_or(price.input),
-                },
-            ));
-        }
-        Ok(Quotas {
-            plans: compiled,
-            default_plan,
-            prices: price_table,
-        })
     }
 
+    /// Whether the configuration has the plan, loaded or not.
     pub fn has_plan(&self, name: &str) -> bool {
-        self.plans.contains_key(name)
+        self.plans.contains_key(name) || self.unavailable_plans.contains(name)
     }
 
     /// The plan a credential counts against: the one it names, else the default plan; `None`
     /// means no limits. A plan the configuration lacks is refused (fail closed).
     pub fn plan_for(&self, identity: &Identity) -> Result<Option<&Rc<Plan>>, Refusal> {
+        let unavailable = || {
+            Refusal::new(
+                ErrorCode::PlanUnavailable,
+                "the credential's plan could not be loaded by this gateway; try again later",
+            )
+        };
         match &identity.plan {
+            Some(name) if self.unavailable_plans.contains(name) => Err(unavailable()),
             Some(name) => self.plans.get(name).map(Some).ok_or_else(|| {
                 Refusal::new(
                     ErrorCode::UnknownPlan,
                     "the credential names a plan this gateway does not have",
                 )
             }),
-            None => Ok(self.default_plan.as_ref()),
+            None => match &self.default_plan {
+                DefaultPlan::None => Ok(None),
+                DefaultPlan::Plan(plan) => Ok(Some(plan)),
+                DefaultPlan::Unavailable => Err(unavailable()),
+            },
         }
     }
 
@@ -192,6 +233,67 @@ impl Quotas {
             .find(|(pattern, _)| pattern_matches(pattern, model))
             .map(|(_, price)| *price)
     }
+}
+
+/// One plan. `priced`: the price table has entries; `prices_refused`: one could not be
+/// loaded, so no cost can be trusted.
+fn compile_plan(
+    name: &str,
+    plan: &PlanConfig,
+    priced: bool,
+    prices_refused: bool,
+) -> Result<Plan, InvalidConfig> {
+    let problem = |what: String| InvalidConfig::Plan {
+        plan: name.to_string(),
+        problem: what,
+    };
+    if !valid_name(name) {
+        return Err(problem("a plan name is 1 to 64 of A-Z a-z 0-9 - _".into()));
+    }
+    let mut limits: Vec<Limit> = Vec::with_capacity(plan.limits.len());
+    for limit in &plan.limits {
+        if !valid_name(&limit.name) {
+            return Err(problem("a limit name is 1 to 64 of A-Z a-z 0-9 - _".into()));
+        }
+        if limits.iter().any(|l| l.name == limit.name) {
+            return Err(problem(format!("limit {:?} appears twice", limit.name)));
+        }
+        if limit.metric == Metric::CostMicroUsd && prices_refused {
+            return Err(problem(format!(
+                "limit {:?} counts cost and a price could not be loaded",
+                limit.name
+            )));
+        }
+        if limit.metric == Metric::CostMicroUsd && !priced {
+            return Err(problem(format!(
+                "limit {:?} counts cost but \"prices\" is empty",
+                limit.name
+            )));
+        }
+        limits.push(Limit {
+            name: limit.name.clone(),
+            metric: limit.metric,
+            window: limit.window,
+            limit: limit.limit,
+            per: limit.per,
+            key_prefix: format!(
+                "tw:q:{name}:{}:{}:{}:",
+                limit.name,
+                metric_name(limit.metric),
+                window_name(limit.window)
+            ),
+        });
+    }
+    let policy_header =
+        (!limits.iter().any(|l| l.window == Window::Month)).then(|| policy_header(&limits, 0));
+    Ok(Plan {
+        name: name.to_string(),
+        shadow: plan.shadow,
+        clamp_max_tokens: plan.clamp_max_tokens,
+        default_output_tokens: plan.default_output_tokens,
+        limits,
+        policy_header,
+    })
 }
 
 fn metric_name(metric: Metric) -> &'static str {

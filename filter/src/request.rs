@@ -162,6 +162,15 @@ impl RequestFlow {
                 refusal.message
             );
         })?;
+        if matches!(route.provider, ProviderChoice::Unavailable) {
+            return Err(Refusal::new(
+                ErrorCode::RouteUnavailable,
+                format!(
+                    "the route {:?} could not be loaded by this gateway; try again later",
+                    clip(&route.name)
+                ),
+            ));
+        }
         if let Some(missing) = route
             .required_scopes
             .iter()
@@ -502,6 +511,20 @@ fn authorize_model(identity: &Identity, model: &str) -> Result<(), Refusal> {
 /// The route's provider; `model` picks it on routes that choose by model (whose model is
 /// known from the path, see `Policy::compile`).
 fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Rc<Provider>, Refusal> {
+    let provider = chosen_provider(route, model)?;
+    if provider.unavailable {
+        return Err(Refusal::new(
+            ErrorCode::ProviderUnavailable,
+            format!(
+                "the provider {:?} could not be loaded by this gateway; try again later",
+                clip(&provider.name)
+            ),
+        ));
+    }
+    Ok(provider)
+}
+
+fn chosen_provider<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Rc<Provider>, Refusal> {
     match (&route.provider, model) {
         (ProviderChoice::Fixed(provider), _) => Ok(provider),
         (ProviderChoice::ByModel(list), Some(model)) => list
@@ -517,8 +540,9 @@ fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Rc<Prov
                     ),
                 )
             }),
-        // Policy::compile refuses model_providers on routes without a header-time model.
-        (ProviderChoice::ByModel(_), None) => Err(Refusal::new(
+        // Policy::compile refuses model_providers on routes without a header-time model, and
+        // refuses unavailable routes before a provider is chosen.
+        (ProviderChoice::ByModel(_), None) | (ProviderChoice::Unavailable, _) => Err(Refusal::new(
             ErrorCode::InternalError,
             "the route chooses its provider by model but has none",
         )),

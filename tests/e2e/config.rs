@@ -87,7 +87,7 @@ fn every_shipped_envoy_config_validates() {
 }
 
 #[test]
-fn shipped_config_refuses_to_start_without_provider_keys() {
+fn shipped_config_without_provider_keys_starts_and_names_the_unavailable_providers() {
     let root = tokenward_e2e::repo_root();
     let output = Command::new(envoy_binary().unwrap())
         .current_dir(&root)
@@ -99,9 +99,12 @@ fn shipped_config_refuses_to_start_without_provider_keys() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    // Keys and revocations must apply whatever else is missing: the providers without
+    // their key are unavailable (503 provider_unavailable), the configuration is not refused.
+    assert!(output.status.success(), "{text}");
     assert!(
-        text.contains("environment variable \"OPENAI_API_KEY\" is not set"),
+        text.contains("provider \"openai\" is unavailable")
+            && text.contains("environment variable \"OPENAI_API_KEY\" is not set"),
         "{text}"
     );
 }

@@ -3,7 +3,9 @@
 
 use tokenward_e2e::client::{bearer, Reply};
 use tokenward_e2e::setup::{add_api_key, TokenSpec};
-use tokenward_filter::config::{LimitConfig, LimitScope, Metric, PlanConfig, PriceConfig};
+use tokenward_filter::config::{
+    CredentialSource, LimitConfig, LimitScope, Metric, PlanConfig, PriceConfig, RouteConfig,
+};
 use tokenward_filter::error::ErrorCode;
 use tokenward_filter::window::Window;
 
@@ -78,6 +80,33 @@ fn every_client_visible_error_code_with_its_status() {
             output: 1_000_000,
             cached_input: None,
         });
+        // Parts this Envoy cannot load: each refuses only its own requests.
+        let mut keyless = config.providers[0].clone();
+        keyless.name = "keyless".into();
+        keyless.cluster = "keyless".into();
+        keyless.credential = CredentialSource::Env("NOT_IN_THIS_ENVOY".into());
+        config.providers.push(keyless);
+        let template = config.routes[0].clone();
+        let route = |name: &str, prefix: &str, provider: &str| RouteConfig {
+            name: name.into(),
+            path_prefix: prefix.into(),
+            provider: Some(provider.into()),
+            ..template.clone()
+        };
+        let keyless_route = route("keyless", "/v1/keyless/", "keyless");
+        let broken_route = route("broken", "/v1/broken/", "nobody");
+        config.routes.insert(0, keyless_route);
+        config.routes.insert(0, broken_route);
+        config.plans.insert(
+            "not a plan name".into(),
+            plan(LimitConfig {
+                name: "rpd".into(),
+                metric: Metric::Requests,
+                window: Window::Day,
+                limit: 1,
+                per: LimitScope::Subject,
+            }),
+        );
     });
     let token = gw.token();
     let auth = bearer(&token);
@@ -199,6 +228,28 @@ fn every_client_visible_error_code_with_its_status() {
         })
     };
     check(gw.chat(&planned("gold"), "gpt-4o"), ErrorCode::UnknownPlan);
+    check(
+        gw.chat(&planned("not a plan name"), "gpt-4o"),
+        ErrorCode::PlanUnavailable,
+    );
+    check(
+        gw.send(
+            "POST",
+            "/v1/keyless/chat",
+            &[("authorization", &auth)],
+            Some(ok_body),
+        ),
+        ErrorCode::ProviderUnavailable,
+    );
+    check(
+        gw.send(
+            "POST",
+            "/v1/broken/chat",
+            &[("authorization", &auth)],
+            Some(ok_body),
+        ),
+        ErrorCode::RouteUnavailable,
+    );
     let one_a_day = planned("one-a-day");
     assert_eq!(gw.chat(&one_a_day, "gpt-4o").status, 200);
     let reply = gw.chat(&one_a_day, "gpt-4o");

@@ -327,8 +327,9 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
         updates,
         "a restarted control plane pushes no needless update"
     );
-    // A configuration the filter refuses (a credential from an environment variable this
-    // Envoy does not have): NACKed, shown per proxy, and traffic stays on the last good one.
+    // A provider this Envoy cannot load (its credential is in an environment variable the
+    // Envoy does not have): it disables only its own route (503 provider_unavailable), is no
+    // NACK, and holds back no revocation made after it.
     operator
         .put_provider(
             provider(
@@ -340,41 +341,72 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
             now(),
         )
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let nacked = loop {
-        let proxies = client::send(
-            "GET",
-            &format!("http://{}/admin/v1/proxies", served.admin),
-            &[("authorization", &bearer(&admin_key.key))],
-            None,
+    operator
+        .put_route(route("gemini", "/v1/gemini/", "gemini"), now())
+        .unwrap();
+    let gemini = || {
+        client::send(
+            "POST",
+            &envoy.url("/v1/gemini/chat"),
+            &[("authorization", &bearer(&rotated.token))],
+            Some(r#"{"model":"gemini-2.0-flash","messages":[]}"#),
         )
         .unwrap()
-        .json();
-        if proxies["tokenward-gateway-1"]["nacked"]["ecds"].is_object() {
-            break proxies["tokenward-gateway-1"]["nacked"]["ecds"].clone();
-        }
-        assert!(Instant::now() < deadline, "no NACK seen: {proxies}");
-        std::thread::sleep(Duration::from_millis(50));
     };
-    // Envoy reports the refusal in its NACK; the filter's reason is in Envoy's log.
-    assert!(
-        nacked["error"]
-            .as_str()
-            .unwrap()
-            .contains("Wasm plugin tokenward"),
-        "{nacked}"
-    );
-    assert!(nacked["version"].is_string());
-    let log = envoy.log();
-    assert!(log.contains("configuration refused") && log.contains("GEMINI_KEY_NOT_IN_THIS_ENVOY"));
+    let unavailable = eventually("the unavailable provider", gemini, |r| r.status == 503);
     assert_eq!(
-        chat(&envoy, &fresh.token).status,
+        unavailable.error_code().as_deref(),
+        Some("provider_unavailable"),
+        "{}",
+        unavailable.body
+    );
+    plane(&db, &master)
+        .revoke(
+            &Revocation::Jti {
+                jti: fresh.jti.clone(),
+                expires_at: None,
+            },
+            now(),
+        )
+        .unwrap();
+    let revoked_at = Instant::now();
+    eventually(
+        "the revocation after the bad provider",
+        || chat(&envoy, &fresh.token),
+        |r| r.error_code().as_deref() == Some("token_revoked"),
+    );
+    let latency = revoked_at.elapsed();
+    println!("revocation enforced {latency:?} after a provider Envoy cannot load");
+    assert!(latency < Duration::from_secs(1), "{latency:?}");
+    assert_eq!(
+        chat(&envoy, &rotated.token).status,
         200,
-        "the last good configuration stays"
+        "the rest still passes"
+    );
+    let proxies = client::send(
+        "GET",
+        &format!("http://{}/admin/v1/proxies", served.admin),
+        &[("authorization", &bearer(&admin_key.key))],
+        None,
+    )
+    .unwrap()
+    .json();
+    assert!(
+        proxies["tokenward-gateway-1"]["nacked"]
+            .as_object()
+            .is_none_or(|n| n.is_empty()),
+        "nothing was refused whole: {proxies}"
+    );
+    let log = envoy.log();
+    assert!(
+        log.contains("provider \"gemini\" is unavailable")
+            && log.contains("GEMINI_KEY_NOT_IN_THIS_ENVOY"),
+        "{log}"
     );
     assert_eq!(
-        chat(&envoy, &token.token).error_code().as_deref(),
-        Some("token_revoked")
+        envoy.stat("wasmcustom.tokenward.config.unavailable.provider.gemini"),
+        1,
+        "the gauge the control plane's stats sink receives"
     );
 
     drop(served);

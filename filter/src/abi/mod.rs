@@ -116,7 +116,7 @@ impl RootContext for TokenwardRoot {
             return true;
         }
         let started = raw::now_nanoseconds().unwrap_or(0);
-        match Policy::from_json(&config, &|name| std::env::var(name).ok()) {
+        match Policy::load(&config, &|name| std::env::var(name).ok()) {
             Ok(policy) => {
                 // How long parsing and compiling took: what a large configuration costs
                 // each worker.
@@ -128,6 +128,18 @@ impl RootContext for TokenwardRoot {
                     micros % 1000,
                     config.len()
                 );
+                // Keys and revocations are in force whatever else could not be loaded; what
+                // could not is refused on its own, and shown in the log and the gauges.
+                for part in policy.unavailable() {
+                    log::error!(
+                        "configuration {}: {} {:?} is unavailable: {}",
+                        policy.version.as_deref().unwrap_or("(unversioned)"),
+                        part.kind.label(),
+                        part.name,
+                        part.reason
+                    );
+                }
+                report_unavailable(policy.unavailable());
                 // A new worker state: the cache of the old keys goes with the old config.
                 self.worker = Worker::configured(policy);
                 true
@@ -152,6 +164,33 @@ impl RootContext for TokenwardRoot {
             refused: false,
         }))
     }
+}
+
+thread_local! {
+    /// The unavailable-part gauges this VM set to 1, so a part that loads again goes back to 0
+    /// (a configuration update brings a new root context, but the same VM).
+    static UNAVAILABLE_GAUGES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gauges `tokenward.config.unavailable.<kind>.<name>` (1 while unavailable, 0 once loaded
+/// again) and `tokenward.config.unavailable_parts`: what Envoy reports to the control plane
+/// through its metrics service sink, and what an operator sees in Envoy's stats.
+fn report_unavailable(parts: &[crate::policy::UnavailablePart]) {
+    let now: Vec<String> = parts.iter().map(|p| p.stat_name()).collect();
+    UNAVAILABLE_GAUGES.with(|gauges| {
+        let mut before = gauges.borrow_mut();
+        for name in before.iter().filter(|n| !now.contains(n)) {
+            let _ = raw::set_gauge(name, 0);
+        }
+        for name in &now {
+            let _ = raw::set_gauge(name, 1);
+        }
+        *before = now;
+    });
+    let _ = raw::set_gauge(
+        "tokenward.config.unavailable_parts",
+        u64::try_from(parts.len()).unwrap_or(u64::MAX),
+    );
 }
 
 struct TokenwardHttp {

@@ -12,6 +12,7 @@ const RESPONSE_HEADERS: u32 = 2;
 const HTTP_REQUEST_BODY: u32 = 0;
 const HTTP_RESPONSE_BODY: u32 = 1;
 const METRIC_COUNTER: u32 = 0;
+const METRIC_GAUGE: u32 = 1;
 const PLUGIN_CONFIGURATION: u32 = 7;
 const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
@@ -80,6 +81,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_set_property(
         path_data: *const u8,
         path_size: usize,
@@ -243,6 +245,13 @@ pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
     let mut id = 0u32;
     check(unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) })?;
     Ok(id)
+}
+
+/// Sets a gauge (defined under `name` on first use; Envoy shares it across workers).
+pub fn set_gauge(name: &str, value: u64) -> Result<(), HostStatus> {
+    let mut id = 0u32;
+    check(unsafe { proxy_define_metric(METRIC_GAUGE, name.as_ptr(), name.len(), &mut id) })?;
+    check(unsafe { proxy_record_metric(id, value) })
 }
 
 pub fn increment_counter(id: u32, by: u64) -> Result<(), HostStatus> {

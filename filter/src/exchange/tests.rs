@@ -7,6 +7,7 @@ fn provider(name: &str, style: ProviderStyle) -> Rc<Provider> {
         style,
         upstream_headers: Rc::from(Vec::new()),
         needs_default_anthropic_version: false,
+        unavailable: false,
     })
 }
 

@@ -281,3 +281,226 @@ fn syntax_errors_name_the_field_but_not_the_value() {
     .to_string();
     assert!(err.contains("unknown field `cach`"), "{err}");
 }
+
+/// The document as Envoy hands it over, loaded the way the filter loads it.
+fn load(json: &serde_json::Value) -> Result<Policy, InvalidConfig> {
+    Policy::load(json.to_string().as_bytes(), &|name| {
+        (name == "OPENAI_KEY").then(|| "sk-from-env".to_string())
+    })
+}
+
+fn unavailable(policy: &Policy) -> Vec<(PartKind, String)> {
+    policy
+        .unavailable()
+        .iter()
+        .map(|p| (p.kind, p.name.clone()))
+        .collect()
+}
+
+#[test]
+fn a_provider_without_its_credential_is_unavailable_and_the_rest_loads() {
+    let mut fx = Fixture::new();
+    fx.config.providers[0].credential = CredentialSource::Env("NOT_THERE".into());
+    fx.config.revocations.subjects = vec!["mallory".into()];
+    let json = serde_json::to_value(&fx.config).unwrap();
+    let policy = load(&json).unwrap();
+    assert_eq!(
+        unavailable(&policy),
+        vec![(PartKind::Provider, "openai".to_string())]
+    );
+    assert!(matches!(
+        policy.unavailable()[0].reason,
+        InvalidConfig::MissingEnvCredential { .. }
+    ));
+    let chat = policy.route_for("/v1/chat/completions", "POST").unwrap();
+    let ProviderChoice::Fixed(openai) = &chat.provider else {
+        panic!("fixed provider expected")
+    };
+    assert!(openai.unavailable && openai.upstream_headers.is_empty());
+    let messages = policy.route_for("/v1/messages", "POST").unwrap();
+    let ProviderChoice::Fixed(anthropic) = &messages.provider else {
+        panic!("fixed provider expected")
+    };
+    assert!(!anthropic.unavailable);
+    assert!(policy.revocations.revokes(&Identity {
+        kind: CredentialKind::ApiKey { id: "k".into() },
+        subject: "mallory".into(),
+        tenant: None,
+        scopes: vec![],
+        models: None,
+        plan: None,
+        expires_at: None,
+    }));
+    // The control plane's check stays strict.
+    assert!(matches!(
+        Policy::compile(&fx.config, &|_| None),
+        Err(InvalidConfig::MissingEnvCredential { .. })
+    ));
+}
+
+#[test]
+fn an_unreadable_route_keeps_its_place_so_nothing_falls_through_to_a_broader_one() {
+    let mut fx = Fixture::new();
+    fx.config.routes.push(RouteConfig {
+        provider: Some("openai".into()),
+        ..crate::testing::route("everything", "/v1/")
+    });
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    // A field from a newer control plane.
+    json["routes"][0]["retry_budget"] = 3.into();
+    let policy = load(&json).unwrap();
+    assert_eq!(
+        unavailable(&policy),
+        vec![(PartKind::Route, "chat".to_string())]
+    );
+    let chat = policy.route_for("/v1/chat/completions", "POST").unwrap();
+    assert_eq!(chat.name, "chat");
+    assert!(matches!(chat.provider, ProviderChoice::Unavailable));
+    assert_eq!(
+        policy.route_for("/v1/embeddings", "POST").unwrap().name,
+        "everything"
+    );
+
+    // Without a readable prefix it stands for every path after its place.
+    json["routes"][0]["path_prefix"] = 7.into();
+    let policy = load(&json).unwrap();
+    let route = policy.route_for("/v1/embeddings", "POST").unwrap();
+    assert!(matches!(route.provider, ProviderChoice::Unavailable));
+}
+
+#[test]
+fn an_invalid_route_becomes_unavailable_with_its_reason() {
+    let mut fx = Fixture::new();
+    fx.config.routes[2].provider = Some("nobody".into());
+    let json = serde_json::to_value(&fx.config).unwrap();
+    let policy = load(&json).unwrap();
+    assert_eq!(policy.unavailable().len(), 1);
+    assert_eq!(
+        policy.unavailable()[0].reason,
+        InvalidConfig::UnknownProvider {
+            index: 2,
+            provider: "nobody".into()
+        }
+    );
+    let models = policy.route_for("/v1/models", "GET").unwrap();
+    assert!(matches!(models.provider, ProviderChoice::Unavailable));
+    // Its methods still limit what it stands for.
+    assert!(policy.route_for("/v1/models", "POST").is_none());
+}
+
+#[test]
+fn plans_and_prices_that_cannot_load_refuse_their_credentials_not_the_document() {
+    let fx = Fixture::new();
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    json["plans"] = serde_json::json!({
+        "free": {"limits": [{"name": "rpm", "metric": "requests", "window": "minute", "limit": 5}]},
+        "odd": {"limits": [], "surge_pricing": true},
+        "money": {"limits": [{"name": "usd", "metric": "cost_micro_usd", "window": "month", "limit": 5}]}
+    });
+    json["default_plan"] = "odd".into();
+    json["prices"] = serde_json::json!([{"model": "gpt-*", "input": "cheap", "output": 1}]);
+    let policy = load(&json).unwrap();
+    let mut parts = unavailable(&policy);
+    parts.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        parts,
+        vec![
+            (PartKind::Price, "gpt-*".to_string()),
+            (PartKind::Plan, "money".to_string()),
+            (PartKind::Plan, "odd".to_string()),
+        ]
+    );
+    let who = |plan: Option<&str>| Identity {
+        kind: CredentialKind::ApiKey { id: "k".into() },
+        subject: "a".into(),
+        tenant: None,
+        scopes: vec![],
+        models: None,
+        plan: plan.map(str::to_string),
+        expires_at: None,
+    };
+    let code = |plan| {
+        policy
+            .quotas
+            .plan_for(&who(plan))
+            .map(|p| p.map(|p| p.name.clone()))
+    };
+    assert_eq!(code(Some("free")), Ok(Some("free".into())));
+    for plan in [Some("odd"), Some("money"), None] {
+        assert_eq!(
+            code(plan).unwrap_err().code,
+            crate::error::ErrorCode::PlanUnavailable,
+            "{plan:?}"
+        );
+    }
+    assert_eq!(
+        code(Some("gold")).unwrap_err().code,
+        crate::error::ErrorCode::UnknownPlan
+    );
+}
+
+#[test]
+fn keys_that_cannot_load_are_left_out_and_a_repeated_kid_is_left_out_altogether() {
+    let mut fx = Fixture::new();
+    let other = Ed25519KeyPair::generate();
+    let third = Ed25519KeyPair::generate();
+    fx.config.keys.keys = vec![
+        ed25519_jwk(&fx.key, Some("good")),
+        ed25519_jwk(&other, Some("twice")),
+        ed25519_jwk(&third, Some("twice")),
+    ];
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    json["keys"]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"kty": "OKP", "kid": "broken", "crv": "Ed25519", "x": 5}));
+    let policy = load(&json).unwrap();
+    let mut parts = unavailable(&policy);
+    parts.sort();
+    assert_eq!(
+        parts,
+        vec![
+            (PartKind::Key, "broken".to_string()),
+            (PartKind::Key, "twice".to_string()),
+            (PartKind::Key, "twice".to_string()),
+        ]
+    );
+    assert!(policy.key_for(Some("good")).is_some());
+    assert!(policy.key_for(Some("twice")).is_none());
+}
+
+#[test]
+fn a_broken_security_core_still_refuses_the_whole_document() {
+    let fx = Fixture::new();
+    let good = serde_json::to_value(&fx.config).unwrap();
+    let mut cases = Vec::new();
+    let mut json = good.clone();
+    json["revocations"]["subjects"] = serde_json::json!([1]);
+    cases.push(json);
+    let mut json = good.clone();
+    json["issuer"] = "".into();
+    cases.push(json);
+    let mut json = good.clone();
+    json["routes"] = serde_json::json!({"chat": {}});
+    cases.push(json);
+    let mut json = good.clone();
+    json["unknown_setting"] = true.into();
+    cases.push(json);
+    for json in cases {
+        assert!(load(&json).is_err(), "{json}");
+    }
+    assert!(load(&good).unwrap().unavailable().is_empty());
+}
+
+#[test]
+fn unavailable_parts_have_bounded_stat_names() {
+    let part = UnavailablePart {
+        kind: PartKind::Provider,
+        name: "Open.AI/EU west".into(),
+        reason: InvalidConfig::ProviderFields(0),
+    };
+    assert_eq!(
+        part.stat_name(),
+        "tokenward.config.unavailable.provider.open_ai_eu_west"
+    );
+}

@@ -40,7 +40,7 @@ fn price(model: &str, input: u64, output: u64, cached: Option<u64>) -> PriceConf
 fn quotas(plans: Vec<(&str, PlanConfig)>, prices: &[PriceConfig]) -> Quotas {
     let plans: BTreeMap<String, PlanConfig> =
         plans.into_iter().map(|(n, p)| (n.to_string(), p)).collect();
-    Quotas::compile(&plans, None, prices).unwrap()
+    Quotas::compile_strict(&plans, None, prices).unwrap()
 }
 
 fn who(subject: &str, tenant: Option<&str>, plan: Option<&str>) -> Identity {
@@ -94,7 +94,7 @@ fn configuration_mistakes_are_refused_with_their_place() {
         |plans: Vec<(&str, PlanConfig)>, default: Option<&str>, prices: &[PriceConfig]| {
             let plans: BTreeMap<String, PlanConfig> =
                 plans.into_iter().map(|(n, p)| (n.to_string(), p)).collect();
-            Quotas::compile(&plans, default, prices)
+            Quotas::compile_strict(&plans, default, prices)
                 .map(|_| ())
                 .unwrap_err()
                 .to_string()
@@ -122,14 +122,14 @@ fn a_credential_counts_against_its_plan_the_default_or_nothing() {
         ("pro".to_string(), plan(vec![])),
     ]
     .into();
-    let with_default = Quotas::compile(&plans, Some("free"), &[]).unwrap();
+    let with_default = Quotas::compile_strict(&plans, Some("free"), &[]).unwrap();
     let name = |q: &Quotas, plan: Option<&str>| {
         q.plan_for(&who("a", None, plan))
             .map(|p| p.map(|p| p.name.clone()))
     };
     assert_eq!(name(&with_default, Some("pro")), Ok(Some("pro".into())));
     assert_eq!(name(&with_default, None), Ok(Some("free".into())));
-    let without_default = Quotas::compile(&plans, None, &[]).unwrap();
+    let without_default = Quotas::compile_strict(&plans, None, &[]).unwrap();
     assert_eq!(name(&without_default, None), Ok(None));
     let unknown = name(&with_default, Some("gold")).unwrap_err();
     assert_eq!(unknown.code, ErrorCode::UnknownPlan);

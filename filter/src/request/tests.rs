@@ -1,5 +1,6 @@
 use super::*;
 use crate::host::fake::FakeHost;
+use crate::policy::Policy;
 use crate::testing::{Fixture, NOW};
 
 fn worker(fx: &Fixture) -> Rc<Worker> {
@@ -593,4 +594,50 @@ fn an_endpoint_without_usage_reserves_no_tokens() {
         1,
         "the request still counts"
     );
+}
+
+/// A worker on a document loaded the way the filter loads it (parts may be unavailable).
+fn loaded_worker(json: &serde_json::Value) -> Rc<Worker> {
+    Worker::configured(Policy::load(json.to_string().as_bytes(), &|_| None).unwrap())
+}
+
+#[test]
+fn a_provider_that_cannot_load_answers_503_on_its_routes_and_revocations_still_apply() {
+    let mut fx = Fixture::new();
+    fx.config.providers[0].credential = crate::config::CredentialSource::Env("NOT_THERE".into());
+    let token = fx.token();
+    let w = loaded_worker(&serde_json::to_value(&fx.config).unwrap());
+    let r = refusal(run(&w, &chat(&token, r#"{"model":"gpt-4o-mini"}"#)));
+    assert_eq!(
+        (r.code, r.code.status()),
+        (ErrorCode::ProviderUnavailable, 503)
+    );
+    assert!(r.message.contains("openai"), "{}", r.message);
+    let messages = FakeHost::request("POST", "/v1/messages")
+        .with_bearer(&token)
+        .with_body(r#"{"model":"claude-3-5-haiku","max_tokens":5}"#)
+        .with_now(NOW + 1);
+    edits(run(&w, &messages));
+    // The same document with the token's subject revoked: 401, not 503.
+    fx.config.revocations.subjects = vec!["alice".into()];
+    let w = loaded_worker(&serde_json::to_value(&fx.config).unwrap());
+    let r = refusal(run(&w, &chat(&token, r#"{"model":"gpt-4o-mini"}"#)));
+    assert_eq!(r.code, ErrorCode::TokenRevoked);
+    let r = refusal(run(&w, &messages));
+    assert_eq!(r.code, ErrorCode::TokenRevoked);
+}
+
+#[test]
+fn an_unreadable_route_answers_503_after_authentication() {
+    let fx = Fixture::new();
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    json["routes"][0]["retry_budget"] = 3.into();
+    let w = loaded_worker(&json);
+    let r = refusal(run(&w, &chat(&fx.token(), r#"{"model":"gpt-4o-mini"}"#)));
+    assert_eq!(
+        (r.code, r.code.status()),
+        (ErrorCode::RouteUnavailable, 503)
+    );
+    let r = refusal(run(&w, &chat("not-a-token", r#"{"model":"gpt-4o-mini"}"#)));
+    assert_eq!(r.code.status(), 401);
 }
