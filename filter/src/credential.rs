@@ -189,7 +189,10 @@ fn normalized_path(path: &str) -> Result<&str, Refusal> {
     Ok(path)
 }
 
-/// A credential in the query string: its decoded value and the path without it.
+/// A credential in the query string: its decoded value and the path without it. A
+/// parameter counts whatever encoding hides its name or its `=` (`%6Bey=`, `key%3D…`, even
+/// encoded twice), and `;` separates parameters as some servers read it: a URL that any
+/// server on the way could read as carrying a credential is treated as carrying one.
 fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
     let Some((base, query)) = path.split_once('?') else {
         return Ok(None);
@@ -197,18 +200,22 @@ fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
     let mut found = None;
     let mut kept = Vec::new();
     for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = percent_decode(name).to_ascii_lowercase();
-        if QUERY_CREDENTIAL_PARAMS.contains(&name.as_str()) {
-            if found.is_some() {
-                return Err(Refusal::new(
-                    ErrorCode::AmbiguousCredential,
-                    "more than one credential was sent; send exactly one",
-                ));
+        let mut credential = None;
+        for part in pair.split(';') {
+            if let Some(value) = credential_param(part) {
+                if credential.is_some() || found.is_some() {
+                    return Err(Refusal::new(
+                        ErrorCode::AmbiguousCredential,
+                        "more than one credential was sent; send exactly one",
+                    ));
+                }
+                credential = Some(value);
             }
-            found = Some(percent_decode(value));
-        } else if !pair.is_empty() {
-            kept.push(pair);
+        }
+        match credential {
+            Some(value) => found = Some(value),
+            None if !pair.is_empty() => kept.push(pair),
+            None => {}
         }
     }
     Ok(found.map(|value| {
@@ -219,6 +226,42 @@ fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
         };
         (value, path)
     }))
+}
+
+/// The value of one query parameter when its name, decoded up to three times, is a
+/// credential parameter.
+fn credential_param(part: &str) -> Option<String> {
+    let is_param =
+        |name: &str| QUERY_CREDENTIAL_PARAMS.contains(&name.trim().to_ascii_lowercase().as_str());
+    let mut text = part.to_string();
+    for _ in 0..3 {
+        match text.split_once('=') {
+            Some((name, value)) if is_param(name) => return Some(percent_decode(value)),
+            // `?key` alone: an empty credential, refused as such.
+            None if is_param(&text) => return Some(String::new()),
+            _ => {}
+        }
+        let decoded = percent_decode(&text);
+        if decoded == text {
+            break;
+        }
+        text = decoded;
+    }
+    None
+}
+
+/// Whether `text`, as sent or percent-decoded, contains `credential`: a copy that must not
+/// travel on (in a cookie, another header, the URL).
+pub fn contains_credential(text: &[u8], credential: &str) -> bool {
+    let needle = credential.as_bytes();
+    if needle.len() < 8 {
+        // Too short to be a real credential (and to search for without false alarms).
+        return false;
+    }
+    let found = |haystack: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    found(text)
+        || (text.contains(&b'%')
+            && std::str::from_utf8(text).is_ok_and(|t| found(percent_decode(t).as_bytes())))
 }
 
 /// Decodes `%XX` and `+`; a malformed escape is kept as it is.

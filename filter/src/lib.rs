@@ -14,6 +14,7 @@ pub mod document;
 pub mod error;
 pub mod exchange;
 pub mod host;
+pub mod json;
 pub mod keys;
 pub mod model;
 pub mod policy;

@@ -1,8 +1,7 @@
 //! Which model a request asks for, and whether a model pattern allows it. Reads the model
 //! from a JSON body or from Gemini's path form; knows nothing of providers or tokens.
 
-use serde::Deserialize;
-use serde_json::Value;
+use crate::json::{self, Kind, Member, Object, Splice};
 
 /// Does `model` match `pattern`? `*` matches any run of characters (also none); everything
 /// else matches itself. `*` alone matches every model.
@@ -49,62 +48,72 @@ pub struct RequestFields {
     pub include_usage: bool,
 }
 
-/// The fields of a JSON request body. The whole body is checked to be valid JSON, so a
-/// malformed request is refused here rather than by the provider after it was counted.
+/// The fields of a JSON request body. The whole body is checked to be valid JSON (at any
+/// depth), so a malformed request is refused here rather than by the provider after it was
+/// counted. A field the filter reads that appears twice is refused: which one the provider
+/// obeys is unknown. `null` counts as absent, as most providers read it.
 pub fn read_body(body: &[u8]) -> Result<RequestFields, ModelError> {
-    #[derive(Deserialize)]
-    struct Fields {
-        #[serde(default)]
-        model: Option<Value>,
-        #[serde(default)]
-        max_completion_tokens: Option<Value>,
-        #[serde(default)]
-        max_tokens: Option<Value>,
-        #[serde(default)]
-        max_output_tokens: Option<Value>,
-        #[serde(default)]
-        stream: Option<Value>,
-        #[serde(default)]
-        stream_options: Option<Value>,
-    }
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(ModelError::InvalidJson(
-            "the body is not a JSON object".to_string(),
-        ));
-    }
-    let parsed: Fields = serde_json::from_slice(body).map_err(|e| {
-        // serde_json's messages give line and column, never the body's content.
-        ModelError::InvalidJson(e.to_string())
-    })?;
-    let model = match parsed.model {
-        Some(Value::String(model)) if !model.is_empty() => model,
-        _ => return Err(ModelError::Missing),
+    let object = Object::document(body).map_err(invalid)?;
+    let field = |name: &str| -> Result<Option<&Member>, ModelError> {
+        Ok(object
+            .get(name)
+            .map_err(invalid)?
+            .filter(|m| m.kind != Kind::Null))
     };
-    let output_limits = [
-        ("max_completion_tokens", &parsed.max_completion_tokens),
-        ("max_tokens", &parsed.max_tokens),
-        ("max_output_tokens", &parsed.max_output_tokens),
-    ]
-    .into_iter()
-    .filter_map(|(field, value)| Some((field, token_count(value.as_ref()?))))
-    .collect();
+    let model = match field("model")? {
+        Some(m) if m.kind == Kind::String => {
+            json::decode_string(body, m.value.clone()).map_err(invalid)?
+        }
+        _ => String::new(),
+    };
+    if model.is_empty() {
+        return Err(ModelError::Missing);
+    }
+    let mut output_limits = Vec::new();
+    for name in OUTPUT_LIMIT_FIELDS {
+        if let Some(m) = field(name)? {
+            output_limits.push((name, token_count(body, m)));
+        }
+    }
+    let stream = field("stream")?.is_some_and(|m| m.kind == Kind::Bool(true));
+    let include_usage = match field("stream_options")? {
+        Some(m) if m.kind == Kind::Object => {
+            let options = Object::at(body, m.value.start).map_err(invalid)?;
+            options
+                .get("include_usage")
+                .map_err(invalid)?
+                .is_some_and(|m| m.kind == Kind::Bool(true))
+        }
+        _ => false,
+    };
     Ok(RequestFields {
         model,
         output_limits,
-        stream: parsed.stream.as_ref().and_then(Value::as_bool) == Some(true),
-        include_usage: parsed
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            == Some(true),
+        stream,
+        include_usage,
     })
 }
 
-/// A token count as JSON may write it: `4096`, or `4096.0` and `4e3` (rounded up).
-fn token_count(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        let f = value.as_f64().filter(|f| f.is_finite() && *f >= 0.0)?;
+/// The output-limit fields of the APIs the filter meters.
+const OUTPUT_LIMIT_FIELDS: [&str; 3] = ["max_completion_tokens", "max_tokens", "max_output_tokens"];
+
+fn invalid(e: json::JsonError) -> ModelError {
+    // Positions and expectations only, never the body's content.
+    ModelError::InvalidJson(e.0)
+}
+
+/// A token count as JSON may write it: `4096`, or `4096.0` and `4e3` (rounded up); `None`
+/// for anything else (a string, a negative number).
+fn token_count(body: &[u8], member: &Member) -> Option<u64> {
+    if member.kind != Kind::Number {
+        return None;
+    }
+    let text = std::str::from_utf8(body.get(member.value.clone())?).ok()?;
+    text.parse::<u64>().ok().or_else(|| {
+        let f = text
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f >= 0.0)?;
         // Saturates at u64::MAX for absurd values.
         Some(f.ceil() as u64)
     })
@@ -142,29 +151,50 @@ impl BodyEdit {
         self.output_limit.is_none() && !self.include_usage
     }
 
-    /// The edited body (a JSON object, as `read_body` checked). Other fields keep their
-    /// values; their order may change.
+    /// The edited body: the client's text with the limit fields and `include_usage`
+    /// spliced in, every other byte unchanged.
     pub fn apply(&self, body: &[u8]) -> Result<Vec<u8>, ModelError> {
-        let invalid = |e: serde_json::Error| ModelError::InvalidJson(e.to_string());
-        let mut value: Value = serde_json::from_slice(body).map_err(invalid)?;
-        let object = value.as_object_mut().ok_or(ModelError::Missing)?;
+        let object = Object::document(body).map_err(invalid)?;
+        let mut splice = Splice::default();
+        // New members go before the closing brace, after any existing ones.
+        let end = object.span.end - 1;
+        let mut appended = !object.members.is_empty();
+        let mut append = |splice: &mut Splice, member: String| {
+            let comma = if appended { "," } else { "" };
+            splice.insert(end, format!("{comma}{member}"));
+            appended = true;
+        };
         if let Some((fields, limit)) = &self.output_limit {
             for field in fields {
-                object.insert(field.to_string(), Value::from(*limit));
+                match object.get(field).map_err(invalid)? {
+                    Some(m) => splice.replace(m.value.clone(), limit.to_string()),
+                    None => append(&mut splice, format!("\"{field}\":{limit}")),
+                }
             }
         }
         if self.include_usage {
-            let options = object
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if !options.is_object() {
-                *options = Value::Object(Default::default());
-            }
-            if let Some(options) = options.as_object_mut() {
-                options.insert("include_usage".to_string(), Value::Bool(true));
+            match object.get("stream_options").map_err(invalid)? {
+                Some(m) if m.kind == Kind::Object => {
+                    let options = Object::at(body, m.value.start).map_err(invalid)?;
+                    match options.get("include_usage").map_err(invalid)? {
+                        Some(flag) => splice.replace(flag.value.clone(), "true".into()),
+                        None => {
+                            let comma = if options.members.is_empty() { "" } else { "," };
+                            splice.insert(
+                                options.span.start + 1,
+                                format!("\"include_usage\":true{comma}"),
+                            );
+                        }
+                    }
+                }
+                Some(m) => splice.replace(m.value.clone(), r#"{"include_usage":true}"#.into()),
+                None => append(
+                    &mut splice,
+                    r#""stream_options":{"include_usage":true}"#.into(),
+                ),
             }
         }
-        serde_json::to_vec(&value).map_err(invalid)
+        Ok(splice.apply(body))
     }
 }
 

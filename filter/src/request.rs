@@ -185,12 +185,29 @@ impl RequestFlow {
             )
             .with_required_scope(route.required_scopes.join(" ")));
         }
+        // A copy of the credential must not travel on: in the URL it is refused (URLs are
+        // logged on the way), in any other header (a cookie, a custom header) the header is
+        // removed, since the provider has no use for it.
+        let forwarded_path = credential.rewritten_path.as_deref().unwrap_or(head.path);
+        if credential::contains_credential(forwarded_path.as_bytes(), &credential.value) {
+            return Err(Refusal::new(
+                ErrorCode::TokenInUrl,
+                "the URL carries a copy of the credential; send it only in the Authorization header",
+            ));
+        }
+        let copies = headers.iter().filter(|(name, value)| {
+            !name.starts_with(':')
+                && !credential::CREDENTIAL_HEADERS.contains(name)
+                && credential::contains_credential(value, &credential.value)
+        });
         let swap = Swap {
             present_credentials: head.credential_header_names().collect(),
             internal_headers: head
                 .internal_headers
                 .iter()
-                .map(|h| h.to_string())
+                .copied()
+                .chain(copies.map(|(name, _)| name))
+                .map(str::to_string)
                 .collect(),
             rewritten_path: credential.rewritten_path,
             has_anthropic_version: head.has_anthropic_version,
@@ -204,6 +221,14 @@ impl RequestFlow {
                         "the path names no model (…/models/{model}:{method})",
                     )
                 })?;
+                if model.contains('%') {
+                    // Matching the encoded form would let `a%3Ab` pass a pattern the provider
+                    // decodes differently: refuse rather than guess how it decodes.
+                    return Err(Refusal::new(
+                        ErrorCode::InvalidHeader,
+                        "the model in the path is percent-encoded; send the model name as it is",
+                    ));
+                }
                 authorize_model(&identity, model)?;
                 (Some(model.to_string()), provider_for(&route, Some(model))?)
             }

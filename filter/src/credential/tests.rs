@@ -194,3 +194,41 @@ fn paths_must_be_normalized() {
         "the query is not the path"
     );
 }
+
+#[test]
+fn regression_query_credentials_are_found_in_every_encoding_of_name_and_equals() {
+    for path in [
+        "/v1/x?key%3Dabcdefgh",
+        "/v1/x?key%3dabcdefgh",
+        "/v1/x?%6B%65%79%3Dabcdefgh",
+        "/v1/x?key%253Dabcdefgh",
+        "/v1/x?%256Bey=abcdefgh",
+        "/v1/x?a=1;key=abcdefgh",
+        "/v1/x?%20key%20=abcdefgh",
+        "/v1/x?key",
+    ] {
+        let refusal = with_path(path, &[], false).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::TokenInUrl, "{path}");
+    }
+    let taken = with_path("/v1/x?alt=sse&key%3Dtw_abc", &[], true).unwrap();
+    assert_eq!(taken.value, "tw_abc");
+    assert_eq!(taken.rewritten_path.as_deref(), Some("/v1/x?alt=sse"));
+}
+
+#[test]
+fn copies_of_a_credential_are_found_as_sent_or_percent_encoded() {
+    let token = "eyJhbGciOi.payload.signature";
+    assert!(contains_credential(
+        format!("session={token}; theme=dark").as_bytes(),
+        token
+    ));
+    assert!(contains_credential(
+        b"x=eyJhbGciOi%2Epayload.signature",
+        token
+    ));
+    assert!(!contains_credential(b"session=other; theme=dark", token));
+    assert!(
+        !contains_credential(b"abc", "abc"),
+        "too short to search for"
+    );
+}

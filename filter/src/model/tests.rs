@@ -129,3 +129,92 @@ fn an_edit_sets_the_limit_and_turns_on_usage_keeping_the_rest() {
         serde_json::json!({"include_usage": true})
     );
 }
+
+#[test]
+fn regression_a_rewrite_keeps_every_other_byte_of_the_clients_json() {
+    let body = br#"{ "seed": 12345678901234567890123, "model":"gpt-4o",
+  "temperature": 0.10000000000000001, "zeta": 1, "alpha": {"b": [1.0, 2e3]}, "stream": true,
+  "max_tokens": 9000 }"#;
+    let edit = BodyEdit {
+        output_limit: Some((vec!["max_tokens", "max_completion_tokens"], 100)),
+        include_usage: true,
+    };
+    let out = String::from_utf8(edit.apply(body).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        r#"{ "seed": 12345678901234567890123, "model":"gpt-4o",
+  "temperature": 0.10000000000000001, "zeta": 1, "alpha": {"b": [1.0, 2e3]}, "stream": true,
+  "max_tokens": 100 ,"max_completion_tokens":100,"stream_options":{"include_usage":true}}"#
+    );
+    let read = read_body(out.as_bytes()).unwrap();
+    assert!(read.include_usage);
+    assert_eq!(read.output_limit(&["max_tokens"]), Ok(Some(100)));
+}
+
+#[test]
+fn regression_a_rewrite_works_at_any_nesting_depth() {
+    for depth in [127, 128, 1000, 100_000] {
+        let body = format!(
+            r#"{{"model":"gpt-4o","stream":true,"messages":{}"deep"{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert_eq!(read_body(body.as_bytes()).unwrap().model, "gpt-4o");
+        let edit = BodyEdit {
+            output_limit: Some((vec!["max_tokens"], 5)),
+            include_usage: true,
+        };
+        let out = edit.apply(body.as_bytes()).unwrap();
+        assert!(
+            out.starts_with(&body.as_bytes()[..body.len() - 1]),
+            "{depth}"
+        );
+        assert!(out.ends_with(br#","max_tokens":5,"stream_options":{"include_usage":true}}"#));
+    }
+}
+
+#[test]
+fn include_usage_is_spliced_into_existing_stream_options() {
+    let apply = |body: &str| {
+        let edit = BodyEdit {
+            output_limit: None,
+            include_usage: true,
+        };
+        String::from_utf8(edit.apply(body.as_bytes()).unwrap()).unwrap()
+    };
+    assert_eq!(
+        apply(r#"{"model":"m","stream_options":{"x":1}}"#),
+        r#"{"model":"m","stream_options":{"include_usage":true,"x":1}}"#
+    );
+    assert_eq!(
+        apply(r#"{"model":"m","stream_options":{"include_usage":false}}"#),
+        r#"{"model":"m","stream_options":{"include_usage":true}}"#
+    );
+    assert_eq!(
+        apply(r#"{"model":"m","stream_options":null}"#),
+        r#"{"model":"m","stream_options":{"include_usage":true}}"#
+    );
+    assert_eq!(
+        apply(r#"{"model":"m","stream_options":{}}"#),
+        r#"{"model":"m","stream_options":{"include_usage":true}}"#
+    );
+}
+
+#[test]
+fn a_field_the_filter_reads_twice_is_refused_and_null_is_absent() {
+    assert!(matches!(
+        read_body(br#"{"model":"a","model":"b"}"#),
+        Err(ModelError::InvalidJson(m)) if m.contains("duplicate field `model`")
+    ));
+    assert!(matches!(
+        read_body(br#"{"model":"a","max_tokens":1,"max_tokens":2}"#),
+        Err(ModelError::InvalidJson(_))
+    ));
+    let read = read_body(br#"{"model":"a","max_tokens":null,"stream":null}"#).unwrap();
+    assert!(read.output_limits.is_empty() && !read.stream);
+    assert_eq!(read_body(br#"{"model":null}"#), Err(ModelError::Missing));
+    assert_eq!(
+        read_body(br#"{"mod\u0065l":"gpt-4o"}"#).unwrap().model,
+        "gpt-4o"
+    );
+}

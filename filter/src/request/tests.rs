@@ -641,3 +641,53 @@ fn an_unreadable_route_answers_503_after_authentication() {
     let r = refusal(run(&w, &chat("not-a-token", r#"{"model":"gpt-4o-mini"}"#)));
     assert_eq!(r.code.status(), 401);
 }
+
+#[test]
+fn regression_a_copy_of_the_credential_in_a_cookie_or_other_header_is_removed() {
+    let fx = Fixture::new();
+    let token = fx.token();
+    let host = FakeHost::request("GET", "/v1/models")
+        .with_bearer(&token)
+        .with_header("cookie", &format!("theme=dark; tw_session={token}"))
+        .with_header("x-debug-token", &token)
+        .with_header("x-request-id", "abc123")
+        .with_now(NOW + 1);
+    let e = edits(run(&worker(&fx), &host));
+    assert!(e.remove_owned.contains(&"cookie".to_string()), "{e:?}");
+    assert!(
+        e.remove_owned.contains(&"x-debug-token".to_string()),
+        "{e:?}"
+    );
+    assert!(!e.remove_owned.contains(&"x-request-id".to_string()));
+}
+
+#[test]
+fn regression_a_copy_of_the_credential_in_the_url_is_refused() {
+    let fx = Fixture::new();
+    let token = fx.token();
+    for path in [
+        format!("/v1/models?state={token}"),
+        format!("/v1/models/{token}"),
+    ] {
+        let host = FakeHost::request("GET", &path)
+            .with_bearer(&token)
+            .with_now(NOW + 1);
+        let r = refusal(run(&worker(&fx), &host));
+        assert_eq!(r.code, ErrorCode::TokenInUrl, "{path}");
+    }
+}
+
+#[test]
+fn regression_an_encoded_gemini_model_is_refused_before_matching() {
+    let fx = Fixture::new();
+    let host = FakeHost::request(
+        "POST",
+        "/v1beta/models/gemini-2.0-flash%3Agemini-2.5-pro:generateContent",
+    )
+    .with_header("x-goog-api-key", &fx.token())
+    .with_body("{}")
+    .with_now(NOW + 1);
+    let r = refusal(run(&worker(&fx), &host));
+    assert_eq!((r.code, r.code.status()), (ErrorCode::InvalidHeader, 400));
+    assert!(r.message.contains("percent-encoded"), "{}", r.message);
+}
