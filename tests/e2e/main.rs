@@ -13,6 +13,7 @@ mod credentials;
 mod docker;
 mod errors;
 mod examples;
+mod faults;
 mod local_replies;
 mod providers;
 mod quotas;
