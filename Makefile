@@ -25,6 +25,7 @@ unit:
 
 ## e2e: the end-to-end tests only
 e2e: wasm
+	$(CARGO) build --locked -q -p tokenward-control-plane
 	$(CARGO) test --locked -p tokenward-e2e --test e2e
 
 ## lint: rustfmt, clippy natively and for the wasm target, warnings denied

@@ -38,6 +38,12 @@ fn the_curl_example_shows_every_refusal_it_promises() {
         ("no model in the body", 400, "missing_model"),
         ("a body that is not JSON", 400, "invalid_json"),
         ("a path no route serves", 404, "route_not_found"),
+        (
+            "headers larger than 60 KiB",
+            431,
+            "request_header_too_large",
+        ),
+        ("an encoded slash in the path", 400, "bad_request"),
     ];
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), expected.len(), "{text}");

@@ -20,6 +20,8 @@ pub struct Options {
     pub concurrency: u32,
     /// The listener comes from a watched file, so `Gateway::update_config` works.
     pub updatable: bool,
+    /// A last change to the Envoy config, after the mock upstreams are in.
+    pub patch_envoy: Option<Box<dyn FnOnce(EnvoyConfig) -> EnvoyConfig>>,
 }
 
 impl Default for Options {
@@ -27,6 +29,7 @@ impl Default for Options {
         Options {
             concurrency: 1,
             updatable: false,
+            patch_envoy: None,
         }
     }
 }
@@ -73,6 +76,9 @@ impl Gateway {
             Some(json) => envoy_config.with_filter_config(json).unwrap(),
             None => envoy_config.without_filter_config().unwrap(),
         };
+        if let Some(patch) = options.patch_envoy {
+            envoy_config = patch(envoy_config);
+        }
         let envoy_options = EnvoyOptions {
             concurrency: options.concurrency,
             ..EnvoyOptions::default()

@@ -1,6 +1,8 @@
 //! A client as users have one: plain HTTP requests through Envoy, with raw header bytes
-//! (for the non-UTF-8 and repeated-header cases), and the reply as the user sees it.
+//! (for the non-UTF-8 and repeated-header cases), bytes written to the socket as given (for
+//! what no HTTP client sends), and the reply as the user sees it.
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use reqwest::blocking::Client;
@@ -89,4 +91,67 @@ pub fn send(
 
 pub fn bearer(token: &str) -> Vec<u8> {
     format!("Bearer {token}").into_bytes()
+}
+
+/// Writes `request` to the socket exactly as given — a NUL in a header, a path that is not
+/// UTF-8, 60 KB of headers: what an HTTP client library refuses to send — and reads the
+/// HTTP/1.1 reply (a `content-length` body, as Envoy's local replies have).
+pub fn send_raw(port: u16, request: &[u8]) -> anyhow::Result<Reply> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // Envoy may answer and close before it has read all of an oversized request.
+    let _ = stream.write_all(request);
+    let mut received = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(reply) = parse_reply(&received)? {
+            return Ok(reply);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            // A reset after the reply was written: what arrived is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    parse_reply(&received)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the connection closed before a whole reply: {:?}",
+            String::from_utf8_lossy(&received)
+        )
+    })
+}
+
+/// A whole reply from `bytes`, or `None` while part of it is missing.
+fn parse_reply(bytes: &[u8]) -> anyhow::Result<Option<Reply>> {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP status line: {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let body = &bytes[end + 4..];
+    if body.len() < length {
+        return Ok(None);
+    }
+    Ok(Some(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body[..length]).into_owned(),
+    }))
 }

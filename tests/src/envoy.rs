@@ -160,6 +160,28 @@ impl EnvoyConfig {
         Ok(self)
     }
 
+    /// Removes the HCM's `local_reply_config`: Envoy's own replies as it words them, and a
+    /// baseline showing what the mapping leaves alone.
+    pub fn without_local_reply_config(mut self) -> anyhow::Result<Self> {
+        if let Some(hcm) = self.hcm()?.as_mapping_mut() {
+            hcm.remove("local_reply_config");
+        }
+        Ok(self)
+    }
+
+    /// Sets every provider route's timeout (the shipped 600 s is too long to wait for).
+    pub fn with_route_timeout(mut self, timeout: &str) -> anyhow::Result<Self> {
+        let routes = self.hcm()?["route_config"]["virtual_hosts"][0]["routes"]
+            .as_sequence_mut()
+            .ok_or_else(|| anyhow!("envoy.yaml: no static routes"))?;
+        for route in routes {
+            if let Some(action) = route.get_mut("route") {
+                action["timeout"] = Value::String(timeout.to_string());
+            }
+        }
+        Ok(self)
+    }
+
     /// Points a provider cluster at a plain-HTTP loopback address (the mock provider).
     pub fn with_upstream(mut self, cluster: &str, addr: SocketAddr) -> anyhow::Result<Self> {
         let clusters = self

@@ -1,0 +1,48 @@
+//! The `tokenward` binary as an operator runs it: its exit codes (0 done, 1 the operation
+//! failed, 2 the command line is wrong) and the error on stderr. Because this package has an
+//! integration test, `cargo test --workspace` also builds target/debug/tokenward, the process
+//! the end-to-end fault test (tests/e2e/faults.rs) kills and restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Output};
+
+fn tokenward(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenward"))
+        .args(args)
+        .env_remove("TOKENWARD_MASTER_KEY")
+        .env_remove("TOKENWARD_ADMIN_KEY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn exit_codes_say_done_failed_or_misused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+
+    let done = tokenward(&[
+        "--dev",
+        "--data-dir",
+        data_dir,
+        "init",
+        "--issuer",
+        "https://cp.test",
+        "--audience",
+        "gateway",
+    ]);
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    let failed = tokenward(&["--data-dir", data_dir, "key", "list"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.starts_with("tokenward: no master key"), "{stderr}");
+
+    let misused = tokenward(&["--data-dir", data_dir, "no-such-command"]);
+    assert_eq!(misused.status.code(), Some(2));
+}
