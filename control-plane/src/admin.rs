@@ -59,10 +59,17 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/apikeys", post(create_api_key))
         .route("/admin/v1/apikeys/{id}", delete(revoke_api_key))
         .route("/admin/v1/revocations", post(revoke))
-        .route("/admin/v1/providers/{name}", put(put_provider))
-        .route("/admin/v1/routes/{name}", put(put_route))
-        .route("/admin/v1/plans/{name}", put(put_plan))
+        .route(
+            "/admin/v1/providers/{name}",
+            put(put_provider).delete(remove_provider),
+        )
+        .route(
+            "/admin/v1/routes/{name}",
+            put(put_route).delete(remove_route),
+        )
+        .route("/admin/v1/plans/{name}", put(put_plan).delete(remove_plan))
         .route("/admin/v1/prices", put(put_price))
+        .route("/admin/v1/prices/{model}", delete(remove_price))
         .route("/admin/v1/config", get(get_config))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/proxies", get(proxies))
@@ -127,6 +134,9 @@ impl From<PlaneError> for ApiError {
             | PlaneError::AlreadyInitialised
             | PlaneError::NoActiveKey => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            PlaneError::InUse(_) => {
+                ApiError::new(StatusCode::CONFLICT, "in_use", error.to_string())
             }
             PlaneError::Store(_) | PlaneError::Crypto(_) | PlaneError::Signing(_) => {
                 eprintln!("tokenward: admin API: {error}");
@@ -532,6 +542,66 @@ async fn put_provider(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    /// Remove what depends on it too: a provider's routes; a plan's API keys (revoked).
+    #[serde(default)]
+    force: bool,
+}
+
+/// What a removal answers: what went, and what went with it.
+fn removed(kind: &str, name: &str, removed: crate::plane::Removed) -> Json<Value> {
+    Json(json!({
+        "removed": {"kind": kind, "name": name},
+        "routes": removed.routes,
+        "revoked_api_keys": removed.revoked_api_keys,
+    }))
+}
+
+async fn remove_provider(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_provider(&name, query.force, (state.clock)())?;
+    Ok(removed("provider", &name, gone))
+}
+
+async fn remove_route(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_route(&name, (state.clock)())?;
+    Ok(removed("route", &name, gone))
+}
+
+async fn remove_plan(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_plan(&name, query.force, (state.clock)())?;
+    Ok(removed("plan", &name, gone))
+}
+
+/// `{model}` is the price's model pattern, percent-encoded where it holds `/`.
+async fn remove_price(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_price(&model, (state.clock)())?;
+    Ok(removed("price", &model, gone))
+}
+
 async fn put_route(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
@@ -628,6 +698,18 @@ pub fn openapi_document() -> Value {
         json!({"summary": summary, "security": [{"tokenward": [scope]}],
                "responses": {"200": {"description": "done"}, "401": {"description": "no valid credential"}, "403": {"description": "the credential lacks the scope"}}})
     };
+    // A removal: 404 when absent, 409 `in_use` while something names it (unless forced).
+    let removal = |summary: &str, forcible: bool| {
+        let mut operation = secured(summary, SCOPE_ADMIN_WRITE);
+        operation["responses"]["404"] = json!({"description": "no such entry"});
+        operation["responses"]["409"] =
+            json!({"description": "in_use: something still refers to it"});
+        if forcible {
+            operation["parameters"] = json!([{"name": "force", "in": "query", "schema": {"type": "boolean", "default": false},
+                "description": "remove what depends on it too (a provider's routes; a plan's API keys, revoked)"}]);
+        }
+        operation
+    };
     json!({
         "openapi": "3.1.0",
         "info": {"title": "tokenward control plane", "version": env!("CARGO_PKG_VERSION")},
@@ -643,10 +725,14 @@ pub fn openapi_document() -> Value {
             "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE)},
             "/admin/v1/apikeys/{id}": {"delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
             "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/routes/{name}": {"put": secured("Add or replace a route", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/plans/{name}": {"put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider", SCOPE_ADMIN_WRITE),
+                "delete": removal("Remove a provider (force: with the routes that use it)", true)},
+            "/admin/v1/routes/{name}": {"put": secured("Add or replace a route", SCOPE_ADMIN_WRITE),
+                "delete": removal("Remove a route", false)},
+            "/admin/v1/plans/{name}": {"put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE),
+                "delete": removal("Remove a quota plan (never the default; force: revoking the API keys that name it)", true)},
             "/admin/v1/prices": {"put": secured("Add or replace a model price", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/prices/{model}": {"delete": removal("Remove a model price (not the last one while a plan counts cost)", false)},
             "/admin/v1/config": {"get": secured("The rendered filter configuration (credentials redacted)", SCOPE_ADMIN_READ)},
             "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)},
             "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen", SCOPE_ADMIN_READ)}

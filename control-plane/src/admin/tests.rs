@@ -325,6 +325,7 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
         "/admin/v1/routes/{name}",
         "/admin/v1/plans/{name}",
         "/admin/v1/prices",
+        "/admin/v1/prices/{model}",
         "/admin/v1/config",
         "/admin/v1/audit",
         "/oauth/token",
@@ -332,4 +333,118 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
+    for path in [
+        "/admin/v1/providers/{name}",
+        "/admin/v1/routes/{name}",
+        "/admin/v1/plans/{name}",
+        "/admin/v1/prices/{model}",
+    ] {
+        assert!(
+            paths[path]["delete"]["responses"]["409"].is_object(),
+            "{path}: removal documented"
+        );
+    }
+    assert_eq!(
+        paths["/admin/v1/providers/{name}"]["delete"]["parameters"][0]["name"],
+        "force"
+    );
+}
+
+#[tokio::test]
+async fn removing_what_something_still_names_is_a_conflict_unless_forced() {
+    let (app, state, admin) = app();
+    let send = |method: &'static str, path: &'static str, body: Option<Value>| {
+        let (app, admin) = (app.clone(), admin.clone());
+        async move { call(&app, method, path, Some(&admin), body).await }
+    };
+    send("PUT", "/admin/v1/providers/openai", Some(json!({"style": "openai", "authority": "api.openai.com", "credential": {"env": "OPENAI_API_KEY"}}))).await;
+    send(
+        "PUT",
+        "/admin/v1/routes/chat",
+        Some(json!({"name": "chat", "path_prefix": "/v1/chat/completions", "provider": "openai"})),
+    )
+    .await;
+    send(
+        "PUT",
+        "/admin/v1/prices",
+        Some(json!({"model": "meta/llama*", "input": 1, "output": 2})),
+    )
+    .await;
+    state
+        .changed
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let (status, _, body) = send("DELETE", "/admin/v1/providers/openai", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "in_use");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("route \"chat\""));
+    let (status, _, body) = send("DELETE", "/admin/v1/providers/openai?force=true", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"removed": {"kind": "provider", "name": "openai"}, "routes": ["chat"], "revoked_api_keys": []})
+    );
+    assert!(
+        state.changed.load(std::sync::atomic::Ordering::SeqCst),
+        "the xDS loop renders again"
+    );
+    let (_, _, config) = send("GET", "/admin/v1/config", None).await;
+    assert_eq!(
+        (config["providers"].clone(), config["routes"].clone()),
+        (json!([]), json!([]))
+    );
+    let (status, _, body) = send("DELETE", "/admin/v1/routes/chat", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    // A model pattern with a slash, percent-encoded in the path.
+    let (status, _, body) = send("DELETE", "/admin/v1/prices/meta%2Fllama*", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["removed"]["name"], "meta/llama*");
+
+    // A plan an API key names.
+    send("PUT", "/admin/v1/plans/gold", Some(json!({"limits": []}))).await;
+    let (_, _, key) = send(
+        "POST",
+        "/admin/v1/apikeys",
+        Some(json!({"subject": "svc", "plan": "gold"})),
+    )
+    .await;
+    let (status, _, _) = send("DELETE", "/admin/v1/plans/gold", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, body) = send("DELETE", "/admin/v1/plans/gold?force=true", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked_api_keys"], json!([key["id"]]));
+    // Removals are written by the caller, audited.
+    let (_, _, log) = send("GET", "/admin/v1/audit", None).await;
+    let text = log.to_string();
+    for action in [
+        "provider.remove",
+        "route.remove",
+        "price.remove",
+        "plan.remove",
+    ] {
+        assert!(text.contains(action), "{action}: {text}");
+    }
+    assert!(text.contains("\"actor\":\"admin\""));
+    // Removing needs admin:write.
+    let (_, _, reader) = send(
+        "POST",
+        "/admin/v1/apikeys",
+        Some(json!({"subject": "auditor", "scopes": ["admin:read"]})),
+    )
+    .await;
+    let (status, _, _) = call(
+        &app,
+        "DELETE",
+        "/admin/v1/routes/x",
+        Some(reader["key"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
