@@ -267,6 +267,13 @@ pub enum ProviderCommand {
         #[arg(long = "header", value_parser = parse_pair)]
         headers: Vec<(String, String)>,
     },
+    /// Remove a provider. Refused while a route uses it, unless --force.
+    Remove {
+        name: String,
+        /// Remove the routes that use it too.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +298,8 @@ pub enum RouteCommand {
         #[arg(long, default_value_t = tokenward_filter::config::default_max_body_bytes())]
         max_body_bytes: u64,
     },
+    /// Remove a route.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,6 +324,14 @@ pub enum PlanCommand {
         #[arg(long)]
         none: bool,
     },
+    /// Remove a plan (never the default one). Refused while an API key names it, unless
+    /// --force.
+    Remove {
+        name: String,
+        /// Revoke the API keys that name it (and the tokens exchanged for them).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,6 +346,11 @@ pub enum PriceCommand {
         output_price: u64,
         #[arg(long)]
         cached_input_price: Option<u64>,
+    },
+    /// Remove a model's price (not the last one while a plan counts cost).
+    Remove {
+        /// The model pattern, as it was set.
+        model: String,
     },
 }
 
@@ -741,6 +763,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 format!("price for {model} saved"),
             )?;
         }
+        Command::Provider(ProviderCommand::Remove { name, force }) => {
+            let gone = plane.remove_provider(name, *force, now)?;
+            print_removal(out, json, "provider", name, &gone)?;
+        }
+        Command::Route(RouteCommand::Remove { name }) => {
+            let gone = plane.remove_route(name, now)?;
+            print_removal(out, json, "route", name, &gone)?;
+        }
+        Command::Plan(PlanCommand::Remove { name, force }) => {
+            let gone = plane.remove_plan(name, *force, now)?;
+            print_removal(out, json, "plan", name, &gone)?;
+        }
+        Command::Price(PriceCommand::Remove { model }) => {
+            let gone = plane.remove_price(model, now)?;
+            print_removal(out, json, "price", model, &gone)?;
+        }
         Command::Config(ConfigCommand::Render {
             out: path,
             format,
@@ -830,6 +868,37 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             print(out, serde_json::to_value(&entries)?, text)?;
         }
     }
+    Ok(())
+}
+
+/// What a removal prints: the entry, and what a forced one took with it.
+fn print_removal(
+    out: &mut dyn Write,
+    json: bool,
+    kind: &str,
+    name: &str,
+    gone: &crate::plane::Removed,
+) -> anyhow::Result<()> {
+    if json {
+        let value = serde_json::json!({
+            "removed": {"kind": kind, "name": name},
+            "routes": gone.routes,
+            "revoked_api_keys": gone.revoked_api_keys,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    let mut text = format!("{kind} {name} removed");
+    if !gone.routes.is_empty() {
+        text.push_str(&format!(", with routes {}", gone.routes.join(", ")));
+    }
+    if !gone.revoked_api_keys.is_empty() {
+        text.push_str(&format!(
+            ", API keys revoked: {}",
+            gone.revoked_api_keys.join(", ")
+        ));
+    }
+    writeln!(out, "{text}")?;
     Ok(())
 }
 

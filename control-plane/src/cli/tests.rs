@@ -263,3 +263,116 @@ fn mistakes_are_clear_errors() {
     let (ok, _, err) = tokenward(d, &["--dev", "settings", "set", "colour", "1"]);
     assert!(!ok && err.contains("unknown setting"), "{err}");
 }
+
+#[test]
+fn catalog_entries_are_removed_and_what_still_uses_one_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dev = |args: &[&str]| {
+        let mut all = vec!["--dev"];
+        all.extend_from_slice(args);
+        tokenward(d, &all)
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = dev(args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    ok(&["init", "--issuer", "https://i", "--audience", "gw"]);
+    ok(&[
+        "provider",
+        "add",
+        "--name",
+        "openai",
+        "--style",
+        "openai",
+        "--authority",
+        "api.openai.com",
+        "--credential-env",
+        "OPENAI_API_KEY",
+    ]);
+    ok(&[
+        "route",
+        "add",
+        "--name",
+        "chat",
+        "--path-prefix",
+        "/v1/chat/completions",
+        "--provider",
+        "openai",
+    ]);
+    ok(&["plan", "set", "gold", "--limit", "rpm:requests:minute:60"]);
+    let key: serde_json::Value = serde_json::from_str(&ok(&[
+        "-o",
+        "json",
+        "apikey",
+        "create",
+        "--subject",
+        "svc",
+        "--plan",
+        "gold",
+    ]))
+    .unwrap();
+    ok(&[
+        "price",
+        "set",
+        "--model",
+        "gpt-4o*",
+        "--input-price",
+        "1",
+        "--output-price",
+        "2",
+    ]);
+
+    let (removed, _, err) = dev(&["provider", "remove", "openai"]);
+    assert!(!removed, "a route uses it");
+    assert!(
+        err.contains(r#"used by route "chat""#) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(&["provider", "remove", "openai", "--force"]).trim(),
+        "provider openai removed, with routes chat"
+    );
+    let (removed, _, err) = dev(&["route", "remove", "chat"]);
+    assert!(
+        !removed && err.contains("route \"chat\" not found"),
+        "{err}"
+    );
+
+    let (removed, _, err) = dev(&["plan", "remove", "gold"]);
+    assert!(!removed && err.contains("API key"), "{err}");
+    let out: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "plan", "remove", "gold", "--force"])).unwrap();
+    assert_eq!(out["revoked_api_keys"][0], key["id"]);
+    assert_eq!(
+        ok(&["price", "remove", "gpt-4o*"]).trim(),
+        "price gpt-4o* removed"
+    );
+    let config: serde_json::Value = serde_json::from_str(&ok(&["config", "render"])).unwrap();
+    assert_eq!(
+        (&config["providers"], &config["routes"]),
+        (&serde_json::json!([]), &serde_json::json!([]))
+    );
+    // Empty plans and prices are left out of the document.
+    assert!(
+        config["plans"].is_null() && config["prices"].is_null(),
+        "{config}"
+    );
+    assert!(
+        !config["api_keys"]
+            .to_string()
+            .contains(key["id"].as_str().unwrap()),
+        "the key went with its plan"
+    );
+    let audit = ok(&["audit"]);
+    for action in [
+        "provider.remove",
+        "route.remove",
+        "plan.remove",
+        "price.remove",
+        "revoke.apikey",
+    ] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+}
