@@ -967,6 +967,34 @@ fn proxy_status(
             };
             writeln!(out, "  {kind}: {acked}{nack}")?;
         }
+        write_reported(out, &status["reported"])?;
+    }
+    Ok(())
+}
+
+/// What an Envoy's stats sink reported: when, and each part of the configuration it could
+/// not load (`unavailable: provider bad_one`).
+fn write_reported(out: &mut dyn Write, reported: &serde_json::Value) -> anyhow::Result<()> {
+    if !reported.is_object() {
+        writeln!(
+            out,
+            "  stats: none reported (no metrics_service stats sink to the control plane?)"
+        )?;
+        return Ok(());
+    }
+    let live = match reported["live"].as_bool() {
+        Some(true) => ", live",
+        Some(false) => ", not live",
+        None => "",
+    };
+    writeln!(out, "  stats: reported {}{live}", reported["at"])?;
+    for part in reported["unavailable"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  unavailable: {} {}",
+            part["kind"].as_str().unwrap_or(""),
+            part["name"].as_str().unwrap_or("")
+        )?;
     }
     Ok(())
 }

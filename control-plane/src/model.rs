@@ -140,5 +140,27 @@ pub fn valid_identifier(text: &str) -> bool {
     !text.is_empty() && text.len() <= 256 && text.chars().all(|c| c.is_ascii_graphic())
 }
 
+/// A part of the filter's configuration as the filter names it in its stats
+/// (`tokenward.config.unavailable.<kind>.<name>`): its kind (`provider`, `route`, `plan`,
+/// `price`, `key`, `api_key`) and its name made stat-safe by [`stat_name`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ConfigPart {
+    pub kind: String,
+    pub name: String,
+}
+
+/// A name as the filter puts it in a stat: lowercase ASCII letters, digits, `-` and `_`,
+/// anything else `_`, at most 64 characters. Two names can meet in one stat name; the
+/// control plane matches by this form, so it reports both.
+pub fn stat_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-' | '_') => c,
+            _ => '_',
+        })
+        .take(64)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

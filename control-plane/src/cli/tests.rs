@@ -376,3 +376,72 @@ fn catalog_entries_are_removed_and_what_still_uses_one_needs_force() {
         assert!(audit.contains(action), "{action}: {audit}");
     }
 }
+
+#[test]
+fn proxy_status_shows_what_each_envoy_reports_it_could_not_load() {
+    let plane = ControlPlane::new(
+        SqliteStore::in_memory().unwrap(),
+        MasterKey::generate().unwrap(),
+        "test",
+    );
+    let (_, admin) = plane
+        .init(
+            &InitSettings {
+                issuer: "https://i".into(),
+                audiences: vec!["gw".into()],
+                alg: Alg::EdDSA,
+            },
+            now().unwrap(),
+        )
+        .unwrap();
+    let state = std::sync::Arc::new(crate::admin::AdminState::new(
+        plane,
+        Box::new(|| now().unwrap_or(0)),
+    ));
+    {
+        let mut proxies = state.proxies.lock().unwrap();
+        let reporting = proxies.entry("gw-1".into()).or_default();
+        reporting.cluster = "gateways".into();
+        reporting.connected = true;
+        let mut reported = crate::xds::metrics::ReportedStats {
+            at: 1_800_000_000,
+            live: Some(true),
+            ..Default::default()
+        };
+        reported.unavailable.insert(crate::model::ConfigPart {
+            kind: "provider".into(),
+            name: "bad_one".into(),
+        });
+        reporting.reported = Some(reported);
+        proxies.entry("gw-2".into()).or_default().connected = true;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = crate::admin::router(std::sync::Arc::clone(&state));
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("http://{addr}");
+    let (ok, out, err) = tokenward(
+        dir.path(),
+        &[
+            "proxy-status",
+            "--server",
+            &server,
+            "--admin-key",
+            &admin.key,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("gw-1 (gateways) connected")
+            && out.contains("  stats: reported 1800000000, live\n")
+            && out.contains("  unavailable: provider bad_one\n"),
+        "{out}"
+    );
+    let gw2 = out.split("gw-2").nth(1).unwrap_or_default();
+    assert!(gw2.contains("stats: none reported"), "{out}");
+    assert!(!gw2.contains("unavailable:"), "{out}");
+}

@@ -69,3 +69,12 @@ fn identifiers_are_printable_without_spaces() {
     assert!(!valid_identifier("two words"));
     assert!(!valid_identifier(&"x".repeat(257)));
 }
+
+#[test]
+fn stat_names_are_lowercase_ascii_digits_dash_and_underscore_at_most_64() {
+    assert_eq!(stat_name("Bad.One"), "bad_one");
+    assert_eq!(stat_name("azure-eu_2"), "azure-eu_2");
+    assert_eq!(stat_name("gpt-4o*"), "gpt-4o_");
+    assert_eq!(stat_name("modèle"), "mod_le");
+    assert_eq!(stat_name(&"a".repeat(100)).len(), 64);
+}

@@ -1,8 +1,10 @@
 //! The xDS server: ADS over gRPC (tonic + envoy-types) serving the filter's configuration
 //! through ECDS, and the provider clusters and route table through CDS and RDS. `snapshot`
 //! builds resources from the rendered configuration (pure); `stream` is one stream's state
-//! machine (pure); this module is the gRPC glue and the loop that notices changes.
+//! machine (pure); `metrics` receives each Envoy's stats (what the filter could not load);
+//! this module is the gRPC glue and the loop that notices changes.
 
+pub mod metrics;
 pub mod snapshot;
 pub mod stream;
 
@@ -36,6 +38,8 @@ pub struct ProxyStatus {
     pub acked: BTreeMap<String, String>,
     /// The last version it refused, per type, with its error.
     pub nacked: BTreeMap<String, NackedVersion>,
+    /// What its stats sink reports (none before its first flush, or without a sink).
+    pub reported: Option<metrics::ReportedStats>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -247,8 +251,10 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(Ads {
             snapshots,
-            state,
+            state: Arc::clone(&state),
         }))
+        // Envoy's stats sink, on the cluster it already has for ADS.
+        .add_service(metrics::service(state))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let result = tokio::select! {
         result = server => result,
