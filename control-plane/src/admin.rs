@@ -32,6 +32,9 @@ pub struct AdminState {
     pub changed: std::sync::atomic::AtomicBool,
     /// What the xDS server knows of each connected Envoy.
     pub proxies: crate::xds::Registry,
+    /// The environment variables the pushed Wasm `vm_config` passes into the VM (`serve
+    /// --env-key`); `None` while no xDS server runs (Envoy's VM is then not ours to know).
+    pub vm_env_keys: Mutex<Option<Vec<String>>>,
 }
 
 impl AdminState {
@@ -44,6 +47,7 @@ impl AdminState {
             clock,
             changed: std::sync::atomic::AtomicBool::new(true),
             proxies: crate::xds::Registry::default(),
+            vm_env_keys: Mutex::new(None),
         }
     }
 }
@@ -59,6 +63,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/apikeys", post(create_api_key))
         .route("/admin/v1/apikeys/{id}", delete(revoke_api_key))
         .route("/admin/v1/revocations", post(revoke))
+        .route("/admin/v1/providers", get(list_providers))
         .route(
             "/admin/v1/providers/{name}",
             put(put_provider).delete(remove_provider),
@@ -519,13 +524,18 @@ enum CredentialBody {
     Value(String),
 }
 
+/// Saves a provider and answers its listing entry. One that no Envoy can load (an
+/// environment variable `serve` does not pass into the VM) is saved all the same, with a
+/// `warning`: the operator may be about to add the variable, and the filter degrades only
+/// that provider's routes.
 async fn put_provider(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Json(body): Json<ProviderBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let entry_name = name.clone();
     let provider = ProviderConfig {
         cluster: body.cluster.unwrap_or_else(|| name.clone()),
         name,
@@ -539,7 +549,93 @@ async fn put_provider(
         CredentialBody::Value(value) => ProviderSecret::Sealed(value),
     };
     plane.put_provider(provider, secret, (state.clock)())?;
-    Ok(StatusCode::NO_CONTENT)
+    // Envoys' reports are about the configuration before this one: the prediction only.
+    let mut listing = provider_listing(&state, &plane, false)?;
+    let mut entry = listing
+        .iter()
+        .position(|e| e["name"] == entry_name.as_str())
+        .map(|i| listing.swap_remove(i))
+        .unwrap_or_default();
+    if entry["status"] == "unavailable" {
+        entry["warning"] = Value::String(format!(
+            "provider {entry_name:?} is saved, but no Envoy fed by this control plane can load it: {}",
+            entry["reason"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(Json(entry))
+}
+
+/// Every provider with where its credential comes from (never the credential) and whether it
+/// can carry traffic: `status` `available`, `unavailable` (with `reason`, and the Envoys
+/// that report so in `unavailable_in`) or `unknown`.
+fn provider_listing(
+    state: &AdminState,
+    plane: &ControlPlane<SqliteStore>,
+    with_reports: bool,
+) -> Result<Vec<Value>, ApiError> {
+    let stored = plane.store().providers().map_err(PlaneError::from)?;
+    let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
+    let env_keys = state
+        .vm_env_keys
+        .lock()
+        .map(|k| k.clone())
+        .unwrap_or_default();
+    let reports: Vec<(String, Vec<crate::model::ConfigPart>)> = if with_reports {
+        crate::xds::unavailable_parts(&state.proxies)
+    } else {
+        Vec::new()
+    };
+    let reports: Vec<(&str, &[crate::model::ConfigPart])> = reports
+        .iter()
+        .map(|(node, parts)| (node.as_str(), parts.as_slice()))
+        .collect();
+    let availability = crate::model::provider_availability(&configs, env_keys.as_deref(), &reports);
+    Ok(stored
+        .iter()
+        .zip(availability)
+        .map(|(provider, (_, availability))| {
+            let config = &provider.config;
+            let credential = match (&config.credential, &provider.credential_sealed) {
+                (_, Some(_)) => json!({"sealed": true}),
+                (CredentialSource::Env(var), None) => json!({"env": var}),
+                (CredentialSource::Inline(_), None) => json!({"inline": true}),
+            };
+            let part = crate::model::ConfigPart {
+                kind: "provider".into(),
+                name: crate::model::stat_name(&config.name),
+            };
+            let unavailable_in: Vec<&str> = reports
+                .iter()
+                .filter(|(_, parts)| parts.contains(&part))
+                .map(|(node, _)| *node)
+                .collect();
+            let mut entry = json!({
+                "name": config.name,
+                "style": config.style,
+                "cluster": config.cluster,
+                "authority": config.authority,
+                "credential": credential,
+                "headers": config.headers,
+            });
+            if let (Some(map), Ok(Value::Object(status))) =
+                (entry.as_object_mut(), serde_json::to_value(&availability))
+            {
+                map.extend(status);
+                if !unavailable_in.is_empty() {
+                    map.insert("unavailable_in".into(), json!(unavailable_in));
+                }
+            }
+            entry
+        })
+        .collect())
+}
+
+async fn list_providers(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+    Ok(Json(Value::Array(provider_listing(&state, &plane, true)?)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -725,7 +821,8 @@ pub fn openapi_document() -> Value {
             "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE)},
             "/admin/v1/apikeys/{id}": {"delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
             "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider", SCOPE_ADMIN_WRITE),
+            "/admin/v1/providers": {"get": secured("Providers, each with status available, unavailable (with reason and the Envoys reporting it) or unknown", SCOPE_ADMIN_READ)},
+            "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider; answers its entry, with a warning when no Envoy can load it", SCOPE_ADMIN_WRITE),
                 "delete": removal("Remove a provider (force: with the routes that use it)", true)},
             "/admin/v1/routes/{name}": {"put": secured("Add or replace a route", SCOPE_ADMIN_WRITE),
                 "delete": removal("Remove a route", false)},
@@ -735,7 +832,7 @@ pub fn openapi_document() -> Value {
             "/admin/v1/prices/{model}": {"delete": removal("Remove a model price (not the last one while a plan counts cost)", false)},
             "/admin/v1/config": {"get": secured("The rendered filter configuration (credentials redacted)", SCOPE_ADMIN_READ)},
             "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)},
-            "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen", SCOPE_ADMIN_READ)}
+            "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen, and the configuration parts each reports it could not load", SCOPE_ADMIN_READ)}
         }
     })
 }

@@ -267,6 +267,13 @@ pub enum ProviderCommand {
         #[arg(long = "header", value_parser = parse_pair)]
         headers: Vec<(String, String)>,
     },
+    /// Every provider, where its credential comes from, and whether it can load.
+    List {
+        /// The variables `tokenward serve --env-key` passes into Envoy's Wasm VM: a provider
+        /// reading another one cannot load. Without: such providers are `unknown`.
+        #[arg(long = "env-key")]
+        env_keys: Vec<String>,
+    },
     /// Remove a provider. Refused while a route uses it, unless --force.
     Remove {
         name: String,
@@ -762,6 +769,43 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 serde_json::json!({"price": model}),
                 format!("price for {model} saved"),
             )?;
+        }
+        Command::Provider(ProviderCommand::List { env_keys }) => {
+            let stored = plane.store().providers()?;
+            let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
+            let keys = (!env_keys.is_empty()).then_some(env_keys.as_slice());
+            let availability = crate::model::provider_availability(&configs, keys, &[]);
+            let mut rows = Vec::new();
+            let mut lines = Vec::new();
+            for (provider, (_, availability)) in stored.iter().zip(availability) {
+                let credential = match (&provider.config.credential, &provider.credential_sealed) {
+                    (tokenward_filter::config::CredentialSource::Env(var), None) => {
+                        format!("env {var}")
+                    }
+                    _ => "sealed".to_string(),
+                };
+                let mut row = serde_json::json!({
+                    "name": provider.config.name,
+                    "authority": provider.config.authority,
+                    "credential": credential,
+                });
+                if let (Some(map), serde_json::Value::Object(status)) =
+                    (row.as_object_mut(), serde_json::to_value(&availability)?)
+                {
+                    map.extend(status);
+                }
+                let status = row["status"].as_str().unwrap_or("").to_string();
+                let mut line = format!(
+                    "{}  {}  {credential}  {status}",
+                    provider.config.name, provider.config.authority
+                );
+                if let Some(reason) = row["reason"].as_str() {
+                    line.push_str(&format!(": {reason}"));
+                }
+                lines.push(line);
+                rows.push(row);
+            }
+            print(out, serde_json::Value::Array(rows), lines.join("\n"))?;
         }
         Command::Provider(ProviderCommand::Remove { name, force }) => {
             let gone = plane.remove_provider(name, *force, now)?;

@@ -177,8 +177,13 @@ async fn the_admin_api_configures_what_the_gateway_enforces() {
         "provider-credential-{}",
         crate::crypto::random_hex(12).unwrap()
     );
-    let (status, _, _) = put("/admin/v1/providers/openai", json!({"style": "openai", "authority": "api.openai.com", "credential": {"value": credential}})).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, saved) = put("/admin/v1/providers/openai", json!({"style": "openai", "authority": "api.openai.com", "credential": {"value": credential}})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&saved["status"], &saved["credential"]),
+        (&json!("available"), &json!({"sealed": true}))
+    );
+    assert!(saved.get("warning").is_none());
     let route = json!({"name": "chat", "path_prefix": "/v1/chat/completions", "methods": ["POST"], "required_scopes": ["chat"], "model_source": "body", "provider": "openai"});
     assert_eq!(
         put("/admin/v1/routes/chat", route).await.0,
@@ -321,6 +326,7 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
         "/admin/v1/apikeys",
         "/admin/v1/apikeys/{id}",
         "/admin/v1/revocations",
+        "/admin/v1/providers",
         "/admin/v1/providers/{name}",
         "/admin/v1/routes/{name}",
         "/admin/v1/plans/{name}",
@@ -350,9 +356,95 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
     );
 }
 
+/// A router whose state knows the Wasm VM's environment, as under `serve --xds-listen`.
+fn app_pushing_with(env_keys: &[&str]) -> (Router, Arc<AdminState>, String) {
+    let (app, state, admin) = app();
+    *state.vm_env_keys.lock().unwrap() = Some(env_keys.iter().map(|k| k.to_string()).collect());
+    (app, state, admin)
+}
+
+#[tokio::test]
+async fn a_provider_whose_variable_envoy_is_not_given_is_saved_with_a_warning_and_listed_unavailable(
+) {
+    let (app, state, admin) = app_pushing_with(&["OPENAI_API_KEY"]);
+    let (status, _, saved) = call(
+        &app,
+        "PUT",
+        "/admin/v1/providers/x",
+        Some(&admin),
+        Some(json!({"style": "openai", "authority": "api.x.test", "credential": {"env": "NOT_THERE"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "saved all the same: {saved}");
+    assert_eq!(saved["status"], "unavailable");
+    let warning = saved["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("\"NOT_THERE\"") && warning.contains("--env-key: OPENAI_API_KEY"),
+        "{warning}"
+    );
+    call(
+        &app,
+        "PUT",
+        "/admin/v1/providers/openai",
+        Some(&admin),
+        Some(json!({"style": "openai", "authority": "api.openai.com", "credential": {"env": "OPENAI_API_KEY"}})),
+    )
+    .await;
+    let (status, _, listed) = call(&app, "GET", "/admin/v1/providers", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["status"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("openai", "available"), ("x", "unavailable")]
+    );
+    assert_eq!(listed[1]["credential"], json!({"env": "NOT_THERE"}));
+    assert!(listed[1]["reason"].as_str().unwrap().contains("NOT_THERE"));
+
+    // An Envoy that reports a provider it could not load (its environment lacks the
+    // variable) makes it unavailable there.
+    {
+        let mut proxies = state.proxies.lock().unwrap();
+        let gw = proxies.entry("gw-1".into()).or_default();
+        gw.connected = true;
+        let mut reported = crate::xds::metrics::ReportedStats::default();
+        reported.unavailable.insert(crate::model::ConfigPart {
+            kind: "provider".into(),
+            name: "openai".into(),
+        });
+        gw.reported = Some(reported);
+    }
+    let (_, _, listed) = call(&app, "GET", "/admin/v1/providers", Some(&admin), None).await;
+    assert_eq!(listed[0]["status"], "unavailable", "{listed}");
+    assert_eq!(listed[0]["unavailable_in"], json!(["gw-1"]));
+    let (_, _, proxies) = call(&app, "GET", "/admin/v1/proxies", Some(&admin), None).await;
+    assert_eq!(
+        proxies["gw-1"]["reported"]["unavailable"],
+        json!([{"kind": "provider", "name": "openai"}])
+    );
+}
+
+#[tokio::test]
+async fn without_ads_an_environment_credential_is_listed_unknown() {
+    let (app, _, admin) = app();
+    call(
+        &app,
+        "PUT",
+        "/admin/v1/providers/x",
+        Some(&admin),
+        Some(json!({"style": "openai", "authority": "api.x.test", "credential": {"env": "ANY"}})),
+    )
+    .await;
+    let (_, _, listed) = call(&app, "GET", "/admin/v1/providers", Some(&admin), None).await;
+    assert_eq!(listed[0]["status"], "unknown", "{listed}");
+}
+
 #[tokio::test]
 async fn removing_what_something_still_names_is_a_conflict_unless_forced() {
-    let (app, state, admin) = app();
+    let (app, state, admin) = app_pushing_with(&["OPENAI_API_KEY"]);
     let send = |method: &'static str, path: &'static str, body: Option<Value>| {
         let (app, admin) = (app.clone(), admin.clone());
         async move { call(&app, method, path, Some(&admin), body).await }

@@ -324,6 +324,30 @@ fn catalog_entries_are_removed_and_what_still_uses_one_needs_force() {
         "2",
     ]);
 
+    ok(&[
+        "provider",
+        "add",
+        "--name",
+        "x",
+        "--style",
+        "openai",
+        "--authority",
+        "api.x.test",
+        "--credential-env",
+        "NOT_THERE",
+    ]);
+    // The CLI does not know serve's flags: told them, it says what cannot load.
+    let listed = ok(&["provider", "list", "--env-key", "OPENAI_API_KEY"]);
+    assert!(
+        listed.contains("openai  api.openai.com  env OPENAI_API_KEY  available\n")
+            && listed.contains("x  api.x.test  env NOT_THERE  unavailable: its credential"),
+        "{listed}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "provider", "list"])).unwrap();
+    assert_eq!(listed[1]["status"], "unknown", "{listed}");
+    ok(&["provider", "remove", "x"]);
+
     let (removed, _, err) = dev(&["provider", "remove", "openai"]);
     assert!(!removed, "a route uses it");
     assert!(

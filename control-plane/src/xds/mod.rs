@@ -50,6 +50,21 @@ pub struct NackedVersion {
 
 pub type Registry = Arc<Mutex<BTreeMap<String, ProxyStatus>>>;
 
+/// For each Envoy connected over ADS, the configuration parts it reports it could not load.
+pub fn unavailable_parts(registry: &Registry) -> Vec<(String, Vec<crate::model::ConfigPart>)> {
+    let Ok(proxies) = registry.lock() else {
+        return Vec::new();
+    };
+    proxies
+        .iter()
+        .filter(|(_, status)| status.connected)
+        .filter_map(|(node, status)| {
+            let reported = status.reported.as_ref()?;
+            Some((node.clone(), reported.unavailable.iter().cloned().collect()))
+        })
+        .collect()
+}
+
 /// Short type names for people: `ecds`, `cds`, `rds`.
 fn short(type_url: &str) -> String {
     match type_url {
@@ -246,6 +261,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    // The admin API tells which providers no Envoy fed from here can load.
+    if let Ok(mut keys) = state.vm_env_keys.lock() {
+        *keys = Some(settings.env_keys.clone());
+    }
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
     let server = tonic::transport::Server::builder()
