@@ -32,6 +32,9 @@ pub struct AdminState {
     pub changed: std::sync::atomic::AtomicBool,
     /// What the xDS server knows of each connected Envoy.
     pub proxies: crate::xds::Registry,
+    /// The environment variables the pushed Wasm `vm_config` passes into the VM (`serve
+    /// --env-key`); `None` while no xDS server runs (Envoy's VM is then not ours to know).
+    pub vm_env_keys: Mutex<Option<Vec<String>>>,
 }
 
 impl AdminState {
@@ -44,6 +47,7 @@ impl AdminState {
             clock,
             changed: std::sync::atomic::AtomicBool::new(true),
             proxies: crate::xds::Registry::default(),
+            vm_env_keys: Mutex::new(None),
         }
     }
 }
@@ -59,10 +63,18 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/apikeys", post(create_api_key))
         .route("/admin/v1/apikeys/{id}", delete(revoke_api_key))
         .route("/admin/v1/revocations", post(revoke))
-        .route("/admin/v1/providers/{name}", put(put_provider))
-        .route("/admin/v1/routes/{name}", put(put_route))
-        .route("/admin/v1/plans/{name}", put(put_plan))
+        .route("/admin/v1/providers", get(list_providers))
+        .route(
+            "/admin/v1/providers/{name}",
+            put(put_provider).delete(remove_provider),
+        )
+        .route(
+            "/admin/v1/routes/{name}",
+            put(put_route).delete(remove_route),
+        )
+        .route("/admin/v1/plans/{name}", put(put_plan).delete(remove_plan))
         .route("/admin/v1/prices", put(put_price))
+        .route("/admin/v1/prices/{model}", delete(remove_price))
         .route("/admin/v1/config", get(get_config))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/proxies", get(proxies))
@@ -127,6 +139,9 @@ impl From<PlaneError> for ApiError {
             | PlaneError::AlreadyInitialised
             | PlaneError::NoActiveKey => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            PlaneError::InUse(_) => {
+                ApiError::new(StatusCode::CONFLICT, "in_use", error.to_string())
             }
             PlaneError::Store(_) | PlaneError::Crypto(_) | PlaneError::Signing(_) => {
                 eprintln!("tokenward: admin API: {error}");
@@ -509,13 +524,18 @@ enum CredentialBody {
     Value(String),
 }
 
+/// Saves a provider and answers its listing entry. One that no Envoy can load (an
+/// environment variable `serve` does not pass into the VM) is saved all the same, with a
+/// `warning`: the operator may be about to add the variable, and the filter degrades only
+/// that provider's routes.
 async fn put_provider(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Json(body): Json<ProviderBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let entry_name = name.clone();
     let provider = ProviderConfig {
         cluster: body.cluster.unwrap_or_else(|| name.clone()),
         name,
@@ -529,7 +549,153 @@ async fn put_provider(
         CredentialBody::Value(value) => ProviderSecret::Sealed(value),
     };
     plane.put_provider(provider, secret, (state.clock)())?;
-    Ok(StatusCode::NO_CONTENT)
+    // Envoys' reports are about the configuration before this one: the prediction only.
+    let mut listing = provider_listing(&state, &plane, false)?;
+    let mut entry = listing
+        .iter()
+        .position(|e| e["name"] == entry_name.as_str())
+        .map(|i| listing.swap_remove(i))
+        .unwrap_or_default();
+    if entry["status"] == "unavailable" {
+        entry["warning"] = Value::String(format!(
+            "provider {entry_name:?} is saved, but no Envoy fed by this control plane can load it: {}",
+            entry["reason"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(Json(entry))
+}
+
+/// Every provider with where its credential comes from (never the credential) and whether it
+/// can carry traffic: `status` `available`, `unavailable` (with `reason`, and the Envoys
+/// that report so in `unavailable_in`) or `unknown`.
+fn provider_listing(
+    state: &AdminState,
+    plane: &ControlPlane<SqliteStore>,
+    with_reports: bool,
+) -> Result<Vec<Value>, ApiError> {
+    let stored = plane.store().providers().map_err(PlaneError::from)?;
+    let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
+    let env_keys = state
+        .vm_env_keys
+        .lock()
+        .map(|k| k.clone())
+        .unwrap_or_default();
+    let reports: Vec<(String, Vec<crate::model::ConfigPart>)> = if with_reports {
+        crate::xds::unavailable_parts(&state.proxies)
+    } else {
+        Vec::new()
+    };
+    let reports: Vec<(&str, &[crate::model::ConfigPart])> = reports
+        .iter()
+        .map(|(node, parts)| (node.as_str(), parts.as_slice()))
+        .collect();
+    let availability = crate::model::provider_availability(&configs, env_keys.as_deref(), &reports);
+    Ok(stored
+        .iter()
+        .zip(availability)
+        .map(|(provider, (_, availability))| {
+            let config = &provider.config;
+            let credential = match (&config.credential, &provider.credential_sealed) {
+                (_, Some(_)) => json!({"sealed": true}),
+                (CredentialSource::Env(var), None) => json!({"env": var}),
+                (CredentialSource::Inline(_), None) => json!({"inline": true}),
+            };
+            let part = crate::model::ConfigPart {
+                kind: "provider".into(),
+                name: crate::model::stat_name(&config.name),
+            };
+            let unavailable_in: Vec<&str> = reports
+                .iter()
+                .filter(|(_, parts)| parts.contains(&part))
+                .map(|(node, _)| *node)
+                .collect();
+            let mut entry = json!({
+                "name": config.name,
+                "style": config.style,
+                "cluster": config.cluster,
+                "authority": config.authority,
+                "credential": credential,
+                "headers": config.headers,
+            });
+            if let (Some(map), Ok(Value::Object(status))) =
+                (entry.as_object_mut(), serde_json::to_value(&availability))
+            {
+                map.extend(status);
+                if !unavailable_in.is_empty() {
+                    map.insert("unavailable_in".into(), json!(unavailable_in));
+                }
+            }
+            entry
+        })
+        .collect())
+}
+
+async fn list_providers(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+    Ok(Json(Value::Array(provider_listing(&state, &plane, true)?)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    /// Remove what depends on it too: a provider's routes; a plan's API keys (revoked).
+    #[serde(default)]
+    force: bool,
+}
+
+/// What a removal answers: what went, and what went with it.
+fn removed(kind: &str, name: &str, removed: crate::plane::Removed) -> Json<Value> {
+    Json(json!({
+        "removed": {"kind": kind, "name": name},
+        "routes": removed.routes,
+        "revoked_api_keys": removed.revoked_api_keys,
+    }))
+}
+
+async fn remove_provider(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_provider(&name, query.force, (state.clock)())?;
+    Ok(removed("provider", &name, gone))
+}
+
+async fn remove_route(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_route(&name, (state.clock)())?;
+    Ok(removed("route", &name, gone))
+}
+
+async fn remove_plan(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_plan(&name, query.force, (state.clock)())?;
+    Ok(removed("plan", &name, gone))
+}
+
+/// `{model}` is the price's model pattern, percent-encoded where it holds `/`.
+async fn remove_price(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+    let gone = plane.remove_price(&model, (state.clock)())?;
+    Ok(removed("price", &model, gone))
 }
 
 async fn put_route(
@@ -628,6 +794,18 @@ pub fn openapi_document() -> Value {
         json!({"summary": summary, "security": [{"tokenward": [scope]}],
                "responses": {"200": {"description": "done"}, "401": {"description": "no valid credential"}, "403": {"description": "the credential lacks the scope"}}})
     };
+    // A removal: 404 when absent, 409 `in_use` while something names it (unless forced).
+    let removal = |summary: &str, forcible: bool| {
+        let mut operation = secured(summary, SCOPE_ADMIN_WRITE);
+        operation["responses"]["404"] = json!({"description": "no such entry"});
+        operation["responses"]["409"] =
+            json!({"description": "in_use: something still refers to it"});
+        if forcible {
+            operation["parameters"] = json!([{"name": "force", "in": "query", "schema": {"type": "boolean", "default": false},
+                "description": "remove what depends on it too (a provider's routes; a plan's API keys, revoked)"}]);
+        }
+        operation
+    };
     json!({
         "openapi": "3.1.0",
         "info": {"title": "tokenward control plane", "version": env!("CARGO_PKG_VERSION")},
@@ -643,13 +821,18 @@ pub fn openapi_document() -> Value {
             "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE)},
             "/admin/v1/apikeys/{id}": {"delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
             "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/routes/{name}": {"put": secured("Add or replace a route", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/plans/{name}": {"put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/providers": {"get": secured("Providers, each with status available, unavailable (with reason and the Envoys reporting it) or unknown", SCOPE_ADMIN_READ)},
+            "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider; answers its entry, with a warning when no Envoy can load it", SCOPE_ADMIN_WRITE),
+                "delete": removal("Remove a provider (force: with the routes that use it)", true)},
+            "/admin/v1/routes/{name}": {"put": secured("Add or replace a route", SCOPE_ADMIN_WRITE),
+                "delete": removal("Remove a route", false)},
+            "/admin/v1/plans/{name}": {"put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE),
+                "delete": removal("Remove a quota plan (never the default; force: revoking the API keys that name it)", true)},
             "/admin/v1/prices": {"put": secured("Add or replace a model price", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/prices/{model}": {"delete": removal("Remove a model price (not the last one while a plan counts cost)", false)},
             "/admin/v1/config": {"get": secured("The rendered filter configuration (credentials redacted)", SCOPE_ADMIN_READ)},
             "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)},
-            "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen", SCOPE_ADMIN_READ)}
+            "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen, and the configuration parts each reports it could not load", SCOPE_ADMIN_READ)}
         }
     })
 }

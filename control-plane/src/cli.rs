@@ -267,6 +267,20 @@ pub enum ProviderCommand {
         #[arg(long = "header", value_parser = parse_pair)]
         headers: Vec<(String, String)>,
     },
+    /// Every provider, where its credential comes from, and whether it can load.
+    List {
+        /// The variables `tokenward serve --env-key` passes into Envoy's Wasm VM: a provider
+        /// reading another one cannot load. Without: such providers are `unknown`.
+        #[arg(long = "env-key")]
+        env_keys: Vec<String>,
+    },
+    /// Remove a provider. Refused while a route uses it, unless --force.
+    Remove {
+        name: String,
+        /// Remove the routes that use it too.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +305,8 @@ pub enum RouteCommand {
         #[arg(long, default_value_t = tokenward_filter::config::default_max_body_bytes())]
         max_body_bytes: u64,
     },
+    /// Remove a route.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,6 +331,14 @@ pub enum PlanCommand {
         #[arg(long)]
         none: bool,
     },
+    /// Remove a plan (never the default one). Refused while an API key names it, unless
+    /// --force.
+    Remove {
+        name: String,
+        /// Revoke the API keys that name it (and the tokens exchanged for them).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,6 +353,11 @@ pub enum PriceCommand {
         output_price: u64,
         #[arg(long)]
         cached_input_price: Option<u64>,
+    },
+    /// Remove a model's price (not the last one while a plan counts cost).
+    Remove {
+        /// The model pattern, as it was set.
+        model: String,
     },
 }
 
@@ -741,6 +770,59 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 format!("price for {model} saved"),
             )?;
         }
+        Command::Provider(ProviderCommand::List { env_keys }) => {
+            let stored = plane.store().providers()?;
+            let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
+            let keys = (!env_keys.is_empty()).then_some(env_keys.as_slice());
+            let availability = crate::model::provider_availability(&configs, keys, &[]);
+            let mut rows = Vec::new();
+            let mut lines = Vec::new();
+            for (provider, (_, availability)) in stored.iter().zip(availability) {
+                let credential = match (&provider.config.credential, &provider.credential_sealed) {
+                    (tokenward_filter::config::CredentialSource::Env(var), None) => {
+                        format!("env {var}")
+                    }
+                    _ => "sealed".to_string(),
+                };
+                let mut row = serde_json::json!({
+                    "name": provider.config.name,
+                    "authority": provider.config.authority,
+                    "credential": credential,
+                });
+                if let (Some(map), serde_json::Value::Object(status)) =
+                    (row.as_object_mut(), serde_json::to_value(&availability)?)
+                {
+                    map.extend(status);
+                }
+                let status = row["status"].as_str().unwrap_or("").to_string();
+                let mut line = format!(
+                    "{}  {}  {credential}  {status}",
+                    provider.config.name, provider.config.authority
+                );
+                if let Some(reason) = row["reason"].as_str() {
+                    line.push_str(&format!(": {reason}"));
+                }
+                lines.push(line);
+                rows.push(row);
+            }
+            print(out, serde_json::Value::Array(rows), lines.join("\n"))?;
+        }
+        Command::Provider(ProviderCommand::Remove { name, force }) => {
+            let gone = plane.remove_provider(name, *force, now)?;
+            print_removal(out, json, "provider", name, &gone)?;
+        }
+        Command::Route(RouteCommand::Remove { name }) => {
+            let gone = plane.remove_route(name, now)?;
+            print_removal(out, json, "route", name, &gone)?;
+        }
+        Command::Plan(PlanCommand::Remove { name, force }) => {
+            let gone = plane.remove_plan(name, *force, now)?;
+            print_removal(out, json, "plan", name, &gone)?;
+        }
+        Command::Price(PriceCommand::Remove { model }) => {
+            let gone = plane.remove_price(model, now)?;
+            print_removal(out, json, "price", model, &gone)?;
+        }
         Command::Config(ConfigCommand::Render {
             out: path,
             format,
@@ -833,6 +915,37 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
     Ok(())
 }
 
+/// What a removal prints: the entry, and what a forced one took with it.
+fn print_removal(
+    out: &mut dyn Write,
+    json: bool,
+    kind: &str,
+    name: &str,
+    gone: &crate::plane::Removed,
+) -> anyhow::Result<()> {
+    if json {
+        let value = serde_json::json!({
+            "removed": {"kind": kind, "name": name},
+            "routes": gone.routes,
+            "revoked_api_keys": gone.revoked_api_keys,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    let mut text = format!("{kind} {name} removed");
+    if !gone.routes.is_empty() {
+        text.push_str(&format!(", with routes {}", gone.routes.join(", ")));
+    }
+    if !gone.revoked_api_keys.is_empty() {
+        text.push_str(&format!(
+            ", API keys revoked: {}",
+            gone.revoked_api_keys.join(", ")
+        ));
+    }
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
 /// `proxy-status`: GET /admin/v1/proxies from a running server (plain HTTP/1.1: the admin
 /// API is meant for a trusted network or behind a TLS-terminating proxy).
 fn proxy_status(
@@ -898,6 +1011,34 @@ fn proxy_status(
             };
             writeln!(out, "  {kind}: {acked}{nack}")?;
         }
+        write_reported(out, &status["reported"])?;
+    }
+    Ok(())
+}
+
+/// What an Envoy's stats sink reported: when, and each part of the configuration it could
+/// not load (`unavailable: provider bad_one`).
+fn write_reported(out: &mut dyn Write, reported: &serde_json::Value) -> anyhow::Result<()> {
+    if !reported.is_object() {
+        writeln!(
+            out,
+            "  stats: none reported (no metrics_service stats sink to the control plane?)"
+        )?;
+        return Ok(());
+    }
+    let live = match reported["live"].as_bool() {
+        Some(true) => ", live",
+        Some(false) => ", not live",
+        None => "",
+    };
+    writeln!(out, "  stats: reported {}{live}", reported["at"])?;
+    for part in reported["unavailable"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  unavailable: {} {}",
+            part["kind"].as_str().unwrap_or(""),
+            part["name"].as_str().unwrap_or("")
+        )?;
     }
     Ok(())
 }

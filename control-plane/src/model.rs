@@ -2,7 +2,7 @@
 //! the rules they follow (key states over time, token lifetimes). Pure: no SQL, no I/O.
 
 use serde::{Deserialize, Serialize};
-use tokenward_filter::config::Jwk;
+use tokenward_filter::config::{CredentialSource, Jwk, ProviderConfig};
 
 /// Signature algorithms the control plane signs with (the filter also accepts HS256 keys,
 /// which the control plane never makes: a shared secret in every proxy could mint tokens).
@@ -138,6 +138,95 @@ pub struct AuditEntry {
 /// most 256 characters.
 pub fn valid_identifier(text: &str) -> bool {
     !text.is_empty() && text.len() <= 256 && text.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// A part of the filter's configuration as the filter names it in its stats
+/// (`tokenward.config.unavailable.<kind>.<name>`): its kind (`provider`, `route`, `plan`,
+/// `price`, `key`, `api_key`) and its name made stat-safe by [`stat_name`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ConfigPart {
+    pub kind: String,
+    pub name: String,
+}
+
+/// A name as the filter puts it in a stat: lowercase ASCII letters, digits, `-` and `_`,
+/// anything else `_`, at most 64 characters. Two names can meet in one stat name; the
+/// control plane matches by this form, so it reports both.
+pub fn stat_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-' | '_') => c,
+            _ => '_',
+        })
+        .take(64)
+        .collect()
+}
+
+/// Whether a provider can carry traffic, as far as the control plane can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Availability {
+    Available,
+    /// It does not load (in any Envoy, or in the Envoys named): its routes answer 503
+    /// `provider_unavailable` while everything else applies.
+    Unavailable {
+        reason: String,
+    },
+    /// Its credential is an environment variable of Envoys whose Wasm VM this control plane
+    /// does not configure (no ADS): whether they have it is theirs to know.
+    Unknown {
+        reason: String,
+    },
+}
+
+/// Each provider's availability (in the order given). `vm_env_keys` are the environment
+/// variables `tokenward serve` passes into Envoy's Wasm VM (`--env-key`), `None` when it
+/// pushes to no Envoy; `reports` what each Envoy said it could not load. Pure: the admin API
+/// and the CLI ask the same question.
+pub fn provider_availability(
+    providers: &[ProviderConfig],
+    vm_env_keys: Option<&[String]>,
+    reports: &[(&str, &[ConfigPart])],
+) -> Vec<(String, Availability)> {
+    providers
+        .iter()
+        .map(|provider| {
+            let part = ConfigPart {
+                kind: "provider".into(),
+                name: stat_name(&provider.name),
+            };
+            let refused_by: Vec<&str> = reports
+                .iter()
+                .filter(|(_, parts)| parts.contains(&part))
+                .map(|(node, _)| *node)
+                .collect();
+            let availability = match (&provider.credential, vm_env_keys) {
+                // An Envoy passes only the variables its vm_config lists: no Envoy fed by this
+                // control plane can read any other, whatever its own environment holds.
+                (CredentialSource::Env(var), Some(keys)) if !keys.contains(var) => {
+                    Availability::Unavailable {
+                        reason: format!(
+                            "its credential is the environment variable {var:?}, which tokenward serve does not pass into Envoy's Wasm VM (--env-key: {}); add it there, or give the credential to the control plane sealed",
+                            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+                        ),
+                    }
+                }
+                _ if !refused_by.is_empty() => Availability::Unavailable {
+                    reason: format!(
+                        "Envoy {} could not load it (for an environment variable: is it set in that Envoy's environment?)",
+                        refused_by.join(", ")
+                    ),
+                },
+                (CredentialSource::Env(var), None) => Availability::Unknown {
+                    reason: format!(
+                        "its credential is the environment variable {var:?} of Envoy's Wasm VM; this control plane pushes to no Envoy (no --xds-listen), so whether Envoy has it is not known here"
+                    ),
+                },
+                _ => Availability::Available,
+            };
+            (provider.name.clone(), availability)
+        })
+        .collect()
 }
 
 #[cfg(test)]

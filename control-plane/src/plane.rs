@@ -16,7 +16,7 @@ use tokenward_filter::token::Identity;
 
 use crate::crypto::{self, CryptoError, MasterKey};
 use crate::model::{self, Alg, ApiKeyRecord, IssuedToken, KeyState, SigningKeyRecord};
-use crate::store::{ApiKeySelector, Store, StoreError, StoredProvider};
+use crate::store::{ApiKeySelector, CatalogEntry, Store, StoreError, StoredProvider};
 
 /// Why a caller of the control plane's API is not let in.
 #[derive(Debug)]
@@ -68,6 +68,9 @@ pub enum PlaneError {
     Signing(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// A removal that would leave something naming what is gone.
+    #[error("{0}")]
+    InUse(String),
 }
 
 fn invalid(message: impl Into<String>) -> PlaneError {
@@ -145,6 +148,29 @@ pub enum ProviderSecret {
     Env(String),
     /// The credential itself, sealed under the master key.
     Sealed(String),
+}
+
+/// What a removal took with it when forced: the routes of a removed provider, the API keys
+/// (revoked) of a removed plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    pub routes: Vec<String>,
+    pub revoked_api_keys: Vec<String>,
+}
+
+/// How a caller forces a removal, for the message that refuses one.
+const FORCE_HINT: &str = "`--force` on the command line, `?force=true` in the admin API";
+
+fn quoted(kind: &str, names: &[String]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    let plural = if names.len() == 1 { "" } else { "s" };
+    format!("{kind}{plural} {}", names.join(", "))
+}
+
+/// Whether `route` sends anything to `provider`.
+fn route_uses(route: &RouteConfig, provider: &str) -> bool {
+    route.provider.as_deref() == Some(provider)
+        || route.model_providers.iter().any(|m| m.provider == provider)
 }
 
 pub struct ControlPlane<S: Store> {
@@ -689,6 +715,148 @@ impl<S: Store> ControlPlane<S> {
             .set_setting(SETTING_DEFAULT_PLAN, plan.unwrap_or(""))?;
         self.audit(now, "plan.default", plan.unwrap_or("(none)"), "")?;
         Ok(())
+    }
+
+    /// Removes a provider. Refused while a route sends to it, unless `force`: then those
+    /// routes are removed too (a route cannot name a provider that is gone: the filter would
+    /// refuse the whole configuration).
+    pub fn remove_provider(
+        &self,
+        name: &str,
+        force: bool,
+        now: u64,
+    ) -> Result<Removed, PlaneError> {
+        if !self
+            .store
+            .providers()?
+            .iter()
+            .any(|p| p.config.name == name)
+        {
+            return Err(PlaneError::NotFound(format!("provider {name:?}")));
+        }
+        let routes: Vec<String> = self
+            .store
+            .routes()?
+            .iter()
+            .filter(|r| route_uses(r, name))
+            .map(|r| r.name.clone())
+            .collect();
+        if !routes.is_empty() && !force {
+            return Err(PlaneError::InUse(format!(
+                "provider {name:?} is used by {}: remove or change them first, or force the removal ({FORCE_HINT}) to remove them with it",
+                quoted("route", &routes)
+            )));
+        }
+        self.check_with(now, |config| {
+            config.routes.retain(|r| !routes.contains(&r.name));
+            config.providers.retain(|p| p.name != name);
+        })?;
+        // The routes first: a reader between two statements (another process's render)
+        // sees a configuration the filter accepts.
+        for route in &routes {
+            self.store.remove(CatalogEntry::Route(route))?;
+            self.audit(now, "route.remove", route, &format!("with provider {name}"))?;
+        }
+        self.store.remove(CatalogEntry::Provider(name))?;
+        let detail = if routes.is_empty() {
+            String::new()
+        } else {
+            format!("forced: with {}", quoted("route", &routes))
+        };
+        self.audit(now, "provider.remove", name, &detail)?;
+        Ok(Removed {
+            routes,
+            ..Removed::default()
+        })
+    }
+
+    /// Removes a route; nothing else names one.
+    pub fn remove_route(&self, name: &str, now: u64) -> Result<Removed, PlaneError> {
+        if !self.store.routes()?.iter().any(|r| r.name == name) {
+            return Err(PlaneError::NotFound(format!("route {name:?}")));
+        }
+        self.check_with(now, |config| config.routes.retain(|r| r.name != name))?;
+        self.store.remove(CatalogEntry::Route(name))?;
+        self.audit(now, "route.remove", name, "")?;
+        Ok(Removed::default())
+    }
+
+    /// Removes a plan. Never the default plan (credentials naming no plan would lose their
+    /// limits without anyone saying so: choose the default first). Refused while an API key
+    /// in force names it, unless `force`: those keys are then revoked, as the filter refuses
+    /// every credential naming a plan it does not have (tokens naming it included).
+    pub fn remove_plan(&self, name: &str, force: bool, now: u64) -> Result<Removed, PlaneError> {
+        if !self.store.plans()?.iter().any(|(n, _)| n == name) {
+            return Err(PlaneError::NotFound(format!("plan {name:?}")));
+        }
+        if self.store.setting(SETTING_DEFAULT_PLAN)?.as_deref() == Some(name) {
+            return Err(PlaneError::InUse(format!(
+                "plan {name:?} is the default plan: make another plan the default (`plan default NAME`) or have none (`plan default --none`) first"
+            )));
+        }
+        let keys: Vec<String> = self
+            .store
+            .api_keys()?
+            .into_iter()
+            .filter(|k| k.in_force(now) && k.plan.as_deref() == Some(name))
+            .map(|k| k.id)
+            .collect();
+        if !keys.is_empty() && !force {
+            return Err(PlaneError::InUse(format!(
+                "plan {name:?} is named by {}: revoke them first, or force the removal ({FORCE_HINT}) to revoke them with it",
+                quoted("API key", &keys)
+            )));
+        }
+        self.check_with(now, |config| {
+            config.plans.remove(name);
+            config.api_keys.retain(|k| k.plan.as_deref() != Some(name));
+        })?;
+        for id in &keys {
+            self.revoke(&Revocation::ApiKey(id.clone()), now)?;
+        }
+        self.store.remove(CatalogEntry::Plan(name))?;
+        let detail = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("forced: revoked {}", quoted("API key", &keys))
+        };
+        self.audit(now, "plan.remove", name, &detail)?;
+        Ok(Removed {
+            revoked_api_keys: keys,
+            ..Removed::default()
+        })
+    }
+
+    /// Removes a model's price. Not the last one while a plan counts cost: such a plan
+    /// could price nothing.
+    pub fn remove_price(&self, model: &str, now: u64) -> Result<Removed, PlaneError> {
+        let prices = self.store.prices()?;
+        if !prices.iter().any(|p| p.model == model) {
+            return Err(PlaneError::NotFound(format!("price for {model:?}")));
+        }
+        if prices.len() == 1 {
+            let counting: Vec<String> = self
+                .store
+                .plans()?
+                .into_iter()
+                .filter(|(_, plan)| {
+                    plan.limits
+                        .iter()
+                        .any(|l| l.metric == tokenward_filter::config::Metric::CostMicroUsd)
+                })
+                .map(|(name, _)| name)
+                .collect();
+            if !counting.is_empty() {
+                return Err(PlaneError::InUse(format!(
+                    "the price for {model:?} is the last one and {} count cost: set another price or remove their cost limits first",
+                    quoted("plan", &counting)
+                )));
+            }
+        }
+        self.check_with(now, |config| config.prices.retain(|p| p.model != model))?;
+        self.store.remove(CatalogEntry::Price(model))?;
+        self.audit(now, "price.remove", model, "")?;
+        Ok(Removed::default())
     }
 
     /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).

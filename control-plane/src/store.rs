@@ -84,6 +84,9 @@ pub trait Store {
     fn plans(&self) -> Result<Vec<(String, PlanConfig)>, StoreError>;
     fn put_price(&self, price: &PriceConfig) -> Result<(), StoreError>;
     fn prices(&self) -> Result<Vec<PriceConfig>, StoreError>;
+    /// Removes one provider, route, plan or price; false when there was none by that name.
+    /// What refers to it is the caller's to check.
+    fn remove(&self, entry: CatalogEntry<'_>) -> Result<bool, StoreError>;
 
     fn audit(
         &self,
@@ -95,6 +98,16 @@ pub trait Store {
     ) -> Result<(), StoreError>;
     /// The newest `limit` entries, newest first.
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// One entry of the catalog the filter routes and counts by, by its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogEntry<'a> {
+    Provider(&'a str),
+    Route(&'a str),
+    Plan(&'a str),
+    /// A price, by its model pattern.
+    Price(&'a str),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -607,6 +620,20 @@ impl Store for SqliteStore {
 
     fn prices(&self) -> Result<Vec<PriceConfig>, StoreError> {
         documents(&self.conn, "SELECT document FROM prices ORDER BY position")
+    }
+
+    fn remove(&self, entry: CatalogEntry<'_>) -> Result<bool, StoreError> {
+        // Table and column names are constants, never input.
+        let (table, column, key) = match entry {
+            CatalogEntry::Provider(name) => ("providers", "name", name),
+            CatalogEntry::Route(name) => ("routes", "name", name),
+            CatalogEntry::Plan(name) => ("plans", "name", name),
+            CatalogEntry::Price(model) => ("prices", "model", model),
+        };
+        let removed = self
+            .conn
+            .execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [key])?;
+        Ok(removed > 0)
     }
 
     fn audit(

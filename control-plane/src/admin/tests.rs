@@ -177,8 +177,13 @@ async fn the_admin_api_configures_what_the_gateway_enforces() {
         "provider-credential-{}",
         crate::crypto::random_hex(12).unwrap()
     );
-    let (status, _, _) = put("/admin/v1/providers/openai", json!({"style": "openai", "authority": "api.openai.com", "credential": {"value": credential}})).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, saved) = put("/admin/v1/providers/openai", json!({"style": "openai", "authority": "api.openai.com", "credential": {"value": credential}})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&saved["status"], &saved["credential"]),
+        (&json!("available"), &json!({"sealed": true}))
+    );
+    assert!(saved.get("warning").is_none());
     let route = json!({"name": "chat", "path_prefix": "/v1/chat/completions", "methods": ["POST"], "required_scopes": ["chat"], "model_source": "body", "provider": "openai"});
     assert_eq!(
         put("/admin/v1/routes/chat", route).await.0,
@@ -321,10 +326,12 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
         "/admin/v1/apikeys",
         "/admin/v1/apikeys/{id}",
         "/admin/v1/revocations",
+        "/admin/v1/providers",
         "/admin/v1/providers/{name}",
         "/admin/v1/routes/{name}",
         "/admin/v1/plans/{name}",
         "/admin/v1/prices",
+        "/admin/v1/prices/{model}",
         "/admin/v1/config",
         "/admin/v1/audit",
         "/oauth/token",
@@ -332,4 +339,204 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
+    for path in [
+        "/admin/v1/providers/{name}",
+        "/admin/v1/routes/{name}",
+        "/admin/v1/plans/{name}",
+        "/admin/v1/prices/{model}",
+    ] {
+        assert!(
+            paths[path]["delete"]["responses"]["409"].is_object(),
+            "{path}: removal documented"
+        );
+    }
+    assert_eq!(
+        paths["/admin/v1/providers/{name}"]["delete"]["parameters"][0]["name"],
+        "force"
+    );
+}
+
+/// A router whose state knows the Wasm VM's environment, as under `serve --xds-listen`.
+fn app_pushing_with(env_keys: &[&str]) -> (Router, Arc<AdminState>, String) {
+    let (app, state, admin) = app();
+    *state.vm_env_keys.lock().unwrap() = Some(env_keys.iter().map(|k| k.to_string()).collect());
+    (app, state, admin)
+}
+
+#[tokio::test]
+async fn a_provider_whose_variable_envoy_is_not_given_is_saved_with_a_warning_and_listed_unavailable(
+) {
+    let (app, state, admin) = app_pushing_with(&["OPENAI_API_KEY"]);
+    let (status, _, saved) = call(
+        &app,
+        "PUT",
+        "/admin/v1/providers/x",
+        Some(&admin),
+        Some(json!({"style": "openai", "authority": "api.x.test", "credential": {"env": "NOT_THERE"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "saved all the same: {saved}");
+    assert_eq!(saved["status"], "unavailable");
+    let warning = saved["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("\"NOT_THERE\"") && warning.contains("--env-key: OPENAI_API_KEY"),
+        "{warning}"
+    );
+    call(
+        &app,
+        "PUT",
+        "/admin/v1/providers/openai",
+        Some(&admin),
+        Some(json!({"style": "openai", "authority": "api.openai.com", "credential": {"env": "OPENAI_API_KEY"}})),
+    )
+    .await;
+    let (status, _, listed) = call(&app, "GET", "/admin/v1/providers", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["status"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("openai", "available"), ("x", "unavailable")]
+    );
+    assert_eq!(listed[1]["credential"], json!({"env": "NOT_THERE"}));
+    assert!(listed[1]["reason"].as_str().unwrap().contains("NOT_THERE"));
+
+    // An Envoy that reports a provider it could not load (its environment lacks the
+    // variable) makes it unavailable there.
+    {
+        let mut proxies = state.proxies.lock().unwrap();
+        let gw = proxies.entry("gw-1".into()).or_default();
+        gw.connected = true;
+        let mut reported = crate::xds::metrics::ReportedStats::default();
+        reported.unavailable.insert(crate::model::ConfigPart {
+            kind: "provider".into(),
+            name: "openai".into(),
+        });
+        gw.reported = Some(reported);
+    }
+    let (_, _, listed) = call(&app, "GET", "/admin/v1/providers", Some(&admin), None).await;
+    assert_eq!(listed[0]["status"], "unavailable", "{listed}");
+    assert_eq!(listed[0]["unavailable_in"], json!(["gw-1"]));
+    let (_, _, proxies) = call(&app, "GET", "/admin/v1/proxies", Some(&admin), None).await;
+    assert_eq!(
+        proxies["gw-1"]["reported"]["unavailable"],
+        json!([{"kind": "provider", "name": "openai"}])
+    );
+}
+
+#[tokio::test]
+async fn without_ads_an_environment_credential_is_listed_unknown() {
+    let (app, _, admin) = app();
+    call(
+        &app,
+        "PUT",
+        "/admin/v1/providers/x",
+        Some(&admin),
+        Some(json!({"style": "openai", "authority": "api.x.test", "credential": {"env": "ANY"}})),
+    )
+    .await;
+    let (_, _, listed) = call(&app, "GET", "/admin/v1/providers", Some(&admin), None).await;
+    assert_eq!(listed[0]["status"], "unknown", "{listed}");
+}
+
+#[tokio::test]
+async fn removing_what_something_still_names_is_a_conflict_unless_forced() {
+    let (app, state, admin) = app_pushing_with(&["OPENAI_API_KEY"]);
+    let send = |method: &'static str, path: &'static str, body: Option<Value>| {
+        let (app, admin) = (app.clone(), admin.clone());
+        async move { call(&app, method, path, Some(&admin), body).await }
+    };
+    send("PUT", "/admin/v1/providers/openai", Some(json!({"style": "openai", "authority": "api.openai.com", "credential": {"env": "OPENAI_API_KEY"}}))).await;
+    send(
+        "PUT",
+        "/admin/v1/routes/chat",
+        Some(json!({"name": "chat", "path_prefix": "/v1/chat/completions", "provider": "openai"})),
+    )
+    .await;
+    send(
+        "PUT",
+        "/admin/v1/prices",
+        Some(json!({"model": "meta/llama*", "input": 1, "output": 2})),
+    )
+    .await;
+    state
+        .changed
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let (status, _, body) = send("DELETE", "/admin/v1/providers/openai", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "in_use");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("route \"chat\""));
+    let (status, _, body) = send("DELETE", "/admin/v1/providers/openai?force=true", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"removed": {"kind": "provider", "name": "openai"}, "routes": ["chat"], "revoked_api_keys": []})
+    );
+    assert!(
+        state.changed.load(std::sync::atomic::Ordering::SeqCst),
+        "the xDS loop renders again"
+    );
+    let (_, _, config) = send("GET", "/admin/v1/config", None).await;
+    assert_eq!(
+        (config["providers"].clone(), config["routes"].clone()),
+        (json!([]), json!([]))
+    );
+    let (status, _, body) = send("DELETE", "/admin/v1/routes/chat", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    // A model pattern with a slash, percent-encoded in the path.
+    let (status, _, body) = send("DELETE", "/admin/v1/prices/meta%2Fllama*", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["removed"]["name"], "meta/llama*");
+
+    // A plan an API key names.
+    send("PUT", "/admin/v1/plans/gold", Some(json!({"limits": []}))).await;
+    let (_, _, key) = send(
+        "POST",
+        "/admin/v1/apikeys",
+        Some(json!({"subject": "svc", "plan": "gold"})),
+    )
+    .await;
+    let (status, _, _) = send("DELETE", "/admin/v1/plans/gold", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, body) = send("DELETE", "/admin/v1/plans/gold?force=true", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked_api_keys"], json!([key["id"]]));
+    // Removals are written by the caller, audited.
+    let (_, _, log) = send("GET", "/admin/v1/audit", None).await;
+    let text = log.to_string();
+    for action in [
+        "provider.remove",
+        "route.remove",
+        "price.remove",
+        "plan.remove",
+    ] {
+        assert!(text.contains(action), "{action}: {text}");
+    }
+    assert!(text.contains("\"actor\":\"admin\""));
+    // Removing needs admin:write.
+    let (_, _, reader) = send(
+        "POST",
+        "/admin/v1/apikeys",
+        Some(json!({"subject": "auditor", "scopes": ["admin:read"]})),
+    )
+    .await;
+    let (status, _, _) = call(
+        &app,
+        "DELETE",
+        "/admin/v1/routes/x",
+        Some(reader["key"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -263,3 +263,209 @@ fn mistakes_are_clear_errors() {
     let (ok, _, err) = tokenward(d, &["--dev", "settings", "set", "colour", "1"]);
     assert!(!ok && err.contains("unknown setting"), "{err}");
 }
+
+#[test]
+fn catalog_entries_are_removed_and_what_still_uses_one_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dev = |args: &[&str]| {
+        let mut all = vec!["--dev"];
+        all.extend_from_slice(args);
+        tokenward(d, &all)
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = dev(args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    ok(&["init", "--issuer", "https://i", "--audience", "gw"]);
+    ok(&[
+        "provider",
+        "add",
+        "--name",
+        "openai",
+        "--style",
+        "openai",
+        "--authority",
+        "api.openai.com",
+        "--credential-env",
+        "OPENAI_API_KEY",
+    ]);
+    ok(&[
+        "route",
+        "add",
+        "--name",
+        "chat",
+        "--path-prefix",
+        "/v1/chat/completions",
+        "--provider",
+        "openai",
+    ]);
+    ok(&["plan", "set", "gold", "--limit", "rpm:requests:minute:60"]);
+    let key: serde_json::Value = serde_json::from_str(&ok(&[
+        "-o",
+        "json",
+        "apikey",
+        "create",
+        "--subject",
+        "svc",
+        "--plan",
+        "gold",
+    ]))
+    .unwrap();
+    ok(&[
+        "price",
+        "set",
+        "--model",
+        "gpt-4o*",
+        "--input-price",
+        "1",
+        "--output-price",
+        "2",
+    ]);
+
+    ok(&[
+        "provider",
+        "add",
+        "--name",
+        "x",
+        "--style",
+        "openai",
+        "--authority",
+        "api.x.test",
+        "--credential-env",
+        "NOT_THERE",
+    ]);
+    // The CLI does not know serve's flags: told them, it says what cannot load.
+    let listed = ok(&["provider", "list", "--env-key", "OPENAI_API_KEY"]);
+    assert!(
+        listed.contains("openai  api.openai.com  env OPENAI_API_KEY  available\n")
+            && listed.contains("x  api.x.test  env NOT_THERE  unavailable: its credential"),
+        "{listed}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "provider", "list"])).unwrap();
+    assert_eq!(listed[1]["status"], "unknown", "{listed}");
+    ok(&["provider", "remove", "x"]);
+
+    let (removed, _, err) = dev(&["provider", "remove", "openai"]);
+    assert!(!removed, "a route uses it");
+    assert!(
+        err.contains(r#"used by route "chat""#) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(&["provider", "remove", "openai", "--force"]).trim(),
+        "provider openai removed, with routes chat"
+    );
+    let (removed, _, err) = dev(&["route", "remove", "chat"]);
+    assert!(
+        !removed && err.contains("route \"chat\" not found"),
+        "{err}"
+    );
+
+    let (removed, _, err) = dev(&["plan", "remove", "gold"]);
+    assert!(!removed && err.contains("API key"), "{err}");
+    let out: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "plan", "remove", "gold", "--force"])).unwrap();
+    assert_eq!(out["revoked_api_keys"][0], key["id"]);
+    assert_eq!(
+        ok(&["price", "remove", "gpt-4o*"]).trim(),
+        "price gpt-4o* removed"
+    );
+    let config: serde_json::Value = serde_json::from_str(&ok(&["config", "render"])).unwrap();
+    assert_eq!(
+        (&config["providers"], &config["routes"]),
+        (&serde_json::json!([]), &serde_json::json!([]))
+    );
+    // Empty plans and prices are left out of the document.
+    assert!(
+        config["plans"].is_null() && config["prices"].is_null(),
+        "{config}"
+    );
+    assert!(
+        !config["api_keys"]
+            .to_string()
+            .contains(key["id"].as_str().unwrap()),
+        "the key went with its plan"
+    );
+    let audit = ok(&["audit"]);
+    for action in [
+        "provider.remove",
+        "route.remove",
+        "plan.remove",
+        "price.remove",
+        "revoke.apikey",
+    ] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+}
+
+#[test]
+fn proxy_status_shows_what_each_envoy_reports_it_could_not_load() {
+    let plane = ControlPlane::new(
+        SqliteStore::in_memory().unwrap(),
+        MasterKey::generate().unwrap(),
+        "test",
+    );
+    let (_, admin) = plane
+        .init(
+            &InitSettings {
+                issuer: "https://i".into(),
+                audiences: vec!["gw".into()],
+                alg: Alg::EdDSA,
+            },
+            now().unwrap(),
+        )
+        .unwrap();
+    let state = std::sync::Arc::new(crate::admin::AdminState::new(
+        plane,
+        Box::new(|| now().unwrap_or(0)),
+    ));
+    {
+        let mut proxies = state.proxies.lock().unwrap();
+        let reporting = proxies.entry("gw-1".into()).or_default();
+        reporting.cluster = "gateways".into();
+        reporting.connected = true;
+        let mut reported = crate::xds::metrics::ReportedStats {
+            at: 1_800_000_000,
+            live: Some(true),
+            ..Default::default()
+        };
+        reported.unavailable.insert(crate::model::ConfigPart {
+            kind: "provider".into(),
+            name: "bad_one".into(),
+        });
+        reporting.reported = Some(reported);
+        proxies.entry("gw-2".into()).or_default().connected = true;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = crate::admin::router(std::sync::Arc::clone(&state));
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("http://{addr}");
+    let (ok, out, err) = tokenward(
+        dir.path(),
+        &[
+            "proxy-status",
+            "--server",
+            &server,
+            "--admin-key",
+            &admin.key,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("gw-1 (gateways) connected")
+            && out.contains("  stats: reported 1800000000, live\n")
+            && out.contains("  unavailable: provider bad_one\n"),
+        "{out}"
+    );
+    let gw2 = out.split("gw-2").nth(1).unwrap_or_default();
+    assert!(gw2.contains("stats: none reported"), "{out}");
+    assert!(!gw2.contains("unavailable:"), "{out}");
+}

@@ -69,3 +69,99 @@ fn identifiers_are_printable_without_spaces() {
     assert!(!valid_identifier("two words"));
     assert!(!valid_identifier(&"x".repeat(257)));
 }
+
+fn provider(name: &str, credential: CredentialSource) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        style: tokenward_filter::config::ProviderStyle::Openai,
+        cluster: name.into(),
+        authority: "api.example.com".into(),
+        credential,
+        headers: Default::default(),
+    }
+}
+
+fn status(availability: &Availability) -> &'static str {
+    match availability {
+        Availability::Available => "available",
+        Availability::Unavailable { .. } => "unavailable",
+        Availability::Unknown { .. } => "unknown",
+    }
+}
+
+#[test]
+fn a_provider_whose_variable_serve_does_not_pass_into_the_vm_is_unavailable_in_every_envoy() {
+    let providers = [
+        provider("openai", CredentialSource::Env("OPENAI_API_KEY".into())),
+        provider("x", CredentialSource::Env("NOT_THERE".into())),
+        provider("sealed", CredentialSource::Inline("secret".into())),
+    ];
+    let keys = ["OPENAI_API_KEY".to_string(), "GEMINI_API_KEY".to_string()];
+    let found = provider_availability(&providers, Some(&keys), &[]);
+    let statuses: Vec<(&str, &str)> = found
+        .iter()
+        .map(|(name, a)| (name.as_str(), status(a)))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("openai", "available"),
+            ("x", "unavailable"),
+            ("sealed", "available")
+        ]
+    );
+    let Availability::Unavailable { reason } = &found[1].1 else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("\"NOT_THERE\"") && reason.contains("OPENAI_API_KEY, GEMINI_API_KEY"),
+        "the reason names the variable and what is passed: {reason}"
+    );
+    // Variable names are case-sensitive in Envoy's environment, as everywhere.
+    let lower = [provider(
+        "y",
+        CredentialSource::Env("openai_api_key".into()),
+    )];
+    assert_eq!(
+        status(&provider_availability(&lower, Some(&keys), &[])[0].1),
+        "unavailable"
+    );
+    let none = provider_availability(&providers[1..2], Some(&[]), &[]);
+    assert!(
+        matches!(&none[0].1, Availability::Unavailable { reason } if reason.contains("--env-key: none"))
+    );
+}
+
+#[test]
+fn without_ads_an_environment_credential_is_unknown_and_what_envoys_report_counts() {
+    let providers = [
+        provider("Bad.One", CredentialSource::Env("OPENAI_API_KEY".into())),
+        provider("good", CredentialSource::Env("OPENAI_API_KEY".into())),
+    ];
+    let found = provider_availability(&providers, None, &[]);
+    assert_eq!(status(&found[0].1), "unknown");
+    let reported = [ConfigPart {
+        kind: "provider".into(),
+        name: "bad_one".into(),
+    }];
+    let keys = ["OPENAI_API_KEY".to_string()];
+    let found = provider_availability(
+        &providers,
+        Some(&keys),
+        &[("gw-1", &reported), ("gw-2", &[])],
+    );
+    assert!(
+        matches!(&found[0].1, Availability::Unavailable { reason } if reason.contains("Envoy gw-1 could")),
+        "{found:?}"
+    );
+    assert_eq!(status(&found[1].1), "available");
+}
+
+#[test]
+fn stat_names_are_lowercase_ascii_digits_dash_and_underscore_at_most_64() {
+    assert_eq!(stat_name("Bad.One"), "bad_one");
+    assert_eq!(stat_name("azure-eu_2"), "azure-eu_2");
+    assert_eq!(stat_name("gpt-4o*"), "gpt-4o_");
+    assert_eq!(stat_name("modèle"), "mod_le");
+    assert_eq!(stat_name(&"a".repeat(100)).len(), 64);
+}

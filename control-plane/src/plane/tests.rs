@@ -492,3 +492,204 @@ fn raising_the_token_lifetime_keeps_retired_keys_published_longer() {
         "published as long as tokens may now live"
     );
 }
+
+/// The rendered configuration, compiled as the filter compiles it.
+fn filter_accepts(plane: &ControlPlane<SqliteStore>) -> Config {
+    let config = plane.render(NOW).unwrap();
+    Policy::compile(&config, &|name| Some(format!("{name}-value"))).unwrap();
+    config
+}
+
+fn cost_plan() -> PlanConfig {
+    PlanConfig {
+        limits: vec![LimitConfig {
+            name: "usd".into(),
+            metric: Metric::CostMicroUsd,
+            window: Window::Month,
+            limit: 10,
+            per: LimitScope::Subject,
+        }],
+        shadow: false,
+        clamp_max_tokens: false,
+        default_output_tokens: 10,
+    }
+}
+
+fn price(model: &str) -> PriceConfig {
+    PriceConfig {
+        model: model.into(),
+        input: 1,
+        output: 1,
+        cached_input: None,
+    }
+}
+
+fn audited(plane: &ControlPlane<SqliteStore>) -> Vec<(String, String, String)> {
+    plane
+        .store()
+        .audit_log(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.target, e.detail))
+        .collect()
+}
+
+#[test]
+fn a_provider_a_route_uses_is_removed_only_when_forced_and_then_with_its_routes() {
+    let plane = plane();
+    let anthropic = ProviderConfig {
+        name: "anthropic".into(),
+        style: ProviderStyle::Anthropic,
+        cluster: "anthropic".into(),
+        authority: "api.anthropic.com".into(),
+        ..openai()
+    };
+    plane
+        .put_provider(
+            anthropic,
+            ProviderSecret::Env("ANTHROPIC_API_KEY".into()),
+            NOW,
+        )
+        .unwrap();
+    let by_model = RouteConfig {
+        name: "gemini-style".into(),
+        path_prefix: "/v1beta/models/".into(),
+        model_source: ModelSource::GeminiPath,
+        provider: None,
+        model_providers: vec![tokenward_filter::config::ModelProvider {
+            pattern: "gpt*".into(),
+            provider: "openai".into(),
+        }],
+        ..chat_route()
+    };
+    plane.put_route(by_model, NOW).unwrap();
+    let before = plane.render(NOW).unwrap().version;
+
+    let refused = plane.remove_provider("openai", false, NOW).unwrap_err();
+    let PlaneError::InUse(message) = &refused else {
+        panic!("{refused:?}")
+    };
+    assert!(
+        message.contains(r#"routes "chat", "gemini-style""#) && message.contains("--force"),
+        "{message}"
+    );
+    assert_eq!(
+        plane.render(NOW).unwrap().version,
+        before,
+        "nothing changed"
+    );
+
+    let removed = plane.remove_provider("openai", true, NOW).unwrap();
+    assert_eq!(removed.routes, ["chat", "gemini-style"]);
+    let config = filter_accepts(&plane);
+    assert_eq!(
+        config
+            .providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["anthropic"]
+    );
+    assert!(config.routes.is_empty());
+    let log = audited(&plane);
+    assert!(log.contains(&(
+        "provider.remove".into(),
+        "openai".into(),
+        r#"forced: with routes "chat", "gemini-style""#.into()
+    )));
+    assert!(log.contains(&(
+        "route.remove".into(),
+        "chat".into(),
+        "with provider openai".into()
+    )));
+
+    // A provider nothing uses goes without force; one that is not there is not found.
+    plane.remove_provider("anthropic", false, NOW).unwrap();
+    assert!(filter_accepts(&plane).providers.is_empty());
+    assert!(matches!(
+        plane.remove_provider("anthropic", false, NOW),
+        Err(PlaneError::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_plan_is_never_removed_as_the_default_and_forced_past_api_keys_revokes_them() {
+    let plane = plane();
+    plane.put_price(price("*"), NOW).unwrap();
+    plane.put_plan("gold", cost_plan(), NOW).unwrap();
+    plane.set_default_plan(Some("gold"), NOW).unwrap();
+    for force in [false, true] {
+        let error = plane.remove_plan("gold", force, NOW).unwrap_err();
+        assert!(
+            matches!(&error, PlaneError::InUse(m) if m.contains("default plan")),
+            "{error:?}"
+        );
+    }
+    plane.set_default_plan(None, NOW).unwrap();
+    let key = plane
+        .create_api_key(
+            &ApiKeyRequest {
+                subject: "svc".into(),
+                plan: Some("gold".into()),
+                ..ApiKeyRequest::default()
+            },
+            NOW,
+        )
+        .unwrap();
+    let error = plane.remove_plan("gold", false, NOW).unwrap_err();
+    assert!(
+        matches!(&error, PlaneError::InUse(m) if m.contains(&format!("API key {:?}", key.id))),
+        "{error:?}"
+    );
+    assert_eq!(filter_verdict(&plane, &key.key, NOW), Ok("svc".into()));
+
+    let removed = plane.remove_plan("gold", true, NOW).unwrap();
+    assert_eq!(removed.revoked_api_keys, std::slice::from_ref(&key.id));
+    let config = filter_accepts(&plane);
+    assert!(config.plans.is_empty());
+    assert_eq!(
+        filter_verdict(&plane, &key.key, NOW),
+        Err(ErrorCode::InvalidApiKey),
+        "the key went with its plan"
+    );
+    assert!(audited(&plane).contains(&(
+        "revoke.apikey".into(),
+        key.id.clone(),
+        "0 exchanged tokens".into()
+    )));
+    assert!(matches!(
+        plane.remove_plan("gold", true, NOW),
+        Err(PlaneError::NotFound(_))
+    ));
+}
+
+#[test]
+fn routes_and_prices_are_removed_and_the_last_price_stays_while_a_plan_counts_cost() {
+    let plane = plane();
+    let before = plane.render(NOW).unwrap().version;
+    plane.remove_route("chat", NOW).unwrap();
+    let config = filter_accepts(&plane);
+    assert!(config.routes.is_empty());
+    assert_ne!(config.version, before, "a removal is a new version to push");
+    assert!(matches!(
+        plane.remove_route("chat", NOW),
+        Err(PlaneError::NotFound(_))
+    ));
+
+    plane.put_price(price("gpt-4o*"), NOW).unwrap();
+    plane.put_price(price("claude*"), NOW).unwrap();
+    plane.put_plan("metered", cost_plan(), NOW).unwrap();
+    plane.remove_price("gpt-4o*", NOW).unwrap();
+    let error = plane.remove_price("claude*", NOW).unwrap_err();
+    assert!(
+        matches!(&error, PlaneError::InUse(m) if m.contains(r#"plan "metered" count"#)),
+        "{error:?}"
+    );
+    plane.remove_plan("metered", false, NOW).unwrap();
+    plane.remove_price("claude*", NOW).unwrap();
+    assert!(filter_accepts(&plane).prices.is_empty());
+    let log = audited(&plane);
+    for action in ["route.remove", "price.remove", "plan.remove"] {
+        assert!(log.iter().any(|(a, _, _)| a == action), "{action}: {log:?}");
+    }
+}

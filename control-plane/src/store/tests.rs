@@ -120,4 +120,20 @@ fn routes_keep_their_order_and_a_replaced_route_its_place() {
             .collect::<Vec<_>>(),
         [("b", "/b2"), ("a", "/a")]
     );
+    // Removed and added again: it matches last, as a new route does.
+    assert!(store.remove(CatalogEntry::Route("b")).unwrap());
+    assert!(
+        !store.remove(CatalogEntry::Route("b")).unwrap(),
+        "gone once"
+    );
+    store.put_route(&route("b", "/b3")).unwrap();
+    let names: Vec<String> = store
+        .routes()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(!store.remove(CatalogEntry::Provider("p")).unwrap());
+    assert!(!store.remove(CatalogEntry::Price("gpt*")).unwrap());
 }

@@ -1,8 +1,10 @@
 //! The xDS server: ADS over gRPC (tonic + envoy-types) serving the filter's configuration
 //! through ECDS, and the provider clusters and route table through CDS and RDS. `snapshot`
 //! builds resources from the rendered configuration (pure); `stream` is one stream's state
-//! machine (pure); this module is the gRPC glue and the loop that notices changes.
+//! machine (pure); `metrics` receives each Envoy's stats (what the filter could not load);
+//! this module is the gRPC glue and the loop that notices changes.
 
+pub mod metrics;
 pub mod snapshot;
 pub mod stream;
 
@@ -36,6 +38,8 @@ pub struct ProxyStatus {
     pub acked: BTreeMap<String, String>,
     /// The last version it refused, per type, with its error.
     pub nacked: BTreeMap<String, NackedVersion>,
+    /// What its stats sink reports (none before its first flush, or without a sink).
+    pub reported: Option<metrics::ReportedStats>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -45,6 +49,21 @@ pub struct NackedVersion {
 }
 
 pub type Registry = Arc<Mutex<BTreeMap<String, ProxyStatus>>>;
+
+/// For each Envoy connected over ADS, the configuration parts it reports it could not load.
+pub fn unavailable_parts(registry: &Registry) -> Vec<(String, Vec<crate::model::ConfigPart>)> {
+    let Ok(proxies) = registry.lock() else {
+        return Vec::new();
+    };
+    proxies
+        .iter()
+        .filter(|(_, status)| status.connected)
+        .filter_map(|(node, status)| {
+            let reported = status.reported.as_ref()?;
+            Some((node.clone(), reported.unavailable.iter().cloned().collect()))
+        })
+        .collect()
+}
 
 /// Short type names for people: `ecds`, `cds`, `rds`.
 fn short(type_url: &str) -> String {
@@ -242,13 +261,19 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    // The admin API tells which providers no Envoy fed from here can load.
+    if let Ok(mut keys) = state.vm_env_keys.lock() {
+        *keys = Some(settings.env_keys.clone());
+    }
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
     let server = tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(Ads {
             snapshots,
-            state,
+            state: Arc::clone(&state),
         }))
+        // Envoy's stats sink, on the cluster it already has for ADS.
+        .add_service(metrics::service(state))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let result = tokio::select! {
         result = server => result,
