@@ -409,6 +409,30 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
         1,
         "the gauge the control plane's stats sink receives"
     );
+    // What the Envoy reports it could not load shows in the proxy's status and the
+    // provider list.
+    eventually_reported_unavailable(
+        &served,
+        &admin_key.key,
+        "tokenward-gateway-1",
+        "provider",
+        "gemini",
+    );
+    let providers = client::send(
+        "GET",
+        &format!("http://{}/admin/v1/providers", served.admin),
+        &[("authorization", &bearer(&admin_key.key))],
+        None,
+    )
+    .unwrap()
+    .json();
+    let gemini_entry = providers
+        .as_array()
+        .or_else(|| providers["providers"].as_array())
+        .and_then(|list| list.iter().find(|p| p["name"] == "gemini"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gemini_entry["status"], "unavailable", "{providers}");
 
     drop(served);
 }
@@ -443,10 +467,8 @@ fn reported_unavailable(served: &Served, admin_key: &str, node: &str) -> Vec<(St
         .collect()
 }
 
-/// Waits until `node` reports that it could not load `kind` `name`. For the filter that sets
-/// `tokenward.config.unavailable.<kind>.<name>` (issue 9): once it has merged, the test
-/// below asserts with it that a provider whose variable this Envoy lacks shows up here.
-#[allow(dead_code)]
+/// Waits until `node` reports (through its stats sink: the filter's gauges
+/// `tokenward.config.unavailable.<kind>.<name>`) that it could not load `kind` `name`.
 fn eventually_reported_unavailable(
     served: &Served,
     admin_key: &str,
