@@ -503,11 +503,17 @@ impl RequestFlow {
         }
         match edit.apply(&body) {
             Ok(body) => Ok(Decision::ReplaceBody(body)),
-            Err(_) => {
+            // `read_body` accepted this body, so this should not happen; should it, the body
+            // is what could not be handled: a 400 with the reason, never a 5xx.
+            Err(e) => {
                 self.abandon(host);
+                let reason = match e {
+                    ModelError::InvalidJson(reason) => reason,
+                    ModelError::Missing => "it is not a JSON object".to_string(),
+                };
                 Err(Refusal::new(
-                    ErrorCode::InternalError,
-                    "the request body could not be rewritten",
+                    ErrorCode::InvalidJson,
+                    format!("the request body could not be rewritten: {reason}"),
                 ))
             }
         }
