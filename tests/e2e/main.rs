@@ -16,5 +16,6 @@ mod examples;
 mod providers;
 mod quotas;
 mod sdks;
+mod tls;
 mod usage;
 mod xds;
