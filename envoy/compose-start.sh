@@ -1,11 +1,14 @@
 #!/bin/sh
 # The entrypoint of the bundled docker setup's control-plane image.
 #   compose-start.sh control-plane   first run: init, providers (mock keys, sealed), routes,
-#                                    a plan, a token in $DATA/token; then tokenward serve
+#                                    a plan, a token in $DATA/token; development certificates
+#                                    in $TLS (kept once made); then tokenward serve over TLS
 #   compose-start.sh mock-providers  the mock providers on 127.0.0.1:9101-9103
-# Development mode (--dev): the master key is kept in the data volume. Not for production.
+# Development mode (--dev): the master key is kept in the data volume, the CA's key next to the
+# certificates Envoy mounts. Not for production.
 set -eu
 DATA=${TOKENWARD_DATA_DIR:-/data}
+TLS=${TOKENWARD_TLS_DIR:-/tls}
 tw() { tokenward --dev --data-dir "$DATA" "$@"; }
 
 case "${1:-control-plane}" in
@@ -28,8 +31,14 @@ control-plane)
     tw token mint --subject compose-user --scope chat --scope models --model 'gpt-4o*' --model 'claude-*' --model 'gemini-*' > "$DATA/token"
     echo "a token for compose-user is in $DATA/token (docker compose exec control-plane cat $DATA/token)"
   fi
+  # A CA, the server's certificate and the client certificate of envoy-xds.yaml's node; the
+  # .crt files come last, so Envoy (which waits for this one, see the compose file's
+  # healthcheck) finds its key complete.
+  tokenward tls dev-certs --out "$TLS" --node-id tokenward-gateway-1
   # Envoy and the mocks share this container's network: the same addresses as `make demo`.
+  # The admin API is published (0.0.0.0), so TLS; ADS is mutual TLS.
   exec tokenward --dev --data-dir "$DATA" serve --listen 0.0.0.0:8080 --xds-listen 127.0.0.1:18000 \
+    --tls-cert "$TLS/server.crt" --tls-key "$TLS/server.key" --xds-client-ca "$TLS/ca.crt" \
     --wasm-path dist/tokenward.wasm \
     --upstream openai=127.0.0.1:9101 --upstream anthropic=127.0.0.1:9102 --upstream gemini=127.0.0.1:9103
   ;;

@@ -95,18 +95,29 @@ pub enum Command {
     Settings(SettingsCommand),
     /// The public signing keys as a JWKS document.
     Jwks,
-    /// Serve the admin API, the OAuth token endpoint and the JWKS over HTTP until Ctrl-C.
+    /// Serve the admin API, the OAuth token endpoint and the JWKS (and ADS with
+    /// --xds-listen) until Ctrl-C.
     Serve(ServeArgs),
     /// What each Envoy connected to a running control plane runs: versions ACKed, NACKs
     /// with their error, last seen. Asks the server's admin API.
     ProxyStatus {
-        /// The admin API of `tokenward serve`.
+        /// The admin API of `tokenward serve` (https:// when it serves TLS).
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         server: String,
         /// A credential with admin:read (or set TOKENWARD_ADMIN_KEY).
         #[arg(long, env = "TOKENWARD_ADMIN_KEY", hide_env_values = true)]
         admin_key: String,
+        /// For https: the CA certificates (PEM) to trust for the server's certificate.
+        #[arg(
+            long,
+            env = "TOKENWARD_SERVER_CA",
+            default_value = "/etc/ssl/certs/ca-certificates.crt"
+        )]
+        server_ca: PathBuf,
     },
+    /// Certificates for TLS.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// A consistent copy of the database (safe while `serve` runs). Secrets in it stay sealed:
     /// keep the master key, separately, too.
     Backup {
@@ -120,14 +131,60 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a development CA, a server certificate and an Envoy client certificate per node
+    /// id into a directory (keys mode 0600). Files that exist are kept: run it again to add a
+    /// node, signed by the same CA. Needs no database.
+    DevCerts {
+        #[arg(long)]
+        out: PathBuf,
+        /// An Envoy node to make a client certificate for (its SAN is
+        /// spiffe://tokenward/node/<id>).
+        #[arg(long = "node-id")]
+        node_ids: Vec<String>,
+        /// DNS names and IP addresses of the server certificate.
+        #[arg(long = "server-name", default_values_t = [crate::tls::dev_certs::SERVER_NAME.to_string(), "localhost".to_string(), "127.0.0.1".to_string()])]
+        server_names: Vec<String>,
+        /// Lifetime of the server and node certificates, in days (the CA's is ten times it).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+/// A command line clap accepts but tokenward refuses: exit code 2, like clap's own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Exposure(#[from] crate::tls::ExposureError),
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address for the HTTP API (admin, token endpoint, JWKS).
+    /// Address for the HTTP API (admin, token endpoint, JWKS). Beyond loopback it needs
+    /// --tls-cert (or --insecure).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Address for ADS (gRPC); without it no xDS is served.
+    /// Address for ADS (gRPC); without it no xDS is served. Beyond loopback it needs
+    /// --tls-cert and --xds-client-ca (or --insecure).
     #[arg(long)]
     pub xds_listen: Option<std::net::SocketAddr>,
+    /// The server certificate chain (PEM, leaf first): the admin API and ADS then speak TLS
+    /// only. Re-read when the file changes: no restart to rotate.
+    #[arg(long, env = "TOKENWARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM).
+    #[arg(long, env = "TOKENWARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) of the Envoys' client certificates: ADS then requires mutual TLS,
+    /// and a stream's node id must be named by its certificate (a URI SAN
+    /// spiffe://<trust domain>/node/<id>, or a DNS SAN equal to the id).
+    #[arg(long, env = "TOKENWARD_XDS_CLIENT_CA", requires = "tls_cert")]
+    pub xds_client_ca: Option<PathBuf>,
+    /// Allow plain listeners beyond loopback (and ADS without client certificates): only on
+    /// a network where nobody else can listen or connect.
+    #[arg(long)]
+    pub insecure: bool,
     /// The module's path on the Envoy hosts (must equal the bootstrap's default config).
     #[arg(long, default_value = "dist/tokenward.wasm")]
     pub wasm_path: String,
@@ -143,6 +200,31 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The TLS files, when TLS is configured.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.xds_client_ca.clone(),
+        })
+    }
+
+    /// Refuses listeners beyond loopback that would be plain (or ADS without client
+    /// authentication), unless --insecure.
+    pub fn check_exposure(&self) -> Result<(), UsageError> {
+        use crate::tls::{check_exposure, Role, Transport};
+        let (admin, ads) = match (&self.tls_cert, &self.xds_client_ca) {
+            (None, _) => (Transport::Plain, Transport::Plain),
+            (Some(_), None) => (Transport::Tls, Transport::Tls),
+            (Some(_), Some(_)) => (Transport::Tls, Transport::MutualTls),
+        };
+        check_exposure(Role::Admin, self.listen, admin, self.insecure)?;
+        if let Some(addr) = self.xds_listen {
+            check_exposure(Role::Ads, addr, ads, self.insecure)?;
+        }
+        Ok(())
+    }
+
     pub fn snapshot_settings(&self) -> crate::xds::snapshot::SnapshotSettings {
         crate::xds::snapshot::SnapshotSettings {
             wasm_path: self.wasm_path.clone(),
@@ -500,8 +582,46 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Runs one command; `out` gets the result, `err` warnings.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
-    if let Command::ProxyStatus { server, admin_key } = &cli.command {
-        return proxy_status(server, admin_key, cli.output == Output::Json, out);
+    if let Command::ProxyStatus {
+        server,
+        admin_key,
+        server_ca,
+    } = &cli.command
+    {
+        return proxy_status(
+            server,
+            admin_key,
+            server_ca,
+            cli.output == Output::Json,
+            out,
+        );
+    }
+    if let Command::Tls(TlsCommand::DevCerts {
+        out: dir,
+        node_ids,
+        server_names,
+        days,
+    }) = &cli.command
+    {
+        let files = crate::tls::dev_certs::write(&crate::tls::dev_certs::DevCertRequest {
+            out: dir.clone(),
+            node_ids: node_ids.clone(),
+            server_names: server_names.clone(),
+            days: *days,
+        })?;
+        if cli.output == Output::Json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&files)?)?;
+        } else {
+            for file in files {
+                let what = if file.written { "written" } else { "kept" };
+                writeln!(out, "{what}: {}", file.path.display())?;
+            }
+        }
+        return Ok(());
+    }
+    if let Command::Serve(args) = &cli.command {
+        // Before the master key and the database: a wrong command line changes nothing.
+        args.check_exposure()?;
     }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;
@@ -859,7 +979,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 None => writeln!(out, "{text}")?,
             }
         }
-        Command::Serve(_) | Command::ProxyStatus { .. } => {}
+        Command::Serve(_) | Command::ProxyStatus { .. } | Command::Tls(_) => {}
         Command::Settings(SettingsCommand::Show) => {
             let settings = plane.settings()?;
             let map: serde_json::Map<String, serde_json::Value> = settings
@@ -946,28 +1066,49 @@ fn print_removal(
     Ok(())
 }
 
-/// `proxy-status`: GET /admin/v1/proxies from a running server (plain HTTP/1.1: the admin
-/// API is meant for a trusted network or behind a TLS-terminating proxy).
+/// `proxy-status`: GET /admin/v1/proxies from a running server, over plain HTTP/1.1 or, for an
+/// https:// server, TLS trusting `server_ca` (a hand-written request: one GET needs no client
+/// library).
 fn proxy_status(
     server: &str,
     admin_key: &str,
+    server_ca: &Path,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    use std::io::Read;
-    let authority = server
-        .strip_prefix("http://")
-        .context("--server must be an http:// URL")?
-        .trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(authority)
+    let (tls, authority) = match (
+        server.strip_prefix("https://"),
+        server.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => bail!("--server must be an http:// or https:// URL"),
+    };
+    let authority = authority.trim_end_matches('/');
+    let tcp = std::net::TcpStream::connect(authority)
         .with_context(|| format!("connecting to {authority}"))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(
-        stream,
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let request = format!(
         "GET /admin/v1/proxies HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {admin_key}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    );
+    let response = if tls {
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())
+            .with_context(|| format!("{host:?} is not a server name"))?;
+        let config = crate::tls::client_config(server_ca)?;
+        let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        stream.write_all(request.as_bytes())?;
+        read_until_closed(&mut stream).with_context(|| format!("reading from {server}"))?
+    } else {
+        let mut tcp = tcp;
+        tcp.write_all(request.as_bytes())?;
+        read_until_closed(&mut tcp)?
+    };
     let (head, body) = response
         .split_once("\r\n\r\n")
         .context("a malformed answer")?;
@@ -1043,6 +1184,18 @@ fn write_reported(out: &mut dyn Write, reported: &serde_json::Value) -> anyhow::
     Ok(())
 }
 
+/// Reads an answer sent with `Connection: close`. A TLS peer that closes without close_notify
+/// after a complete answer is no error here: the body's JSON is checked anyway.
+fn read_until_closed(stream: &mut dyn Read) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    if let Err(error) = stream.read_to_end(&mut bytes) {
+        if error.kind() != std::io::ErrorKind::UnexpectedEof || bytes.is_empty() {
+            return Err(error.into());
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Runs the HTTP API (and ADS, when asked) until Ctrl-C.
 fn serve(
     plane: ControlPlane<SqliteStore>,
@@ -1058,9 +1211,14 @@ fn serve(
         let admin = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         writeln!(
             err,
-            "tokenward: admin API on http://{}",
+            "tokenward: admin API on {scheme}://{}",
             admin.local_addr()?
         )?;
         let xds = match args.xds_listen {
@@ -1068,7 +1226,18 @@ fn serve(
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("listening on {addr}"))?;
-                writeln!(err, "tokenward: ADS on {}", listener.local_addr()?)?;
+                let security = match (&args.tls_cert, &args.xds_client_ca) {
+                    (None, _) => "plain gRPC",
+                    (Some(_), None) => "TLS, clients not authenticated",
+                    (Some(_), Some(_)) => {
+                        "mutual TLS, node ids checked against client certificates"
+                    }
+                };
+                writeln!(
+                    err,
+                    "tokenward: ADS on {} ({security})",
+                    listener.local_addr()?
+                )?;
                 Some(listener)
             }
             None => None,
@@ -1076,18 +1245,31 @@ fn serve(
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        run_servers(state, args.snapshot_settings(), admin, xds, shutdown).await
+        run_servers(
+            state,
+            args.snapshot_settings(),
+            admin,
+            xds,
+            args.tls_files(),
+            shutdown,
+        )
+        .await
     })
 }
 
-/// The HTTP API on `admin` and, with `xds`, ADS, until `shutdown` resolves.
+/// The HTTP API on `admin` and, with `xds`, ADS, until `shutdown` resolves; with `tls`, both
+/// speak TLS only (ADS mutual TLS when `tls` has a client CA).
 pub async fn run_servers(
     state: std::sync::Arc<crate::admin::AdminState>,
     settings: crate::xds::snapshot::SnapshotSettings,
     admin: tokio::net::TcpListener,
     xds: Option<tokio::net::TcpListener>,
+    tls: Option<crate::tls::TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use crate::tls::{ServerTls, TlsFiles, TlsIncoming, TlsListener, ADMIN_ALPN, ADS_ALPN};
+    use std::future::{Future, IntoFuture};
+    use std::pin::Pin;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -1096,10 +1278,41 @@ pub async fn run_servers(
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let http = axum::serve(admin, crate::admin::router(std::sync::Arc::clone(&state)))
-        .with_graceful_shutdown(wait(stopped.clone()));
+    let router = crate::admin::router(std::sync::Arc::clone(&state));
+    type Served<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
+    let http: Served<std::io::Error> = match &tls {
+        Some(files) => {
+            // The admin API asks for no client certificate: its callers carry credentials.
+            let files = TlsFiles {
+                client_ca: None,
+                ..files.clone()
+            };
+            let listener =
+                TlsListener::new(admin, ServerTls::load(files, ADMIN_ALPN, "admin API")?)?;
+            Box::pin(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(wait(stopped.clone()))
+                    .into_future(),
+            )
+        }
+        None => Box::pin(
+            axum::serve(admin, router)
+                .with_graceful_shutdown(wait(stopped.clone()))
+                .into_future(),
+        ),
+    };
     match xds {
         Some(listener) => {
+            let listener = match tls {
+                Some(files) => {
+                    let tls = ServerTls::load(files, ADS_ALPN, "ADS")?;
+                    crate::xds::AdsListener::Tls {
+                        client_auth: tls.transport() == crate::tls::Transport::MutualTls,
+                        incoming: TlsIncoming::new(listener, tls),
+                    }
+                }
+                None => crate::xds::AdsListener::Plain(listener),
+            };
             let grpc = crate::xds::serve(state, settings, listener, wait(stopped));
             let (http, grpc) = tokio::join!(http, grpc);
             http?;

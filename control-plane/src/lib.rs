@@ -3,7 +3,8 @@
 //! filter crate's own types, so what is pushed is what the filter parses).
 //!
 //! Rooms: `model` (domain rules, pure), `crypto` (master key, sealing), `store` (the only
-//! SQL), `plane` (operations), `cli` (arguments → operations → output).
+//! SQL), `plane` (operations), `cli` (arguments → operations → output), `tls` (certificates and
+//! handshakes of the admin API and ADS).
 
 pub mod admin;
 pub mod cli;
@@ -12,4 +13,5 @@ pub mod mesh;
 pub mod model;
 pub mod plane;
 pub mod store;
+pub mod tls;
 pub mod xds;

@@ -11,7 +11,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tokenward: {error:#}");
-            std::process::ExitCode::from(1)
+            // Refused before doing anything, like clap's own errors.
+            let usage = error
+                .downcast_ref::<tokenward_control_plane::cli::UsageError>()
+                .is_some();
+            std::process::ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -55,6 +55,19 @@ fn invalid_configuration_is_refused_with_its_reason() {
 fn every_shipped_envoy_config_validates() {
     let envoy = envoy_binary().unwrap();
     let root = tokenward_e2e::repo_root();
+    // Envoy validates from a directory laid out as the bootstraps expect: dist/ (the module)
+    // and tls/ (the mutual-TLS files envoy-xds.yaml names, made here as an operator would).
+    let workdir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root.join("dist"), workdir.path().join("dist")).unwrap();
+    tokenward_control_plane::tls::dev_certs::write(
+        &tokenward_control_plane::tls::dev_certs::DevCertRequest {
+            out: workdir.path().join("tls"),
+            node_ids: vec!["tokenward-gateway-1".into()],
+            server_names: vec!["tokenward-control-plane".into()],
+            days: 1,
+        },
+    )
+    .unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("envoy")).unwrap() {
         let path = entry.unwrap().path();
@@ -63,10 +76,10 @@ fn every_shipped_envoy_config_validates() {
         {
             continue;
         }
-        // The shipped configs name dist/tokenward.wasm relative to the repository root and
-        // read provider keys from the environment, as a deployment would.
+        // The shipped configs name their files relative to the working directory and read
+        // provider keys from the environment, as a deployment would.
         let output = Command::new(&envoy)
-            .current_dir(&root)
+            .current_dir(workdir.path())
             .args(["--mode", "validate", "-c"])
             .arg(&path)
             .env("OPENAI_API_KEY", "validate-only")

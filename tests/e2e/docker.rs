@@ -1,7 +1,8 @@
 //! The bundled docker setup, checked without a Docker engine (none runs here): the compose
 //! file, the Dockerfile and the entrypoint script must agree with each other and with what the
 //! tests run — the Envoy version, envoy/envoy-xds.yaml and its addresses, the module path, the
-//! mock providers' ports. envoy-xds.yaml itself runs in a local Envoy in xds.rs and make demo.
+//! mock providers' ports, the certificates the entrypoint makes and the bootstrap reads.
+//! envoy-xds.yaml itself runs in a local Envoy in xds.rs, tls.rs and make demo.
 
 use std::process::Command;
 
@@ -175,4 +176,152 @@ fn the_entrypoint_points_at_the_mocks_and_the_bootstrap_at_the_control_plane() {
         script.contains("--wasm-path dist/tokenward.wasm"),
         "the same vm_config as the bootstrap's default"
     );
+}
+
+/// The script's commands, one per logical line (`\`-continued lines joined).
+fn script_commands(script: &str) -> Vec<String> {
+    let mut commands = vec![String::new()];
+    for line in script.lines() {
+        let current = commands.last_mut().unwrap();
+        match line.trim_end().strip_suffix('\\') {
+            Some(start) => current.push_str(start),
+            None => {
+                current.push_str(line);
+                commands.push(String::new());
+            }
+        }
+    }
+    commands.into_iter().map(|c| c.trim().to_string()).collect()
+}
+
+/// A `tokenward …` command of the script with its variables set, as argv.
+fn tokenward_argv(command: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    let mut command = command.trim_start_matches("exec ").to_string();
+    for (name, value) in vars {
+        command = command.replace(&format!("\"${name}"), &format!("\"{value}"));
+    }
+    command
+        .split_whitespace()
+        .map(|w| w.trim_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn the_bundled_setup_makes_the_certificates_envoy_reads_and_serves_ads_over_mutual_tls() {
+    use tokenward_control_plane::cli::{Cli, Command as CliCommand};
+    use tokenward_control_plane::tls::dev_certs;
+    let script = read("envoy/compose-start.sh");
+    let compose = yaml("envoy/docker-compose.yaml");
+    let bootstrap = yaml("envoy/envoy-xds.yaml");
+    let services = &compose["services"];
+    let tls_dir = script
+        .lines()
+        .find_map(|l| l.strip_prefix("TLS=${TOKENWARD_TLS_DIR:-"))
+        .and_then(|l| l.strip_suffix('}'))
+        .expect("compose-start.sh sets TLS")
+        .to_string();
+    let commands = script_commands(&script);
+
+    // The script's dev-certs command, run here into a directory laid out as Envoy's working
+    // directory: every file the bootstrap's TLS section names is made.
+    let workdir = tempfile::tempdir().unwrap();
+    let made = workdir.path().join("tls");
+    let dev_certs_command = commands
+        .iter()
+        .find(|c| c.starts_with("tokenward tls dev-certs"))
+        .expect("compose-start.sh makes certificates");
+    let argv = tokenward_argv(dev_certs_command, &[("TLS", made.to_str().unwrap())]);
+    let cli = <Cli as clap::Parser>::try_parse_from(&argv).unwrap();
+    tokenward_control_plane::cli::run(&cli, &mut Vec::new(), &mut Vec::new()).unwrap();
+    let cluster = &bootstrap["static_resources"]["clusters"][0];
+    let tls_context = &cluster["transport_socket"]["typed_config"];
+    let common = &tls_context["common_tls_context"];
+    let bootstrap_files = [
+        &common["tls_certificates"][0]["certificate_chain"]["filename"],
+        &common["tls_certificates"][0]["private_key"]["filename"],
+        &common["validation_context"]["trusted_ca"]["filename"],
+    ];
+    for file in bootstrap_files {
+        let file = file.as_str().unwrap();
+        assert!(file.starts_with("tls/"), "{file} is in the mounted tls/");
+        assert!(
+            workdir.path().join(file).is_file(),
+            "{file} is made by the script"
+        );
+    }
+    // The node certificate is the bootstrap's node's, and the server name it checks is the one
+    // dev-certs puts in the server certificate by default.
+    let node_id = bootstrap["node"]["id"].as_str().unwrap();
+    assert!(dev_certs_command.contains(&format!("--node-id {node_id}")));
+    assert_eq!(
+        bootstrap_files[0].as_str().unwrap(),
+        format!(
+            "tls/{}",
+            dev_certs::node_cert(std::path::Path::new(""), node_id).display()
+        )
+    );
+    assert_eq!(tls_context["sni"], dev_certs::SERVER_NAME);
+    assert_eq!(
+        common["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+        dev_certs::SERVER_NAME
+    );
+    assert!(
+        !dev_certs_command.contains("--server-name"),
+        "the default names"
+    );
+
+    // `tokenward serve` as the script runs it: accepted by the exposure rule (the published
+    // admin API over TLS, ADS mutual TLS), with the files the dev-certs command made.
+    let serve = commands
+        .iter()
+        .find(|c| c.starts_with("exec tokenward") && c.contains(" serve "))
+        .unwrap();
+    let argv = tokenward_argv(serve, &[("TLS", &tls_dir), ("DATA", "/data")]);
+    let cli = <Cli as clap::Parser>::try_parse_from(&argv).unwrap();
+    let CliCommand::Serve(args) = &cli.command else {
+        panic!("{argv:?} is not serve");
+    };
+    args.check_exposure().unwrap();
+    let files = args.tls_files().expect("serve uses TLS");
+    for path in [
+        &files.cert,
+        &files.key,
+        files.client_ca.as_ref().expect("mutual TLS"),
+    ] {
+        let name = path.strip_prefix(&tls_dir).unwrap();
+        assert!(
+            made.join(name).is_file(),
+            "{} is made by the script",
+            path.display()
+        );
+    }
+
+    // One volume: written by the control plane at $TLS, read by Envoy as tls/ in its working
+    // directory, and Envoy waits until the control plane has written it.
+    let mount_of = |service: &str, volume: &str| {
+        strings(&services[service]["volumes"])
+            .iter()
+            .find_map(|v| v.strip_prefix(&format!("{volume}:")).map(str::to_string))
+            .unwrap_or_else(|| panic!("{service} mounts {volume}"))
+    };
+    assert_eq!(mount_of("control-plane", "tokenward-tls"), tls_dir);
+    let envoy = &services["envoy"];
+    assert_eq!(
+        mount_of("envoy", "tokenward-tls"),
+        format!("{}/tls:ro", envoy["working_dir"].as_str().unwrap())
+    );
+    assert!(compose["volumes"]["tokenward-tls"].is_mapping());
+    assert_eq!(
+        envoy["depends_on"]["control-plane"]["condition"],
+        "service_healthy"
+    );
+    let health = strings(&services["control-plane"]["healthcheck"]["test"]);
+    let checked = health.last().unwrap();
+    assert_eq!(
+        checked.strip_prefix(&format!("{tls_dir}/")),
+        bootstrap_files[0].as_str().unwrap().strip_prefix("tls/"),
+        "healthy once the client certificate exists"
+    );
+    // The keys are 0600 and the control plane's: Envoy reads them as root.
+    assert_eq!(envoy["environment"]["ENVOY_UID"], "0");
 }

@@ -19,5 +19,6 @@ mod local_replies;
 mod providers;
 mod quotas;
 mod sdks;
+mod tls;
 mod usage;
 mod xds;

@@ -25,15 +25,15 @@ use tokenward_filter::config::{
 
 const ISSUER: &str = "https://cp.test";
 
-fn plane(db: &Path, master: &str) -> ControlPlane<SqliteStore> {
+pub(crate) fn plane(db: &Path, master: &str) -> ControlPlane<SqliteStore> {
     tokenward_e2e::control_plane::plane(db, master).unwrap()
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     tokenward_e2e::control_plane::unix_now()
 }
 
-fn provider(name: &str, style: ProviderStyle, authority: &str) -> ProviderConfig {
+pub(crate) fn provider(name: &str, style: ProviderStyle, authority: &str) -> ProviderConfig {
     ProviderConfig {
         name: name.into(),
         style,
@@ -44,7 +44,7 @@ fn provider(name: &str, style: ProviderStyle, authority: &str) -> ProviderConfig
     }
 }
 
-fn route(name: &str, prefix: &str, provider: &str) -> RouteConfig {
+pub(crate) fn route(name: &str, prefix: &str, provider: &str) -> RouteConfig {
     RouteConfig {
         name: name.into(),
         path_prefix: prefix.into(),
@@ -58,7 +58,7 @@ fn route(name: &str, prefix: &str, provider: &str) -> RouteConfig {
     }
 }
 
-fn chat(envoy: &Envoy, credential: &str) -> Reply {
+pub(crate) fn chat(envoy: &Envoy, credential: &str) -> Reply {
     client::send(
         "POST",
         &envoy.url("/v1/chat/completions"),
@@ -69,7 +69,7 @@ fn chat(envoy: &Envoy, credential: &str) -> Reply {
 }
 
 /// Repeats `request` until `done` holds (a hang guard, not a timing assertion).
-fn eventually(
+pub(crate) fn eventually(
     what: &str,
     mut request: impl FnMut() -> Reply,
     done: impl Fn(&Reply) -> bool,

@@ -1,8 +1,9 @@
-//! A client as users have one: plain HTTP requests through Envoy, with raw header bytes
-//! (for the non-UTF-8 and repeated-header cases), bytes written to the socket as given (for
-//! what no HTTP client sends), and the reply as the user sees it.
+//! A client as users have one: HTTP requests through Envoy (and HTTPS to the control plane),
+//! with raw header bytes (for the non-UTF-8 and repeated-header cases), bytes written to the
+//! socket as given (for what no HTTP client sends), and the reply as the user sees it.
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::blocking::Client;
@@ -38,7 +39,14 @@ impl Reply {
     }
 }
 
+/// reqwest is built without a TLS provider of its own (tests/Cargo.toml): ring, installed
+/// once for the process, as the control plane uses it.
+fn install_ring() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn client() -> Client {
+    install_ring();
     Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(0)
@@ -49,8 +57,31 @@ pub fn client() -> Client {
         })
 }
 
+/// A client for https:// URLs whose server certificate comes from the CA in `ca` (PEM) —
+/// the control plane's admin API under a CA the test made.
+pub fn tls_client(ca: &Path) -> anyhow::Result<Client> {
+    install_ring();
+    let config = tokenward_control_plane::tls::client_config(ca)?;
+    Ok(Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .tls_backend_preconfigured(config)
+        .build()?)
+}
+
 /// Sends a request with raw header values (appended, so repeats are kept).
 pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &[u8])],
+    body: Option<&str>,
+) -> anyhow::Result<Reply> {
+    send_with(&client(), method, url, headers, body)
+}
+
+/// `send` with a given client.
+pub fn send_with(
+    client: &Client,
     method: &str,
     url: &str,
     headers: &[(&str, &[u8])],
@@ -63,7 +94,7 @@ pub fn send(
             HeaderValue::from_bytes(value)?,
         );
     }
-    let mut request = client().request(method.parse()?, url).headers(map);
+    let mut request = client.request(method.parse()?, url).headers(map);
     if let Some(body) = body {
         request = request
             .header("content-type", "application/json")

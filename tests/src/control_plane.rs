@@ -1,6 +1,7 @@
 //! The control plane for tests and measurements: `tokenward serve`'s HTTP and ADS servers
-//! in process (on loopback ports, in a thread, stopped when dropped), or the built binary as
-//! a child process, for what only a process can suffer (SIGKILL).
+//! in process (on loopback ports, plain or TLS with certificates the test made, in a thread,
+//! stopped when dropped), or the built binary as a child process, for what only a process
+//! can suffer (SIGKILL).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokenward_control_plane::cli::run_servers;
 use tokenward_control_plane::crypto::MasterKey;
 use tokenward_control_plane::plane::ControlPlane;
 use tokenward_control_plane::store::SqliteStore;
+use tokenward_control_plane::tls::TlsFiles;
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 
 /// A handle on the control plane's database, as a `tokenward` process has one.
@@ -44,6 +46,26 @@ impl Served {
         settings: SnapshotSettings,
         xds_port: u16,
     ) -> anyhow::Result<Served> {
+        Served::start_with(db, master, settings, xds_port, None)
+    }
+
+    /// The same over TLS (`tokenward serve --tls-cert … [--xds-client-ca …]`).
+    pub fn start_tls(
+        db: &Path,
+        master: &str,
+        settings: SnapshotSettings,
+        tls: TlsFiles,
+    ) -> anyhow::Result<Served> {
+        Served::start_with(db, master, settings, 0, Some(tls))
+    }
+
+    fn start_with(
+        db: &Path,
+        master: &str,
+        settings: SnapshotSettings,
+        xds_port: u16,
+        tls: Option<TlsFiles>,
+    ) -> anyhow::Result<Served> {
         let state = Arc::new(AdminState::new(plane(db, master)?, Box::new(unix_now)));
         let runtime = tokio::runtime::Runtime::new()?;
         let (admin, xds) = runtime.block_on(async {
@@ -56,7 +78,7 @@ impl Served {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
-                run_servers(state, settings, admin, Some(xds), async {
+                run_servers(state, settings, admin, Some(xds), tls, async {
                     let _ = stopped.await;
                 })
                 .await

@@ -50,15 +50,71 @@ impl EnvoyConfig {
         })
     }
 
-    /// Points the pushed-mode bootstrap at a control plane and a module.
+    /// Points the pushed-mode bootstrap at a plain-gRPC control plane on loopback (its TLS
+    /// section removed) and a module.
     pub fn with_control_plane(mut self, xds: SocketAddr, wasm: &Path) -> anyhow::Result<Self> {
-        let clusters = self.yaml["static_resources"]["clusters"]
+        self.control_plane_cluster()?
+            .as_mapping_mut()
+            .ok_or_else(|| anyhow!("the control plane cluster is not a map"))?
+            .remove("transport_socket");
+        self.with_control_plane_at(xds, wasm)
+    }
+
+    /// Points the pushed-mode bootstrap at a control plane over mutual TLS, as shipped: only
+    /// the files of its TLS section change (the SNI and the server name it checks stay).
+    pub fn with_control_plane_tls(
+        mut self,
+        xds: SocketAddr,
+        wasm: &Path,
+        tls: &ClientTls,
+    ) -> anyhow::Result<Self> {
+        let context = self
+            .control_plane_cluster()?
+            .get_mut("transport_socket")
+            .and_then(|t| t.get_mut("typed_config"))
+            .and_then(|t| t.get_mut("common_tls_context"))
+            .ok_or_else(|| anyhow!("the control plane cluster has no TLS context"))?;
+        let file = |path: &Path| serde_yaml::to_value(serde_json::json!({"filename": path}));
+        context["tls_certificates"][0]["certificate_chain"] = file(&tls.cert)?;
+        context["tls_certificates"][0]["private_key"] = file(&tls.key)?;
+        context["validation_context"]["trusted_ca"] = file(&tls.ca)?;
+        self.with_control_plane_at(xds, wasm)
+    }
+
+    /// How long the pushed-mode bootstrap waits for each first answer of the control plane
+    /// before it serves without (15 s by default, per type, CDS before RDS and ECDS): a test
+    /// of an Envoy the control plane refuses need not wait 30 s for its 503s.
+    pub fn with_initial_fetch_timeout(mut self, timeout: &str) -> anyhow::Result<Self> {
+        let timeout = Value::String(timeout.to_string());
+        self.yaml["dynamic_resources"]["cds_config"]["initial_fetch_timeout"] = timeout.clone();
+        let hcm = self.hcm()?;
+        hcm["rds"]["config_source"]["initial_fetch_timeout"] = timeout.clone();
+        let filter = self
+            .http_filters()?
+            .iter_mut()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some("tokenward"))
+            .ok_or_else(|| anyhow!("no tokenward filter"))?;
+        filter["config_discovery"]["config_source"]["initial_fetch_timeout"] = timeout;
+        Ok(self)
+    }
+
+    /// The node id this Envoy gives the control plane.
+    pub fn with_node_id(mut self, id: &str) -> Self {
+        self.yaml["node"]["id"] = Value::String(id.to_string());
+        self
+    }
+
+    fn control_plane_cluster(&mut self) -> anyhow::Result<&mut Value> {
+        self.yaml["static_resources"]["clusters"]
             .as_sequence_mut()
-            .ok_or_else(|| anyhow!("no clusters"))?;
-        let cluster = clusters
+            .ok_or_else(|| anyhow!("no clusters"))?
             .iter_mut()
             .find(|c| c.get("name").and_then(Value::as_str) == Some("tokenward_control_plane"))
-            .ok_or_else(|| anyhow!("no tokenward_control_plane cluster"))?;
+            .ok_or_else(|| anyhow!("no tokenward_control_plane cluster"))
+    }
+
+    fn with_control_plane_at(mut self, xds: SocketAddr, wasm: &Path) -> anyhow::Result<Self> {
+        let cluster = self.control_plane_cluster()?;
         cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
             ["socket_address"] = serde_yaml::to_value(
             serde_json::json!({"address": xds.ip().to_string(), "port_value": xds.port()}),
@@ -276,6 +332,14 @@ fn write_lds_file(dir: &Path, listener: &Value, version: u32) -> anyhow::Result<
     std::fs::write(&tmp, serde_yaml::to_string(&document)?)?;
     std::fs::rename(&tmp, dir.join(LDS_DIR).join(LDS_FILE))?;
     Ok(())
+}
+
+/// The files an Envoy presents to and checks the control plane with.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// How to run Envoy.

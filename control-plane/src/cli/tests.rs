@@ -469,3 +469,132 @@ fn proxy_status_shows_what_each_envoy_reports_it_could_not_load() {
     assert!(gw2.contains("stats: none reported"), "{out}");
     assert!(!gw2.contains("unavailable:"), "{out}");
 }
+
+/// Runs `tokenward <args>`; the error, if any.
+fn run_args(dir: &Path, args: &[&str]) -> Option<anyhow::Error> {
+    let mut argv = vec!["tokenward", "--data-dir", dir.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    run(&cli, &mut Vec::new(), &mut Vec::new()).err()
+}
+
+#[test]
+fn serve_refuses_plain_listeners_beyond_loopback_as_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("tls");
+    let (ok, _, err) = tokenward(
+        dir.path(),
+        &[
+            "tls",
+            "dev-certs",
+            "--out",
+            certs.to_str().unwrap(),
+            "--node-id",
+            "gw-1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (cert, key, ca) = (
+        certs.join("server.crt"),
+        certs.join("server.key"),
+        certs.join("ca.crt"),
+    );
+    let (cert, key, ca) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    );
+    let refused: &[&[&str]] = &[
+        &["serve", "--listen", "0.0.0.0:8080"],
+        &["serve", "--xds-listen", "0.0.0.0:18000"],
+        &[
+            "serve",
+            "--listen",
+            "[::]:8080",
+            "--xds-listen",
+            "127.0.0.1:0",
+        ],
+        // TLS without client certificates: ADS would hand anyone the provider credentials.
+        &[
+            "serve",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--xds-listen",
+            "0.0.0.0:18000",
+        ],
+    ];
+    for args in refused {
+        let error = run_args(dir.path(), args).unwrap_or_else(|| panic!("{args:?} must fail"));
+        assert!(
+            error.downcast_ref::<UsageError>().is_some(),
+            "{args:?}: {error:#}"
+        );
+        assert!(error.to_string().contains("--insecure"), "{error}");
+        // Refused before the master key is asked for or a database is made.
+        assert!(!dir.path().join("tokenward.db").exists());
+    }
+    // Allowed: the same with --insecure, or mutual TLS. They get as far as the master key
+    // (none here), which shows the exposure check passed.
+    let allowed: &[&[&str]] = &[
+        &["serve", "--listen", "0.0.0.0:8080", "--insecure"],
+        &["serve", "--xds-listen", "0.0.0.0:18000", "--insecure"],
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--xds-listen",
+            "0.0.0.0:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--xds-client-ca",
+            ca,
+        ],
+    ];
+    for args in allowed {
+        let error = run_args(dir.path(), args).unwrap();
+        assert!(
+            error.downcast_ref::<UsageError>().is_none(),
+            "{args:?}: {error:#}"
+        );
+        assert!(
+            error.to_string().contains("no master key"),
+            "{args:?}: {error:#}"
+        );
+    }
+    // A key without a certificate (and the reverse) is clap's own usage error.
+    let argv = ["tokenward", "serve", "--tls-key", key];
+    assert!(Cli::try_parse_from(argv).is_err());
+    let argv = ["tokenward", "serve", "--xds-client-ca", ca];
+    assert!(
+        Cli::try_parse_from(argv).is_err(),
+        "a client CA needs a server certificate"
+    );
+}
+
+#[test]
+fn dev_certs_need_no_database_and_say_what_they_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("tls");
+    let args = [
+        "tls",
+        "dev-certs",
+        "--out",
+        certs.to_str().unwrap(),
+        "--node-id",
+        "gw-1",
+    ];
+    let (ok, out, err) = tokenward(dir.path(), &args);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("written: ") && out.contains("node-gw-1.crt"),
+        "{out}"
+    );
+    assert!(!dir.path().join("tokenward.db").exists());
+    let (ok, out, _) = tokenward(dir.path(), &args);
+    assert!(ok);
+    assert!(!out.contains("written") && out.contains("kept: "), "{out}");
+}

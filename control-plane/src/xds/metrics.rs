@@ -111,11 +111,14 @@ impl ReportedStats {
 /// The tonic service: one stream per Envoy, named by the node of its first message.
 pub struct MetricsSink {
     pub state: Arc<AdminState>,
+    /// Mutual TLS: the node a stream reports for must be named by its client certificate,
+    /// as on ADS, or one Envoy could report for another.
+    pub client_auth: bool,
 }
 
 /// The service to add to the gRPC server.
-pub fn service(state: Arc<AdminState>) -> MetricsServiceServer<MetricsSink> {
-    MetricsServiceServer::new(MetricsSink { state })
+pub fn service(state: Arc<AdminState>, client_auth: bool) -> MetricsServiceServer<MetricsSink> {
+    MetricsServiceServer::new(MetricsSink { state, client_auth })
 }
 
 #[tonic::async_trait]
@@ -124,6 +127,7 @@ impl MetricsService for MetricsSink {
         &self,
         request: tonic::Request<tonic::Streaming<StreamMetricsMessage>>,
     ) -> Result<tonic::Response<StreamMetricsResponse>, tonic::Status> {
+        let peer = request.extensions().get::<crate::tls::PeerInfo>().cloned();
         let mut inbound = request.into_inner();
         let mut node: Option<String> = None;
         while let Some(message) = inbound.message().await? {
@@ -135,6 +139,19 @@ impl MetricsService for MetricsSink {
                         "the first message must identify the node",
                     ));
                 };
+                if self.client_auth {
+                    let names = peer.as_ref().and_then(|p| p.client_names.as_deref());
+                    if let Err(refusal) =
+                        super::authorize_node(names.map(Vec::as_slice), "", Some(&identity.id))
+                    {
+                        let from = peer
+                            .as_ref()
+                            .map(|p| p.addr.to_string())
+                            .unwrap_or_default();
+                        eprintln!("tokenward: metrics: refused the stream from {from}: {refusal}");
+                        return Err(refusal.status());
+                    }
+                }
                 let mut proxies = self.state.proxies.lock().unwrap_or_else(|e| e.into_inner());
                 let entry = proxies.entry(identity.id.clone()).or_default();
                 if entry.cluster.is_empty() {

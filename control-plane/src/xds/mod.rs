@@ -78,6 +78,64 @@ fn short(type_url: &str) -> String {
 pub struct Ads {
     snapshots: watch::Receiver<Arc<Snapshot<Any>>>,
     state: Arc<AdminState>,
+    /// Mutual TLS: every stream's node id must be named by its client certificate.
+    client_auth: bool,
+}
+
+/// Why a stream is refused under mutual TLS. Its text goes to the log and to the client;
+/// it holds node ids and certificate names, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeRefusal {
+    #[error("no client certificate on the connection")]
+    NoCertificate,
+    #[error("the first request names no node")]
+    NoNode,
+    #[error("node id {node:?} is not named by the client certificate ({names})")]
+    NotNamed { node: String, names: String },
+    #[error("the stream changed its node id from {from:?} to {to:?}")]
+    Changed { from: String, to: String },
+}
+
+impl NodeRefusal {
+    pub(crate) fn status(&self) -> tonic::Status {
+        match self {
+            NodeRefusal::NoCertificate => tonic::Status::unauthenticated(self.to_string()),
+            _ => tonic::Status::permission_denied(self.to_string()),
+        }
+    }
+}
+
+/// Decides one request's node id under mutual TLS: `claimed` (the request's node, if it has
+/// one) against the certificate's names and the node the stream already is (`current`, empty
+/// before the first request). Returns the stream's node id.
+pub fn authorize_node(
+    client_names: Option<&[crate::tls::identity::CertName]>,
+    current: &str,
+    claimed: Option<&str>,
+) -> Result<String, NodeRefusal> {
+    let names = client_names.ok_or(NodeRefusal::NoCertificate)?;
+    match claimed {
+        // Envoy sends its node on the first request only, unless told otherwise.
+        None if current.is_empty() => Err(NodeRefusal::NoNode),
+        None => Ok(current.to_string()),
+        Some(node) if !current.is_empty() && node != current => Err(NodeRefusal::Changed {
+            from: current.to_string(),
+            to: node.to_string(),
+        }),
+        Some(node) if crate::tls::identity::names_node(names, node) => Ok(node.to_string()),
+        Some(node) => Err(NodeRefusal::NotNamed {
+            node: node.to_string(),
+            names: if names.is_empty() {
+                "no DNS or URI name".to_string()
+            } else {
+                names
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }),
+    }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, tonic::Status>> + Send>>;
@@ -103,6 +161,8 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
     ) -> Result<tonic::Response<ResponseStream>, tonic::Status> {
+        let peer = request.extensions().get::<crate::tls::PeerInfo>().cloned();
+        let client_auth = self.client_auth;
         let mut inbound = request.into_inner();
         let mut snapshots = self.snapshots.clone();
         let state = Arc::clone(&self.state);
@@ -114,6 +174,19 @@ impl AggregatedDiscoveryService for Ads {
                 tokio::select! {
                     message = inbound.message() => {
                         let Ok(Some(message)) = message else { break };
+                        if client_auth {
+                            let names = peer.as_ref().and_then(|p| p.client_names.as_deref());
+                            let claimed = message.node.as_ref().map(|n| n.id.as_str());
+                            match authorize_node(names.map(Vec::as_slice), &node, claimed) {
+                                Ok(_) => {}
+                                Err(refusal) => {
+                                    let from = peer.as_ref().map(|p| p.addr.to_string()).unwrap_or_default();
+                                    eprintln!("tokenward: xDS: refused the stream from {from}: {refusal}");
+                                    let _ = tx.send(Err(refusal.status())).await;
+                                    break;
+                                }
+                            }
+                        }
                         if node.is_empty() {
                             if let Some(n) = &message.node {
                                 node = n.id.clone();
@@ -253,12 +326,21 @@ pub async fn watch_changes(
     }
 }
 
+/// Where ADS listens: plain TCP, or TLS (mutual when its configuration has a client CA).
+pub enum AdsListener {
+    Plain(tokio::net::TcpListener),
+    Tls {
+        incoming: crate::tls::TlsIncoming,
+        client_auth: bool,
+    },
+}
+
 /// Serves ADS on `listener` until `shutdown` resolves. ADS streams live as long as their
 /// Envoy: shutting down closes them rather than waiting for them to end (Envoy reconnects).
 pub async fn serve(
     state: Arc<AdminState>,
     settings: SnapshotSettings,
-    listener: tokio::net::TcpListener,
+    listener: AdsListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     // The admin API tells which providers no Envoy fed from here can load.
@@ -267,14 +349,31 @@ pub async fn serve(
     }
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
-    let server = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(Ads {
+    let ads = |client_auth| {
+        AggregatedDiscoveryServiceServer::new(Ads {
             snapshots,
             state: Arc::clone(&state),
-        }))
-        // Envoy's stats sink, on the cluster it already has for ADS.
-        .add_service(metrics::service(state))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+            client_auth,
+        })
+    };
+    let server: Pin<Box<dyn std::future::Future<Output = _> + Send>> = match listener {
+        AdsListener::Plain(listener) => Box::pin(
+            tonic::transport::Server::builder()
+                .add_service(ads(false))
+                // Envoy's stats sink, on the cluster it already has for ADS.
+                .add_service(metrics::service(Arc::clone(&state), false))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        ),
+        AdsListener::Tls {
+            incoming,
+            client_auth,
+        } => Box::pin(
+            tonic::transport::Server::builder()
+                .add_service(ads(client_auth))
+                .add_service(metrics::service(Arc::clone(&state), client_auth))
+                .serve_with_incoming(incoming),
+        ),
+    };
     let result = tokio::select! {
         result = server => result,
         () = shutdown => Ok(()),
@@ -282,3 +381,6 @@ pub async fn serve(
     watcher.abort();
     result
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,9 @@
 //! `make demo`: the gateway end to end on this machine, pushed mode. Starts mock providers
 //! (OpenAI, Anthropic and Gemini wire formats), the control plane on a fresh SQLite database
-//! in `.demo/` (its admin API and ADS), and Envoy from `envoy/envoy-xds.yaml` fed by it. Then it
-//! mints a token and walks through a call that passes with the swapped credential, a scope and
-//! a model refusal, a quota running out with its 429 headers, and a revocation refused within
-//! the second. It stays up with commands to try next until Ctrl-C (DEMO_EXIT=1: exits).
+//! in `.demo/` (its admin API and ADS, over TLS), and Envoy from `envoy/envoy-xds.yaml` fed by
+//! it over mutual TLS. Then it mints a token and walks through a call that passes with the
+//! swapped credential, a scope and a model refusal, a quota running out with its 429 headers,
+//! and a revocation refused within the second. It stays up with commands to try next until Ctrl-C (DEMO_EXIT=1: exits).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use tokenward_control_plane::crypto::MasterKey;
 use tokenward_control_plane::model::Alg;
 use tokenward_control_plane::plane::{InitSettings, ProviderSecret, Revocation, TokenRequest};
+use tokenward_control_plane::tls::{dev_certs, TlsFiles};
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 use tokenward_e2e::client::{bearer, send, Reply};
 use tokenward_e2e::control_plane::{plane, unix_now, Served};
-use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
+use tokenward_e2e::envoy::{wasm_module, ClientTls, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
 use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, PROVIDERS};
 use tokenward_filter::config::{CredentialSource, LimitConfig, LimitScope, Metric, PlanConfig};
@@ -132,11 +133,33 @@ fn main() -> anyhow::Result<()> {
             .collect(),
         ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
     };
-    let served = Served::start(&db, &master, settings, 0)?;
-    let envoy_config = EnvoyConfig::shipped_xds()?.with_control_plane(served.xds, &wasm)?;
+    // As envoy-xds.yaml ships: ADS over mutual TLS, with certificates from `tokenward tls
+    // dev-certs` (the admin API is HTTPS under the same CA).
+    let certs = dir.join("tls");
+    dev_certs::write(&dev_certs::DevCertRequest {
+        out: certs.clone(),
+        node_ids: vec!["tokenward-gateway-1".into()],
+        server_names: vec![dev_certs::SERVER_NAME.into(), "127.0.0.1".into()],
+        days: 1,
+    })?;
+    let tls = TlsFiles {
+        cert: dev_certs::server_cert(&certs),
+        key: dev_certs::server_key(&certs),
+        client_ca: Some(dev_certs::ca_cert(&certs)),
+    };
+    let served = Served::start_tls(&db, &master, settings, tls)?;
+    let envoy_config = EnvoyConfig::shipped_xds()?.with_control_plane_tls(
+        served.xds,
+        &wasm,
+        &ClientTls {
+            ca: dev_certs::ca_cert(&certs),
+            cert: dev_certs::node_cert(&certs, "tokenward-gateway-1"),
+            key: dev_certs::node_key(&certs, "tokenward-gateway-1"),
+        },
+    )?;
     let envoy = Envoy::start(envoy_config, &EnvoyOptions::default())?;
     println!(
-        "    control plane: http://{} (ADS on {})   gateway: http://127.0.0.1:{}   Envoy admin: http://127.0.0.1:{}",
+        "    control plane: https://{} (ADS on {}, mutual TLS; certificates in .demo/tls)   gateway: http://127.0.0.1:{}   Envoy admin: http://127.0.0.1:{}",
         served.admin, served.xds, envoy.port, envoy.admin_port
     );
 
@@ -291,7 +314,7 @@ fn main() -> anyhow::Result<()> {
     println!("    {cli} token mint --subject you --scope chat --model 'gpt-4o*'");
     println!("    {cli} token revoke --subject demo-user");
     println!("    {cli} audit");
-    println!("    target/debug/tokenward proxy-status --server http://{} --admin-key \"$(cat .demo/admin.key)\"", served.admin);
+    println!("    target/debug/tokenward proxy-status --server https://{} --server-ca .demo/tls/ca.crt --admin-key \"$(cat .demo/admin.key)\"", served.admin);
     println!(
         "    curl -s http://127.0.0.1:{}/stats | grep wasmcustom",
         envoy.admin_port

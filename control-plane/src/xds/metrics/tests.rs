@@ -89,6 +89,16 @@ fn a_part_that_loads_again_leaves_the_report_and_absent_gauges_change_nothing() 
 
 /// One gRPC stream of `messages` into the service, as Envoy's sink sends them.
 async fn stream(state: &Arc<AdminState>, messages: &[StreamMetricsMessage]) -> (u16, String) {
+    stream_as(state, messages, false).await
+}
+
+/// The same into a service under mutual TLS (`client_auth`), from a connection that has no
+/// client certificate.
+async fn stream_as(
+    state: &Arc<AdminState>,
+    messages: &[StreamMetricsMessage],
+    client_auth: bool,
+) -> (u16, String) {
     let mut body = Vec::new();
     for message in messages {
         let bytes = message.encode_to_vec();
@@ -105,7 +115,10 @@ async fn stream(state: &Arc<AdminState>, messages: &[StreamMetricsMessage]) -> (
             prost::bytes::Bytes::from(body),
         )))
         .unwrap();
-    let response = service(Arc::clone(state)).oneshot(request).await.unwrap();
+    let response = service(Arc::clone(state), client_auth)
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let mut grpc_status = response
         .headers()
@@ -200,5 +213,24 @@ async fn a_stream_that_names_no_node_is_refused() {
     };
     let (_, grpc) = stream(&state, &[anonymous]).await;
     assert_eq!(grpc, "3", "INVALID_ARGUMENT");
+    assert!(state.proxies.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn regression_under_mutual_tls_a_stream_its_certificate_does_not_name_reports_nothing() {
+    let state = state();
+    let (_, grpc_status) = stream_as(
+        &state,
+        &[from(
+            "gw-1",
+            vec![gauge("tokenward.config.unavailable_parts", 1.0)],
+        )],
+        true,
+    )
+    .await;
+    assert_eq!(
+        grpc_status, "16",
+        "UNAUTHENTICATED without a client certificate"
+    );
     assert!(state.proxies.lock().unwrap().is_empty());
 }
