@@ -228,13 +228,13 @@ fn query_credential(path: &str) -> Result<Option<(String, String)>, Refusal> {
     }))
 }
 
-/// The value of one query parameter when its name, decoded up to three times, is a
-/// credential parameter.
+/// The value of one query parameter when its name, as sent or decoded up to three times, is
+/// a credential parameter.
 fn credential_param(part: &str) -> Option<String> {
     let is_param =
         |name: &str| QUERY_CREDENTIAL_PARAMS.contains(&name.trim().to_ascii_lowercase().as_str());
     let mut text = part.to_string();
-    for _ in 0..3 {
+    for _ in 0..4 {
         match text.split_once('=') {
             Some((name, value)) if is_param(name) => return Some(percent_decode(value)),
             // `?key` alone: an empty credential, refused as such.
@@ -259,20 +259,25 @@ pub fn contains_credential(text: &[u8], credential: &str) -> bool {
         return false;
     }
     let found = |haystack: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
-    found(text)
-        || (text.contains(&b'%')
-            && std::str::from_utf8(text).is_ok_and(|t| found(percent_decode(t).as_bytes())))
+    found(text) || (text.contains(&b'%') && found(&percent_decode_bytes(text)))
 }
 
 /// Decodes `%XX` and `+`; a malformed escape is kept as it is.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
+    String::from_utf8_lossy(&percent_decode_bytes(s.as_bytes())).into_owned()
+}
+
+/// `percent_decode` over raw bytes (a header value need not be UTF-8).
+fn percent_decode_bytes(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
                         out.push(b);
@@ -287,7 +292,7 @@ fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ pub struct Unreadable {
     pub path_prefix: Option<String>,
     /// A route's `methods`, when they are a list of strings.
     pub methods: Option<Vec<String>>,
+    /// A key's `kid` and an API key's `sha256`, when they are strings: a repeated one must
+    /// disable its readable twin too.
+    pub kid: Option<String>,
+    pub sha256: Option<String>,
     /// Why it did not parse, without any of its values.
     pub reason: String,
 }
@@ -71,6 +75,9 @@ pub struct DocumentError(pub String);
 impl Document {
     /// Reads a document: the core strictly, each catalog entry on its own.
     pub fn from_json(bytes: &[u8]) -> Result<Document, DocumentError> {
+        // serde_json's Value keeps the last of two equal keys: a second `revocations` would
+        // silently replace the first. The strict schema refused that; so does this.
+        crate::json::check_unique_keys(bytes).map_err(|e| DocumentError(e.0))?;
         let value: Value = serde_json::from_slice(bytes).map_err(syntax)?;
         let Value::Object(mut top) = value else {
             return Err(DocumentError(
@@ -155,6 +162,8 @@ impl Unreadable {
                 .or_else(|| text("model")),
             path_prefix: text("path_prefix"),
             methods: object.and_then(methods),
+            kid: text("kid"),
+            sha256: text("sha256"),
             reason: String::new(),
         }
     }

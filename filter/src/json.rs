@@ -110,16 +110,50 @@ impl Object {
         }
     }
 
-    /// The member named `key`; an error when there are two (which one a provider obeys is
-    /// unknown).
+    /// The member named `key`. An error when another key could be read as the same one:
+    /// an exact repeat, or a case variant (`MODEL`, `max_toKens` with a Kelvin sign) that a
+    /// case-insensitive parser — Go's encoding/json, used by OpenAI-compatible servers —
+    /// matches to the same field. Which one a provider obeys is unknown, so neither is used.
     pub fn get(&self, key: &str) -> Result<Option<&Member>, JsonError> {
-        let mut found = self.members.iter().filter(|m| m.key == key);
+        let mut found = self.members.iter().filter(|m| folds_to(&m.key, key));
         let first = found.next();
         if found.next().is_some() {
             return Err(JsonError(format!("duplicate field `{key}`")));
         }
-        Ok(first)
+        match first {
+            Some(member) if member.key != key => Err(JsonError(format!(
+                "a field spelled like `{key}` in another case; send it as `{key}`"
+            ))),
+            other => Ok(other),
+        }
     }
+}
+
+/// Whether `key` names `field` under simple case folding (ASCII case, and the two non-ASCII
+/// letters Unicode folds onto ASCII ones: `ſ` → `s`, `K` (Kelvin) → `k`). `field` is ASCII.
+fn folds_to(key: &str, field: &str) -> bool {
+    let folded = key.chars().map(|c| match c {
+        '\u{17f}' => 's',
+        '\u{212a}' => 'k',
+        c => c.to_ascii_lowercase(),
+    });
+    folded.eq(field.chars().map(|c| c.to_ascii_lowercase()))
+}
+
+/// Checks that no object anywhere in the document has the same key twice (escapes decoded).
+/// A configuration must not mean two things: a parser that keeps the last of two
+/// `revocations` would silently drop the first.
+pub fn check_unique_keys(bytes: &[u8]) -> Result<(), JsonError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(JsonError("the document is not valid UTF-8".into()));
+    }
+    let start = skip_ws(bytes, 0);
+    let end = scan(bytes, start, true)?;
+    let end = skip_ws(bytes, end);
+    if end != bytes.len() {
+        return error("trailing characters after the JSON value", end);
+    }
+    Ok(())
 }
 
 fn kind_at(bytes: &[u8], i: usize) -> Result<Kind, JsonError> {
@@ -144,8 +178,15 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 
 /// Validates the value starting at `i` and returns where it ends. Nesting is kept on an
 /// explicit stack, so depth costs a byte of memory per level, never a stack frame.
-pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
+pub fn scan_value(bytes: &[u8], i: usize) -> Result<usize, JsonError> {
+    scan(bytes, i, false)
+}
+
+/// `scan_value`; with `unique`, also refuses a key repeated within one object.
+fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
     let mut open: Vec<u8> = Vec::new();
+    // With `unique`: the keys seen so far in each open object.
+    let mut keys: Vec<std::collections::HashSet<String>> = Vec::new();
     loop {
         // A value starts at `i`.
         i = skip_ws(bytes, i);
@@ -160,7 +201,10 @@ pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
                     open.push(c);
                     i = next;
                     if c == b'{' {
-                        i = member_key(bytes, i)?;
+                        if unique {
+                            keys.push(Default::default());
+                        }
+                        i = member_key(bytes, i, keys.last_mut().filter(|_| unique))?;
                     }
                     false
                 }
@@ -198,12 +242,15 @@ pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
                 Some(b',') => {
                     i = skip_ws(bytes, i + 1);
                     if container == b'{' {
-                        i = member_key(bytes, i)?;
+                        i = member_key(bytes, i, keys.last_mut().filter(|_| unique))?;
                     }
                     closed = false;
                 }
                 Some(&c) if c == close => {
                     open.pop();
+                    if unique && c == b'}' {
+                        keys.pop();
+                    }
                     i += 1;
                 }
                 _ => return error("expected ',' or the end of the container", i),
@@ -212,12 +259,24 @@ pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
     }
 }
 
-/// A key and its `:` inside an object; returns where the value starts.
-fn member_key(bytes: &[u8], i: usize) -> Result<usize, JsonError> {
+/// A key and its `:` inside an object; returns where the value starts. With `seen`, a key
+/// already among them is an error.
+fn member_key(
+    bytes: &[u8],
+    i: usize,
+    seen: Option<&mut std::collections::HashSet<String>>,
+) -> Result<usize, JsonError> {
     if bytes.get(i) != Some(&b'"') {
         return error("expected a string key", i);
     }
-    let i = skip_ws(bytes, scan_string(bytes, i)?);
+    let end = scan_string(bytes, i)?;
+    if let Some(seen) = seen {
+        let key = decode_string(bytes, i..end)?;
+        if !seen.insert(key) {
+            return error("a key appears twice in one object", i);
+        }
+    }
+    let i = skip_ws(bytes, end);
     if bytes.get(i) != Some(&b':') {
         return error("expected ':'", i);
     }
@@ -299,7 +358,11 @@ fn hex4(bytes: &[u8], i: usize) -> Option<u32> {
 
 /// The text of a string already scanned (`span` includes the quotes), escapes decoded.
 pub fn decode_string(bytes: &[u8], span: Range<usize>) -> Result<String, JsonError> {
-    let inner = bytes.get(span.start + 1..span.end - 1).unwrap_or_default();
+    let inner = span
+        .end
+        .checked_sub(1)
+        .and_then(|end| bytes.get(span.start + 1..end))
+        .ok_or_else(|| JsonError(format!("no string at byte {}", span.start)))?;
     let mut out = String::with_capacity(inner.len());
     let mut i = 0;
     while i < inner.len() {
@@ -307,7 +370,9 @@ pub fn decode_string(bytes: &[u8], span: Range<usize>) -> Result<String, JsonErr
             .iter()
             .position(|&b| b == b'\\')
             .map_or(inner.len(), |p| i + p);
-        out.push_str(std::str::from_utf8(&inner[i..run_end]).unwrap_or_default());
+        let run = std::str::from_utf8(&inner[i..run_end])
+            .map_err(|_| JsonError(format!("invalid UTF-8 in a string at byte {}", span.start)))?;
+        out.push_str(run);
         i = run_end;
         if i >= inner.len() {
             break;

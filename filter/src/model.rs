@@ -69,6 +69,12 @@ pub fn read_body(body: &[u8]) -> Result<RequestFields, ModelError> {
     if model.is_empty() {
         return Err(ModelError::Missing);
     }
+    if model.chars().any(char::is_control) {
+        // `o1\u0000-mini` matches `*-mini` here and may read as `o1` to a C-string parser.
+        return Err(ModelError::InvalidJson(
+            "the model name contains control characters".into(),
+        ));
+    }
     let mut output_limits = Vec::new();
     for name in OUTPUT_LIMIT_FIELDS {
         if let Some(m) = field(name)? {

@@ -430,11 +430,14 @@ type KeyTable = (
 fn compile_keys(entries: &[Entry<Jwk>], unavailable: &mut Unavailable) -> KeyTable {
     let name =
         |jwk: &Jwk, index: usize| jwk.kid.clone().unwrap_or_else(|| format!("keys[{index}]"));
+    // Counted over every entry, readable or not: a twin that cannot be loaded still makes
+    // the kid ambiguous.
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for jwk in entries.iter().flatten() {
-        if let Some(kid) = &jwk.kid {
-            *seen.entry(kid.as_str()).or_default() += 1;
-        }
+    for kid in entries.iter().filter_map(|e| match e {
+        Ok(jwk) => jwk.kid.as_deref(),
+        Err(unreadable) => unreadable.kid.as_deref(),
+    }) {
+        *seen.entry(kid).or_default() += 1;
     }
     let mut keys = Vec::with_capacity(entries.len());
     let mut by_kid = HashMap::new();
@@ -479,7 +482,17 @@ fn compile_api_keys(
     unavailable: &mut Unavailable,
 ) -> HashMap<[u8; 32], Rc<Identity>> {
     let mut api_keys = HashMap::with_capacity(entries.len());
-    let mut duplicates = HashSet::new();
+    // Counted over every entry (readable or not, hex in any case) before any is accepted: a
+    // hash that appears twice stands for no one, whichever twin would otherwise load.
+    let mut counts: HashMap<[u8; 32], usize> = HashMap::new();
+    for hex in entries.iter().filter_map(|e| match e {
+        Ok(entry) => Some(entry.sha256.as_str()),
+        Err(unreadable) => unreadable.sha256.as_deref(),
+    }) {
+        if let Some(hash) = parse_sha256_hex(&hex.to_ascii_lowercase()) {
+            *counts.entry(hash).or_default() += 1;
+        }
+    }
     for (index, entry) in entries.iter().enumerate() {
         let entry = match entry {
             Ok(entry) => entry,
@@ -507,9 +520,7 @@ fn compile_api_keys(
             // A plan that exists but could not be loaded keeps the key: its requests are
             // refused with the plan's 503. A plan that does not exist at all is a mistake.
             Some(InvalidConfig::ApiKeyPlan(index))
-        } else if duplicates.contains(&hash) || api_keys.contains_key(&hash) {
-            api_keys.remove(&hash);
-            duplicates.insert(hash);
+        } else if counts.get(&hash).is_some_and(|&n| n > 1) {
             Some(InvalidConfig::DuplicateApiKey(index))
         } else {
             None
@@ -734,6 +745,15 @@ fn compile_route<'c>(
 /// could be a provider key typed into the wrong field: drop quoted values from the message
 /// that gets logged. Field names stay readable (serde puts them in backticks).
 pub(crate) fn redact_values(message: &str) -> String {
+    // An unknown enum variant is quoted in backticks: `"credential": "sk-…"` (meant as
+    // `{"inline": "sk-…"}`) would put the key in the log.
+    let message = match message.split_once("unknown variant `") {
+        Some((before, after)) => {
+            let rest = after.split_once('`').map_or("", |(_, rest)| rest);
+            format!("{before}unknown variant `…`{rest}")
+        }
+        None => message.to_string(),
+    };
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
     for c in message.chars() {

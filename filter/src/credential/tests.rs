@@ -232,3 +232,18 @@ fn copies_of_a_credential_are_found_as_sent_or_percent_encoded() {
         "too short to search for"
     );
 }
+
+#[test]
+fn regression_an_encoded_copy_is_found_in_a_header_that_is_not_utf8() {
+    let token = "eyJhbGciOi.payload.signature";
+    let encoded: String = token.bytes().map(|b| format!("%{b:02X}")).collect();
+    let mut cookie = b"a=\xff; t=".to_vec();
+    cookie.extend_from_slice(encoded.as_bytes());
+    assert!(contains_credential(&cookie, token));
+}
+
+#[test]
+fn query_names_are_decoded_up_to_three_times() {
+    let refusal = with_path("/v1/x?%25256Bey=abcdefgh", &[], false).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::TokenInUrl);
+}

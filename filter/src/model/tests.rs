@@ -218,3 +218,24 @@ fn a_field_the_filter_reads_twice_is_refused_and_null_is_absent() {
         "gpt-4o"
     );
 }
+
+#[test]
+fn regression_a_case_variant_of_a_field_the_filter_reads_is_refused() {
+    for body in [
+        r#"{"model":"gpt-4o-mini","MODEL":"o1"}"#,
+        r#"{"MODEL":"o1"}"#,
+        "{\"model\":\"m\",\"max_to\u{212a}ens\":5}",
+        "{\"model\":\"m\",\"\u{17f}tream\":true}",
+    ] {
+        assert!(
+            matches!(read_body(body.as_bytes()), Err(ModelError::InvalidJson(_))),
+            "{body}"
+        );
+    }
+    assert!(matches!(
+        read_body(b"{\"model\":\"o1\\u0000-mini\"}"),
+        Err(ModelError::InvalidJson(_))
+    ));
+    // Fields the filter does not read may be spelled as the client likes.
+    assert!(read_body(br#"{"model":"m","Messages":[],"messages":[]}"#).is_ok());
+}

@@ -504,3 +504,78 @@ fn unavailable_parts_have_bounded_stat_names() {
         "tokenward.config.unavailable.provider.open_ai_eu_west"
     );
 }
+
+#[test]
+fn regression_a_repeated_key_anywhere_refuses_the_document() {
+    let fx = Fixture::new();
+    let json = serde_json::to_string(&fx.config).unwrap();
+    let doubled = json.replacen('{', r#"{"revocations":{"subjects":["alice"]},"#, 1);
+    assert!(Policy::load(doubled.as_bytes(), &|_| None).is_err());
+    let nested = json.replacen(
+        r#""name":"chat""#,
+        r#""name":"chat","required_scopes":[],"required_scopes":["chat"]"#,
+        1,
+    );
+    assert_ne!(nested, json);
+    assert!(Policy::load(nested.as_bytes(), &|_| None).is_err());
+}
+
+#[test]
+fn regression_a_repeated_api_key_hash_stands_for_no_one_whichever_twin_loads() {
+    let mut fx = Fixture::new();
+    fx.add_api_key("restricted", &["chat"], &["gpt-4o-mini"]);
+    let twin = |fx: &Fixture| {
+        let mut entry = fx.config.api_keys[0].clone();
+        entry.id = "admin-twin".into();
+        entry.subject = "admin".into();
+        entry.models = vec!["*".into()];
+        entry
+    };
+    let hash = parse_sha256_hex(&fx.config.api_keys[0].sha256).unwrap();
+    // The first twin names a plan that does not exist, so it alone would be left out.
+    let mut with_bad_plan = fx.config.clone();
+    with_bad_plan.api_keys[0].plan = Some("gold".into());
+    with_bad_plan.api_keys.push(twin(&fx));
+    // An upper-case copy of the digest, and an unreadable twin.
+    let mut upper = fx.config.clone();
+    let mut shouted = twin(&fx);
+    shouted.sha256 = shouted.sha256.to_ascii_uppercase();
+    upper.api_keys.insert(0, shouted);
+    for config in [with_bad_plan, upper] {
+        let json = serde_json::to_value(&config).unwrap();
+        let policy = load(&json).unwrap();
+        assert!(policy.api_key(&hash).is_none(), "{json}");
+    }
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    let mut unreadable = serde_json::to_value(twin(&fx)).unwrap();
+    unreadable["colour"] = "red".into();
+    json["api_keys"].as_array_mut().unwrap().push(unreadable);
+    assert!(load(&json).unwrap().api_key(&hash).is_none());
+}
+
+#[test]
+fn regression_a_repeated_kid_with_an_unreadable_twin_is_left_out() {
+    let mut fx = Fixture::new();
+    let other = Ed25519KeyPair::generate();
+    fx.config.keys.keys = vec![
+        ed25519_jwk(&fx.key, Some("k1")),
+        ed25519_jwk(&other, Some("k1")),
+    ];
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    json["keys"]["keys"][1]["x5c"] = serde_json::json!(["cert"]);
+    let policy = load(&json).unwrap();
+    assert!(policy.key_for(Some("k1")).is_none());
+}
+
+#[test]
+fn regression_a_provider_key_typed_as_the_credential_is_not_in_the_reason() {
+    let fx = Fixture::new();
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    json["providers"][0]["credential"] = "sk-live-SECRET123".into();
+    let policy = load(&json).unwrap();
+    let reason = policy.unavailable()[0].reason.to_string();
+    assert!(!reason.contains("SECRET"), "{reason}");
+    assert!(reason.contains("unknown variant"), "{reason}");
+    let strict = Policy::from_json(json.to_string().as_bytes(), &|_| None).unwrap_err();
+    assert!(!strict.to_string().contains("SECRET"), "{strict}");
+}
