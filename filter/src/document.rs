@@ -33,7 +33,7 @@ pub struct Unreadable {
 }
 
 /// An entry as read: parsed, or what could be read of it.
-pub type Entry<T> = Result<T, Unreadable>;
+pub type Entry<T> = Result<T, Box<Unreadable>>;
 
 /// The document, its catalog entries read one by one.
 #[derive(Debug, Clone)]
@@ -140,9 +140,11 @@ fn entries<T: DeserializeOwned>(
 
 fn entry<T: DeserializeOwned>(value: Value) -> Entry<T> {
     let read = Unreadable::of(&value);
-    serde_json::from_value(value).map_err(|e| Unreadable {
-        reason: crate::policy::redact_values(&e.to_string()),
-        ..read
+    serde_json::from_value(value).map_err(|e| {
+        Box::new(Unreadable {
+            reason: crate::policy::redact_values(&e.to_string()),
+            ..read
+        })
     })
 }
 
