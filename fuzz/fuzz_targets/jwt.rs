@@ -173,6 +173,18 @@ fn hmac(key: &[u8], input: &str) -> Vec<u8> {
     hmac_sha256::HMAC::mac(input.as_bytes(), key).to_vec()
 }
 
+/// A NumericDate as jwt-simple reads it: whole seconds, a fraction dropped, a negative float
+/// as 0, and at most 2^32 - 1 (coarsetime keeps seconds in the upper 32 bits and saturates,
+/// so a later time reads as 2106-02-07: past any lifetime limit, so refused, never shortened).
+fn timestamp(value: &Value) -> Option<u64> {
+    const LAST: u64 = u32::MAX as u64;
+    match value {
+        Value::Number(n) if n.is_f64() => n.as_f64().map(|f| (f as u64).min(LAST)),
+        Value::Number(n) => n.as_u64().map(|s| s.min(LAST)),
+        _ => None,
+    }
+}
+
 /// The claims of an accepted token, read independently of jwt-simple, meet the policy.
 fn check_claims(identity: &Identity, payload: &[u8]) {
     let claims: Value = match serde_json::from_slice(payload) {
@@ -192,7 +204,7 @@ fn check_claims(identity: &Identity, payload: &[u8]) {
         _ => false,
     };
     assert!(audience_ok, "audience {:?}", claims["aud"]);
-    let exp = claims["exp"].as_u64();
+    let exp = timestamp(&claims["exp"]);
     assert_eq!(exp, identity.expires_at, "exp");
     let exp = exp.unwrap_or(0);
     assert!(
@@ -202,14 +214,14 @@ fn check_claims(identity: &Identity, payload: &[u8]) {
     // An explicit null is an absent claim to serde, as it is here.
     let present = |name: &str| claims.get(name).filter(|v| !v.is_null());
     if let Some(nbf) = present("nbf") {
-        let nbf = nbf.as_u64().unwrap_or(u64::MAX);
+        let nbf = timestamp(nbf).unwrap_or(u64::MAX);
         assert!(
             nbf <= NOW.saturating_add(CLOCK_SKEW),
             "token not valid yet passed"
         );
     }
     let issued = match present("iat") {
-        Some(iat) => iat.as_u64().unwrap_or(u64::MAX),
+        Some(iat) => timestamp(iat).unwrap_or(u64::MAX),
         None => NOW,
     };
     assert!(
