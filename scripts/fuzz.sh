@@ -6,8 +6,9 @@
 #   FUZZ_TARGETS="a b"   which targets (default: every one in fuzz/fuzz_targets/)
 #   FUZZ_PARALLEL=1      targets run at once
 #   FUZZ_WORK=dir        scratch: new corpus entries, crash inputs, logs (default fuzz/target/work)
-#   FUZZ_MERGE=1         afterwards, minimize the repo corpus with what this run found into
-#                        fuzz/corpus/<target> (otherwise the repo corpus is only read)
+#   FUZZ_MERGE=1         afterwards, add to fuzz/corpus/<target> the inputs this run found
+#                        that bring new coverage, minimized (otherwise the repo corpus is
+#                        only read)
 #
 # Prints, per target, the executions and the crashes; exits non-zero on any crash, with the
 # crashing input's path and the panic message. Reproduce one with
@@ -84,11 +85,11 @@ done
 
 if [ "${FUZZ_MERGE:-0}" = 1 ]; then
   for t in "${targets[@]}"; do
-    merged=$work/$t/merged
-    rm -rf "$merged" && mkdir -p "$merged"
-    "$bin_dir/$t" -merge=1 "$merged" "fuzz/corpus/$t" "$work/$t/corpus" >"$work/$t/merge.log" 2>&1
-    rm -rf "fuzz/corpus/$t" && mv "$merged" "fuzz/corpus/$t"
-    echo "==> $t: corpus minimized to $(find "fuzz/corpus/$t" -type f | wc -l) inputs"
+    # libFuzzer adds to the first directory only the inputs of the second that bring coverage
+    # it lacks: the named seeds stay, the scratch finds are minimized into them.
+    before=$(find "fuzz/corpus/$t" -type f | wc -l)
+    "$bin_dir/$t" -merge=1 "fuzz/corpus/$t" "$work/$t/corpus" >"$work/$t/merge.log" 2>&1
+    echo "==> $t: corpus $before -> $(find "fuzz/corpus/$t" -type f | wc -l) inputs"
   done
 fi
 exit "$failed"
