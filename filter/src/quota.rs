@@ -78,9 +78,11 @@ impl Price {
     /// The cost of `usage` in micro-USD, rounded up.
     pub fn cost(&self, usage: &Usage) -> u64 {
         let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let micro_millionths = u128::from(usage.input_tokens - cached) * u128::from(self.input)
-            + u128::from(cached) * u128::from(self.cached_input)
-            + u128::from(usage.output_tokens) * u128::from(self.output);
+        // Each product fits u128, but the sum of three need not (prices and counts near
+        // u64::MAX): saturate, as the result does, rather than wrap to a small cost.
+        let micro_millionths = (u128::from(usage.input_tokens - cached) * u128::from(self.input))
+            .saturating_add(u128::from(cached) * u128::from(self.cached_input))
+            .saturating_add(u128::from(usage.output_tokens) * u128::from(self.output));
         u64::try_from(micro_millionths.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }

@@ -168,7 +168,9 @@ impl UsageMeter {
     /// The usage reported, once the whole body has been fed; `None` if the response
     /// reported none (an error, an aborted stream, an oversized body).
     pub fn finish(&mut self) -> Option<Usage> {
-        if !self.streaming && !self.json_overflowed {
+        // Parses what is held, once: a second call (nothing held any more) keeps the answer
+        // instead of overwriting it with the usage of an empty body.
+        if !self.streaming && !self.json_overflowed && !self.json.is_empty() {
             self.usage = usage_in_json(self.format, &self.json);
             self.json = Vec::new();
         }

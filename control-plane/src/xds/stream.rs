@@ -80,19 +80,27 @@ impl StreamState {
         request: &Request,
         snapshot: &Snapshot<R>,
     ) -> (Option<Response<R>>, Option<Verdict>) {
+        // A nonce this stream did not send last (an answer to an older response, overtaken
+        // by a newer one, or one from another stream) makes the whole request stale: it is
+        // ignored, and in particular subscribes to nothing. Creating the subscription first
+        // turned such a request into a wildcard subscription that the next snapshot answered.
+        let sent = self
+            .subscriptions
+            .get(&request.type_url)
+            .and_then(|sub| sub.sent.clone());
+        if !request.response_nonce.is_empty()
+            && sent
+                .as_ref()
+                .is_none_or(|(_, nonce)| *nonce != request.response_nonce)
+        {
+            return (None, None);
+        }
         let sub = self
             .subscriptions
             .entry(request.type_url.clone())
             .or_default();
         let mut verdict = None;
-        if !request.response_nonce.is_empty() {
-            let Some((sent_version, sent_nonce)) = sub.sent.clone() else {
-                return (None, None);
-            };
-            if request.response_nonce != sent_nonce {
-                // An answer to an older response, overtaken by a newer one: ignored.
-                return (None, None);
-            }
+        if let Some((sent_version, _)) = sent.filter(|_| !request.response_nonce.is_empty()) {
             match &request.error {
                 Some(error) => {
                     sub.nacked.insert(sent_version.clone());

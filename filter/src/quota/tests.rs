@@ -136,6 +136,20 @@ fn a_credential_counts_against_its_plan_the_default_or_nothing() {
     assert_eq!(unknown.code.status(), 403);
 }
 
+/// Found while writing the `policy` fuzz target's invariants (its seed `price-max` pins it):
+/// prices and counts near u64::MAX overflowed the u128 sum, a panic natively and a wrapped,
+/// tiny cost in the Wasm build.
+#[test]
+fn cost_of_absurd_prices_and_counts_saturates() {
+    let q = quotas(vec![], &[price("m", u64::MAX, u64::MAX, None)]);
+    let most = Usage {
+        input_tokens: u64::MAX,
+        output_tokens: u64::MAX,
+        cached_input_tokens: u64::MAX / 2,
+    };
+    assert_eq!(q.price_for("m").unwrap().cost(&most), u64::MAX);
+}
+
 #[test]
 fn cost_is_priced_per_million_with_cached_input_and_rounded_up() {
     let q = quotas(

@@ -158,6 +158,18 @@ fn each_fixture_byte_by_byte() {
     }
 }
 
+/// Found by the `usage` fuzz target: a second `finish` on a JSON answer parsed the emptied
+/// buffer and reported no usage after the first had reported some.
+#[test]
+fn finishing_twice_reports_the_same_usage() {
+    for (name, format, streaming, body, expected) in cases() {
+        let mut meter = UsageMeter::new(format, streaming);
+        meter.feed(body.as_bytes());
+        assert_eq!(meter.finish(), Some(expected), "{name}");
+        assert_eq!(meter.finish(), Some(expected), "{name}, finished again");
+    }
+}
+
 #[test]
 fn responses_without_usage_report_none() {
     let error = br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;

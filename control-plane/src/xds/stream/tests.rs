@@ -92,6 +92,29 @@ fn a_stale_nonce_is_ignored() {
     assert_eq!((response, verdict), (None, None));
 }
 
+/// Found by the `ads_stream` fuzz target: a request whose nonce this stream never sent was
+/// ignored, but left a wildcard subscription behind that the next snapshot answered with
+/// every resource of the type.
+#[test]
+fn a_stale_nonce_subscribes_to_nothing() {
+    let mut stream = StreamState::default();
+    let mut stale = request("", "7", &["tokenward"]);
+    stale.error = Some("refused".into());
+    let (response, verdict) = stream.on_request(&stale, &snapshot("v1", &["tokenward"]));
+    assert_eq!((response, verdict), (None, None));
+    assert!(
+        stream
+            .on_snapshot(&snapshot("v2", &["tokenward", "other"]))
+            .is_empty(),
+        "nothing is pushed to a type no valid request subscribed to"
+    );
+    let (response, _) = stream.on_request(
+        &request("", "", &["tokenward"]),
+        &snapshot("v2", &["tokenward", "other"]),
+    );
+    assert_eq!(response.unwrap().resources, ["tokenward@v2"]);
+}
+
 #[test]
 fn a_reconnecting_client_with_the_current_version_gets_no_push() {
     let mut stream = StreamState::default();
