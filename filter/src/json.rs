@@ -186,7 +186,7 @@ pub fn scan_value(bytes: &[u8], i: usize) -> Result<usize, JsonError> {
 fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
     let mut open: Vec<u8> = Vec::new();
     // With `unique`: the keys seen so far in each open object.
-    let mut keys: Vec<std::collections::HashSet<String>> = Vec::new();
+    let mut keys = KeyStack::default();
     loop {
         // A value starts at `i`.
         i = skip_ws(bytes, i);
@@ -202,9 +202,9 @@ fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
                     i = next;
                     if c == b'{' {
                         if unique {
-                            keys.push(Default::default());
+                            keys.open();
                         }
-                        i = member_key(bytes, i, keys.last_mut().filter(|_| unique))?;
+                        i = member_key(bytes, i, unique.then_some(&mut keys))?;
                     }
                     false
                 }
@@ -242,14 +242,14 @@ fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
                 Some(b',') => {
                     i = skip_ws(bytes, i + 1);
                     if container == b'{' {
-                        i = member_key(bytes, i, keys.last_mut().filter(|_| unique))?;
+                        i = member_key(bytes, i, unique.then_some(&mut keys))?;
                     }
                     closed = false;
                 }
                 Some(&c) if c == close => {
                     open.pop();
                     if unique && c == b'}' {
-                        keys.pop();
+                        keys.close();
                     }
                     i += 1;
                 }
@@ -261,17 +261,23 @@ fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
 
 /// A key and its `:` inside an object; returns where the value starts. With `seen`, a key
 /// already among them is an error.
-fn member_key(
-    bytes: &[u8],
+fn member_key<'a>(
+    bytes: &'a [u8],
     i: usize,
-    seen: Option<&mut std::collections::HashSet<String>>,
+    seen: Option<&mut KeyStack<'a>>,
 ) -> Result<usize, JsonError> {
     if bytes.get(i) != Some(&b'"') {
         return error("expected a string key", i);
     }
     let end = scan_string(bytes, i)?;
     if let Some(seen) = seen {
-        let key = decode_string(bytes, i..end)?;
+        // Compared as written; only a key with escapes is decoded first.
+        let raw = bytes.get(i + 1..end - 1).unwrap_or_default();
+        let key = if raw.contains(&b'\\') {
+            std::borrow::Cow::Owned(decode_string(bytes, i..end)?.into_bytes())
+        } else {
+            std::borrow::Cow::Borrowed(raw)
+        };
         if !seen.insert(key) {
             return error("a key appears twice in one object", i);
         }
@@ -281,6 +287,54 @@ fn member_key(
         return error("expected ':'", i);
     }
     Ok(i + 1)
+}
+
+type Key<'a> = std::borrow::Cow<'a, [u8]>;
+type KeySet<'a> = std::collections::HashSet<Key<'a>>;
+
+/// The keys seen in each open object, on one stack: an object's keys are `keys[start..]`
+/// of its entry in `objects`. Searched in place while an object is small (most have a handful
+/// of keys, and a set each would cost an allocation per object); a large one gets a set.
+#[derive(Default)]
+struct KeyStack<'a> {
+    keys: Vec<Key<'a>>,
+    objects: Vec<(usize, Option<KeySet<'a>>)>,
+}
+
+impl<'a> KeyStack<'a> {
+    const SMALL: usize = 16;
+
+    fn open(&mut self) {
+        self.objects.push((self.keys.len(), None));
+    }
+
+    fn close(&mut self) {
+        if let Some((start, _)) = self.objects.pop() {
+            self.keys.truncate(start);
+        }
+    }
+
+    /// False when the innermost object has the key already.
+    fn insert(&mut self, key: Key<'a>) -> bool {
+        let Some((start, large)) = self.objects.last_mut() else {
+            return true;
+        };
+        let own = self.keys.get(*start..).unwrap_or_default();
+        if let Some(set) = large {
+            return set.insert(key);
+        }
+        if own.contains(&key) {
+            return false;
+        }
+        if own.len() >= Self::SMALL {
+            let mut set: KeySet = own.iter().cloned().collect();
+            set.insert(key);
+            *large = Some(set);
+            return true;
+        }
+        self.keys.push(key);
+        true
+    }
 }
 
 fn literal(bytes: &[u8], i: usize, word: &[u8]) -> Result<usize, JsonError> {
