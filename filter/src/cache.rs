@@ -4,7 +4,7 @@
 //! is not its business: the caller checks that on every request, cached or not.
 
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::token::Identity;
 
@@ -21,7 +21,7 @@ pub struct VerifiedTokenCache {
 
 #[derive(Debug)]
 struct Entry {
-    identity: Rc<Identity>,
+    identity: Arc<Identity>,
     /// Unix seconds; the entry is used while `now <= valid_until`.
     valid_until: u64,
 }
@@ -35,12 +35,12 @@ impl VerifiedTokenCache {
         }
     }
 
-    pub fn get(&self, hash: &CredentialHash, now: u64) -> Option<Rc<Identity>> {
+    pub fn get(&self, hash: &CredentialHash, now: u64) -> Option<Arc<Identity>> {
         let entry = self.entries.get(hash)?;
-        (now <= entry.valid_until).then(|| Rc::clone(&entry.identity))
+        (now <= entry.valid_until).then(|| Arc::clone(&entry.identity))
     }
 
-    pub fn insert(&mut self, hash: CredentialHash, identity: Rc<Identity>, valid_until: u64) {
+    pub fn insert(&mut self, hash: CredentialHash, identity: Arc<Identity>, valid_until: u64) {
         if self.max_entries == 0 {
             return;
         }

@@ -1,7 +1,7 @@
 //! What the core tells the host to do with a request. Only the ABI layer turns a `Decision`
 //! into proxy-wasm calls, so every outcome can be asserted in native tests.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::Refusal;
 
@@ -33,7 +33,7 @@ pub struct HeaderEdits {
     /// Client-sent internal headers, removed too (their names are the client's).
     pub remove_owned: Vec<String>,
     /// The provider's own headers, shared with the policy rather than copied per request.
-    pub provider_headers: Rc<[(String, Vec<u8>)]>,
+    pub provider_headers: Arc<[(String, Vec<u8>)]>,
     pub set: Vec<(String, Vec<u8>)>,
 }
 

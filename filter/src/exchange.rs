@@ -4,7 +4,7 @@
 //! with at most `MAX_MODELS_IN_STATS` model names per worker.
 
 use std::collections::HashSet;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::config::ProviderStyle;
 use crate::policy::Provider;
@@ -76,7 +76,7 @@ pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
 /// A forwarded request, followed through its response.
 #[derive(Debug)]
 pub struct Exchange {
-    pub provider: Rc<Provider>,
+    pub provider: Arc<Provider>,
     pub format: Option<ApiFormat>,
     pub model: Option<String>,
     /// The model's price, for the cost in the report.
@@ -102,7 +102,7 @@ pub struct UsageReport {
 
 impl Exchange {
     pub fn new(
-        provider: Rc<Provider>,
+        provider: Arc<Provider>,
         format: Option<ApiFormat>,
         model: Option<String>,
         subject: String,

@@ -11,7 +11,7 @@
 //! any unavailable part is an error there.
 
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::config::{
     ApiKeyEntry, Config, CredentialSource, Jwk, ModelSource, ProviderConfig, ProviderStyle,
@@ -216,7 +216,7 @@ pub struct Provider {
     pub style: ProviderStyle,
     /// Headers set on every forwarded request: the credential in the provider's style,
     /// `:authority`, the cluster-selection header and the configured extras.
-    pub upstream_headers: Rc<[(String, Vec<u8>)]>,
+    pub upstream_headers: Arc<[(String, Vec<u8>)]>,
     /// Whether `anthropic-version` must be added when the client sent none.
     pub needs_default_anthropic_version: bool,
     /// The provider could not be loaded (its credential is missing, say): requests for it
@@ -229,7 +229,7 @@ impl Provider {
         Provider {
             name: name.to_string(),
             style,
-            upstream_headers: Rc::new([]),
+            upstream_headers: Arc::new([]),
             needs_default_anthropic_version: false,
             unavailable: true,
         }
@@ -250,8 +250,8 @@ pub struct Route {
 
 #[derive(Debug)]
 pub enum ProviderChoice {
-    Fixed(Rc<Provider>),
-    ByModel(Vec<(String, Rc<Provider>)>),
+    Fixed(Arc<Provider>),
+    ByModel(Vec<(String, Arc<Provider>)>),
     /// The route could not be loaded. It keeps its place in the table, matching every
     /// request it could have matched, so none falls through to a later, broader route.
     Unavailable,
@@ -296,9 +296,9 @@ pub struct Policy {
     /// Each key with its configured `kid`.
     keys: Vec<(Option<String>, VerificationKey)>,
     keys_by_kid: HashMap<String, usize>,
-    api_keys: HashMap<[u8; 32], Rc<Identity>>,
+    api_keys: HashMap<[u8; 32], Arc<Identity>>,
     pub revocations: RevocationSet,
-    routes: Vec<Rc<Route>>,
+    routes: Vec<Arc<Route>>,
     pub cache_entries: usize,
     pub quotas: Quotas,
     /// What could not be loaded, each disabling only itself.
@@ -398,7 +398,7 @@ impl Policy {
     }
 
     /// The first route whose prefix and method match, in configuration order.
-    pub fn route_for(&self, path: &str, method: &str) -> Option<&Rc<Route>> {
+    pub fn route_for(&self, path: &str, method: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.matches(path, method))
     }
 
@@ -414,7 +414,7 @@ impl Policy {
         Some((configured_kid.as_deref(), key))
     }
 
-    pub fn api_key(&self, hash: &[u8; 32]) -> Option<Rc<Identity>> {
+    pub fn api_key(&self, hash: &[u8; 32]) -> Option<Arc<Identity>> {
         self.api_keys.get(hash).cloned()
     }
 }
@@ -480,7 +480,7 @@ fn compile_api_keys(
     entries: &[Entry<ApiKeyEntry>],
     quotas: &Quotas,
     unavailable: &mut Unavailable,
-) -> HashMap<[u8; 32], Rc<Identity>> {
+) -> HashMap<[u8; 32], Arc<Identity>> {
     let mut api_keys = HashMap::with_capacity(entries.len());
     // Counted over every entry (readable or not, hex in any case) before any is accepted: a
     // hash that appears twice stands for no one, whichever twin would otherwise load.
@@ -540,7 +540,7 @@ fn compile_api_keys(
             plan: entry.plan.clone(),
             expires_at: entry.expires_at,
         };
-        api_keys.insert(hash, Rc::new(identity));
+        api_keys.insert(hash, Arc::new(identity));
     }
     api_keys
 }
@@ -551,8 +551,8 @@ fn compile_providers(
     entries: &[Entry<ProviderConfig>],
     env: &dyn Fn(&str) -> Option<String>,
     unavailable: &mut Unavailable,
-) -> HashMap<String, Rc<Provider>> {
-    let mut providers: HashMap<String, Rc<Provider>> = HashMap::new();
+) -> HashMap<String, Arc<Provider>> {
+    let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
     let mut names = HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
         let p = match entry {
@@ -562,7 +562,7 @@ fn compile_providers(
                 if let Some(name) = &unreadable.name {
                     names.insert(name.clone());
                     let placeholder = Provider::unavailable(name, ProviderStyle::Openai);
-                    providers.insert(name.clone(), Rc::new(placeholder));
+                    providers.insert(name.clone(), Arc::new(placeholder));
                 }
                 continue;
             }
@@ -583,12 +583,12 @@ fn compile_providers(
         };
         match compiled {
             Ok(provider) => {
-                providers.insert(p.name.clone(), Rc::new(provider));
+                providers.insert(p.name.clone(), Arc::new(provider));
             }
             Err(reason) => {
                 unavailable.add(PartKind::Provider, p.name.clone(), reason);
                 let placeholder = Provider::unavailable(&p.name, p.style);
-                providers.insert(p.name.clone(), Rc::new(placeholder));
+                providers.insert(p.name.clone(), Arc::new(placeholder));
             }
         }
     }
@@ -651,9 +651,9 @@ fn compile_provider(
 /// as an unavailable route (see `ProviderChoice::Unavailable`).
 fn compile_routes(
     entries: &[Entry<RouteConfig>],
-    providers: &HashMap<String, Rc<Provider>>,
+    providers: &HashMap<String, Arc<Provider>>,
     unavailable: &mut Unavailable,
-) -> Vec<Rc<Route>> {
+) -> Vec<Arc<Route>> {
     let mut names = HashSet::new();
     let mut routes = Vec::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
@@ -680,7 +680,7 @@ fn compile_routes(
                 )
             }
         };
-        routes.push(Rc::new(route));
+        routes.push(Arc::new(route));
     }
     routes
 }
@@ -688,7 +688,7 @@ fn compile_routes(
 fn compile_route<'c>(
     index: usize,
     r: &'c RouteConfig,
-    providers: &HashMap<String, Rc<Provider>>,
+    providers: &HashMap<String, Arc<Provider>>,
     names: &mut HashSet<&'c str>,
 ) -> Result<Route, InvalidConfig> {
     if r.name.is_empty() || !r.path_prefix.starts_with('/') {

@@ -8,7 +8,7 @@
 //! plan's default) and are corrected to the real usage after the response.
 
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig};
 use crate::counter::{self, Admission, QuotaError, SharedStore};
@@ -23,7 +23,7 @@ use crate::window::Window;
 /// The compiled plans and prices.
 #[derive(Debug, Default)]
 pub struct Quotas {
-    plans: HashMap<String, Rc<Plan>>,
+    plans: HashMap<String, Arc<Plan>>,
     /// Plans that could not be loaded: their credentials are refused with 503 until they
     /// load again (letting them through unlimited would fail open).
     unavailable_plans: HashSet<String>,
@@ -36,7 +36,7 @@ enum DefaultPlan {
     /// Credentials that name no plan are unlimited.
     #[default]
     None,
-    Plan(Rc<Plan>),
+    Plan(Arc<Plan>),
     /// The default plan could not be loaded.
     Unavailable,
 }
@@ -146,7 +146,7 @@ impl Quotas {
             };
             match result {
                 Ok(plan) => {
-                    compiled.insert(name.clone(), Rc::new(plan));
+                    compiled.insert(name.clone(), Arc::new(plan));
                 }
                 Err(reason) => {
                     unavailable.add(PartKind::Plan, name.clone(), reason);
@@ -157,7 +157,7 @@ impl Quotas {
         let default_plan = match default_plan {
             None => DefaultPlan::None,
             Some(name) => match compiled.get(name) {
-                Some(plan) => DefaultPlan::Plan(Rc::clone(plan)),
+                Some(plan) => DefaultPlan::Plan(Arc::clone(plan)),
                 None => {
                     if !refused.contains(name) {
                         unavailable.add(
@@ -205,7 +205,7 @@ impl Quotas {
 
     /// The plan a credential counts against: the one it names, else the default plan; `None`
     /// means no limits. A plan the configuration lacks is refused (fail closed).
-    pub fn plan_for(&self, identity: &Identity) -> Result<Option<&Rc<Plan>>, Refusal> {
+    pub fn plan_for(&self, identity: &Identity) -> Result<Option<&Arc<Plan>>, Refusal> {
         let unavailable = || {
             Refusal::new(
                 ErrorCode::PlanUnavailable,
@@ -382,7 +382,7 @@ impl Demand {
 /// The counts a request holds, one per limit of its plan, until it settles.
 #[derive(Debug)]
 pub struct Grant {
-    plan: Rc<Plan>,
+    plan: Arc<Plan>,
     held: Vec<Held>,
     price: Option<Price>,
     /// Stat names for the operator: shadow limits this request went past, store failures.
@@ -465,7 +465,7 @@ pub fn output_allowance(
 /// the counts already taken are given back. A shadow plan counts everything and refuses
 /// nothing. Running out of CAS attempts refuses with 429 and `Retry-After: 1`.
 pub fn admit(
-    plan: &Rc<Plan>,
+    plan: &Arc<Plan>,
     identity: &Identity,
     demand: &Demand,
     store: &dyn SharedStore,
@@ -500,7 +500,7 @@ pub fn admit(
         }
     }
     let mut grant = Grant {
-        plan: Rc::clone(plan),
+        plan: Arc::clone(plan),
         held: Vec::with_capacity(plan.limits.len()),
         price: demand.price,
         events,

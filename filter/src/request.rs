@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::cache::VerifiedTokenCache;
 use crate::config::ModelSource;
@@ -68,9 +69,9 @@ pub struct RequestFlow {
 
 /// A request that passed authentication and scopes and waits for its body to name the model.
 struct AwaitingBody {
-    identity: Rc<Identity>,
-    route: Rc<Route>,
-    plan: Option<Rc<Plan>>,
+    identity: Arc<Identity>,
+    route: Arc<Route>,
+    plan: Option<Arc<Plan>>,
     /// `None` for endpoints that report no usage.
     shape: Option<BodyShape>,
 }
@@ -255,8 +256,12 @@ impl RequestFlow {
         // Ask for an uncompressed answer where the filter must read the usage in it.
         let strip_encoding = format.is_some() && head.has_accept_encoding;
         let mut edits = swap.edits_for(provider, strip_encoding);
-        let mut exchange =
-            Exchange::new(Rc::clone(provider), format, model, identity.subject.clone());
+        let mut exchange = Exchange::new(
+            Arc::clone(provider),
+            format,
+            model,
+            identity.subject.clone(),
+        );
         exchange.price = exchange
             .model
             .as_deref()
@@ -295,7 +300,7 @@ impl RequestFlow {
 
     fn admit(
         &mut self,
-        plan: &Rc<Plan>,
+        plan: &Arc<Plan>,
         identity: &Identity,
         demand: &Demand,
         store: &dyn crate::counter::SharedStore,
@@ -541,7 +546,7 @@ fn authorize_model(identity: &Identity, model: &str) -> Result<(), Refusal> {
 
 /// The route's provider; `model` picks it on routes that choose by model (whose model is
 /// known from the path, see `Policy::compile`).
-fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Rc<Provider>, Refusal> {
+fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Arc<Provider>, Refusal> {
     let provider = chosen_provider(route, model)?;
     if provider.unavailable {
         return Err(Refusal::new(
@@ -555,7 +560,10 @@ fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Rc<Prov
     Ok(provider)
 }
 
-fn chosen_provider<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Rc<Provider>, Refusal> {
+fn chosen_provider<'r>(
+    route: &'r Route,
+    model: Option<&str>,
+) -> Result<&'r Arc<Provider>, Refusal> {
     match (&route.provider, model) {
         (ProviderChoice::Fixed(provider), _) => Ok(provider),
         (ProviderChoice::ByModel(list), Some(model)) => list
@@ -612,7 +620,7 @@ impl Swap {
                 .chain(strip_encoding.then_some("accept-encoding"))
                 .collect(),
             remove_owned: self.internal_headers.clone(),
-            provider_headers: Rc::clone(&provider.upstream_headers),
+            provider_headers: Arc::clone(&provider.upstream_headers),
             set,
         }
     }

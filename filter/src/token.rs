@@ -2,7 +2,7 @@
 //! per-worker cache, the API key table or a JWT signature check, then applies revocation.
 //! Authorization (scopes, models) is the request flow's business.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use jwt_simple::prelude::Token;
 
@@ -70,7 +70,7 @@ pub fn authenticate(
     credential: &str,
     hash: &CredentialHash,
     now: u64,
-) -> Result<Rc<Identity>, Refusal> {
+) -> Result<Arc<Identity>, Refusal> {
     let identity = match cache.get(hash, now) {
         Some(identity) => identity,
         None if apikey::looks_like_api_key(credential) => {
@@ -78,8 +78,8 @@ pub fn authenticate(
         }
         None => {
             let (identity, valid_until) = verify_jwt(policy, credential, now)?;
-            let identity = Rc::new(identity);
-            cache.insert(*hash, Rc::clone(&identity), valid_until);
+            let identity = Arc::new(identity);
+            cache.insert(*hash, Arc::clone(&identity), valid_until);
             identity
         }
     };
@@ -97,7 +97,7 @@ fn api_key_identity(
     key: &str,
     hash: &CredentialHash,
     now: u64,
-) -> Result<Rc<Identity>, Refusal> {
+) -> Result<Arc<Identity>, Refusal> {
     let invalid = |message: &str| Refusal::new(ErrorCode::InvalidApiKey, message);
     if !apikey::checksum_is_valid(key) {
         return Err(invalid("API key is malformed (bad length or checksum)"));

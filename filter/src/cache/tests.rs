@@ -8,7 +8,7 @@ fn hash(n: u8) -> CredentialHash {
 #[test]
 fn entry_is_served_until_it_expires() {
     let mut cache = VerifiedTokenCache::new(4);
-    cache.insert(hash(1), Rc::new(identity("alice")), 100);
+    cache.insert(hash(1), std::sync::Arc::new(identity("alice")), 100);
     assert_eq!(cache.get(&hash(1), 100).unwrap().subject, "alice");
     assert!(cache.get(&hash(1), 101).is_none());
     assert!(cache.get(&hash(2), 50).is_none());
@@ -17,9 +17,9 @@ fn entry_is_served_until_it_expires() {
 #[test]
 fn oldest_entry_is_evicted_when_full() {
     let mut cache = VerifiedTokenCache::new(2);
-    cache.insert(hash(1), Rc::new(identity("a")), 100);
-    cache.insert(hash(2), Rc::new(identity("b")), 100);
-    cache.insert(hash(3), Rc::new(identity("c")), 100);
+    cache.insert(hash(1), std::sync::Arc::new(identity("a")), 100);
+    cache.insert(hash(2), std::sync::Arc::new(identity("b")), 100);
+    cache.insert(hash(3), std::sync::Arc::new(identity("c")), 100);
     assert_eq!(cache.len(), 2);
     assert!(cache.get(&hash(1), 0).is_none());
     assert!(cache.get(&hash(2), 0).is_some());
@@ -30,9 +30,9 @@ fn oldest_entry_is_evicted_when_full() {
 fn reinserting_does_not_grow_the_cache() {
     let mut cache = VerifiedTokenCache::new(2);
     for _ in 0..10 {
-        cache.insert(hash(1), Rc::new(identity("a")), 100);
+        cache.insert(hash(1), std::sync::Arc::new(identity("a")), 100);
     }
-    cache.insert(hash(2), Rc::new(identity("b")), 100);
+    cache.insert(hash(2), std::sync::Arc::new(identity("b")), 100);
     assert_eq!(cache.len(), 2);
     assert_eq!(cache.order.len(), 2);
 }
@@ -40,6 +40,6 @@ fn reinserting_does_not_grow_the_cache() {
 #[test]
 fn zero_size_disables_caching() {
     let mut cache = VerifiedTokenCache::new(0);
-    cache.insert(hash(1), Rc::new(identity("a")), 100);
+    cache.insert(hash(1), std::sync::Arc::new(identity("a")), 100);
     assert!(cache.is_empty());
 }

@@ -1,11 +1,11 @@
 use super::*;
 use crate::config::ProviderStyle;
 
-fn provider(name: &str, style: ProviderStyle) -> Rc<Provider> {
-    Rc::new(Provider {
+fn provider(name: &str, style: ProviderStyle) -> std::sync::Arc<Provider> {
+    std::sync::Arc::new(Provider {
         name: name.into(),
         style,
-        upstream_headers: Rc::from(Vec::new()),
+        upstream_headers: std::sync::Arc::from(Vec::new()),
         needs_default_anthropic_version: false,
         unavailable: false,
     })

@@ -18,7 +18,7 @@ pub(crate) fn identity(subject: &str) -> Identity {
     }
 }
 
-fn check(policy: &Policy, credential: &str, now: u64) -> Result<Rc<Identity>, Refusal> {
+fn check(policy: &Policy, credential: &str, now: u64) -> Result<std::sync::Arc<Identity>, Refusal> {
     let mut cache = VerifiedTokenCache::new(16);
     authenticate(
         policy,
@@ -29,7 +29,7 @@ fn check(policy: &Policy, credential: &str, now: u64) -> Result<Rc<Identity>, Re
     )
 }
 
-fn code(result: Result<Rc<Identity>, Refusal>) -> ErrorCode {
+fn code(result: Result<std::sync::Arc<Identity>, Refusal>) -> ErrorCode {
     result.unwrap_err().code
 }
 
