@@ -25,7 +25,9 @@ use crate::plane::{
 use crate::store::{SqliteStore, Store};
 
 pub struct AdminState {
-    pub plane: Mutex<ControlPlane<SqliteStore>>,
+    /// Shared by every request: no lock around it (the store pools its connections, the
+    /// compiled policy is kept per revision); each caller acts through its own handle.
+    pub plane: ControlPlane<SqliteStore>,
     /// Unix seconds; a test sets its own.
     pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Set by every write through this API, so the xDS loop renders again at once.
@@ -43,7 +45,7 @@ impl AdminState {
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Self {
         AdminState {
-            plane: Mutex::new(plane),
+            plane,
             clock,
             changed: std::sync::atomic::AtomicBool::new(true),
             proxies: crate::xds::Registry::default(),
@@ -155,24 +157,31 @@ impl From<PlaneError> for ApiError {
     }
 }
 
-type Locked<'a> = std::sync::MutexGuard<'a, ControlPlane<SqliteStore>>;
-
-fn lock(state: &AdminState) -> Result<Locked<'_>, ApiError> {
-    state.plane.lock().map_err(|_| {
-        ApiError::new(
+/// Runs a handler's work (SQLite, signing, rendering) on the blocking pool, off the async
+/// threads that accept connections and serve ADS.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
-            "the control plane is unavailable",
-        )
+            "the control plane could not complete the request",
+        ))
     })
 }
 
+/// The control plane, for calls that need no caller (JWKS, the token endpoint).
+fn lock(state: &AdminState) -> Result<&ControlPlane<SqliteStore>, ApiError> {
+    Ok(&state.plane)
+}
+
 /// The caller, if its credential is valid and carries `scope`; the audit log names it.
-fn authorize<'a>(
-    state: &'a AdminState,
+fn authorize(
+    state: &AdminState,
     headers: &HeaderMap,
     scope: &str,
-) -> Result<Locked<'a>, ApiError> {
+) -> Result<ControlPlane<SqliteStore>, ApiError> {
     let credential = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -186,8 +195,8 @@ fn authorize<'a>(
                 "send Authorization: Bearer <tokenward credential with admin scopes>",
             )
         })?;
-    let mut plane = lock(state)?;
-    let identity = plane
+    let identity = state
+        .plane
         .authenticate(credential, (state.clock)())
         .map_err(|e| match e {
             AuthError::Refused(refusal) => ApiError::new(
@@ -207,21 +216,24 @@ fn authorize<'a>(
             format!("this call needs the scope {scope:?}"),
         ));
     }
-    plane.set_actor(&identity.subject);
     if scope == SCOPE_ADMIN_WRITE {
-        // The change happens while this guard is held: the xDS loop renders after it.
+        // Set before the change: the xDS loop renders at least once after it (and the
+        // store's revision moves with the commit itself).
         state
             .changed
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
-    Ok(plane)
+    Ok(state.plane.acting_as(&identity.subject))
 }
 
 async fn jwks(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, ApiError> {
-    let plane = lock(&state)?;
-    Ok(Json(
-        serde_json::to_value(plane.jwks((state.clock)())?).unwrap_or_default(),
-    ))
+    blocking(move || {
+        let plane = lock(&state)?;
+        Ok(Json(
+            serde_json::to_value(plane.jwks((state.clock)())?).unwrap_or_default(),
+        ))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,13 +320,19 @@ async fn oauth_token(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
+    blocking(move || Ok(exchange(&state, &headers, &form)))
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn exchange(state: &AdminState, headers: &HeaderMap, form: &TokenForm) -> Response {
     if form.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(match form.grant_type {
             None => OAuthError::InvalidRequest("grant_type is required".into()),
             Some(_) => OAuthError::UnsupportedGrantType,
         });
     }
-    let (client_id, secret) = match client_credentials(&headers, &form) {
+    let (client_id, secret) = match client_credentials(headers, form) {
         Ok(c) => c,
         Err(e) => return oauth_error(e),
     };
@@ -325,8 +343,8 @@ async fn oauth_token(
             .collect()
     });
     let now = (state.clock)();
-    let minted = match lock(&state) {
-        Ok(mut plane) => plane.exchange_api_key(client_id.as_deref(), &secret, scopes, now),
+    let minted = match lock(state) {
+        Ok(plane) => plane.exchange_api_key(client_id.as_deref(), &secret, scopes, now),
         Err(e) => return e.into_response(),
     };
     match minted {
@@ -351,13 +369,16 @@ async fn list_keys(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-    let keys = plane.key_states((state.clock)())?;
-    Ok(Json(Value::Array(
-        keys.iter()
-            .map(|(k, s)| json!({"kid": k.kid, "alg": k.alg.as_str(), "state": s, "activate_at": k.activate_at, "retired_at": k.retired_at, "publish_until": k.publish_until}))
-            .collect(),
-    )))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let keys = plane.key_states((state.clock)())?;
+        Ok(Json(Value::Array(
+            keys.iter()
+                .map(|(k, s)| json!({"kid": k.kid, "alg": k.alg.as_str(), "state": s, "activate_at": k.activate_at, "retired_at": k.retired_at, "publish_until": k.publish_until}))
+                .collect(),
+        )))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -372,22 +393,25 @@ async fn rotate_key(
     headers: HeaderMap,
     body: Option<Json<RotateBody>>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
-    let alg = match body.alg.as_deref() {
-        None => Alg::EdDSA,
-        Some(text) => Alg::parse(text).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "alg is EdDSA or ES256",
-            )
-        })?,
-    };
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let key = plane.rotate_key(alg, body.overlap_seconds, (state.clock)())?;
-    Ok(Json(
-        json!({"kid": key.kid, "activate_at": key.activate_at}),
-    ))
+    blocking(move || {
+        let body = body.map(|Json(b)| b).unwrap_or_default();
+        let alg = match body.alg.as_deref() {
+            None => Alg::EdDSA,
+            Some(text) => Alg::parse(text).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "alg is EdDSA or ES256",
+                )
+            })?,
+        };
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let key = plane.rotate_key(alg, body.overlap_seconds, (state.clock)())?;
+        Ok(Json(
+            json!({"kid": key.kid, "activate_at": key.activate_at}),
+        ))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -407,19 +431,22 @@ async fn mint_token(
     headers: HeaderMap,
     Json(body): Json<MintBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let minted = plane.mint_token(
-        &TokenRequest {
-            subject: body.subject,
-            tenant: body.tenant,
-            scopes: body.scopes,
-            models: body.models,
-            plan: body.plan,
-            ttl_seconds: body.ttl_seconds,
-        },
-        (state.clock)(),
-    )?;
-    Ok(Json(serde_json::to_value(minted).unwrap_or_default()))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let minted = plane.mint_token(
+            &TokenRequest {
+                subject: body.subject,
+                tenant: body.tenant,
+                scopes: body.scopes,
+                models: body.models,
+                plan: body.plan,
+                ttl_seconds: body.ttl_seconds,
+            },
+            (state.clock)(),
+        )?;
+        Ok(Json(serde_json::to_value(minted).unwrap_or_default()))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,22 +467,25 @@ async fn create_api_key(
     headers: HeaderMap,
     Json(body): Json<ApiKeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let created = plane.create_api_key(
-        &ApiKeyRequest {
-            subject: body.subject,
-            tenant: body.tenant,
-            scopes: body.scopes,
-            models: body.models,
-            plan: body.plan,
-            expires_at: body.expires_at,
-        },
-        (state.clock)(),
-    )?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": created.id, "key": created.key})),
-    ))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let created = plane.create_api_key(
+            &ApiKeyRequest {
+                subject: body.subject,
+                tenant: body.tenant,
+                scopes: body.scopes,
+                models: body.models,
+                plan: body.plan,
+                expires_at: body.expires_at,
+            },
+            (state.clock)(),
+        )?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"id": created.id, "key": created.key})),
+        ))
+    })
+    .await
 }
 
 async fn revoke_api_key(
@@ -463,9 +493,12 @@ async fn revoke_api_key(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    plane.revoke(&Revocation::ApiKey(id), (state.clock)())?;
-    Ok(StatusCode::NO_CONTENT)
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.revoke(&Revocation::ApiKey(id), (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -484,25 +517,28 @@ async fn revoke(
     headers: HeaderMap,
     Json(body): Json<RevokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let what = match (body.jti, body.subject, body.tenant, body.kid) {
-        (Some(jti), None, None, None) => Revocation::Jti {
-            jti,
-            expires_at: body.expires_at,
-        },
-        (None, Some(subject), None, None) => Revocation::Subject(subject),
-        (None, None, Some(tenant), None) => Revocation::Tenant(tenant),
-        (None, None, None, Some(kid)) => Revocation::Key(kid),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "name exactly one of jti, subject, tenant and kid",
-            ))
-        }
-    };
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let count = plane.revoke(&what, (state.clock)())?;
-    Ok(Json(json!({"revoked": count})))
+    blocking(move || {
+        let what = match (body.jti, body.subject, body.tenant, body.kid) {
+            (Some(jti), None, None, None) => Revocation::Jti {
+                jti,
+                expires_at: body.expires_at,
+            },
+            (None, Some(subject), None, None) => Revocation::Subject(subject),
+            (None, None, Some(tenant), None) => Revocation::Tenant(tenant),
+            (None, None, None, Some(kid)) => Revocation::Key(kid),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "name exactly one of jti, subject, tenant and kid",
+                ))
+            }
+        };
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let count = plane.revoke(&what, (state.clock)())?;
+        Ok(Json(json!({"revoked": count})))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -534,35 +570,38 @@ async fn put_provider(
     Path(name): Path<String>,
     Json(body): Json<ProviderBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let entry_name = name.clone();
-    let provider = ProviderConfig {
-        cluster: body.cluster.unwrap_or_else(|| name.clone()),
-        name,
-        style: body.style,
-        authority: body.authority,
-        credential: CredentialSource::Env(String::new()),
-        headers: body.headers,
-    };
-    let secret = match body.credential {
-        CredentialBody::Env(var) => ProviderSecret::Env(var),
-        CredentialBody::Value(value) => ProviderSecret::Sealed(value),
-    };
-    plane.put_provider(provider, secret, (state.clock)())?;
-    // Envoys' reports are about the configuration before this one: the prediction only.
-    let mut listing = provider_listing(&state, &plane, false)?;
-    let mut entry = listing
-        .iter()
-        .position(|e| e["name"] == entry_name.as_str())
-        .map(|i| listing.swap_remove(i))
-        .unwrap_or_default();
-    if entry["status"] == "unavailable" {
-        entry["warning"] = Value::String(format!(
-            "provider {entry_name:?} is saved, but no Envoy fed by this control plane can load it: {}",
-            entry["reason"].as_str().unwrap_or("")
-        ));
-    }
-    Ok(Json(entry))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let entry_name = name.clone();
+        let provider = ProviderConfig {
+            cluster: body.cluster.unwrap_or_else(|| name.clone()),
+            name,
+            style: body.style,
+            authority: body.authority,
+            credential: CredentialSource::Env(String::new()),
+            headers: body.headers,
+        };
+        let secret = match body.credential {
+            CredentialBody::Env(var) => ProviderSecret::Env(var),
+            CredentialBody::Value(value) => ProviderSecret::Sealed(value),
+        };
+        plane.put_provider(provider, secret, (state.clock)())?;
+        // Envoys' reports are about the configuration before this one: the prediction only.
+        let mut listing = provider_listing(&state, &plane, false)?;
+        let mut entry = listing
+            .iter()
+            .position(|e| e["name"] == entry_name.as_str())
+            .map(|i| listing.swap_remove(i))
+            .unwrap_or_default();
+        if entry["status"] == "unavailable" {
+            entry["warning"] = Value::String(format!(
+                "provider {entry_name:?} is saved, but no Envoy fed by this control plane can load it: {}",
+                entry["reason"].as_str().unwrap_or("")
+            ));
+        }
+        Ok(Json(entry))
+    })
+    .await
 }
 
 /// Every provider with where its credential comes from (never the credential) and whether it
@@ -634,8 +673,11 @@ async fn list_providers(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-    Ok(Json(Value::Array(provider_listing(&state, &plane, true)?)))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        Ok(Json(Value::Array(provider_listing(&state, &plane, true)?)))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -661,9 +703,12 @@ async fn remove_provider(
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let gone = plane.remove_provider(&name, query.force, (state.clock)())?;
-    Ok(removed("provider", &name, gone))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_provider(&name, query.force, (state.clock)())?;
+        Ok(removed("provider", &name, gone))
+    })
+    .await
 }
 
 async fn remove_route(
@@ -671,9 +716,12 @@ async fn remove_route(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let gone = plane.remove_route(&name, (state.clock)())?;
-    Ok(removed("route", &name, gone))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_route(&name, (state.clock)())?;
+        Ok(removed("route", &name, gone))
+    })
+    .await
 }
 
 async fn remove_plan(
@@ -682,9 +730,12 @@ async fn remove_plan(
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let gone = plane.remove_plan(&name, query.force, (state.clock)())?;
-    Ok(removed("plan", &name, gone))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_plan(&name, query.force, (state.clock)())?;
+        Ok(removed("plan", &name, gone))
+    })
+    .await
 }
 
 /// `{model}` is the price's model pattern, percent-encoded where it holds `/`.
@@ -693,9 +744,12 @@ async fn remove_price(
     headers: HeaderMap,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    let gone = plane.remove_price(&model, (state.clock)())?;
-    Ok(removed("price", &model, gone))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_price(&model, (state.clock)())?;
+        Ok(removed("price", &model, gone))
+    })
+    .await
 }
 
 async fn put_route(
@@ -704,16 +758,19 @@ async fn put_route(
     Path(name): Path<String>,
     Json(route): Json<RouteConfig>,
 ) -> Result<StatusCode, ApiError> {
-    if route.name != name {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the route's name must match the path",
-        ));
-    }
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    plane.put_route(route, (state.clock)())?;
-    Ok(StatusCode::NO_CONTENT)
+    blocking(move || {
+        if route.name != name {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the route's name must match the path",
+            ));
+        }
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.put_route(route, (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 async fn put_plan(
@@ -722,9 +779,12 @@ async fn put_plan(
     Path(name): Path<String>,
     Json(plan): Json<PlanConfig>,
 ) -> Result<StatusCode, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    plane.put_plan(&name, plan, (state.clock)())?;
-    Ok(StatusCode::NO_CONTENT)
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.put_plan(&name, plan, (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 async fn put_price(
@@ -732,9 +792,12 @@ async fn put_price(
     headers: HeaderMap,
     Json(price): Json<PriceConfig>,
 ) -> Result<StatusCode, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-    plane.put_price(price, (state.clock)())?;
-    Ok(StatusCode::NO_CONTENT)
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.put_price(price, (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 /// The rendered configuration, with inline provider credentials redacted.
@@ -742,14 +805,17 @@ async fn get_config(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-    let mut config = plane.render((state.clock)())?;
-    for provider in &mut config.providers {
-        if let CredentialSource::Inline(_) = provider.credential {
-            provider.credential = CredentialSource::Inline("(sealed)".into());
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let mut config = plane.render((state.clock)())?;
+        for provider in &mut config.providers {
+            if let CredentialSource::Inline(_) = provider.credential {
+                provider.credential = CredentialSource::Inline("(sealed)".into());
+            }
         }
-    }
-    Ok(Json(serde_json::to_value(config).unwrap_or_default()))
+        Ok(Json(serde_json::to_value(config).unwrap_or_default()))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -762,12 +828,15 @@ async fn audit(
     headers: HeaderMap,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-    let entries = plane
-        .store()
-        .audit_log(query.limit.unwrap_or(100).min(10_000))
-        .map_err(PlaneError::from)?;
-    Ok(Json(serde_json::to_value(entries).unwrap_or_default()))
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let entries = plane
+            .store()
+            .audit_log(query.limit.unwrap_or(100).min(10_000))
+            .map_err(PlaneError::from)?;
+        Ok(Json(serde_json::to_value(entries).unwrap_or_default()))
+    })
+    .await
 }
 
 /// Every Envoy that connected to the xDS server: the versions it ACKed, its last NACK.
@@ -775,13 +844,16 @@ async fn proxies(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    drop(authorize(&state, &headers, SCOPE_ADMIN_READ)?);
-    let proxies = state
-        .proxies
-        .lock()
-        .map(|p| serde_json::to_value(&*p).unwrap_or_default())
-        .unwrap_or_default();
-    Ok(Json(proxies))
+    blocking(move || {
+        drop(authorize(&state, &headers, SCOPE_ADMIN_READ)?);
+        let proxies = state
+            .proxies
+            .lock()
+            .map(|p| serde_json::to_value(&*p).unwrap_or_default())
+            .unwrap_or_default();
+        Ok(Json(proxies))
+    })
+    .await
 }
 
 async fn openapi() -> Json<Value> {

@@ -14,6 +14,8 @@ use tokenward_filter::config::{
 use tokenward_filter::policy::{InvalidConfig, Policy};
 use tokenward_filter::token::Identity;
 
+use std::sync::Arc;
+
 use crate::crypto::{self, CryptoError, MasterKey};
 use crate::model::{self, Alg, ApiKeyRecord, IssuedToken, KeyState, SigningKeyRecord};
 use crate::store::{ApiKeySelector, CatalogEntry, Store, StoreError, StoredProvider};
@@ -173,11 +175,25 @@ fn route_uses(route: &RouteConfig, provider: &str) -> bool {
         || route.model_providers.iter().any(|m| m.provider == provider)
 }
 
+/// The control plane's operations over a store. Cheap to clone and safe to share: the store,
+/// the master key and the compiled policy are shared; the actor is this handle's own.
 pub struct ControlPlane<S: Store> {
-    store: S,
-    master: MasterKey,
+    store: Arc<S>,
+    master: Arc<MasterKey>,
     /// Who the audit log names for changes made through this handle.
     actor: String,
+    compiled: Arc<compiled::CompiledPolicy>,
+}
+
+impl<S: Store> Clone for ControlPlane<S> {
+    fn clone(&self) -> Self {
+        ControlPlane {
+            store: Arc::clone(&self.store),
+            master: Arc::clone(&self.master),
+            actor: self.actor.clone(),
+            compiled: Arc::clone(&self.compiled),
+        }
+    }
 }
 
 const SETTING_ISSUER: &str = "issuer";
@@ -188,11 +204,21 @@ const SETTING_OVERLAP: &str = "key_overlap_seconds";
 const SETTING_DEFAULT_PLAN: &str = "default_plan";
 
 impl<S: Store> ControlPlane<S> {
-    pub fn new(store: S, master: MasterKey, actor: &str) -> Self {
+    pub fn new(store: impl Into<Arc<S>>, master: MasterKey, actor: &str) -> Self {
         ControlPlane {
-            store,
-            master,
+            store: store.into(),
+            master: Arc::new(master),
             actor: actor.to_string(),
+            compiled: Arc::default(),
+        }
+    }
+
+    /// The same control plane, with `actor` named in the audit log for what this handle
+    /// changes (the admin API's caller, per request).
+    pub fn acting_as(&self, actor: &str) -> Self {
+        ControlPlane {
+            actor: actor.to_string(),
+            ..self.clone()
         }
     }
 
@@ -200,30 +226,56 @@ impl<S: Store> ControlPlane<S> {
         &self.store
     }
 
-    /// Names who the audit log records for the next changes (the admin API's caller).
-    pub fn set_actor(&mut self, actor: &str) {
-        self.actor = actor.to_string();
+    /// The store itself, shared (`ControlPlane::new` takes it back for another master key).
+    pub fn shared_store(&self) -> Arc<S> {
+        Arc::clone(&self.store)
     }
 
     /// Verifies a tokenward credential exactly as the filter would with the configuration
-    /// rendered now: the control plane's own API trusts what the gateway trusts.
+    /// rendered now: the control plane's own API trusts what the gateway trusts. The
+    /// compiled configuration is kept while the store's revision and the keys' schedule
+    /// leave it unchanged, so a call is a lookup, not a render. While another call compiles
+    /// a changed one, the one before may accept (for that compilation's milliseconds, as an
+    /// Envoy does until the change reaches it); whatever it refuses is checked again against
+    /// the new one, so a credential made a moment ago works at once.
     pub fn authenticate(&self, credential: &str, now: u64) -> Result<Identity, AuthError> {
-        let config = self.render(now).map_err(AuthError::Plane)?;
-        // Provider credentials are not needed to verify callers.
-        let policy = Policy::compile(&config, &|_| Some("unused".to_string()))
-            .map_err(|e| AuthError::Plane(e.into()))?;
-        let mut cache = VerifiedTokenCache::new(0);
-        let hash = tokenward_filter::token::credential_hash(credential);
-        tokenward_filter::token::authenticate(&policy, &mut cache, credential, &hash, now)
+        let compile = || self.render_for_authentication(now);
+        let verify = |policy: &compiled::Shared| {
+            let mut cache = VerifiedTokenCache::new(0);
+            let hash = tokenward_filter::token::credential_hash(credential);
+            tokenward_filter::token::authenticate(
+                policy.as_ref(),
+                &mut cache,
+                credential,
+                &hash,
+                now,
+            )
             .map(|identity| (*identity).clone())
             .map_err(AuthError::Refused)
+        };
+        match self
+            .compiled
+            .current(self.store.as_ref(), now, compile)
+            .map_err(AuthError::Plane)?
+        {
+            compiled::Found::Fresh(policy) => verify(&policy),
+            compiled::Found::Stale(policy) => verify(&policy).or_else(|_| {
+                let fresh = self
+                    .compiled
+                    .fresh(self.store.as_ref(), now, || {
+                        self.render_for_authentication(now)
+                    })
+                    .map_err(AuthError::Plane)?;
+                verify(&fresh)
+            }),
+        }
     }
 
     /// The OAuth 2.0 client credentials grant (RFC 6749 §4.4): a client authenticates with
     /// an API key as its secret and gets a short-lived JWT with the key's subject, tenant,
     /// models and plan, and the scopes it asked for (all of the key's when it names none).
     pub fn exchange_api_key(
-        &mut self,
+        &self,
         client_id: Option<&str>,
         secret: &str,
         scopes: Option<Vec<String>>,
@@ -269,9 +321,9 @@ impl<S: Store> ControlPlane<S> {
             ttl_seconds: Some(ttl),
         };
         let key_id = key.id.clone();
-        // The audit log names the client, not whoever used this handle last.
-        self.actor = format!("oauth:{key_id}");
-        self.mint(&request, now, Some(&key_id))
+        // The audit log names the client, not whoever holds this handle.
+        self.acting_as(&format!("oauth:{key_id}"))
+            .mint(&request, now, Some(&key_id))
             .map_err(|e| OAuthError::Server(e.to_string()))
     }
 
@@ -929,6 +981,23 @@ impl<S: Store> ControlPlane<S> {
         Ok(())
     }
 
+    /// The policy callers are verified against, and until when `now`'s schedule keeps it so:
+    /// the next time a signing key is announced, retires or leaves the published set.
+    fn render_for_authentication(&self, now: u64) -> Result<compiled::Compiled, PlaneError> {
+        let config = self.render(now)?;
+        // Provider credentials are not needed to verify callers.
+        let policy = Policy::compile(&config, &|_| Some("unused".to_string()))?;
+        let changes_at = self
+            .store
+            .signing_keys()?
+            .iter()
+            .flat_map(|k| [Some(k.activate_at), k.retired_at, k.publish_until])
+            .flatten()
+            .filter(|&t| t > now)
+            .min();
+        Ok(compiled::Compiled { policy, changes_at })
+    }
+
     /// The filter's whole configuration at `now`, versioned by its content: the same state
     /// renders the same version, on any machine and after any restart.
     pub fn render(&self, now: u64) -> Result<Config, PlaneError> {
@@ -1071,6 +1140,8 @@ fn generate_key(alg: Alg, kid: &str) -> Result<(Jwk, Vec<u8>), PlaneError> {
         }
     })
 }
+
+mod compiled;
 
 #[cfg(test)]
 mod tests;

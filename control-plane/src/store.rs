@@ -2,6 +2,9 @@
 //! `SqliteStore` is the embedded default (WAL, migrations from `migrations/`). A Postgres
 //! store for several replicas implements the same trait.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
 use rusqlite::{params, Connection, OptionalExtension};
 use tokenward_filter::config::{PlanConfig, PriceConfig, ProviderConfig, RouteConfig};
 
@@ -29,6 +32,11 @@ pub struct StoredProvider {
 
 /// What the control plane keeps. Every method is one statement or one transaction.
 pub trait Store {
+    /// The content revision: it moves with every committed change to what the configuration
+    /// is rendered from, made through any connection or process, and never goes back.
+    /// Readers that only need to know whether anything changed compare it.
+    fn revision(&self) -> Result<u64, StoreError>;
+
     fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
     fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
@@ -121,11 +129,23 @@ pub enum ApiKeySelector<'a> {
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_sources_and_key_revocation.sql"),
+    include_str!("../migrations/0003_revision.sql"),
 ];
 
+/// Safe to share between threads: each call takes a connection of its own from a small pool
+/// (SQLite in WAL mode lets readers run beside the one writer; `busy_timeout` queues writers).
 pub struct SqliteStore {
-    conn: Connection,
+    connections: Vec<Mutex<Connection>>,
+    /// Where the next wait for a busy connection starts, so waiters spread over them.
+    next: AtomicUsize,
 }
+
+/// More than the blocking threads that use the store at once gain nothing: SQLite has one
+/// writer, and readers beyond the cores wait anyway.
+const POOL_SIZE: usize = 4;
+
+/// A connection taken from the pool; it goes back when dropped.
+type Pooled<'a> = MutexGuard<'a, Connection>;
 
 fn to_i64(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Range("a time beyond 2^63 seconds"))
@@ -138,19 +158,34 @@ fn to_u64(value: i64) -> Result<u64, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, in WAL mode, and migrates it.
     pub fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path)?;
+        let conn = SqliteStore::connect(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        SqliteStore::with_connection(conn)
+        SqliteStore::migrated(conn, Some(path.to_path_buf()))
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
-        SqliteStore::with_connection(Connection::open_in_memory()?)
+        let conn = Connection::open_in_memory()?;
+        SqliteStore::configure(&conn)?;
+        SqliteStore::migrated(conn, None)
     }
 
-    fn with_connection(conn: Connection) -> Result<SqliteStore, StoreError> {
+    fn connect(path: &std::path::Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open(path)?;
+        SqliteStore::configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn configure(conn: &Connection) -> Result<(), StoreError> {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(())
+    }
+
+    fn migrated(
+        conn: Connection,
+        path: Option<std::path::PathBuf>,
+    ) -> Result<SqliteStore, StoreError> {
         let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
@@ -165,7 +200,33 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
             tx.commit()?;
         }
-        Ok(SqliteStore { conn })
+        let mut connections = vec![Mutex::new(conn)];
+        if let Some(path) = path {
+            for _ in 1..POOL_SIZE {
+                connections.push(Mutex::new(SqliteStore::connect(&path)?));
+            }
+        }
+        Ok(SqliteStore {
+            connections,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// An idle connection, or else the next one to come free.
+    fn conn(&self) -> Result<Pooled<'_>, StoreError> {
+        for slot in &self.connections {
+            match slot.try_lock() {
+                Ok(conn) => return Ok(conn),
+                Err(TryLockError::Poisoned(poisoned)) => return Ok(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = self
+            .connections
+            .get(start % self.connections.len().max(1))
+            .ok_or(StoreError::Range("a store without connections"))?;
+        Ok(slot.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// A consistent copy of the whole database at `path` (SQLite `VACUUM INTO`), taken while
@@ -174,20 +235,13 @@ impl SqliteStore {
         let target = path
             .to_str()
             .ok_or(StoreError::Range("a backup path that is not UTF-8"))?;
-        self.conn.execute("VACUUM INTO ?1", [target])?;
+        self.conn()?.execute("VACUUM INTO ?1", [target])?;
         Ok(())
-    }
-
-    /// Changes whenever another connection (another `tokenward` process) commits.
-    pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "data_version", |row| row.get(0))?)
     }
 
     pub fn journal_mode(&self) -> Result<String, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .pragma_query_value(None, "journal_mode", |row| row.get(0))?)
     }
 }
@@ -249,9 +303,16 @@ fn optional(value: Option<u64>) -> Result<Option<i64>, StoreError> {
 }
 
 impl Store for SqliteStore {
+    fn revision(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()?
+            .query_row("SELECT n FROM revision WHERE id = 1", [], |row| row.get(0))?;
+        to_u64(n)
+    }
+
     fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT value FROM settings WHERE name = ?1",
                 [name],
@@ -261,7 +322,7 @@ impl Store for SqliteStore {
     }
 
     fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO settings (name, value) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             params![name, value],
@@ -270,7 +331,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, created_at, activate_at, retired_at, publish_until)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -288,7 +349,8 @@ impl Store for SqliteStore {
     }
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
             "SELECT kid, alg, public_jwk, private_sealed, created_at, activate_at, retired_at, publish_until
              FROM signing_keys ORDER BY activate_at, created_at, kid",
         )?;
@@ -317,7 +379,7 @@ impl Store for SqliteStore {
         at: u64,
         publish_until: u64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "UPDATE signing_keys SET retired_at = ?2, publish_until = ?3
              WHERE kid <> ?1 AND (retired_at IS NULL OR retired_at > ?2)",
             params![except, to_i64(at)?, to_i64(publish_until)?],
@@ -330,7 +392,7 @@ impl Store for SqliteStore {
         token: &IssuedToken,
         api_key_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO issued_tokens (jti, subject, tenant, kid, issued_at, expires_at, api_key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 token.jti,
@@ -346,7 +408,8 @@ impl Store for SqliteStore {
     }
 
     fn tokens_of_api_key(&self, id: &str, live_after: u64) -> Result<Vec<IssuedToken>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
             "SELECT jti, subject, tenant, kid, issued_at, expires_at FROM issued_tokens
              WHERE api_key_id = ?1 AND expires_at >= ?2 ORDER BY jti",
         )?;
@@ -356,12 +419,12 @@ impl Store for SqliteStore {
 
     fn revoke_signing_key(&self, kid: &str, now: u64) -> Result<bool, StoreError> {
         let now = to_i64(now)?;
-        let changed = self.conn.execute(
+        let changed = self.conn()?.execute(
             "UPDATE signing_keys SET retired_at = MIN(COALESCE(retired_at, ?2), ?2), publish_until = ?2 WHERE kid = ?1",
             params![kid, now],
         )?;
         if changed > 0 {
-            self.conn.execute(
+            self.conn()?.execute(
                 "INSERT INTO revoked_keys (kid, revoked_at) VALUES (?1, ?2) ON CONFLICT (kid) DO NOTHING",
                 params![kid, now],
             )?;
@@ -370,15 +433,14 @@ impl Store for SqliteStore {
     }
 
     fn revoked_key_ids(&self) -> Result<Vec<String>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT kid FROM revoked_keys ORDER BY kid")?;
+        let conn = self.conn()?;
+        let mut statement = conn.prepare("SELECT kid FROM revoked_keys ORDER BY kid")?;
         let rows = statement.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn extend_publication(&self, keep: u64) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "UPDATE signing_keys SET publish_until = MAX(publish_until, retired_at + ?1)
              WHERE retired_at IS NOT NULL AND publish_until IS NOT NULL
                AND kid NOT IN (SELECT kid FROM revoked_keys)",
@@ -392,7 +454,8 @@ impl Store for SqliteStore {
         tenant: &str,
         live_after: u64,
     ) -> Result<Vec<IssuedToken>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
             "SELECT jti, subject, tenant, kid, issued_at, expires_at FROM issued_tokens
              WHERE tenant = ?1 AND expires_at >= ?2 ORDER BY jti",
         )?;
@@ -401,9 +464,7 @@ impl Store for SqliteStore {
     }
 
     fn token(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError> {
-        let row = self
-            .conn
-            .query_row(
+        let row = self.conn()?.query_row(
                 "SELECT jti, subject, tenant, kid, issued_at, expires_at FROM issued_tokens WHERE jti = ?1",
                 [jti],
                 token_from_row,
@@ -413,7 +474,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO api_keys (id, sha256, subject, tenant, scopes, models, plan, created_at, expires_at, revoked_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -433,7 +494,8 @@ impl Store for SqliteStore {
     }
 
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
             "SELECT id, sha256, subject, tenant, scopes, models, plan, created_at, expires_at, revoked_at
              FROM api_keys ORDER BY id",
         )?;
@@ -487,7 +549,7 @@ impl Store for SqliteStore {
             ApiKeySelector::Subject(subject) => ("subject", subject),
             ApiKeySelector::Tenant(tenant) => ("tenant", tenant),
         };
-        Ok(self.conn.execute(
+        Ok(self.conn()?.execute(
             &format!(
                 "UPDATE api_keys SET revoked_at = ?2 WHERE {column} = ?1 AND revoked_at IS NULL"
             ),
@@ -497,7 +559,7 @@ impl Store for SqliteStore {
 
     fn revoke_jti(&self, jti: &str, expires_at: u64, now: u64) -> Result<(), StoreError> {
         // Revoked again with a later expiry: the later one holds.
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO revoked_jtis (jti, expires_at, revoked_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (jti) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
             params![jti, to_i64(expires_at)?, to_i64(now)?],
@@ -506,7 +568,7 @@ impl Store for SqliteStore {
     }
 
     fn revoke_subject(&self, subject: &str, now: u64) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO revoked_subjects (subject, revoked_at) VALUES (?1, ?2) ON CONFLICT (subject) DO NOTHING",
             params![subject, to_i64(now)?],
         )?;
@@ -516,13 +578,13 @@ impl Store for SqliteStore {
     fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
         let now = to_i64(now)?;
         // A revoked token past its expiry is refused for being expired: its entry can go.
-        self.conn
+        self.conn()?
             .execute("DELETE FROM revoked_jtis WHERE expires_at <= ?1", [now])?;
-        self.conn
+        self.conn()?
             .execute("DELETE FROM issued_tokens WHERE expires_at <= ?1", [now])?;
-        let mut statement = self
-            .conn
-            .prepare("SELECT jti, expires_at FROM revoked_jtis ORDER BY jti")?;
+        let conn = self.conn()?;
+        let mut statement =
+            conn.prepare("SELECT jti, expires_at FROM revoked_jtis ORDER BY jti")?;
         let rows = statement.query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
         })?;
@@ -534,15 +596,15 @@ impl Store for SqliteStore {
     }
 
     fn revoked_subjects(&self) -> Result<Vec<String>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT subject FROM revoked_subjects ORDER BY subject")?;
+        let conn = self.conn()?;
+        let mut statement =
+            conn.prepare("SELECT subject FROM revoked_subjects ORDER BY subject")?;
         let rows = statement.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn put_provider(&self, provider: &StoredProvider) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO providers (name, document, credential_sealed) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET document = excluded.document, credential_sealed = excluded.credential_sealed",
             params![
@@ -555,9 +617,9 @@ impl Store for SqliteStore {
     }
 
     fn providers(&self) -> Result<Vec<StoredProvider>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT document, credential_sealed FROM providers ORDER BY name")?;
+        let conn = self.conn()?;
+        let mut statement =
+            conn.prepare("SELECT document, credential_sealed FROM providers ORDER BY name")?;
         let rows = statement.query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
         })?;
@@ -573,7 +635,7 @@ impl Store for SqliteStore {
 
     fn put_route(&self, route: &RouteConfig) -> Result<(), StoreError> {
         put_ordered(
-            &self.conn,
+            &*self.conn()?,
             "routes",
             "name",
             &route.name,
@@ -582,11 +644,14 @@ impl Store for SqliteStore {
     }
 
     fn routes(&self) -> Result<Vec<RouteConfig>, StoreError> {
-        documents(&self.conn, "SELECT document FROM routes ORDER BY position")
+        documents(
+            &*self.conn()?,
+            "SELECT document FROM routes ORDER BY position",
+        )
     }
 
     fn put_plan(&self, name: &str, plan: &PlanConfig) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO plans (name, document) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET document = excluded.document",
             params![name, serde_json::to_string(plan)?],
@@ -595,9 +660,8 @@ impl Store for SqliteStore {
     }
 
     fn plans(&self) -> Result<Vec<(String, PlanConfig)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT name, document FROM plans ORDER BY name")?;
+        let conn = self.conn()?;
+        let mut statement = conn.prepare("SELECT name, document FROM plans ORDER BY name")?;
         let rows = statement.query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })?;
@@ -610,7 +674,7 @@ impl Store for SqliteStore {
 
     fn put_price(&self, price: &PriceConfig) -> Result<(), StoreError> {
         put_ordered(
-            &self.conn,
+            &*self.conn()?,
             "prices",
             "model",
             &price.model,
@@ -619,7 +683,10 @@ impl Store for SqliteStore {
     }
 
     fn prices(&self) -> Result<Vec<PriceConfig>, StoreError> {
-        documents(&self.conn, "SELECT document FROM prices ORDER BY position")
+        documents(
+            &*self.conn()?,
+            "SELECT document FROM prices ORDER BY position",
+        )
     }
 
     fn remove(&self, entry: CatalogEntry<'_>) -> Result<bool, StoreError> {
@@ -631,7 +698,7 @@ impl Store for SqliteStore {
             CatalogEntry::Price(model) => ("prices", "model", model),
         };
         let removed = self
-            .conn
+            .conn()?
             .execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [key])?;
         Ok(removed > 0)
     }
@@ -644,7 +711,7 @@ impl Store for SqliteStore {
         target: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![to_i64(at)?, actor, action, target, detail],
         )?;
@@ -652,7 +719,8 @@ impl Store for SqliteStore {
     }
 
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut statement = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
             "SELECT id, at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = statement.query_map([limit as i64], |row| {

@@ -210,7 +210,7 @@ async fn the_admin_api_configures_what_the_gateway_enforces() {
     assert_eq!(config["routes"][0]["name"], "chat");
     assert_eq!(config["providers"][0]["credential"]["inline"], "(sealed)");
     assert!(!config.to_string().contains(&credential), "never returned");
-    let rendered = state.plane.lock().unwrap().render(NOW).unwrap();
+    let rendered = state.plane.render(NOW).unwrap();
     assert_eq!(rendered.plans.len(), 1);
 }
 
@@ -235,8 +235,6 @@ async fn the_token_endpoint_trades_an_api_key_for_a_short_lived_jwt() {
     let jwt = body["access_token"].as_str().unwrap();
     let identity = state
         .plane
-        .lock()
-        .unwrap()
         .authenticate(jwt, NOW + 1)
         .map_err(|_| ())
         .unwrap();

@@ -367,7 +367,11 @@ fn a_sealed_provider_credential_is_rendered_inline_and_stored_sealed() {
         CredentialSource::Env("OPENAI_API_KEY".into())
     );
     // Another master key opens nothing.
-    let stolen = ControlPlane::new(plane.store, MasterKey::generate().unwrap(), "thief");
+    let stolen: ControlPlane<SqliteStore> = ControlPlane::new(
+        plane.shared_store(),
+        MasterKey::generate().unwrap(),
+        "thief",
+    );
     assert!(matches!(stolen.render(NOW), Err(PlaneError::Crypto(_))));
     assert!(matches!(
         stolen.mint_token(&alice(), NOW),
@@ -692,4 +696,75 @@ fn routes_and_prices_are_removed_and_the_last_price_stays_while_a_plan_counts_co
     for action in ["route.remove", "price.remove", "plan.remove"] {
         assert!(log.iter().any(|(a, _, _)| a == action), "{action}: {log:?}");
     }
+}
+
+#[test]
+fn the_kept_policy_follows_every_commit_of_another_connection_at_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tokenward.db");
+    let master = MasterKey::generate().unwrap().to_hex();
+    let open = |actor: &str| -> ControlPlane<SqliteStore> {
+        ControlPlane::new(
+            SqliteStore::open(&db).unwrap(),
+            MasterKey::from_hex(&master).unwrap(),
+            actor,
+        )
+    };
+    let server = open("server");
+    server
+        .init(
+            &InitSettings {
+                issuer: "https://cp.test".into(),
+                audiences: vec!["gateway".into()],
+                alg: Alg::EdDSA,
+            },
+            NOW,
+        )
+        .unwrap();
+    let token = server.mint_token(&alice(), NOW).unwrap();
+    let revision = server.store().revision().unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            server.authenticate(&token.token, NOW).unwrap().subject,
+            "alice"
+        );
+    }
+    assert_eq!(
+        server.store().revision().unwrap(),
+        revision,
+        "authenticating changes nothing"
+    );
+    // Another process (the CLI) revokes: the server's next call sees it.
+    open("cli")
+        .revoke(
+            &Revocation::Jti {
+                jti: token.jti.clone(),
+                expires_at: None,
+            },
+            NOW,
+        )
+        .unwrap();
+    assert!(server.store().revision().unwrap() > revision);
+    let refused = server
+        .authenticate(&token.token, NOW)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&refused, AuthError::Refused(r) if r.code == ErrorCode::TokenRevoked),
+        "{refused:?}"
+    );
+    // A key revoked by another process: every token it signed is out at the next call.
+    let other = server
+        .mint_token(
+            &TokenRequest {
+                subject: "bob".into(),
+                ..alice()
+            },
+            NOW,
+        )
+        .unwrap();
+    assert!(server.authenticate(&other.token, NOW).is_ok());
+    let kid = server.keys().unwrap()[0].kid.clone();
+    open("cli").revoke(&Revocation::Key(kid), NOW).unwrap();
+    assert!(server.authenticate(&other.token, NOW).is_err());
 }

@@ -13,6 +13,8 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use crate::store::Store;
+
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
@@ -262,36 +264,60 @@ fn record(state: &AdminState, node: &str, verdict: Option<Verdict>) {
 }
 
 /// Renders and publishes a snapshot whenever the state may have changed: after a write
-/// through the admin API, a commit by another process (SQLite's data_version), and every few
+/// through the admin API, a commit by any connection or process (the store's revision), and every few
 /// seconds (keys activate and revocations expire with time). Publishes only new versions.
 pub async fn watch_changes(
     state: Arc<AdminState>,
     settings: SnapshotSettings,
     publish: watch::Sender<Arc<Snapshot<Any>>>,
 ) {
-    let mut last_data_version = None;
+    let mut last_revision = None;
     let mut last_version = None;
     let mut last_render = std::time::Instant::now() - std::time::Duration::from_secs(3600);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
     loop {
         tick.tick().await;
-        let rendered = {
-            let Ok(plane) = state.plane.lock() else {
-                return;
-            };
-            let data_version = plane.store().data_version().ok();
-            let due = state.changed.swap(false, Ordering::SeqCst)
-                || data_version != last_data_version
-                || last_render.elapsed() > std::time::Duration::from_secs(5);
-            last_data_version = data_version;
+        // Rendering and compiling run on the blocking pool: they read SQLite and take
+        // milliseconds on a large installation, and the async threads serve ADS meanwhile.
+        let work = Arc::clone(&state);
+        let since = last_render;
+        let previous = last_revision;
+        let served = last_version.clone();
+        let step = tokio::task::spawn_blocking(move || {
+            let plane = &work.plane;
+            let revision = plane.store().revision().ok();
+            let due = work.changed.swap(false, Ordering::SeqCst)
+                || revision.is_none()
+                || revision != previous
+                || since.elapsed() > std::time::Duration::from_secs(5);
             if !due {
-                continue;
+                return (revision, None);
             }
-            last_render = std::time::Instant::now();
-            plane.render((state.clock)())
+            let checked = plane.render((work.clock)()).map(|config| {
+                if config.version == served {
+                    return (config, Ok(()));
+                }
+                // Read between two commits of another process, a render could be
+                // inconsistent: what the filter would refuse is not pushed (the next commit
+                // or the periodic render follows).
+                let compiled =
+                    tokenward_filter::policy::Policy::compile(&config, &|_| Some("unused".into()))
+                        .map(|_| ());
+                (config, compiled)
+            });
+            (revision, Some(checked))
+        })
+        .await;
+        let Ok((revision, rendered)) = step else {
+            return;
         };
-        let config = match rendered {
-            Ok(config) => config,
+        last_revision = revision;
+        let Some(rendered) = rendered else {
+            continue;
+        };
+        last_render = std::time::Instant::now();
+        let (config, compiled) = match rendered {
+            Ok(rendered) => rendered,
             Err(error) => {
                 eprintln!("tokenward: xDS: cannot render the configuration: {error}");
                 continue;
@@ -300,12 +326,7 @@ pub async fn watch_changes(
         if config.version == last_version {
             continue;
         }
-        // Read between two commits of another process, a render could be inconsistent:
-        // what the filter would refuse is not pushed (the next commit or the periodic
-        // render follows).
-        if let Err(error) =
-            tokenward_filter::policy::Policy::compile(&config, &|_| Some("unused".into()))
-        {
+        if let Err(error) = compiled {
             eprintln!(
                 "tokenward: xDS: not pushing a configuration the filter would refuse: {error}"
             );
