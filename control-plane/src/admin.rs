@@ -3,7 +3,7 @@
 //! shape the answer. Admin calls need a tokenward credential (JWT or API key), verified
 //! exactly as the gateway verifies one, with `admin:read` or `admin:write`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,39 +22,10 @@ use crate::plane::{
     ApiKeyRequest, AuthError, ControlPlane, OAuthError, PlaneError, ProviderSecret, Revocation,
     TokenRequest, SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE,
 };
+use crate::state::ServerState;
 use crate::store::{SqliteStore, Store};
 
-pub struct AdminState {
-    /// Shared by every request: no lock around it (the store pools its connections, the
-    /// compiled policy is kept per revision); each caller acts through its own handle.
-    pub plane: ControlPlane<SqliteStore>,
-    /// Unix seconds; a test sets its own.
-    pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
-    /// Set by every write through this API, so the xDS loop renders again at once.
-    pub changed: std::sync::atomic::AtomicBool,
-    /// What the xDS server knows of each connected Envoy.
-    pub proxies: crate::xds::Registry,
-    /// The environment variables the pushed Wasm `vm_config` passes into the VM (`serve
-    /// --env-key`); `None` while no xDS server runs (Envoy's VM is then not ours to know).
-    pub vm_env_keys: Mutex<Option<Vec<String>>>,
-}
-
-impl AdminState {
-    pub fn new(
-        plane: ControlPlane<SqliteStore>,
-        clock: Box<dyn Fn() -> u64 + Send + Sync>,
-    ) -> Self {
-        AdminState {
-            plane,
-            clock,
-            changed: std::sync::atomic::AtomicBool::new(true),
-            proxies: crate::xds::Registry::default(),
-            vm_env_keys: Mutex::new(None),
-        }
-    }
-}
-
-pub fn router(state: Arc<AdminState>) -> Router {
+pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/oauth/token", post(oauth_token))
@@ -172,13 +143,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The control plane, for calls that need no caller (JWKS, the token endpoint).
-fn lock(state: &AdminState) -> Result<&ControlPlane<SqliteStore>, ApiError> {
+fn lock(state: &ServerState) -> Result<&ControlPlane<SqliteStore>, ApiError> {
     Ok(&state.plane)
 }
 
 /// The caller, if its credential is valid and carries `scope`; the audit log names it.
 fn authorize(
-    state: &AdminState,
+    state: &ServerState,
     headers: &HeaderMap,
     scope: &str,
 ) -> Result<ControlPlane<SqliteStore>, ApiError> {
@@ -226,7 +197,7 @@ fn authorize(
     Ok(state.plane.acting_as(&identity.subject))
 }
 
-async fn jwks(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, ApiError> {
+async fn jwks(State(state): State<Arc<ServerState>>) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let plane = lock(&state)?;
         Ok(Json(
@@ -316,7 +287,7 @@ fn client_credentials(
 }
 
 async fn oauth_token(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
@@ -325,7 +296,7 @@ async fn oauth_token(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-fn exchange(state: &AdminState, headers: &HeaderMap, form: &TokenForm) -> Response {
+fn exchange(state: &ServerState, headers: &HeaderMap, form: &TokenForm) -> Response {
     if form.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(match form.grant_type {
             None => OAuthError::InvalidRequest("grant_type is required".into()),
@@ -366,7 +337,7 @@ fn exchange(state: &AdminState, headers: &HeaderMap, form: &TokenForm) -> Respon
 }
 
 async fn list_keys(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
@@ -389,7 +360,7 @@ struct RotateBody {
 }
 
 async fn rotate_key(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     body: Option<Json<RotateBody>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -427,7 +398,7 @@ struct MintBody {
 }
 
 async fn mint_token(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Json(body): Json<MintBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -463,7 +434,7 @@ struct ApiKeyBody {
 }
 
 async fn create_api_key(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Json(body): Json<ApiKeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -489,7 +460,7 @@ async fn create_api_key(
 }
 
 async fn revoke_api_key(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -513,7 +484,7 @@ struct RevokeBody {
 }
 
 async fn revoke(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Json(body): Json<RevokeBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -565,7 +536,7 @@ enum CredentialBody {
 /// `warning`: the operator may be about to add the variable, and the filter degrades only
 /// that provider's routes.
 async fn put_provider(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Json(body): Json<ProviderBody>,
@@ -608,7 +579,7 @@ async fn put_provider(
 /// can carry traffic: `status` `available`, `unavailable` (with `reason`, and the Envoys
 /// that report so in `unavailable_in`) or `unknown`.
 fn provider_listing(
-    state: &AdminState,
+    state: &ServerState,
     plane: &ControlPlane<SqliteStore>,
     with_reports: bool,
 ) -> Result<Vec<Value>, ApiError> {
@@ -620,7 +591,7 @@ fn provider_listing(
         .map(|k| k.clone())
         .unwrap_or_default();
     let reports: Vec<(String, Vec<crate::model::ConfigPart>)> = if with_reports {
-        crate::xds::unavailable_parts(&state.proxies)
+        crate::state::unavailable_parts(&state.proxies)
     } else {
         Vec::new()
     };
@@ -670,7 +641,7 @@ fn provider_listing(
 }
 
 async fn list_providers(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
@@ -698,7 +669,7 @@ fn removed(kind: &str, name: &str, removed: crate::plane::Removed) -> Json<Value
 }
 
 async fn remove_provider(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
@@ -712,7 +683,7 @@ async fn remove_provider(
 }
 
 async fn remove_route(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -725,7 +696,7 @@ async fn remove_route(
 }
 
 async fn remove_plan(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
@@ -740,7 +711,7 @@ async fn remove_plan(
 
 /// `{model}` is the price's model pattern, percent-encoded where it holds `/`.
 async fn remove_price(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -753,7 +724,7 @@ async fn remove_price(
 }
 
 async fn put_route(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Json(route): Json<RouteConfig>,
@@ -774,7 +745,7 @@ async fn put_route(
 }
 
 async fn put_plan(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Json(plan): Json<PlanConfig>,
@@ -788,7 +759,7 @@ async fn put_plan(
 }
 
 async fn put_price(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Json(price): Json<PriceConfig>,
 ) -> Result<StatusCode, ApiError> {
@@ -802,7 +773,7 @@ async fn put_price(
 
 /// The rendered configuration, with inline provider credentials redacted.
 async fn get_config(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
@@ -824,7 +795,7 @@ struct AuditQuery {
 }
 
 async fn audit(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -841,7 +812,7 @@ async fn audit(
 
 /// Every Envoy that connected to the xDS server: the versions it ACKed, its last NACK.
 async fn proxies(
-    State(state): State<Arc<AdminState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {

@@ -3,8 +3,9 @@
 //! filter crate's own types, so what is pushed is what the filter parses).
 //!
 //! Rooms: `model` (domain rules, pure), `crypto` (master key, sealing), `store` (the only
-//! SQL), `plane` (operations), `cli` (arguments → operations → output), `tls` (certificates and
-//! handshakes of the admin API and ADS).
+//! SQL), `plane` (operations), `state` (what the servers share), `server` (starting them), `admin`
+//! (the HTTP API), `xds` (ADS), `cli` (arguments → operations → output), `tls` (certificates
+//! and handshakes of the admin API and ADS).
 
 pub mod admin;
 pub mod cli;
@@ -12,6 +13,8 @@ pub mod crypto;
 pub mod mesh;
 pub mod model;
 pub mod plane;
+pub mod server;
+pub mod state;
 pub mod store;
 pub mod tls;
 pub mod xds;

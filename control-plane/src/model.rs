@@ -1,6 +1,8 @@
 //! The control plane's domain: what it keeps about keys, credentials and revocations, and
 //! the rules they follow (key states over time, token lifetimes). Pure: no SQL, no I/O.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use tokenward_filter::config::{CredentialSource, Jwk, ProviderConfig};
 
@@ -227,6 +229,48 @@ pub fn provider_availability(
             (provider.name.clone(), availability)
         })
         .collect()
+}
+
+/// What one Envoy's stats sink reported, as far as tokenward cares.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ReportedStats {
+    /// When the last report arrived (Unix seconds).
+    pub at: u64,
+    /// `server.live`.
+    pub live: Option<bool>,
+    /// The parts of the filter's configuration this Envoy could not load.
+    pub unavailable: BTreeSet<ConfigPart>,
+    /// The filter's own count of them (absent until a filter that reports it runs).
+    pub unavailable_parts: Option<u64>,
+}
+
+/// What one report says: gauges of parts (true: does not load), the count, liveness.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsUpdate {
+    pub parts: Vec<(ConfigPart, bool)>,
+    pub unavailable_parts: Option<u64>,
+    pub live: Option<bool>,
+}
+
+impl ReportedStats {
+    /// Applies a report. Each gauge says where its part stands now; a part whose gauge is
+    /// absent keeps its state (a sink may split a flush across messages).
+    pub fn apply(&mut self, update: StatsUpdate, at: u64) {
+        self.at = at;
+        for (part, unavailable) in update.parts {
+            if unavailable {
+                self.unavailable.insert(part);
+            } else {
+                self.unavailable.remove(&part);
+            }
+        }
+        if update.unavailable_parts.is_some() {
+            self.unavailable_parts = update.unavailable_parts;
+        }
+        if update.live.is_some() {
+            self.live = update.live;
+        }
+    }
 }
 
 #[cfg(test)]

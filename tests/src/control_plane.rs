@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tokenward_control_plane::admin::AdminState;
-use tokenward_control_plane::cli::run_servers;
 use tokenward_control_plane::crypto::MasterKey;
 use tokenward_control_plane::plane::ControlPlane;
+use tokenward_control_plane::server::run_servers;
+use tokenward_control_plane::state::ServerState;
 use tokenward_control_plane::store::SqliteStore;
 use tokenward_control_plane::tls::TlsFiles;
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
@@ -66,7 +66,7 @@ impl Served {
         xds_port: u16,
         tls: Option<TlsFiles>,
     ) -> anyhow::Result<Served> {
-        let state = Arc::new(AdminState::new(plane(db, master)?, Box::new(unix_now)));
+        let state = Arc::new(ServerState::new(plane(db, master)?, Box::new(unix_now)));
         let runtime = tokio::runtime::Runtime::new()?;
         let (admin, xds) = runtime.block_on(async {
             Ok::<_, std::io::Error>((

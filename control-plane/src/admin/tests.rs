@@ -11,7 +11,7 @@ use crate::plane::InitSettings;
 const NOW: u64 = 1_800_000_000;
 
 /// A router over a fresh control plane, and its first admin key.
-fn app() -> (Router, Arc<AdminState>, String) {
+fn app() -> (Router, Arc<ServerState>, String) {
     let plane = ControlPlane::new(
         SqliteStore::in_memory().unwrap(),
         MasterKey::generate().unwrap(),
@@ -27,7 +27,7 @@ fn app() -> (Router, Arc<AdminState>, String) {
             NOW,
         )
         .unwrap();
-    let state = Arc::new(AdminState::new(plane, Box::new(|| NOW)));
+    let state = Arc::new(ServerState::new(plane, Box::new(|| NOW)));
     (router(Arc::clone(&state)), state, admin.key)
 }
 
@@ -355,7 +355,7 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
 }
 
 /// A router whose state knows the Wasm VM's environment, as under `serve --xds-listen`.
-fn app_pushing_with(env_keys: &[&str]) -> (Router, Arc<AdminState>, String) {
+fn app_pushing_with(env_keys: &[&str]) -> (Router, Arc<ServerState>, String) {
     let (app, state, admin) = app();
     *state.vm_env_keys.lock().unwrap() = Some(env_keys.iter().map(|k| k.to_string()).collect());
     (app, state, admin)
@@ -408,7 +408,7 @@ async fn a_provider_whose_variable_envoy_is_not_given_is_saved_with_a_warning_an
         let mut proxies = state.proxies.lock().unwrap();
         let gw = proxies.entry("gw-1".into()).or_default();
         gw.connected = true;
-        let mut reported = crate::xds::metrics::ReportedStats::default();
+        let mut reported = crate::model::ReportedStats::default();
         reported.unavailable.insert(crate::model::ConfigPart {
             kind: "provider".into(),
             name: "openai".into(),

@@ -418,7 +418,7 @@ fn proxy_status_shows_what_each_envoy_reports_it_could_not_load() {
             now().unwrap(),
         )
         .unwrap();
-    let state = std::sync::Arc::new(crate::admin::AdminState::new(
+    let state = std::sync::Arc::new(crate::state::ServerState::new(
         plane,
         Box::new(|| now().unwrap_or(0)),
     ));
@@ -427,7 +427,7 @@ fn proxy_status_shows_what_each_envoy_reports_it_could_not_load() {
         let reporting = proxies.entry("gw-1".into()).or_default();
         reporting.cluster = "gateways".into();
         reporting.connected = true;
-        let mut reported = crate::xds::metrics::ReportedStats {
+        let mut reported = crate::model::ReportedStats {
             at: 1_800_000_000,
             live: Some(true),
             ..Default::default()

@@ -1,10 +1,9 @@
 //! Envoy's metrics service (`envoy.service.metrics.v3.MetricsService`), on the ADS server:
 //! each Envoy's `metrics_service` stats sink streams its stats here, and what the filter
 //! reports in its gauges — the parts of its configuration it could not load — goes into that
-//! Envoy's [`ProxyStatus`](super::ProxyStatus). Reading a report is pure ([`read`]); the
+//! Envoy's [`ProxyStatus`](crate::state::ProxyStatus). Reading a report is pure ([`read`]); the
 //! tonic glue only finds the node and applies it. Counters and histograms are not kept.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::{
@@ -13,8 +12,8 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::{
 use envoy_types::pb::envoy::service::metrics::v3::{StreamMetricsMessage, StreamMetricsResponse};
 use envoy_types::pb::io::prometheus::client::MetricFamily;
 
-use crate::admin::AdminState;
-use crate::model::ConfigPart;
+use crate::model::{ConfigPart, ReportedStats, StatsUpdate};
+use crate::state::ServerState;
 
 /// The filter's gauge per part: 1 while `<kind>.<name>` does not load, 0 once it does.
 pub const UNAVAILABLE_PREFIX: &str = "tokenward.config.unavailable.";
@@ -24,27 +23,6 @@ pub const UNAVAILABLE_COUNT: &str = "tokenward.config.unavailable_parts";
 const WASM_NAMESPACE: &str = "wasmcustom.";
 /// Envoy's own gauge: 1 while it serves (initialised, not draining).
 const SERVER_LIVE: &str = "server.live";
-
-/// What one Envoy's stats sink reported, as far as tokenward cares.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct ReportedStats {
-    /// When the last report arrived (Unix seconds).
-    pub at: u64,
-    /// `server.live`.
-    pub live: Option<bool>,
-    /// The parts of the filter's configuration this Envoy could not load.
-    pub unavailable: BTreeSet<ConfigPart>,
-    /// The filter's own count of them (absent until a filter that reports it runs).
-    pub unavailable_parts: Option<u64>,
-}
-
-/// What one report says: gauges of parts (true: does not load), the count, liveness.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatsUpdate {
-    pub parts: Vec<(ConfigPart, bool)>,
-    pub unavailable_parts: Option<u64>,
-    pub live: Option<bool>,
-}
 
 /// Reads the gauges tokenward keeps from one report. Names may arrive with or without
 /// Envoy's `wasmcustom.` namespace.
@@ -87,37 +65,16 @@ pub fn read(families: &[MetricFamily]) -> StatsUpdate {
     update
 }
 
-impl ReportedStats {
-    /// Applies a report. Each gauge says where its part stands now; a part whose gauge is
-    /// absent keeps its state (a sink may split a flush across messages).
-    pub fn apply(&mut self, update: StatsUpdate, at: u64) {
-        self.at = at;
-        for (part, unavailable) in update.parts {
-            if unavailable {
-                self.unavailable.insert(part);
-            } else {
-                self.unavailable.remove(&part);
-            }
-        }
-        if update.unavailable_parts.is_some() {
-            self.unavailable_parts = update.unavailable_parts;
-        }
-        if update.live.is_some() {
-            self.live = update.live;
-        }
-    }
-}
-
 /// The tonic service: one stream per Envoy, named by the node of its first message.
 pub struct MetricsSink {
-    pub state: Arc<AdminState>,
+    pub state: Arc<ServerState>,
     /// Mutual TLS: the node a stream reports for must be named by its client certificate,
     /// as on ADS, or one Envoy could report for another.
     pub client_auth: bool,
 }
 
 /// The service to add to the gRPC server.
-pub fn service(state: Arc<AdminState>, client_auth: bool) -> MetricsServiceServer<MetricsSink> {
+pub fn service(state: Arc<ServerState>, client_auth: bool) -> MetricsServiceServer<MetricsSink> {
     MetricsServiceServer::new(MetricsSink { state, client_auth })
 }
 

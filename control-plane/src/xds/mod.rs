@@ -8,10 +8,9 @@ pub mod metrics;
 pub mod snapshot;
 pub mod stream;
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::store::Store;
 
@@ -26,46 +25,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 
-use crate::admin::AdminState;
+use crate::state::{NackedVersion, ServerState};
 use snapshot::SnapshotSettings;
 use stream::{Request, Snapshot, StreamState, Verdict};
-
-/// What the server knows of one Envoy (by node id).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ProxyStatus {
-    pub cluster: String,
-    pub connected: bool,
-    pub last_seen: u64,
-    /// The version it runs, per resource type.
-    pub acked: BTreeMap<String, String>,
-    /// The last version it refused, per type, with its error.
-    pub nacked: BTreeMap<String, NackedVersion>,
-    /// What its stats sink reports (none before its first flush, or without a sink).
-    pub reported: Option<metrics::ReportedStats>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NackedVersion {
-    pub version: String,
-    pub error: String,
-}
-
-pub type Registry = Arc<Mutex<BTreeMap<String, ProxyStatus>>>;
-
-/// For each Envoy connected over ADS, the configuration parts it reports it could not load.
-pub fn unavailable_parts(registry: &Registry) -> Vec<(String, Vec<crate::model::ConfigPart>)> {
-    let Ok(proxies) = registry.lock() else {
-        return Vec::new();
-    };
-    proxies
-        .iter()
-        .filter(|(_, status)| status.connected)
-        .filter_map(|(node, status)| {
-            let reported = status.reported.as_ref()?;
-            Some((node.clone(), reported.unavailable.iter().cloned().collect()))
-        })
-        .collect()
-}
 
 /// Short type names for people: `ecds`, `cds`, `rds`.
 fn short(type_url: &str) -> String {
@@ -79,7 +41,7 @@ fn short(type_url: &str) -> String {
 
 pub struct Ads {
     snapshots: watch::Receiver<Arc<Snapshot<Any>>>,
-    state: Arc<AdminState>,
+    state: Arc<ServerState>,
     /// Mutual TLS: every stream's node id must be named by its client certificate.
     client_auth: bool,
 }
@@ -240,7 +202,7 @@ impl AggregatedDiscoveryService for Ads {
     }
 }
 
-fn record(state: &AdminState, node: &str, verdict: Option<Verdict>) {
+fn record(state: &ServerState, node: &str, verdict: Option<Verdict>) {
     let Ok(mut proxies) = state.proxies.lock() else {
         return;
     };
@@ -267,7 +229,7 @@ fn record(state: &AdminState, node: &str, verdict: Option<Verdict>) {
 /// through the admin API, a commit by any connection or process (the store's revision), and every few
 /// seconds (keys activate and revocations expire with time). Publishes only new versions.
 pub async fn watch_changes(
-    state: Arc<AdminState>,
+    state: Arc<ServerState>,
     settings: SnapshotSettings,
     publish: watch::Sender<Arc<Snapshot<Any>>>,
 ) {
@@ -359,7 +321,7 @@ pub enum AdsListener {
 /// Serves ADS on `listener` until `shutdown` resolves. ADS streams live as long as their
 /// Envoy: shutting down closes them rather than waiting for them to end (Envoy reconnects).
 pub async fn serve(
-    state: Arc<AdminState>,
+    state: Arc<ServerState>,
     settings: SnapshotSettings,
     listener: AdsListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

@@ -88,14 +88,14 @@ fn a_part_that_loads_again_leaves_the_report_and_absent_gauges_change_nothing() 
 }
 
 /// One gRPC stream of `messages` into the service, as Envoy's sink sends them.
-async fn stream(state: &Arc<AdminState>, messages: &[StreamMetricsMessage]) -> (u16, String) {
+async fn stream(state: &Arc<ServerState>, messages: &[StreamMetricsMessage]) -> (u16, String) {
     stream_as(state, messages, false).await
 }
 
 /// The same into a service under mutual TLS (`client_auth`), from a connection that has no
 /// client certificate.
 async fn stream_as(
-    state: &Arc<AdminState>,
+    state: &Arc<ServerState>,
     messages: &[StreamMetricsMessage],
     client_auth: bool,
 ) -> (u16, String) {
@@ -133,13 +133,13 @@ async fn stream_as(
     (status, grpc_status.unwrap_or_default())
 }
 
-fn state() -> Arc<AdminState> {
+fn state() -> Arc<ServerState> {
     let plane = crate::plane::ControlPlane::new(
         crate::store::SqliteStore::in_memory().unwrap(),
         crate::crypto::MasterKey::generate().unwrap(),
         "test",
     );
-    Arc::new(AdminState::new(plane, Box::new(|| 1_800_000_000)))
+    Arc::new(ServerState::new(plane, Box::new(|| 1_800_000_000)))
 }
 
 fn from(node: &str, metrics: Vec<MetricFamily>) -> StreamMetricsMessage {
