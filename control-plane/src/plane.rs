@@ -11,8 +11,8 @@ use tokenward_filter::config::{
     ApiKeyEntry, CacheConfig, Config, CredentialSource, Jwk, JwkSet, PlanConfig, PriceConfig,
     ProviderConfig, Revocations, RevokedJti, RouteConfig,
 };
+use tokenward_filter::identity::Identity;
 use tokenward_filter::policy::{InvalidConfig, Policy};
-use tokenward_filter::token::Identity;
 
 use std::sync::Arc;
 
@@ -242,7 +242,7 @@ impl<S: Store> ControlPlane<S> {
         let compile = || self.render_for_authentication(now);
         let verify = |policy: &compiled::Shared| {
             let mut cache = VerifiedTokenCache::new(0);
-            let hash = tokenward_filter::token::credential_hash(credential);
+            let hash = tokenward_filter::identity::credential_hash(credential);
             tokenward_filter::token::authenticate(
                 policy.as_ref(),
                 &mut cache,
@@ -281,7 +281,7 @@ impl<S: Store> ControlPlane<S> {
         scopes: Option<Vec<String>>,
         now: u64,
     ) -> Result<MintedToken, OAuthError> {
-        let hash: String = tokenward_filter::token::credential_hash(secret)
+        let hash: String = tokenward_filter::identity::credential_hash(secret)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
@@ -573,7 +573,7 @@ impl<S: Store> ControlPlane<S> {
         // 256 bytes cover the 32 characters even after rejection sampling (~3% rejected).
         let key = tokenward_filter::apikey::new_api_key(|| bytes.next().unwrap_or(0));
         let id = format!("key-{}", crypto::random_hex(6)?);
-        let sha256: String = tokenward_filter::token::credential_hash(&key)
+        let sha256: String = tokenward_filter::identity::credential_hash(&key)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();

@@ -56,7 +56,7 @@ pub fn config_entry(
     scopes: &[&str],
     models: &[&str],
 ) -> ApiKeyEntry {
-    let hash = crate::token::credential_hash(key);
+    let hash = crate::identity::credential_hash(key);
     ApiKeyEntry {
         id: id.to_string(),
         sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),

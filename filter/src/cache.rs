@@ -6,9 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::token::Identity;
-
-pub type CredentialHash = [u8; 32];
+use crate::identity::{CredentialHash, Identity};
 
 #[derive(Debug)]
 pub struct VerifiedTokenCache {

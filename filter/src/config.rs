@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Upper bound for a route's body limit: the filter buffers the body in memory.
+pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// The whole plugin configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

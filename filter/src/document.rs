@@ -171,7 +171,7 @@ fn entry<T: DeserializeOwned>(raw: &RawValue) -> Entry<T> {
         // Only an entry that did not parse is read again, loosely, to name it.
         let value = serde_json::from_slice(raw.get().as_bytes()).unwrap_or(Value::Null);
         Box::new(Unreadable {
-            reason: crate::policy::redact_values(&e.to_string()),
+            reason: redact_values(&e.to_string()),
             ..Unreadable::of(&value)
         })
     })
@@ -212,5 +212,35 @@ fn methods(object: &Map<String, Value>) -> Option<Vec<String>> {
 }
 
 fn syntax(e: serde_json::Error) -> DocumentError {
-    DocumentError(crate::policy::redact_values(&e.to_string()))
+    DocumentError(redact_values(&e.to_string()))
+}
+
+/// serde_json quotes the offending value of a type error (`invalid type: string "…"`), which
+/// could be a provider key typed into the wrong field: drop quoted values from the message
+/// that gets logged. Field names stay readable (serde puts them in backticks).
+pub(crate) fn redact_values(message: &str) -> String {
+    // An unknown enum variant is quoted in backticks: `"credential": "sk-…"` (meant as
+    // `{"inline": "sk-…"}`) would put the key in the log.
+    let message = match message.split_once("unknown variant `") {
+        Some((before, after)) => {
+            let rest = after.split_once('`').map_or("", |(_, rest)| rest);
+            format!("{before}unknown variant `…`{rest}")
+        }
+        None => message.to_string(),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::config::ProviderStyle;
 use crate::policy::Provider;
 use crate::quota::Price;
+use crate::stat::sanitize;
 use crate::usage::{ApiFormat, Usage, UsageMeter};
 
 /// Distinct model names a worker puts into stat names; later ones count as `other`.
@@ -224,22 +225,6 @@ impl UsageStats {
         self.models.insert(label.clone());
         label
     }
-}
-
-/// Stat name segments: lowercase ASCII letters, digits, `-` and `_` only (a `.` would split
-/// the name), at most 64 characters.
-pub(crate) fn sanitize(segment: &str) -> String {
-    segment
-        .chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig};
 use crate::counter::{self, Admission, QuotaError, SharedStore};
 use crate::document::Entry;
 use crate::error::{ErrorCode, Refusal};
+use crate::identity::Identity;
+use crate::invalid::{InvalidConfig, PartKind, Unavailable};
 use crate::model::pattern_matches;
-use crate::policy::{InvalidConfig, PartKind, Unavailable};
-use crate::token::Identity;
 use crate::usage::Usage;
 use crate::window::Window;
 

@@ -13,10 +13,11 @@ use crate::decision::{Decision, HeaderEdits};
 use crate::error::{ErrorCode, Refusal};
 use crate::exchange::{api_format, body_shape, BodyShape, Exchange, UsageReport};
 use crate::host::Host;
+use crate::identity::{self, Identity};
 use crate::model::{self, BodyEdit, ModelError};
 use crate::policy::{Policy, Provider, ProviderChoice, Route, DEFAULT_ANTHROPIC_VERSION};
 use crate::quota::{self, Demand, Grant, Plan, Settlement};
-use crate::token::{self, Identity};
+use crate::token;
 
 /// What one Envoy worker holds: the policy in force and its verified-token cache. A new
 /// configuration makes a new `Worker`, so the cache never outlives the keys it was built on.
@@ -146,7 +147,7 @@ impl RequestFlow {
                 )
             })?;
         let credential = credential::extract(&head, route.allow_query_credential)?;
-        let hash = token::credential_hash(&credential.value);
+        let hash = identity::credential_hash(&credential.value);
         let now = host.now_unix_seconds().ok_or_else(|| {
             Refusal::new(ErrorCode::InternalError, "the host clock is unavailable")
         })?;
@@ -159,7 +160,7 @@ impl RequestFlow {
                 "refused {} on route {}: credential {}: {}",
                 refusal.code.code(),
                 route.name,
-                token::fingerprint(&hash),
+                identity::fingerprint(&hash),
                 refusal.message
             );
         })?;

@@ -7,60 +7,11 @@ use std::sync::Arc;
 use jwt_simple::prelude::Token;
 
 use crate::apikey;
-use crate::cache::{CredentialHash, VerifiedTokenCache};
+use crate::cache::VerifiedTokenCache;
 use crate::error::{ErrorCode, Refusal};
+use crate::identity::{CredentialHash, CredentialKind, Identity};
 use crate::keys::{SignatureError, MAX_TOKEN_LENGTH};
 use crate::policy::Policy;
-
-/// What kind of credential an identity came from, with the ids revocation looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialKind {
-    Jwt {
-        jti: Option<String>,
-        kid: Option<String>,
-    },
-    ApiKey {
-        id: String,
-    },
-}
-
-/// A verified caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub kind: CredentialKind,
-    pub subject: String,
-    pub tenant: Option<String>,
-    pub scopes: Vec<String>,
-    /// Model patterns; `None` allows no model.
-    pub models: Option<Vec<String>>,
-    pub plan: Option<String>,
-    /// Unix seconds; `None` for an API key without expiry.
-    pub expires_at: Option<u64>,
-}
-
-impl Identity {
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
-    }
-
-    pub fn may_use_model(&self, model: &str) -> bool {
-        self.models.as_ref().is_some_and(|patterns| {
-            patterns
-                .iter()
-                .any(|p| crate::model::pattern_matches(p, model))
-        })
-    }
-}
-
-/// SHA-256 of a credential: the cache key and the API key lookup key.
-pub fn credential_hash(credential: &str) -> CredentialHash {
-    hmac_sha256::Hash::hash(credential.as_bytes())
-}
-
-/// A short, non-reversible name for a credential, safe for logs.
-pub fn fingerprint(hash: &CredentialHash) -> String {
-    hash[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Verifies `credential` (JWT or API key) at time `now`, using and filling `cache`, and
 /// refuses a revoked one. The returned identity is safe to authorize.

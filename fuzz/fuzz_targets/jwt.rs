@@ -14,7 +14,8 @@ use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tokenward_filter::cache::VerifiedTokenCache;
-use tokenward_filter::token::{authenticate, credential_hash, CredentialKind, Identity};
+use tokenward_filter::identity::{credential_hash, CredentialKind, Identity};
+use tokenward_filter::token::authenticate;
 use tokenward_fuzz::jwt_fixture::*;
 
 thread_local! {

@@ -1,7 +1,8 @@
 use tokenward_filter::cache::VerifiedTokenCache;
 use tokenward_filter::config::{LimitConfig, LimitScope, Metric, ModelSource, ProviderStyle};
 use tokenward_filter::error::ErrorCode;
-use tokenward_filter::token::{authenticate, credential_hash};
+use tokenward_filter::identity::credential_hash;
+use tokenward_filter::token::authenticate;
 use tokenward_filter::window::Window;
 
 use super::*;

@@ -4,7 +4,7 @@ use super::*;
 use crate::config::LimitConfig;
 use crate::counter::fake::FakeStore;
 use crate::counter::MAX_CAS_ATTEMPTS;
-use crate::token::CredentialKind;
+use crate::identity::CredentialKind;
 
 // 2024-02-29T13:45:30Z.
 const NOW: u64 = 1_709_214_330;

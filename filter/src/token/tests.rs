@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{Jwk, JwkSet};
+use crate::identity::{credential_hash, fingerprint};
 use crate::testing::{ed25519_jwk, Fixture, NOW};
 use jwt_simple::prelude::*;
 
