@@ -1,0 +1,88 @@
+//! Revocation: of one JWT, a subject, a tenant, an API key or a signing key, and how long a
+//! revocation must outlive what it revokes.
+
+use super::*;
+
+impl<S: Store> ControlPlane<S> {
+    /// Revokes; returns how many credentials the revocation reached where that is known.
+    pub fn revoke(&self, what: &Revocation, now: u64) -> Result<usize, PlaneError> {
+        let count = match what {
+            Revocation::Jti { jti, expires_at } => {
+                // Never earlier than the token's own expiry, when it was minted here.
+                let expires_at = match (expires_at, self.store.token(jti)?) {
+                    (Some(t), Some(token)) => (*t).max(token.expires_at),
+                    (Some(t), None) => *t,
+                    (None, Some(token)) => token.expires_at,
+                    // Not minted here and no expiry given: keep it as long as any token lives.
+                    (None, None) => {
+                        now + self.max_token_ttl()?
+                            + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?
+                    }
+                };
+                self.store.revoke_jti(jti, expires_at, now)?;
+                self.audit(now, "revoke.jti", jti, &format!("until {expires_at}"))?;
+                1
+            }
+            Revocation::Subject(subject) => {
+                self.store.revoke_subject(subject, now)?;
+                let keys = self
+                    .store
+                    .revoke_api_keys(ApiKeySelector::Subject(subject), now)?;
+                self.audit(now, "revoke.subject", subject, &format!("{keys} API keys"))?;
+                1 + keys
+            }
+            Revocation::ApiKey(id) => {
+                let n = self.store.revoke_api_keys(ApiKeySelector::Id(id), now)?;
+                if n == 0 && !self.store.api_keys()?.iter().any(|k| &k.id == id) {
+                    return Err(PlaneError::NotFound(format!("API key {id:?}")));
+                }
+                // And the tokens the key was exchanged for.
+                let tokens = self.store.tokens_of_api_key(id, self.live_after(now)?)?;
+                for token in &tokens {
+                    self.store.revoke_jti(&token.jti, token.expires_at, now)?;
+                }
+                self.audit(
+                    now,
+                    "revoke.apikey",
+                    id,
+                    &format!("{} exchanged tokens", tokens.len()),
+                )?;
+                n + tokens.len()
+            }
+            Revocation::Key(kid) => {
+                if !self.store.revoke_signing_key(kid, now)? {
+                    return Err(PlaneError::NotFound(format!("signing key {kid:?}")));
+                }
+                self.audit(
+                    now,
+                    "revoke.key",
+                    kid,
+                    "unpublished; every token it signed refused",
+                )?;
+                1
+            }
+            Revocation::Tenant(tenant) => {
+                let keys = self
+                    .store
+                    .revoke_api_keys(ApiKeySelector::Tenant(tenant), now)?;
+                let tokens = self.store.tokens_of_tenant(tenant, self.live_after(now)?)?;
+                for token in &tokens {
+                    self.store.revoke_jti(&token.jti, token.expires_at, now)?;
+                }
+                self.audit(
+                    now,
+                    "revoke.tenant",
+                    tenant,
+                    &format!("{keys} API keys, {} tokens", tokens.len()),
+                )?;
+                keys + tokens.len()
+            }
+        };
+        Ok(count)
+    }
+
+    /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).
+    pub(super) fn live_after(&self, now: u64) -> Result<u64, PlaneError> {
+        Ok(now.saturating_sub(self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?))
+    }
+}

@@ -1,0 +1,76 @@
+//! The installation's settings: issuer, audiences, token lifetime maximum, clock skew, key
+//! overlap, each bounded and audited.
+
+use super::*;
+
+impl<S: Store> ControlPlane<S> {
+    pub(super) fn number_setting(&self, name: &str, default: u64) -> Result<u64, PlaneError> {
+        match self.store.setting(name)? {
+            Some(value) => value
+                .parse()
+                .map_err(|_| invalid(format!("setting {name} is not a number: {value:?}"))),
+            None => Ok(default),
+        }
+    }
+
+    pub fn max_token_ttl(&self) -> Result<u64, PlaneError> {
+        self.number_setting(SETTING_MAX_TTL, DEFAULT_MAX_TOKEN_TTL)
+    }
+
+    pub(super) fn issuer(&self) -> Result<String, PlaneError> {
+        self.store
+            .setting(SETTING_ISSUER)?
+            .ok_or(PlaneError::NotInitialised)
+    }
+
+    pub(super) fn audiences(&self) -> Result<Vec<String>, PlaneError> {
+        let text = self
+            .store
+            .setting(SETTING_AUDIENCES)?
+            .ok_or(PlaneError::NotInitialised)?;
+        Ok(serde_json::from_str(&text).map_err(StoreError::from)?)
+    }
+
+    /// Changes one of the numeric settings, within its bounds, checked like every change.
+    pub fn set_setting(&self, name: &str, value: u64, now: u64) -> Result<(), PlaneError> {
+        let (low, high) = match name {
+            SETTING_MAX_TTL => (60, 7 * 24 * 3600),
+            SETTING_SKEW => (0, 600),
+            SETTING_OVERLAP => (0, 7 * 24 * 3600),
+            _ => {
+                return Err(invalid(format!(
+                    "unknown setting {name:?}: use {SETTING_MAX_TTL}, {SETTING_SKEW} or {SETTING_OVERLAP}"
+                )))
+            }
+        };
+        if !(low..=high).contains(&value) {
+            return Err(invalid(format!("{name} must be between {low} and {high}")));
+        }
+        self.check_with(now, |config| match name {
+            SETTING_MAX_TTL => config.max_token_lifetime_seconds = value,
+            SETTING_SKEW => config.clock_skew_seconds = value,
+            _ => {}
+        })?;
+        self.store.set_setting(name, &value.to_string())?;
+        // Retired keys stay published as long as the tokens they signed may now live.
+        let keep = self.max_token_ttl()? + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?;
+        self.store.extend_publication(keep)?;
+        self.audit(now, "setting.set", name, &value.to_string())?;
+        Ok(())
+    }
+
+    /// The numeric settings in force.
+    pub fn settings(&self) -> Result<Vec<(&'static str, u64)>, PlaneError> {
+        Ok(vec![
+            (SETTING_MAX_TTL, self.max_token_ttl()?),
+            (
+                SETTING_SKEW,
+                self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?,
+            ),
+            (
+                SETTING_OVERLAP,
+                self.number_setting(SETTING_OVERLAP, DEFAULT_KEY_OVERLAP)?,
+            ),
+        ])
+    }
+}
