@@ -117,7 +117,7 @@ impl From<PlaneError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "in_use", error.to_string())
             }
             PlaneError::Store(_) | PlaneError::Crypto(_) | PlaneError::Signing(_) => {
-                eprintln!("tokenward: admin API: {error}");
+                tracing::error!(%error, "admin API: the request failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
@@ -235,7 +235,7 @@ fn oauth_error(error: OAuthError) -> Response {
             "only client_credentials is supported".to_string(),
         ),
         OAuthError::Server(d) => {
-            eprintln!("tokenward: token endpoint: {d}");
+            tracing::error!(error = %d, "token endpoint: no token issued");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",

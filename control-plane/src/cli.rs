@@ -45,6 +45,24 @@ pub struct Cli {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text", global = true)]
     pub output: Output,
+    /// How `serve` writes its log on standard error: text lines, or one JSON object per line.
+    #[arg(
+        long,
+        value_enum,
+        env = "TOKENWARD_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: crate::logging::LogFormat,
+    /// The least severe log events written.
+    #[arg(
+        long,
+        value_enum,
+        env = "TOKENWARD_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: crate::logging::LogLevel,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod cli;
 pub mod crypto;
+pub mod logging;
 pub mod mesh;
 pub mod model;
 pub mod plane;

@@ -5,6 +5,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = tokenward_control_plane::cli::Cli::parse();
+    tokenward_control_plane::logging::init(cli.log_format, cli.log_level);
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     match tokenward_control_plane::cli::run(&cli, &mut out, &mut err) {

@@ -259,16 +259,17 @@ impl ServerTls {
                 loaded.stamp = now;
                 match load_server_config(&self.files, self.alpn) {
                     Ok(config) => {
-                        eprintln!(
-                            "tokenward: {}: TLS certificates reloaded from {}",
-                            self.what,
-                            self.files.cert.display()
+                        tracing::info!(
+                            server = self.what,
+                            cert = %self.files.cert.display(),
+                            "TLS certificates reloaded"
                         );
                         loaded.config = Arc::new(config);
                     }
-                    Err(error) => eprintln!(
-                        "tokenward: {}: keeping the previous TLS certificates: {error}",
-                        self.what
+                    Err(error) => tracing::warn!(
+                        server = self.what,
+                        %error,
+                        "keeping the previous TLS certificates"
                     ),
                 }
             }
@@ -321,7 +322,7 @@ fn spawn_accept_loop(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: wait rather than spin.
-                    eprintln!("tokenward: {}: accept failed: {error}", tls.what);
+                    tracing::warn!(server = tls.what, %error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -330,17 +331,16 @@ fn spawn_accept_loop(
             let (tx, what) = (tx.clone(), tls.what);
             tokio::spawn(async move {
                 let _slot = slot;
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(stream)) => stream,
-                    // rustls' reasons name no secret: a wrong CA, no client certificate.
-                    Ok(Err(error)) => {
-                        eprintln!("tokenward: {what}: TLS handshake with {addr} failed: {error}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        // rustls' reasons name no secret: a wrong CA, no client certificate.
+                        Ok(Err(error)) => {
+                            tracing::info!(server = what, %addr, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
                 let client_names = stream
                     .get_ref()
                     .1

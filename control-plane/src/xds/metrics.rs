@@ -105,7 +105,7 @@ impl MetricsService for MetricsSink {
                             .as_ref()
                             .map(|p| p.addr.to_string())
                             .unwrap_or_default();
-                        eprintln!("tokenward: metrics: refused the stream from {from}: {refusal}");
+                        tracing::warn!(%from, %refusal, "metrics: refused a stream");
                         return Err(refusal.status());
                     }
                 }

@@ -145,7 +145,7 @@ impl AggregatedDiscoveryService for Ads {
                                 Ok(_) => {}
                                 Err(refusal) => {
                                     let from = peer.as_ref().map(|p| p.addr.to_string()).unwrap_or_default();
-                                    eprintln!("tokenward: xDS: refused the stream from {from}: {refusal}");
+                                    tracing::warn!(%from, %refusal, "xDS: refused a stream");
                                     let _ = tx.send(Err(refusal.status())).await;
                                     break;
                                 }
@@ -281,7 +281,7 @@ pub async fn watch_changes(
         let (config, compiled) = match rendered {
             Ok(rendered) => rendered,
             Err(error) => {
-                eprintln!("tokenward: xDS: cannot render the configuration: {error}");
+                tracing::error!(%error, "xDS: cannot render the configuration");
                 continue;
             }
         };
@@ -289,22 +289,20 @@ pub async fn watch_changes(
             continue;
         }
         if let Err(error) = compiled {
-            eprintln!(
-                "tokenward: xDS: not pushing a configuration the filter would refuse: {error}"
-            );
+            tracing::warn!(%error, "xDS: not pushing a configuration the filter would refuse");
             state.changed.store(true, Ordering::SeqCst);
             continue;
         }
         match snapshot::build(&config, &settings) {
             Ok(snapshot) => {
-                eprintln!(
-                    "tokenward: xDS: serving configuration {}",
-                    config.version.as_deref().unwrap_or("")
+                tracing::info!(
+                    version = config.version.as_deref().unwrap_or(""),
+                    "xDS: serving configuration"
                 );
                 last_version = config.version.clone();
                 let _ = publish.send(Arc::new(snapshot));
             }
-            Err(error) => eprintln!("tokenward: xDS: cannot build resources: {error}"),
+            Err(error) => tracing::error!(%error, "xDS: cannot build resources"),
         }
     }
 }
