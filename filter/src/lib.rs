@@ -27,8 +27,8 @@ pub mod token;
 pub mod usage;
 pub mod window;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;

@@ -1,4 +1,12 @@
-//! Test fixtures: a config with freshly generated keys, and tokens signed by them.
+//! Test fixtures, for the tests of every crate (feature `test-support`): a config with freshly
+//! generated keys, tokens signed by them, and builders for providers and routes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::new_without_default
+)]
 
 use jwt_simple::prelude::*;
 
@@ -39,6 +47,19 @@ pub fn provider(name: &str, style: ProviderStyle, secret: &str) -> ProviderConfi
     }
 }
 
+/// A chat-style route: POST, scope `chat`, the model read from the body, sent to `provider`,
+/// bodies up to 1 MiB.
+pub fn chat_route(name: &str, prefix: &str, provider: &str) -> RouteConfig {
+    RouteConfig {
+        required_scopes: vec!["chat".into()],
+        model_source: ModelSource::Body,
+        provider: Some(provider.into()),
+        max_body_bytes: 1 << 20,
+        ..route(name, prefix)
+    }
+}
+
+/// A route with nothing but its name and prefix: POST, no scope, no model, no provider.
 pub fn route(name: &str, prefix: &str) -> RouteConfig {
     RouteConfig {
         name: name.into(),

@@ -17,9 +17,7 @@ use tokenward_control_plane::plane::{InitSettings, ProviderSecret, Revocation, T
 use tokenward_e2e::control_plane::{plane, unix_now, ServeProcess};
 use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
-use tokenward_filter::config::{
-    CredentialSource, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
-};
+use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle};
 
 /// Client threads sending through Envoy, and how many requests each sends at most.
 const CLIENTS: usize = 3;
@@ -179,17 +177,9 @@ fn a_sigkilled_control_plane_loses_no_enforcement_and_its_return_is_in_force_wit
             unix_now(),
         )
         .unwrap();
-    let route = |name: &str, prefix: &str| RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
-        methods: vec!["POST".into()],
-        required_scopes: vec!["chat".into()],
-        model_source: ModelSource::Body,
-        provider: Some("openai".into()),
-        model_providers: vec![],
-        max_body_bytes: 1 << 20,
-        allow_query_credential: false,
-    };
+    let route =
+        |name: &str, prefix: &str| tokenward_filter::testing::chat_route(name, prefix, "openai");
+
     operator
         .put_route(route("chat", "/v1/chat/completions"), unix_now())
         .unwrap();

@@ -19,9 +19,7 @@ use tokenward_e2e::client::{self, bearer, Reply};
 use tokenward_e2e::control_plane::Served;
 use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
-use tokenward_filter::config::{
-    CredentialSource, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
-};
+use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle, RouteConfig};
 
 const ISSUER: &str = "https://cp.test";
 
@@ -45,17 +43,7 @@ pub(crate) fn provider(name: &str, style: ProviderStyle, authority: &str) -> Pro
 }
 
 pub(crate) fn route(name: &str, prefix: &str, provider: &str) -> RouteConfig {
-    RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
-        methods: vec!["POST".into()],
-        required_scopes: vec!["chat".into()],
-        model_source: ModelSource::Body,
-        provider: Some(provider.into()),
-        model_providers: vec![],
-        max_body_bytes: 1 << 20,
-        allow_query_credential: false,
-    }
+    tokenward_filter::testing::chat_route(name, prefix, provider)
 }
 
 pub(crate) fn chat(envoy: &Envoy, credential: &str) -> Reply {

@@ -45,17 +45,7 @@ fn openai() -> ProviderConfig {
 }
 
 fn chat_route() -> RouteConfig {
-    RouteConfig {
-        name: "chat".into(),
-        path_prefix: "/v1/chat/completions".into(),
-        methods: vec!["POST".into()],
-        required_scopes: vec!["chat".into()],
-        model_source: ModelSource::Body,
-        provider: Some("openai".into()),
-        model_providers: vec![],
-        max_body_bytes: 1 << 20,
-        allow_query_credential: false,
-    }
+    tokenward_filter::testing::chat_route("chat", "/v1/chat/completions", "openai")
 }
 
 fn alice() -> TokenRequest {

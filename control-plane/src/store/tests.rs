@@ -96,19 +96,15 @@ fn revoked_jtis_are_pruned_after_their_expiry() {
 
 #[test]
 fn routes_keep_their_order_and_a_replaced_route_its_place() {
-    use tokenward_filter::config::{ModelSource, RouteConfig};
+    use tokenward_filter::config::RouteConfig;
     let store = SqliteStore::in_memory().unwrap();
     let route = |name: &str, prefix: &str| RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
         methods: vec![],
-        required_scopes: vec![],
-        model_source: ModelSource::None,
         provider: Some("p".into()),
-        model_providers: vec![],
         max_body_bytes: 10,
-        allow_query_credential: false,
+        ..tokenward_filter::testing::route(name, prefix)
     };
+
     store.put_route(&route("b", "/b")).unwrap();
     store.put_route(&route("a", "/a")).unwrap();
     store.put_route(&route("b", "/b2")).unwrap();

@@ -20,9 +20,7 @@ use tokenward_e2e::client::{self, bearer};
 use tokenward_e2e::control_plane::{plane, unix_now, Served};
 use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
-use tokenward_filter::config::{
-    CredentialSource, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
-};
+use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle, RouteConfig};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -30,17 +28,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn route(name: &str, prefix: &str) -> RouteConfig {
-    RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
-        methods: vec!["POST".into()],
-        required_scopes: vec!["chat".into()],
-        model_source: ModelSource::Body,
-        provider: Some("openai".into()),
-        model_providers: vec![],
-        max_body_bytes: 1 << 20,
-        allow_query_credential: false,
-    }
+    tokenward_filter::testing::chat_route(name, prefix, "openai")
 }
 
 /// `wrk` against `url` with an `Authorization` header: requests per second and p99 latency.
