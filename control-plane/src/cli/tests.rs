@@ -1,4 +1,6 @@
 use super::*;
+use crate::model::Alg;
+use clap::Parser;
 
 /// Runs `tokenward <args>` against `dir`; returns (ok, stdout, stderr).
 fn tokenward(dir: &Path, args: &[&str]) -> (bool, String, String) {

@@ -1,0 +1,533 @@
+//! The command line's shape: every command, flag and value, as clap reads them, with the
+//! parsers of the values clap cannot read by itself.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokenward_filter::config::{LimitConfig, LimitScope, Metric, ModelSource, ProviderStyle};
+use tokenward_filter::window::Window;
+
+use crate::model::Alg;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenward",
+    version,
+    about = "tokenward's control plane: keys, tokens, API keys, revocations, providers, routes and plans"
+)]
+pub struct Cli {
+    /// Where the database lives.
+    #[arg(
+        long,
+        env = "TOKENWARD_DATA_DIR",
+        default_value = "tokenward-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// A file holding the master key (64 hex characters). Or set TOKENWARD_MASTER_KEY.
+    #[arg(long, env = "TOKENWARD_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+    /// Development mode: without a master key, make one and keep it next to the database.
+    /// Anyone who can read the data directory can then read every secret in it.
+    #[arg(long, global = true)]
+    pub dev: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text", global = true)]
+    pub output: Output,
+    /// How `serve` writes its log on standard error: text lines, or one JSON object per line.
+    #[arg(
+        long,
+        value_enum,
+        env = "TOKENWARD_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: crate::logging::LogFormat,
+    /// The least severe log events written.
+    #[arg(
+        long,
+        value_enum,
+        env = "TOKENWARD_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: crate::logging::LogLevel,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database, set the issuer and audiences, and make the first signing key.
+    Init {
+        #[arg(long)]
+        issuer: String,
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        #[arg(long, default_value = "EdDSA", value_parser = parse_alg)]
+        alg: Alg,
+    },
+    /// Signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// JWTs.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Opaque API keys.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Providers the gateway forwards to.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// Routes: paths, methods, scopes and providers.
+    #[command(subcommand)]
+    Route(RouteCommand),
+    /// Quota plans.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Model prices for cost limits.
+    #[command(subcommand)]
+    Price(PriceCommand),
+    /// The filter's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Numeric settings: max_token_ttl_seconds, clock_skew_seconds, key_overlap_seconds.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// The public signing keys as a JWKS document.
+    Jwks,
+    /// Serve the admin API, the OAuth token endpoint and the JWKS (and ADS with
+    /// --xds-listen) until Ctrl-C.
+    Serve(ServeArgs),
+    /// What each Envoy connected to a running control plane runs: versions ACKed, NACKs
+    /// with their error, last seen. Asks the server's admin API.
+    ProxyStatus {
+        /// The admin API of `tokenward serve` (https:// when it serves TLS).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A credential with admin:read (or set TOKENWARD_ADMIN_KEY).
+        #[arg(long, env = "TOKENWARD_ADMIN_KEY", hide_env_values = true)]
+        admin_key: String,
+        /// For https: the CA certificates (PEM) to trust for the server's certificate.
+        #[arg(
+            long,
+            env = "TOKENWARD_SERVER_CA",
+            default_value = "/etc/ssl/certs/ca-certificates.crt"
+        )]
+        server_ca: PathBuf,
+    },
+    /// Certificates for TLS.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// A consistent copy of the database (safe while `serve` runs). Secrets in it stay sealed:
+    /// keep the master key, separately, too.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The newest audit log entries.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a development CA, a server certificate and an Envoy client certificate per node
+    /// id into a directory (keys mode 0600). Files that exist are kept: run it again to add a
+    /// node, signed by the same CA. Needs no database.
+    DevCerts {
+        #[arg(long)]
+        out: PathBuf,
+        /// An Envoy node to make a client certificate for (its SAN is
+        /// spiffe://tokenward/node/<id>).
+        #[arg(long = "node-id")]
+        node_ids: Vec<String>,
+        /// DNS names and IP addresses of the server certificate.
+        #[arg(long = "server-name", default_values_t = [crate::tls::dev_certs::SERVER_NAME.to_string(), "localhost".to_string(), "127.0.0.1".to_string()])]
+        server_names: Vec<String>,
+        /// Lifetime of the server and node certificates, in days (the CA's is ten times it).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+/// A command line clap accepts but tokenward refuses: exit code 2, like clap's own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Exposure(#[from] crate::tls::ExposureError),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the HTTP API (admin, token endpoint, JWKS). Beyond loopback it needs
+    /// --tls-cert (or --insecure).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Address for ADS (gRPC); without it no xDS is served. Beyond loopback it needs
+    /// --tls-cert and --xds-client-ca (or --insecure).
+    #[arg(long)]
+    pub xds_listen: Option<std::net::SocketAddr>,
+    /// The server certificate chain (PEM, leaf first): the admin API and ADS then speak TLS
+    /// only. Re-read when the file changes: no restart to rotate.
+    #[arg(long, env = "TOKENWARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM).
+    #[arg(long, env = "TOKENWARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) of the Envoys' client certificates: ADS then requires mutual TLS,
+    /// and a stream's node id must be named by its certificate (a URI SAN
+    /// spiffe://<trust domain>/node/<id>, or a DNS SAN equal to the id).
+    #[arg(long, env = "TOKENWARD_XDS_CLIENT_CA", requires = "tls_cert")]
+    pub xds_client_ca: Option<PathBuf>,
+    /// Allow plain listeners beyond loopback (and ADS without client certificates): only on
+    /// a network where nobody else can listen or connect.
+    #[arg(long)]
+    pub insecure: bool,
+    /// The module's path on the Envoy hosts (must equal the bootstrap's default config).
+    #[arg(long, default_value = "dist/tokenward.wasm")]
+    pub wasm_path: String,
+    /// Environment variables the Wasm VM may read (provider credentials by `env`).
+    #[arg(long = "env-key", default_values_t = ["OPENAI_API_KEY".to_string(), "ANTHROPIC_API_KEY".to_string(), "GEMINI_API_KEY".to_string()])]
+    pub env_keys: Vec<String>,
+    /// Send a cluster to a plain-HTTP address instead of TLS to the provider: `cluster=host:port`.
+    #[arg(long = "upstream", value_parser = parse_upstream)]
+    pub upstreams: Vec<(String, std::net::SocketAddr)>,
+    /// The CA bundle on the Envoy hosts, for TLS to the providers.
+    #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    pub ca_bundle: String,
+}
+
+impl ServeArgs {
+    /// The TLS files, when TLS is configured.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.xds_client_ca.clone(),
+        })
+    }
+
+    /// Refuses listeners beyond loopback that would be plain (or ADS without client
+    /// authentication), unless --insecure.
+    pub fn check_exposure(&self) -> Result<(), UsageError> {
+        use crate::tls::{check_exposure, Role, Transport};
+        let (admin, ads) = match (&self.tls_cert, &self.xds_client_ca) {
+            (None, _) => (Transport::Plain, Transport::Plain),
+            (Some(_), None) => (Transport::Tls, Transport::Tls),
+            (Some(_), Some(_)) => (Transport::Tls, Transport::MutualTls),
+        };
+        check_exposure(Role::Admin, self.listen, admin, self.insecure)?;
+        if let Some(addr) = self.xds_listen {
+            check_exposure(Role::Ads, addr, ads, self.insecure)?;
+        }
+        Ok(())
+    }
+
+    pub fn snapshot_settings(&self) -> crate::xds::snapshot::SnapshotSettings {
+        crate::xds::snapshot::SnapshotSettings {
+            wasm_path: self.wasm_path.clone(),
+            env_keys: self.env_keys.clone(),
+            upstream_overrides: self.upstreams.iter().cloned().collect(),
+            ca_bundle: self.ca_bundle.clone(),
+        }
+    }
+}
+
+fn parse_upstream(text: &str) -> Result<(String, std::net::SocketAddr), String> {
+    let (name, addr) = parse_pair(text)?;
+    Ok((
+        name,
+        addr.parse()
+            .map_err(|_| format!("{addr:?}: expected host:port with an IP address"))?,
+    ))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make a new signing key: published now, signing after the overlap.
+    Rotate {
+        #[arg(long, default_value = "EdDSA", value_parser = parse_alg)]
+        alg: Alg,
+        /// Seconds between publishing and signing (default: the key_overlap_seconds setting, 600).
+        #[arg(long, conflicts_with = "now")]
+        overlap: Option<u64>,
+        /// Sign with the new key at once (tokens it signs fail on proxies that lack it).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Every key and its state.
+    List,
+    /// Revoke a signing key (compromised): unpublished at once, every token it signed
+    /// refused. Rotate a new key in first (`key rotate --now`) if it is the active one.
+    Revoke { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a JWT.
+    Mint(MintArgs),
+    /// Revoke JWTs (and, by subject or tenant, API keys).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    #[arg(long)]
+    pub subject: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Model patterns the token may use (`gpt-4o*`); none: no model at all.
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Lifetime in seconds (at most the max_token_ttl_seconds setting, 3600).
+    #[arg(long)]
+    pub ttl: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeArgs {
+    #[arg(long)]
+    pub jti: Option<String>,
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key; it is shown once.
+    Create {
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long = "model")]
+        models: Vec<String>,
+        #[arg(long)]
+        plan: Option<String>,
+        /// Unix seconds after which the key is refused.
+        #[arg(long)]
+        expires_at: Option<u64>,
+    },
+    /// Revoke an API key by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Add or replace a provider.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_style)]
+        style: ProviderStyle,
+        /// The Envoy cluster (default: the name).
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        authority: String,
+        /// The credential is this environment variable of Envoy's Wasm VM.
+        #[arg(long, conflicts_with = "credential_stdin")]
+        credential_env: Option<String>,
+        /// Read the credential from standard input and keep it sealed in the database.
+        #[arg(long, conflicts_with = "credential_file")]
+        credential_stdin: bool,
+        /// Read the credential from this file and keep it sealed in the database.
+        #[arg(long, conflicts_with = "credential_env")]
+        credential_file: Option<PathBuf>,
+        /// Extra headers for every request to the provider, `name=value`.
+        #[arg(long = "header", value_parser = parse_pair)]
+        headers: Vec<(String, String)>,
+    },
+    /// Every provider, where its credential comes from, and whether it can load.
+    List {
+        /// The variables `tokenward serve --env-key` passes into Envoy's Wasm VM: a provider
+        /// reading another one cannot load. Without: such providers are `unknown`.
+        #[arg(long = "env-key")]
+        env_keys: Vec<String>,
+    },
+    /// Remove a provider. Refused while a route uses it, unless --force.
+    Remove {
+        name: String,
+        /// Remove the routes that use it too.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Add or replace a route (new routes match after the existing ones).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        path_prefix: String,
+        #[arg(long = "method")]
+        methods: Vec<String>,
+        #[arg(long = "scope")]
+        required_scopes: Vec<String>,
+        #[arg(long, default_value = "none", value_parser = parse_model_source)]
+        model_source: ModelSource,
+        #[arg(long)]
+        provider: Option<String>,
+        /// `pattern=provider`, for routes that choose the provider by model.
+        #[arg(long = "model-provider", value_parser = parse_pair)]
+        model_providers: Vec<(String, String)>,
+        #[arg(long, default_value_t = tokenward_filter::config::default_max_body_bytes())]
+        max_body_bytes: u64,
+    },
+    /// Remove a route.
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Add or replace a plan.
+    Set {
+        name: String,
+        /// `name:metric:window:limit[:tenant]`, e.g. `rpm:requests:minute:60`.
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<LimitConfig>,
+        #[arg(long)]
+        shadow: bool,
+        #[arg(long)]
+        clamp_max_tokens: bool,
+        #[arg(long, default_value_t = tokenward_filter::config::default_output_tokens())]
+        default_output_tokens: u64,
+    },
+    /// The plan of credentials that name none (`--none` to have no default).
+    Default {
+        #[arg(required_unless_present = "none")]
+        name: Option<String>,
+        #[arg(long)]
+        none: bool,
+    },
+    /// Remove a plan (never the default one). Refused while an API key names it, unless
+    /// --force.
+    Remove {
+        name: String,
+        /// Revoke the API keys that name it (and the tokens exchanged for them).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PriceCommand {
+    /// Add or replace a model's price, in micro-USD per million tokens.
+    Set {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        input_price: u64,
+        #[arg(long)]
+        output_price: u64,
+        #[arg(long)]
+        cached_input_price: Option<u64>,
+    },
+    /// Remove a model's price (not the last one while a plan counts cost).
+    Remove {
+        /// The model pattern, as it was set.
+        model: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    /// The filter's configuration document.
+    Json,
+    /// A WasmPlugin on the egress gateway, with a ServiceEntry, DestinationRule and route per provider.
+    Istio,
+    /// An EnvoyExtensionPolicy on an HTTPRoute, with a Backend and BackendTLSPolicy per provider.
+    EnvoyGateway,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Every setting and its value.
+    Show,
+    /// Change one.
+    Set { name: String, value: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Write the filter's configuration (for a static Envoy config, without the server), or
+    /// the Kubernetes manifests that attach it in Istio or Envoy Gateway.
+    Render {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: RenderFormat,
+        /// The module as the mesh fetches it (istio, envoy-gateway).
+        #[arg(long, default_value = "oci://ghcr.io/tokenward/tokenward:0.1.0")]
+        wasm_url: String,
+        /// The namespace of the manifests.
+        #[arg(long, default_value = "ai-egress")]
+        namespace: String,
+        /// The host clients call (the egress gateway's or the HTTPRoute's).
+        #[arg(long, default_value = "ai-gateway.internal")]
+        host: String,
+    },
+}
+
+fn parse_alg(text: &str) -> Result<Alg, String> {
+    Alg::parse(text).ok_or_else(|| format!("{text:?}: use EdDSA or ES256"))
+}
+
+fn parse_style(text: &str) -> Result<ProviderStyle, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("{text:?}: use openai, anthropic, gemini or azure_openai"))
+}
+
+fn parse_model_source(text: &str) -> Result<ModelSource, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("{text:?}: use none, body or gemini_path"))
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| format!("{text:?}: expected name=value"))
+}
+
+fn parse_limit(text: &str) -> Result<LimitConfig, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let usage = || format!("{text:?}: expected name:metric:window:limit[:tenant]");
+    let (name, metric, window, limit, per) = match parts.as_slice() {
+        [n, m, w, l] => (n, m, w, l, LimitScope::Subject),
+        [n, m, w, l, "tenant"] => (n, m, w, l, LimitScope::Tenant),
+        [n, m, w, l, "subject"] => (n, m, w, l, LimitScope::Subject),
+        _ => return Err(usage()),
+    };
+    let metric: Metric = serde_json::from_value(serde_json::Value::String(metric.to_string()))
+        .map_err(|_| format!("{metric:?}: use requests, input_tokens, output_tokens, total_tokens or cost_micro_usd"))?;
+    let window: Window = serde_json::from_value(serde_json::Value::String(window.to_string()))
+        .map_err(|_| format!("{window:?}: use minute, hour, day or month"))?;
+    Ok(LimitConfig {
+        name: name.to_string(),
+        metric,
+        window,
+        limit: limit.parse().map_err(|_| usage())?,
+        per,
+    })
+}
