@@ -1,0 +1,319 @@
+//! Providers, routes, plans and prices over the admin API, the rendered configuration, the
+//! audit log and what is known of each Envoy.
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProviderBody {
+    style: ProviderStyle,
+    cluster: Option<String>,
+    authority: String,
+    /// `{"env": "VAR"}` or `{"value": "<the key>"}` (sealed; never returned).
+    credential: CredentialBody,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum CredentialBody {
+    Env(String),
+    Value(String),
+}
+
+/// Saves a provider and answers its listing entry. One that no Envoy can load (an
+/// environment variable `serve` does not pass into the VM) is saved all the same, with a
+/// `warning`: the operator may be about to add the variable, and the filter degrades only
+/// that provider's routes.
+pub(super) async fn put_provider(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<ProviderBody>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let entry_name = name.clone();
+        let provider = ProviderConfig {
+            cluster: body.cluster.unwrap_or_else(|| name.clone()),
+            name,
+            style: body.style,
+            authority: body.authority,
+            credential: CredentialSource::Env(String::new()),
+            headers: body.headers,
+        };
+        let secret = match body.credential {
+            CredentialBody::Env(var) => ProviderSecret::Env(var),
+            CredentialBody::Value(value) => ProviderSecret::Sealed(value),
+        };
+        plane.put_provider(provider, secret, (state.clock)())?;
+        // Envoys' reports are about the configuration before this one: the prediction only.
+        let mut listing = provider_listing(&state, &plane, false)?;
+        let mut entry = listing
+            .iter()
+            .position(|e| e["name"] == entry_name.as_str())
+            .map(|i| listing.swap_remove(i))
+            .unwrap_or_default();
+        if entry["status"] == "unavailable" {
+            entry["warning"] = Value::String(format!(
+                "provider {entry_name:?} is saved, but no Envoy fed by this control plane can load it: {}",
+                entry["reason"].as_str().unwrap_or("")
+            ));
+        }
+        Ok(Json(entry))
+    })
+    .await
+}
+
+/// Every provider with where its credential comes from (never the credential) and whether it
+/// can carry traffic: `status` `available`, `unavailable` (with `reason`, and the Envoys
+/// that report so in `unavailable_in`) or `unknown`.
+pub(super) fn provider_listing(
+    state: &ServerState,
+    plane: &ControlPlane<SqliteStore>,
+    with_reports: bool,
+) -> Result<Vec<Value>, ApiError> {
+    let stored = plane.store().providers().map_err(PlaneError::from)?;
+    let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
+    let env_keys = state
+        .vm_env_keys
+        .lock()
+        .map(|k| k.clone())
+        .unwrap_or_default();
+    let reports: Vec<(String, Vec<crate::model::ConfigPart>)> = if with_reports {
+        crate::state::unavailable_parts(&state.proxies)
+    } else {
+        Vec::new()
+    };
+    let reports: Vec<(&str, &[crate::model::ConfigPart])> = reports
+        .iter()
+        .map(|(node, parts)| (node.as_str(), parts.as_slice()))
+        .collect();
+    let availability = crate::model::provider_availability(&configs, env_keys.as_deref(), &reports);
+    Ok(stored
+        .iter()
+        .zip(availability)
+        .map(|(provider, (_, availability))| {
+            let config = &provider.config;
+            let credential = match (&config.credential, &provider.credential_sealed) {
+                (_, Some(_)) => json!({"sealed": true}),
+                (CredentialSource::Env(var), None) => json!({"env": var}),
+                (CredentialSource::Inline(_), None) => json!({"inline": true}),
+            };
+            let part = crate::model::ConfigPart {
+                kind: "provider".into(),
+                name: crate::model::stat_name(&config.name),
+            };
+            let unavailable_in: Vec<&str> = reports
+                .iter()
+                .filter(|(_, parts)| parts.contains(&part))
+                .map(|(node, _)| *node)
+                .collect();
+            let mut entry = json!({
+                "name": config.name,
+                "style": config.style,
+                "cluster": config.cluster,
+                "authority": config.authority,
+                "credential": credential,
+                "headers": config.headers,
+            });
+            if let (Some(map), Ok(Value::Object(status))) =
+                (entry.as_object_mut(), serde_json::to_value(&availability))
+            {
+                map.extend(status);
+                if !unavailable_in.is_empty() {
+                    map.insert("unavailable_in".into(), json!(unavailable_in));
+                }
+            }
+            entry
+        })
+        .collect())
+}
+
+pub(super) async fn list_providers(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        Ok(Json(Value::Array(provider_listing(&state, &plane, true)?)))
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RemoveQuery {
+    /// Remove what depends on it too: a provider's routes; a plan's API keys (revoked).
+    #[serde(default)]
+    force: bool,
+}
+
+/// What a removal answers: what went, and what went with it.
+pub(super) fn removed(kind: &str, name: &str, removed: crate::plane::Removed) -> Json<Value> {
+    Json(json!({
+        "removed": {"kind": kind, "name": name},
+        "routes": removed.routes,
+        "revoked_api_keys": removed.revoked_api_keys,
+    }))
+}
+
+pub(super) async fn remove_provider(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_provider(&name, query.force, (state.clock)())?;
+        Ok(removed("provider", &name, gone))
+    })
+    .await
+}
+
+pub(super) async fn remove_route(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_route(&name, (state.clock)())?;
+        Ok(removed("route", &name, gone))
+    })
+    .await
+}
+
+pub(super) async fn remove_plan(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_plan(&name, query.force, (state.clock)())?;
+        Ok(removed("plan", &name, gone))
+    })
+    .await
+}
+
+/// `{model}` is the price's model pattern, percent-encoded where it holds `/`.
+pub(super) async fn remove_price(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let gone = plane.remove_price(&model, (state.clock)())?;
+        Ok(removed("price", &model, gone))
+    })
+    .await
+}
+
+pub(super) async fn put_route(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(route): Json<RouteConfig>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        if route.name != name {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the route's name must match the path",
+            ));
+        }
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.put_route(route, (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+pub(super) async fn put_plan(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(plan): Json<PlanConfig>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.put_plan(&name, plan, (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+pub(super) async fn put_price(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Json(price): Json<PriceConfig>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.put_price(price, (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// The rendered configuration, with inline provider credentials redacted.
+pub(super) async fn get_config(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let mut config = plane.render((state.clock)())?;
+        for provider in &mut config.providers {
+            if let CredentialSource::Inline(_) = provider.credential {
+                provider.credential = CredentialSource::Inline("(sealed)".into());
+            }
+        }
+        Ok(Json(serde_json::to_value(config).unwrap_or_default()))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct AuditQuery {
+    limit: Option<usize>,
+}
+
+pub(super) async fn audit(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let entries = plane
+            .store()
+            .audit_log(query.limit.unwrap_or(100).min(10_000))
+            .map_err(PlaneError::from)?;
+        Ok(Json(serde_json::to_value(entries).unwrap_or_default()))
+    })
+    .await
+}
+
+/// Every Envoy that connected to the xDS server: the versions it ACKed, its last NACK.
+pub(super) async fn proxies(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        drop(authorize(&state, &headers, SCOPE_ADMIN_READ)?);
+        let proxies = state
+            .proxies
+            .lock()
+            .map(|p| serde_json::to_value(&*p).unwrap_or_default())
+            .unwrap_or_default();
+        Ok(Json(proxies))
+    })
+    .await
+}

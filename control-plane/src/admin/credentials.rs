@@ -1,0 +1,179 @@
+//! Signing keys, tokens, API keys and revocations over the admin API.
+
+use super::*;
+
+pub(super) async fn list_keys(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let keys = plane.key_states((state.clock)())?;
+        Ok(Json(Value::Array(
+            keys.iter()
+                .map(|(k, s)| json!({"kid": k.kid, "alg": k.alg.as_str(), "state": s, "activate_at": k.activate_at, "retired_at": k.retired_at, "publish_until": k.publish_until}))
+                .collect(),
+        )))
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateBody {
+    alg: Option<String>,
+    overlap_seconds: Option<u64>,
+}
+
+pub(super) async fn rotate_key(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Option<Json<RotateBody>>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let body = body.map(|Json(b)| b).unwrap_or_default();
+        let alg = match body.alg.as_deref() {
+            None => Alg::EdDSA,
+            Some(text) => Alg::parse(text).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "alg is EdDSA or ES256",
+                )
+            })?,
+        };
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let key = plane.rotate_key(alg, body.overlap_seconds, (state.clock)())?;
+        Ok(Json(
+            json!({"kid": key.kid, "activate_at": key.activate_at}),
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MintBody {
+    subject: String,
+    tenant: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    models: Option<Vec<String>>,
+    plan: Option<String>,
+    ttl_seconds: Option<u64>,
+}
+
+pub(super) async fn mint_token(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Json(body): Json<MintBody>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let minted = plane.mint_token(
+            &TokenRequest {
+                subject: body.subject,
+                tenant: body.tenant,
+                scopes: body.scopes,
+                models: body.models,
+                plan: body.plan,
+                ttl_seconds: body.ttl_seconds,
+            },
+            (state.clock)(),
+        )?;
+        Ok(Json(serde_json::to_value(minted).unwrap_or_default()))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApiKeyBody {
+    subject: String,
+    tenant: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    models: Vec<String>,
+    plan: Option<String>,
+    expires_at: Option<u64>,
+}
+
+pub(super) async fn create_api_key(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Json(body): Json<ApiKeyBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let created = plane.create_api_key(
+            &ApiKeyRequest {
+                subject: body.subject,
+                tenant: body.tenant,
+                scopes: body.scopes,
+                models: body.models,
+                plan: body.plan,
+                expires_at: body.expires_at,
+            },
+            (state.clock)(),
+        )?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"id": created.id, "key": created.key})),
+        ))
+    })
+    .await
+}
+
+pub(super) async fn revoke_api_key(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.revoke(&Revocation::ApiKey(id), (state.clock)())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevokeBody {
+    jti: Option<String>,
+    expires_at: Option<u64>,
+    subject: Option<String>,
+    tenant: Option<String>,
+    /// A signing key's id.
+    kid: Option<String>,
+}
+
+pub(super) async fn revoke(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Json(body): Json<RevokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let what = match (body.jti, body.subject, body.tenant, body.kid) {
+            (Some(jti), None, None, None) => Revocation::Jti {
+                jti,
+                expires_at: body.expires_at,
+            },
+            (None, Some(subject), None, None) => Revocation::Subject(subject),
+            (None, None, Some(tenant), None) => Revocation::Tenant(tenant),
+            (None, None, None, Some(kid)) => Revocation::Key(kid),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "name exactly one of jti, subject, tenant and kid",
+                ))
+            }
+        };
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let count = plane.revoke(&what, (state.clock)())?;
+        Ok(Json(json!({"revoked": count})))
+    })
+    .await
+}
