@@ -1,4 +1,5 @@
 use super::*;
+use rusqlite::Connection;
 
 #[test]
 fn a_file_database_is_migrated_once_and_runs_in_wal_mode() {
