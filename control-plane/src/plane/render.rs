@@ -36,7 +36,8 @@ impl<S: Store> ControlPlane<S> {
         &self,
         now: u64,
     ) -> Result<compiled::Compiled, PlaneError> {
-        let config = self.render(now)?;
+        // Unversioned: hashing the whole document would cost more than a lookup saves.
+        let config = self.render_unversioned(now)?;
         // Provider credentials are not needed to verify callers.
         let policy = Policy::compile(&config, &|_| Some("unused".to_string()))?;
         let changes_at = self
@@ -53,6 +54,13 @@ impl<S: Store> ControlPlane<S> {
     /// The filter's whole configuration at `now`, versioned by its content: the same state
     /// renders the same version, on any machine and after any restart.
     pub fn render(&self, now: u64) -> Result<Config, PlaneError> {
+        let mut config = self.render_unversioned(now)?;
+        config.version = Some(content_version(&config)?);
+        Ok(config)
+    }
+
+    /// The configuration at `now` without its version.
+    fn render_unversioned(&self, now: u64) -> Result<Config, PlaneError> {
         let keys = self.store.signing_keys()?;
         let published: Vec<Jwk> = model::published_keys(&keys, now)
             .into_iter()
@@ -74,7 +82,7 @@ impl<S: Store> ControlPlane<S> {
             .store
             .setting(SETTING_DEFAULT_PLAN)?
             .filter(|p| !p.is_empty());
-        let mut config = Config {
+        let config = Config {
             version: None,
             issuer: self.issuer()?,
             audiences: self.audiences()?,
@@ -105,7 +113,6 @@ impl<S: Store> ControlPlane<S> {
             default_plan,
             prices: self.store.prices()?,
         };
-        config.version = Some(content_version(&config)?);
         Ok(config)
     }
 }
