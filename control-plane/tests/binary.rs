@@ -16,12 +16,8 @@ fn tokenward(args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn exit_codes_say_done_failed_or_misused() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap();
-
-    let done = tokenward(&[
+fn init(data_dir: &str) -> Output {
+    tokenward(&[
         "--dev",
         "--data-dir",
         data_dir,
@@ -30,7 +26,15 @@ fn exit_codes_say_done_failed_or_misused() {
         "https://cp.test",
         "--audience",
         "gateway",
-    ]);
+    ])
+}
+
+#[test]
+fn exit_codes_say_done_failed_or_misused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+
+    let done = init(data_dir);
     assert_eq!(
         done.status.code(),
         Some(0),
@@ -52,17 +56,8 @@ fn serve_logs_json_lines_for_collectors_when_asked() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let init = tokenward(&[
-        "--dev",
-        "--data-dir",
-        data_dir,
-        "init",
-        "--issuer",
-        "https://cp.test",
-        "--audience",
-        "gateway",
-    ]);
-    assert_eq!(init.status.code(), Some(0));
+    let initialised = init(data_dir);
+    assert_eq!(initialised.status.code(), Some(0));
     let mut serve = Command::new(env!("CARGO_BIN_EXE_tokenward"))
         .args([
             "--dev",

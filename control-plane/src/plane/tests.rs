@@ -10,12 +10,7 @@ use crate::store::SqliteStore;
 
 const NOW: u64 = 1_800_000_000;
 
-fn plane() -> ControlPlane<SqliteStore> {
-    let plane = ControlPlane::new(
-        SqliteStore::in_memory().unwrap(),
-        MasterKey::generate().unwrap(),
-        "test",
-    );
+fn init(plane: &ControlPlane<SqliteStore>) {
     plane
         .init(
             &InitSettings {
@@ -26,6 +21,15 @@ fn plane() -> ControlPlane<SqliteStore> {
             NOW,
         )
         .unwrap();
+}
+
+fn plane() -> ControlPlane<SqliteStore> {
+    let plane = ControlPlane::new(
+        SqliteStore::in_memory().unwrap(),
+        MasterKey::generate().unwrap(),
+        "test",
+    );
+    init(&plane);
     plane
         .put_provider(openai(), ProviderSecret::Env("OPENAI_API_KEY".into()), NOW)
         .unwrap();
@@ -702,16 +706,7 @@ fn the_kept_policy_follows_every_commit_of_another_connection_at_the_next_call()
         )
     };
     let server = open("server");
-    server
-        .init(
-            &InitSettings {
-                issuer: "https://cp.test".into(),
-                audiences: vec!["gateway".into()],
-                alg: Alg::EdDSA,
-            },
-            NOW,
-        )
-        .unwrap();
+    init(&server);
     let token = server.mint_token(&alice(), NOW).unwrap();
     let revision = server.store().revision().unwrap();
     for _ in 0..3 {

@@ -249,7 +249,6 @@ pub async fn watch_changes(
             let plane = &work.plane;
             let revision = plane.store().revision().ok();
             let due = work.changed.swap(false, Ordering::SeqCst)
-                || revision.is_none()
                 || revision != previous
                 || since.elapsed() > std::time::Duration::from_secs(5);
             if !due {
