@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 use tokenward_filter::config::{Config, CredentialSource};
-use tokenward_filter::policy::CLUSTER_HEADER;
+use tokenward_filter::CLUSTER_HEADER;
 
 /// Where the module is and where the manifests go.
 #[derive(Debug, Clone)]

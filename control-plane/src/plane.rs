@@ -10,7 +10,6 @@
 //! the check of a change), `compiled` (the policy kept between admin calls).
 
 use jwt_simple::prelude::*;
-use tokenward_filter::cache::VerifiedTokenCache;
 use tokenward_filter::claims::TokenwardClaims;
 use tokenward_filter::config::{
     ApiKeyEntry, CacheConfig, Config, CredentialSource, Jwk, JwkSet, PlanConfig, PriceConfig,

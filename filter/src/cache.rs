@@ -62,10 +62,12 @@ impl VerifiedTokenCache {
         self.order.push_back(hash);
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

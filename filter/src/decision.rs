@@ -43,6 +43,7 @@ impl HeaderEdits {
         self.provider_headers.iter().chain(self.set.iter())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// The value a header will have after the edits, if the edits set it.
     pub fn value_of(&self, name: &str) -> Option<&[u8]> {
         self.sets()
@@ -51,6 +52,7 @@ impl HeaderEdits {
             .map(|(_, v)| v.as_slice())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     /// Whether the edits remove this header.
     pub fn removes(&self, name: &str) -> bool {
         self.remove.contains(&name) || self.remove_owned.iter().any(|n| n == name)

@@ -6,73 +6,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::config::ProviderStyle;
-use crate::policy::Provider;
+use crate::provider::{ApiFormat, Provider, UsageMeter};
 use crate::quota::Price;
-use crate::stat::sanitize;
-use crate::usage::{ApiFormat, Usage, UsageMeter};
+use crate::stat::{self, sanitize};
+use crate::usage::Usage;
 
 /// Distinct model names a worker puts into stat names; later ones count as `other`.
 pub const MAX_MODELS_IN_STATS: usize = 64;
-
-/// Which provider API a forwarded request speaks, from the provider's style and the path;
-/// `None` for endpoints that report no usage (model lists and the like).
-pub fn api_format(style: ProviderStyle, path: &str) -> Option<ApiFormat> {
-    let path = path.split('?').next().unwrap_or(path);
-    match style {
-        ProviderStyle::Openai | ProviderStyle::AzureOpenai => {
-            if path.contains("/responses") {
-                Some(ApiFormat::OpenAiResponses)
-            } else if path.contains("/chat/completions")
-                || path.contains("/completions")
-                || path.contains("/embeddings")
-            {
-                Some(ApiFormat::OpenAiChat)
-            } else {
-                None
-            }
-        }
-        // Token counting and batch management are not generations: nothing to meter.
-        ProviderStyle::Anthropic => (path.contains("/messages")
-            && !path.contains("/count_tokens")
-            && !path.contains("/batches"))
-        .then_some(ApiFormat::Anthropic),
-        ProviderStyle::Gemini => (path.contains(":generateContent")
-            || path.contains(":streamGenerateContent"))
-        .then_some(ApiFormat::Gemini),
-    }
-}
-
-/// What a metered request body carries, by API: whether the answer has output tokens,
-/// which fields limit them (read in the body; `clamp_max_tokens` writes those present, or
-/// the first when none is), and whether a stream reports usage only when asked
-/// (`stream_options.include_usage`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyShape {
-    pub produces_output: bool,
-    pub limit_fields: &'static [&'static str],
-    pub usage_is_opt_in: bool,
-}
-
-pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
-    let path = path.split('?').next().unwrap_or(path);
-    let (produces_output, limit_fields, usage_is_opt_in): (_, &[&str], _) = match format {
-        ApiFormat::OpenAiChat if path.contains("/embeddings") => (false, &[], false),
-        ApiFormat::OpenAiChat if path.contains("/chat/completions") => {
-            (true, &["max_completion_tokens", "max_tokens"], true)
-        }
-        ApiFormat::OpenAiChat => (true, &["max_tokens"], true),
-        ApiFormat::OpenAiResponses => (true, &["max_output_tokens"], false),
-        ApiFormat::Anthropic => (true, &["max_tokens"], false),
-        // Gemini's limit sits in generationConfig, and its routes do not read the body.
-        ApiFormat::Gemini => (true, &[], false),
-    };
-    BodyShape {
-        produces_output,
-        limit_fields,
-        usage_is_opt_in,
-    }
-}
 
 /// A forwarded request, followed through its response.
 #[derive(Debug)]
@@ -188,7 +128,7 @@ impl UsageStats {
     /// `(stat name, amount)` pairs to add for a report.
     pub fn counters(&mut self, report: &UsageReport) -> Vec<(String, u64)> {
         let model = self.model_label(report.model.as_deref());
-        let prefix = format!("tokenward.usage.{}.{}", sanitize(&report.provider), model);
+        let prefix = stat::usage_prefix(&report.provider, &model);
         match report.usage {
             Some(usage) => vec![
                 (format!("{prefix}.responses"), 1),

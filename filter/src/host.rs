@@ -18,6 +18,36 @@ pub trait Host {
     fn store(&self) -> &dyn crate::counter::SharedStore;
 }
 
+/// A host call's non-OK status (proxy-wasm's `WasmResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+/// What the core asks the host to do, beside reading it: each proxy-wasm call that changes
+/// the request, the response or the stats. `session` drives it; `abi` implements it with
+/// hostcalls, and a fake records it for native tests.
+pub trait HostOps: Host {
+    fn remove_request_header(&self, name: &str) -> Result<(), HostStatus>;
+    /// Replaces every value of the header (adds it when absent).
+    fn replace_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus>;
+    /// Replaces the first `size` bytes of the buffered request body.
+    fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostStatus>;
+    fn send_local_response(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), HostStatus>;
+    /// Every response header, read once.
+    fn response_headers(&self) -> Result<HeaderBlock, HostStatus>;
+    /// Replaces every response header with these.
+    fn set_response_headers(&self, headers: &HeaderBlock) -> Result<(), HostStatus>;
+    fn replace_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus>;
+    /// Adds to a counter stat (defined on first use). A lost increment fails nothing.
+    fn count(&self, stat: &str, by: u64);
+    /// Sets a filter-state property for the access log. A failure fails nothing.
+    fn set_property(&self, name: &str, value: &[u8]);
+}
+
 /// Request headers in the proxy-wasm serialized form, read in place: a count, then (name
 /// length, value length) pairs, then each name and value followed by a NUL. Iterating borrows,
 /// so reading the headers costs the host's one buffer rather than an allocation per header.
@@ -88,9 +118,10 @@ mod tests;
 pub mod fake {
     //! A host for tests, built with `with_*` methods.
 
+    use std::cell::RefCell;
     use std::rc::Rc;
 
-    use super::{HeaderBlock, Host};
+    use super::{HeaderBlock, Host, HostOps, HostStatus};
     use crate::counter::fake::FakeStore;
     use crate::counter::SharedStore;
 
@@ -102,6 +133,10 @@ pub mod fake {
         now: u64,
         response_headers: Vec<(String, Vec<u8>)>,
         response_body: Vec<u8>,
+        /// Every `HostOps` call so far, one line each.
+        ops: RefCell<Vec<String>>,
+        /// `HostOps` calls that fail (by method name).
+        failing: Vec<&'static str>,
     }
 
     impl FakeHost {
@@ -153,6 +188,25 @@ pub mod fake {
             self.body.len()
         }
 
+        /// Makes a `HostOps` call (by its method name) fail with a host status.
+        pub fn failing(mut self, op: &'static str) -> Self {
+            self.failing.push(op);
+            self
+        }
+
+        /// The `HostOps` calls made so far, one line each, and forgets them.
+        pub fn take_ops(&self) -> Vec<String> {
+            std::mem::take(&mut *self.ops.borrow_mut())
+        }
+
+        fn op(&self, name: &'static str, line: String) -> Result<(), HostStatus> {
+            self.ops.borrow_mut().push(line);
+            if self.failing.contains(&name) {
+                return Err(HostStatus(2));
+            }
+            Ok(())
+        }
+
         /// Shares a store with other hosts: counters that outlive one request.
         pub fn with_store(mut self, store: &Rc<FakeStore>) -> Self {
             self.store = Rc::clone(store);
@@ -186,6 +240,70 @@ pub mod fake {
 
         fn store(&self) -> &dyn SharedStore {
             &*self.store
+        }
+    }
+
+    impl HostOps for FakeHost {
+        fn remove_request_header(&self, name: &str) -> Result<(), HostStatus> {
+            self.op("remove_request_header", format!("remove {name}"))
+        }
+
+        fn replace_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus> {
+            let value = String::from_utf8_lossy(value);
+            self.op("replace_request_header", format!("set {name}: {value}"))
+        }
+
+        fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostStatus> {
+            let body = String::from_utf8_lossy(body);
+            self.op("replace_request_body", format!("body {size} -> {body}"))
+        }
+
+        fn send_local_response(
+            &self,
+            status: u16,
+            _headers: &[(String, String)],
+            body: &[u8],
+        ) -> Result<(), HostStatus> {
+            let body = String::from_utf8_lossy(body);
+            self.op("send_local_response", format!("reply {status} {body}"))
+        }
+
+        fn response_headers(&self) -> Result<HeaderBlock, HostStatus> {
+            self.op("response_headers", "read response headers".to_string())?;
+            let pairs = self.response_headers.iter();
+            Ok(HeaderBlock::from_pairs(
+                pairs.map(|(n, v)| (n.as_str(), v.as_slice())),
+            ))
+        }
+
+        fn set_response_headers(&self, headers: &HeaderBlock) -> Result<(), HostStatus> {
+            let names: Vec<String> = headers
+                .iter()
+                .map(|(n, v)| format!("{n}={}", String::from_utf8_lossy(v)))
+                .collect();
+            self.op(
+                "set_response_headers",
+                format!("response headers {}", names.join(" ")),
+            )
+        }
+
+        fn replace_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus> {
+            let value = String::from_utf8_lossy(value);
+            self.op(
+                "replace_response_header",
+                format!("response header {name}={value}"),
+            )
+        }
+
+        fn count(&self, stat: &str, by: u64) {
+            self.ops.borrow_mut().push(format!("count {stat} {by}"));
+        }
+
+        fn set_property(&self, name: &str, value: &[u8]) {
+            let value = String::from_utf8_lossy(value);
+            self.ops
+                .borrow_mut()
+                .push(format!("property {name}={value}"));
         }
     }
 }

@@ -123,11 +123,7 @@ impl UnavailablePart {
     /// Its Envoy gauge: `tokenward.config.unavailable.<kind>.<name>`, the name in stat-safe
     /// characters.
     pub fn stat_name(&self) -> String {
-        format!(
-            "tokenward.config.unavailable.{}.{}",
-            self.kind.label(),
-            crate::stat::sanitize(&self.name)
-        )
+        crate::stat::config_unavailable(self.kind.label(), &self.name)
     }
 }
 

@@ -3,29 +3,36 @@
 //! swap; `abi` is the only module that talks to Envoy. The control plane uses `config` and
 //! `claims` from this crate, so what it pushes and what the filter reads share one schema.
 
+// The control plane's API: the configuration schema, the claims, the API-key format,
+// `Policy::compile`/`load`/`authenticate`, identities and refusals.
 pub mod apikey;
-pub mod cache;
 pub mod claims;
 pub mod config;
-pub mod counter;
-pub mod credential;
-pub mod decision;
-pub mod document;
 pub mod error;
-pub mod exchange;
-pub mod host;
 pub mod identity;
-pub mod invalid;
-pub mod json;
-pub mod keys;
-pub mod model;
 pub mod policy;
-pub mod quota;
-pub mod request;
-pub mod stat;
-pub mod token;
-pub mod usage;
 pub mod window;
+
+pub use provider::CLUSTER_HEADER;
+
+/// Modules of the core that nothing outside the filter needs: private, and exported only to
+/// the fuzz targets and tests (feature `test-support`), which drive its parsers directly.
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(any(test, feature = "test-support"))]
+        pub mod $name;
+        // Natively (the control plane's build) the request path has no caller: only `abi`
+        // drives it, inside Envoy.
+        #[cfg(not(any(test, feature = "test-support")))]
+        #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+        mod $name;
+    )*};
+}
+
+internal!(
+    cache, counter, credential, decision, document, exchange, host, invalid, json, keys, model,
+    provider, quota, request, session, stat, token, usage,
+);
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

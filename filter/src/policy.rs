@@ -15,21 +15,15 @@ use std::sync::Arc;
 
 use crate::config::MAX_BODY_LIMIT;
 use crate::config::{
-    ApiKeyEntry, Config, CredentialSource, Jwk, ModelSource, ProviderConfig, ProviderStyle,
-    RouteConfig,
+    ApiKeyEntry, Config, Jwk, ModelSource, ProviderConfig, ProviderStyle, RouteConfig,
 };
 use crate::document::{redact_values, Document, Entry};
 use crate::identity::{CredentialKind, Identity};
 use crate::invalid::Unavailable;
 pub use crate::invalid::{InvalidConfig, PartKind, UnavailablePart};
 use crate::keys::{ClaimRules, VerificationKey};
+use crate::provider::Provider;
 use crate::quota::Quotas;
-
-/// The header Envoy's route table reads to pick the provider's cluster.
-pub const CLUSTER_HEADER: &str = "x-tokenward-cluster";
-/// Anthropic's API refuses requests without a version; this one is set when neither the
-/// client nor the provider config names one.
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The revocation set, checked on every request whether or not the credential was cached.
 #[derive(Debug, Default)]
@@ -50,33 +44,6 @@ impl RevocationSet {
                     || kid.as_ref().is_some_and(|k| self.key_ids.contains(k))
             }
             CredentialKind::ApiKey { .. } => false,
-        }
-    }
-}
-
-/// A provider, ready to be the target of a request.
-#[derive(Debug)]
-pub struct Provider {
-    pub name: String,
-    pub style: ProviderStyle,
-    /// Headers set on every forwarded request: the credential in the provider's style,
-    /// `:authority`, the cluster-selection header and the configured extras.
-    pub upstream_headers: Arc<[(String, Vec<u8>)]>,
-    /// Whether `anthropic-version` must be added when the client sent none.
-    pub needs_default_anthropic_version: bool,
-    /// The provider could not be loaded (its credential is missing, say): requests for it
-    /// are refused with 503 `provider_unavailable`.
-    pub unavailable: bool,
-}
-
-impl Provider {
-    fn unavailable(name: &str, style: ProviderStyle) -> Provider {
-        Provider {
-            name: name.to_string(),
-            style,
-            upstream_headers: Arc::new([]),
-            needs_default_anthropic_version: false,
-            unavailable: true,
         }
     }
 }
@@ -424,7 +391,7 @@ fn compile_providers(
         let compiled = if !names.insert(p.name.clone()) {
             Err(InvalidConfig::DuplicateProvider(p.name.clone()))
         } else {
-            compile_provider(index, p, env)
+            Provider::compile(index, p, env)
         };
         match compiled {
             Ok(provider) => {
@@ -438,58 +405,6 @@ fn compile_providers(
         }
     }
     providers
-}
-
-fn compile_provider(
-    index: usize,
-    p: &ProviderConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Provider, InvalidConfig> {
-    if p.cluster.is_empty() || p.authority.is_empty() {
-        return Err(InvalidConfig::ProviderFields(index));
-    }
-    let secret = match &p.credential {
-        CredentialSource::Inline(value) => value.clone(),
-        CredentialSource::Env(var) => {
-            env(var).ok_or_else(|| InvalidConfig::MissingEnvCredential {
-                index,
-                var: var.clone(),
-            })?
-        }
-    };
-    let secret = secret.trim().to_string();
-    if secret.is_empty() || !is_header_value(&secret) {
-        return Err(InvalidConfig::BadCredential(index));
-    }
-    let (credential_header, credential_value) = match p.style {
-        ProviderStyle::Openai => ("authorization", format!("Bearer {secret}")),
-        ProviderStyle::Anthropic => ("x-api-key", secret),
-        ProviderStyle::Gemini => ("x-goog-api-key", secret),
-        ProviderStyle::AzureOpenai => ("api-key", secret),
-    };
-    let mut upstream_headers = vec![
-        (credential_header.to_string(), credential_value.into_bytes()),
-        (":authority".to_string(), p.authority.clone().into_bytes()),
-        (CLUSTER_HEADER.to_string(), p.cluster.clone().into_bytes()),
-    ];
-    for (name, value) in &p.headers {
-        let name = name.to_ascii_lowercase();
-        if !is_settable_header_name(&name) || !is_header_value(value) {
-            return Err(InvalidConfig::BadProviderHeader { index, name });
-        }
-        upstream_headers.push((name, value.clone().into_bytes()));
-    }
-    let needs_default_anthropic_version = p.style == ProviderStyle::Anthropic
-        && !upstream_headers
-            .iter()
-            .any(|(n, _)| n == "anthropic-version");
-    Ok(Provider {
-        name: p.name.clone(),
-        style: p.style,
-        upstream_headers: upstream_headers.into(),
-        needs_default_anthropic_version,
-        unavailable: false,
-    })
 }
 
 /// The route table in configuration order. A route that cannot be loaded keeps its place
@@ -600,25 +515,6 @@ fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
         out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(out)
-}
-
-/// Visible ASCII and spaces only: what every proxy forwards unchanged.
-fn is_header_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
-}
-
-/// A lowercase token that is not a pseudo-header, a credential header the filter manages, or
-/// one of its own.
-fn is_settable_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && !crate::credential::CREDENTIAL_HEADERS.contains(&name)
-        && !name.starts_with(crate::credential::INTERNAL_HEADER_PREFIX)
-        && name != "host"
 }
 
 #[cfg(test)]

@@ -74,6 +74,34 @@ pub fn route(name: &str, prefix: &str) -> RouteConfig {
     }
 }
 
+/// A limit per subject.
+pub fn limit(name: &str, metric: Metric, window: crate::window::Window, limit: u64) -> LimitConfig {
+    LimitConfig {
+        name: name.into(),
+        metric,
+        window,
+        limit,
+        per: LimitScope::Subject,
+    }
+}
+
+/// A plan that enforces its limits and does not clamp, reserving `default_output_tokens`
+/// for a request that sets no output limit.
+pub fn plan(limits: Vec<LimitConfig>, default_output_tokens: u64) -> PlanConfig {
+    PlanConfig {
+        limits,
+        shadow: false,
+        clamp_max_tokens: false,
+        default_output_tokens,
+    }
+}
+
+/// Makes `plan` the plan `standard` of `config`, the one every credential without a plan gets.
+pub fn with_default_plan(config: &mut Config, plan: PlanConfig) {
+    config.plans.insert("standard".into(), plan);
+    config.default_plan = Some("standard".into());
+}
+
 impl Fixture {
     /// OpenAI, Anthropic and Gemini providers; chat and messages (model from the body),
     /// models (GET, no model) and Gemini (model from the path, provider chosen by it) routes.
@@ -153,6 +181,11 @@ impl Fixture {
 
     pub fn sign(&self, claims: JWTClaims<TokenwardClaims>) -> String {
         self.key.sign(claims).unwrap()
+    }
+
+    /// Makes `plan` the plan `standard`, the one every credential without a plan gets.
+    pub fn with_default_plan(&mut self, plan: PlanConfig) {
+        with_default_plan(&mut self.config, plan);
     }
 
     pub fn token(&self) -> String {

@@ -13,6 +13,21 @@ use crate::identity::{CredentialHash, CredentialKind, Identity};
 use crate::keys::{SignatureError, MAX_TOKEN_LENGTH};
 use crate::policy::Policy;
 
+impl Policy {
+    /// Verifies `credential` (JWT or API key) at `now` without a cache, revocation included:
+    /// the verdict the gateway gives, for the control plane's check of its own callers.
+    pub fn authenticate(&self, credential: &str, now: u64) -> Result<Arc<Identity>, Refusal> {
+        let hash = crate::identity::credential_hash(credential);
+        authenticate(
+            self,
+            &mut VerifiedTokenCache::new(0),
+            credential,
+            &hash,
+            now,
+        )
+    }
+}
+
 /// Verifies `credential` (JWT or API key) at time `now`, using and filling `cache`, and
 /// refuses a revoked one. The returned identity is safe to authorize.
 pub fn authenticate(

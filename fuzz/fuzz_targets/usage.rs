@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokenward_filter::usage::{ApiFormat, Usage, UsageMeter};
+use tokenward_filter::provider::{ApiFormat, UsageMeter};
+use tokenward_filter::usage::Usage;
 use tokenward_fuzz::choices::chunks;
 
 const FORMATS: [ApiFormat; 4] = [

@@ -8,34 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokenward_e2e::client::{bearer, Reply};
 use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, TokenSpec};
-use tokenward_filter::config::{Config, LimitConfig, LimitScope, Metric, PlanConfig};
+use tokenward_filter::config::{LimitConfig, Metric, PlanConfig};
+use tokenward_filter::testing::{limit, with_default_plan};
 use tokenward_filter::window::Window;
 
 use crate::gateway::{Gateway, Options};
 
-fn limit(name: &str, metric: Metric, window: Window, limit: u64) -> LimitConfig {
-    LimitConfig {
-        name: name.into(),
-        metric,
-        window,
-        limit,
-        per: LimitScope::Subject,
-    }
-}
-
 fn plan(limits: Vec<LimitConfig>) -> PlanConfig {
-    PlanConfig {
-        limits,
-        shadow: false,
-        clamp_max_tokens: false,
-        default_output_tokens: 64,
-    }
-}
-
-/// Makes `plan` the default plan of `config`.
-fn with_default_plan(config: &mut Config, plan: PlanConfig) {
-    config.plans.insert("standard".into(), plan);
-    config.default_plan = Some("standard".into());
+    tokenward_filter::testing::plan(limits, 64)
 }
 
 /// Every quota test runs four Envoy workers: counts live in shared data, whichever worker

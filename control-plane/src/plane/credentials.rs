@@ -16,17 +16,11 @@ impl<S: Store> ControlPlane<S> {
     pub fn authenticate(&self, credential: &str, now: u64) -> Result<Identity, AuthError> {
         let compile = || self.render_for_authentication(now);
         let verify = |policy: &compiled::Shared| {
-            let mut cache = VerifiedTokenCache::new(0);
-            let hash = tokenward_filter::identity::credential_hash(credential);
-            tokenward_filter::token::authenticate(
-                policy.as_ref(),
-                &mut cache,
-                credential,
-                &hash,
-                now,
-            )
-            .map(|identity| (*identity).clone())
-            .map_err(AuthError::Refused)
+            policy
+                .as_ref()
+                .authenticate(credential, now)
+                .map(|identity| (*identity).clone())
+                .map_err(AuthError::Refused)
         };
         match self
             .compiled

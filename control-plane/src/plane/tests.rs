@@ -1,8 +1,5 @@
-use tokenward_filter::cache::VerifiedTokenCache;
 use tokenward_filter::config::{LimitConfig, LimitScope, Metric, ModelSource, ProviderStyle};
 use tokenward_filter::error::ErrorCode;
-use tokenward_filter::identity::credential_hash;
-use tokenward_filter::token::authenticate;
 use tokenward_filter::window::Window;
 
 use super::*;
@@ -71,16 +68,10 @@ fn filter_verdict(
     let config = plane.render(now).unwrap();
     let json = serde_json::to_vec(&config).unwrap();
     let policy = Policy::from_json(&json, &|name| Some(format!("{name}-value"))).unwrap();
-    let mut cache = VerifiedTokenCache::new(0);
-    authenticate(
-        &policy,
-        &mut cache,
-        credential,
-        &credential_hash(credential),
-        now,
-    )
-    .map(|identity| identity.subject.clone())
-    .map_err(|refusal| refusal.code)
+    policy
+        .authenticate(credential, now)
+        .map(|identity| identity.subject.clone())
+        .map_err(|refusal| refusal.code)
 }
 
 #[test]

@@ -41,7 +41,7 @@ pub const RDS_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfi
 pub const FILTER_NAME: &str = "tokenward";
 /// The route configuration the bootstrap's listener asks for.
 pub const ROUTE_CONFIG_NAME: &str = "tokenward_routes";
-pub const CLUSTER_HEADER: &str = tokenward_filter::policy::CLUSTER_HEADER;
+pub const CLUSTER_HEADER: &str = tokenward_filter::CLUSTER_HEADER;
 
 /// What the snapshot needs besides the filter configuration.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,8 @@
-//! The proxy-wasm ABI: the only module that talks to Envoy. Reads the host for the core
-//! (`AbiHost`), hands configuration to `Policy`, and turns the core's `Decision`s into
-//! header edits, local replies and `Action`s. The SDK supplies the context plumbing; the
-//! host calls themselves go through `raw`, which returns errors where the SDK panics.
+//! The proxy-wasm ABI: the only module that talks to Envoy. Hands configuration to `Policy`
+//! and each HTTP callback to `Session`, and implements `Host`/`HostOps` with hostcalls. The
+//! SDK supplies the context plumbing; the host calls themselves go through `raw`, which
+//! returns errors where the SDK panics. What a callback decides is in `session`, tested
+//! natively; what stays here is plumbing.
 
 mod raw;
 
@@ -13,87 +14,65 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::counter::{QuotaError, SharedStore};
-use crate::decision::{Decision, HeaderEdits};
-use crate::error::{ErrorCode, Refusal};
-use crate::exchange::{UsageReport, UsageStats};
-use crate::host::{HeaderBlock, Host};
+use crate::exchange::UsageStats;
+use crate::host::{HeaderBlock, Host, HostOps, HostStatus};
 use crate::policy::Policy;
-use crate::request::{RequestFlow, Worker};
+use crate::request::Worker;
+use crate::session::{Session, Step};
+use crate::stat;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(TokenwardRoot { worker: Worker::unconfigured(), stats: Rc::default() })
+        Box::new(TokenwardRoot {
+            worker: Worker::unconfigured(),
+            host: AbiHost::default(),
+            usage_stats: Rc::default(),
+        })
     });
 }}
 
 struct TokenwardRoot {
     worker: Rc<Worker>,
-    stats: Rc<RefCell<Stats>>,
+    host: AbiHost,
+    usage_stats: Rc<RefCell<UsageStats>>,
 }
 
-/// The worker's Envoy stats: metric ids by name, and the bounded naming of usage stats.
+/// The worker's Envoy counters: metric ids by name, defined on first use.
 #[derive(Default)]
-struct Stats {
+struct StatIds {
     ids: HashMap<String, u32>,
-    usage: UsageStats,
     forwarded: Option<u32>,
 }
 
-impl Stats {
-    /// The per-request counter, its id kept at hand: it is on the hot path.
-    fn count_forwarded(&mut self) {
-        let id = match self.forwarded {
-            Some(id) => id,
-            None => match raw::define_counter("tokenward.requests.forwarded") {
-                Ok(id) => *self.forwarded.insert(id),
-                Err(_) => return,
-            },
-        };
-        let _ = raw::increment_counter(id, 1);
-    }
-
+impl StatIds {
     fn add(&mut self, name: &str, by: u64) {
-        let id = match self.ids.get(name) {
-            Some(id) => *id,
-            None => match raw::define_counter(name) {
-                Ok(id) => {
-                    self.ids.insert(name.to_string(), id);
-                    id
-                }
-                Err(status) => {
-                    log::warn!("stat {name} could not be defined: {status:?}");
-                    return;
-                }
-            },
+        // The per-request counter, its id kept at hand: it is on the hot path.
+        let id = if name == stat::FORWARDED {
+            match self.forwarded {
+                Some(id) => id,
+                None => match raw::define_counter(name) {
+                    Ok(id) => *self.forwarded.insert(id),
+                    Err(_) => return,
+                },
+            }
+        } else {
+            match self.ids.get(name) {
+                Some(id) => *id,
+                None => match raw::define_counter(name) {
+                    Ok(id) => {
+                        self.ids.insert(name.to_string(), id);
+                        id
+                    }
+                    Err(status) => {
+                        log::warn!("stat {name} could not be defined: {status:?}");
+                        return;
+                    }
+                },
+            }
         };
         // A lost increment is no reason to fail a request.
         let _ = raw::increment_counter(id, by);
-    }
-
-    fn record_usage(&mut self, report: &UsageReport) {
-        for (name, amount) in self.usage.counters(report) {
-            self.add(&name, amount);
-        }
-        // For the access log (%FILTER_STATE(wasm.tokenward_…:PLAIN)%). Only for metered
-        // exchanges: a property write per request would cost the hot path ~10%.
-        let _ = raw::set_property("tokenward_subject", report.subject.as_bytes());
-        if let Some(model) = &report.model {
-            let _ = raw::set_property("tokenward_model", model.as_bytes());
-        }
-        if let Some(cost) = report.cost_micro_usd {
-            let _ = raw::set_property("tokenward_cost_micro_usd", cost.to_string().as_bytes());
-        }
-        if let Some(usage) = report.usage {
-            let _ = raw::set_property(
-                "tokenward_input_tokens",
-                usage.input_tokens.to_string().as_bytes(),
-            );
-            let _ = raw::set_property(
-                "tokenward_output_tokens",
-                usage.output_tokens.to_string().as_bytes(),
-            );
-        }
     }
 }
 
@@ -158,10 +137,8 @@ impl RootContext for TokenwardRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(TokenwardHttp {
-            flow: RequestFlow::new(Rc::clone(&self.worker)),
-            stats: Rc::clone(&self.stats),
-            body_size: 0,
-            refused: false,
+            session: Session::new(Rc::clone(&self.worker), Rc::clone(&self.usage_stats)),
+            host: self.host.clone(),
         }))
     }
 }
@@ -188,165 +165,63 @@ fn report_unavailable(parts: &[crate::policy::UnavailablePart]) {
         *before = now;
     });
     let _ = raw::set_gauge(
-        "tokenward.config.unavailable_parts",
+        stat::CONFIG_UNAVAILABLE_PARTS,
         u64::try_from(parts.len()).unwrap_or(u64::MAX),
     );
 }
 
 struct TokenwardHttp {
-    flow: RequestFlow,
-    stats: Rc<RefCell<Stats>>,
-    body_size: usize,
-    refused: bool,
+    session: Session,
+    host: AbiHost,
 }
 
 impl Context for TokenwardHttp {}
 
 impl HttpContext for TokenwardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let decision = self.flow.on_request_headers(&AbiHost, end_of_stream);
-        self.apply(decision, Phase::Headers)
+        action(self.session.on_request_headers(&self.host, end_of_stream))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.body_size = body_size;
-        let decision = self
-            .flow
-            .on_request_body(&AbiHost, body_size, end_of_stream);
-        self.apply(decision, Phase::Body)
+        action(
+            self.session
+                .on_request_body(&self.host, body_size, end_of_stream),
+        )
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        // Trailers end the request body.
-        let decision = self.flow.on_request_body(&AbiHost, self.body_size, true);
-        self.apply(decision, Phase::Body)
+        action(self.session.on_request_trailers(&self.host))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (reads, adds) = self.flow.response_header_needs();
-        if self.refused || !(reads || adds) {
-            return Action::Continue;
-        }
-        // Host calls that return data cost the most (the host calls back into the VM to
-        // allocate): read every response header at most once, and only when needed.
-        let read = if reads {
-            raw::response_headers()
-                .inspect_err(|status| {
-                    log::warn!("could not read the response headers: {status:?}");
-                })
-                .ok()
-        } else {
-            None
-        };
-        let was_read = read.is_some();
-        let host = ResponseHost(read.unwrap_or_default());
-        let added = self.flow.on_response_headers(&host);
-        if added.is_empty() {
-            return Action::Continue;
-        }
-        // Ours replace the provider's own rate-limit headers (those describe the provider
-        // key the gateway shares, not the client's plan). Informational: a failure to write
-        // them fails nothing.
-        let written = if was_read {
-            let pairs: Vec<(&str, &[u8])> = host
-                .0
-                .iter()
-                .filter(|(name, _)| !is_rate_limit_header(name))
-                .chain(added.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
-                .collect();
-            raw::set_response_headers(&HeaderBlock::from_pairs(pairs.iter().copied()))
-        } else {
-            // Not read (or unreadable): set ours one by one, replacing same-named ones.
-            added
-                .iter()
-                .try_for_each(|(n, v)| raw::replace_response_header(n, v.as_bytes()))
-        };
-        if let Err(status) = written {
-            log::warn!("could not add the rate-limit headers: {status:?}");
-        }
-        Action::Continue
+        action(self.session.on_response_headers(&self.host))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.refused {
-            if let Some(report) = self
-                .flow
-                .on_response_body(&AbiHost, body_size, end_of_stream)
-            {
-                self.stats.borrow_mut().record_usage(&report);
-            }
-            self.count_events();
-        }
-        Action::Continue
+        action(
+            self.session
+                .on_response_body(&self.host, body_size, end_of_stream),
+        )
     }
 
     fn on_log(&mut self) {
-        if self.refused {
-            return;
-        }
-        if self.flow.subject().is_none() {
-            return;
-        }
-        {
-            let mut stats = self.stats.borrow_mut();
-            stats.count_forwarded();
-            if let Some(report) = self.flow.on_done(&AbiHost) {
-                stats.record_usage(&report);
-            }
-        }
-        self.count_events();
+        self.session.on_log(&self.host);
     }
 }
 
-impl TokenwardHttp {
-    fn count_events(&mut self) {
-        let events = self.flow.take_events();
-        if events.is_empty() {
-            return;
-        }
-        let mut stats = self.stats.borrow_mut();
-        for event in events {
-            stats.add(&event, 1);
-        }
-    }
-
-    fn apply(&mut self, decision: Decision, phase: Phase) -> Action {
-        self.count_events();
-        let decision = match decision {
-            Decision::ReplaceBody(body) => match raw::replace_request_body(self.body_size, &body) {
-                Ok(()) => Decision::Continue,
-                Err(status) => {
-                    log::error!("could not rewrite the request body: {status:?}");
-                    self.flow.abandon(&AbiHost);
-                    self.count_events();
-                    Decision::Refuse(Refusal::new(
-                        ErrorCode::InternalError,
-                        "the request could not be prepared for the provider",
-                    ))
-                }
-            },
-            other => other,
-        };
-        if let Decision::Refuse(refusal) = &decision {
-            self.refused = true;
-            self.stats.borrow_mut().add(
-                &format!("tokenward.requests.refused.{}", refusal.code.code()),
-                1,
-            );
-        }
-        let action = apply(decision, phase);
-        if matches!(action, Action::Pause) && matches!(phase, Phase::Headers) && !self.refused {
-            // A refusal from a failed header rewrite: whatever the request holds goes back.
-            self.refused = true;
-            self.flow.abandon(&AbiHost);
-            self.count_events();
-        }
-        action
+fn action(step: Step) -> Action {
+    match step {
+        Step::Continue => Action::Continue,
+        Step::Pause => Action::Pause,
     }
 }
 
-/// The real host, through proxy-wasm hostcalls.
-struct AbiHost;
+/// The real host, through proxy-wasm hostcalls; the worker's counter ids shared by its
+/// requests.
+#[derive(Clone, Default)]
+struct AbiHost {
+    stats: Rc<RefCell<StatIds>>,
+}
 
 impl Host for AbiHost {
     fn request_headers(&self) -> HeaderBlock {
@@ -375,39 +250,46 @@ impl Host for AbiHost {
     }
 }
 
-fn is_rate_limit_header(name: &str) -> bool {
-    name.starts_with("x-ratelimit-") || name == "ratelimit" || name == "ratelimit-policy"
-}
-
-/// The host during the response headers callback, with those headers read once.
-struct ResponseHost(HeaderBlock);
-
-impl Host for ResponseHost {
-    fn request_headers(&self) -> HeaderBlock {
-        AbiHost.request_headers()
+impl HostOps for AbiHost {
+    fn remove_request_header(&self, name: &str) -> Result<(), HostStatus> {
+        raw::remove_request_header(name)
     }
 
-    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-        AbiHost.request_body(size)
+    fn replace_request_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus> {
+        raw::replace_request_header(name, value)
     }
 
-    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.to_vec())
+    fn replace_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostStatus> {
+        raw::replace_request_body(size, body)
     }
 
-    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
-        AbiHost.response_body(size)
+    fn send_local_response(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), HostStatus> {
+        raw::send_local_response(status, headers, body)
     }
 
-    fn now_unix_seconds(&self) -> Option<u64> {
-        AbiHost.now_unix_seconds()
+    fn response_headers(&self) -> Result<HeaderBlock, HostStatus> {
+        raw::response_headers()
     }
 
-    fn store(&self) -> &dyn SharedStore {
-        &AbiHost
+    fn set_response_headers(&self, headers: &HeaderBlock) -> Result<(), HostStatus> {
+        raw::set_response_headers(headers)
+    }
+
+    fn replace_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus> {
+        raw::replace_response_header(name, value)
+    }
+
+    fn count(&self, stat: &str, by: u64) {
+        self.stats.borrow_mut().add(stat, by);
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) {
+        let _ = raw::set_property(name, value);
     }
 }
 
@@ -435,64 +317,3 @@ impl SharedStore for AbiHost {
 }
 
 const CREATE_CAS: u32 = u32::MAX;
-
-#[derive(Clone, Copy)]
-enum Phase {
-    Headers,
-    Body,
-}
-
-fn apply(decision: Decision, phase: Phase) -> Action {
-    match decision {
-        Decision::Continue => Action::Continue,
-        // Replaced by the caller, which knows the body's size.
-        Decision::ReplaceBody(_) => Action::Continue,
-        // Pausing in the headers callback would stop the body from reaching the filter
-        // (Envoy turns it into StopAllIteration); only a body callback may pause.
-        Decision::WaitForBody => match phase {
-            Phase::Headers => Action::Continue,
-            Phase::Body => Action::Pause,
-        },
-        Decision::ReadBody(edits) | Decision::Forward(edits) => match apply_edits(&edits) {
-            Ok(()) => Action::Continue,
-            Err(status) => {
-                log::error!("could not rewrite request headers: {status:?}");
-                refuse(&Refusal::new(
-                    ErrorCode::InternalError,
-                    "the request could not be prepared for the provider",
-                ))
-            }
-        },
-        Decision::Refuse(refusal) => refuse(&refusal),
-    }
-}
-
-fn apply_edits(edits: &HeaderEdits) -> Result<(), raw::HostStatus> {
-    for name in &edits.remove {
-        raw::remove_request_header(name)?;
-    }
-    for name in &edits.remove_owned {
-        raw::remove_request_header(name)?;
-    }
-    for (name, value) in edits.sets() {
-        raw::replace_request_header(name, value).inspect_err(|status| {
-            log::error!("setting request header {name} failed: {status:?}");
-        })?;
-    }
-    Ok(())
-}
-
-/// Sends the refusal as a local reply. The request is paused either way: it must never
-/// continue to the provider, even if the reply cannot be sent.
-fn refuse(refusal: &Refusal) -> Action {
-    let body = refusal.body();
-    if let Err(status) =
-        raw::send_local_response(refusal.code.status(), &refusal.headers(), body.as_bytes())
-    {
-        log::error!(
-            "could not send the {} reply: {status:?}",
-            refusal.code.code()
-        );
-    }
-    Action::Pause
-}

@@ -5,6 +5,7 @@
 use std::ptr::{null, null_mut};
 
 use crate::host::HeaderBlock;
+pub use crate::host::HostStatus;
 
 /// proxy-wasm map and buffer types (ABI 0.2.1).
 const REQUEST_HEADERS: u32 = 0;
@@ -17,10 +18,6 @@ const PLUGIN_CONFIGURATION: u32 = 7;
 const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
 const STATUS_CAS_MISMATCH: u32 = 8;
-
-/// A host call's non-OK status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostStatus(pub u32);
 
 #[link(wasm_import_module = "env")]
 extern "C" {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::ProviderStyle;
+use crate::provider::api_format;
 
 fn provider(name: &str, style: ProviderStyle) -> std::sync::Arc<Provider> {
     std::sync::Arc::new(Provider {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{CredentialSource, ModelProvider, ProviderStyle};
+use crate::provider::CLUSTER_HEADER;
 use crate::testing::{ed25519_jwk, Fixture};
 use jwt_simple::prelude::*;
 

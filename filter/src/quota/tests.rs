@@ -5,27 +5,13 @@ use crate::config::LimitConfig;
 use crate::counter::fake::FakeStore;
 use crate::counter::MAX_CAS_ATTEMPTS;
 use crate::identity::CredentialKind;
+use crate::testing::limit;
 
 // 2024-02-29T13:45:30Z.
 const NOW: u64 = 1_709_214_330;
 
-fn limit(name: &str, metric: Metric, window: Window, limit: u64) -> LimitConfig {
-    LimitConfig {
-        name: name.into(),
-        metric,
-        window,
-        limit,
-        per: LimitScope::Subject,
-    }
-}
-
 fn plan(limits: Vec<LimitConfig>) -> PlanConfig {
-    PlanConfig {
-        limits,
-        shadow: false,
-        clamp_max_tokens: false,
-        default_output_tokens: 100,
-    }
+    crate::testing::plan(limits, 100)
 }
 
 fn price(model: &str, input: u64, output: u64, cached: Option<u64>) -> PriceConfig {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::host::fake::FakeHost;
 use crate::policy::Policy;
-use crate::testing::{Fixture, NOW};
+use crate::testing::{limit, Fixture, NOW};
 
 fn worker(fx: &Fixture) -> Rc<Worker> {
     Worker::configured(fx.policy())
@@ -65,7 +65,7 @@ fn chat_request_gets_the_provider_credential_and_its_body_only_authorizes_the_mo
         Some(&b"Bearer sk-upstream-openai"[..])
     );
     assert_eq!(
-        e.value_of(crate::policy::CLUSTER_HEADER),
+        e.value_of(crate::provider::CLUSTER_HEADER),
         Some(&b"openai_cluster"[..])
     );
     assert_eq!(e.value_of(":authority"), Some(&b"api.openai.test"[..]));
@@ -282,33 +282,8 @@ fn a_body_route_counts_as_forwarded_only_once_its_body_passed() {
     assert_eq!(flow.subject(), Some("alice"));
 }
 
-fn with_plan(fx: &mut Fixture, plan: crate::config::PlanConfig) {
-    fx.config.plans.insert("standard".into(), plan);
-    fx.config.default_plan = Some("standard".into());
-}
-
-fn limit(
-    name: &str,
-    metric: crate::config::Metric,
-    window: crate::window::Window,
-    limit: u64,
-) -> crate::config::LimitConfig {
-    crate::config::LimitConfig {
-        name: name.into(),
-        metric,
-        window,
-        limit,
-        per: crate::config::LimitScope::Subject,
-    }
-}
-
 fn plan(limits: Vec<crate::config::LimitConfig>) -> crate::config::PlanConfig {
-    crate::config::PlanConfig {
-        limits,
-        shadow: false,
-        clamp_max_tokens: false,
-        default_output_tokens: 50,
-    }
+    crate::testing::plan(limits, 50)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -323,10 +298,12 @@ fn a_request_limit_refuses_at_the_body_with_429_and_headers() {
     use crate::config::Metric;
     use crate::window::Window;
     let mut fx = Fixture::new();
-    with_plan(
-        &mut fx,
-        plan(vec![limit("rpm", Metric::Requests, Window::Minute, 2)]),
-    );
+    fx.with_default_plan(plan(vec![limit(
+        "rpm",
+        Metric::Requests,
+        Window::Minute,
+        2,
+    )]));
     let w = worker(&fx);
     let store = Rc::new(crate::counter::fake::FakeStore::default());
     let host = chat(&fx.token(), r#"{"model":"gpt-4o","messages":[]}"#).with_store(&store);
@@ -370,7 +347,7 @@ fn clamping_lowers_max_tokens_to_what_the_budget_leaves() {
     let mut fx = Fixture::new();
     let mut clamped = plan(vec![limit("tpd", Metric::TotalTokens, Window::Day, 1000)]);
     clamped.clamp_max_tokens = true;
-    with_plan(&mut fx, clamped);
+    fx.with_default_plan(clamped);
     let w = worker(&fx);
     let store = Rc::new(crate::counter::fake::FakeStore::default());
     let body = r#"{"model":"gpt-4o","messages":[],"max_tokens":5000}"#;
@@ -427,13 +404,10 @@ fn the_response_settles_the_reservation_to_the_real_usage() {
     use crate::config::Metric;
     use crate::window::Window;
     let mut fx = Fixture::new();
-    with_plan(
-        &mut fx,
-        plan(vec![
-            limit("rpm", Metric::Requests, Window::Minute, 100),
-            limit("tpd", Metric::TotalTokens, Window::Day, 100_000),
-        ]),
-    );
+    fx.with_default_plan(plan(vec![
+        limit("rpm", Metric::Requests, Window::Minute, 100),
+        limit("tpd", Metric::TotalTokens, Window::Day, 100_000),
+    ]));
     let w = worker(&fx);
     let store = Rc::new(crate::counter::fake::FakeStore::default());
     let key = |name: &str, metric: &str, window: &str| {
@@ -475,7 +449,7 @@ fn the_response_settles_the_reservation_to_the_real_usage() {
 #[test]
 fn a_credential_naming_an_unknown_plan_is_refused() {
     let mut fx = Fixture::new();
-    with_plan(&mut fx, plan(vec![]));
+    fx.with_default_plan(plan(vec![]));
     let mut claims = fx.claims(600);
     claims.custom.plan = Some("gold".into());
     let token = fx.sign(claims);
@@ -491,7 +465,7 @@ fn planned(
     let mut fx = Fixture::new();
     let mut p = plan(limits);
     adjust(&mut p);
-    with_plan(&mut fx, p);
+    fx.with_default_plan(p);
     let w = worker(&fx);
     (fx, w, Rc::new(crate::counter::fake::FakeStore::default()))
 }

@@ -17,7 +17,7 @@ use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::setup::{
     gateway_config, ProviderSecrets, SigningKey, TokenSpec, AUDIENCE, ISSUER,
 };
-use tokenward_filter::config::{LimitConfig, LimitScope, Metric, PlanConfig};
+use tokenward_filter::config::{Metric, PlanConfig};
 use tokenward_filter::window::Window;
 
 const PATH: &str = "/v1/models";
@@ -54,12 +54,8 @@ fn main() -> anyhow::Result<()> {
     let filter_json = serde_json::to_string(&config)?;
     // The same with a plan on every credential: a request limit counted in shared data on
     // every request, a token limit read for the headers, rate-limit headers on every answer.
-    let limit = |name: &str, metric, window| LimitConfig {
-        name: name.into(),
-        metric,
-        window,
-        limit: 1_000_000_000_000,
-        per: LimitScope::Subject,
+    let limit = |name: &str, metric, window| {
+        tokenward_filter::testing::limit(name, metric, window, 1_000_000_000_000)
     };
     config.plans.insert(
         "bench".into(),

@@ -20,7 +20,7 @@ use tokenward_e2e::control_plane::{plane, unix_now, Served};
 use tokenward_e2e::envoy::{wasm_module, ClientTls, Envoy, EnvoyConfig, EnvoyOptions};
 use tokenward_e2e::mock_provider::MockProvider;
 use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, PROVIDERS};
-use tokenward_filter::config::{CredentialSource, LimitConfig, LimitScope, Metric, PlanConfig};
+use tokenward_filter::config::{CredentialSource, Metric, PlanConfig};
 use tokenward_filter::window::Window;
 
 /// Setting one of these runs the demo against that real provider instead of its mock.
@@ -97,13 +97,7 @@ fn main() -> anyhow::Result<()> {
     for route in reference.routes {
         operator.put_route(route, unix_now())?;
     }
-    let limit = |name: &str, metric, window, limit| LimitConfig {
-        name: name.into(),
-        metric,
-        window,
-        limit,
-        per: LimitScope::Subject,
-    };
+    use tokenward_filter::testing::limit;
     operator.put_plan(
         "demo",
         PlanConfig {

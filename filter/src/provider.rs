@@ -1,0 +1,196 @@
+//! The providers: everything that differs by provider style lives here — the credential
+//! header and its form, the default Anthropic version, which API a path speaks
+//! (`api_format`), what its request body carries (`body_shape`), and where its answers report
+//! usage (`meter`). A new style is a new arm in this module and its `meter`.
+
+mod meter;
+
+use std::sync::Arc;
+
+use crate::config::{CredentialSource, ProviderConfig, ProviderStyle};
+use crate::invalid::InvalidConfig;
+
+pub use meter::UsageMeter;
+
+/// The header Envoy's route table reads to pick the provider's cluster.
+pub const CLUSTER_HEADER: &str = "x-tokenward-cluster";
+/// Anthropic's API refuses requests without a version; this one is set when neither the
+/// client nor the provider config names one.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Which provider API a response comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiFormat {
+    /// OpenAI chat completions and embeddings (and OpenAI-compatible APIs).
+    OpenAiChat,
+    /// OpenAI responses API.
+    OpenAiResponses,
+    /// Anthropic messages.
+    Anthropic,
+    /// Gemini generateContent / streamGenerateContent.
+    Gemini,
+}
+
+/// A provider, ready to be the target of a request.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub style: ProviderStyle,
+    /// Headers set on every forwarded request: the credential in the provider's style,
+    /// `:authority`, the cluster-selection header and the configured extras.
+    pub upstream_headers: Arc<[(String, Vec<u8>)]>,
+    /// Whether `anthropic-version` must be added when the client sent none.
+    pub needs_default_anthropic_version: bool,
+    /// The provider could not be loaded (its credential is missing, say): requests for it
+    /// are refused with 503 `provider_unavailable`.
+    pub unavailable: bool,
+}
+
+impl Provider {
+    /// A provider that could not be loaded: no request reaches it.
+    pub(crate) fn unavailable(name: &str, style: ProviderStyle) -> Provider {
+        Provider {
+            name: name.to_string(),
+            style,
+            upstream_headers: Arc::new([]),
+            needs_default_anthropic_version: false,
+            unavailable: true,
+        }
+    }
+
+    /// Compiles the `index`th provider entry; `env` reads credentials named by variable.
+    pub(crate) fn compile(
+        index: usize,
+        p: &ProviderConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Provider, InvalidConfig> {
+        if p.cluster.is_empty() || p.authority.is_empty() {
+            return Err(InvalidConfig::ProviderFields(index));
+        }
+        let secret = match &p.credential {
+            CredentialSource::Inline(value) => value.clone(),
+            CredentialSource::Env(var) => {
+                env(var).ok_or_else(|| InvalidConfig::MissingEnvCredential {
+                    index,
+                    var: var.clone(),
+                })?
+            }
+        };
+        let secret = secret.trim().to_string();
+        if secret.is_empty() || !is_header_value(&secret) {
+            return Err(InvalidConfig::BadCredential(index));
+        }
+        let (credential_header, credential_value) = credential_header(p.style, secret);
+        let mut upstream_headers = vec![
+            (credential_header.to_string(), credential_value.into_bytes()),
+            (":authority".to_string(), p.authority.clone().into_bytes()),
+            (CLUSTER_HEADER.to_string(), p.cluster.clone().into_bytes()),
+        ];
+        for (name, value) in &p.headers {
+            let name = name.to_ascii_lowercase();
+            if !is_settable_header_name(&name) || !is_header_value(value) {
+                return Err(InvalidConfig::BadProviderHeader { index, name });
+            }
+            upstream_headers.push((name, value.clone().into_bytes()));
+        }
+        let needs_default_anthropic_version = p.style == ProviderStyle::Anthropic
+            && !upstream_headers
+                .iter()
+                .any(|(n, _)| n == "anthropic-version");
+        Ok(Provider {
+            name: p.name.clone(),
+            style: p.style,
+            upstream_headers: upstream_headers.into(),
+            needs_default_anthropic_version,
+            unavailable: false,
+        })
+    }
+}
+
+/// The header that carries a provider's credential, and its value, by style.
+fn credential_header(style: ProviderStyle, secret: String) -> (&'static str, String) {
+    match style {
+        ProviderStyle::Openai => ("authorization", format!("Bearer {secret}")),
+        ProviderStyle::Anthropic => ("x-api-key", secret),
+        ProviderStyle::Gemini => ("x-goog-api-key", secret),
+        ProviderStyle::AzureOpenai => ("api-key", secret),
+    }
+}
+
+/// Which provider API a forwarded request speaks, from the provider's style and the path;
+/// `None` for endpoints that report no usage (model lists and the like).
+pub fn api_format(style: ProviderStyle, path: &str) -> Option<ApiFormat> {
+    let path = path.split('?').next().unwrap_or(path);
+    match style {
+        ProviderStyle::Openai | ProviderStyle::AzureOpenai => {
+            if path.contains("/responses") {
+                Some(ApiFormat::OpenAiResponses)
+            } else if path.contains("/chat/completions")
+                || path.contains("/completions")
+                || path.contains("/embeddings")
+            {
+                Some(ApiFormat::OpenAiChat)
+            } else {
+                None
+            }
+        }
+        // Token counting and batch management are not generations: nothing to meter.
+        ProviderStyle::Anthropic => (path.contains("/messages")
+            && !path.contains("/count_tokens")
+            && !path.contains("/batches"))
+        .then_some(ApiFormat::Anthropic),
+        ProviderStyle::Gemini => (path.contains(":generateContent")
+            || path.contains(":streamGenerateContent"))
+        .then_some(ApiFormat::Gemini),
+    }
+}
+
+/// What a metered request body carries, by API: whether the answer has output tokens,
+/// which fields limit them (read in the body; `clamp_max_tokens` writes those present, or
+/// the first when none is), and whether a stream reports usage only when asked
+/// (`stream_options.include_usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyShape {
+    pub produces_output: bool,
+    pub limit_fields: &'static [&'static str],
+    pub usage_is_opt_in: bool,
+}
+
+pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
+    let path = path.split('?').next().unwrap_or(path);
+    let (produces_output, limit_fields, usage_is_opt_in): (_, &[&str], _) = match format {
+        ApiFormat::OpenAiChat if path.contains("/embeddings") => (false, &[], false),
+        ApiFormat::OpenAiChat if path.contains("/chat/completions") => {
+            (true, &["max_completion_tokens", "max_tokens"], true)
+        }
+        ApiFormat::OpenAiChat => (true, &["max_tokens"], true),
+        ApiFormat::OpenAiResponses => (true, &["max_output_tokens"], false),
+        ApiFormat::Anthropic => (true, &["max_tokens"], false),
+        // Gemini's limit sits in generationConfig, and its routes do not read the body.
+        ApiFormat::Gemini => (true, &[], false),
+    };
+    BodyShape {
+        produces_output,
+        limit_fields,
+        usage_is_opt_in,
+    }
+}
+
+/// Visible ASCII and spaces only: what every proxy forwards unchanged.
+fn is_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+}
+
+/// A lowercase token that is not a pseudo-header, a credential header the filter manages, or
+/// one of its own.
+fn is_settable_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !crate::credential::CREDENTIAL_HEADERS.contains(&name)
+        && !name.starts_with(crate::credential::INTERNAL_HEADER_PREFIX)
+        && name != "host"
+}

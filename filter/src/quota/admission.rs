@@ -1,0 +1,415 @@
+//! What one request reserves before it is forwarded, and how it settles once its usage is
+//! known: admission all or nothing across the plan's limits, the output clamp, settlement.
+
+use std::sync::Arc;
+
+use super::headers::{duration, rate_limit_headers};
+use super::{window_name, Limit, Plan, Price};
+use crate::config::Metric;
+use crate::counter::{self, Admission, QuotaError, SharedStore};
+use crate::error::{ErrorCode, Refusal};
+use crate::identity::Identity;
+use crate::stat;
+use crate::usage::Usage;
+
+/// What a request is expected to use: its estimated tokens and the model's price.
+/// `metered`: the endpoint reports usage (a generation or an embedding), so cost limits
+/// apply to it whatever the estimate; the default is a request that uses no tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub tokens: Usage,
+    pub price: Option<Price>,
+    pub metered: bool,
+}
+
+impl Demand {
+    /// The prompt estimated from the body size (about four bytes a token; JSON around the
+    /// text makes this an overestimate) and the output the request allows.
+    pub fn estimate(body_bytes: u64, output_tokens: u64, price: Option<Price>) -> Demand {
+        Demand {
+            tokens: Usage {
+                input_tokens: body_bytes.div_ceil(4),
+                output_tokens,
+                cached_input_tokens: 0,
+            },
+            price,
+            metered: true,
+        }
+    }
+}
+
+/// The counts a request holds, one per limit of its plan, until it settles.
+#[derive(Debug)]
+pub struct Grant {
+    plan: Arc<Plan>,
+    held: Vec<Held>,
+    price: Option<Price>,
+    /// Stat names for the operator: shadow limits this request went past, store failures.
+    pub events: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Held {
+    limit: usize,
+    key: String,
+    window_start: u64,
+    reserved: u64,
+    /// The count right after admission.
+    used: u64,
+}
+
+/// How a request's reservations are corrected once it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The response reported its usage: charge exactly that.
+    Usage(Usage),
+    /// Nothing was used (the provider answered with an error, or the request never left):
+    /// give the token and cost reservations back.
+    Refund,
+    /// The provider answered but the answer did not finish (a stream cut short, the client
+    /// gone) or could not be read: the provider may have billed more than it reported so
+    /// far, so charge the larger of the reservation and what was reported.
+    Unfinished(Option<Usage>),
+}
+
+/// A refusal by quota, with the stats it counts under.
+#[derive(Debug)]
+pub struct QuotaRefusal {
+    pub refusal: Refusal,
+    pub stats: Vec<String>,
+}
+
+/// The most output tokens the plan's token and cost limits still allow a request that
+/// needs `demand.tokens.input_tokens` of input; `None` when no limit bounds the output.
+pub fn output_allowance(
+    plan: &Plan,
+    identity: &Identity,
+    demand: &Demand,
+    store: &dyn SharedStore,
+    now: u64,
+) -> Result<Option<u64>, QuotaError> {
+    let input_only = Usage {
+        output_tokens: 0,
+        ..demand.tokens
+    };
+    let mut allowance: Option<u64> = None;
+    for limit in &plan.limits {
+        let fits = match limit.metric {
+            Metric::Requests | Metric::InputTokens => continue,
+            Metric::OutputTokens => None,
+            Metric::TotalTokens => Some(demand.tokens.input_tokens),
+            Metric::CostMicroUsd => match demand.price {
+                Some(price) if price.output > 0 => Some(price.cost(&input_only)),
+                _ => continue,
+            },
+        };
+        let used = counter::peek(store, &limit.key(identity), limit.window, now)?;
+        let left = limit
+            .limit
+            .saturating_sub(used)
+            .saturating_sub(fits.unwrap_or(0));
+        let tokens = match (limit.metric, demand.price) {
+            (Metric::CostMicroUsd, Some(price)) => {
+                u64::try_from(u128::from(left) * 1_000_000 / u128::from(price.output))
+                    .unwrap_or(u64::MAX)
+            }
+            _ => left,
+        };
+        allowance = Some(allowance.map_or(tokens, |a| a.min(tokens)));
+    }
+    Ok(allowance)
+}
+
+/// Under `clamp_max_tokens`, the output limit written into a request so its answer cannot
+/// outgrow what the plan still allows: the fields to set (those the request sets, by
+/// `sets`, else the first of `limit_fields`) and the cap, with `demand` lowered to it.
+/// `None` when nothing is clamped: the plan does not clamp or only watches (shadow), the API
+/// has no limit field, the request already asks for exactly the cap, or nothing is left (the
+/// admission then refuses with the limit's headers). Otherwise the limit is written also
+/// where the request set none, so no answer can outgrow its reservation.
+#[allow(clippy::too_many_arguments)]
+pub fn clamp_output(
+    plan: &Plan,
+    identity: &Identity,
+    demand: &mut Demand,
+    limit_fields: &'static [&'static str],
+    sets: &dyn Fn(&str) -> bool,
+    requested: Option<u64>,
+    store: &dyn SharedStore,
+    now: u64,
+) -> Option<(Vec<&'static str>, u64)> {
+    if !plan.clamp_max_tokens || plan.shadow || limit_fields.is_empty() {
+        return None;
+    }
+    let allowance = output_allowance(plan, identity, demand, store, now)
+        .ok()
+        .flatten();
+    let output = demand.tokens.output_tokens;
+    let capped = allowance.map_or(output, |a| a.min(output));
+    if capped == 0 || requested == Some(capped) {
+        return None;
+    }
+    let present: Vec<&'static str> = limit_fields.iter().copied().filter(|f| sets(f)).collect();
+    let targets = if present.is_empty() {
+        limit_fields[..1].to_vec()
+    } else {
+        present
+    };
+    demand.tokens.output_tokens = capped;
+    Some((targets, capped))
+}
+
+/// `admit`, with the stats it counted (granted or refused) appended to `events`.
+pub fn admit_counted(
+    plan: &Arc<Plan>,
+    identity: &Identity,
+    demand: &Demand,
+    store: &dyn SharedStore,
+    now: u64,
+    events: &mut Vec<String>,
+) -> Result<Grant, Refusal> {
+    match admit(plan, identity, demand, store, now) {
+        Ok(mut grant) => {
+            events.append(&mut grant.events);
+            Ok(grant)
+        }
+        Err(mut refused) => {
+            events.append(&mut refused.stats);
+            Err(refused.refusal)
+        }
+    }
+}
+
+/// Counts `demand` against every limit of `plan`, all or nothing: when one limit refuses,
+/// the counts already taken are given back. A shadow plan counts everything and refuses
+/// nothing. Running out of CAS attempts refuses with 429 and `Retry-After: 1`.
+pub fn admit(
+    plan: &Arc<Plan>,
+    identity: &Identity,
+    demand: &Demand,
+    store: &dyn SharedStore,
+    now: u64,
+) -> Result<Grant, QuotaRefusal> {
+    let mut events = Vec::new();
+    if demand.metered && demand.price.is_none() {
+        if let Some(limit) = plan
+            .limits
+            .iter()
+            .find(|l| l.metric == Metric::CostMicroUsd)
+        {
+            if plan.shadow {
+                // Counted as over the limit: the cost cannot be known.
+                events.push(stat::quota_shadow_exceeded(
+                    &plan.name,
+                    &format!("{}.unpriced", limit.name),
+                ));
+            } else {
+                return Err(QuotaRefusal {
+                    refusal: Refusal::new(
+                        ErrorCode::ModelNotPriced,
+                        format!(
+                            "the plan limits cost ({:?}) and the gateway has no price for this model",
+                            limit.name
+                        ),
+                    ),
+                    stats: vec![stat::quota_refused(&plan.name, &limit.name)],
+                });
+            }
+        }
+    }
+    let mut grant = Grant {
+        plan: Arc::clone(plan),
+        held: Vec::with_capacity(plan.limits.len()),
+        price: demand.price,
+        events,
+    };
+    for (index, limit) in plan.limits.iter().enumerate() {
+        let amount = limit.amount(&demand.tokens, demand.price);
+        let key = limit.key(identity);
+        let outcome = if amount == 0 {
+            // Nothing to count (a request that uses no tokens): the count is only read,
+            // for the headers.
+            counter::peek(store, &key, limit.window, now).map(|used| Admission::Admitted {
+                used,
+                window_start: limit.window.start(now),
+            })
+        } else {
+            counter::admit(
+                store,
+                &key,
+                limit.window,
+                now,
+                amount,
+                limit.limit,
+                !plan.shadow,
+            )
+        };
+        match outcome {
+            Ok(Admission::Admitted { used, window_start }) => {
+                if used > limit.limit && amount > 0 {
+                    grant
+                        .events
+                        .push(stat::quota_shadow_exceeded(&plan.name, &limit.name));
+                }
+                grant.held.push(Held {
+                    limit: index,
+                    key,
+                    window_start,
+                    reserved: amount,
+                    used,
+                });
+            }
+            Ok(Admission::Refused { used, resets_at }) => {
+                // The counts as they are once this request's share is given back.
+                let mut states: Vec<_> = grant
+                    .states()
+                    .into_iter()
+                    .zip(&grant.held)
+                    .map(|((i, used, reset), held)| (i, used.saturating_sub(held.reserved), reset))
+                    .collect();
+                states.push((index, used, resets_at));
+                let mut stats = grant.settle(Settlement::Refund, store, now, true);
+                stats.push(stat::quota_refused(&plan.name, &limit.name));
+                return Err(QuotaRefusal {
+                    refusal: over_limit(plan, limit, amount, used, resets_at, now)
+                        .with_headers(rate_limit_headers(plan, &states, now, resets_at)),
+                    stats,
+                });
+            }
+            Err(error) if plan.shadow => {
+                log::warn!("quota {}/{} not counted: {error}", plan.name, limit.name);
+                grant.events.push(stat::QUOTA_STORE_ERRORS.to_string());
+            }
+            Err(error) => {
+                log::warn!("quota {}/{} refused: {error}", plan.name, limit.name);
+                let mut stats = grant.settle(Settlement::Refund, store, now, true);
+                stats.push(stat::QUOTA_STORE_ERRORS.to_string());
+                let refusal = match error {
+                    QuotaError::Contended => Refusal::new(
+                        ErrorCode::RateLimitExceeded,
+                        "the quota counter is too busy right now; retry in a second",
+                    )
+                    .with_headers(vec![("retry-after".into(), "1".into())]),
+                    QuotaError::Store(_) => Refusal::new(
+                        ErrorCode::InternalError,
+                        "the quota counter could not be read",
+                    ),
+                };
+                return Err(QuotaRefusal { refusal, stats });
+            }
+        }
+    }
+    Ok(grant)
+}
+
+fn over_limit(
+    plan: &Plan,
+    limit: &Limit,
+    amount: u64,
+    used: u64,
+    resets_at: u64,
+    now: u64,
+) -> Refusal {
+    let code = if limit.metric == Metric::CostMicroUsd {
+        ErrorCode::BudgetExceeded
+    } else {
+        ErrorCode::RateLimitExceeded
+    };
+    let what = match limit.metric {
+        Metric::Requests => "requests",
+        Metric::InputTokens => "input tokens",
+        Metric::OutputTokens => "output tokens",
+        Metric::TotalTokens => "tokens",
+        Metric::CostMicroUsd => "micro-USD",
+    };
+    let message = if amount > limit.limit {
+        format!(
+            "this request needs about {amount} {what}, more than the limit {:?} of plan {:?} allows per {} ({})",
+            limit.name,
+            plan.name,
+            window_name(limit.window),
+            limit.limit
+        )
+    } else {
+        format!(
+            "limit {:?} of plan {:?} is used up: {used} of {} {what} per {}; it resets in {}",
+            limit.name,
+            plan.name,
+            limit.limit,
+            window_name(limit.window),
+            duration(resets_at.saturating_sub(now))
+        )
+    };
+    Refusal::new(code, message)
+}
+
+impl Grant {
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// (limit, count after admission, reset time) of every limit held.
+    fn states(&self) -> Vec<(usize, u64, u64)> {
+        self.held
+            .iter()
+            .map(|h| {
+                let window = self.plan.limits[h.limit].window;
+                (h.limit, h.used, window.end(h.window_start))
+            })
+            .collect()
+    }
+
+    /// The rate-limit headers for a response the grant let through (none in shadow mode:
+    /// turning shadow on must not change what clients see).
+    pub fn client_headers(&self, now: u64) -> Vec<(String, String)> {
+        if self.plan.shadow {
+            return Vec::new();
+        }
+        rate_limit_headers(&self.plan, &self.states(), now, 0)
+    }
+
+    /// Corrects the reservations; returns stat names of failed corrections. Request counts
+    /// stay (the request was made) unless `all` says the request never left.
+    pub fn settle(
+        &self,
+        settlement: Settlement,
+        store: &dyn SharedStore,
+        now: u64,
+        all: bool,
+    ) -> Vec<String> {
+        let mut failures = Vec::new();
+        for held in &self.held {
+            let limit = &self.plan.limits[held.limit];
+            if limit.metric == Metric::Requests && !all {
+                continue;
+            }
+            let actual = match settlement {
+                Settlement::Usage(usage) => limit.amount(&usage, self.price),
+                Settlement::Refund => 0,
+                Settlement::Unfinished(usage) => usage
+                    .map_or(0, |u| limit.amount(&u, self.price))
+                    .max(held.reserved),
+            };
+            let delta = i64::try_from(actual)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(held.reserved).unwrap_or(i64::MAX));
+            if let Err(error) = counter::settle(
+                store,
+                &held.key,
+                limit.window,
+                now,
+                held.window_start,
+                delta,
+            ) {
+                log::warn!(
+                    "quota {}/{} not settled ({delta:+}): {error}",
+                    self.plan.name,
+                    limit.name
+                );
+                failures.push(stat::QUOTA_SETTLE_ERRORS.to_string());
+            }
+        }
+        failures
+    }
+}

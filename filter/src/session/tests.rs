@@ -1,0 +1,260 @@
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::*;
+use crate::config::Metric;
+use crate::counter::fake::FakeStore;
+use crate::host::fake::FakeHost;
+use crate::testing::{limit, plan, Fixture, NOW};
+use crate::window::Window;
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[]}"#;
+const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}"#;
+
+fn session(fx: &Fixture) -> Session {
+    Session::new(Worker::configured(fx.policy()), Rc::new(RefCell::default()))
+}
+
+/// A fixture whose every credential has a plan of `rpm` requests a minute.
+fn limited(rpm: u64) -> Fixture {
+    let mut fx = Fixture::new();
+    fx.with_default_plan(plan(
+        vec![limit("rpm", Metric::Requests, Window::Minute, rpm)],
+        50,
+    ));
+    fx
+}
+
+fn chat(fx: &Fixture, body: &str, store: &Rc<FakeStore>) -> FakeHost {
+    FakeHost::request("POST", "/v1/chat/completions")
+        .with_bearer(&fx.token())
+        .with_header("content-type", "application/json")
+        .with_header("content-length", &body.len().to_string())
+        .with_body(body)
+        .with_now(NOW + 1)
+        .with_store(store)
+}
+
+fn models(fx: &Fixture, store: &Rc<FakeStore>) -> FakeHost {
+    FakeHost::request("GET", "/v1/models")
+        .with_bearer(&fx.token())
+        .with_now(NOW + 1)
+        .with_store(store)
+}
+
+/// Runs a body route's request callbacks: headers, then the whole body at once.
+fn send(s: &mut Session, host: &FakeHost) -> (Step, Step) {
+    let head = s.on_request_headers(host, false);
+    (head, s.on_request_body(host, host.body_len(), true))
+}
+
+fn has(ops: &[String], line: &str) -> bool {
+    ops.iter().any(|op| op == line)
+}
+
+#[test]
+fn a_chat_request_is_swapped_metered_and_counted_through_the_host() {
+    let fx = Fixture::new();
+    let store = Rc::default();
+    let mut s = session(&fx);
+    let host = chat(&fx, CHAT, &store);
+    assert_eq!(send(&mut s, &host), (Step::Continue, Step::Continue));
+    let ops = host.take_ops();
+    assert!(
+        has(&ops, "set authorization: Bearer sk-upstream-openai"),
+        "{ops:?}"
+    );
+    assert!(has(&ops, "remove content-length"), "{ops:?}");
+    assert!(!ops.iter().any(|op| op.contains(&fx.token())), "{ops:?}");
+
+    let response = host
+        .clone()
+        .with_response_header(":status", "200")
+        .with_response_header("content-type", "application/json")
+        .with_response_chunk(ANSWER.as_bytes());
+    assert_eq!(s.on_response_headers(&response), Step::Continue);
+    assert_eq!(response.take_ops(), vec!["read response headers"]);
+    assert_eq!(
+        s.on_response_body(&response, ANSWER.len(), true),
+        Step::Continue
+    );
+    let ops = response.take_ops();
+    for line in [
+        "count tokenward.usage.openai.gpt-4o-mini.responses 1",
+        "count tokenward.usage.openai.gpt-4o-mini.input_tokens 11",
+        "count tokenward.usage.openai.gpt-4o-mini.output_tokens 7",
+        "property tokenward_subject=alice",
+        "property tokenward_model=gpt-4o-mini",
+        "property tokenward_input_tokens=11",
+        "property tokenward_output_tokens=7",
+    ] {
+        assert!(has(&ops, line), "{line} not in {ops:?}");
+    }
+    s.on_log(&response);
+    assert_eq!(
+        response.take_ops(),
+        vec!["count tokenward.requests.forwarded 1"]
+    );
+}
+
+#[test]
+fn a_refusal_is_a_local_reply_the_request_stays_paused_and_nothing_else_is_done() {
+    let fx = Fixture::new();
+    let mut s = session(&fx);
+    let host = FakeHost::request("GET", "/v1/models").with_now(NOW + 1);
+    assert_eq!(s.on_request_headers(&host, true), Step::Pause);
+    let ops = host.take_ops();
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!(
+        ops[0],
+        "count tokenward.requests.refused.missing_credential 1"
+    );
+    assert!(ops[1].starts_with("reply 401 {\"error\":"), "{ops:?}");
+
+    let response = host.clone().with_response_header(":status", "401");
+    assert_eq!(s.on_response_headers(&response), Step::Continue);
+    assert_eq!(s.on_response_body(&response, 0, true), Step::Continue);
+    s.on_log(&response);
+    assert_eq!(response.take_ops(), Vec::<String>::new());
+}
+
+#[test]
+fn a_refusal_whose_reply_cannot_be_sent_still_holds_the_request() {
+    let fx = Fixture::new();
+    let mut s = session(&fx);
+    let host = FakeHost::request("GET", "/v1/models")
+        .with_now(NOW + 1)
+        .failing("send_local_response");
+    assert_eq!(s.on_request_headers(&host, true), Step::Pause);
+}
+
+#[test]
+fn a_failed_header_rewrite_answers_500_and_gives_the_quota_back() {
+    let fx = limited(1);
+    let store = Rc::default();
+    let mut s = session(&fx);
+    let broken = models(&fx, &store).failing("replace_request_header");
+    assert_eq!(s.on_request_headers(&broken, true), Step::Pause);
+    let ops = broken.take_ops();
+    let reply = ops.iter().find(|op| op.starts_with("reply ")).unwrap();
+    assert!(reply.starts_with("reply 500 "), "{reply}");
+    assert!(reply.contains("could not be prepared"), "{reply}");
+    s.on_log(&broken);
+    assert_eq!(broken.take_ops(), Vec::<String>::new());
+
+    // The one request a minute was given back: the next one goes on.
+    let mut next = session(&fx);
+    let host = models(&fx, &store);
+    assert_eq!(next.on_request_headers(&host, true), Step::Continue);
+}
+
+#[test]
+fn a_failed_body_rewrite_answers_500_and_gives_the_quota_back() {
+    let fx = limited(1);
+    let store = Rc::default();
+    let stream = r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
+    let mut s = session(&fx);
+    let broken = chat(&fx, stream, &store).failing("replace_request_body");
+    assert_eq!(send(&mut s, &broken), (Step::Continue, Step::Pause));
+    let ops = broken.take_ops();
+    assert!(
+        has(&ops, "count tokenward.requests.refused.internal_error 1"),
+        "{ops:?}"
+    );
+    assert!(
+        ops.last().is_some_and(|op| op.starts_with("reply 500 ")),
+        "{ops:?}"
+    );
+
+    let mut next = session(&fx);
+    let host = chat(&fx, stream, &store);
+    assert_eq!(send(&mut next, &host), (Step::Continue, Step::Continue));
+    let ops = host.take_ops();
+    let body = ops.iter().find(|op| op.starts_with("body ")).unwrap();
+    assert!(body.contains(r#""include_usage":true"#), "{body}");
+}
+
+#[test]
+fn the_client_gets_its_plans_rate_limit_headers_in_place_of_the_providers() {
+    let fx = limited(5);
+    let store = Rc::default();
+    let mut s = session(&fx);
+    let host = chat(&fx, CHAT, &store);
+    send(&mut s, &host);
+    let response = host
+        .clone()
+        .with_response_header(":status", "200")
+        .with_response_header("content-type", "application/json")
+        .with_response_header("x-ratelimit-remaining-requests", "9999")
+        .with_response_header("x-request-id", "r1");
+    response.take_ops();
+    assert_eq!(s.on_response_headers(&response), Step::Continue);
+    let ops = response.take_ops();
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!(ops[0], "read response headers");
+    let written = &ops[1];
+    assert!(
+        written.starts_with(
+            "response headers :status=200 content-type=application/json x-request-id=r1 "
+        ),
+        "{written}"
+    );
+    assert!(
+        written.contains(" x-ratelimit-remaining-requests=4"),
+        "{written}"
+    );
+    assert!(!written.contains("9999"), "{written}");
+}
+
+#[test]
+fn rate_limit_headers_are_set_one_by_one_where_the_response_is_not_read() {
+    let fx = limited(5);
+    let store = Rc::default();
+    let mut s = session(&fx);
+    // A model list reports no usage: its response headers are not read.
+    let host = models(&fx, &store);
+    assert_eq!(s.on_request_headers(&host, true), Step::Continue);
+    host.take_ops();
+    assert_eq!(s.on_response_headers(&host), Step::Continue);
+    let ops = host.take_ops();
+    assert!(
+        has(&ops, "response header x-ratelimit-remaining-requests=4"),
+        "{ops:?}"
+    );
+    assert!(!has(&ops, "read response headers"), "{ops:?}");
+
+    // A metered answer whose headers cannot be read gets them the same way.
+    let mut s = session(&fx);
+    let host = chat(&fx, CHAT, &store);
+    send(&mut s, &host);
+    let unreadable = host.clone().failing("response_headers");
+    unreadable.take_ops();
+    assert_eq!(s.on_response_headers(&unreadable), Step::Continue);
+    let ops = unreadable.take_ops();
+    assert!(
+        has(&ops, "response header x-ratelimit-remaining-requests=3"),
+        "{ops:?}"
+    );
+}
+
+#[test]
+fn a_body_route_lets_its_headers_pass_and_holds_the_body_until_it_is_whole() {
+    let fx = Fixture::new();
+    let store = Rc::default();
+    let mut s = session(&fx);
+    let host = chat(&fx, CHAT, &store);
+    assert_eq!(s.on_request_headers(&host, false), Step::Continue);
+    assert_eq!(s.on_request_body(&host, 10, false), Step::Pause);
+    // Trailers end the body: the request goes on with what was buffered.
+    let whole = host.clone();
+    assert_eq!(
+        s.on_request_body(&whole, host.body_len(), false),
+        Step::Pause
+    );
+    assert_eq!(s.on_request_trailers(&whole), Step::Continue);
+    s.on_log(&whole);
+    assert!(has(
+        &whole.take_ops(),
+        "count tokenward.requests.forwarded 1"
+    ));
+}
