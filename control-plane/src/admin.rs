@@ -19,11 +19,11 @@ use tokenward_filter::config::{
 
 use crate::model::Alg;
 use crate::plane::{
-    ApiKeyRequest, AuthError, ControlPlane, OAuthError, PlaneError, ProviderSecret, Revocation,
-    TokenRequest, SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE,
+    ApiKeyRequest, AuthError, EntryKind, OAuthError, PlaneError, ProviderListing, ProviderSecret,
+    Revocation, TokenRequest, SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE,
 };
-use crate::state::ServerState;
-use crate::store::{SqliteStore, Store};
+use crate::state::{Plane, ServerState};
+use crate::view;
 
 mod catalog;
 mod credentials;
@@ -47,15 +47,18 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/providers", get(list_providers))
         .route(
             "/admin/v1/providers/{name}",
-            put(put_provider).delete(remove_provider),
+            put(put_provider).merge(remove(EntryKind::Provider)),
         )
         .route(
             "/admin/v1/routes/{name}",
-            put(put_route).delete(remove_route),
+            put(put_route).merge(remove(EntryKind::Route)),
         )
-        .route("/admin/v1/plans/{name}", put(put_plan).delete(remove_plan))
+        .route(
+            "/admin/v1/plans/{name}",
+            put(put_plan).merge(remove(EntryKind::Plan)),
+        )
         .route("/admin/v1/prices", put(put_price))
-        .route("/admin/v1/prices/{model}", delete(remove_price))
+        .route("/admin/v1/prices/{model}", remove(EntryKind::Price))
         .route("/admin/v1/config", get(get_config))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/proxies", get(proxies))
@@ -151,16 +154,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The control plane, for calls that need no caller (JWKS, the token endpoint).
-fn lock(state: &ServerState) -> Result<&ControlPlane<SqliteStore>, ApiError> {
+fn lock(state: &ServerState) -> Result<&Plane, ApiError> {
     Ok(&state.plane)
 }
 
 /// The caller, if its credential is valid and carries `scope`; the audit log names it.
-fn authorize(
-    state: &ServerState,
-    headers: &HeaderMap,
-    scope: &str,
-) -> Result<ControlPlane<SqliteStore>, ApiError> {
+fn authorize(state: &ServerState, headers: &HeaderMap, scope: &str) -> Result<Plane, ApiError> {
     let credential = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

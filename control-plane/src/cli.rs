@@ -12,9 +12,10 @@ use tokenward_filter::config::{
 
 use crate::crypto::MasterKey;
 use crate::plane::{
-    ApiKeyRequest, ControlPlane, InitSettings, ProviderSecret, Revocation, TokenRequest,
+    ApiKeyRequest, ControlPlane, EntryKind, InitSettings, ProviderSecret, Revocation, TokenRequest,
 };
 use crate::store::{SqliteStore, Store};
+use crate::view;
 
 mod args;
 mod serve;
@@ -139,6 +140,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             }
             Ok(())
         };
+    let show = |out: &mut dyn Write, view: view::View| print(out, view.json, view.text);
+    let remove = |out: &mut dyn Write, kind: EntryKind, name: &str, force: bool| {
+        let gone = plane.remove_entry(kind, name, force, now)?;
+        show(out, view::removal(kind.label(), name, &gone))
+    };
     match &cli.command {
         Command::Init {
             issuer,
@@ -168,24 +174,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             now: at_once,
         }) => {
             let key = plane.rotate_key(*alg, if *at_once { Some(0) } else { *overlap }, now)?;
-            print(
-                out,
-                serde_json::json!({"kid": key.kid, "activate_at": key.activate_at}),
-                format!(
-                    "new key {}: published now, signing from {}",
-                    key.kid, key.activate_at
-                ),
-            )?;
+            show(out, view::rotated(&key))?;
         }
         Command::Key(KeyCommand::List) => {
-            let keys = plane.key_states(now)?;
-            let rows: Vec<_> = keys.iter().map(|(k, s)| serde_json::json!({"kid": k.kid, "alg": k.alg.as_str(), "state": s, "activate_at": k.activate_at, "retired_at": k.retired_at, "publish_until": k.publish_until})).collect();
-            let text = keys
-                .iter()
-                .map(|(k, s)| format!("{}  {}  {:?}", k.kid, k.alg.as_str(), s))
-                .collect::<Vec<_>>()
-                .join("\n");
-            print(out, serde_json::Value::Array(rows), text)?;
+            show(out, view::signing_keys(&plane.key_states(now)?))?;
         }
         Command::Key(KeyCommand::Revoke { kid }) => {
             plane.revoke(&Revocation::Key(kid.clone()), now)?;
@@ -207,7 +199,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 },
                 now,
             )?;
-            print(out, serde_json::to_value(&minted)?, minted.token.clone())?;
+            show(out, view::minted(&minted))?;
         }
         Command::Token(TokenCommand::Revoke(args)) => {
             let what = match (&args.jti, &args.subject, &args.tenant) {
@@ -220,7 +212,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 _ => bail!("name what to revoke: --jti, --subject or --tenant"),
             };
             let count = plane.revoke(&what, now)?;
-            print(out, serde_json::json!({"revoked": count}), format!("revoked ({count} credentials reached); push or render the configuration to take effect"))?;
+            show(out, view::revoked(count))?;
         }
         Command::Apikey(ApiKeyCommand::Create {
             subject,
@@ -241,14 +233,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 },
                 now,
             )?;
-            print(
-                out,
-                serde_json::json!({"id": created.id, "key": created.key}),
-                format!(
-                    "{}\n(id {}; the key is shown only now)",
-                    created.key, created.id
-                ),
-            )?;
+            show(out, view::api_key_created(&created))?;
         }
         Command::Apikey(ApiKeyCommand::Revoke { id }) => {
             plane.revoke(&Revocation::ApiKey(id.clone()), now)?;
@@ -388,57 +373,20 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             )?;
         }
         Command::Provider(ProviderCommand::List { env_keys }) => {
-            let stored = plane.store().providers()?;
-            let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
             let keys = (!env_keys.is_empty()).then_some(env_keys.as_slice());
-            let availability = crate::model::provider_availability(&configs, keys, &[]);
-            let mut rows = Vec::new();
-            let mut lines = Vec::new();
-            for (provider, (_, availability)) in stored.iter().zip(availability) {
-                let credential = match (&provider.config.credential, &provider.credential_sealed) {
-                    (tokenward_filter::config::CredentialSource::Env(var), None) => {
-                        format!("env {var}")
-                    }
-                    _ => "sealed".to_string(),
-                };
-                let mut row = serde_json::json!({
-                    "name": provider.config.name,
-                    "authority": provider.config.authority,
-                    "credential": credential,
-                });
-                if let (Some(map), serde_json::Value::Object(status)) =
-                    (row.as_object_mut(), serde_json::to_value(&availability)?)
-                {
-                    map.extend(status);
-                }
-                let status = row["status"].as_str().unwrap_or("").to_string();
-                let mut line = format!(
-                    "{}  {}  {credential}  {status}",
-                    provider.config.name, provider.config.authority
-                );
-                if let Some(reason) = row["reason"].as_str() {
-                    line.push_str(&format!(": {reason}"));
-                }
-                lines.push(line);
-                rows.push(row);
-            }
-            print(out, serde_json::Value::Array(rows), lines.join("\n"))?;
+            show(out, view::providers(&plane.provider_listing(keys, &[])?))?;
         }
         Command::Provider(ProviderCommand::Remove { name, force }) => {
-            let gone = plane.remove_provider(name, *force, now)?;
-            print_removal(out, json, "provider", name, &gone)?;
+            remove(out, EntryKind::Provider, name, *force)?;
         }
         Command::Route(RouteCommand::Remove { name }) => {
-            let gone = plane.remove_route(name, now)?;
-            print_removal(out, json, "route", name, &gone)?;
+            remove(out, EntryKind::Route, name, false)?;
         }
         Command::Plan(PlanCommand::Remove { name, force }) => {
-            let gone = plane.remove_plan(name, *force, now)?;
-            print_removal(out, json, "plan", name, &gone)?;
+            remove(out, EntryKind::Plan, name, *force)?;
         }
         Command::Price(PriceCommand::Remove { model }) => {
-            let gone = plane.remove_price(model, now)?;
-            print_removal(out, json, "price", model, &gone)?;
+            remove(out, EntryKind::Price, model, false)?;
         }
         Command::Config(ConfigCommand::Render {
             out: path,
@@ -515,51 +463,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             writeln!(out, "{}", serde_json::to_string_pretty(&plane.jwks(now)?)?)?;
         }
         Command::Audit { limit } => {
-            let entries = plane.store().audit_log(*limit)?;
-            let text = entries
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}  {}  {}  {}  {}",
-                        e.at, e.actor, e.action, e.target, e.detail
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            print(out, serde_json::to_value(&entries)?, text)?;
+            show(out, view::audit(&plane.store().audit_log(*limit)?))?;
         }
     }
-    Ok(())
-}
-
-/// What a removal prints: the entry, and what a forced one took with it.
-fn print_removal(
-    out: &mut dyn Write,
-    json: bool,
-    kind: &str,
-    name: &str,
-    gone: &crate::plane::Removed,
-) -> anyhow::Result<()> {
-    if json {
-        let value = serde_json::json!({
-            "removed": {"kind": kind, "name": name},
-            "routes": gone.routes,
-            "revoked_api_keys": gone.revoked_api_keys,
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
-        return Ok(());
-    }
-    let mut text = format!("{kind} {name} removed");
-    if !gone.routes.is_empty() {
-        text.push_str(&format!(", with routes {}", gone.routes.join(", ")));
-    }
-    if !gone.revoked_api_keys.is_empty() {
-        text.push_str(&format!(
-            ", API keys revoked: {}",
-            gone.revoked_api_keys.join(", ")
-        ));
-    }
-    writeln!(out, "{text}")?;
     Ok(())
 }
 

@@ -18,4 +18,5 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod view;
 pub mod xds;

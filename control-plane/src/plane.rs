@@ -164,6 +164,35 @@ pub struct Removed {
     pub revoked_api_keys: Vec<String>,
 }
 
+/// A provider as listed: what is stored, whether it can carry traffic, and the Envoys that
+/// report they cannot load it.
+#[derive(Debug, Clone)]
+pub struct ProviderListing {
+    pub stored: StoredProvider,
+    pub availability: model::Availability,
+    pub unavailable_in: Vec<String>,
+}
+
+/// The kinds of catalog entry, for the operations that treat them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Provider,
+    Route,
+    Plan,
+    Price,
+}
+
+impl EntryKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            EntryKind::Provider => "provider",
+            EntryKind::Route => "route",
+            EntryKind::Plan => "plan",
+            EntryKind::Price => "price",
+        }
+    }
+}
+
 /// How a caller forces a removal, for the message that refuses one.
 const FORCE_HINT: &str = "`--force` on the command line, `?force=true` in the admin API";
 
@@ -181,7 +210,7 @@ fn route_uses(route: &RouteConfig, provider: &str) -> bool {
 
 /// The control plane's operations over a store. Cheap to clone and safe to share: the store,
 /// the master key and the compiled policy are shared; the actor is this handle's own.
-pub struct ControlPlane<S: Store> {
+pub struct ControlPlane<S: Store + ?Sized> {
     store: Arc<S>,
     master: Arc<MasterKey>,
     /// Who the audit log names for changes made through this handle.
@@ -189,13 +218,26 @@ pub struct ControlPlane<S: Store> {
     compiled: Arc<compiled::CompiledPolicy>,
 }
 
-impl<S: Store> Clone for ControlPlane<S> {
+impl<S: Store + ?Sized> Clone for ControlPlane<S> {
     fn clone(&self) -> Self {
         ControlPlane {
             store: Arc::clone(&self.store),
             master: Arc::clone(&self.master),
             actor: self.actor.clone(),
             compiled: Arc::clone(&self.compiled),
+        }
+    }
+}
+
+impl<S: Store + 'static> ControlPlane<S> {
+    /// The same handle over the store as a trait object: what the servers share, so they
+    /// name no store type.
+    pub fn into_dyn(self) -> ControlPlane<dyn Store> {
+        ControlPlane {
+            store: self.store,
+            master: self.master,
+            actor: self.actor,
+            compiled: self.compiled,
         }
     }
 }
@@ -207,7 +249,7 @@ const SETTING_SKEW: &str = "clock_skew_seconds";
 const SETTING_OVERLAP: &str = "key_overlap_seconds";
 const SETTING_DEFAULT_PLAN: &str = "default_plan";
 
-impl<S: Store> ControlPlane<S> {
+impl<S: Store + ?Sized> ControlPlane<S> {
     pub fn new(store: impl Into<Arc<S>>, master: MasterKey, actor: &str) -> Self {
         ControlPlane {
             store: store.into(),

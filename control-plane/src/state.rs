@@ -7,12 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use crate::model::{ConfigPart, ReportedStats};
 use crate::plane::ControlPlane;
-use crate::store::SqliteStore;
+use crate::store::Store;
+
+/// The control plane over whichever store `serve` opened: the servers name only the trait.
+pub type Plane = ControlPlane<dyn Store>;
 
 pub struct ServerState {
     /// Shared by every request: no lock around it (the store pools its connections, the
     /// compiled policy is kept per revision); each caller acts through its own handle.
-    pub plane: ControlPlane<SqliteStore>,
+    pub plane: Plane,
     /// Unix seconds; a test sets its own.
     pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Set by every write through this API, so the xDS loop renders again at once.
@@ -25,12 +28,12 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(
-        plane: ControlPlane<SqliteStore>,
+    pub fn new<S: Store + 'static>(
+        plane: ControlPlane<S>,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Self {
         ServerState {
-            plane,
+            plane: plane.into_dyn(),
             clock,
             changed: std::sync::atomic::AtomicBool::new(true),
             proxies: Registry::default(),

@@ -31,7 +31,7 @@ pub struct StoredProvider {
 }
 
 /// What the control plane keeps. Every method is one statement or one transaction.
-pub trait Store {
+pub trait Store: Send + Sync {
     /// The content revision: it moves with every committed change to what the configuration
     /// is rendered from, made through any connection or process, and never goes back.
     /// Readers that only need to know whether anything changed compare it.

@@ -49,11 +49,11 @@ pub(super) async fn put_provider(
         };
         plane.put_provider(provider, secret, (state.clock)())?;
         // Envoys' reports are about the configuration before this one: the prediction only.
-        let mut listing = provider_listing(&state, &plane, false)?;
+        let listing = provider_listing(&state, &plane, false)?;
         let mut entry = listing
             .iter()
-            .position(|e| e["name"] == entry_name.as_str())
-            .map(|i| listing.swap_remove(i))
+            .find(|p| p.stored.config.name == entry_name)
+            .map(view::provider)
             .unwrap_or_default();
         if entry["status"] == "unavailable" {
             entry["warning"] = Value::String(format!(
@@ -66,16 +66,13 @@ pub(super) async fn put_provider(
     .await
 }
 
-/// Every provider with where its credential comes from (never the credential) and whether it
-/// can carry traffic: `status` `available`, `unavailable` (with `reason`, and the Envoys
-/// that report so in `unavailable_in`) or `unknown`.
+/// The providers as this server sees them: the VM's environment from `serve --env-key`,
+/// and (`with_reports`) what connected Envoys report they could not load.
 pub(super) fn provider_listing(
     state: &ServerState,
-    plane: &ControlPlane<SqliteStore>,
+    plane: &Plane,
     with_reports: bool,
-) -> Result<Vec<Value>, ApiError> {
-    let stored = plane.store().providers().map_err(PlaneError::from)?;
-    let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
+) -> Result<Vec<ProviderListing>, ApiError> {
     let env_keys = state
         .vm_env_keys
         .lock()
@@ -90,45 +87,7 @@ pub(super) fn provider_listing(
         .iter()
         .map(|(node, parts)| (node.as_str(), parts.as_slice()))
         .collect();
-    let availability = crate::model::provider_availability(&configs, env_keys.as_deref(), &reports);
-    Ok(stored
-        .iter()
-        .zip(availability)
-        .map(|(provider, (_, availability))| {
-            let config = &provider.config;
-            let credential = match (&config.credential, &provider.credential_sealed) {
-                (_, Some(_)) => json!({"sealed": true}),
-                (CredentialSource::Env(var), None) => json!({"env": var}),
-                (CredentialSource::Inline(_), None) => json!({"inline": true}),
-            };
-            let part = crate::model::ConfigPart {
-                kind: "provider".into(),
-                name: crate::model::stat_name(&config.name),
-            };
-            let unavailable_in: Vec<&str> = reports
-                .iter()
-                .filter(|(_, parts)| parts.contains(&part))
-                .map(|(node, _)| *node)
-                .collect();
-            let mut entry = json!({
-                "name": config.name,
-                "style": config.style,
-                "cluster": config.cluster,
-                "authority": config.authority,
-                "credential": credential,
-                "headers": config.headers,
-            });
-            if let (Some(map), Ok(Value::Object(status))) =
-                (entry.as_object_mut(), serde_json::to_value(&availability))
-            {
-                map.extend(status);
-                if !unavailable_in.is_empty() {
-                    map.insert("unavailable_in".into(), json!(unavailable_in));
-                }
-            }
-            entry
-        })
-        .collect())
+    Ok(plane.provider_listing(env_keys.as_deref(), &reports)?)
 }
 
 pub(super) async fn list_providers(
@@ -137,7 +96,9 @@ pub(super) async fn list_providers(
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-        Ok(Json(Value::Array(provider_listing(&state, &plane, true)?)))
+        Ok(Json(
+            view::providers(&provider_listing(&state, &plane, true)?).json,
+        ))
     })
     .await
 }
@@ -150,68 +111,22 @@ pub(super) struct RemoveQuery {
     force: bool,
 }
 
-/// What a removal answers: what went, and what went with it.
-pub(super) fn removed(kind: &str, name: &str, removed: crate::plane::Removed) -> Json<Value> {
-    Json(json!({
-        "removed": {"kind": kind, "name": name},
-        "routes": removed.routes,
-        "revoked_api_keys": removed.revoked_api_keys,
-    }))
-}
-
-pub(super) async fn remove_provider(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(query): Query<RemoveQuery>,
-) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-        let gone = plane.remove_provider(&name, query.force, (state.clock)())?;
-        Ok(removed("provider", &name, gone))
-    })
-    .await
-}
-
-pub(super) async fn remove_route(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-        let gone = plane.remove_route(&name, (state.clock)())?;
-        Ok(removed("route", &name, gone))
-    })
-    .await
-}
-
-pub(super) async fn remove_plan(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(query): Query<RemoveQuery>,
-) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-        let gone = plane.remove_plan(&name, query.force, (state.clock)())?;
-        Ok(removed("plan", &name, gone))
-    })
-    .await
-}
-
-/// `{model}` is the price's model pattern, percent-encoded where it holds `/`.
-pub(super) async fn remove_price(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Path(model): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-        let gone = plane.remove_price(&model, (state.clock)())?;
-        Ok(removed("price", &model, gone))
-    })
-    .await
+/// `DELETE` of a catalog entry of `kind`, by name (a price by its model pattern,
+/// percent-encoded where it holds `/`); `?force=true` takes what refers to it along.
+pub(super) fn remove(kind: EntryKind) -> axum::routing::MethodRouter<Arc<ServerState>> {
+    delete(
+        move |State(state): State<Arc<ServerState>>,
+              headers: HeaderMap,
+              Path(name): Path<String>,
+              Query(query): Query<RemoveQuery>| async move {
+            blocking(move || {
+                let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+                let gone = plane.remove_entry(kind, &name, query.force, (state.clock)())?;
+                Ok(Json(view::removal(kind.label(), &name, &gone).json))
+            })
+            .await
+        },
+    )
 }
 
 pub(super) async fn put_route(
@@ -296,7 +211,7 @@ pub(super) async fn audit(
             .store()
             .audit_log(query.limit.unwrap_or(100).min(10_000))
             .map_err(PlaneError::from)?;
-        Ok(Json(serde_json::to_value(entries).unwrap_or_default()))
+        Ok(Json(view::audit(&entries).json))
     })
     .await
 }

@@ -9,11 +9,7 @@ pub(super) async fn list_keys(
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
         let keys = plane.key_states((state.clock)())?;
-        Ok(Json(Value::Array(
-            keys.iter()
-                .map(|(k, s)| json!({"kid": k.kid, "alg": k.alg.as_str(), "state": s, "activate_at": k.activate_at, "retired_at": k.retired_at, "publish_until": k.publish_until}))
-                .collect(),
-        )))
+        Ok(Json(view::signing_keys(&keys).json))
     })
     .await
 }
@@ -44,9 +40,7 @@ pub(super) async fn rotate_key(
         };
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
         let key = plane.rotate_key(alg, body.overlap_seconds, (state.clock)())?;
-        Ok(Json(
-            json!({"kid": key.kid, "activate_at": key.activate_at}),
-        ))
+        Ok(Json(view::rotated(&key).json))
     })
     .await
 }
@@ -81,7 +75,7 @@ pub(super) async fn mint_token(
             },
             (state.clock)(),
         )?;
-        Ok(Json(serde_json::to_value(minted).unwrap_or_default()))
+        Ok(Json(view::minted(&minted).json))
     })
     .await
 }
@@ -119,7 +113,7 @@ pub(super) async fn create_api_key(
         )?;
         Ok((
             StatusCode::CREATED,
-            Json(json!({"id": created.id, "key": created.key})),
+            Json(view::api_key_created(&created).json),
         ))
     })
     .await
@@ -173,7 +167,7 @@ pub(super) async fn revoke(
         };
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
         let count = plane.revoke(&what, (state.clock)())?;
-        Ok(Json(json!({"revoked": count})))
+        Ok(Json(view::revoked(count).json))
     })
     .await
 }

@@ -6,7 +6,8 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::crypto::MasterKey;
-use crate::plane::InitSettings;
+use crate::plane::{ControlPlane, InitSettings};
+use crate::store::SqliteStore;
 
 const NOW: u64 = 1_800_000_000;
 

@@ -9,6 +9,10 @@ use tokenward_filter::window::Window;
 
 use crate::model::Alg;
 
+pub use serve_args::{ServeArgs, UsageError};
+
+mod serve_args;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenward",
@@ -157,98 +161,6 @@ pub enum TlsCommand {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
-}
-
-/// A command line clap accepts but tokenward refuses: exit code 2, like clap's own errors.
-#[derive(Debug, thiserror::Error)]
-pub enum UsageError {
-    #[error(transparent)]
-    Exposure(#[from] crate::tls::ExposureError),
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address for the HTTP API (admin, token endpoint, JWKS). Beyond loopback it needs
-    /// --tls-cert (or --insecure).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-    /// Address for ADS (gRPC); without it no xDS is served. Beyond loopback it needs
-    /// --tls-cert and --xds-client-ca (or --insecure).
-    #[arg(long)]
-    pub xds_listen: Option<std::net::SocketAddr>,
-    /// The server certificate chain (PEM, leaf first): the admin API and ADS then speak TLS
-    /// only. Re-read when the file changes: no restart to rotate.
-    #[arg(long, env = "TOKENWARD_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// The server certificate's private key (PEM).
-    #[arg(long, env = "TOKENWARD_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// CA certificates (PEM) of the Envoys' client certificates: ADS then requires mutual TLS,
-    /// and a stream's node id must be named by its certificate (a URI SAN
-    /// spiffe://<trust domain>/node/<id>, or a DNS SAN equal to the id).
-    #[arg(long, env = "TOKENWARD_XDS_CLIENT_CA", requires = "tls_cert")]
-    pub xds_client_ca: Option<PathBuf>,
-    /// Allow plain listeners beyond loopback (and ADS without client certificates): only on
-    /// a network where nobody else can listen or connect.
-    #[arg(long)]
-    pub insecure: bool,
-    /// The module's path on the Envoy hosts (must equal the bootstrap's default config).
-    #[arg(long, default_value = "dist/tokenward.wasm")]
-    pub wasm_path: String,
-    /// Environment variables the Wasm VM may read (provider credentials by `env`).
-    #[arg(long = "env-key", default_values_t = ["OPENAI_API_KEY".to_string(), "ANTHROPIC_API_KEY".to_string(), "GEMINI_API_KEY".to_string()])]
-    pub env_keys: Vec<String>,
-    /// Send a cluster to a plain-HTTP address instead of TLS to the provider: `cluster=host:port`.
-    #[arg(long = "upstream", value_parser = parse_upstream)]
-    pub upstreams: Vec<(String, std::net::SocketAddr)>,
-    /// The CA bundle on the Envoy hosts, for TLS to the providers.
-    #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
-    pub ca_bundle: String,
-}
-
-impl ServeArgs {
-    /// The TLS files, when TLS is configured.
-    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
-        Some(crate::tls::TlsFiles {
-            cert: self.tls_cert.clone()?,
-            key: self.tls_key.clone()?,
-            client_ca: self.xds_client_ca.clone(),
-        })
-    }
-
-    /// Refuses listeners beyond loopback that would be plain (or ADS without client
-    /// authentication), unless --insecure.
-    pub fn check_exposure(&self) -> Result<(), UsageError> {
-        use crate::tls::{check_exposure, Role, Transport};
-        let (admin, ads) = match (&self.tls_cert, &self.xds_client_ca) {
-            (None, _) => (Transport::Plain, Transport::Plain),
-            (Some(_), None) => (Transport::Tls, Transport::Tls),
-            (Some(_), Some(_)) => (Transport::Tls, Transport::MutualTls),
-        };
-        check_exposure(Role::Admin, self.listen, admin, self.insecure)?;
-        if let Some(addr) = self.xds_listen {
-            check_exposure(Role::Ads, addr, ads, self.insecure)?;
-        }
-        Ok(())
-    }
-
-    pub fn snapshot_settings(&self) -> crate::xds::snapshot::SnapshotSettings {
-        crate::xds::snapshot::SnapshotSettings {
-            wasm_path: self.wasm_path.clone(),
-            env_keys: self.env_keys.clone(),
-            upstream_overrides: self.upstreams.iter().cloned().collect(),
-            ca_bundle: self.ca_bundle.clone(),
-        }
-    }
-}
-
-fn parse_upstream(text: &str) -> Result<(String, std::net::SocketAddr), String> {
-    let (name, addr) = parse_pair(text)?;
-    Ok((
-        name,
-        addr.parse()
-            .map_err(|_| format!("{addr:?}: expected host:port with an IP address"))?,
-    ))
 }
 
 #[derive(Debug, Subcommand)]

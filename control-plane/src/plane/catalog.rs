@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<S: Store> ControlPlane<S> {
+impl<S: Store + ?Sized> ControlPlane<S> {
     /// Adds or replaces a provider. Its credential is sealed here or named as an environment
     /// variable of Envoy's Wasm VM.
     pub fn put_provider(
@@ -47,6 +47,56 @@ impl<S: Store> ControlPlane<S> {
         };
         self.audit(now, "provider.put", &provider.name, &source)?;
         Ok(())
+    }
+
+    /// Every provider, whether it can carry traffic — as far as this control plane can tell
+    /// from the environment variables its Envoys' VMs get (`vm_env_keys`; `None`: not its to
+    /// know) and from what Envoys report they could not load (`reports`, by node).
+    pub fn provider_listing(
+        &self,
+        vm_env_keys: Option<&[String]>,
+        reports: &[(&str, &[model::ConfigPart])],
+    ) -> Result<Vec<ProviderListing>, PlaneError> {
+        let stored = self.store.providers()?;
+        let configs: Vec<ProviderConfig> = stored.iter().map(|p| p.config.clone()).collect();
+        let availability = model::provider_availability(&configs, vm_env_keys, reports);
+        Ok(stored
+            .into_iter()
+            .zip(availability)
+            .map(|(stored, (_, availability))| {
+                let part = model::ConfigPart {
+                    kind: "provider".into(),
+                    name: model::stat_name(&stored.config.name),
+                };
+                let unavailable_in = reports
+                    .iter()
+                    .filter(|(_, parts)| parts.contains(&part))
+                    .map(|(node, _)| node.to_string())
+                    .collect();
+                ProviderListing {
+                    stored,
+                    availability,
+                    unavailable_in,
+                }
+            })
+            .collect())
+    }
+
+    /// Removes a catalog entry of any kind; `force` (providers and plans) takes what still
+    /// refers to it along.
+    pub fn remove_entry(
+        &self,
+        kind: EntryKind,
+        name: &str,
+        force: bool,
+        now: u64,
+    ) -> Result<Removed, PlaneError> {
+        match kind {
+            EntryKind::Provider => self.remove_provider(name, force, now),
+            EntryKind::Route => self.remove_route(name, now),
+            EntryKind::Plan => self.remove_plan(name, force, now),
+            EntryKind::Price => self.remove_price(name, now),
+        }
     }
 
     pub fn put_route(&self, route: RouteConfig, now: u64) -> Result<(), PlaneError> {

@@ -5,7 +5,7 @@
 use super::render::api_key_entry;
 use super::*;
 
-impl<S: Store> ControlPlane<S> {
+impl<S: Store + ?Sized> ControlPlane<S> {
     /// Verifies a tokenward credential exactly as the filter would with the configuration
     /// rendered now: the control plane's own API trusts what the gateway trusts. The
     /// compiled configuration is kept while the store's revision and the keys' schedule

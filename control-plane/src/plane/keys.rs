@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<S: Store> ControlPlane<S> {
+impl<S: Store + ?Sized> ControlPlane<S> {
     /// Sets the issuer and audiences, makes the first signing key (active at once) and the
     /// first admin credential: an API key with both admin scopes, returned once.
     pub fn init(

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<S: Store> ControlPlane<S> {
+impl<S: Store + ?Sized> ControlPlane<S> {
     /// Renders the current state and applies `change`, then compiles it as the filter would
     /// (environment variables assumed present: they are Envoy's, not ours to check).
     pub(super) fn check_with(

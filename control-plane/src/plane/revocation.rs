@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<S: Store> ControlPlane<S> {
+impl<S: Store + ?Sized> ControlPlane<S> {
     /// Revokes; returns how many credentials the revocation reached where that is known.
     pub fn revoke(&self, what: &Revocation, now: u64) -> Result<usize, PlaneError> {
         let count = match what {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<S: Store> ControlPlane<S> {
+impl<S: Store + ?Sized> ControlPlane<S> {
     pub(super) fn number_setting(&self, name: &str, default: u64) -> Result<u64, PlaneError> {
         match self.store.setting(name)? {
             Some(value) => value

@@ -1,190 +1,23 @@
 //! The embedded default store: SQLite in WAL mode, migrated from `migrations/`, a small pool
 //! of connections so callers on several threads do not wait on one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+mod open;
+mod pool;
+mod rows;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use pool::Pool;
+use rows::*;
+
+use rusqlite::{params, OptionalExtension};
 use tokenward_filter::config::{PlanConfig, PriceConfig, RouteConfig};
 
 use super::*;
 use crate::model::{Alg, ApiKeyRecord, AuditEntry, IssuedToken, SigningKeyRecord};
 
-/// Migrations, in order; the database records how many it has run (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/0001_init.sql"),
-    include_str!("../../migrations/0002_sources_and_key_revocation.sql"),
-    include_str!("../../migrations/0003_revision.sql"),
-];
-
 /// Safe to share between threads: each call takes a connection of its own from a small pool
 /// (SQLite in WAL mode lets readers run beside the one writer; `busy_timeout` queues writers).
 pub struct SqliteStore {
-    connections: Vec<Mutex<Connection>>,
-    /// Where the next wait for a busy connection starts, so waiters spread over them.
-    next: AtomicUsize,
-}
-
-/// More than the blocking threads that use the store at once gain nothing: SQLite has one
-/// writer, and readers beyond the cores wait anyway.
-const POOL_SIZE: usize = 4;
-
-/// A connection taken from the pool; it goes back when dropped.
-type Pooled<'a> = MutexGuard<'a, Connection>;
-
-fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Range("a time beyond 2^63 seconds"))
-}
-
-fn to_u64(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Range("a negative time"))
-}
-
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`, in WAL mode, and migrates it.
-    pub fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
-        let conn = SqliteStore::connect(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        SqliteStore::migrated(conn, Some(path.to_path_buf()))
-    }
-
-    /// An in-memory database, for tests.
-    pub fn in_memory() -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open_in_memory()?;
-        SqliteStore::configure(&conn)?;
-        SqliteStore::migrated(conn, None)
-    }
-
-    fn connect(path: &std::path::Path) -> Result<Connection, StoreError> {
-        let conn = Connection::open(path)?;
-        SqliteStore::configure(&conn)?;
-        Ok(conn)
-    }
-
-    fn configure(conn: &Connection) -> Result<(), StoreError> {
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(())
-    }
-
-    fn migrated(
-        conn: Connection,
-        path: Option<std::path::PathBuf>,
-    ) -> Result<SqliteStore, StoreError> {
-        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
-        }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1)?;
-            tx.commit()?;
-        }
-        let mut connections = vec![Mutex::new(conn)];
-        if let Some(path) = path {
-            for _ in 1..POOL_SIZE {
-                connections.push(Mutex::new(SqliteStore::connect(&path)?));
-            }
-        }
-        Ok(SqliteStore {
-            connections,
-            next: AtomicUsize::new(0),
-        })
-    }
-
-    /// An idle connection, or else the next one to come free.
-    fn conn(&self) -> Result<Pooled<'_>, StoreError> {
-        for slot in &self.connections {
-            match slot.try_lock() {
-                Ok(conn) => return Ok(conn),
-                Err(TryLockError::Poisoned(poisoned)) => return Ok(poisoned.into_inner()),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = self
-            .connections
-            .get(start % self.connections.len().max(1))
-            .ok_or(StoreError::Range("a store without connections"))?;
-        Ok(slot.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// A consistent copy of the whole database at `path` (SQLite `VACUUM INTO`), taken while
-    /// the control plane runs.
-    pub fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
-        let target = path
-            .to_str()
-            .ok_or(StoreError::Range("a backup path that is not UTF-8"))?;
-        self.conn()?.execute("VACUUM INTO ?1", [target])?;
-        Ok(())
-    }
-
-    pub fn journal_mode(&self) -> Result<String, StoreError> {
-        Ok(self
-            .conn()?
-            .pragma_query_value(None, "journal_mode", |row| row.get(0))?)
-    }
-}
-
-/// A signing key row as SQLite returns it, converted by `signing_keys`.
-type KeyRow = (
-    String,
-    String,
-    String,
-    Vec<u8>,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
-/// An issued-token row.
-type TokenRow = (String, String, Option<String>, String, i64, i64);
-
-fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
-}
-
-fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
-}
-
-fn issued(
-    row: (String, String, Option<String>, String, i64, i64),
-) -> Result<IssuedToken, StoreError> {
-    let (jti, subject, tenant, kid, issued_at, expires_at) = row;
-    Ok(IssuedToken {
-        jti,
-        subject,
-        tenant,
-        kid,
-        issued_at: to_u64(issued_at)?,
-        expires_at: to_u64(expires_at)?,
-    })
-}
-
-fn optional(value: Option<u64>) -> Result<Option<i64>, StoreError> {
-    value.map(to_i64).transpose()
+    pool: Pool,
 }
 
 impl Store for SqliteStore {
@@ -631,33 +464,4 @@ impl Store for SqliteStore {
         })
         .collect()
     }
-}
-
-/// Adds a document last in `table`'s order, or replaces the one with the same key in place.
-/// `table` and `key_column` are this module's constants, never input.
-fn put_ordered(
-    conn: &Connection,
-    table: &'static str,
-    key_column: &'static str,
-    key: &str,
-    document: String,
-) -> Result<(), StoreError> {
-    conn.execute(
-        &format!(
-            "INSERT INTO {table} ({key_column}, position, document)
-             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM {table}), ?2)
-             ON CONFLICT ({key_column}) DO UPDATE SET document = excluded.document"
-        ),
-        params![key, document],
-    )?;
-    Ok(())
-}
-
-fn documents<T: serde::de::DeserializeOwned>(
-    conn: &Connection,
-    sql: &str,
-) -> Result<Vec<T>, StoreError> {
-    let mut statement = conn.prepare(sql)?;
-    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
-    rows.map(|row| Ok(serde_json::from_str(&row?)?)).collect()
 }

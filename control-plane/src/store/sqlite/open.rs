@@ -1,0 +1,97 @@
+//! Opening the SQLite store: WAL mode, the pragmas every connection needs, the migrations
+//! (a database newer than this binary is refused), the pool, and the backup.
+
+use rusqlite::Connection;
+
+use super::pool::{Pool, Pooled};
+use super::SqliteStore;
+use crate::store::StoreError;
+
+/// Migrations, in order; the database records how many it has run (`PRAGMA user_version`).
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/0001_init.sql"),
+    include_str!("../../../migrations/0002_sources_and_key_revocation.sql"),
+    include_str!("../../../migrations/0003_revision.sql"),
+];
+
+/// More than the blocking threads that use the store at once gain nothing: SQLite has one
+/// writer, and readers beyond the cores wait anyway.
+const POOL_SIZE: usize = 4;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, in WAL mode, and migrates it.
+    pub fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
+        let conn = SqliteStore::connect(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        SqliteStore::migrated(conn, Some(path.to_path_buf()))
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        SqliteStore::configure(&conn)?;
+        SqliteStore::migrated(conn, None)
+    }
+
+    fn connect(path: &std::path::Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open(path)?;
+        SqliteStore::configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn configure(conn: &Connection) -> Result<(), StoreError> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(())
+    }
+
+    fn migrated(
+        conn: Connection,
+        path: Option<std::path::PathBuf>,
+    ) -> Result<SqliteStore, StoreError> {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.commit()?;
+        }
+        let mut connections = vec![conn];
+        if let Some(path) = path {
+            for _ in 1..POOL_SIZE {
+                connections.push(SqliteStore::connect(&path)?);
+            }
+        }
+        Ok(SqliteStore {
+            pool: Pool::new(connections),
+        })
+    }
+
+    /// An idle connection, or else the first one to come back.
+    pub(super) fn conn(&self) -> Result<Pooled<'_>, StoreError> {
+        self.pool.take()
+    }
+
+    /// A consistent copy of the whole database at `path` (SQLite `VACUUM INTO`), taken while
+    /// the control plane runs.
+    pub fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let target = path
+            .to_str()
+            .ok_or(StoreError::Range("a backup path that is not UTF-8"))?;
+        self.conn()?.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    pub fn journal_mode(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn()?
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))?)
+    }
+}
