@@ -15,7 +15,7 @@ pub trait Host {
     /// then refused: without a clock no expiry can be checked).
     fn now_unix_seconds(&self) -> Option<u64>;
     /// The quota counters shared by every worker of this Envoy.
-    fn store(&self) -> &dyn crate::counter::SharedStore;
+    fn store(&self) -> &dyn crate::quota::counter::SharedStore;
 }
 
 /// A host call's non-OK status (proxy-wasm's `WasmResult`).
@@ -122,8 +122,8 @@ pub mod fake {
     use std::rc::Rc;
 
     use super::{HeaderBlock, Host, HostOps, HostStatus};
-    use crate::counter::fake::FakeStore;
-    use crate::counter::SharedStore;
+    use crate::quota::counter::fake::FakeStore;
+    use crate::quota::counter::SharedStore;
 
     #[derive(Debug, Clone, Default)]
     pub struct FakeHost {

@@ -4,7 +4,6 @@
 
 use crate::config::MAX_BODY_LIMIT;
 use crate::document::Unreadable;
-use crate::keys::KeyError;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidConfig {
@@ -160,4 +159,23 @@ impl Unavailable {
             },
         );
     }
+}
+
+/// Why a signing key of the configuration cannot be loaded.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("unsupported key type {kty:?} / curve {crv:?}")]
+    Unsupported { kty: String, crv: Option<String> },
+    #[error("alg {alg:?} does not fit a {kty} key")]
+    AlgorithmMismatch { alg: String, kty: String },
+    #[error("HS256 key without \"allow_symmetric\": true")]
+    SymmetricNotAllowed,
+    #[error("missing parameter {0:?}")]
+    MissingParameter(&'static str),
+    #[error("parameter {0:?} is not valid base64url")]
+    BadEncoding(&'static str),
+    #[error("invalid key material: {0}")]
+    InvalidKey(String),
+    #[error("key use {0:?} is not \"sig\"")]
+    WrongUse(String),
 }

@@ -5,7 +5,7 @@
 
 // The control plane's API: the configuration schema, the claims, the API-key format,
 // `Policy::compile`/`load`/`authenticate`, identities and refusals.
-pub mod apikey;
+pub use auth::apikey;
 pub mod claims;
 pub mod config;
 pub mod error;
@@ -30,8 +30,8 @@ macro_rules! internal {
 }
 
 internal!(
-    cache, counter, credential, decision, document, exchange, host, invalid, json, keys, model,
-    provider, quota, request, session, stat, token, usage,
+    auth, credential, decision, document, exchange, host, invalid, json, model, provider, quota,
+    request, session, stat, usage,
 );
 
 #[cfg(any(test, feature = "test-support"))]

@@ -353,6 +353,7 @@ impl Limit {
 }
 
 mod admission;
+pub mod counter;
 mod headers;
 
 use headers::policy_header;

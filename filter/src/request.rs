@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::cache::VerifiedTokenCache;
+use crate::auth::cache::VerifiedTokenCache;
 use crate::decision::Decision;
 use crate::exchange::{Exchange, UsageReport};
 use crate::host::Host;

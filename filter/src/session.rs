@@ -298,7 +298,7 @@ impl<H: Host> Host for ResponseView<'_, H> {
         self.host.now_unix_seconds()
     }
 
-    fn store(&self) -> &dyn crate::counter::SharedStore {
+    fn store(&self) -> &dyn crate::quota::counter::SharedStore {
         self.host.store()
     }
 }

@@ -199,12 +199,17 @@ impl Fixture {
     /// Adds an API key to the config and returns the key.
     pub fn add_api_key(&mut self, subject: &str, scopes: &[&str], models: &[&str]) -> String {
         let mut n = self.config.api_keys.len() as u8;
-        let key = crate::apikey::new_api_key(|| {
+        let key = crate::auth::apikey::new_api_key(|| {
             n = n.wrapping_mul(31).wrapping_add(17);
             n
         });
-        let entry =
-            crate::apikey::config_entry(&key, &format!("key-{subject}"), subject, scopes, models);
+        let entry = crate::auth::apikey::config_entry(
+            &key,
+            &format!("key-{subject}"),
+            subject,
+            scopes,
+            models,
+        );
         self.config.api_keys.push(entry);
         key
     }

@@ -13,10 +13,10 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::counter::{QuotaError, SharedStore};
 use crate::exchange::UsageStats;
 use crate::host::{HeaderBlock, Host, HostOps, HostStatus};
 use crate::policy::Policy;
+use crate::quota::counter::{QuotaError, SharedStore};
 use crate::request::Worker;
 use crate::session::{Session, Step};
 use crate::stat;

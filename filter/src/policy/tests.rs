@@ -1,5 +1,7 @@
 use super::*;
+use crate::auth::credentials::parse_sha256_hex;
 use crate::config::{CredentialSource, ModelProvider, ProviderStyle};
+use crate::identity::CredentialKind;
 use crate::provider::CLUSTER_HEADER;
 use crate::testing::{ed25519_jwk, Fixture};
 use jwt_simple::prelude::*;
@@ -323,7 +325,7 @@ fn a_provider_without_its_credential_is_unavailable_and_the_rest_loads() {
         panic!("fixed provider expected")
     };
     assert!(!anthropic.unavailable);
-    assert!(policy.revocations.revokes(&Identity {
+    assert!(policy.credentials.revocations.revokes(&Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: "mallory".into(),
         tenant: None,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::headers::{duration, rate_limit_headers};
 use super::{window_name, Limit, Plan, Price};
 use crate::config::Metric;
-use crate::counter::{self, Admission, QuotaError, SharedStore};
+use crate::quota::counter::{self, Admission, QuotaError, SharedStore};
 use crate::error::{ErrorCode, Refusal};
 use crate::identity::Identity;
 use crate::stat;

@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::config::LimitConfig;
-use crate::counter::fake::FakeStore;
-use crate::counter::MAX_CAS_ATTEMPTS;
+use crate::quota::counter::fake::FakeStore;
+use crate::quota::counter::MAX_CAS_ATTEMPTS;
 use crate::identity::CredentialKind;
 use crate::testing::limit;
 

@@ -16,7 +16,7 @@ use crate::model;
 use crate::policy::{ProviderChoice, Route};
 use crate::provider::{api_format, body_shape, BodyShape, Provider, DEFAULT_ANTHROPIC_VERSION};
 use crate::quota::{self, Demand, Plan};
-use crate::token;
+use crate::auth::token;
 
 /// Decides on the request headers; the phase the request moves to with them.
 pub(super) fn decide(
@@ -49,7 +49,7 @@ pub(super) fn decide(
         .ok_or_else(|| Refusal::new(ErrorCode::InternalError, "the host clock is unavailable"))?;
     let authenticated = {
         let mut cache = worker.cache.borrow_mut();
-        token::authenticate(&policy, &mut cache, &credential.value, &hash, now)
+        token::authenticate(&policy.credentials, &mut cache, &credential.value, &hash, now)
     };
     let identity = authenticated.inspect_err(|refusal| {
         log::info!(

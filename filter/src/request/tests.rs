@@ -305,7 +305,7 @@ fn a_request_limit_refuses_at_the_body_with_429_and_headers() {
         2,
     )]));
     let w = worker(&fx);
-    let store = Rc::new(crate::counter::fake::FakeStore::default());
+    let store = Rc::new(crate::quota::counter::fake::FakeStore::default());
     let host = chat(&fx.token(), r#"{"model":"gpt-4o","messages":[]}"#).with_store(&store);
     let mut flow = RequestFlow::new(Rc::clone(&w));
     assert!(
@@ -349,7 +349,7 @@ fn clamping_lowers_max_tokens_to_what_the_budget_leaves() {
     clamped.clamp_max_tokens = true;
     fx.with_default_plan(clamped);
     let w = worker(&fx);
-    let store = Rc::new(crate::counter::fake::FakeStore::default());
+    let store = Rc::new(crate::quota::counter::fake::FakeStore::default());
     let body = r#"{"model":"gpt-4o","messages":[],"max_tokens":5000}"#;
     let host = chat(&fx.token(), body).with_store(&store);
     let input = (body.len() as u64).div_ceil(4);
@@ -409,7 +409,7 @@ fn the_response_settles_the_reservation_to_the_real_usage() {
         limit("tpd", Metric::TotalTokens, Window::Day, 100_000),
     ]));
     let w = worker(&fx);
-    let store = Rc::new(crate::counter::fake::FakeStore::default());
+    let store = Rc::new(crate::quota::counter::fake::FakeStore::default());
     let key = |name: &str, metric: &str, window: &str| {
         format!("tw:q:standard:{name}:{metric}:{window}:s:alice")
     };
@@ -461,13 +461,13 @@ fn a_credential_naming_an_unknown_plan_is_refused() {
 fn planned(
     limits: Vec<crate::config::LimitConfig>,
     adjust: impl FnOnce(&mut crate::config::PlanConfig),
-) -> (Fixture, Rc<Worker>, Rc<crate::counter::fake::FakeStore>) {
+) -> (Fixture, Rc<Worker>, Rc<crate::quota::counter::fake::FakeStore>) {
     let mut fx = Fixture::new();
     let mut p = plan(limits);
     adjust(&mut p);
     fx.with_default_plan(p);
     let w = worker(&fx);
-    (fx, w, Rc::new(crate::counter::fake::FakeStore::default()))
+    (fx, w, Rc::new(crate::quota::counter::fake::FakeStore::default()))
 }
 
 const TPD_KEY: &str = "tw:q:standard:tpd:total_tokens:day:s:alice";

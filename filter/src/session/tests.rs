@@ -3,7 +3,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::config::Metric;
-use crate::counter::fake::FakeStore;
+use crate::quota::counter::fake::FakeStore;
 use crate::host::fake::FakeHost;
 use crate::testing::{limit, plan, Fixture, NOW};
 use crate::window::Window;

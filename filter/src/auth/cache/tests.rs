@@ -1,5 +1,5 @@
 use super::*;
-use crate::token::tests::identity;
+use crate::auth::token::tests::identity;
 
 fn hash(n: u8) -> CredentialHash {
     [n; 32]

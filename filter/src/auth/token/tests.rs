@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::{Jwk, JwkSet};
 use crate::identity::{credential_hash, fingerprint};
+use crate::policy::Policy;
 use crate::testing::{ed25519_jwk, Fixture, NOW};
 use jwt_simple::prelude::*;
 
@@ -22,7 +23,7 @@ pub(crate) fn identity(subject: &str) -> Identity {
 fn check(policy: &Policy, credential: &str, now: u64) -> Result<std::sync::Arc<Identity>, Refusal> {
     let mut cache = VerifiedTokenCache::new(16);
     authenticate(
-        policy,
+        &policy.credentials,
         &mut cache,
         credential,
         &credential_hash(credential),
@@ -183,13 +184,13 @@ fn revocation_applies_to_cached_identities_too() {
     let token = fx.token();
     let hash = credential_hash(&token);
     let mut cache = VerifiedTokenCache::new(16);
-    assert!(authenticate(&fx.policy(), &mut cache, &token, &hash, NOW).is_ok());
+    assert!(authenticate(&fx.policy().credentials, &mut cache, &token, &hash, NOW).is_ok());
     assert_eq!(cache.len(), 1);
     fx.config.revocations.jtis.push(crate::config::RevokedJti {
         jti: "jti-1".into(),
         expires_at: NOW + 600,
     });
-    let refusal = authenticate(&fx.policy(), &mut cache, &token, &hash, NOW).unwrap_err();
+    let refusal = authenticate(&fx.policy().credentials, &mut cache, &token, &hash, NOW).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::TokenRevoked);
 }
 
@@ -234,14 +235,14 @@ fn cache_serves_a_repeat_without_verifying_and_stops_at_expiry() {
     let token = fx.sign(fx.claims(100));
     let hash = credential_hash(&token);
     let mut cache = VerifiedTokenCache::new(16);
-    authenticate(&policy, &mut cache, &token, &hash, NOW).unwrap();
+    authenticate(&policy.credentials, &mut cache, &token, &hash, NOW).unwrap();
     // A cache hit needs no key: prove it by verifying against a policy without keys.
     let mut keyless = Fixture::new();
     keyless.config.keys.keys.clear();
     let keyless = keyless.policy();
-    assert!(authenticate(&keyless, &mut cache, &token, &hash, NOW + 130).is_ok());
+    assert!(authenticate(&keyless.credentials, &mut cache, &token, &hash, NOW + 130).is_ok());
     assert_eq!(
-        authenticate(&keyless, &mut cache, &token, &hash, NOW + 131)
+        authenticate(&keyless.credentials, &mut cache, &token, &hash, NOW + 131)
             .unwrap_err()
             .code,
         ErrorCode::InvalidToken
@@ -267,7 +268,7 @@ fn api_keys_are_checked_for_checksum_presence_and_expiry() {
     assert_eq!(refusal.code, ErrorCode::InvalidApiKey);
     assert!(refusal.message.contains("checksum"));
 
-    let stranger = crate::apikey::new_api_key(|| 99);
+    let stranger = crate::auth::apikey::new_api_key(|| 99);
     assert!(check(&fx.policy(), &stranger, NOW)
         .unwrap_err()
         .message

@@ -9,6 +9,7 @@ use jwt_simple::JWTError;
 
 use crate::claims::TokenwardClaims;
 use crate::config::Jwk;
+pub use crate::invalid::KeyError;
 
 /// JWT algorithms tokenward accepts. Anything else, `none` included, is refused before any
 /// signature check.
@@ -41,24 +42,6 @@ impl std::fmt::Debug for VerificationKey {
         // Never print key material (an HS256 key is a secret).
         write!(f, "VerificationKey({})", self.algorithm().name())
     }
-}
-
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum KeyError {
-    #[error("unsupported key type {kty:?} / curve {crv:?}")]
-    Unsupported { kty: String, crv: Option<String> },
-    #[error("alg {alg:?} does not fit a {kty} key")]
-    AlgorithmMismatch { alg: String, kty: String },
-    #[error("HS256 key without \"allow_symmetric\": true")]
-    SymmetricNotAllowed,
-    #[error("missing parameter {0:?}")]
-    MissingParameter(&'static str),
-    #[error("parameter {0:?} is not valid base64url")]
-    BadEncoding(&'static str),
-    #[error("invalid key material: {0}")]
-    InvalidKey(String),
-    #[error("key use {0:?} is not \"sig\"")]
-    WrongUse(String),
 }
 
 impl VerificationKey {

@@ -6,32 +6,17 @@ use std::sync::Arc;
 
 use jwt_simple::prelude::Token;
 
-use crate::apikey;
-use crate::cache::VerifiedTokenCache;
+use crate::auth::apikey;
+use crate::auth::cache::VerifiedTokenCache;
 use crate::error::{ErrorCode, Refusal};
 use crate::identity::{CredentialHash, CredentialKind, Identity};
-use crate::keys::{SignatureError, MAX_TOKEN_LENGTH};
-use crate::policy::Policy;
-
-impl Policy {
-    /// Verifies `credential` (JWT or API key) at `now` without a cache, revocation included:
-    /// the verdict the gateway gives, for the control plane's check of its own callers.
-    pub fn authenticate(&self, credential: &str, now: u64) -> Result<Arc<Identity>, Refusal> {
-        let hash = crate::identity::credential_hash(credential);
-        authenticate(
-            self,
-            &mut VerifiedTokenCache::new(0),
-            credential,
-            &hash,
-            now,
-        )
-    }
-}
+use crate::auth::keys::{SignatureError, MAX_TOKEN_LENGTH};
+use crate::auth::credentials::Credentials;
 
 /// Verifies `credential` (JWT or API key) at time `now`, using and filling `cache`, and
 /// refuses a revoked one. The returned identity is safe to authorize.
 pub fn authenticate(
-    policy: &Policy,
+    policy: &Credentials,
     cache: &mut VerifiedTokenCache,
     credential: &str,
     hash: &CredentialHash,
@@ -59,7 +44,7 @@ pub fn authenticate(
 }
 
 fn api_key_identity(
-    policy: &Policy,
+    policy: &Credentials,
     key: &str,
     hash: &CredentialHash,
     now: u64,
@@ -78,7 +63,7 @@ fn api_key_identity(
 }
 
 /// Verifies a JWT; returns the identity and until when it may be cached.
-fn verify_jwt(policy: &Policy, token: &str, now: u64) -> Result<(Identity, u64), Refusal> {
+fn verify_jwt(policy: &Credentials, token: &str, now: u64) -> Result<(Identity, u64), Refusal> {
     let invalid = |message: &str| Refusal::new(ErrorCode::InvalidToken, message);
     if token.len() > MAX_TOKEN_LENGTH {
         return Err(invalid("token is too long"));
