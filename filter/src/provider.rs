@@ -1,22 +1,25 @@
-//! The providers: everything that differs by provider style lives here — the credential
-//! header and its form, the default Anthropic version, which API a path speaks
-//! (`api_format`), what its request body carries (`body_shape`), and where its answers report
-//! usage (`meter`). A new style is a new arm in this module and its `meter`.
+//! The providers: everything that differs by provider style lives here, one file per API
+//! family (`openai`, `anthropic`, `gemini`): the credential header and its form, which API a
+//! path speaks (`api_format`), what its request body carries (`body_shape`), and where its
+//! answers report usage (read by `meter`). This file dispatches by style and compiles a
+//! provider's configuration; a new family is a new file and an arm in each `match` here.
 
+mod anthropic;
+mod gemini;
 mod meter;
+mod openai;
 
 use std::sync::Arc;
 
 use crate::config::{CredentialSource, ProviderConfig, ProviderStyle};
 use crate::invalid::InvalidConfig;
+use crate::usage::Usage;
 
 pub use meter::UsageMeter;
 
 /// The header Envoy's route table reads to pick the provider's cluster.
 pub const CLUSTER_HEADER: &str = "x-tokenward-cluster";
-/// Anthropic's API refuses requests without a version; this one is set when neither the
-/// client nor the provider config names one.
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+pub use anthropic::DEFAULT_VERSION as DEFAULT_ANTHROPIC_VERSION;
 
 /// Which provider API a response comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,10 +113,10 @@ impl Provider {
 /// The header that carries a provider's credential, and its value, by style.
 fn credential_header(style: ProviderStyle, secret: String) -> (&'static str, String) {
     match style {
-        ProviderStyle::Openai => ("authorization", format!("Bearer {secret}")),
-        ProviderStyle::Anthropic => ("x-api-key", secret),
-        ProviderStyle::Gemini => ("x-goog-api-key", secret),
-        ProviderStyle::AzureOpenai => ("api-key", secret),
+        ProviderStyle::Openai => openai::credential(secret, false),
+        ProviderStyle::AzureOpenai => openai::credential(secret, true),
+        ProviderStyle::Anthropic => anthropic::credential(secret),
+        ProviderStyle::Gemini => gemini::credential(secret),
     }
 }
 
@@ -122,26 +125,9 @@ fn credential_header(style: ProviderStyle, secret: String) -> (&'static str, Str
 pub fn api_format(style: ProviderStyle, path: &str) -> Option<ApiFormat> {
     let path = path.split('?').next().unwrap_or(path);
     match style {
-        ProviderStyle::Openai | ProviderStyle::AzureOpenai => {
-            if path.contains("/responses") {
-                Some(ApiFormat::OpenAiResponses)
-            } else if path.contains("/chat/completions")
-                || path.contains("/completions")
-                || path.contains("/embeddings")
-            {
-                Some(ApiFormat::OpenAiChat)
-            } else {
-                None
-            }
-        }
-        // Token counting and batch management are not generations: nothing to meter.
-        ProviderStyle::Anthropic => (path.contains("/messages")
-            && !path.contains("/count_tokens")
-            && !path.contains("/batches"))
-        .then_some(ApiFormat::Anthropic),
-        ProviderStyle::Gemini => (path.contains(":generateContent")
-            || path.contains(":streamGenerateContent"))
-        .then_some(ApiFormat::Gemini),
+        ProviderStyle::Openai | ProviderStyle::AzureOpenai => openai::api_format(path),
+        ProviderStyle::Anthropic => anthropic::api_format(path),
+        ProviderStyle::Gemini => gemini::api_format(path),
     }
 }
 
@@ -158,22 +144,40 @@ pub struct BodyShape {
 
 pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
     let path = path.split('?').next().unwrap_or(path);
-    let (produces_output, limit_fields, usage_is_opt_in): (_, &[&str], _) = match format {
-        ApiFormat::OpenAiChat if path.contains("/embeddings") => (false, &[], false),
-        ApiFormat::OpenAiChat if path.contains("/chat/completions") => {
-            (true, &["max_completion_tokens", "max_tokens"], true)
-        }
-        ApiFormat::OpenAiChat => (true, &["max_tokens"], true),
-        ApiFormat::OpenAiResponses => (true, &["max_output_tokens"], false),
-        ApiFormat::Anthropic => (true, &["max_tokens"], false),
-        // Gemini's limit sits in generationConfig, and its routes do not read the body.
-        ApiFormat::Gemini => (true, &[], false),
-    };
-    BodyShape {
-        produces_output,
-        limit_fields,
-        usage_is_opt_in,
+    match format {
+        ApiFormat::OpenAiChat | ApiFormat::OpenAiResponses => openai::body_shape(format, path),
+        ApiFormat::Anthropic => anthropic::body_shape(),
+        ApiFormat::Gemini => gemini::body_shape(),
     }
+}
+
+/// The usage a stream event reports, folded into what the events before it reported.
+fn event_usage(format: ApiFormat, event: &serde_json::Value, usage: &mut Option<Usage>) {
+    match format {
+        ApiFormat::OpenAiChat | ApiFormat::OpenAiResponses => {
+            openai::event_usage(format, event, usage)
+        }
+        ApiFormat::Anthropic => anthropic::event_usage(event, usage),
+        ApiFormat::Gemini => gemini::event_usage(event, usage),
+    }
+}
+
+/// The usage a whole JSON answer reports, from its `usage` or (Gemini) `usageMetadata`.
+fn json_usage(
+    format: ApiFormat,
+    usage: &serde_json::Value,
+    usage_metadata: &serde_json::Value,
+) -> Option<Usage> {
+    match format {
+        ApiFormat::OpenAiChat | ApiFormat::OpenAiResponses => openai::json_usage(format, usage),
+        ApiFormat::Anthropic => anthropic::json_usage(usage),
+        ApiFormat::Gemini => gemini::json_usage(usage_metadata),
+    }
+}
+
+/// A count in a usage object; absent or not a number counts as 0.
+fn count(value: &serde_json::Value) -> u64 {
+    value.as_u64().unwrap_or(0)
 }
 
 /// Visible ASCII and spaces only: what every proxy forwards unchanged.

@@ -67,51 +67,7 @@ fn apply_event(format: ApiFormat, event: &SseEvent, usage: &mut Option<Usage>) {
     let Ok(value) = serde_json::from_slice::<Value>(event.data.as_bytes()) else {
         return;
     };
-    match format {
-        // OpenAI sends usage in one chunk (with `stream_options.include_usage`); other
-        // chunks carry `"usage": null`.
-        ApiFormat::OpenAiChat => {
-            if let Some(found) = openai_chat_usage(&value["usage"]) {
-                *usage = Some(found);
-            }
-        }
-        ApiFormat::OpenAiResponses => {
-            if value["type"] == "response.completed" || value["type"] == "response.incomplete" {
-                if let Some(found) = openai_responses_usage(&value["response"]["usage"]) {
-                    *usage = Some(found);
-                }
-            }
-        }
-        // Anthropic: `message_start` carries the input (and cache) tokens, each
-        // `message_delta` the cumulative output tokens.
-        ApiFormat::Anthropic => match value["type"].as_str() {
-            Some("message_start") => {
-                if let Some(found) = anthropic_usage(&value["message"]["usage"]) {
-                    *usage = Some(found);
-                }
-            }
-            Some("message_delta") => {
-                if let Some(output) = value["usage"]["output_tokens"].as_u64() {
-                    let current = usage.get_or_insert_with(Usage::default);
-                    current.output_tokens = output;
-                    // Newer streams repeat the input counts here; take them when present.
-                    if let Some(found) = anthropic_usage(&value["usage"]) {
-                        if found.input_tokens > 0 {
-                            current.input_tokens = found.input_tokens;
-                            current.cached_input_tokens = found.cached_input_tokens;
-                        }
-                    }
-                }
-            }
-            _ => {}
-        },
-        // Gemini repeats `usageMetadata` in every chunk, growing; the last one counts.
-        ApiFormat::Gemini => {
-            if let Some(found) = gemini_usage(&value["usageMetadata"]) {
-                *usage = Some(found);
-            }
-        }
-    }
+    super::event_usage(format, &value, usage);
 }
 
 /// The parts of a JSON answer that carry usage; everything else (an embeddings array, the
@@ -141,59 +97,7 @@ fn usage_in_json(format: ApiFormat, json: &[u8]) -> Option<Usage> {
     } else {
         serde_json::from_slice::<UsageEnvelope>(json).ok()?
     };
-    match format {
-        ApiFormat::OpenAiChat => openai_chat_usage(&envelope.usage),
-        ApiFormat::OpenAiResponses => openai_responses_usage(&envelope.usage),
-        ApiFormat::Anthropic => anthropic_usage(&envelope.usage),
-        ApiFormat::Gemini => gemini_usage(&envelope.usage_metadata),
-    }
-}
-
-fn count(value: &Value) -> u64 {
-    value.as_u64().unwrap_or(0)
-}
-
-fn openai_chat_usage(usage: &Value) -> Option<Usage> {
-    let input = usage.get("prompt_tokens")?.as_u64()?;
-    Some(Usage {
-        input_tokens: input,
-        // Embeddings report no completion tokens.
-        output_tokens: count(&usage["completion_tokens"]),
-        cached_input_tokens: count(&usage["prompt_tokens_details"]["cached_tokens"]),
-    })
-}
-
-fn openai_responses_usage(usage: &Value) -> Option<Usage> {
-    Some(Usage {
-        input_tokens: usage.get("input_tokens")?.as_u64()?,
-        output_tokens: count(&usage["output_tokens"]),
-        cached_input_tokens: count(&usage["input_tokens_details"]["cached_tokens"]),
-    })
-}
-
-fn anthropic_usage(usage: &Value) -> Option<Usage> {
-    // Anthropic's input_tokens exclude the cache: the prompt is all three together.
-    let uncached = usage.get("input_tokens")?.as_u64()?;
-    let cache_read = count(&usage["cache_read_input_tokens"]);
-    let cache_write = count(&usage["cache_creation_input_tokens"]);
-    Some(Usage {
-        input_tokens: uncached
-            .saturating_add(cache_read)
-            .saturating_add(cache_write),
-        output_tokens: count(&usage["output_tokens"]),
-        cached_input_tokens: cache_read,
-    })
-}
-
-fn gemini_usage(meta: &Value) -> Option<Usage> {
-    let prompt = meta.get("promptTokenCount")?.as_u64()?;
-    Some(Usage {
-        input_tokens: prompt,
-        // Thinking tokens are billed as output.
-        output_tokens: count(&meta["candidatesTokenCount"])
-            .saturating_add(count(&meta["thoughtsTokenCount"])),
-        cached_input_tokens: count(&meta["cachedContentTokenCount"]),
-    })
+    super::json_usage(format, &envelope.usage, &envelope.usage_metadata)
 }
 
 #[cfg(test)]

@@ -1,0 +1,91 @@
+//! OpenAI and Azure OpenAI (and OpenAI-compatible APIs): the bearer or `api-key` credential,
+//! chat completions, completions, embeddings and the Responses API, and where each reports
+//! usage.
+
+use serde_json::Value;
+
+use super::{count, ApiFormat, BodyShape};
+use crate::usage::Usage;
+
+/// OpenAI takes a bearer token; Azure OpenAI its own `api-key` header.
+pub(super) fn credential(secret: String, azure: bool) -> (&'static str, String) {
+    if azure {
+        ("api-key", secret)
+    } else {
+        ("authorization", format!("Bearer {secret}"))
+    }
+}
+
+pub(super) fn api_format(path: &str) -> Option<ApiFormat> {
+    if path.contains("/responses") {
+        Some(ApiFormat::OpenAiResponses)
+    } else if path.contains("/chat/completions")
+        || path.contains("/completions")
+        || path.contains("/embeddings")
+    {
+        Some(ApiFormat::OpenAiChat)
+    } else {
+        None
+    }
+}
+
+pub(super) fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
+    let (produces_output, limit_fields, usage_is_opt_in): (_, &'static [&'static str], _) =
+        match format {
+            ApiFormat::OpenAiResponses => (true, &["max_output_tokens"], false),
+            _ if path.contains("/embeddings") => (false, &[], false),
+            _ if path.contains("/chat/completions") => {
+                (true, &["max_completion_tokens", "max_tokens"], true)
+            }
+            _ => (true, &["max_tokens"], true),
+        };
+    BodyShape {
+        produces_output,
+        limit_fields,
+        usage_is_opt_in,
+    }
+}
+
+/// Chat completions send usage in one chunk (with `stream_options.include_usage`), the other
+/// chunks carry `"usage": null`; the Responses API in its `response.completed` (or
+/// `response.incomplete`) event.
+pub(super) fn event_usage(format: ApiFormat, event: &Value, usage: &mut Option<Usage>) {
+    let found = match format {
+        ApiFormat::OpenAiResponses
+            if event["type"] == "response.completed" || event["type"] == "response.incomplete" =>
+        {
+            responses_usage(&event["response"]["usage"])
+        }
+        ApiFormat::OpenAiResponses => None,
+        _ => chat_usage(&event["usage"]),
+    };
+    if found.is_some() {
+        *usage = found;
+    }
+}
+
+/// The `usage` member of a JSON answer.
+pub(super) fn json_usage(format: ApiFormat, usage: &Value) -> Option<Usage> {
+    match format {
+        ApiFormat::OpenAiResponses => responses_usage(usage),
+        _ => chat_usage(usage),
+    }
+}
+
+fn chat_usage(usage: &Value) -> Option<Usage> {
+    let input = usage.get("prompt_tokens")?.as_u64()?;
+    Some(Usage {
+        input_tokens: input,
+        // Embeddings report no completion tokens.
+        output_tokens: count(&usage["completion_tokens"]),
+        cached_input_tokens: count(&usage["prompt_tokens_details"]["cached_tokens"]),
+    })
+}
+
+fn responses_usage(usage: &Value) -> Option<Usage> {
+    Some(Usage {
+        input_tokens: usage.get("input_tokens")?.as_u64()?,
+        output_tokens: count(&usage["output_tokens"]),
+        cached_input_tokens: count(&usage["input_tokens_details"]["cached_tokens"]),
+    })
+}
