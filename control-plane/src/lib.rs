@@ -17,6 +17,8 @@ pub mod plane;
 pub mod server;
 pub mod state;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod tls;
 pub mod view;
 pub mod xds;

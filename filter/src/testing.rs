@@ -36,6 +36,27 @@ pub fn ed25519_jwk(key: &Ed25519KeyPair, kid: Option<&str>) -> Jwk {
     }
 }
 
+/// A configuration with only its core: the issuer, one audience, 30 s of clock skew, tokens
+/// of at most an hour; no version, keys, API keys, revocations, providers, routes or plans.
+pub fn bare_config(issuer: &str, audience: &str) -> Config {
+    Config {
+        version: None,
+        issuer: issuer.into(),
+        audiences: vec![audience.into()],
+        clock_skew_seconds: 30,
+        max_token_lifetime_seconds: 3600,
+        keys: JwkSet::default(),
+        api_keys: vec![],
+        revocations: Revocations::default(),
+        providers: vec![],
+        routes: vec![],
+        cache: CacheConfig::default(),
+        plans: Default::default(),
+        default_plan: None,
+        prices: vec![],
+    }
+}
+
 pub fn provider(name: &str, style: ProviderStyle, secret: &str) -> ProviderConfig {
     ProviderConfig {
         name: name.into(),
@@ -109,15 +130,9 @@ impl Fixture {
         let key = Ed25519KeyPair::generate();
         let config = Config {
             version: Some("test".into()),
-            issuer: ISSUER.into(),
-            audiences: vec![AUDIENCE.into()],
-            clock_skew_seconds: 30,
-            max_token_lifetime_seconds: 3600,
             keys: JwkSet {
                 keys: vec![ed25519_jwk(&key, None)],
             },
-            api_keys: vec![],
-            revocations: Revocations::default(),
             providers: vec![
                 provider("openai", ProviderStyle::Openai, "sk-upstream-openai"),
                 provider("anthropic", ProviderStyle::Anthropic, "sk-ant-upstream"),
@@ -153,10 +168,7 @@ impl Fixture {
                     ..route("gemini", "/v1beta/models/")
                 },
             ],
-            cache: CacheConfig::default(),
-            plans: Default::default(),
-            default_plan: None,
-            prices: vec![],
+            ..bare_config(ISSUER, AUDIENCE)
         };
         Fixture { key, config }
     }

@@ -4,6 +4,7 @@
 //! applied (a config update, no restart) refuses them.
 
 use std::path::Path;
+use tokenward_control_plane::testing::body_route_args;
 
 use clap::Parser;
 use tokenward_control_plane::cli::{run, Cli};
@@ -58,22 +59,7 @@ fn a_rendered_configuration_is_enforced_by_envoy_and_a_revocation_reaches_it() {
     );
     tokenward(
         d,
-        &[
-            "route",
-            "add",
-            "--name",
-            "chat",
-            "--path-prefix",
-            "/v1/chat/completions",
-            "--method",
-            "POST",
-            "--scope",
-            "chat",
-            "--model-source",
-            "body",
-            "--provider",
-            "openai",
-        ],
+        &body_route_args("chat", "/v1/chat/completions", "openai"),
     );
     tokenward(
         d,

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tokenward_control_plane::testing::body_route_args;
 
 use tokenward_control_plane::crypto::MasterKey;
 use tokenward_control_plane::model::Alg;
@@ -201,22 +202,7 @@ fn envoy_on_ads_enforces_what_the_control_plane_holds_and_keeps_it_when_it_is_go
         "--credential-file",
         secret_file.to_str().unwrap(),
     ]);
-    cli(&[
-        "route",
-        "add",
-        "--name",
-        "messages",
-        "--path-prefix",
-        "/v1/messages",
-        "--method",
-        "POST",
-        "--scope",
-        "chat",
-        "--model-source",
-        "body",
-        "--provider",
-        "anthropic",
-    ]);
+    cli(&body_route_args("messages", "/v1/messages", "anthropic"));
     let messages = || {
         client::send(
             "POST",

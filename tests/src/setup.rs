@@ -169,8 +169,6 @@ fn route(
     model_source: ModelSource,
 ) -> RouteConfig {
     RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
         methods: vec![method.into()],
         required_scopes: if scope.is_empty() {
             vec![]
@@ -178,10 +176,7 @@ fn route(
             vec![scope.into()]
         },
         model_source,
-        provider: None,
-        model_providers: vec![],
-        max_body_bytes: default_max_body_bytes(),
-        allow_query_credential: false,
+        ..tokenward_filter::testing::route(name, prefix)
     }
 }
 
@@ -206,15 +201,10 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
     };
     Config {
         version: Some(format!("test-{}", random_hex(4))),
-        issuer: ISSUER.into(),
-        audiences: vec![AUDIENCE.into()],
-        clock_skew_seconds: 30,
         max_token_lifetime_seconds: 24 * 3600,
         keys: JwkSet {
             keys: keys.iter().map(|k| k.jwk()).collect(),
         },
-        api_keys: vec![],
-        revocations: Revocations::default(),
         providers,
         routes: vec![
             RouteConfig {
@@ -269,10 +259,7 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
                 )
             },
         ],
-        cache: CacheConfig::default(),
-        plans: Default::default(),
-        default_plan: None,
-        prices: vec![],
+        ..tokenward_filter::testing::bare_config(ISSUER, AUDIENCE)
     }
 }
 

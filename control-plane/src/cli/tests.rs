@@ -87,22 +87,11 @@ fn the_operator_workflow_renders_a_configuration_the_filter_accepts() {
         "--credential-env",
         "OPENAI_API_KEY",
     ]);
-    dev(&[
-        "route",
-        "add",
-        "--name",
+    dev(&crate::testing::body_route_args(
         "chat",
-        "--path-prefix",
         "/v1/chat/completions",
-        "--method",
-        "POST",
-        "--scope",
-        "chat",
-        "--model-source",
-        "body",
-        "--provider",
         "openai",
-    ]);
+    ));
     dev(&[
         "price",
         "set",

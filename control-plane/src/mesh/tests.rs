@@ -1,4 +1,4 @@
-use tokenward_filter::config::{JwkSet, ProviderConfig, ProviderStyle};
+use tokenward_filter::config::{ProviderConfig, ProviderStyle};
 use tokenward_filter::policy::Policy;
 
 use super::*;
@@ -14,13 +14,6 @@ fn config() -> Config {
     };
     Config {
         version: Some("v1".into()),
-        issuer: "https://cp.test".into(),
-        audiences: vec!["gw".into()],
-        clock_skew_seconds: 30,
-        max_token_lifetime_seconds: 3600,
-        keys: JwkSet::default(),
-        api_keys: vec![],
-        revocations: Default::default(),
         providers: vec![
             provider(
                 "openai",
@@ -33,11 +26,7 @@ fn config() -> Config {
                 CredentialSource::Inline("k".into()),
             ),
         ],
-        routes: vec![],
-        cache: Default::default(),
-        plans: Default::default(),
-        default_plan: None,
-        prices: vec![],
+        ..tokenward_filter::testing::bare_config("https://cp.test", "gw")
     }
 }
 

@@ -1,4 +1,4 @@
-use tokenward_filter::config::{CredentialSource, JwkSet, ProviderConfig, ProviderStyle};
+use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle};
 
 use super::*;
 
@@ -13,22 +13,11 @@ fn config(version: &str) -> Config {
     };
     Config {
         version: Some(version.into()),
-        issuer: "https://cp.test".into(),
-        audiences: vec!["gw".into()],
-        clock_skew_seconds: 30,
-        max_token_lifetime_seconds: 3600,
-        keys: JwkSet::default(),
-        api_keys: vec![],
-        revocations: Default::default(),
         providers: vec![
             provider("openai", "api.openai.com"),
             provider("local", "llm.internal:8443"),
         ],
-        routes: vec![],
-        cache: Default::default(),
-        plans: Default::default(),
-        default_plan: None,
-        prices: vec![],
+        ..tokenward_filter::testing::bare_config("https://cp.test", "gw")
     }
 }
 
