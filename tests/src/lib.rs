@@ -11,6 +11,7 @@ pub mod control_plane;
 pub mod envoy;
 pub mod mock_provider;
 pub mod setup;
+pub mod wrk;
 
 use std::path::PathBuf;
 

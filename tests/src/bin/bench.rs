@@ -167,6 +167,25 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    // BENCH_BASELINE_WASM=<an earlier build of the module> adds its hot variants, so a change
+    // is compared with what it changes in the same run.
+    if let Ok(baseline) = std::env::var("BENCH_BASELINE_WASM") {
+        let baseline = std::fs::canonicalize(baseline)?;
+        let base = EnvoyConfig::shipped()?
+            .with_wasm(&baseline)?
+            .with_direct_response(200, "ok")?;
+        variants.push((
+            "baseline module hot (one token, cached)",
+            base.clone().with_filter_config(&filter_json)?,
+            Some(&hot_script),
+        ));
+        variants.push((
+            "baseline module hot with quotas (request + token limit)",
+            base.with_filter_config(&quota_json)?,
+            Some(&hot_script),
+        ));
+    }
+
     // BENCH_ONLY=<text> runs only the variants whose name contains it (for experiments; the
     // ratios need the baselines in the same run).
     if let Ok(only) = std::env::var("BENCH_ONLY") {
@@ -283,11 +302,5 @@ fn wrk(url: &str, script: Option<&Path>, seconds: u64, connections: u32) -> anyh
         .output()
         .context("running wrk (make bench installs it)")?;
     let text = String::from_utf8_lossy(&output.stdout);
-    if text.contains("Non-2xx or 3xx responses") {
-        bail!("wrk saw refused requests:\n{text}");
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))
+    Ok(tokenward_e2e::wrk::report(&text)?.0)
 }

@@ -52,36 +52,9 @@ fn wrk_latency(
         .output()
         .map_err(|e| anyhow::anyhow!("running wrk (make bench installs it): {e}"))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        !text.contains("Non-2xx or 3xx responses"),
-        "wrk saw refused admin calls:\n{text}"
-    );
-    let throughput = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk's output:\n{text}"))?;
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .and_then(|v| wrk_duration(v.trim()))
-        .ok_or_else(|| anyhow::anyhow!("no 99% latency in wrk's output:\n{text}"))?;
+    let (throughput, p99) = tokenward_e2e::wrk::report(&text)?;
+    let p99 = p99.ok_or_else(|| anyhow::anyhow!("no 99% latency in wrk's output:\n{text}"))?;
     Ok((throughput, p99))
-}
-
-/// wrk's `1.23ms`, `850.00us`, `2.01s`.
-fn wrk_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "us" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(seconds))
 }
 
 fn main() -> anyhow::Result<()> {
