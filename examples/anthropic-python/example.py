@@ -37,4 +37,5 @@ except anthropic.PermissionDeniedError as error:
     body = error.body if isinstance(error.body, dict) else {}
     detail = body.get("error", {}) if isinstance(body.get("error"), dict) else {}
     print(json.dumps({"step": "refusal", "error": type(error).__name__, "status": error.status_code,
-                      "code": detail.get("code"), "message": detail.get("message")}))
+                      "type": detail.get("type"), "code": detail.get("code"),
+                      "message": detail.get("message")}))

@@ -163,6 +163,33 @@ impl ErrorCode {
         }
     }
 
+    /// Anthropic's error `type` for this refusal.
+    pub fn anthropic_type(self) -> &'static str {
+        match self.status() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            500 => "api_error",
+            503 => "overloaded_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// Google's canonical `status` for this refusal (google.rpc.Code).
+    pub fn google_status(self) -> &'static str {
+        match self.status() {
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            429 => "RESOURCE_EXHAUSTED",
+            500 => "INTERNAL",
+            503 => "UNAVAILABLE",
+            _ => "INVALID_ARGUMENT",
+        }
+    }
+
     /// The RFC 6750 error code for the challenge, where one applies.
     fn bearer_error(self) -> Option<&'static str> {
         match self {
@@ -183,6 +210,20 @@ impl ErrorCode {
     }
 }
 
+/// The error shape of the API a client speaks, so its SDK raises its own typed error with
+/// our message and code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `{"error":{"message","type","param","code"}}` (OpenAI, and where no route is known).
+    #[default]
+    OpenAi,
+    /// `{"type":"error","error":{"type","message"}}`, with our `code` beside them.
+    Anthropic,
+    /// Google's `{"error":{"code","message","status","details"}}`, our code as the
+    /// `ErrorInfo` reason.
+    Google,
+}
+
 /// A refusal with its human-readable message. Messages never contain a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -192,6 +233,8 @@ pub struct Refusal {
     pub required_scope: Option<String>,
     /// Further response headers (`Retry-After` and the rate-limit headers of a 429).
     pub extra_headers: Vec<(String, String)>,
+    /// The shape of the body: the route's provider's.
+    pub style: ErrorStyle,
 }
 
 impl Refusal {
@@ -201,7 +244,14 @@ impl Refusal {
             message: message.into(),
             required_scope: None,
             extra_headers: Vec::new(),
+            style: ErrorStyle::OpenAi,
         }
+    }
+
+    /// The same refusal in the error shape of `style`.
+    pub fn in_style(mut self, style: ErrorStyle) -> Self {
+        self.style = style;
+        self
     }
 
     pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
@@ -214,36 +264,93 @@ impl Refusal {
         self
     }
 
-    /// The JSON body in the OpenAI error shape: `{"error":{"message","type","param","code"}}`.
+    /// The JSON body in the error shape of the refusal's style.
     pub fn body(&self) -> String {
         #[derive(Serialize)]
-        struct Body<'a> {
-            error: Inner<'a>,
+        struct OpenAi<'a> {
+            error: OpenAiError<'a>,
         }
         #[derive(Serialize)]
-        struct Inner<'a> {
+        struct OpenAiError<'a> {
             message: &'a str,
             #[serde(rename = "type")]
             kind: &'a str,
             param: Option<&'a str>,
             code: &'a str,
         }
-        let body = Body {
-            error: Inner {
-                message: &self.message,
-                kind: self.code.error_type(),
-                param: None,
-                code: self.code.code(),
-            },
+        #[derive(Serialize)]
+        struct Anthropic<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            error: AnthropicError<'a>,
+        }
+        #[derive(Serialize)]
+        struct AnthropicError<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            message: &'a str,
+            code: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Google<'a> {
+            error: GoogleError<'a>,
+        }
+        #[derive(Serialize)]
+        struct GoogleError<'a> {
+            code: u16,
+            message: &'a str,
+            status: &'a str,
+            details: [ErrorInfo<'a>; 1],
+        }
+        #[derive(Serialize)]
+        struct ErrorInfo<'a> {
+            #[serde(rename = "@type")]
+            kind: &'a str,
+            reason: &'a str,
+            domain: &'a str,
+        }
+        let body = match self.style {
+            ErrorStyle::OpenAi => {
+                let body = OpenAi {
+                    error: OpenAiError {
+                        message: &self.message,
+                        kind: self.code.error_type(),
+                        param: None,
+                        code: self.code.code(),
+                    },
+                };
+                // Serializing plain strings cannot fail; the fallback keeps the shape.
+                return serde_json::to_string(&body).unwrap_or_else(|_| {
+                    format!(
+                        r#"{{"error":{{"message":"request refused","type":"{}","param":null,"code":"{}"}}}}"#,
+                        self.code.error_type(),
+                        self.code.code()
+                    )
+                });
+            }
+            ErrorStyle::Anthropic => serde_json::to_string(&Anthropic {
+                kind: "error",
+                error: AnthropicError {
+                    kind: self.code.anthropic_type(),
+                    message: &self.message,
+                    code: self.code.code(),
+                },
+            }),
+            ErrorStyle::Google => serde_json::to_string(&Google {
+                error: GoogleError {
+                    code: self.code.status(),
+                    message: &self.message,
+                    status: self.code.google_status(),
+                    details: [ErrorInfo {
+                        kind: "type.googleapis.com/google.rpc.ErrorInfo",
+                        reason: self.code.code(),
+                        domain: "tokenward",
+                    }],
+                },
+            }),
         };
-        // Serializing plain strings cannot fail; the fallback keeps the shape regardless.
-        serde_json::to_string(&body).unwrap_or_else(|_| {
-            format!(
-                r#"{{"error":{{"message":"request refused","type":"{}","param":null,"code":"{}"}}}}"#,
-                self.code.error_type(),
-                self.code.code()
-            )
-        })
+        // As above: plain strings and numbers always serialize.
+        body.unwrap_or_else(|_| String::from(r#"{"error":{"message":"request refused"}}"#))
     }
 
     /// Response headers besides the body's content type: the bearer challenge, if any.

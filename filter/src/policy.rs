@@ -20,11 +20,11 @@ use crate::auth::token;
 use crate::config::MAX_BODY_LIMIT;
 use crate::config::{Config, ModelSource, ProviderConfig, ProviderStyle, RouteConfig};
 use crate::document::{redact_values, Document, Entry};
-use crate::error::Refusal;
+use crate::error::{ErrorStyle, Refusal};
 use crate::identity::Identity;
 use crate::invalid::Unavailable;
 pub use crate::invalid::{InvalidConfig, PartKind, UnavailablePart};
-use crate::provider::Provider;
+use crate::provider::{self, Provider};
 use crate::quota::Quotas;
 
 #[derive(Debug)]
@@ -49,6 +49,18 @@ pub enum ProviderChoice {
 }
 
 impl Route {
+    /// The error shape of the API this route's provider speaks (by model: its first
+    /// provider's; the families a route mixes share a path, so they share a shape).
+    pub fn error_style(&self) -> ErrorStyle {
+        match &self.provider {
+            ProviderChoice::Fixed(provider) => provider::error_style(provider.style),
+            ProviderChoice::ByModel(list) => list
+                .first()
+                .map_or(ErrorStyle::OpenAi, |(_, p)| provider::error_style(p.style)),
+            ProviderChoice::Unavailable => ErrorStyle::OpenAi,
+        }
+    }
+
     fn matches(&self, path: &str, method: &str) -> bool {
         path.starts_with(&self.path_prefix)
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))

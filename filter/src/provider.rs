@@ -12,6 +12,7 @@ mod openai;
 use std::sync::Arc;
 
 use crate::config::{CredentialSource, ProviderConfig, ProviderStyle};
+use crate::error::ErrorStyle;
 use crate::invalid::InvalidConfig;
 use crate::usage::Usage;
 
@@ -117,6 +118,15 @@ fn credential_header(style: ProviderStyle, secret: String) -> (&'static str, Str
         ProviderStyle::AzureOpenai => openai::credential(secret, true),
         ProviderStyle::Anthropic => anthropic::credential(secret),
         ProviderStyle::Gemini => gemini::credential(secret),
+    }
+}
+
+/// The error shape the SDKs of a style expect.
+pub fn error_style(style: ProviderStyle) -> ErrorStyle {
+    match style {
+        ProviderStyle::Openai | ProviderStyle::AzureOpenai => ErrorStyle::OpenAi,
+        ProviderStyle::Anthropic => ErrorStyle::Anthropic,
+        ProviderStyle::Gemini => ErrorStyle::Google,
     }
 }
 

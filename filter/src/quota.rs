@@ -362,7 +362,7 @@ use headers::{duration, number};
 
 pub use admission::{admit_counted, clamp_output, Demand, Grant, Settlement};
 #[cfg(any(test, feature = "test-support"))]
-pub use admission::{admit, output_allowance, QuotaRefusal};
+pub use admission::{admit, output_allowance, QuotaRefusal, SDK_RETRY_WAIT_SECONDS};
 
 #[cfg(test)]
 mod tests;

@@ -140,9 +140,10 @@ impl RequestFlow {
         let Phase::Body(awaiting) = &self.phase else {
             return Decision::Continue;
         };
+        let style = awaiting.route.error_style();
         if body_size as u64 > awaiting.route.max_body_bytes {
             self.phase = Phase::Closed;
-            return Decision::Refuse(head::too_large());
+            return Decision::Refuse(head::too_large().in_style(style));
         }
         if !end_of_stream {
             return Decision::WaitForBody;
@@ -150,7 +151,8 @@ impl RequestFlow {
         let Phase::Body(awaiting) = std::mem::replace(&mut self.phase, Phase::Closed) else {
             return Decision::Continue;
         };
-        let outcome = body::decide(&self.worker, host, body_size, *awaiting, &mut self.events);
+        let outcome = body::decide(&self.worker, host, body_size, *awaiting, &mut self.events)
+            .map_err(|refusal| refusal.in_style(style));
         self.enter(outcome)
     }
 

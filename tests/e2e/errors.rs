@@ -11,21 +11,35 @@ use tokenward_filter::window::Window;
 
 use crate::gateway::{Gateway, Options};
 
+/// A refusal with `status` and `code`, in the error shape of the route's provider: OpenAI's
+/// (`error.param` present), Anthropic's (`"type":"error"`) or Google's (`error.status`).
 fn assert_refusal(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status, status, "{code}: {}", reply.body);
     let json = reply.json();
-    assert_eq!(json["error"]["code"], code, "{}", reply.body);
+    assert_eq!(reply.error_code().as_deref(), Some(code), "{}", reply.body);
     assert!(
         json["error"]["message"]
             .as_str()
             .is_some_and(|m| !m.is_empty()),
         "{code} has a message"
     );
-    assert!(json["error"]["type"].is_string(), "{code} has a type");
-    assert!(
-        json["error"].as_object().unwrap().contains_key("param"),
-        "{code} has the OpenAI shape"
-    );
+    if json["type"] == "error" {
+        assert!(
+            json["error"]["type"].is_string(),
+            "{code} has an Anthropic type"
+        );
+    } else if json["error"]["status"].is_string() {
+        assert_eq!(
+            json["error"]["code"], status,
+            "{code}: Google's code is the status"
+        );
+    } else {
+        assert!(json["error"]["type"].is_string(), "{code} has a type");
+        assert!(
+            json["error"].as_object().unwrap().contains_key("param"),
+            "{code} has the OpenAI shape"
+        );
+    }
     assert_eq!(
         reply.header("content-type"),
         Some("application/json"),
@@ -355,4 +369,34 @@ impl std::io::Read for ChunkReader {
         self.current.drain(..n);
         Ok(n)
     }
+}
+
+#[test]
+fn a_refusal_comes_in_the_error_shape_of_the_routes_provider() {
+    let gw = Gateway::start();
+    let refused = |path: &str| gw.send("POST", path, &[], Some("{}"));
+
+    let openai = refused("/v1/chat/completions");
+    assert_refusal(&openai, 401, "missing_credential");
+    assert_eq!(openai.json()["error"]["type"], "authentication_error");
+
+    // What Anthropic's SDKs read: {"type":"error","error":{"type","message"}}.
+    let anthropic = refused("/v1/messages");
+    assert_refusal(&anthropic, 401, "missing_credential");
+    let json = anthropic.json();
+    assert_eq!(json["type"], "error");
+    assert_eq!(json["error"]["type"], "authentication_error");
+
+    // What Google's SDKs read: {"error":{"code","message","status"}}.
+    let gemini = refused("/v1beta/models/gemini-2.0-flash:generateContent");
+    assert_refusal(&gemini, 401, "missing_credential");
+    let json = gemini.json();
+    assert_eq!(json["error"]["status"], "UNAUTHENTICATED");
+    assert_eq!(
+        json["error"]["details"][0]["@type"],
+        "type.googleapis.com/google.rpc.ErrorInfo"
+    );
+    // A path no route serves has no provider: OpenAI's shape.
+    assert_refusal(&refused("/v2/nothing"), 404, "route_not_found");
+    assert!(gw.all_received().is_empty());
 }

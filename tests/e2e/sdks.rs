@@ -69,6 +69,8 @@ fn the_official_sdks_work_unchanged_and_raise_their_own_errors_on_refusals() {
     assert_eq!(anthropic["stream"]["output_tokens"], 7);
     assert_eq!(anthropic["refusal"]["error"], "PermissionDeniedError");
     assert_eq!(anthropic["refusal"]["code"], "model_not_allowed");
+    // Anthropic's own error shape: the SDK's body carries its type and our code.
+    assert_eq!(anthropic["refusal"]["type"], "permission_error");
 
     // The SDKs' requests reached the providers with the providers' keys, never the token.
     gw.assert_never_forwarded(&token);

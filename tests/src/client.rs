@@ -31,10 +31,17 @@ impl Reply {
     }
 
     /// The `error.code` of an OpenAI-shaped error body.
+    /// tokenward's error code, in whichever provider's shape the error came: OpenAI's and
+    /// Anthropic's `error.code`, or Google's `ErrorInfo` reason (its `error.code` is the
+    /// HTTP status).
     pub fn error_code(&self) -> Option<String> {
-        self.json()
-            .pointer("/error/code")
+        let json = self.json();
+        json.pointer("/error/code")
             .and_then(Value::as_str)
+            .or_else(|| {
+                json.pointer("/error/details/0/reason")
+                    .and_then(Value::as_str)
+            })
             .map(str::to_string)
     }
 }

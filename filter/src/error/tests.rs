@@ -63,3 +63,31 @@ fn not_configured_is_503_without_challenge() {
         .iter()
         .all(|(k, _)| k != "www-authenticate"));
 }
+
+#[test]
+fn each_style_gives_its_sdks_shape_with_our_code_and_message() {
+    let refusal = Refusal::new(ErrorCode::RateLimitExceeded, "slow down");
+    let openai: serde_json::Value = serde_json::from_str(&refusal.body()).unwrap();
+    assert_eq!(
+        openai,
+        serde_json::json!({"error": {"message": "slow down", "type": "rate_limit_error",
+            "param": null, "code": "rate_limit_exceeded"}})
+    );
+    let anthropic: serde_json::Value =
+        serde_json::from_str(&refusal.clone().in_style(ErrorStyle::Anthropic).body()).unwrap();
+    assert_eq!(
+        anthropic,
+        serde_json::json!({"type": "error", "error": {"type": "rate_limit_error",
+            "message": "slow down", "code": "rate_limit_exceeded"}})
+    );
+    let google: serde_json::Value =
+        serde_json::from_str(&refusal.in_style(ErrorStyle::Google).body()).unwrap();
+    assert_eq!(google["error"]["code"], 429);
+    assert_eq!(google["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(google["error"]["message"], "slow down");
+    assert_eq!(
+        google["error"]["details"][0]["reason"],
+        "rate_limit_exceeded"
+    );
+    assert_eq!(google["error"]["details"][0]["domain"], "tokenward");
+}

@@ -120,6 +120,10 @@ pub fn output_allowance(
     Ok(allowance)
 }
 
+/// The longest `Retry-After` the official SDKs wait for (OpenAI's and Anthropic's honour up to
+/// 60 s, then back off on their own): a longer wait is no retry's to bridge.
+pub const SDK_RETRY_WAIT_SECONDS: u64 = 60;
+
 /// Under `clamp_max_tokens`, the output limit written into a request so its answer cannot
 /// outgrow what the plan still allows: the fields to set (those the request sets, by
 /// `sets`, else the first of `limit_fields`) and the cap, with `demand` lowered to it.
@@ -270,9 +274,19 @@ pub fn admit(
                 states.push((index, used, resets_at));
                 let mut stats = grant.settle(Settlement::Refund, store, now, true);
                 stats.push(stat::quota_refused(&plan.name, &limit.name));
+                // A request bigger than the whole limit never fits: no wait helps, so no
+                // Retry-After. Neither it nor one that fits only after a reset longer than an
+                // SDK waits can be fixed by the SDK's retries: `x-should-retry: false` stops
+                // them (Retry-After still says when the window resets).
+                let never_fits = amount > limit.limit;
+                let retry_at = if never_fits { 0 } else { resets_at };
+                let mut headers = rate_limit_headers(plan, &states, now, retry_at);
+                if never_fits || resets_at.saturating_sub(now) > SDK_RETRY_WAIT_SECONDS {
+                    headers.push(("x-should-retry".to_string(), "false".to_string()));
+                }
                 return Err(QuotaRefusal {
                     refusal: over_limit(plan, limit, amount, used, resets_at, now)
-                        .with_headers(rate_limit_headers(plan, &states, now, resets_at)),
+                        .with_headers(headers),
                     stats,
                 });
             }

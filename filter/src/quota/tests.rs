@@ -263,6 +263,46 @@ fn a_request_bigger_than_the_whole_limit_says_so() {
     let plan = q.plan_for(&alice).unwrap().unwrap();
     let refused = admit(plan, &alice, &demand(80, 0), &FakeStore::default(), NOW).unwrap_err();
     assert!(refused.refusal.message.contains("more than the limit"));
+    // No wait helps: no Retry-After, and the SDKs are told not to retry.
+    let headers = refused.refusal.headers();
+    assert_eq!(header(&headers, "retry-after"), None);
+    assert_eq!(header(&headers, "x-should-retry"), Some("false"));
+}
+
+#[test]
+fn a_limit_that_resets_later_than_an_sdk_waits_says_so_and_when() {
+    let q = quotas(
+        vec![
+            (
+                "minute",
+                plan(vec![limit("rpm", Metric::Requests, Window::Minute, 1)]),
+            ),
+            (
+                "day",
+                plan(vec![limit("rpd", Metric::Requests, Window::Day, 1)]),
+            ),
+        ],
+        &[],
+    );
+    let store = FakeStore::default();
+    let refused_by = |name: &str| {
+        let who = who("alice", None, Some(name));
+        let plan = q.plan_for(&who).unwrap().unwrap();
+        admit(plan, &who, &demand(1, 0), &store, NOW).unwrap();
+        admit(plan, &who, &demand(1, 0), &store, NOW)
+            .unwrap_err()
+            .refusal
+            .headers()
+    };
+    // A minute: the SDK's own retry after Retry-After can succeed.
+    let minute = refused_by("minute");
+    assert_eq!(header(&minute, "retry-after"), Some("30"));
+    assert_eq!(header(&minute, "x-should-retry"), None);
+    // A day: Retry-After stays truthful, and the SDKs stop.
+    let day = refused_by("day");
+    let retry: u64 = header(&day, "retry-after").unwrap().parse().unwrap();
+    assert!(retry > SDK_RETRY_WAIT_SECONDS, "{retry}");
+    assert_eq!(header(&day, "x-should-retry"), Some("false"));
 }
 
 #[test]

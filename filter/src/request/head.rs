@@ -13,7 +13,8 @@ use crate::exchange::Exchange;
 use crate::host::Host;
 use crate::identity::{self, Identity};
 use crate::model;
-use crate::policy::{ProviderChoice, Route};
+use crate::host::HeaderBlock;
+use crate::policy::{Policy, ProviderChoice, Route};
 use crate::provider::{api_format, body_shape, BodyShape, Provider, DEFAULT_ANTHROPIC_VERSION};
 use crate::quota::{self, Demand, Plan};
 use crate::auth::token;
@@ -42,7 +43,25 @@ pub(super) fn decide(
                 "no route is configured for this path and method",
             )
         })?;
-    let credential = credential::extract(&head, route.allow_query_credential)?;
+    // From here on the route's provider says how a refusal looks to the client's SDK.
+    let style = route.error_style();
+    on_route(worker, &policy, host, &headers, &head, route, end_of_stream, events)
+        .map_err(|refusal| refusal.in_style(style))
+}
+
+/// The rest of the headers' decision, once the route is known.
+#[allow(clippy::too_many_arguments)]
+fn on_route(
+    worker: &Worker,
+    policy: &Policy,
+    host: &impl Host,
+    headers: &HeaderBlock,
+    head: &RequestHead<'_>,
+    route: Arc<Route>,
+    end_of_stream: bool,
+    events: &mut Vec<String>,
+) -> Result<(Decision, Phase), Refusal> {
+    let credential = credential::extract(head, route.allow_query_credential)?;
     let hash = identity::credential_hash(&credential.value);
     let now = host
         .now_unix_seconds()
