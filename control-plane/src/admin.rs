@@ -44,6 +44,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/apikeys", post(create_api_key))
         .route("/admin/v1/apikeys/{id}", delete(revoke_api_key))
         .route("/admin/v1/revocations", post(revoke))
+        .route(
+            "/admin/v1/revocations/subjects/{subject}",
+            delete(unrevoke_subject),
+        )
         .route("/admin/v1/providers", get(list_providers))
         .route(
             "/admin/v1/providers/{name}",
@@ -241,6 +245,7 @@ pub fn openapi_document() -> Value {
             "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE)},
             "/admin/v1/apikeys/{id}": {"delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
             "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/revocations/subjects/{subject}": {"delete": secured("Lift a subject's revocation (its API keys revoked with it stay revoked)", SCOPE_ADMIN_WRITE)},
             "/admin/v1/providers": {"get": secured("Providers, each with status available, unavailable (with reason and the Envoys reporting it) or unknown", SCOPE_ADMIN_READ)},
             "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider; answers its entry, with a warning when no Envoy can load it", SCOPE_ADMIN_WRITE),
                 "delete": removal("Remove a provider (force: with the routes that use it)", true)},

@@ -23,6 +23,20 @@ mod serve;
 pub use args::*;
 use serve::{proxy_status, serve};
 
+/// An error and its causes on one line, each said once: a cause whose text the message
+/// before it already holds (`thiserror`'s `{0}` with `#[from]`) is not repeated.
+pub fn error_message(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 fn now() -> anyhow::Result<u64> {
     Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -121,10 +135,18 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         // Before the master key and the database: a wrong command line changes nothing.
         args.check_exposure()?;
     }
+    let database = cli.data_dir.join("tokenward.db");
+    if !matches!(cli.command, Command::Init { .. }) && !database.exists() {
+        // A mistyped --data-dir must not quietly start an empty installation.
+        bail!(
+            "no tokenward database in {}: run `tokenward init` there first, or point --data-dir (TOKENWARD_DATA_DIR) at the installation",
+            cli.data_dir.display()
+        );
+    }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;
     let master = master_key(cli, err)?;
-    let store = SqliteStore::open(&cli.data_dir.join("tokenward.db"))?;
+    let store = SqliteStore::open(&database)?;
     let plane = ControlPlane::new(store, master, "cli");
     if let Command::Serve(args) = &cli.command {
         return serve(plane, args, err);
@@ -212,7 +234,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 _ => bail!("name what to revoke: --jti, --subject or --tenant"),
             };
             let count = plane.revoke(&what, now)?;
-            show(out, view::revoked(count))?;
+            show(out, view::revoked(&what, count))?;
+        }
+        Command::Token(TokenCommand::Unrevoke { subject }) => {
+            plane.unrevoke_subject(subject, now)?;
+            show(out, view::unrevoked(subject))?;
         }
         Command::Apikey(ApiKeyCommand::Create {
             subject,

@@ -11,7 +11,10 @@ fn main() -> std::process::ExitCode {
     match tokenward_control_plane::cli::run(&cli, &mut out, &mut err) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("tokenward: {error:#}");
+            eprintln!(
+                "tokenward: {}",
+                tokenward_control_plane::cli::error_message(&error)
+            );
             // Refused before doing anything, like clap's own errors.
             let usage = error
                 .downcast_ref::<tokenward_control_plane::cli::UsageError>()

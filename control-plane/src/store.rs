@@ -77,6 +77,8 @@ pub trait Store: Send + Sync {
 
     fn revoke_jti(&self, jti: &str, expires_at: u64, now: u64) -> Result<(), StoreError>;
     fn revoke_subject(&self, subject: &str, now: u64) -> Result<(), StoreError>;
+    /// Lifts a subject's revocation; whether there was one.
+    fn unrevoke_subject(&self, subject: &str) -> Result<bool, StoreError>;
     /// Revoked token ids with their expiry; entries that expired before `prune_before` (now
     /// minus the clock skew: the filter accepts a token until exp + skew) are pruned first,
     /// and minted tokens likewise.

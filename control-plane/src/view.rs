@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tokenward_filter::config::CredentialSource;
 
 use crate::model::{AuditEntry, Availability, KeyState, SigningKeyRecord};
-use crate::plane::{CreatedApiKey, MintedToken, ProviderListing, Removed};
+use crate::plane::{CreatedApiKey, MintedToken, ProviderListing, Removed, Revocation};
 
 /// What one operation shows: as JSON, and as text for a terminal.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,11 +66,35 @@ pub fn api_key_created(created: &CreatedApiKey) -> View {
     )
 }
 
-/// A revocation, with how many credentials it reached.
-pub fn revoked(count: usize) -> View {
+/// A revocation, with how many credentials this control plane knows it reached.
+pub fn revoked(what: &Revocation, count: usize) -> View {
+    let text = match what {
+        Revocation::Jti { jti, .. } if count == 0 => format!(
+            "jti {jti} revoked: no token minted here carries it; any that does is refused until it expires"
+        ),
+        Revocation::Jti { jti, .. } => format!("token {jti} revoked"),
+        Revocation::Subject(subject) => format!(
+            "subject {subject} revoked: {count} credentials now, and every credential of it from now on (until `tokenward token unrevoke --subject {subject}`)"
+        ),
+        Revocation::Tenant(tenant) => {
+            format!("tenant {tenant} revoked: {count} credentials that exist now")
+        }
+        Revocation::ApiKey(id) => format!("API key {id} revoked"),
+        Revocation::Key(kid) => {
+            format!("signing key {kid} revoked: every token it signed is refused")
+        }
+    };
     View::new(
         json!({"revoked": count}),
-        format!("revoked ({count} credentials reached); push or render the configuration to take effect"),
+        format!("{text}. A running `tokenward serve` pushes it to its Envoys within a second; an Envoy configured from a file needs `tokenward config render` again."),
+    )
+}
+
+/// A subject's revocation lifted.
+pub fn unrevoked(subject: &str) -> View {
+    View::new(
+        json!({"unrevoked": {"subject": subject}}),
+        format!("subject {subject} is no longer revoked: its new credentials work; API keys revoked with it stay revoked"),
     )
 }
 

@@ -167,7 +167,21 @@ pub(super) async fn revoke(
         };
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
         let count = plane.revoke(&what, (state.clock)())?;
-        Ok(Json(view::revoked(count).json))
+        Ok(Json(view::revoked(&what, count).json))
+    })
+    .await
+}
+
+/// Lifts a subject's revocation (audited); 404 when the subject is not revoked.
+pub(super) async fn unrevoke_subject(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(subject): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        plane.unrevoke_subject(&subject, (state.clock)())?;
+        Ok(Json(view::unrevoked(&subject).json))
     })
     .await
 }

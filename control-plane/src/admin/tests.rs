@@ -539,3 +539,48 @@ async fn removing_what_something_still_names_is_a_conflict_unless_forced() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_subject_revocation_can_be_lifted_and_the_lifting_is_audited() {
+    let (app, _state, admin) = app();
+    let (status, _, minted) = call(
+        &app,
+        "POST",
+        "/admin/v1/tokens",
+        Some(&admin),
+        Some(json!({"subject": "ops", "scopes": ["admin:read"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{minted}");
+    let ops = minted["token"].as_str().unwrap().to_string();
+    let keys = |app: &Router, who: &str| {
+        let (app, who) = (app.clone(), who.to_string());
+        async move {
+            call(&app, "GET", "/admin/v1/keys", Some(&who), None)
+                .await
+                .0
+        }
+    };
+    assert_eq!(keys(&app, &ops).await, StatusCode::OK);
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/admin/v1/revocations",
+        Some(&admin),
+        Some(json!({"subject": "ops"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys(&app, &ops).await, StatusCode::UNAUTHORIZED);
+
+    let lift = "/admin/v1/revocations/subjects/ops";
+    let (status, _, body) = call(&app, "DELETE", lift, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["unrevoked"]["subject"], "ops");
+    // Refused only for its subject, the token works again at once.
+    assert_eq!(keys(&app, &ops).await, StatusCode::OK);
+    let (status, _, body) = call(&app, "DELETE", lift, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (_, _, log) = call(&app, "GET", "/admin/v1/audit", Some(&admin), None).await;
+    assert!(log.to_string().contains("unrevoke.subject"), "{log}");
+}

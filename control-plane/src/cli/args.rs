@@ -10,8 +10,10 @@ use tokenward_filter::window::Window;
 use crate::model::Alg;
 
 pub use serve_args::{ServeArgs, UsageError};
+use units::{parse_duration, parse_price, parse_time};
 
 mod serve_args;
+mod units;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -189,6 +191,13 @@ pub enum TokenCommand {
     Mint(MintArgs),
     /// Revoke JWTs (and, by subject or tenant, API keys).
     Revoke(RevokeArgs),
+    /// Lift a subject's revocation (audited): its new credentials work again; API keys
+    /// revoked with it stay revoked.
+    Unrevoke {
+        /// The subject whose revocation is lifted.
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -204,8 +213,8 @@ pub struct MintArgs {
     pub models: Vec<String>,
     #[arg(long)]
     pub plan: Option<String>,
-    /// Lifetime in seconds (at most the max_token_ttl_seconds setting, 3600).
-    #[arg(long)]
+    /// Lifetime: 600, 10m, 1h (at most the max_token_ttl_seconds setting, 3600 s).
+    #[arg(long, value_parser = parse_duration)]
     pub ttl: Option<u64>,
 }
 
@@ -234,8 +243,9 @@ pub enum ApiKeyCommand {
         models: Vec<String>,
         #[arg(long)]
         plan: Option<String>,
-        /// Unix seconds after which the key is refused.
-        #[arg(long)]
+        /// When the key stops working: 2027-01-01 (midnight UTC), 2027-01-01T12:00:00Z, an
+        /// RFC 3339 time with an offset, or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         expires_at: Option<u64>,
     },
     /// Revoke an API key by id.
@@ -344,15 +354,20 @@ pub enum PlanCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PriceCommand {
-    /// Add or replace a model's price, in micro-USD per million tokens.
+    /// Add or replace a model's price, in USD per million tokens.
     Set {
+        /// The model pattern (`*` matches any run of characters).
         #[arg(long)]
         model: String,
-        #[arg(long)]
+        /// USD per million input tokens: 2.50.
+        #[arg(long, value_parser = parse_price)]
         input_price: u64,
-        #[arg(long)]
+        /// USD per million output tokens: 10.
+        #[arg(long, value_parser = parse_price)]
         output_price: u64,
-        #[arg(long)]
+        /// USD per million input tokens served from the provider's prompt cache (default:
+        /// the input price).
+        #[arg(long, value_parser = parse_price)]
         cached_input_price: Option<u64>,
     },
     /// Remove a model's price (not the last one while a plan counts cost).

@@ -98,9 +98,9 @@ fn the_operator_workflow_renders_a_configuration_the_filter_accepts() {
         "--model",
         "gpt-4o*",
         "--input-price",
-        "2500000",
+        "2.50",
         "--output-price",
-        "10000000",
+        "10",
     ]);
     dev(&[
         "plan",
@@ -310,9 +310,9 @@ fn catalog_entries_are_removed_and_what_still_uses_one_needs_force() {
         "--model",
         "gpt-4o*",
         "--input-price",
-        "1",
+        "0.000001",
         "--output-price",
-        "2",
+        "0.000002",
     ]);
 
     ok(&[
@@ -526,7 +526,7 @@ fn serve_refuses_plain_listeners_beyond_loopback_as_a_usage_error() {
         // Refused before the master key is asked for or a database is made.
         assert!(!dir.path().join("tokenward.db").exists());
     }
-    // Allowed: the same with --insecure, or mutual TLS. They get as far as the master key
+    // Allowed: the same with --insecure, or mutual TLS. They get as far as the database
     // (none here), which shows the exposure check passed.
     let allowed: &[&[&str]] = &[
         &["serve", "--listen", "0.0.0.0:8080", "--insecure"],
@@ -552,7 +552,7 @@ fn serve_refuses_plain_listeners_beyond_loopback_as_a_usage_error() {
             "{args:?}: {error:#}"
         );
         assert!(
-            error.to_string().contains("no master key"),
+            error.to_string().contains("no tokenward database"),
             "{args:?}: {error:#}"
         );
     }
@@ -588,4 +588,136 @@ fn dev_certs_need_no_database_and_say_what_they_kept() {
     let (ok, out, _) = tokenward(dir.path(), &args);
     assert!(ok);
     assert!(!out.contains("written") && out.contains("kept: "), "{out}");
+}
+
+#[test]
+fn a_data_dir_without_a_database_is_refused_except_by_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("tokenward-dat");
+    let (ok, _, err) = tokenward(&typo, &["--dev", "key", "list"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no tokenward database") && err.contains("tokenward init"),
+        "{err}"
+    );
+    assert!(
+        !typo.exists(),
+        "nothing is created for a mistyped --data-dir"
+    );
+    let (ok, _, err) = tokenward(
+        &typo,
+        &[
+            "--dev",
+            "init",
+            "--issuer",
+            "https://x.test",
+            "--audience",
+            "gw",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(typo.join("tokenward.db").exists());
+}
+
+#[test]
+fn human_units_messages_that_hold_and_undoing_a_subject_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        let mut all = vec!["--dev"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = tokenward(d, &all);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    ok(&["init", "--issuer", "https://x.test", "--audience", "gw"]);
+    let minted: serde_json::Value = serde_json::from_str(&ok(&[
+        "-o",
+        "json",
+        "token",
+        "mint",
+        "--subject",
+        "alice",
+        "--ttl",
+        "10m",
+    ]))
+    .unwrap();
+    let lifetime = minted["expires_at"].as_u64().unwrap() - now().unwrap();
+    assert!((590..=600).contains(&lifetime), "{lifetime}");
+    let key: serde_json::Value = serde_json::from_str(&ok(&[
+        "-o",
+        "json",
+        "apikey",
+        "create",
+        "--subject",
+        "svc",
+        "--expires-at",
+        "2099-01-01",
+    ]))
+    .unwrap();
+    assert!(key["id"].is_string());
+    let (ok_flag, _, err) = tokenward(
+        d,
+        &[
+            "--dev",
+            "apikey",
+            "create",
+            "--subject",
+            "svc",
+            "--expires-at",
+            "soon",
+        ],
+    );
+    assert!(!ok_flag && err.contains("2027-01-01T12:00:00Z"), "{err}");
+    ok(&[
+        "price",
+        "set",
+        "--model",
+        "gpt-4o*",
+        "--input-price",
+        "2.50",
+        "--output-price",
+        "10",
+    ]);
+    let (ok_flag, _, err) = tokenward(
+        d,
+        &[
+            "--dev",
+            "price",
+            "set",
+            "--model",
+            "m",
+            "--input-price",
+            "2500000",
+            "--output-price",
+            "1",
+        ],
+    );
+    assert!(!ok_flag && err.contains("USD per million tokens"), "{err}");
+
+    // A jti this control plane never minted: said so, and revoked all the same.
+    let text = ok(&["token", "revoke", "--jti", "nosuchjti"]);
+    assert!(text.contains("no token minted here carries it"), "{text}");
+    assert!(!text.contains("push or render"), "{text}");
+    let text = ok(&["token", "revoke", "--subject", "alice"]);
+    assert!(text.contains("subject alice revoked"), "{text}");
+    let text = ok(&["token", "unrevoke", "--subject", "alice"]);
+    assert!(text.contains("alice is no longer revoked"), "{text}");
+    let (ok_flag, _, err) = tokenward(d, &["--dev", "token", "unrevoke", "--subject", "alice"]);
+    assert!(!ok_flag && err.contains("not found"), "{err}");
+    let audit = ok(&["audit"]);
+    assert!(audit.contains("unrevoke.subject  alice"), "{audit}");
+}
+
+#[test]
+fn an_error_and_its_causes_are_said_once() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("the store failed: {0}")]
+    struct Outer(#[from] std::io::Error);
+    let error =
+        anyhow::Error::from(Outer(std::io::Error::other("disk full"))).context("saving the route");
+    assert_eq!(
+        error_message(&error),
+        "saving the route: the store failed: disk full"
+    );
 }

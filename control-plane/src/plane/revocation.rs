@@ -19,9 +19,12 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                             + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?
                     }
                 };
+                let minted_here = self.store.token(jti)?.is_some();
                 self.store.revoke_jti(jti, expires_at, now)?;
                 self.audit(now, "revoke.jti", jti, &format!("until {expires_at}"))?;
-                1
+                // Recorded either way (a token from elsewhere may carry it); counted only
+                // when it is a token this control plane knows.
+                usize::from(minted_here)
             }
             Revocation::Subject(subject) => {
                 self.store.revoke_subject(subject, now)?;
@@ -79,6 +82,19 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             }
         };
         Ok(count)
+    }
+
+    /// Lifts the revocation of a subject: credentials minted for it from now on work again,
+    /// and so do its JWTs that were refused only for the subject. API keys revoked with the
+    /// subject stay revoked (each was revoked on its own); so do jtis revoked by id.
+    pub fn unrevoke_subject(&self, subject: &str, now: u64) -> Result<(), PlaneError> {
+        if !self.store.unrevoke_subject(subject)? {
+            return Err(PlaneError::NotFound(format!(
+                "a revocation of subject {subject:?}"
+            )));
+        }
+        self.audit(now, "unrevoke.subject", subject, "")?;
+        Ok(())
     }
 
     /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).

@@ -293,6 +293,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn unrevoke_subject(&self, subject: &str) -> Result<bool, StoreError> {
+        let removed = self.conn()?.execute(
+            "DELETE FROM revoked_subjects WHERE subject = ?1",
+            params![subject],
+        )?;
+        Ok(removed > 0)
+    }
+
     fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
         let now = to_i64(now)?;
         // A revoked token past its expiry is refused for being expired: its entry can go.
