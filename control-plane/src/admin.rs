@@ -25,10 +25,12 @@ use crate::plane::{
 use crate::state::{Plane, ServerState};
 use crate::view;
 
+mod body;
 mod catalog;
 mod credentials;
 mod oauth;
 
+use body::JsonBody;
 use catalog::*;
 use credentials::*;
 use oauth::*;
@@ -67,6 +69,50 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/proxies", get(proxies))
         .with_state(state)
+        .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// Every error answer is JSON in the shape of `ApiError`, also those the router and the
+/// extractors make themselves (404 and 405 without a body, a malformed query or path in
+/// plain text): a client parses one shape whatever went wrong.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string(),
+        text => text.to_string(),
+    };
+    let code = match status.as_u16() {
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "request_too_large",
+        415 => "unsupported_media_type",
+        400..=499 => "invalid_request",
+        _ => "internal_error",
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    if let Some(allow) = allow {
+        answer
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    answer
 }
 
 /// An error in the OpenAI shape the gateway uses too.
@@ -167,7 +213,11 @@ fn authorize(state: &ServerState, headers: &HeaderMap, scope: &str) -> Result<Pl
     let credential = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 §11.1), as the gateway reads it.
+            let (scheme, credential) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(credential)
+        })
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| {

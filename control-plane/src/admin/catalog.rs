@@ -30,10 +30,11 @@ pub(super) async fn put_provider(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Json(body): Json<ProviderBody>,
+    body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let body: ProviderBody = body.parse()?;
         let entry_name = name.clone();
         let provider = ProviderConfig {
             cluster: body.cluster.unwrap_or_else(|| name.clone()),
@@ -133,9 +134,11 @@ pub(super) async fn put_route(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Json(route): Json<RouteConfig>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let route: RouteConfig = body.parse()?;
         if route.name != name {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -143,7 +146,6 @@ pub(super) async fn put_route(
                 "the route's name must match the path",
             ));
         }
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
         plane.put_route(route, (state.clock)())?;
         Ok(StatusCode::NO_CONTENT)
     })
@@ -154,10 +156,11 @@ pub(super) async fn put_plan(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Json(plan): Json<PlanConfig>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let plan: PlanConfig = body.parse()?;
         plane.put_plan(&name, plan, (state.clock)())?;
         Ok(StatusCode::NO_CONTENT)
     })
@@ -167,10 +170,11 @@ pub(super) async fn put_plan(
 pub(super) async fn put_price(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    Json(price): Json<PriceConfig>,
+    body: JsonBody,
 ) -> Result<StatusCode, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let price: PriceConfig = body.parse()?;
         plane.put_price(price, (state.clock)())?;
         Ok(StatusCode::NO_CONTENT)
     })

@@ -24,10 +24,11 @@ pub(super) struct RotateBody {
 pub(super) async fn rotate_key(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    body: Option<Json<RotateBody>>,
+    body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
-        let body = body.map(|Json(b)| b).unwrap_or_default();
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let body: RotateBody = body.parse_or_default()?;
         let alg = match body.alg.as_deref() {
             None => Alg::EdDSA,
             Some(text) => Alg::parse(text).ok_or_else(|| {
@@ -38,7 +39,6 @@ pub(super) async fn rotate_key(
                 )
             })?,
         };
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
         let key = plane.rotate_key(alg, body.overlap_seconds, (state.clock)())?;
         Ok(Json(view::rotated(&key).json))
     })
@@ -60,10 +60,11 @@ pub(super) struct MintBody {
 pub(super) async fn mint_token(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    Json(body): Json<MintBody>,
+    body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let body: MintBody = body.parse()?;
         let minted = plane.mint_token(
             &TokenRequest {
                 subject: body.subject,
@@ -96,10 +97,11 @@ pub(super) struct ApiKeyBody {
 pub(super) async fn create_api_key(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    Json(body): Json<ApiKeyBody>,
+    body: JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let body: ApiKeyBody = body.parse()?;
         let created = plane.create_api_key(
             &ApiKeyRequest {
                 subject: body.subject,
@@ -146,9 +148,11 @@ pub(super) struct RevokeBody {
 pub(super) async fn revoke(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    Json(body): Json<RevokeBody>,
+    body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
+        let body: RevokeBody = body.parse()?;
         let what = match (body.jti, body.subject, body.tenant, body.kid) {
             (Some(jti), None, None, None) => Revocation::Jti {
                 jti,
@@ -165,7 +169,6 @@ pub(super) async fn revoke(
                 ))
             }
         };
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
         let count = plane.revoke(&what, (state.clock)())?;
         Ok(Json(view::revoked(&what, count).json))
     })

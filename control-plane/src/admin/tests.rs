@@ -584,3 +584,140 @@ async fn a_subject_revocation_can_be_lifted_and_the_lifting_is_audited() {
     let (_, _, log) = call(&app, "GET", "/admin/v1/audit", Some(&admin), None).await;
     assert!(log.to_string().contains("unrevoke.subject"), "{log}");
 }
+
+/// Sends a raw body with a content type.
+async fn send_raw(
+    app: &Router,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    answer(app, request.body(Body::from(body.to_string())).unwrap()).await
+}
+
+#[tokio::test]
+async fn every_error_is_json_authentication_comes_before_the_body_and_the_last_admin_stays() {
+    let (app, state, admin) = app();
+    let bearer = format!("Bearer {admin}");
+    // No credential: 401, whatever is wrong with the body.
+    for (content_type, body) in [("text/plain", "hello"), ("application/json", "{not json")] {
+        let (status, _, json) =
+            send_raw(&app, "POST", "/admin/v1/tokens", None, content_type, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}");
+        assert_eq!(json["error"]["code"], "missing_credential");
+    }
+    // With one, the body's faults, as JSON.
+    let (status, _, json) = send_raw(
+        &app,
+        "POST",
+        "/admin/v1/tokens",
+        Some(&bearer),
+        "text/plain",
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{json}");
+    assert_eq!(json["error"]["code"], "unsupported_media_type");
+    let (status, _, json) = send_raw(
+        &app,
+        "POST",
+        "/admin/v1/tokens",
+        Some(&bearer),
+        "application/json",
+        r#"{"subject": 7}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["error"]["code"], "invalid_json");
+    // The router's own answers are JSON too.
+    let (status, _, json) = call(&app, "GET", "/admin/v1/nothing", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json["error"]["code"], "not_found");
+    let (status, headers, json) = call(&app, "PATCH", "/admin/v1/keys", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(json["error"]["code"], "method_not_allowed");
+    assert!(headers.contains_key("allow"));
+    let (status, _, json) = call(
+        &app,
+        "GET",
+        "/admin/v1/audit?limit=many",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["error"]["code"], "invalid_request");
+    // The scheme is case-insensitive, as at the gateway.
+    let lower = format!("bearer {admin}");
+    let (status, _, _) = send_raw(
+        &app,
+        "GET",
+        "/admin/v1/keys",
+        Some(&lower),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The only admin key cannot be revoked, by id or by its subject.
+    let id = state
+        .plane
+        .store()
+        .api_keys()
+        .unwrap()
+        .into_iter()
+        .find(|k| k.scopes.iter().any(|s| s == "admin:write"))
+        .unwrap()
+        .id;
+    let (status, _, json) = call(
+        &app,
+        "DELETE",
+        &format!("/admin/v1/apikeys/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{json}");
+    assert!(json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("last admin"));
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/admin/v1/revocations",
+        Some(&admin),
+        Some(json!({"subject": "admin"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // With a second one it can.
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/admin/v1/apikeys",
+        Some(&admin),
+        Some(json!({"subject": "ops", "scopes": ["admin:read", "admin:write"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, json) = call(
+        &app,
+        "DELETE",
+        &format!("/admin/v1/apikeys/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{json}");
+}

@@ -6,6 +6,7 @@ use super::*;
 impl<S: Store + ?Sized> ControlPlane<S> {
     /// Revokes; returns how many credentials the revocation reached where that is known.
     pub fn revoke(&self, what: &Revocation, now: u64) -> Result<usize, PlaneError> {
+        self.keep_an_admin(what, now)?;
         let count = match what {
             Revocation::Jti { jti, expires_at } => {
                 // Never earlier than the token's own expiry, when it was minted here.
@@ -82,6 +83,31 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             }
         };
         Ok(count)
+    }
+
+    /// Refuses a revocation that would leave no API key able to change anything (one with
+    /// `admin:write`, in force, its subject not revoked): nobody could then reach the admin
+    /// API to undo it. A revoker that means it creates another admin key first.
+    fn keep_an_admin(&self, what: &Revocation, now: u64) -> Result<(), PlaneError> {
+        let revoked_subjects = self.store.revoked_subjects()?;
+        let keys = self.store.api_keys()?;
+        let admins: Vec<&ApiKeyRecord> = keys
+            .iter()
+            .filter(|k| k.in_force(now) && k.scopes.iter().any(|s| s == SCOPE_ADMIN_WRITE))
+            .filter(|k| !revoked_subjects.contains(&k.subject))
+            .collect();
+        let survives = |key: &&&ApiKeyRecord| match what {
+            Revocation::ApiKey(id) => &key.id != id,
+            Revocation::Subject(subject) => &key.subject != subject,
+            Revocation::Tenant(tenant) => key.tenant.as_ref() != Some(tenant),
+            Revocation::Jti { .. } | Revocation::Key(_) => true,
+        };
+        if !admins.is_empty() && !admins.iter().any(|k| survives(&k)) {
+            return Err(PlaneError::InUse(
+                "this would revoke the last admin API key (admin:write): create another one first (`tokenward apikey create --scope admin:read --scope admin:write …`)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Lifts the revocation of a subject: credentials minted for it from now on work again,
