@@ -42,10 +42,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/openapi.json", get(openapi))
         .route("/admin/v1/keys", get(list_keys))
         .route("/admin/v1/keys/rotate", post(rotate_key))
-        .route("/admin/v1/tokens", post(mint_token))
-        .route("/admin/v1/apikeys", post(create_api_key))
+        .route("/admin/v1/tokens", post(mint_token).get(list_tokens))
+        .route("/admin/v1/apikeys", post(create_api_key).get(list_api_keys))
         .route("/admin/v1/apikeys/{id}", delete(revoke_api_key))
-        .route("/admin/v1/revocations", post(revoke))
+        .route("/admin/v1/revocations", post(revoke).get(list_revocations))
         .route(
             "/admin/v1/revocations/subjects/{subject}",
             delete(unrevoke_subject),
@@ -63,7 +63,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/admin/v1/plans/{name}",
             put(put_plan).merge(remove(EntryKind::Plan)),
         )
-        .route("/admin/v1/prices", put(put_price))
+        .route("/admin/v1/routes", get(list_routes))
+        .route("/admin/v1/plans", get(list_plans))
+        .route("/admin/v1/prices", put(put_price).get(list_prices))
         .route("/admin/v1/prices/{model}", remove(EntryKind::Price))
         .route("/admin/v1/config", get(get_config))
         .route("/admin/v1/audit", get(audit))
@@ -291,10 +293,15 @@ pub fn openapi_document() -> Value {
                 "responses": {"200": {"description": "access_token, token_type, expires_in"}, "400": {"description": "RFC 6749 §5.2 error"}, "401": {"description": "invalid_client"}}}},
             "/admin/v1/keys": {"get": secured("Signing keys and their states", SCOPE_ADMIN_READ)},
             "/admin/v1/keys/rotate": {"post": secured("New signing key: published now, signing after the overlap", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/tokens": {"post": secured("Mint a JWT", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/tokens": {"post": secured("Mint a JWT", SCOPE_ADMIN_WRITE),
+                "get": secured("Minted tokens still accepted, newest first (?subject=, ?tenant=)", SCOPE_ADMIN_READ)},
+            "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE),
+                "get": secured("API keys with their status, never a key or its hash (?subject=, ?tenant=)", SCOPE_ADMIN_READ)},
             "/admin/v1/apikeys/{id}": {"delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE),
+                "get": secured("What is revoked: jtis (and until when), subjects, signing keys", SCOPE_ADMIN_READ)},
+            "/admin/v1/routes": {"get": secured("Every route, in the order they match", SCOPE_ADMIN_READ)},
+            "/admin/v1/plans": {"get": secured("Every plan and the default one", SCOPE_ADMIN_READ)},
             "/admin/v1/revocations/subjects/{subject}": {"delete": secured("Lift a subject's revocation (its API keys revoked with it stay revoked)", SCOPE_ADMIN_WRITE)},
             "/admin/v1/providers": {"get": secured("Providers, each with status available, unavailable (with reason and the Envoys reporting it) or unknown", SCOPE_ADMIN_READ)},
             "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider; answers its entry, with a warning when no Envoy can load it", SCOPE_ADMIN_WRITE),
@@ -303,7 +310,8 @@ pub fn openapi_document() -> Value {
                 "delete": removal("Remove a route", false)},
             "/admin/v1/plans/{name}": {"put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE),
                 "delete": removal("Remove a quota plan (never the default; force: revoking the API keys that name it)", true)},
-            "/admin/v1/prices": {"put": secured("Add or replace a model price", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/prices": {"put": secured("Add or replace a model price", SCOPE_ADMIN_WRITE),
+                "get": secured("Every model price (micro-USD per million tokens)", SCOPE_ADMIN_READ)},
             "/admin/v1/prices/{model}": {"delete": removal("Remove a model price (not the last one while a plan counts cost)", false)},
             "/admin/v1/config": {"get": secured("The rendered filter configuration (credentials redacted)", SCOPE_ADMIN_READ)},
             "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)},

@@ -236,6 +236,26 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             let count = plane.revoke(&what, now)?;
             show(out, view::revoked(&what, count))?;
         }
+        Command::Token(TokenCommand::List { subject }) => {
+            let mut tokens = plane.live_tokens(now)?;
+            tokens.retain(|t| subject.as_ref().is_none_or(|s| &t.subject == s));
+            show(out, view::tokens(&tokens))?;
+        }
+        Command::Apikey(ApiKeyCommand::List { subject, tenant }) => {
+            let mut keys = plane.store().api_keys()?;
+            keys.retain(|k| {
+                subject.as_ref().is_none_or(|s| &k.subject == s)
+                    && tenant.as_ref().is_none_or(|t| k.tenant.as_ref() == Some(t))
+            });
+            show(out, view::api_keys(&keys, now))?;
+        }
+        Command::Revocations => show(out, view::revocations(&plane.revocations(now)?))?,
+        Command::Route(RouteCommand::List) => show(out, view::routes(&plane.store().routes()?))?,
+        Command::Plan(PlanCommand::List) => {
+            let plans = plane.store().plans()?;
+            show(out, view::plans(&plans, plane.default_plan()?.as_deref()))?;
+        }
+        Command::Price(PriceCommand::List) => show(out, view::prices(&plane.store().prices()?))?,
         Command::Token(TokenCommand::Unrevoke { subject }) => {
             plane.unrevoke_subject(subject, now)?;
             show(out, view::unrevoked(subject))?;

@@ -173,6 +173,14 @@ pub struct ProviderListing {
     pub unavailable_in: Vec<String>,
 }
 
+/// What is revoked: jtis with the time each is kept until, subjects, signing key ids.
+#[derive(Debug, Clone, Default)]
+pub struct RevocationListing {
+    pub jtis: Vec<(String, u64)>,
+    pub subjects: Vec<String>,
+    pub key_ids: Vec<String>,
+}
+
 /// The kinds of catalog entry, for the operations that treat them alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {

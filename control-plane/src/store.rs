@@ -68,6 +68,8 @@ pub trait Store: Send + Sync {
     /// Keeps every retired key published at least `keep` seconds after it retired (a raised
     /// token lifetime or skew), never shortening a publication.
     fn extend_publication(&self, keep: u64) -> Result<(), StoreError>;
+    /// Minted tokens that are still accepted (expiring at or after `live_after`), newest first.
+    fn tokens(&self, live_after: u64) -> Result<Vec<IssuedToken>, StoreError>;
     fn token(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError>;
 
     fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;

@@ -2,10 +2,14 @@
 //! and the text the CLI prints, built in one place so the two never drift apart.
 
 use serde_json::{json, Value};
-use tokenward_filter::config::CredentialSource;
+use tokenward_filter::config::{CredentialSource, PlanConfig, PriceConfig, RouteConfig};
 
-use crate::model::{AuditEntry, Availability, KeyState, SigningKeyRecord};
-use crate::plane::{CreatedApiKey, MintedToken, ProviderListing, Removed, Revocation};
+use crate::model::{
+    ApiKeyRecord, AuditEntry, Availability, IssuedToken, KeyState, SigningKeyRecord,
+};
+use crate::plane::{
+    CreatedApiKey, MintedToken, ProviderListing, Removed, Revocation, RevocationListing,
+};
 
 /// What one operation shows: as JSON, and as text for a terminal.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +180,179 @@ pub fn provider(p: &ProviderListing) -> Value {
         }
     }
     entry
+}
+
+/// A Unix time as RFC 3339 in UTC, for people (JSON keeps Unix seconds).
+pub fn rfc3339(unix: u64) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
+    else {
+        return unix.to_string();
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("-")
+}
+
+/// API keys, never their hashes: who they stand for, what they may do, and whether they work.
+pub fn api_keys(keys: &[ApiKeyRecord], now: u64) -> View {
+    let status = |k: &ApiKeyRecord| match (k.revoked_at, k.expires_at) {
+        (Some(_), _) => "revoked",
+        (None, Some(t)) if t <= now => "expired",
+        _ => "active",
+    };
+    let rows = keys
+        .iter()
+        .map(|k| {
+            json!({"id": k.id, "subject": k.subject, "tenant": k.tenant, "scopes": k.scopes,
+                "models": k.models, "plan": k.plan, "created_at": k.created_at,
+                "expires_at": k.expires_at, "revoked_at": k.revoked_at, "status": status(k)})
+        })
+        .collect();
+    let text = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "{}  {}  {}  scopes {}  {}  expires {}",
+                k.id,
+                k.subject,
+                or_dash(k.tenant.as_deref()),
+                if k.scopes.is_empty() {
+                    "-".to_string()
+                } else {
+                    k.scopes.join(",")
+                },
+                status(k),
+                k.expires_at.map_or("never".to_string(), rfc3339)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    View::new(Value::Array(rows), text)
+}
+
+/// Minted tokens still accepted.
+pub fn tokens(tokens: &[IssuedToken]) -> View {
+    let text = tokens
+        .iter()
+        .map(|t| {
+            format!(
+                "{}  {}  {}  key {}  issued {}  expires {}",
+                t.jti,
+                t.subject,
+                or_dash(t.tenant.as_deref()),
+                t.kid,
+                rfc3339(t.issued_at),
+                rfc3339(t.expires_at)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    View::new(serde_json::to_value(tokens).unwrap_or_default(), text)
+}
+
+/// What is revoked.
+pub fn revocations(listing: &RevocationListing) -> View {
+    let mut lines: Vec<String> = listing
+        .jtis
+        .iter()
+        .map(|(jti, until)| format!("jti {jti}  kept until {}", rfc3339(*until)))
+        .collect();
+    lines.extend(listing.subjects.iter().map(|s| format!("subject {s}")));
+    lines.extend(listing.key_ids.iter().map(|k| format!("signing key {k}")));
+    View::new(
+        json!({
+            "jtis": listing.jtis.iter().map(|(jti, until)| json!({"jti": jti, "until": until})).collect::<Vec<_>>(),
+            "subjects": listing.subjects,
+            "key_ids": listing.key_ids,
+        }),
+        lines.join("\n"),
+    )
+}
+
+pub fn routes(routes: &[RouteConfig]) -> View {
+    let text = routes
+        .iter()
+        .map(|r| {
+            let to = match &r.provider {
+                Some(provider) => provider.clone(),
+                None => r
+                    .model_providers
+                    .iter()
+                    .map(|m| format!("{}={}", m.pattern, m.provider))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            let methods = if r.methods.is_empty() {
+                "any".to_string()
+            } else {
+                r.methods.join(",")
+            };
+            format!("{}  {}  {methods}  -> {to}", r.name, r.path_prefix)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    View::new(serde_json::to_value(routes).unwrap_or_default(), text)
+}
+
+pub fn plans(plans: &[(String, PlanConfig)], default_plan: Option<&str>) -> View {
+    let text = plans
+        .iter()
+        .map(|(name, plan)| {
+            let limits = plan
+                .limits
+                .iter()
+                .map(|l| format!("{}={} {:?}/{:?}", l.name, l.limit, l.metric, l.window))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let default = if Some(name.as_str()) == default_plan {
+                " (default)"
+            } else {
+                ""
+            };
+            format!("{name}{default}  {limits}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let map: serde_json::Map<String, Value> = plans
+        .iter()
+        .map(|(name, plan)| (name.clone(), serde_json::to_value(plan).unwrap_or_default()))
+        .collect();
+    View::new(json!({"plans": map, "default_plan": default_plan}), text)
+}
+
+/// Prices, shown in USD per million tokens (JSON: micro-USD per million, as configured).
+pub fn prices(prices: &[PriceConfig]) -> View {
+    let usd = |micro: u64| {
+        let text = format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000);
+        let text = text.trim_end_matches('0');
+        text.strip_suffix('.').unwrap_or(text).to_string()
+    };
+    let text = prices
+        .iter()
+        .map(|p| {
+            let cached = p
+                .cached_input
+                .map_or(String::new(), |c| format!("  cached input ${}", usd(c)));
+            format!(
+                "{}  input ${}  output ${}{cached}  per million tokens",
+                p.model,
+                usd(p.input),
+                usd(p.output)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    View::new(serde_json::to_value(prices).unwrap_or_default(), text)
 }
 
 /// The newest audit entries.

@@ -181,6 +181,44 @@ pub(super) async fn put_price(
     .await
 }
 
+pub(super) async fn list_routes(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let routes = plane.store().routes().map_err(PlaneError::from)?;
+        Ok(Json(view::routes(&routes).json))
+    })
+    .await
+}
+
+pub(super) async fn list_plans(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let plans = plane.store().plans().map_err(PlaneError::from)?;
+        Ok(Json(
+            view::plans(&plans, plane.default_plan()?.as_deref()).json,
+        ))
+    })
+    .await
+}
+
+pub(super) async fn list_prices(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let prices = plane.store().prices().map_err(PlaneError::from)?;
+        Ok(Json(view::prices(&prices).json))
+    })
+    .await
+}
+
 /// The rendered configuration, with inline provider credentials redacted.
 pub(super) async fn get_config(
     State(state): State<Arc<ServerState>>,

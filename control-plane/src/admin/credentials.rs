@@ -175,6 +175,68 @@ pub(super) async fn revoke(
     .await
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WhoseQuery {
+    subject: Option<String>,
+    tenant: Option<String>,
+}
+
+/// API keys (never a key or its hash), `?subject=` and `?tenant=` to narrow them.
+pub(super) async fn list_api_keys(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(query): Query<WhoseQuery>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let mut keys = plane.store().api_keys().map_err(PlaneError::from)?;
+        keys.retain(|k| {
+            query.subject.as_ref().is_none_or(|s| &k.subject == s)
+                && query
+                    .tenant
+                    .as_ref()
+                    .is_none_or(|t| k.tenant.as_ref() == Some(t))
+        });
+        Ok(Json(view::api_keys(&keys, (state.clock)()).json))
+    })
+    .await
+}
+
+/// Minted tokens still accepted, newest first; `?subject=`, `?tenant=` to narrow them.
+pub(super) async fn list_tokens(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(query): Query<WhoseQuery>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let mut tokens = plane.live_tokens((state.clock)())?;
+        tokens.retain(|t| {
+            query.subject.as_ref().is_none_or(|s| &t.subject == s)
+                && query
+                    .tenant
+                    .as_ref()
+                    .is_none_or(|x| t.tenant.as_ref() == Some(x))
+        });
+        Ok(Json(view::tokens(&tokens).json))
+    })
+    .await
+}
+
+pub(super) async fn list_revocations(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        Ok(Json(
+            view::revocations(&plane.revocations((state.clock)())?).json,
+        ))
+    })
+    .await
+}
+
 /// Lifts a subject's revocation (audited); 404 when the subject is not revoked.
 pub(super) async fn unrevoke_subject(
     State(state): State<Arc<ServerState>>,

@@ -721,3 +721,44 @@ async fn every_error_is_json_authentication_comes_before_the_body_and_the_last_a
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{json}");
 }
+
+#[tokio::test]
+async fn the_admin_api_lists_every_resource() {
+    let (app, _state, admin) = app();
+    let post = |path: &'static str, body: Value| {
+        let (app, admin) = (app.clone(), admin.clone());
+        async move { call(&app, "POST", path, Some(&admin), Some(body)).await }
+    };
+    let (_, _, created) = post(
+        "/admin/v1/apikeys",
+        json!({"subject": "svc", "tenant": "acme"}),
+    )
+    .await;
+    post("/admin/v1/tokens", json!({"subject": "alice"})).await;
+    post("/admin/v1/revocations", json!({"subject": "mallory"})).await;
+    let get = |path: &'static str| {
+        let (app, admin) = (app.clone(), admin.clone());
+        async move {
+            let (status, _, body) = call(&app, "GET", path, Some(&admin), None).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            body
+        }
+    };
+    let keys = get("/admin/v1/apikeys?tenant=acme").await;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys[0]["id"], created["id"]);
+    assert_eq!(keys[0]["status"], "active");
+    assert!(keys[0].get("sha256").is_none());
+    let tokens = get("/admin/v1/tokens?subject=alice").await;
+    assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+    assert_eq!(
+        get("/admin/v1/revocations").await["subjects"],
+        json!(["mallory"])
+    );
+    assert!(get("/admin/v1/routes").await.is_array());
+    assert!(get("/admin/v1/plans").await["plans"].is_object());
+    assert!(get("/admin/v1/prices").await.is_array());
+    // Reading needs admin:read like every other read.
+    let (status, _, _) = call(&app, "GET", "/admin/v1/apikeys", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

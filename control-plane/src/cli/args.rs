@@ -137,6 +137,8 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// What is revoked: token ids (and until when they are kept), subjects, signing keys.
+    Revocations,
     /// The newest audit log entries.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -191,6 +193,12 @@ pub enum TokenCommand {
     Mint(MintArgs),
     /// Revoke JWTs (and, by subject or tenant, API keys).
     Revoke(RevokeArgs),
+    /// Minted tokens still accepted, newest first.
+    List {
+        /// Only this subject's.
+        #[arg(long)]
+        subject: Option<String>,
+    },
     /// Lift a subject's revocation (audited): its new credentials work again; API keys
     /// revoked with it stay revoked.
     Unrevoke {
@@ -250,6 +258,15 @@ pub enum ApiKeyCommand {
     },
     /// Revoke an API key by id.
     Revoke { id: String },
+    /// API keys (never the keys or their hashes), with their status: active, expired, revoked.
+    List {
+        /// Only this subject's.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +313,8 @@ pub enum ProviderCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RouteCommand {
+    /// Every route, in the order they match.
+    List,
     /// Add or replace a route (new routes match after the existing ones).
     Add {
         #[arg(long)]
@@ -322,6 +341,8 @@ pub enum RouteCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
+    /// Every plan and its limits; the default one marked.
+    List,
     /// Add or replace a plan.
     Set {
         name: String,
@@ -354,6 +375,8 @@ pub enum PlanCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PriceCommand {
+    /// Every price, in USD per million tokens.
+    List,
     /// Add or replace a model's price, in USD per million tokens.
     Set {
         /// The model pattern (`*` matches any run of characters).

@@ -721,3 +721,85 @@ fn an_error_and_its_causes_are_said_once() {
         "saving the route: the store failed: disk full"
     );
 }
+
+#[test]
+fn every_resource_has_a_list_in_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        let mut all = vec!["--dev"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = tokenward(d, &all);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&ok(&all)).unwrap()
+    };
+    ok(&["init", "--issuer", "https://x.test", "--audience", "gw"]);
+    ok(&[
+        "apikey",
+        "create",
+        "--subject",
+        "svc",
+        "--tenant",
+        "acme",
+        "--expires-at",
+        "2099-01-01",
+    ]);
+    let minted = json(&["token", "mint", "--subject", "alice"]);
+    ok(&["token", "revoke", "--subject", "mallory"]);
+    ok(&[
+        "provider",
+        "add",
+        "--name",
+        "openai",
+        "--style",
+        "openai",
+        "--authority",
+        "api.openai.com",
+        "--credential-env",
+        "OPENAI_API_KEY",
+    ]);
+    ok(&crate::testing::body_route_args(
+        "chat",
+        "/v1/chat/completions",
+        "openai",
+    ));
+    ok(&["plan", "set", "gold", "--limit", "rpm:requests:minute:60"]);
+    ok(&["plan", "default", "gold"]);
+    ok(&[
+        "price",
+        "set",
+        "--model",
+        "gpt-4o*",
+        "--input-price",
+        "2.50",
+        "--output-price",
+        "10",
+    ]);
+
+    let keys = ok(&["apikey", "list", "--tenant", "acme"]);
+    assert!(
+        keys.contains("  svc  acme  ") && keys.contains("active  expires 2099-01-01T00:00:00Z"),
+        "{keys}"
+    );
+    let keys = json(&["apikey", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 2, "the admin key and svc's");
+    assert!(!keys.to_string().contains("sha256"), "never a hash");
+    let tokens = json(&["token", "list", "--subject", "alice"]);
+    assert_eq!(tokens[0]["jti"], minted["jti"]);
+    assert!(ok(&["token", "list"]).contains("  alice  -  key "));
+    assert_eq!(
+        json(&["revocations"])["subjects"],
+        serde_json::json!(["mallory"])
+    );
+    assert!(ok(&["revocations"]).contains("subject mallory"));
+    assert!(ok(&["route", "list"]).contains("chat  /v1/chat/completions  POST  -> openai"));
+    assert!(ok(&["plan", "list"]).contains("gold (default)  rpm=60"));
+    assert_eq!(json(&["plan", "list"])["default_plan"], "gold");
+    assert!(ok(&["price", "list"]).contains("gpt-4o*  input $2.5  output $10  per million tokens"));
+    assert_eq!(json(&["price", "list"])[0]["input"], 2_500_000);
+}

@@ -82,6 +82,14 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             .collect())
     }
 
+    /// The plan of credentials that name none.
+    pub fn default_plan(&self) -> Result<Option<String>, PlaneError> {
+        Ok(self
+            .store
+            .setting(SETTING_DEFAULT_PLAN)?
+            .filter(|p| !p.is_empty()))
+    }
+
     /// Removes a catalog entry of any kind; `force` (providers and plans) takes what still
     /// refers to it along.
     pub fn remove_entry(

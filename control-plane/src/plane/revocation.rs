@@ -85,6 +85,20 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         Ok(count)
     }
 
+    /// What is revoked now: jtis with the time they are kept until, subjects, signing keys.
+    pub fn revocations(&self, now: u64) -> Result<RevocationListing, PlaneError> {
+        Ok(RevocationListing {
+            jtis: self.store.revoked_jtis(self.live_after(now)?)?,
+            subjects: self.store.revoked_subjects()?,
+            key_ids: self.store.revoked_key_ids()?,
+        })
+    }
+
+    /// Minted tokens still accepted at `now`.
+    pub fn live_tokens(&self, now: u64) -> Result<Vec<IssuedToken>, PlaneError> {
+        Ok(self.store.tokens(self.live_after(now)?)?)
+    }
+
     /// Refuses a revocation that would leave no API key able to change anything (one with
     /// `admin:write`, in force, its subject not revoked): nobody could then reach the admin
     /// API to undo it. A revoker that means it creates another admin key first.

@@ -181,6 +181,16 @@ impl Store for SqliteStore {
         rows.map(|row| issued(row?)).collect()
     }
 
+    fn tokens(&self, live_after: u64) -> Result<Vec<IssuedToken>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
+            "SELECT jti, subject, tenant, kid, issued_at, expires_at FROM issued_tokens
+             WHERE expires_at >= ?1 ORDER BY issued_at DESC, jti",
+        )?;
+        let rows = statement.query_map(params![to_i64(live_after)?], token_from_row)?;
+        rows.map(|row| issued(row?)).collect()
+    }
+
     fn token(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError> {
         let row = self.conn()?.query_row(
                 "SELECT jti, subject, tenant, kid, issued_at, expires_at FROM issued_tokens WHERE jti = ?1",
