@@ -65,6 +65,16 @@ pub struct RequestFlow {
     phase: Phase,
     /// Stat names to count, taken by the host glue after each callback.
     events: Vec<String>,
+    /// Who and what the request was decided for, once known: the access log names them on
+    /// refusals too.
+    seen: Seen,
+}
+
+/// The identity a request authenticated as, and the model it named, as far as it got.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub identity: Option<Arc<Identity>>,
+    pub model: Option<String>,
 }
 
 /// Where a request is. Each phase holds exactly what the next callbacks need.
@@ -114,6 +124,7 @@ impl RequestFlow {
             worker,
             phase: Phase::Head,
             events: Vec::new(),
+            seen: Seen::default(),
         }
     }
 
@@ -126,7 +137,13 @@ impl RequestFlow {
         if !matches!(self.phase, Phase::Head) {
             return Decision::Continue;
         }
-        let outcome = head::decide(&self.worker, host, end_of_stream, &mut self.events);
+        let outcome = head::decide(
+            &self.worker,
+            host,
+            end_of_stream,
+            &mut self.events,
+            &mut self.seen,
+        );
         self.enter(outcome)
     }
 
@@ -151,8 +168,15 @@ impl RequestFlow {
         let Phase::Body(awaiting) = std::mem::replace(&mut self.phase, Phase::Closed) else {
             return Decision::Continue;
         };
-        let outcome = body::decide(&self.worker, host, body_size, *awaiting, &mut self.events)
-            .map_err(|refusal| refusal.in_style(style));
+        let outcome = body::decide(
+            &self.worker,
+            host,
+            body_size,
+            *awaiting,
+            &mut self.events,
+            &mut self.seen,
+        )
+        .map_err(|refusal| refusal.in_style(style));
         self.enter(outcome)
     }
 
@@ -228,6 +252,15 @@ impl RequestFlow {
         if let Phase::Forwarded(forwarded) = std::mem::replace(&mut self.phase, Phase::Closed) {
             refund(forwarded.grant, host, &mut self.events);
         }
+    }
+
+    /// The subject and model a refused request had shown when it was refused (after
+    /// authentication), for the access log.
+    pub fn refused_for(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.seen.identity.as_deref().map(|i| i.subject.as_str()),
+            self.seen.model.as_deref(),
+        )
     }
 
     /// Who the request was forwarded for, if it was.

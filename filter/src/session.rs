@@ -192,6 +192,14 @@ impl Session {
         if let Decision::Refuse(refusal) = &decision {
             self.refused = true;
             host.count(&stat::refused(refusal.code.code()), 1);
+            // The access log names who was refused, and for which model, once known.
+            let (subject, model) = self.flow.refused_for();
+            if let Some(subject) = subject {
+                host.set_property("tokenward_subject", subject.as_bytes());
+            }
+            if let Some(model) = model {
+                host.set_property("tokenward_model", model.as_bytes());
+            }
         }
         let step = perform(host, decision, callback);
         if step == Step::Pause && callback == Callback::Headers && !self.refused {

@@ -97,6 +97,25 @@ fn usage_stats_equal_the_providers_usage_for_json_and_streams() {
         );
     }
     assert_eq!(gw.envoy.stat("wasmcustom.tokenward.requests.forwarded"), 6);
+    // What Prometheus scrapes: one metric per measure, provider and model as labels.
+    let scraped = gw.envoy.prometheus();
+    let (input, _) = expected["openai.gpt-4o-mini"];
+    let series = format!(
+        "tokenward_usage_input_tokens{{provider=\"openai\",model=\"gpt-4o-mini\"}} {input}"
+    );
+    assert!(
+        scraped.lines().any(|l| l == series),
+        "{series} not in:\n{}",
+        scraped
+            .lines()
+            .filter(|l| l.contains("tokenward"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !scraped.contains("tokenward_usage_openai"),
+        "the provider is a label, not part of the name"
+    );
     // The filter asked for uncompressed answers so that it could read them.
     assert!(gw
         .all_received()
@@ -143,11 +162,37 @@ fn refusals_are_counted_by_code_and_logged_without_credentials() {
             .stat("wasmcustom.tokenward.requests.refused.missing_credential"),
         2
     );
+    // Refused after authentication: the access log names who, and for which model.
+    let limited = gw.mint(tokenward_e2e::setup::TokenSpec {
+        models: Some(vec!["gpt-4o*".into()]),
+        ..Default::default()
+    });
+    let refused = gw.send(
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &bearer(&limited))],
+        Some(r#"{"model":"o1-preview","messages":[]}"#),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(gw.envoy.stat("wasmcustom.tokenward.requests.forwarded"), 0);
+    // Prometheus sees one refusal metric with the code as a label.
+    assert!(
+        gw.envoy
+            .prometheus()
+            .lines()
+            .any(|l| l == r#"tokenward_requests_refused{code="missing_credential"} 2"#),
+        "{}",
+        gw.envoy.prometheus()
+    );
     // Give the access log a moment: it is written when each stream ends.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let log = gw.envoy.access_log();
-    assert_eq!(log.lines().count(), 3, "{log}");
+    assert_eq!(log.lines().count(), 4, "{log}");
+    let line = log.lines().find(|l| l.contains(" 403 ")).unwrap();
+    assert!(
+        line.contains("subject=alice") && line.contains("model=o1-preview"),
+        "{line}"
+    );
     assert!(!log.contains(&token), "a credential reached the access log");
     gw.assert_log_clean(&[&token]);
 }

@@ -581,6 +581,11 @@ impl Envoy {
             .unwrap_or(0)
     }
 
+    /// Envoy's Prometheus exposition (`/stats/prometheus`), what a scraper reads.
+    pub fn prometheus(&self) -> String {
+        http_get(self.admin_port, "/stats/prometheus").unwrap_or_default()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -3,7 +3,7 @@
 //! rewrite that asks a stream for its usage.
 
 use super::head::{authorize_model, output_reserve};
-use super::{refund, AwaitingBody, Forwarded, Phase, Worker};
+use super::{refund, AwaitingBody, Forwarded, Phase, Seen, Worker};
 use crate::decision::Decision;
 use crate::error::{ErrorCode, Refusal};
 use crate::host::Host;
@@ -17,6 +17,7 @@ pub(super) fn decide(
     body_size: usize,
     awaiting: AwaitingBody,
     events: &mut Vec<String>,
+    seen: &mut Seen,
 ) -> Result<(Decision, Phase), Refusal> {
     let AwaitingBody {
         identity,
@@ -41,6 +42,7 @@ pub(super) fn decide(
             "the request body has no \"model\" string",
         ),
     })?;
+    seen.model = Some(fields.model.clone());
     authorize_model(&identity, &fields.model)?;
     let price = worker
         .policy()

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{clip, AwaitingBody, Forwarded, Phase, Worker};
+use super::{clip, AwaitingBody, Forwarded, Phase, Seen, Worker};
 use crate::config::ModelSource;
 use crate::credential::{self, RequestHead};
 use crate::decision::{Decision, HeaderEdits};
@@ -25,6 +25,7 @@ pub(super) fn decide(
     host: &impl Host,
     end_of_stream: bool,
     events: &mut Vec<String>,
+    seen: &mut Seen,
 ) -> Result<(Decision, Phase), Refusal> {
     let policy = worker.policy.clone().ok_or_else(|| {
         Refusal::new(
@@ -45,7 +46,17 @@ pub(super) fn decide(
         })?;
     // From here on the route's provider says how a refusal looks to the client's SDK.
     let style = route.error_style();
-    on_route(worker, &policy, host, &headers, &head, route, end_of_stream, events)
+    on_route(
+        worker,
+        &policy,
+        host,
+        &headers,
+        &head,
+        route,
+        end_of_stream,
+        events,
+        seen,
+    )
         .map_err(|refusal| refusal.in_style(style))
 }
 
@@ -60,6 +71,7 @@ fn on_route(
     route: Arc<Route>,
     end_of_stream: bool,
     events: &mut Vec<String>,
+    seen: &mut Seen,
 ) -> Result<(Decision, Phase), Refusal> {
     let credential = credential::extract(head, route.allow_query_credential)?;
     let hash = identity::credential_hash(&credential.value);
@@ -79,6 +91,7 @@ fn on_route(
             refusal.message
         );
     })?;
+    seen.identity = Some(Arc::clone(&identity));
     if matches!(route.provider, ProviderChoice::Unavailable) {
         return Err(Refusal::new(
             ErrorCode::RouteUnavailable,
@@ -146,6 +159,7 @@ fn on_route(
                     "the model in the path is percent-encoded; send the model name as it is",
                 ));
             }
+            seen.model = Some(model.to_string());
             authorize_model(&identity, model)?;
             (Some(model.to_string()), provider_for(&route, Some(model))?)
         }

@@ -258,3 +258,19 @@ fn a_body_route_lets_its_headers_pass_and_holds_the_body_until_it_is_whole() {
         "count tokenward.requests.forwarded 1"
     ));
 }
+
+#[test]
+fn a_refusal_after_authentication_names_its_subject_and_model_for_the_access_log() {
+    let fx = Fixture::new();
+    let store = Rc::default();
+    let mut s = session(&fx);
+    let host = chat(&fx, r#"{"model":"o1-preview","messages":[]}"#, &store);
+    assert_eq!(send(&mut s, &host), (Step::Continue, Step::Pause));
+    let ops = host.take_ops();
+    assert!(
+        has(&ops, "count tokenward.requests.refused.model_not_allowed 1"),
+        "{ops:?}"
+    );
+    assert!(has(&ops, "property tokenward_subject=alice"), "{ops:?}");
+    assert!(has(&ops, "property tokenward_model=o1-preview"), "{ops:?}");
+}
