@@ -3,7 +3,7 @@
 TOKENWARD_BASE_URL  the gateway (Envoy), e.g. http://127.0.0.1:10000
 TOKENWARD_TOKEN     a tokenward token or API key (never an OpenAI key)
 
-Prints one JSON line per step: a normal call, a streamed call, and a refusal.
+Prints one JSON line per step: a normal call, two streamed calls, and a refusal.
 """
 import json
 import os
@@ -22,17 +22,25 @@ reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
 print(json.dumps({"step": "chat", "content": reply.choices[0].message.content,
                   "total_tokens": reply.usage.total_tokens}))
 
-# 2. A streamed call. tokenward asks the provider for the usage chunk so the stream can be
-#    counted against quotas; the SDK hands it over like any chunk.
+# 2. A streamed call that asks for its usage: the last chunk carries it, as from OpenAI.
 text, total = "", None
-for chunk in client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True):
+for chunk in client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True,
+                                            stream_options={"include_usage": True}):
     if chunk.choices:
         text += chunk.choices[0].delta.content or ""
     if chunk.usage:
         total = chunk.usage.total_tokens
 print(json.dumps({"step": "stream", "content": text, "total_tokens": total}))
 
-# 3. A refusal: tokenward's error surfaces as the SDK's own exception, with its message.
+# 3. A streamed call that does not: tokenward asks the provider for the usage all the same
+#    (to count it against quotas) and takes that chunk out again, so a plain loop works.
+text, chunks = "", 0
+for chunk in client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True):
+    text += chunk.choices[0].delta.content or ""
+    chunks += 1
+print(json.dumps({"step": "plain_stream", "content": text, "chunks": chunks}))
+
+# 4. A refusal: tokenward's error surfaces as the SDK's own exception, with its message.
 try:
     client.chat.completions.create(model="o1-preview", messages=messages)
     print(json.dumps({"step": "refusal", "error": None}))

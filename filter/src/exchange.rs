@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::provider::{ApiFormat, Provider, UsageMeter};
+use crate::provider::{ApiFormat, Provider, UsageChunkStripper, UsageMeter};
 use crate::quota::Price;
 use crate::stat::{self, sanitize};
 use crate::usage::Usage;
@@ -27,6 +27,12 @@ pub struct Exchange {
     /// The response could not be metered (compressed, or the format reports no usage).
     unreadable: bool,
     reported: bool,
+    /// The filter asked the stream for the usage the client did not ask for: it takes the
+    /// usage-only chunk out again.
+    hide_usage_chunk: bool,
+    stripper: Option<UsageChunkStripper>,
+    /// What the client gets instead of the last body chunk, when that differs.
+    replacement: Option<Vec<u8>>,
 }
 
 /// What one exchange tells the operator.
@@ -57,7 +63,26 @@ impl Exchange {
             meter: None,
             unreadable: false,
             reported: false,
+            hide_usage_chunk: false,
+            stripper: None,
+            replacement: None,
         }
+    }
+
+    /// The filter added `stream_options.include_usage` to the request: the client gets the
+    /// stream without the usage-only chunk.
+    pub fn hide_usage_chunk(&mut self) {
+        self.hide_usage_chunk = true;
+    }
+
+    /// Whether the body the client gets may differ from the provider's.
+    pub fn rewrites_body(&self) -> bool {
+        self.stripper.is_some()
+    }
+
+    /// What the client gets instead of the body chunk just fed, if it differs.
+    pub fn take_replacement(&mut self) -> Option<Vec<u8>> {
+        self.replacement.take()
     }
 
     /// Response headers: streaming or not, and whether the body is readable at all.
@@ -77,6 +102,9 @@ impl Exchange {
         }
         let streaming = content_type.is_some_and(|t| t.starts_with(b"text/event-stream"));
         self.meter = Some(UsageMeter::new(format, streaming));
+        if streaming && self.hide_usage_chunk && format == ApiFormat::OpenAiChat {
+            self.stripper = Some(UsageChunkStripper::default());
+        }
     }
 
     pub fn wants_body(&self) -> bool {
@@ -87,6 +115,12 @@ impl Exchange {
     pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<UsageReport> {
         if let Some(meter) = &mut self.meter {
             meter.feed(chunk);
+        }
+        if let Some(stripper) = &mut self.stripper {
+            let out = stripper.feed(chunk, end_of_stream);
+            if out != chunk {
+                self.replacement = Some(out);
+            }
         }
         end_of_stream.then(|| self.report()).flatten()
     }

@@ -37,11 +37,14 @@ pub trait HostOps: Host {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), HostStatus>;
+    /// Replaces the first `size` bytes of the response body chunk at hand.
+    fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostStatus>;
     /// Every response header, read once.
     fn response_headers(&self) -> Result<HeaderBlock, HostStatus>;
     /// Replaces every response header with these.
     fn set_response_headers(&self, headers: &HeaderBlock) -> Result<(), HostStatus>;
     fn replace_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus>;
+    fn remove_response_header(&self, name: &str) -> Result<(), HostStatus>;
     /// Adds to a counter stat (defined on first use). A lost increment fails nothing.
     fn count(&self, stat: &str, by: u64);
     /// Sets a filter-state property for the access log. A failure fails nothing.
@@ -268,6 +271,11 @@ pub mod fake {
             self.op("send_local_response", format!("reply {status} {body}"))
         }
 
+        fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostStatus> {
+            let body = String::from_utf8_lossy(body);
+            self.op("replace_response_body", format!("response body {size} -> {body}"))
+        }
+
         fn response_headers(&self) -> Result<HeaderBlock, HostStatus> {
             self.op("response_headers", "read response headers".to_string())?;
             let pairs = self.response_headers.iter();
@@ -292,6 +300,13 @@ pub mod fake {
             self.op(
                 "replace_response_header",
                 format!("response header {name}={value}"),
+            )
+        }
+
+        fn remove_response_header(&self, name: &str) -> Result<(), HostStatus> {
+            self.op(
+                "remove_response_header",
+                format!("remove response header {name}"),
             )
         }
 

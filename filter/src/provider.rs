@@ -8,6 +8,7 @@ mod anthropic;
 mod gemini;
 mod meter;
 mod openai;
+mod stream;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::invalid::InvalidConfig;
 use crate::usage::Usage;
 
 pub use meter::UsageMeter;
+pub use stream::UsageChunkStripper;
 
 /// The header Envoy's route table reads to pick the provider's cluster.
 pub const CLUSTER_HEADER: &str = "x-tokenward-cluster";

@@ -238,6 +238,18 @@ impl RequestFlow {
         response::on_body(forwarded, host, body_size, end_of_stream, &mut self.events)
     }
 
+    /// Whether the response body may reach the client changed (so its length header must go).
+    pub fn rewrites_response_body(&self) -> bool {
+        self.forwarded()
+            .is_some_and(|f| f.exchange.rewrites_body())
+    }
+
+    /// What the client gets instead of the response chunk just passed, if it differs (a
+    /// stream without the usage chunk the filter asked for).
+    pub fn take_body_replacement(&mut self) -> Option<Vec<u8>> {
+        self.forwarded_mut()?.exchange.take_replacement()
+    }
+
     /// The request is over, complete or not: a report not given yet (an aborted stream).
     pub fn on_done(&mut self, host: &impl Host) -> Option<UsageReport> {
         let Phase::Forwarded(forwarded) = &mut self.phase else {

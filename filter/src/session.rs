@@ -92,7 +92,9 @@ impl Session {
             headers: read.unwrap_or_default(),
         };
         let added = self.flow.on_response_headers(&view);
-        if added.is_empty() {
+        // A body the filter rewrites has another length than the provider said.
+        let drop_length = self.flow.rewrites_response_body();
+        if added.is_empty() && !drop_length {
             return Step::Continue;
         }
         // Ours replace the provider's own rate-limit headers (those describe the provider key
@@ -102,7 +104,9 @@ impl Session {
             let pairs: Vec<(&str, &[u8])> = view
                 .headers
                 .iter()
-                .filter(|(name, _)| !is_rate_limit_header(name))
+                .filter(|(name, _)| {
+                    !(is_rate_limit_header(name) || drop_length && *name == "content-length")
+                })
                 .chain(added.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
                 .collect();
             host.set_response_headers(&HeaderBlock::from_pairs(pairs.iter().copied()))
@@ -111,6 +115,13 @@ impl Session {
             added
                 .iter()
                 .try_for_each(|(n, v)| host.replace_response_header(n, v.as_bytes()))
+                .and_then(|()| {
+                    if drop_length {
+                        host.remove_response_header("content-length")
+                    } else {
+                        Ok(())
+                    }
+                })
         };
         if let Err(status) = written {
             log::warn!("could not add the rate-limit headers: {status:?}");
@@ -125,7 +136,14 @@ impl Session {
         end_of_stream: bool,
     ) -> Step {
         if !self.refused {
-            if let Some(report) = self.flow.on_response_body(host, body_size, end_of_stream) {
+            let report = self.flow.on_response_body(host, body_size, end_of_stream);
+            if let Some(body) = self.flow.take_body_replacement() {
+                // Should the host refuse, the client gets the chunk as the provider sent it.
+                if let Err(status) = host.replace_response_body(body_size, &body) {
+                    log::warn!("could not rewrite a response chunk: {status:?}");
+                }
+            }
+            if let Some(report) = report {
                 self.record_usage(host, &report);
             }
             self.count_events(host);

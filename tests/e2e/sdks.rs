@@ -52,7 +52,12 @@ fn the_official_sdks_work_unchanged_and_raise_their_own_errors_on_refusals() {
     assert_eq!(openai["stream"]["content"], "Hello from the mock provider");
     assert!(
         openai["stream"]["total_tokens"].as_u64().is_some(),
-        "the usage chunk tokenward asked for reached the SDK"
+        "the usage chunk the client asked for reached the SDK"
+    );
+    // Not asked for: `chunk.choices[0]` on every chunk works, nothing is missing.
+    assert_eq!(
+        openai["plain_stream"]["content"],
+        "Hello from the mock provider"
     );
     assert_eq!(openai["refusal"]["error"], "PermissionDeniedError");
     assert_eq!(openai["refusal"]["status"], 403);

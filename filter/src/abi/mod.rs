@@ -272,6 +272,10 @@ impl HostOps for AbiHost {
         raw::send_local_response(status, headers, body)
     }
 
+    fn replace_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostStatus> {
+        raw::replace_response_body(size, body)
+    }
+
     fn response_headers(&self) -> Result<HeaderBlock, HostStatus> {
         raw::response_headers()
     }
@@ -282,6 +286,10 @@ impl HostOps for AbiHost {
 
     fn replace_response_header(&self, name: &str, value: &[u8]) -> Result<(), HostStatus> {
         raw::replace_response_header(name, value)
+    }
+
+    fn remove_response_header(&self, name: &str) -> Result<(), HostStatus> {
+        raw::remove_response_header(name)
     }
 
     fn count(&self, stat: &str, by: u64) {

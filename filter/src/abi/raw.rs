@@ -154,6 +154,10 @@ pub fn remove_request_header(name: &str) -> Result<(), HostStatus> {
     check(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
 }
 
+pub fn remove_response_header(name: &str) -> Result<(), HostStatus> {
+    check(unsafe { proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len()) })
+}
+
 fn buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, HostStatus> {
     let mut data = null_mut();
     let mut size = 0;
@@ -172,6 +176,11 @@ pub fn request_body(size: usize) -> Result<Vec<u8>, HostStatus> {
 /// Replaces the first `size` bytes of the buffered request body (all of it) with `body`.
 pub fn replace_request_body(size: usize, body: &[u8]) -> Result<(), HostStatus> {
     check(unsafe { proxy_set_buffer_bytes(HTTP_REQUEST_BODY, 0, size, body.as_ptr(), body.len()) })
+}
+
+/// Replaces the first `size` bytes of the response body chunk at hand with `body`.
+pub fn replace_response_body(size: usize, body: &[u8]) -> Result<(), HostStatus> {
+    check(unsafe { proxy_set_buffer_bytes(HTTP_RESPONSE_BODY, 0, size, body.as_ptr(), body.len()) })
 }
 
 pub fn replace_response_header(name: &str, value: &[u8]) -> Result<(), HostStatus> {

@@ -64,6 +64,11 @@ pub(super) fn event_usage(format: ApiFormat, event: &Value, usage: &mut Option<U
     }
 }
 
+/// The chunk a chat stream sends for `stream_options.include_usage`: no choices, a usage.
+pub(super) fn is_usage_only_chunk(chunk: &Value) -> bool {
+    chunk["choices"].as_array().is_some_and(Vec::is_empty) && chunk["usage"].is_object()
+}
+
 /// The `usage` member of a JSON answer.
 pub(super) fn json_usage(format: ApiFormat, usage: &Value) -> Option<Usage> {
     match format {

@@ -90,6 +90,9 @@ pub(super) fn decide(
     // A stream that reports usage only when asked is asked, so it can be counted.
     edit.include_usage =
         fields.stream && !fields.include_usage && shape.is_some_and(|s| s.usage_is_opt_in);
+    if edit.include_usage {
+        exchange.hide_usage_chunk();
+    }
     if edit.is_empty() {
         return Ok((
             Decision::Continue,

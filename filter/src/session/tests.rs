@@ -274,3 +274,56 @@ fn a_refusal_after_authentication_names_its_subject_and_model_for_the_access_log
     assert!(has(&ops, "property tokenward_subject=alice"), "{ops:?}");
     assert!(has(&ops, "property tokenward_model=o1-preview"), "{ops:?}");
 }
+
+#[test]
+fn a_stream_gets_no_usage_chunk_it_did_not_ask_for_and_is_still_counted() {
+    let stream = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let fx = Fixture::new();
+    for (body, hidden) in [
+        (r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#, true),
+        (
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":false},"messages":[]}"#,
+            true,
+        ),
+        (
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+            false,
+        ),
+    ] {
+        let store = Rc::default();
+        let mut s = session(&fx);
+        let host = chat(&fx, body, &store);
+        send(&mut s, &host);
+        let response = host
+            .clone()
+            .with_response_header(":status", "200")
+            .with_response_header("content-type", "text/event-stream")
+            .with_response_header("content-length", &stream.len().to_string())
+            .with_response_chunk(stream.as_bytes());
+        s.on_response_headers(&response);
+        let headers = response.take_ops();
+        // A body that changes cannot keep the provider's length.
+        let set = headers.iter().find(|op| op.starts_with("response headers "));
+        assert_eq!(set.is_some(), hidden, "{body}: {headers:?}");
+        assert!(set.is_none_or(|op| !op.contains("content-length")), "{headers:?}");
+        s.on_response_body(&response, stream.len(), true);
+        let ops = response.take_ops();
+        let rewritten = ops.iter().find(|op| op.starts_with("response body "));
+        if hidden {
+            let rewritten = rewritten.unwrap_or_else(|| panic!("{body}: {ops:?}"));
+            assert!(!rewritten.contains("\"choices\":[]"), "{rewritten}");
+            assert!(rewritten.ends_with("data: [DONE]\n\n"), "{rewritten}");
+        } else {
+            assert!(rewritten.is_none(), "{body}: asked for, it stays: {ops:?}");
+        }
+        // Counted either way.
+        assert!(
+            has(&ops, "count tokenward.usage.openai.gpt-4o-mini.output_tokens 1"),
+            "{ops:?}"
+        );
+    }
+}
