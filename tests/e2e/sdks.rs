@@ -18,12 +18,19 @@ fn run_example(
         .join("examples")
         .join(name)
         .join("example.py");
-    let output = Command::new("python3")
+    // The SDKs are in the project's virtual environment (`make deps`), not the system's.
+    let venv = tokenward_e2e::repo_root().join(".venv/bin/python3");
+    let python = if venv.is_file() {
+        venv
+    } else {
+        "python3".into()
+    };
+    let output = Command::new(&python)
         .arg(&script)
         .env("TOKENWARD_BASE_URL", gw.envoy.url(""))
         .env("TOKENWARD_TOKEN", token)
         .output()
-        .unwrap_or_else(|e| panic!("python3 is needed ({e}): run `make deps`"));
+        .unwrap_or_else(|e| panic!("{} is needed ({e}): run `make deps`", python.display()));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains("ModuleNotFoundError"),

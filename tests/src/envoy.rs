@@ -381,10 +381,15 @@ pub struct Envoy {
 const LDS_DIR: &str = "lds";
 const LDS_FILE: &str = "listeners.yaml";
 
-/// The `envoy` binary: `$TOKENWARD_ENVOY` or `envoy` on PATH.
+/// The `envoy` binary: `$TOKENWARD_ENVOY`, the one `make deps` puts in `.venv`, or `envoy` on
+/// PATH.
 pub fn envoy_binary() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("TOKENWARD_ENVOY") {
         return Ok(PathBuf::from(path));
+    }
+    let venv = crate::repo_root().join(".venv/bin/envoy");
+    if venv.is_file() {
+        return Ok(venv);
     }
     let found = std::env::var_os("PATH")
         .into_iter()
