@@ -25,7 +25,8 @@ unit:
 
 ## e2e: the end-to-end tests only
 e2e: wasm
-	$(CARGO) build --locked -q -p tokenward-control-plane
+	@echo "==> building the control plane (cargo shows its progress)"
+	$(CARGO) build --locked -p tokenward-control-plane
 	$(CARGO) test --locked -p tokenward-e2e --test e2e
 
 ## lint: rustfmt, clippy natively and for the wasm target, warnings denied
@@ -46,7 +47,8 @@ bench: wasm
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm
-	$(CARGO) build --locked -q -p tokenward-control-plane
+	@echo "==> building the control plane and the demo (cargo shows its progress; minutes on a first run)"
+	$(CARGO) build --locked -p tokenward-control-plane -p tokenward-e2e --bin demo --bin tokenward
 	$(CARGO) run --locked -q -p tokenward-e2e --bin demo
 
 clean:

@@ -287,7 +287,22 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
 
+    // demo-user spent its 5 requests of this minute: the commands below use a fresh token,
+    // and are tried here first, so they work as printed.
+    let yours = operator.mint_token(
+        &TokenRequest {
+            subject: "you".into(),
+            ..alice.clone()
+        },
+        unix_now(),
+    )?;
+    std::fs::write(dir.join("token"), &yours.token)?;
+    let printed = chat(&yours.token, body)?;
+    step("A fresh token for subject \"you\" is in .demo/token now (demo-user used up this minute's plan)");
+    println!("    the curl below answers: {}", printed.status);
+
     let ok = reply.status == 200
+        && printed.status == 200
         && scope.status == 403
         && model.status == 403
         && limited.is_some()
@@ -306,11 +321,12 @@ fn main() -> anyhow::Result<()> {
     println!("         -H 'content-type: application/json' -d '{body}'");
     let cli = "target/debug/tokenward --data-dir .demo --master-key-file .demo/master.key";
     println!("    {cli} token mint --subject you --scope chat --model 'gpt-4o*'");
+    println!("    {cli} token list");
     println!("    {cli} token revoke --subject demo-user");
     println!("    {cli} audit");
     println!("    target/debug/tokenward proxy-status --server https://{} --server-ca .demo/tls/ca.crt --admin-key \"$(cat .demo/admin.key)\"", served.admin);
     println!(
-        "    curl -s http://127.0.0.1:{}/stats | grep wasmcustom",
+        "    curl -s http://127.0.0.1:{}/stats/prometheus | grep tokenward",
         envoy.admin_port
     );
     println!("\nPress Ctrl-C to stop.");
