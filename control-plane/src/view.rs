@@ -35,7 +35,19 @@ pub fn signing_keys(keys: &[(SigningKeyRecord, KeyState)]) -> View {
         .collect();
     let text = keys
         .iter()
-        .map(|(k, s)| format!("{}  {}  {:?}", k.kid, k.alg.as_str(), s))
+        .map(|(k, s)| {
+            let mut line = format!(
+                "{}  {}  {:?}  signing from {}",
+                k.kid,
+                k.alg.as_str(),
+                s,
+                rfc3339(k.activate_at)
+            );
+            if let Some(retired) = k.retired_at {
+                line.push_str(&format!("  retired {}", rfc3339(retired)));
+            }
+            line
+        })
         .collect::<Vec<_>>()
         .join("\n");
     View::new(Value::Array(rows), text)
@@ -47,7 +59,8 @@ pub fn rotated(key: &SigningKeyRecord) -> View {
         json!({"kid": key.kid, "activate_at": key.activate_at}),
         format!(
             "new key {}: published now, signing from {}",
-            key.kid, key.activate_at
+            key.kid,
+            rfc3339(key.activate_at)
         ),
     )
 }
@@ -362,7 +375,11 @@ pub fn audit(entries: &[AuditEntry]) -> View {
         .map(|e| {
             format!(
                 "{}  {}  {}  {}  {}",
-                e.at, e.actor, e.action, e.target, e.detail
+                rfc3339(e.at),
+                e.actor,
+                e.action,
+                e.target,
+                e.detail
             )
         })
         .collect::<Vec<_>>()

@@ -72,10 +72,13 @@ pub enum Output {
 pub enum Command {
     /// Create the database, set the issuer and audiences, and make the first signing key.
     Init {
+        /// The token issuer (`iss`) the gateway accepts, e.g. https://tokens.example.com.
         #[arg(long)]
         issuer: String,
+        /// An audience (`aud`) the gateway accepts; repeat for several.
         #[arg(long = "audience", required = true)]
         audiences: Vec<String>,
+        /// The first signing key's algorithm: EdDSA (Ed25519) or ES256 (P-256).
         #[arg(long, default_value = "EdDSA", value_parser = parse_alg)]
         alg: Alg,
     },
@@ -134,6 +137,7 @@ pub enum Command {
     /// A consistent copy of the database (safe while `serve` runs). Secrets in it stay sealed:
     /// keep the master key, separately, too.
     Backup {
+        /// The new file (it must not exist yet); written with mode 0600.
         #[arg(long)]
         out: PathBuf,
     },
@@ -141,6 +145,7 @@ pub enum Command {
     Revocations,
     /// The newest audit log entries.
     Audit {
+        /// How many entries, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
@@ -152,6 +157,7 @@ pub enum TlsCommand {
     /// id into a directory (keys mode 0600). Files that exist are kept: run it again to add a
     /// node, signed by the same CA. Needs no database.
     DevCerts {
+        /// The directory to write into (created if needed).
         #[arg(long)]
         out: PathBuf,
         /// An Envoy node to make a client certificate for (its SAN is
@@ -171,6 +177,7 @@ pub enum TlsCommand {
 pub enum KeyCommand {
     /// Make a new signing key: published now, signing after the overlap.
     Rotate {
+        /// The new key's algorithm: EdDSA (Ed25519) or ES256 (P-256).
         #[arg(long, default_value = "EdDSA", value_parser = parse_alg)]
         alg: Alg,
         /// Seconds between publishing and signing (default: the key_overlap_seconds setting, 600).
@@ -210,15 +217,19 @@ pub enum TokenCommand {
 
 #[derive(Debug, Args)]
 pub struct MintArgs {
+    /// Who the token stands for (`sub`).
     #[arg(long)]
     pub subject: String,
+    /// The tenant it belongs to; tenant limits and revocations apply to it.
     #[arg(long)]
     pub tenant: Option<String>,
+    /// A scope it carries (`chat`, `embeddings`, `models`, …); repeat for several.
     #[arg(long = "scope")]
     pub scopes: Vec<String>,
     /// Model patterns the token may use (`gpt-4o*`); none: no model at all.
     #[arg(long = "model")]
     pub models: Vec<String>,
+    /// The quota plan it is counted under (default: the default plan).
     #[arg(long)]
     pub plan: Option<String>,
     /// Lifetime: 600, 10m, 1h (at most the max_token_ttl_seconds setting, 3600 s).
@@ -229,10 +240,13 @@ pub struct MintArgs {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct RevokeArgs {
+    /// Revoke one token by its id (`jti`).
     #[arg(long)]
     pub jti: Option<String>,
+    /// Revoke every credential of this subject, now and later (undo: `token unrevoke`).
     #[arg(long)]
     pub subject: Option<String>,
+    /// Revoke every credential of this tenant that exists now.
     #[arg(long)]
     pub tenant: Option<String>,
 }
@@ -241,14 +255,19 @@ pub struct RevokeArgs {
 pub enum ApiKeyCommand {
     /// Create an API key; it is shown once.
     Create {
+        /// Who the key stands for.
         #[arg(long)]
         subject: String,
+        /// The tenant it belongs to; tenant limits and revocations apply to it.
         #[arg(long)]
         tenant: Option<String>,
+        /// A scope it carries (`chat`, `admin:read`, `admin:write`, …); repeat for several.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// A model pattern it may use (`gpt-4o*`); repeat for several; none: no model at all.
         #[arg(long = "model")]
         models: Vec<String>,
+        /// The quota plan it is counted under (default: the default plan).
         #[arg(long)]
         plan: Option<String>,
         /// When the key stops working: 2027-01-01 (midnight UTC), 2027-01-01T12:00:00Z, an
@@ -273,13 +292,16 @@ pub enum ApiKeyCommand {
 pub enum ProviderCommand {
     /// Add or replace a provider.
     Add {
+        /// The provider's name, which routes refer to.
         #[arg(long)]
         name: String,
+        /// Its API style: openai, azure_openai, anthropic or gemini (credential header and formats).
         #[arg(long, value_parser = parse_style)]
         style: ProviderStyle,
         /// The Envoy cluster (default: the name).
         #[arg(long)]
         cluster: Option<String>,
+        /// The provider's host (and port), e.g. api.openai.com: the :authority of forwarded requests.
         #[arg(long)]
         authority: String,
         /// The credential is this environment variable of Envoy's Wasm VM.
@@ -317,21 +339,28 @@ pub enum RouteCommand {
     List,
     /// Add or replace a route (new routes match after the existing ones).
     Add {
+        /// The route's name.
         #[arg(long)]
         name: String,
+        /// The path prefix it matches, e.g. /v1/chat/completions.
         #[arg(long)]
         path_prefix: String,
+        /// A method it matches (POST, GET, …); repeat for several; none: every method.
         #[arg(long = "method")]
         methods: Vec<String>,
+        /// A scope the credential must carry; repeat for several.
         #[arg(long = "scope")]
         required_scopes: Vec<String>,
+        /// Where the model is read: none, body (the JSON body's "model") or gemini_path (…/models/{model}:…).
         #[arg(long, default_value = "none", value_parser = parse_model_source)]
         model_source: ModelSource,
+        /// The provider it sends to (or give --model-provider instead).
         #[arg(long)]
         provider: Option<String>,
         /// `pattern=provider`, for routes that choose the provider by model.
         #[arg(long = "model-provider", value_parser = parse_pair)]
         model_providers: Vec<(String, String)>,
+        /// The largest request body it accepts, in bytes.
         #[arg(long, default_value_t = tokenward_filter::config::default_max_body_bytes())]
         max_body_bytes: u64,
     },
@@ -349,17 +378,22 @@ pub enum PlanCommand {
         /// `name:metric:window:limit[:tenant]`, e.g. `rpm:requests:minute:60`.
         #[arg(long = "limit", value_parser = parse_limit)]
         limits: Vec<LimitConfig>,
+        /// Count and report but refuse nothing (try a plan out before enforcing it).
         #[arg(long)]
         shadow: bool,
+        /// Lower a request's output limit (max_tokens) to what the token and cost limits leave.
         #[arg(long)]
         clamp_max_tokens: bool,
+        /// Output tokens reserved for a request that sets no output limit.
         #[arg(long, default_value_t = tokenward_filter::config::default_output_tokens())]
         default_output_tokens: u64,
     },
     /// The plan of credentials that name none (`--none` to have no default).
     Default {
+        /// The plan credentials without one are counted under.
         #[arg(required_unless_present = "none")]
         name: Option<String>,
+        /// No default plan: credentials without one are unlimited.
         #[arg(long)]
         none: bool,
     },
@@ -426,6 +460,7 @@ pub enum ConfigCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// json (the filter's configuration), istio (WasmPlugin and friends) or envoy-gateway (EnvoyExtensionPolicy and friends).
         #[arg(long, value_enum, default_value = "json")]
         format: RenderFormat,
         /// The module as the mesh fetches it (istio, envoy-gateway).

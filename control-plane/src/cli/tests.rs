@@ -803,3 +803,25 @@ fn every_resource_has_a_list_in_text_and_json() {
     assert!(ok(&["price", "list"]).contains("gpt-4o*  input $2.5  output $10  per million tokens"));
     assert_eq!(json(&["price", "list"])[0]["input"], 2_500_000);
 }
+
+#[test]
+fn every_flag_says_what_it_takes() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" || arg.is_positional() {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} --{id}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&Cli::command(), "tokenward", &mut missing);
+    assert!(missing.is_empty(), "flags without help: {missing:?}");
+}
