@@ -128,6 +128,51 @@ fn gemini_streaming_with_an_api_key_in_x_goog_api_key() {
 }
 
 #[test]
+fn every_gemini_call_a_google_sdk_makes_under_v1_and_v1beta_reaches_gemini() {
+    let gw = Gateway::start();
+    let token = gw.token();
+    let mut sent = Vec::new();
+    for version in ["v1", "v1beta"] {
+        for (method, body) in [
+            (
+                "generateContent",
+                r#"{"contents":[{"parts":[{"text":"Hi"}]}]}"#,
+            ),
+            ("countTokens", r#"{"contents":[{"parts":[{"text":"Hi"}]}]}"#),
+            ("embedContent", r#"{"content":{"parts":[{"text":"Hi"}]}}"#),
+            ("batchEmbedContents", r#"{"requests":[]}"#),
+        ] {
+            let path = format!("/{version}/models/gemini-2.0-flash:{method}");
+            let reply = gw.send(
+                "POST",
+                &path,
+                &[("x-goog-api-key", token.as_bytes())],
+                Some(body),
+            );
+            assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+            sent.push(path);
+        }
+    }
+    let received: Vec<String> = gw
+        .received("gemini")
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(received, sent, "each call reached Gemini as it was sent");
+    assert!(gw
+        .received("gemini")
+        .iter()
+        .all(|r| r.header("x-goog-api-key").as_deref() == Some(gw.secrets.get("gemini"))));
+    gw.assert_never_forwarded(&token);
+    // Generations are metered under either version.
+    assert_eq!(
+        gw.envoy
+            .stat("wasmcustom.tokenward.usage.gemini.gemini-2_0-flash.responses"),
+        2
+    );
+}
+
+#[test]
 fn api_key_as_bearer_and_azure_style_header_reach_openai() {
     let mut key = String::new();
     let gw = Gateway::start_with(Options::default(), |config, _| {

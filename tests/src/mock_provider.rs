@@ -160,7 +160,9 @@ async fn handle(
         "/v1/chat/completions" if streaming && !include_usage => None,
         "/v1/chat/completions" | "/v1/messages" => Some((input, COMPLETION_TOKENS)),
         "/v1/embeddings" => Some((input, 0)),
-        p if p.starts_with("/v1beta/models/") => Some((input, COMPLETION_TOKENS)),
+        p if gemini_call(p).is_some_and(|(_, method)| method.ends_with("enerateContent")) => {
+            Some((input, COMPLETION_TOKENS))
+        }
         _ => None,
     };
     let recorded = Recorded {
@@ -216,11 +218,19 @@ async fn handle(
         }
         return json_response(anthropic_message(&model, input));
     }
-    if let Some(rest) = path.strip_prefix("/v1beta/models/") {
-        let (model, method) = rest.split_once(':').unwrap_or((rest, ""));
+    if let Some((model, method)) = gemini_call(path) {
         match method {
             "generateContent" => return json_response(gemini_response(model, input)),
             "streamGenerateContent" => return sse(gemini_stream(model, input)),
+            "countTokens" => return json_response(json!({"totalTokens": input})),
+            "embedContent" => {
+                return json_response(json!({"embedding": {"values": [0.0023, -0.0091, 0.0154]}}))
+            }
+            "batchEmbedContents" => {
+                return json_response(
+                    json!({"embeddings": [{"values": [0.0023, -0.0091, 0.0154]}]}),
+                )
+            }
             _ => {}
         }
     }
@@ -394,4 +404,12 @@ fn gemini_stream(model: &str, input: u64) -> String {
         out.push_str(&format!("data: {chunk}\r\n\r\n"));
     }
     out
+}
+
+/// A Gemini call, under /v1beta or /v1: the model and the method after the colon.
+fn gemini_call(path: &str) -> Option<(&str, &str)> {
+    let rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))?;
+    Some(rest.split_once(':').unwrap_or((rest, "")))
 }

@@ -258,6 +258,17 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
                     ModelSource::GeminiPath,
                 )
             },
+            // Google's SDKs speak /v1 as well as /v1beta (google-genai's api_version).
+            RouteConfig {
+                model_providers: vec![by("gemini-*", "gemini"), by("gemma-*", "gemini")],
+                ..route(
+                    "gemini-generate-v1",
+                    "/v1/models/",
+                    "POST",
+                    "chat",
+                    ModelSource::GeminiPath,
+                )
+            },
         ],
         ..tokenward_filter::testing::bare_config(ISSUER, AUDIENCE)
     }
