@@ -29,7 +29,11 @@ with client.messages.stream(model="claude-3-5-haiku-latest", max_tokens=64, mess
     final = stream.get_final_message()
 print(json.dumps({"step": "stream", "content": text, "output_tokens": final.usage.output_tokens}))
 
-# 3. A refusal: tokenward's error surfaces as the SDK's own exception, with its body.
+# 3. Counting tokens: routed like messages, not metered (it generates nothing).
+counted = client.messages.count_tokens(model="claude-3-5-haiku-latest", messages=messages)
+print(json.dumps({"step": "count_tokens", "input_tokens": counted.input_tokens}))
+
+# 4. A refusal: tokenward's error surfaces as the SDK's own exception, with its body.
 try:
     client.messages.create(model="claude-opus-4-1", max_tokens=64, messages=messages)
     print(json.dumps({"step": "refusal", "error": None}))

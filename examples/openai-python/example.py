@@ -3,7 +3,8 @@
 TOKENWARD_BASE_URL  the gateway (Envoy), e.g. http://127.0.0.1:10000
 TOKENWARD_TOKEN     a tokenward token or API key (never an OpenAI key)
 
-Prints one JSON line per step: a normal call, two streamed calls, and a refusal.
+Prints one JSON line per step: a normal call, two streamed calls, the Responses API, and a
+refusal.
 """
 import json
 import os
@@ -40,7 +41,12 @@ for chunk in client.chat.completions.create(model="gpt-4o-mini", messages=messag
     chunks += 1
 print(json.dumps({"step": "plain_stream", "content": text, "chunks": chunks}))
 
-# 4. A refusal: tokenward's error surfaces as the SDK's own exception, with its message.
+# 4. The Responses API: metered like chat (its usage counts against quotas the same way).
+response = client.responses.create(model="gpt-4o-mini", input="Say hello")
+print(json.dumps({"step": "responses", "content": response.output_text,
+                  "total_tokens": response.usage.total_tokens}))
+
+# 5. A refusal: tokenward's error surfaces as the SDK's own exception, with its message.
 try:
     client.chat.completions.create(model="o1-preview", messages=messages)
     print(json.dumps({"step": "refusal", "error": None}))

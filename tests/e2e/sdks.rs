@@ -66,6 +66,11 @@ fn the_official_sdks_work_unchanged_and_raise_their_own_errors_on_refusals() {
         openai["plain_stream"]["content"],
         "Hello from the mock provider"
     );
+    assert_eq!(
+        openai["responses"]["content"],
+        "Hello from the mock provider"
+    );
+    assert!(openai["responses"]["total_tokens"].as_u64().unwrap() > 0);
     assert_eq!(openai["refusal"]["error"], "PermissionDeniedError");
     assert_eq!(openai["refusal"]["status"], 403);
     assert_eq!(openai["refusal"]["code"], "model_not_allowed");
@@ -79,6 +84,7 @@ fn the_official_sdks_work_unchanged_and_raise_their_own_errors_on_refusals() {
     assert_eq!(anthropic["chat"]["output_tokens"], 7);
     assert!(!anthropic["stream"]["content"].as_str().unwrap().is_empty());
     assert_eq!(anthropic["stream"]["output_tokens"], 7);
+    assert!(anthropic["count_tokens"]["input_tokens"].as_u64().unwrap() > 0);
     assert_eq!(anthropic["refusal"]["error"], "PermissionDeniedError");
     assert_eq!(anthropic["refusal"]["code"], "model_not_allowed");
     // Anthropic's own error shape: the SDK's body carries its type and our code.

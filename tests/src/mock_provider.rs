@@ -158,7 +158,9 @@ async fn handle(
         .unwrap_or(false);
     let reported_usage = match path {
         "/v1/chat/completions" if streaming && !include_usage => None,
-        "/v1/chat/completions" | "/v1/messages" => Some((input, COMPLETION_TOKENS)),
+        "/v1/chat/completions" | "/v1/messages" | "/v1/responses" => {
+            Some((input, COMPLETION_TOKENS))
+        }
         "/v1/embeddings" => Some((input, 0)),
         p if gemini_call(p).is_some_and(|(_, method)| method.ends_with("enerateContent")) => {
             Some((input, COMPLETION_TOKENS))
@@ -197,6 +199,12 @@ async fn handle(
                 .insert(name, value.parse().expect("static header"));
         }
         return response;
+    }
+    if path == "/v1/responses" {
+        return json_response(openai_response(&model, input));
+    }
+    if path == "/v1/messages/count_tokens" {
+        return json_response(json!({"input_tokens": input}));
     }
     if path == "/v1/embeddings" {
         return json_response(json!({
@@ -260,6 +268,34 @@ fn sse(events: String) -> Response {
 }
 
 const REPLY: [&str; 3] = ["Hello", " from the", " mock provider"];
+
+/// The Responses API's answer, with its usage as OpenAI reports it.
+fn openai_response(model: &str, input: u64) -> Value {
+    json!({
+        "id": "resp_mock",
+        "object": "response",
+        "created_at": 1732870000,
+        "model": model,
+        "status": "completed",
+        "output": [{
+            "type": "message",
+            "id": "msg_mock",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": REPLY.concat(), "annotations": []}]
+        }],
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": input,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": COMPLETION_TOKENS,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input + COMPLETION_TOKENS
+        }
+    })
+}
 
 fn openai_chat(model: &str, input: u64) -> Value {
     json!({

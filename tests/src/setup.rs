@@ -221,6 +221,16 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
             RouteConfig {
                 provider: Some("openai".into()),
                 ..route(
+                    "openai-responses",
+                    "/v1/responses",
+                    "POST",
+                    "chat",
+                    ModelSource::Body,
+                )
+            },
+            RouteConfig {
+                provider: Some("openai".into()),
+                ..route(
                     "openai-embeddings",
                     "/v1/embeddings",
                     "POST",
