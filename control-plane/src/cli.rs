@@ -12,7 +12,8 @@ use tokenward_filter::config::{
 
 use crate::crypto::MasterKey;
 use crate::plane::{
-    ApiKeyRequest, ControlPlane, EntryKind, InitSettings, ProviderSecret, Revocation, TokenRequest,
+    ApiKeyRequest, ControlPlane, EntryKind, InitSettings, PlaneError, ProviderSecret, Revocation,
+    TokenRequest,
 };
 use crate::store::{SqliteStore, Store};
 use crate::view;
@@ -22,6 +23,14 @@ mod serve;
 
 pub use args::*;
 use serve::{proxy_status, serve};
+
+/// `NotFound` unless the selection holds an entry.
+fn found<T>(entries: &[T], kind: &str, name: &str) -> Result<(), PlaneError> {
+    if entries.is_empty() {
+        return Err(PlaneError::NotFound(format!("{kind} {name:?}")));
+    }
+    Ok(())
+}
 
 /// An error and its causes on one line, each said once: a cause whose text the message
 /// before it already holds (`thiserror`'s `{0}` with `#[from]`) is not repeated.
@@ -248,6 +257,52 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                     && tenant.as_ref().is_none_or(|t| k.tenant.as_ref() == Some(t))
             });
             show(out, view::api_keys(&keys, now))?;
+        }
+        Command::Token(TokenCommand::Show { jti }) => {
+            let token = plane
+                .store()
+                .token(jti)?
+                .ok_or_else(|| PlaneError::NotFound(format!("token {jti:?}")))?;
+            show(out, view::tokens(&[token]).single())?;
+        }
+        Command::Apikey(ApiKeyCommand::Show { id }) => {
+            let keys: Vec<_> = plane
+                .store()
+                .api_keys()?
+                .into_iter()
+                .filter(|k| &k.id == id)
+                .collect();
+            found(&keys, "API key", id)?;
+            show(out, view::api_keys(&keys, now).single())?;
+        }
+        Command::Provider(ProviderCommand::Show { name }) => {
+            let listing: Vec<_> = plane
+                .provider_listing(None, &[])?
+                .into_iter()
+                .filter(|p| &p.stored.config.name == name)
+                .collect();
+            found(&listing, "provider", name)?;
+            show(out, view::providers(&listing).single())?;
+        }
+        Command::Route(RouteCommand::Show { name }) => {
+            let mut routes = plane.store().routes()?;
+            routes.retain(|r| &r.name == name);
+            found(&routes, "route", name)?;
+            show(out, view::routes(&routes).single())?;
+        }
+        Command::Plan(PlanCommand::Show { name }) => {
+            let mut plans = plane.store().plans()?;
+            plans.retain(|(n, _)| n == name);
+            found(&plans, "plan", name)?;
+            let mut one = view::plans(&plans, plane.default_plan()?.as_deref());
+            one.json = one.json["plans"][name.as_str()].clone();
+            show(out, one)?;
+        }
+        Command::Price(PriceCommand::Show { model }) => {
+            let mut prices = plane.store().prices()?;
+            prices.retain(|p| &p.model == model);
+            found(&prices, "price", model)?;
+            show(out, view::prices(&prices).single())?;
         }
         Command::Revocations => show(out, view::revocations(&plane.revocations(now)?))?,
         Command::Route(RouteCommand::List) => show(out, view::routes(&plane.store().routes()?))?,

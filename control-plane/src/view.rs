@@ -25,6 +25,18 @@ impl View {
             text: text.into(),
         }
     }
+
+    /// The one entry of a list view of one entry.
+    pub fn single(self) -> View {
+        let json = match self.json {
+            Value::Array(mut items) if items.len() == 1 => items.swap_remove(0),
+            other => other,
+        };
+        View {
+            json,
+            text: self.text,
+        }
+    }
 }
 
 /// Signing keys and where each is in its life.

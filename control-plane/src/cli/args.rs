@@ -200,6 +200,8 @@ pub enum TokenCommand {
     Mint(MintArgs),
     /// Revoke JWTs (and, by subject or tenant, API keys).
     Revoke(RevokeArgs),
+    /// One minted token, by id.
+    Show { jti: String },
     /// Minted tokens still accepted, newest first.
     List {
         /// Only this subject's.
@@ -277,6 +279,8 @@ pub enum ApiKeyCommand {
     },
     /// Revoke an API key by id.
     Revoke { id: String },
+    /// One API key, by id (never the key or its hash).
+    Show { id: String },
     /// API keys (never the keys or their hashes), with their status: active, expired, revoked.
     List {
         /// Only this subject's.
@@ -290,6 +294,8 @@ pub enum ApiKeyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
+    /// One provider and its status.
+    Show { name: String },
     /// Add or replace a provider.
     Add {
         /// The provider's name, which routes refer to.
@@ -337,6 +343,8 @@ pub enum ProviderCommand {
 pub enum RouteCommand {
     /// Every route, in the order they match.
     List,
+    /// One route.
+    Show { name: String },
     /// Add or replace a route (new routes match after the existing ones).
     Add {
         /// The route's name.
@@ -372,6 +380,8 @@ pub enum RouteCommand {
 pub enum PlanCommand {
     /// Every plan and its limits; the default one marked.
     List,
+    /// One plan.
+    Show { name: String },
     /// Add or replace a plan.
     Set {
         name: String,
@@ -411,6 +421,8 @@ pub enum PlanCommand {
 pub enum PriceCommand {
     /// Every price, in USD per million tokens.
     List,
+    /// One model pattern's price.
+    Show { model: String },
     /// Add or replace a model's price, in USD per million tokens.
     Set {
         /// The model pattern (`*` matches any run of characters).

@@ -825,3 +825,78 @@ fn every_flag_says_what_it_takes() {
     walk(&Cli::command(), "tokenward", &mut missing);
     assert!(missing.is_empty(), "flags without help: {missing:?}");
 }
+
+#[test]
+fn every_resource_can_be_shown_alone_and_a_missing_one_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--dev", "-o", "json"];
+        all.extend_from_slice(args);
+        tokenward(d, &all)
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (ok, out, err) = run(args);
+        assert!(ok, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    json(&["init", "--issuer", "https://x.test", "--audience", "gw"]);
+    let key = json(&["apikey", "create", "--subject", "svc"]);
+    let minted = json(&["token", "mint", "--subject", "alice"]);
+    json(&[
+        "provider",
+        "add",
+        "--name",
+        "openai",
+        "--style",
+        "openai",
+        "--authority",
+        "api.openai.com",
+        "--credential-env",
+        "OPENAI_API_KEY",
+    ]);
+    json(&crate::testing::body_route_args(
+        "chat",
+        "/v1/chat/completions",
+        "openai",
+    ));
+    json(&["plan", "set", "gold", "--limit", "rpm:requests:minute:60"]);
+    json(&[
+        "price",
+        "set",
+        "--model",
+        "gpt-4o*",
+        "--input-price",
+        "2.50",
+        "--output-price",
+        "10",
+    ]);
+
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(json(&["apikey", "show", id])["subject"], "svc");
+    assert_eq!(
+        json(&["token", "show", minted["jti"].as_str().unwrap()])["subject"],
+        "alice"
+    );
+    assert_eq!(
+        json(&["provider", "show", "openai"])["authority"],
+        "api.openai.com"
+    );
+    assert_eq!(
+        json(&["route", "show", "chat"])["path_prefix"],
+        "/v1/chat/completions"
+    );
+    assert_eq!(json(&["plan", "show", "gold"])["limits"][0]["limit"], 60);
+    assert_eq!(json(&["price", "show", "gpt-4o*"])["input"], 2_500_000);
+    for args in [
+        &["apikey", "show", "nope"][..],
+        &["token", "show", "nope"],
+        &["provider", "show", "nope"],
+        &["route", "show", "nope"],
+        &["plan", "show", "nope"],
+        &["price", "show", "nope"],
+    ] {
+        let (ok, _, err) = run(args);
+        assert!(!ok && err.contains("not found"), "{args:?}: {err}");
+    }
+}
