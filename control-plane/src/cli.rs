@@ -395,6 +395,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             provider,
             model_providers,
             max_body_bytes,
+            when_header,
         }) => {
             let route = RouteConfig {
                 name: name.clone(),
@@ -412,6 +413,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                     .collect(),
                 max_body_bytes: *max_body_bytes,
                 allow_query_credential: false,
+                when_header: when_header.as_ref().map(|h| h.to_ascii_lowercase()),
             };
             plane.put_route(route, now)?;
             print(

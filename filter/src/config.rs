@@ -212,6 +212,11 @@ pub struct RouteConfig {
     /// removed from the path before the request is forwarded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_query_credential: bool,
+    /// Match only requests that carry this header (any value): paths several providers'
+    /// SDKs share, such as `/v1/models`, go to the provider whose SDK sent them
+    /// (`anthropic-version`, `x-goog-api-key`). Lowercase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_header: Option<String>,
 }
 
 pub fn default_max_body_bytes() -> u64 {

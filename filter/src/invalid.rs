@@ -35,6 +35,8 @@ pub enum InvalidConfig {
     BadProviderHeader { index: usize, name: String },
     #[error("routes[{0}]: name must not be empty and path_prefix must start with '/'")]
     RouteFields(usize),
+    #[error("routes[{0}]: when_header must be a lowercase header name")]
+    BadRouteHeader(usize),
     #[error("routes: name {0:?} appears twice")]
     DuplicateRoute(String),
     #[error("routes[{index}]: method {method:?} is not an uppercase HTTP method")]

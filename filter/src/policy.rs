@@ -37,6 +37,8 @@ pub struct Route {
     pub provider: ProviderChoice,
     pub max_body_bytes: u64,
     pub allow_query_credential: bool,
+    /// Matches only requests carrying this header.
+    when_header: Option<String>,
 }
 
 #[derive(Debug)]
@@ -61,9 +63,10 @@ impl Route {
         }
     }
 
-    fn matches(&self, path: &str, method: &str) -> bool {
+    fn matches(&self, path: &str, method: &str, has_header: &dyn Fn(&str) -> bool) -> bool {
         path.starts_with(&self.path_prefix)
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && self.when_header.as_deref().is_none_or(has_header)
     }
 
     /// A route that could not be loaded: what could be read of its prefix and methods, or
@@ -83,6 +86,8 @@ impl Route {
             provider: ProviderChoice::Unavailable,
             max_body_bytes: crate::config::default_max_body_bytes(),
             allow_query_credential: false,
+            // What could not be read cannot narrow the match: it stays as broad as it can be.
+            when_header: None,
         }
     }
 }
@@ -183,7 +188,20 @@ impl Policy {
 
     /// The first route whose prefix and method match, in configuration order.
     pub fn route_for(&self, path: &str, method: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(path, method))
+        self.route_for_request(path, method, &|_| false)
+    }
+
+    /// The first route that matches, `has_header` saying which headers the request carries
+    /// (for routes with `when_header`).
+    pub fn route_for_request(
+        &self,
+        path: &str,
+        method: &str,
+        has_header: &dyn Fn(&str) -> bool,
+    ) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| r.matches(path, method, has_header))
     }
 
     /// See `Credentials::key_for`.
@@ -318,6 +336,14 @@ fn compile_route<'c>(
     if r.max_body_bytes == 0 || r.max_body_bytes > MAX_BODY_LIMIT {
         return Err(InvalidConfig::BodyLimit(index));
     }
+    if r.when_header.as_deref().is_some_and(|h| {
+        h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    }) {
+        return Err(InvalidConfig::BadRouteHeader(index));
+    }
     let lookup = |name: &String| {
         providers
             .get(name)
@@ -350,6 +376,7 @@ fn compile_route<'c>(
         provider,
         max_body_bytes: r.max_body_bytes,
         allow_query_credential: r.allow_query_credential,
+        when_header: r.when_header.clone(),
     })
 }
 

@@ -92,6 +92,7 @@ pub fn route(name: &str, prefix: &str) -> RouteConfig {
         model_providers: vec![],
         max_body_bytes: default_max_body_bytes(),
         allow_query_credential: false,
+        when_header: None,
     }
 }
 

@@ -173,6 +173,39 @@ fn every_gemini_call_a_google_sdk_makes_under_v1_and_v1beta_reaches_gemini() {
 }
 
 #[test]
+fn a_model_listing_goes_to_the_provider_whose_sdk_asked() {
+    let gw = Gateway::start();
+    let token = gw.token();
+    let bearer = tokenward_e2e::client::bearer(&token);
+    let list = |path: &str, headers: &[(&str, &[u8])]| {
+        let reply = gw.send("GET", path, headers, None);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        reply.json()
+    };
+    // OpenAI's SDK: a bearer token.
+    let openai = list("/v1/models", &[("authorization", &bearer)]);
+    assert_eq!(openai["object"], "list");
+    // Anthropic's: x-api-key and its version header.
+    let anthropic = list(
+        "/v1/models",
+        &[
+            ("x-api-key", token.as_bytes()),
+            ("anthropic-version", b"2023-06-01"),
+        ],
+    );
+    assert_eq!(anthropic["data"][0]["type"], "model", "{anthropic}");
+    // Google's, under /v1 and /v1beta.
+    for path in ["/v1/models", "/v1beta/models"] {
+        let gemini = list(path, &[("x-goog-api-key", token.as_bytes())]);
+        assert!(gemini["models"].is_array(), "{path}: {gemini}");
+    }
+    assert_eq!(gw.received("openai").len(), 1);
+    assert_eq!(gw.received("anthropic").len(), 1);
+    assert_eq!(gw.received("gemini").len(), 2);
+    gw.assert_never_forwarded(&token);
+}
+
+#[test]
 fn api_key_as_bearer_and_azure_style_header_reach_openai() {
     let mut key = String::new();
     let gw = Gateway::start_with(Options::default(), |config, _| {

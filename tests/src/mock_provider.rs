@@ -214,6 +214,21 @@ async fn handle(
             "usage": {"prompt_tokens": input, "total_tokens": input}
         }));
     }
+    // Each provider's own listing, told apart as its SDK is: Anthropic's sends its version.
+    if path == "/v1/models" && headers.contains_key("anthropic-version") {
+        return json_response(json!({
+            "data": [{"type": "model", "id": "claude-3-5-haiku-latest", "display_name": "Claude Haiku 3.5", "created_at": "2024-10-22T00:00:00Z"}],
+            "has_more": false,
+            "first_id": "claude-3-5-haiku-latest",
+            "last_id": "claude-3-5-haiku-latest"
+        }));
+    }
+    if (path == "/v1/models" && headers.contains_key("x-goog-api-key")) || path == "/v1beta/models"
+    {
+        return json_response(json!({
+            "models": [{"name": "models/gemini-2.0-flash", "displayName": "Gemini 2.0 Flash", "supportedGenerationMethods": ["generateContent", "countTokens"]}]
+        }));
+    }
     if path == "/v1/models" {
         return json_response(json!({
             "object": "list",

@@ -238,6 +238,39 @@ pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config
                     ModelSource::Body,
                 )
             },
+            // Listings several SDKs share go to the provider whose SDK sent them.
+            RouteConfig {
+                provider: Some("anthropic".into()),
+                when_header: Some("anthropic-version".into()),
+                ..route(
+                    "anthropic-models",
+                    "/v1/models",
+                    "GET",
+                    "models",
+                    ModelSource::None,
+                )
+            },
+            RouteConfig {
+                provider: Some("gemini".into()),
+                when_header: Some("x-goog-api-key".into()),
+                ..route(
+                    "gemini-models-v1",
+                    "/v1/models",
+                    "GET",
+                    "models",
+                    ModelSource::None,
+                )
+            },
+            RouteConfig {
+                provider: Some("gemini".into()),
+                ..route(
+                    "gemini-models",
+                    "/v1beta/models",
+                    "GET",
+                    "models",
+                    ModelSource::None,
+                )
+            },
             RouteConfig {
                 provider: Some("openai".into()),
                 ..route(

@@ -371,6 +371,10 @@ pub enum RouteCommand {
         /// The largest request body it accepts, in bytes.
         #[arg(long, default_value_t = tokenward_filter::config::default_max_body_bytes())]
         max_body_bytes: u64,
+        /// Match only requests that carry this header: a shared path (GET /v1/models) for the
+        /// SDK that sends it (anthropic-version, x-goog-api-key).
+        #[arg(long)]
+        when_header: Option<String>,
     },
     /// Remove a route.
     Remove { name: String },

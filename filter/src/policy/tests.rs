@@ -582,3 +582,35 @@ fn regression_a_provider_key_typed_as_the_credential_is_not_in_the_reason() {
     let strict = Policy::from_json(json.to_string().as_bytes(), &|_| None).unwrap_err();
     assert!(!strict.to_string().contains("SECRET"), "{strict}");
 }
+
+#[test]
+fn a_route_with_when_header_matches_only_requests_carrying_it() {
+    let mut fx = Fixture::new();
+    let mut anthropic = crate::testing::route("anthropic-models", "/v1/models");
+    anthropic.methods = vec!["GET".into()];
+    anthropic.provider = Some("anthropic".into());
+    anthropic.when_header = Some("anthropic-version".into());
+    fx.config.routes.insert(0, anthropic);
+    let policy = fx.policy();
+    let with = |name: &str| name == "anthropic-version";
+    assert_eq!(
+        policy
+            .route_for_request("/v1/models", "GET", &with)
+            .unwrap()
+            .name,
+        "anthropic-models"
+    );
+    assert_eq!(
+        policy
+            .route_for_request("/v1/models", "GET", &|_| false)
+            .unwrap()
+            .name,
+        "models"
+    );
+    fx.config.routes[0].when_header = Some("Anthropic Version".into());
+    let json = serde_json::to_value(&fx.config).unwrap().to_string();
+    assert!(matches!(
+        Policy::from_json(json.as_bytes(), &|_| None),
+        Err(InvalidConfig::BadRouteHeader(0))
+    ));
+}

@@ -35,8 +35,9 @@ pub(super) fn decide(
     })?;
     let headers = host.request_headers();
     let head = RequestHead::parse(&headers)?;
+    let has_header = |name: &str| headers.iter().any(|(n, _)| n == name);
     let route = policy
-        .route_for(head.path, head.method)
+        .route_for_request(head.path, head.method, &has_header)
         .cloned()
         .ok_or_else(|| {
             Refusal::new(

@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
         unix_now(),
     )?;
     operator.set_default_plan(Some("demo"), unix_now())?;
-    println!("    providers openai, anthropic, gemini (keys sealed); 7 routes; plan \"demo\": 5 requests a minute");
+    println!("    providers openai, anthropic, gemini (keys sealed); 10 routes; plan \"demo\": 5 requests a minute");
 
     step("Starting the control plane (admin API and ADS) and Envoy fed by it over xDS (Envoy compiles the module: a few seconds)");
     let wasm = wasm_module()?;
