@@ -44,7 +44,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/keys/rotate", post(rotate_key))
         .route("/admin/v1/tokens", post(mint_token).get(list_tokens))
         .route("/admin/v1/apikeys", post(create_api_key).get(list_api_keys))
-        .route("/admin/v1/apikeys/{id}", delete(revoke_api_key))
+        .route(
+            "/admin/v1/apikeys/{id}",
+            delete(revoke_api_key).merge(show("apikeys")),
+        )
+        .route("/admin/v1/tokens/{jti}", show("tokens"))
         .route("/admin/v1/revocations", post(revoke).get(list_revocations))
         .route(
             "/admin/v1/revocations/subjects/{subject}",
@@ -53,20 +57,29 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/providers", get(list_providers))
         .route(
             "/admin/v1/providers/{name}",
-            put(put_provider).merge(remove(EntryKind::Provider)),
+            put(put_provider)
+                .merge(remove(EntryKind::Provider))
+                .merge(show("providers")),
         )
         .route(
             "/admin/v1/routes/{name}",
-            put(put_route).merge(remove(EntryKind::Route)),
+            put(put_route)
+                .merge(remove(EntryKind::Route))
+                .merge(show("routes")),
         )
         .route(
             "/admin/v1/plans/{name}",
-            put(put_plan).merge(remove(EntryKind::Plan)),
+            put(put_plan)
+                .merge(remove(EntryKind::Plan))
+                .merge(show("plans")),
         )
         .route("/admin/v1/routes", get(list_routes))
         .route("/admin/v1/plans", get(list_plans))
         .route("/admin/v1/prices", put(put_price).get(list_prices))
-        .route("/admin/v1/prices/{model}", remove(EntryKind::Price))
+        .route(
+            "/admin/v1/prices/{model}",
+            remove(EntryKind::Price).merge(show("prices")),
+        )
         .route("/admin/v1/config", get(get_config))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/proxies", get(proxies))
@@ -297,22 +310,23 @@ pub fn openapi_document() -> Value {
                 "get": secured("Minted tokens still accepted, newest first (?subject=, ?tenant=)", SCOPE_ADMIN_READ)},
             "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE),
                 "get": secured("API keys with their status, never a key or its hash (?subject=, ?tenant=)", SCOPE_ADMIN_READ)},
-            "/admin/v1/apikeys/{id}": {"delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
+            "/admin/v1/apikeys/{id}": {"get": secured("One API key, never the key or its hash", SCOPE_ADMIN_READ), "delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
             "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE),
                 "get": secured("What is revoked: jtis (and until when), subjects, signing keys", SCOPE_ADMIN_READ)},
             "/admin/v1/routes": {"get": secured("Every route, in the order they match", SCOPE_ADMIN_READ)},
             "/admin/v1/plans": {"get": secured("Every plan and the default one", SCOPE_ADMIN_READ)},
             "/admin/v1/revocations/subjects/{subject}": {"delete": secured("Lift a subject's revocation (its API keys revoked with it stay revoked)", SCOPE_ADMIN_WRITE)},
             "/admin/v1/providers": {"get": secured("Providers, each with status available, unavailable (with reason and the Envoys reporting it) or unknown", SCOPE_ADMIN_READ)},
-            "/admin/v1/providers/{name}": {"put": secured("Add or replace a provider; answers its entry, with a warning when no Envoy can load it", SCOPE_ADMIN_WRITE),
+            "/admin/v1/providers/{name}": {"get": secured("One provider with its status", SCOPE_ADMIN_READ), "put": secured("Add or replace a provider; answers its entry, with a warning when no Envoy can load it", SCOPE_ADMIN_WRITE),
                 "delete": removal("Remove a provider (force: with the routes that use it)", true)},
-            "/admin/v1/routes/{name}": {"put": secured("Add or replace a route", SCOPE_ADMIN_WRITE),
+            "/admin/v1/routes/{name}": {"get": secured("One route", SCOPE_ADMIN_READ), "put": secured("Add or replace a route", SCOPE_ADMIN_WRITE),
                 "delete": removal("Remove a route", false)},
-            "/admin/v1/plans/{name}": {"put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE),
+            "/admin/v1/plans/{name}": {"get": secured("One plan", SCOPE_ADMIN_READ), "put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE),
                 "delete": removal("Remove a quota plan (never the default; force: revoking the API keys that name it)", true)},
             "/admin/v1/prices": {"put": secured("Add or replace a model price", SCOPE_ADMIN_WRITE),
                 "get": secured("Every model price (micro-USD per million tokens)", SCOPE_ADMIN_READ)},
-            "/admin/v1/prices/{model}": {"delete": removal("Remove a model price (not the last one while a plan counts cost)", false)},
+            "/admin/v1/prices/{model}": {"get": secured("One model price", SCOPE_ADMIN_READ), "delete": removal("Remove a model price (not the last one while a plan counts cost)", false)},
+            "/admin/v1/tokens/{jti}": {"get": secured("One minted token", SCOPE_ADMIN_READ)},
             "/admin/v1/config": {"get": secured("The rendered filter configuration (credentials redacted)", SCOPE_ADMIN_READ)},
             "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)},
             "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen, and the configuration parts each reports it could not load", SCOPE_ADMIN_READ)}

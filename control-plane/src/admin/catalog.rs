@@ -181,6 +181,77 @@ pub(super) async fn put_price(
     .await
 }
 
+/// `GET` of one entry of `kind` (apikeys, tokens, providers, routes, plans, prices), as its
+/// list shows it; 404 when there is none.
+pub(super) fn show(kind: &'static str) -> axum::routing::MethodRouter<Arc<ServerState>> {
+    get(
+        move |State(state): State<Arc<ServerState>>,
+              headers: HeaderMap,
+              Path(name): Path<String>| async move {
+            show_entry(state, headers, kind, name).await
+        },
+    )
+}
+
+async fn show_entry(
+    state: Arc<ServerState>,
+    headers: HeaderMap,
+    kind: &'static str,
+    name: String,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let store = plane.store();
+        let missing = || PlaneError::NotFound(format!("{kind} {name:?}"));
+        let one = match kind {
+            "apikeys" => {
+                let keys: Vec<_> = store
+                    .api_keys()
+                    .map_err(PlaneError::from)?
+                    .into_iter()
+                    .filter(|k| k.id == name)
+                    .collect();
+                (!keys.is_empty()).then(|| view::api_keys(&keys, (state.clock)()).single())
+            }
+            "tokens" => store
+                .token(&name)
+                .map_err(PlaneError::from)?
+                .map(|t| view::tokens(&[t]).single()),
+            "providers" => {
+                let listing: Vec<_> = provider_listing(&state, &plane, true)?
+                    .into_iter()
+                    .filter(|p| p.stored.config.name == name)
+                    .collect();
+                (!listing.is_empty()).then(|| view::providers(&listing).single())
+            }
+            "routes" => {
+                let mut routes = store.routes().map_err(PlaneError::from)?;
+                routes.retain(|r| r.name == name);
+                (!routes.is_empty()).then(|| view::routes(&routes).single())
+            }
+            "plans" => {
+                let mut plans = store.plans().map_err(PlaneError::from)?;
+                plans.retain(|(n, _)| *n == name);
+                (!plans.is_empty()).then(|| {
+                    let all = view::plans(&plans, None);
+                    view::View {
+                        json: all.json["plans"][name.as_str()].clone(),
+                        text: all.text,
+                    }
+                })
+            }
+            "prices" => {
+                let mut prices = store.prices().map_err(PlaneError::from)?;
+                prices.retain(|p| p.model == name);
+                (!prices.is_empty()).then(|| view::prices(&prices).single())
+            }
+            _ => None,
+        };
+        Ok(Json(one.ok_or_else(missing)?.json))
+    })
+    .await
+}
+
 pub(super) async fn list_routes(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,

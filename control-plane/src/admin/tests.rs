@@ -762,3 +762,56 @@ async fn the_admin_api_lists_every_resource() {
     let (status, _, _) = call(&app, "GET", "/admin/v1/apikeys", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_admin_api_shows_one_entry_of_each_kind() {
+    let (app, _state, admin) = app();
+    let (_, _, key) = call(
+        &app,
+        "POST",
+        "/admin/v1/apikeys",
+        Some(&admin),
+        Some(json!({"subject": "svc"})),
+    )
+    .await;
+    let (_, _, token) = call(
+        &app,
+        "POST",
+        "/admin/v1/tokens",
+        Some(&admin),
+        Some(json!({"subject": "alice"})),
+    )
+    .await;
+    let get = |path: String| {
+        let (app, admin) = (app.clone(), admin.clone());
+        async move { call(&app, "GET", &path, Some(&admin), None).await }
+    };
+    let (status, _, one) = get(format!("/admin/v1/apikeys/{}", key["id"].as_str().unwrap())).await;
+    assert_eq!(
+        (status, one["subject"].as_str()),
+        (StatusCode::OK, Some("svc")),
+        "{one}"
+    );
+    let (status, _, one) = get(format!(
+        "/admin/v1/tokens/{}",
+        token["jti"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(
+        (status, one["subject"].as_str()),
+        (StatusCode::OK, Some("alice")),
+        "{one}"
+    );
+    for path in [
+        "/admin/v1/apikeys/nope",
+        "/admin/v1/tokens/nope",
+        "/admin/v1/providers/nope",
+        "/admin/v1/routes/nope",
+        "/admin/v1/plans/nope",
+        "/admin/v1/prices/nope",
+    ] {
+        let (status, _, body) = get(path.to_string()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}
