@@ -183,7 +183,11 @@ impl RequestFlow {
     /// Moves to the phase a callback decided on and returns what the host must do.
     fn enter(&mut self, outcome: Result<(Decision, Phase), crate::error::Refusal>) -> Decision {
         match outcome {
-            Ok((decision, phase)) => {
+            Ok((decision, mut phase)) => {
+                if let Phase::Forwarded(forwarded) = &mut phase {
+                    // The model the request named goes with it, for the usage report.
+                    forwarded.exchange.model = self.seen.model.take();
+                }
                 self.phase = phase;
                 decision
             }
@@ -261,7 +265,10 @@ impl RequestFlow {
     /// The request was let through but could not be sent on (the host refused a header or
     /// body rewrite): everything it holds goes back.
     pub fn abandon(&mut self, host: &impl Host) {
-        if let Phase::Forwarded(forwarded) = std::mem::replace(&mut self.phase, Phase::Closed) {
+        if let Phase::Forwarded(mut forwarded) = std::mem::replace(&mut self.phase, Phase::Closed)
+        {
+            // Refused after all: the access log names the model it had named.
+            self.seen.model = forwarded.exchange.model.take();
             refund(forwarded.grant, host, &mut self.events);
         }
     }

@@ -32,7 +32,7 @@ pub(super) fn decide(
             "the request body could not be read",
         )
     })?;
-    let fields = model::read_body(&body).map_err(|e| match e {
+    let mut fields = model::read_body(&body).map_err(|e| match e {
         ModelError::InvalidJson(reason) => Refusal::new(
             ErrorCode::InvalidJson,
             format!("the request body is not valid JSON: {reason}"),
@@ -42,12 +42,10 @@ pub(super) fn decide(
             "the request body has no \"model\" string",
         ),
     })?;
-    seen.model = Some(fields.model.clone());
-    authorize_model(&identity, &fields.model)?;
-    let price = worker
-        .policy()
-        .and_then(|p| p.quotas.price_for(&fields.model));
-    exchange.model = Some(fields.model.clone());
+    // Kept once, in `seen`: the exchange takes it when the request goes on (`enter`).
+    let model = seen.model.insert(std::mem::take(&mut fields.model));
+    authorize_model(&identity, model)?;
+    let price = worker.policy().and_then(|p| p.quotas.price_for(model));
     exchange.price = price;
     let mut edit = BodyEdit::default();
     let mut grant = None;

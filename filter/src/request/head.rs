@@ -143,8 +143,10 @@ fn on_route(
         rewritten_path: credential.rewritten_path,
         has_anthropic_version: head.has_anthropic_version,
     };
-    let (model, provider) = match route.model_source {
-        ModelSource::None => (None, provider_for(&route, None)?),
+    // A model named in the path is kept once, in `seen`: the exchange takes it when the
+    // request goes on (`RequestFlow::enter`).
+    let provider = match route.model_source {
+        ModelSource::None => provider_for(&route, None)?,
         ModelSource::GeminiPath => {
             let model = model::model_from_gemini_path(head.path).ok_or_else(|| {
                 Refusal::new(
@@ -162,7 +164,7 @@ fn on_route(
             }
             seen.model = Some(model.to_string());
             authorize_model(&identity, model)?;
-            (Some(model.to_string()), provider_for(&route, Some(model))?)
+            provider_for(&route, Some(model))?
         }
         ModelSource::Body => {
             if end_of_stream {
@@ -178,7 +180,7 @@ fn on_route(
                 return Err(too_large());
             }
             // The model is known once the body is read; the provider must be known now.
-            (None, provider_for(&route, None)?)
+            provider_for(&route, None)?
         }
     };
     let format = api_format(provider.style, head.path);
@@ -190,10 +192,10 @@ fn on_route(
     let mut exchange = Exchange::new(
         Arc::clone(provider),
         format,
-        model,
+        None,
         identity.subject.clone(),
     );
-    exchange.price = exchange
+    exchange.price = seen
         .model
         .as_deref()
         .and_then(|m| policy.quotas.price_for(m));
