@@ -246,16 +246,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             show(out, view::revoked(&what, count))?;
         }
         Command::Token(TokenCommand::List { subject }) => {
-            let mut tokens = plane.live_tokens(now)?;
-            tokens.retain(|t| subject.as_ref().is_none_or(|s| &t.subject == s));
+            let tokens = plane.live_tokens(now, subject.as_deref(), None)?;
             show(out, view::tokens(&tokens))?;
         }
         Command::Apikey(ApiKeyCommand::List { subject, tenant }) => {
-            let mut keys = plane.store().api_keys()?;
-            keys.retain(|k| {
-                subject.as_ref().is_none_or(|s| &k.subject == s)
-                    && tenant.as_ref().is_none_or(|t| k.tenant.as_ref() == Some(t))
-            });
+            let keys = plane.api_keys(subject.as_deref(), tenant.as_deref())?;
             show(out, view::api_keys(&keys, now))?;
         }
         Command::Token(TokenCommand::Show { jti }) => {

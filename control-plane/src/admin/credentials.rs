@@ -190,14 +190,7 @@ pub(super) async fn list_api_keys(
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-        let mut keys = plane.store().api_keys().map_err(PlaneError::from)?;
-        keys.retain(|k| {
-            query.subject.as_ref().is_none_or(|s| &k.subject == s)
-                && query
-                    .tenant
-                    .as_ref()
-                    .is_none_or(|t| k.tenant.as_ref() == Some(t))
-        });
+        let keys = plane.api_keys(query.subject.as_deref(), query.tenant.as_deref())?;
         Ok(Json(view::api_keys(&keys, (state.clock)()).json))
     })
     .await
@@ -211,14 +204,11 @@ pub(super) async fn list_tokens(
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-        let mut tokens = plane.live_tokens((state.clock)())?;
-        tokens.retain(|t| {
-            query.subject.as_ref().is_none_or(|s| &t.subject == s)
-                && query
-                    .tenant
-                    .as_ref()
-                    .is_none_or(|x| t.tenant.as_ref() == Some(x))
-        });
+        let tokens = plane.live_tokens(
+            (state.clock)(),
+            query.subject.as_deref(),
+            query.tenant.as_deref(),
+        )?;
         Ok(Json(view::tokens(&tokens).json))
     })
     .await

@@ -94,9 +94,33 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         })
     }
 
-    /// Minted tokens still accepted at `now`.
-    pub fn live_tokens(&self, now: u64) -> Result<Vec<IssuedToken>, PlaneError> {
-        Ok(self.store.tokens(self.live_after(now)?)?)
+    /// Minted tokens still accepted at `now`, of `subject` and `tenant` where given.
+    pub fn live_tokens(
+        &self,
+        now: u64,
+        subject: Option<&str>,
+        tenant: Option<&str>,
+    ) -> Result<Vec<IssuedToken>, PlaneError> {
+        let mut tokens = self.store.tokens(self.live_after(now)?)?;
+        tokens.retain(|t| {
+            subject.is_none_or(|s| t.subject == s)
+                && tenant.is_none_or(|x| t.tenant.as_deref() == Some(x))
+        });
+        Ok(tokens)
+    }
+
+    /// API keys, of `subject` and `tenant` where given.
+    pub fn api_keys(
+        &self,
+        subject: Option<&str>,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>, PlaneError> {
+        let mut keys = self.store.api_keys()?;
+        keys.retain(|k| {
+            subject.is_none_or(|s| k.subject == s)
+                && tenant.is_none_or(|x| k.tenant.as_deref() == Some(x))
+        });
+        Ok(keys)
     }
 
     /// Refuses a revocation that would leave no API key able to change anything (one with
