@@ -290,6 +290,13 @@ impl Refusal {
             kind: &'a str,
             message: &'a str,
             code: &'a str,
+            /// Where Anthropic's SDKs read a code (`error.error_code` in Python,
+            /// `errorCode` in TypeScript).
+            details: AnthropicDetails<'a>,
+        }
+        #[derive(Serialize)]
+        struct AnthropicDetails<'a> {
+            error_code: &'a str,
         }
         #[derive(Serialize)]
         struct Google<'a> {
@@ -334,6 +341,9 @@ impl Refusal {
                     kind: self.code.anthropic_type(),
                     message: &self.message,
                     code: self.code.code(),
+                    details: AnthropicDetails {
+                        error_code: self.code.code(),
+                    },
                 },
             }),
             ErrorStyle::Google => serde_json::to_string(&Google {

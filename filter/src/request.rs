@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::auth::cache::VerifiedTokenCache;
 use crate::decision::Decision;
+use crate::error::ErrorStyle;
 use crate::exchange::{Exchange, UsageReport};
 use crate::host::Host;
 use crate::identity::Identity;
@@ -75,6 +76,8 @@ pub struct RequestFlow {
 pub(crate) struct Seen {
     pub identity: Option<Arc<Identity>>,
     pub model: Option<String>,
+    /// The error shape of the route's provider, once the route is known.
+    pub style: ErrorStyle,
 }
 
 /// Where a request is. Each phase holds exactly what the next callbacks need.
@@ -280,6 +283,12 @@ impl RequestFlow {
             self.seen.identity.as_deref().map(|i| i.subject.as_str()),
             self.seen.model.as_deref(),
         )
+    }
+
+    /// The error shape a refusal of this request takes: the route's provider's once the
+    /// route is known, OpenAI's before.
+    pub fn error_style(&self) -> ErrorStyle {
+        self.seen.style
     }
 
     /// Who the request was forwarded for, if it was.

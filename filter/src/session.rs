@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::decision::{Decision, HeaderEdits};
-use crate::error::{ErrorCode, Refusal};
+use crate::error::{ErrorCode, ErrorStyle, Refusal};
 use crate::exchange::{UsageReport, UsageStats};
 use crate::host::{HeaderBlock, Host, HostOps, HostStatus};
 use crate::request::{RequestFlow, Worker};
@@ -202,7 +202,7 @@ impl Session {
                     log::error!("could not rewrite the request body: {status:?}");
                     self.flow.abandon(host);
                     self.count_events(host);
-                    Decision::Refuse(not_prepared())
+                    Decision::Refuse(not_prepared(self.flow.error_style()))
                 }
             },
             other => other,
@@ -219,7 +219,7 @@ impl Session {
                 host.set_property("tokenward_model", model.as_bytes());
             }
         }
-        let step = perform(host, decision, callback);
+        let step = perform(host, decision, callback, self.flow.error_style());
         if step == Step::Pause && callback == Callback::Headers && !self.refused {
             // A refusal from a failed header rewrite: whatever the request holds goes back.
             self.refused = true;
@@ -230,7 +230,7 @@ impl Session {
     }
 }
 
-fn perform(host: &impl HostOps, decision: Decision, callback: Callback) -> Step {
+fn perform(host: &impl HostOps, decision: Decision, callback: Callback, style: ErrorStyle) -> Step {
     match decision {
         Decision::Continue => Step::Continue,
         // Replaced by the caller, which knows the body's size.
@@ -245,7 +245,7 @@ fn perform(host: &impl HostOps, decision: Decision, callback: Callback) -> Step 
             Ok(()) => Step::Continue,
             Err(status) => {
                 log::error!("could not rewrite request headers: {status:?}");
-                refuse(host, &not_prepared())
+                refuse(host, &not_prepared(style))
             }
         },
         Decision::Refuse(refusal) => refuse(host, &refusal),
@@ -283,11 +283,13 @@ fn refuse(host: &impl HostOps, refusal: &Refusal) -> Step {
     Step::Pause
 }
 
-fn not_prepared() -> Refusal {
+/// The filter's own 500, in the error shape of the route's provider like every refusal.
+fn not_prepared(style: ErrorStyle) -> Refusal {
     Refusal::new(
         ErrorCode::InternalError,
         "the request could not be prepared for the provider",
     )
+    .in_style(style)
 }
 
 fn is_rate_limit_header(name: &str) -> bool {

@@ -78,7 +78,8 @@ fn each_style_gives_its_sdks_shape_with_our_code_and_message() {
     assert_eq!(
         anthropic,
         serde_json::json!({"type": "error", "error": {"type": "rate_limit_error",
-            "message": "slow down", "code": "rate_limit_exceeded"}})
+            "message": "slow down", "code": "rate_limit_exceeded",
+            "details": {"error_code": "rate_limit_exceeded"}}})
     );
     let google: serde_json::Value =
         serde_json::from_str(&refusal.in_style(ErrorStyle::Google).body()).unwrap();

@@ -47,6 +47,7 @@ pub(super) fn decide(
         })?;
     // From here on the route's provider says how a refusal looks to the client's SDK.
     let style = route.error_style();
+    seen.style = style;
     on_route(
         worker,
         &policy,

@@ -327,3 +327,26 @@ fn a_stream_gets_no_usage_chunk_it_did_not_ask_for_and_is_still_counted() {
         );
     }
 }
+
+#[test]
+fn a_failed_rewrite_answers_500_in_the_error_shape_of_the_routes_provider() {
+    let fx = Fixture::new();
+    let store = Rc::default();
+    let mut s = session(&fx);
+    let body = r#"{"model":"claude-3-5-haiku-latest","max_tokens":16,"messages":[]}"#;
+    let broken = FakeHost::request("POST", "/v1/messages")
+        .with_header("x-api-key", &fx.token())
+        .with_header("content-type", "application/json")
+        .with_header("content-length", &body.len().to_string())
+        .with_body(body)
+        .with_now(NOW + 1)
+        .with_store(&store)
+        .failing("replace_request_header");
+    let _ = send(&mut s, &broken);
+    let ops = broken.take_ops();
+    let reply = ops.iter().find(|op| op.starts_with("reply ")).unwrap();
+    // Anthropic's SDK reads `{"type":"error","error":{"type":"api_error",…}}`.
+    assert!(reply.starts_with("reply 500 {\"type\":\"error\""), "{reply}");
+    assert!(reply.contains("\"api_error\""), "{reply}");
+    assert!(reply.contains("could not be prepared"), "{reply}");
+}
