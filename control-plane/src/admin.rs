@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use jwt_simple::reexports::ct_codecs::Decoder;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,11 +29,13 @@ mod body;
 mod catalog;
 mod credentials;
 mod oauth;
+mod openapi;
 
 use body::JsonBody;
 use catalog::*;
 use credentials::*;
 use oauth::*;
+pub use openapi::openapi_document;
 
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
@@ -44,10 +46,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/keys/rotate", post(rotate_key))
         .route("/admin/v1/tokens", post(mint_token).get(list_tokens))
         .route("/admin/v1/apikeys", post(create_api_key).get(list_api_keys))
-        .route(
-            "/admin/v1/apikeys/{id}",
-            delete(revoke_api_key).merge(show("apikeys")),
-        )
+        .route("/admin/v1/apikeys/{id}", show("apikeys"))
         .route("/admin/v1/tokens/{jti}", show("tokens"))
         .route("/admin/v1/revocations", post(revoke).get(list_revocations))
         .route(
@@ -275,63 +274,6 @@ fn authorize(state: &ServerState, headers: &HeaderMap, scope: &str) -> Result<Pl
 
 async fn openapi() -> Json<Value> {
     Json(openapi_document())
-}
-
-/// The OpenAPI 3.1 description of this API.
-pub fn openapi_document() -> Value {
-    let secured = |summary: &str, scope: &str| {
-        json!({"summary": summary, "security": [{"tokenward": [scope]}],
-               "responses": {"200": {"description": "done"}, "401": {"description": "no valid credential"}, "403": {"description": "the credential lacks the scope"}}})
-    };
-    // A removal: 404 when absent, 409 `in_use` while something names it (unless forced).
-    let removal = |summary: &str, forcible: bool| {
-        let mut operation = secured(summary, SCOPE_ADMIN_WRITE);
-        operation["responses"]["404"] = json!({"description": "no such entry"});
-        operation["responses"]["409"] =
-            json!({"description": "in_use: something still refers to it"});
-        if forcible {
-            operation["parameters"] = json!([{"name": "force", "in": "query", "schema": {"type": "boolean", "default": false},
-                "description": "remove what depends on it too (a provider's routes; a plan's API keys, revoked)"}]);
-        }
-        operation
-    };
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "tokenward control plane", "version": env!("CARGO_PKG_VERSION")},
-        "components": {"securitySchemes": {"tokenward": {"type": "http", "scheme": "bearer", "description": "A tokenward JWT or API key with admin:read or admin:write"}}},
-        "paths": {
-            "/.well-known/jwks.json": {"get": {"summary": "The public signing keys", "responses": {"200": {"description": "a JWK set"}}}},
-            "/oauth/token": {"post": {"summary": "OAuth 2.0 client credentials grant: an API key as the client secret for a short-lived JWT",
-                "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {"grant_type": {"const": "client_credentials"}, "client_id": {"type": "string"}, "client_secret": {"type": "string"}, "scope": {"type": "string"}}}}}},
-                "responses": {"200": {"description": "access_token, token_type, expires_in"}, "400": {"description": "RFC 6749 §5.2 error"}, "401": {"description": "invalid_client"}}}},
-            "/admin/v1/keys": {"get": secured("Signing keys and their states", SCOPE_ADMIN_READ)},
-            "/admin/v1/keys/rotate": {"post": secured("New signing key: published now, signing after the overlap", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/tokens": {"post": secured("Mint a JWT", SCOPE_ADMIN_WRITE),
-                "get": secured("Minted tokens still accepted, newest first (?subject=, ?tenant=)", SCOPE_ADMIN_READ)},
-            "/admin/v1/apikeys": {"post": secured("Create an API key (returned once)", SCOPE_ADMIN_WRITE),
-                "get": secured("API keys with their status, never a key or its hash (?subject=, ?tenant=)", SCOPE_ADMIN_READ)},
-            "/admin/v1/apikeys/{id}": {"get": secured("One API key, never the key or its hash", SCOPE_ADMIN_READ), "delete": secured("Revoke an API key", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/revocations": {"post": secured("Revoke by jti, subject or tenant", SCOPE_ADMIN_WRITE),
-                "get": secured("What is revoked: jtis (and until when), subjects, signing keys", SCOPE_ADMIN_READ)},
-            "/admin/v1/routes": {"get": secured("Every route, in the order they match", SCOPE_ADMIN_READ)},
-            "/admin/v1/plans": {"get": secured("Every plan and the default one", SCOPE_ADMIN_READ)},
-            "/admin/v1/revocations/subjects/{subject}": {"delete": secured("Lift a subject's revocation (its API keys revoked with it stay revoked)", SCOPE_ADMIN_WRITE)},
-            "/admin/v1/providers": {"get": secured("Providers, each with status available, unavailable (with reason and the Envoys reporting it) or unknown", SCOPE_ADMIN_READ)},
-            "/admin/v1/providers/{name}": {"get": secured("One provider with its status", SCOPE_ADMIN_READ), "put": secured("Add or replace a provider; answers its entry, with a warning when no Envoy can load it", SCOPE_ADMIN_WRITE),
-                "delete": removal("Remove a provider (force: with the routes that use it)", true)},
-            "/admin/v1/routes/{name}": {"get": secured("One route", SCOPE_ADMIN_READ), "put": secured("Add or replace a route", SCOPE_ADMIN_WRITE),
-                "delete": removal("Remove a route", false)},
-            "/admin/v1/plans/{name}": {"get": secured("One plan", SCOPE_ADMIN_READ), "put": secured("Add or replace a quota plan", SCOPE_ADMIN_WRITE),
-                "delete": removal("Remove a quota plan (never the default; force: revoking the API keys that name it)", true)},
-            "/admin/v1/prices": {"put": secured("Add or replace a model price", SCOPE_ADMIN_WRITE),
-                "get": secured("Every model price (micro-USD per million tokens)", SCOPE_ADMIN_READ)},
-            "/admin/v1/prices/{model}": {"get": secured("One model price", SCOPE_ADMIN_READ), "delete": removal("Remove a model price (not the last one while a plan counts cost)", false)},
-            "/admin/v1/tokens/{jti}": {"get": secured("One minted token", SCOPE_ADMIN_READ)},
-            "/admin/v1/config": {"get": secured("The rendered filter configuration (credentials redacted)", SCOPE_ADMIN_READ)},
-            "/admin/v1/audit": {"get": secured("The newest audit entries", SCOPE_ADMIN_READ)},
-            "/admin/v1/proxies": {"get": secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen, and the configuration parts each reports it could not load", SCOPE_ADMIN_READ)}
-        }
-    })
 }
 
 #[cfg(test)]

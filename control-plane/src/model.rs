@@ -138,6 +138,10 @@ pub struct AuditEntry {
 
 /// Identifiers the operator types (subjects, tenants, names): printable, no whitespace, at
 /// most 256 characters.
+/// The last second of year 9999 (UTC): a later Unix time is refused, so every time fits the
+/// database's 64-bit integers and reads as a date.
+pub const MAX_UNIX_TIME: u64 = 253_402_300_799;
+
 pub fn valid_identifier(text: &str) -> bool {
     !text.is_empty() && text.len() <= 256 && text.chars().all(|c| c.is_ascii_graphic())
 }

@@ -53,6 +53,8 @@ pub const DEFAULT_MAX_TOKEN_TTL: u64 = 3600;
 pub const DEFAULT_CLOCK_SKEW: u64 = 30;
 /// How long a new key is published before it signs: long enough for every proxy to have it.
 pub const DEFAULT_KEY_OVERLAP: u64 = 600;
+/// The longest overlap a rotation (or the setting) may ask for.
+pub const MAX_KEY_OVERLAP: u64 = 7 * 24 * 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaneError {

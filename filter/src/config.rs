@@ -135,6 +135,7 @@ pub struct RevokedJti {
 }
 
 /// How a provider expects its credential.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderStyle {
@@ -174,6 +175,7 @@ pub enum CredentialSource {
 }
 
 /// Where a route finds the requested model.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSource {
@@ -186,13 +188,16 @@ pub enum ModelSource {
     GeminiPath,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub name: String,
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^/")))]
     pub path_prefix: String,
     /// Allowed methods; empty means any.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(inner(regex(pattern = "^[A-Z]+$"))))]
     pub methods: Vec<String>,
     /// Every one of these must be among the credential's scopes.
     #[serde(default)]
@@ -207,6 +212,7 @@ pub struct RouteConfig {
     pub model_providers: Vec<ModelProvider>,
     /// Largest request body the filter buffers to read the model.
     #[serde(default = "default_max_body_bytes")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_BODY_LIMIT)))]
     pub max_body_bytes: u64,
     /// Accept the credential from the `key` query parameter (Gemini's legacy form); it is
     /// removed from the path before the request is forwarded.
@@ -216,6 +222,7 @@ pub struct RouteConfig {
     /// SDKs share, such as `/v1/models`, go to the provider whose SDK sent them
     /// (`anthropic-version`, `x-goog-api-key`). Lowercase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[a-z0-9_-]+$")))]
     pub when_header: Option<String>,
 }
 
@@ -223,6 +230,7 @@ pub fn default_max_body_bytes() -> u64 {
     1024 * 1024
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelProvider {
@@ -252,6 +260,7 @@ impl Default for CacheConfig {
 }
 
 /// A quota plan: the limits a request counts against.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanConfig {
@@ -271,10 +280,12 @@ pub fn default_output_tokens() -> u64 {
     1024
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
     /// Names the limit in headers, stats and the counter key: keep it when editing the limit.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = "^[A-Za-z0-9_-]{1,64}$")))]
     pub name: String,
     pub metric: Metric,
     pub window: crate::window::Window,
@@ -284,6 +295,7 @@ pub struct LimitConfig {
 }
 
 /// What a limit counts.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -296,6 +308,7 @@ pub enum Metric {
 }
 
 /// Whose requests a limit counts together.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitScope {
@@ -306,10 +319,12 @@ pub enum LimitScope {
 }
 
 /// A model's price in micro-USD per million tokens (2.50 USD per million = 2500000).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
     /// A model pattern (`*` matches any run of characters).
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub model: String,
     pub input: u64,
     pub output: u64,

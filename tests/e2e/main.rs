@@ -16,6 +16,7 @@ mod examples;
 mod faults;
 mod hardening;
 mod local_replies;
+mod openapi;
 mod providers;
 mod quotas;
 mod sdks;

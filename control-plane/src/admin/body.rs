@@ -51,13 +51,21 @@ impl JsonBody {
                 "send the body as JSON, with Content-Type: application/json",
             ));
         }
-        serde_json::from_slice(&self.bytes).map_err(|error| {
+        let refused = |error: String| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 format!("the request body is not what this call takes: {error}"),
             )
-        })
+        };
+        let mut document: serde_json::Value =
+            serde_json::from_slice(&self.bytes).map_err(|e| refused(e.to_string()))?;
+        // Every body is an object (serde would also read a struct from an array).
+        if !document.is_object() {
+            return Err(refused("a JSON object".into()));
+        }
+        integral_numbers(&mut document);
+        serde_json::from_value(document).map_err(|e| refused(e.to_string()))
     }
 
     /// The body as `T`, or `T::default()` when there is none.
@@ -66,5 +74,27 @@ impl JsonBody {
             return Ok(T::default());
         }
         self.parse()
+    }
+}
+
+/// JSON Schema's `integer` (which the OpenAPI document promises) takes any number without a
+/// fraction: `60.0` is read as `60`, as a JSON Schema validator would accept it.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            if let Some(f) = number.as_f64() {
+                // Exactly representable in both f64 and u64/i64: below 2^53.
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    *value = if f >= 0.0 {
+                        serde_json::Value::from(f as u64)
+                    } else {
+                        serde_json::Value::from(f as i64)
+                    };
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
     }
 }

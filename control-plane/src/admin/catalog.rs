@@ -3,22 +3,32 @@
 
 use super::*;
 
-#[derive(Debug, Deserialize)]
+/// A provider; the path names it.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ProviderBody {
+    /// How the provider takes its credential and reports usage.
     style: ProviderStyle,
+    /// The Envoy cluster its requests go to (the provider's name when absent).
+    #[schemars(length(min = 1))]
     cluster: Option<String>,
+    /// The `:authority` (Host) the provider expects, e.g. api.openai.com.
+    #[schemars(length(min = 1))]
     authority: String,
-    /// `{"env": "VAR"}` or `{"value": "<the key>"}` (sealed; never returned).
+    /// `{"env": "VAR"}` (an environment variable of Envoy's Wasm VM) or
+    /// `{"value": "<the key>"}` (sealed; never returned).
     credential: CredentialBody,
+    /// Headers set on every request to it (e.g. `anthropic-version`).
     #[serde(default)]
     headers: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 enum CredentialBody {
+    /// The name of an environment variable of Envoy's Wasm VM.
     Env(String),
+    /// The credential itself: sealed under the master key, never returned.
     Value(String),
 }
 
@@ -138,14 +148,35 @@ pub(super) async fn put_route(
 ) -> Result<StatusCode, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-        let route: RouteConfig = body.parse()?;
-        if route.name != name {
+        // The path names the route; a body that names it too must agree.
+        let mut document: Value = body.parse()?;
+        let Some(fields) = document.as_object_mut() else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the route's name must match the path",
+                "invalid_json",
+                "the request body is not what this call takes: a route is a JSON object",
             ));
+        };
+        match fields.get("name") {
+            None => {
+                fields.insert("name".into(), Value::String(name.clone()));
+            }
+            Some(Value::String(named)) if *named == name => {}
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the route's name must match the path",
+                ))
+            }
         }
+        let route: RouteConfig = serde_json::from_value(document).map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the request body is not what this call takes: {error}"),
+            )
+        })?;
         plane.put_route(route, (state.clock)())?;
         Ok(StatusCode::NO_CONTENT)
     })
@@ -310,7 +341,7 @@ pub(super) async fn get_config(
 
 #[derive(Debug, Deserialize)]
 pub(super) struct AuditQuery {
-    limit: Option<usize>,
+    limit: Option<u64>,
 }
 
 pub(super) async fn audit(
@@ -322,7 +353,7 @@ pub(super) async fn audit(
         let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
         let entries = plane
             .store()
-            .audit_log(query.limit.unwrap_or(100).min(10_000))
+            .audit_log(query.limit.unwrap_or(100).min(10_000) as usize)
             .map_err(PlaneError::from)?;
         Ok(Json(view::audit(&entries).json))
     })

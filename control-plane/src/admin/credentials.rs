@@ -1,5 +1,7 @@
 //! Signing keys, tokens, API keys and revocations over the admin API.
 
+use schemars::JsonSchema;
+
 use super::*;
 
 pub(super) async fn list_keys(
@@ -14,10 +16,16 @@ pub(super) async fn list_keys(
     .await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A new signing key.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RotateBody {
+    /// EdDSA (the default) or ES256.
+    #[schemars(extend("enum" = ["EdDSA", "ES256", null]))]
     alg: Option<String>,
+    /// Seconds the key is published before it signs (the `key_overlap_seconds` setting when
+    /// absent); at most 7 days.
+    #[schemars(range(max = crate::plane::MAX_KEY_OVERLAP))]
     overlap_seconds: Option<u64>,
 }
 
@@ -45,17 +53,31 @@ pub(super) async fn rotate_key(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// What a JWT is minted with.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MintBody {
+    /// Who the token is for (`sub`): 1-256 printable ASCII characters, no spaces.
+    #[schemars(with = "Identifier")]
     subject: String,
+    /// The tenant quotas and revocations can group by.
     tenant: Option<String>,
+    /// Scopes the token carries (`scope`).
     #[serde(default)]
     scopes: Vec<String>,
+    /// Model patterns the token may use (`*` matches any run); any model when absent.
     models: Option<Vec<String>>,
+    /// The quota plan (an existing one); the default plan when absent.
     plan: Option<String>,
+    /// Lifetime in seconds, at most `max_token_ttl_seconds` (the lifetime when absent).
+    #[schemars(range(min = 1))]
     ttl_seconds: Option<u64>,
 }
+
+/// A subject: 1-256 printable ASCII characters, no spaces.
+#[derive(JsonSchema)]
+#[schemars(extend("minLength" = 1, "maxLength" = 256, "pattern" = "^[!-~]+$"))]
+pub(super) struct Identifier(#[allow(dead_code)] String);
 
 pub(super) async fn mint_token(
     State(state): State<Arc<ServerState>>,
@@ -81,16 +103,26 @@ pub(super) async fn mint_token(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// What an API key is created with.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ApiKeyBody {
+    /// Who the key is for: 1-256 printable ASCII characters, no spaces.
+    #[schemars(with = "Identifier")]
     subject: String,
+    /// The tenant quotas and revocations can group by.
     tenant: Option<String>,
+    /// Scopes the key carries.
     #[serde(default)]
     scopes: Vec<String>,
+    /// Model patterns the key may use (`*` matches any run); any model when empty.
     #[serde(default)]
     models: Vec<String>,
+    /// The quota plan; the default plan when absent.
     plan: Option<String>,
+    /// Unix time the key stops working (in the future, before the year 10000); never when
+    /// absent.
+    #[schemars(range(max = crate::model::MAX_UNIX_TIME))]
     expires_at: Option<u64>,
 }
 
@@ -121,19 +153,8 @@ pub(super) async fn create_api_key(
     .await
 }
 
-pub(super) async fn revoke_api_key(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    blocking(move || {
-        let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
-        plane.revoke(&Revocation::ApiKey(id), (state.clock)())?;
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
-}
-
+/// What to revoke: exactly one of `jti`, `subject`, `tenant`, `kid` and `api_key` (its schema
+/// says so; the handler says what is wrong in plain words).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RevokeBody {
@@ -143,6 +164,37 @@ pub(super) struct RevokeBody {
     tenant: Option<String>,
     /// A signing key's id.
     kid: Option<String>,
+    /// An API key's id.
+    api_key: Option<String>,
+}
+
+impl JsonSchema for RevokeBody {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RevokeBody".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let text = serde_json::json!({"type": "string", "minLength": 1});
+        let one = |name: &str, description: &str, extra: Option<(&str, Value)>| {
+            let mut properties = serde_json::Map::new();
+            properties.insert(name.to_string(), text.clone());
+            if let Some((key, schema)) = extra {
+                properties.insert(key.to_string(), schema);
+            }
+            serde_json::json!({"type": "object", "description": description,
+                "required": [name], "properties": properties, "additionalProperties": false})
+        };
+        schemars::json_schema!({
+            "description": "What to revoke: exactly one of jti, subject, tenant, kid and api_key",
+            "oneOf": [
+                one("jti", "one JWT, by id; expires_at (Unix time) when it was not minted here", Some(("expires_at", serde_json::json!({"type": ["integer", "null"], "minimum": 0, "maximum": crate::model::MAX_UNIX_TIME})))),
+                one("subject", "every credential of a subject, now and later", None),
+                one("tenant", "every credential of a tenant that exists now", None),
+                one("kid", "a signing key: unpublished, and every token it signed refused", None),
+                one("api_key", "an API key, by id, and the tokens exchanged for it; it stays listed as revoked", None),
+            ]
+        })
+    }
 }
 
 pub(super) async fn revoke(
@@ -153,22 +205,30 @@ pub(super) async fn revoke(
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_WRITE)?;
         let body: RevokeBody = body.parse()?;
-        let what = match (body.jti, body.subject, body.tenant, body.kid) {
-            (Some(jti), None, None, None) => Revocation::Jti {
+        let what = match (body.jti, body.subject, body.tenant, body.kid, body.api_key) {
+            (Some(jti), None, None, None, None) => Revocation::Jti {
                 jti,
                 expires_at: body.expires_at,
             },
-            (None, Some(subject), None, None) => Revocation::Subject(subject),
-            (None, None, Some(tenant), None) => Revocation::Tenant(tenant),
-            (None, None, None, Some(kid)) => Revocation::Key(kid),
+            (None, Some(subject), None, None, None) => Revocation::Subject(subject),
+            (None, None, Some(tenant), None, None) => Revocation::Tenant(tenant),
+            (None, None, None, Some(kid), None) => Revocation::Key(kid),
+            (None, None, None, None, Some(id)) => Revocation::ApiKey(id),
             _ => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    "name exactly one of jti, subject, tenant and kid",
+                    "name exactly one of jti, subject, tenant, kid and api_key",
                 ))
             }
         };
+        if body.expires_at.is_some() && !matches!(what, Revocation::Jti { .. }) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "expires_at goes with jti only",
+            ));
+        }
         let count = plane.revoke(&what, (state.clock)())?;
         Ok(Json(view::revoked(&what, count).json))
     })

@@ -13,12 +13,27 @@ pub(super) async fn jwks(State(state): State<Arc<ServerState>>) -> Result<Json<V
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// The token request (RFC 6749 §4.4.2); the client may authenticate with HTTP Basic instead
+/// of `client_secret`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub(super) struct TokenForm {
+    /// `client_credentials`.
+    #[schemars(with = "GrantType")]
     grant_type: Option<String>,
+    /// The API key's id (optional).
     client_id: Option<String>,
+    /// The API key.
     client_secret: Option<String>,
+    /// Space-separated scopes, a subset of the API key's (all of them when absent).
     scope: Option<String>,
+}
+
+/// The one grant the endpoint serves.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum GrantType {
+    ClientCredentials,
 }
 
 /// RFC 6749 §5.2 error: 401 with a Basic challenge for a bad client, 400 otherwise.
@@ -92,11 +107,34 @@ pub(super) fn client_credentials(
     }
 }
 
+/// The form is parsed here rather than by axum's `Form`, so a malformed one gets an RFC 6749
+/// error like every other refusal of this endpoint.
 pub(super) async fn oauth_token(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let is_form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return oauth_error(OAuthError::InvalidRequest(
+            "send the request as application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let form: TokenForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(form) => form,
+        Err(error) => {
+            return oauth_error(OAuthError::InvalidRequest(format!(
+                "the form does not parse: {error}"
+            )))
+        }
+    };
     blocking(move || Ok(exchange(&state, &headers, &form)))
         .await
         .unwrap_or_else(IntoResponse::into_response)

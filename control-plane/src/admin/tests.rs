@@ -293,10 +293,10 @@ async fn the_token_endpoint_trades_an_api_key_for_a_short_lived_jwt() {
     // A revoked key gets nothing.
     call(
         &app,
-        "DELETE",
-        &format!("/admin/v1/apikeys/{id}"),
+        "POST",
+        "/admin/v1/revocations",
         Some(&admin),
-        None,
+        Some(json!({"api_key": id})),
     )
     .await;
     let (status, _, _) = token_endpoint(
@@ -340,18 +340,67 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
     }
     for path in [
         "/admin/v1/providers/{name}",
-        "/admin/v1/routes/{name}",
         "/admin/v1/plans/{name}",
         "/admin/v1/prices/{model}",
     ] {
         assert!(
             paths[path]["delete"]["responses"]["409"].is_object(),
-            "{path}: removal documented"
+            "{path}: a removal refused while something uses it is documented"
         );
     }
+    let parameters = |path: &str, method: &str| -> Vec<String> {
+        paths[path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
     assert_eq!(
-        paths["/admin/v1/providers/{name}"]["delete"]["parameters"][0]["name"],
-        "force"
+        parameters("/admin/v1/providers/{name}", "delete"),
+        ["name", "force"]
+    );
+    assert_eq!(parameters("/admin/v1/tokens", "get"), ["subject", "tenant"]);
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().unwrap() {
+            // Every path parameter is declared.
+            for name in path.split('{').skip(1).filter_map(|p| p.split('}').next()) {
+                assert!(
+                    parameters(path, method).iter().any(|p| p == name),
+                    "{method} {path}: {name} declared"
+                );
+            }
+            let responses = operation["responses"].as_object().unwrap();
+            if operation.get("security").is_some() {
+                for status in ["401", "403", "500"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status}");
+                }
+            }
+            if let Some(body) = operation.get("requestBody") {
+                let (_, media) = body["content"].as_object().unwrap().iter().next().unwrap();
+                let schema = &media["schema"];
+                let schema = match schema["$ref"].as_str() {
+                    Some(name) => &doc["components"]["schemas"][name.rsplit('/').next().unwrap()],
+                    None => schema,
+                };
+                assert!(
+                    schema.get("properties").is_some() || schema.get("oneOf").is_some(),
+                    "{method} {path}: the request body has a schema: {schema}"
+                );
+                assert!(responses.contains_key("400"), "{method} {path}: 400");
+            }
+        }
+    }
+    // The schemas are the handlers' own types: a route's carries its fields, a plan's its limits.
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["PlanConfig"]["properties"]["limits"].is_object());
+    assert_eq!(schemas["MintBody"]["required"], json!(["subject"]));
+    let route = &paths["/admin/v1/routes/{name}"]["put"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    assert!(route["properties"]["path_prefix"].is_object(), "{route}");
+    assert!(
+        route["properties"].get("name").is_none(),
+        "the path names the route"
     );
 }
 
@@ -681,10 +730,10 @@ async fn every_error_is_json_authentication_comes_before_the_body_and_the_last_a
         .id;
     let (status, _, json) = call(
         &app,
-        "DELETE",
-        &format!("/admin/v1/apikeys/{id}"),
+        "POST",
+        "/admin/v1/revocations",
         Some(&admin),
-        None,
+        Some(json!({"api_key": id})),
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{json}");
@@ -713,13 +762,14 @@ async fn every_error_is_json_authentication_comes_before_the_body_and_the_last_a
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, json) = call(
         &app,
-        "DELETE",
-        &format!("/admin/v1/apikeys/{id}"),
+        "POST",
+        "/admin/v1/revocations",
         Some(&admin),
-        None,
+        Some(json!({"api_key": id})),
     )
     .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{json}");
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["revoked"], 1, "{json}");
 }
 
 #[tokio::test]
@@ -814,4 +864,168 @@ async fn the_admin_api_shows_one_entry_of_each_kind() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         assert_eq!(body["error"]["code"], "not_found");
     }
+}
+
+/// Found by the schema-driven fuzzer (tests/e2e/openapi.rs): what the OpenAPI document
+/// promises is what the handlers do.
+#[tokio::test]
+async fn bodies_are_read_as_the_openapi_document_describes_them() {
+    let (app, _, admin) = app();
+    // An array is not an object, though serde would read a struct from one.
+    let (status, _, json) = call(
+        &app,
+        "POST",
+        "/admin/v1/keys/rotate",
+        Some(&admin),
+        Some(json!([null, null])),
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    // JSON Schema's integer takes 60.0.
+    let (status, _, json) = call(
+        &app,
+        "POST",
+        "/admin/v1/keys/rotate",
+        Some(&admin),
+        Some(json!({"overlap_seconds": 60.0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["activate_at"], NOW + 60);
+    // Bounded where an unbounded value would overflow a time or the database.
+    let (status, _, json) = call(
+        &app,
+        "POST",
+        "/admin/v1/keys/rotate",
+        Some(&admin),
+        Some(json!({"overlap_seconds": u64::MAX})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    let (status, _, json) = call(
+        &app,
+        "POST",
+        "/admin/v1/apikeys",
+        Some(&admin),
+        Some(json!({"subject": "a", "expires_at": 9_223_372_036_854_775_808_u64})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(
+        json["error"]["message"].as_str().unwrap().contains("10000"),
+        "{json}"
+    );
+    // Nothing revoked under an empty name.
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/admin/v1/revocations",
+        Some(&admin),
+        Some(json!({"tenant": ""})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A route's body may leave its name to the path.
+    call(&app, "PUT", "/admin/v1/providers/openai", Some(&admin), Some(json!({"style": "openai", "authority": "api.openai.com", "credential": {"env": "OPENAI_API_KEY"}}))).await;
+    let (status, _, json) = call(
+        &app,
+        "PUT",
+        "/admin/v1/routes/chat",
+        Some(&admin),
+        Some(json!({"path_prefix": "/v1/chat", "provider": "openai"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{json}");
+    let (status, _, json) = call(
+        &app,
+        "PUT",
+        "/admin/v1/routes/chat",
+        Some(&admin),
+        Some(json!({"name": "other", "path_prefix": "/v1/chat", "provider": "openai"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    // The token endpoint answers a body it cannot read in RFC 6749's shape.
+    let (status, _, json) = call(
+        &app,
+        "POST",
+        "/oauth/token",
+        None,
+        Some(json!({"grant_type": "client_credentials"})),
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn an_api_key_is_revoked_through_the_revocations_and_stays_listed_as_revoked() {
+    let (app, _, admin) = app();
+    let (_, _, created) = call(
+        &app,
+        "POST",
+        "/admin/v1/apikeys",
+        Some(&admin),
+        Some(json!({"subject": "bob"})),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let (status, _, json) = call(
+        &app,
+        "POST",
+        "/admin/v1/revocations",
+        Some(&admin),
+        Some(json!({"api_key": id})),
+    )
+    .await;
+    assert_eq!(
+        (status, json["revoked"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, _, json) = call(
+        &app,
+        "GET",
+        &format!("/admin/v1/apikeys/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("revoked"))
+    );
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/admin/v1/revocations",
+        Some(&admin),
+        Some(json!({"api_key": "key-nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/admin/v1/revocations",
+        Some(&admin),
+        Some(json!({"api_key": id, "expires_at": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The old DELETE is gone: 405, with what the path allows.
+    let (status, headers, _) = call(
+        &app,
+        "DELETE",
+        &format!("/admin/v1/apikeys/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(headers.contains_key("allow"));
 }

@@ -117,7 +117,8 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         }
         if let Some(plan) = &request.plan {
             if !self.store.plans()?.iter().any(|(name, _)| name == plan) {
-                return Err(PlaneError::NotFound(format!("plan {plan:?}")));
+                // The call's target exists; what it names does not: a bad request, not a 404.
+                return Err(invalid(format!("no plan is named {plan:?}")));
             }
         }
         let max = self.max_token_ttl()?;
@@ -201,6 +202,9 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         }
         if request.expires_at.is_some_and(|t| t <= now) {
             return Err(invalid("the expiry is in the past"));
+        }
+        if request.expires_at.is_some_and(|t| t > model::MAX_UNIX_TIME) {
+            return Err(invalid("the expiry must be before the year 10000"));
         }
         let mut random = [0u8; 256];
         crypto::random(&mut random)?;

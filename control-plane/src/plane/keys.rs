@@ -55,6 +55,11 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         now: u64,
     ) -> Result<SigningKeyRecord, PlaneError> {
         let overlap = match overlap {
+            Some(o) if o > MAX_KEY_OVERLAP => {
+                return Err(invalid(format!(
+                    "the overlap must be at most {MAX_KEY_OVERLAP} seconds (7 days)"
+                )))
+            }
             Some(o) => o,
             None => self.number_setting(SETTING_OVERLAP, DEFAULT_KEY_OVERLAP)?,
         };

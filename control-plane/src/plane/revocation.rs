@@ -6,6 +6,21 @@ use super::*;
 impl<S: Store + ?Sized> ControlPlane<S> {
     /// Revokes; returns how many credentials the revocation reached where that is known.
     pub fn revoke(&self, what: &Revocation, now: u64) -> Result<usize, PlaneError> {
+        let named = match what {
+            Revocation::Jti { jti, expires_at } => {
+                if expires_at.is_some_and(|t| t > model::MAX_UNIX_TIME) {
+                    return Err(invalid("the expiry must be before the year 10000"));
+                }
+                jti
+            }
+            Revocation::Subject(name)
+            | Revocation::ApiKey(name)
+            | Revocation::Tenant(name)
+            | Revocation::Key(name) => name,
+        };
+        if named.is_empty() {
+            return Err(invalid("name what to revoke: it must not be empty"));
+        }
         self.keep_an_admin(what, now)?;
         let count = match what {
             Revocation::Jti { jti, expires_at } => {

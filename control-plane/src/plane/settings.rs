@@ -36,7 +36,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let (low, high) = match name {
             SETTING_MAX_TTL => (60, 7 * 24 * 3600),
             SETTING_SKEW => (0, 600),
-            SETTING_OVERLAP => (0, 7 * 24 * 3600),
+            SETTING_OVERLAP => (0, MAX_KEY_OVERLAP),
             _ => {
                 return Err(invalid(format!(
                     "unknown setting {name:?}: use {SETTING_MAX_TTL}, {SETTING_SKEW} or {SETTING_OVERLAP}"

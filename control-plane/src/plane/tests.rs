@@ -114,7 +114,7 @@ fn lifetimes_are_bounded() {
     };
     assert!(matches!(
         plane.mint_token(&unknown_plan, NOW),
-        Err(PlaneError::NotFound(_))
+        Err(PlaneError::Invalid(m)) if m.contains("gold")
     ));
 }
 
