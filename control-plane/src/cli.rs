@@ -15,7 +15,7 @@ use crate::plane::{
     ApiKeyRequest, ControlPlane, EntryKind, InitSettings, PlaneError, ProviderSecret, Revocation,
     TokenRequest,
 };
-use crate::store::{SqliteStore, Store};
+use crate::store::{Location, SqliteStore, Store};
 use crate::view;
 
 mod args;
@@ -101,6 +101,125 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store the command line names: --database, or SQLite in --data-dir. A SQLite file
+/// that does not exist is refused but by `init` (and `migrate`): a mistyped path must not
+/// quietly start an empty installation.
+fn open_store(cli: &Cli) -> anyhow::Result<Box<dyn Store>> {
+    let creates = matches!(cli.command, Command::Init { .. } | Command::Migrate);
+    let sqlite = match cli.database.as_deref().map(Location::parse) {
+        Some(Location::Postgres(url)) => {
+            return crate::store::open(url, cli.database_ca.as_deref())
+                .context("opening the Postgres database");
+        }
+        Some(Location::Sqlite(path)) => std::path::PathBuf::from(path),
+        None => {
+            if creates {
+                std::fs::create_dir_all(&cli.data_dir)
+                    .with_context(|| format!("creating {}", cli.data_dir.display()))?;
+            }
+            cli.data_dir.join("tokenward.db")
+        }
+    };
+    if !creates && !sqlite.exists() {
+        match cli.database {
+            Some(_) => bail!(
+                "no tokenward database at {}: run `tokenward init` first, or point --database (TOKENWARD_DATABASE_URL) at the installation",
+                sqlite.display()
+            ),
+            None => bail!(
+                "no tokenward database in {}: run `tokenward init` there first, or point --data-dir (TOKENWARD_DATA_DIR) at the installation",
+                cli.data_dir.display()
+            ),
+        }
+    }
+    Ok(Box::new(SqliteStore::open(&sqlite)?))
+}
+
+/// `migrate`: opening migrated the database; say where it stands.
+fn print_migrated(cli: &Cli, store: &dyn Store, out: &mut dyn Write) -> anyhow::Result<()> {
+    let revision = store.revision()?;
+    let what = match cli.database.as_deref().map(Location::parse) {
+        Some(Location::Postgres(_)) => "the Postgres database",
+        _ => "the SQLite database",
+    };
+    if cli.output == Output::Json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"migrated": true, "revision": revision})
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{what} is at this binary's schema (configuration revision {revision})"
+        )?;
+    }
+    Ok(())
+}
+
+/// `migrate-store`: everything from one store into another that was never initialised.
+fn migrate_store(cli: &Cli, from: &str, to: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let open_existing = |url: &str| -> anyhow::Result<Box<dyn Store>> {
+        if let Location::Sqlite(path) = Location::parse(url) {
+            if !std::path::Path::new(path).exists() {
+                bail!("no SQLite database at {path}");
+            }
+        }
+        crate::store::open(url, cli.database_ca.as_deref())
+            .with_context(|| format!("opening {}", redact_url(url)))
+    };
+    let source = open_existing(from)?;
+    let dump = source.export().context("reading the source store")?;
+    if dump.settings.is_empty() {
+        bail!(
+            "{} holds no installation: nothing to copy",
+            redact_url(from)
+        );
+    }
+    let target = crate::store::open(to, cli.database_ca.as_deref())
+        .with_context(|| format!("opening {}", redact_url(to)))?;
+    target
+        .import(&dump)
+        .with_context(|| format!("writing into {}", redact_url(to)))?;
+    let copied = target.export().context("reading the copy back")?;
+    if copied != dump {
+        bail!("the copy differs from the source: check the target store");
+    }
+    let counts = dump.counts();
+    if cli.output == Output::Json {
+        let counts: serde_json::Map<String, serde_json::Value> = counts
+            .iter()
+            .map(|(what, n)| (what.to_string(), serde_json::json!(n)))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"copied": counts}))?
+        )?;
+    } else {
+        writeln!(out, "copied {} into {}:", redact_url(from), redact_url(to))?;
+        for (what, n) in counts {
+            writeln!(out, "  {n} {what}")?;
+        }
+        writeln!(out, "Point --database (TOKENWARD_DATABASE_URL) of every replica at the new store, with the same master key.")?;
+    }
+    Ok(())
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Runs one command; `out` gets the result, `err` warnings.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
     if let Command::ProxyStatus {
@@ -144,19 +263,16 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         // Before the master key and the database: a wrong command line changes nothing.
         args.check_exposure()?;
     }
-    let database = cli.data_dir.join("tokenward.db");
-    if !matches!(cli.command, Command::Init { .. }) && !database.exists() {
-        // A mistyped --data-dir must not quietly start an empty installation.
-        bail!(
-            "no tokenward database in {}: run `tokenward init` there first, or point --data-dir (TOKENWARD_DATA_DIR) at the installation",
-            cli.data_dir.display()
-        );
+    if let Command::MigrateStore { from, to } = &cli.command {
+        return migrate_store(cli, from, to, out);
     }
-    std::fs::create_dir_all(&cli.data_dir)
-        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let store = open_store(cli)?;
+    if let Command::Migrate = cli.command {
+        return print_migrated(cli, store.as_ref(), out);
+    }
     let master = master_key(cli, err)?;
-    let store = SqliteStore::open(&database)?;
-    let plane = ControlPlane::new(store, master, "cli");
+    let plane: ControlPlane<dyn Store> =
+        ControlPlane::new(std::sync::Arc::<dyn Store>::from(store), master, "cli");
     if let Command::Serve(args) = &cli.command {
         return serve(plane, args, err);
     }
@@ -522,7 +638,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 None => writeln!(out, "{text}")?,
             }
         }
-        Command::Serve(_) | Command::ProxyStatus { .. } | Command::Tls(_) => {}
+        Command::Serve(_)
+        | Command::ProxyStatus { .. }
+        | Command::Tls(_)
+        | Command::Migrate
+        | Command::MigrateStore { .. } => {}
         Command::Settings(SettingsCommand::Show) => {
             let settings = plane.settings()?;
             let map: serde_json::Map<String, serde_json::Value> = settings

@@ -5,11 +5,13 @@
 //! Rooms: `model` (domain rules, pure), `crypto` (master key, sealing), `store` (the only
 //! SQL), `plane` (operations), `state` (what the servers share), `server` (starting them), `admin`
 //! (the HTTP API), `xds` (ADS), `cli` (arguments → operations → output), `tls` (certificates
-//! and handshakes of the admin API and ADS).
+//! and handshakes of the admin API and ADS), `jobs` (what runs once per period across
+//! replicas, under a lease).
 
 pub mod admin;
 pub mod cli;
 pub mod crypto;
+pub mod jobs;
 pub mod logging;
 pub mod mesh;
 pub mod model;

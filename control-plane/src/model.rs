@@ -149,7 +149,7 @@ pub fn valid_identifier(text: &str) -> bool {
 /// A part of the filter's configuration as the filter names it in its stats
 /// (`tokenward.config.unavailable.<kind>.<name>`): its kind (`provider`, `route`, `plan`,
 /// `price`, `key`, `api_key`) and its name made stat-safe by [`stat_name`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConfigPart {
     pub kind: String,
     pub name: String,
@@ -235,8 +235,29 @@ pub fn provider_availability(
         .collect()
 }
 
+/// What a replica knows of one Envoy (by node id): kept in the store, so every replica
+/// shows the whole fleet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    pub cluster: String,
+    pub connected: bool,
+    pub last_seen: u64,
+    /// The version it runs, per resource type.
+    pub acked: std::collections::BTreeMap<String, String>,
+    /// The last version it refused, per type, with its error.
+    pub nacked: std::collections::BTreeMap<String, NackedVersion>,
+    /// What its stats sink reports (none before its first flush, or without a sink).
+    pub reported: Option<ReportedStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NackedVersion {
+    pub version: String,
+    pub error: String,
+}
+
 /// What one Envoy's stats sink reported, as far as tokenward cares.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReportedStats {
     /// When the last report arrived (Unix seconds).
     pub at: u64,

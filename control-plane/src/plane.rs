@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::crypto::{self, CryptoError, MasterKey};
 use crate::model::{self, Alg, ApiKeyRecord, IssuedToken, KeyState, SigningKeyRecord};
-use crate::store::{ApiKeySelector, CatalogEntry, Store, StoreError, StoredProvider};
+use crate::store::{ApiKeySelector, CatalogEntry, Isolation, Store, StoreError, StoredProvider};
 
 /// Why a caller of the control plane's API is not let in.
 #[derive(Debug)]
@@ -287,6 +287,30 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         Arc::clone(&self.store)
     }
 
+    /// Runs `change` as one transaction serialized against every other change, from any
+    /// replica: what it checks is what it writes over, and it lands whole or not at all.
+    fn serialized<T>(
+        &self,
+        change: impl FnOnce() -> Result<T, PlaneError>,
+    ) -> Result<T, PlaneError> {
+        let transaction = self.store.begin(Isolation::Serialized)?;
+        let value = change()?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `record` as one transaction, not queued behind changes (a minted token and its
+    /// audit entry: nothing decides by them).
+    fn atomically<T>(
+        &self,
+        record: impl FnOnce() -> Result<T, PlaneError>,
+    ) -> Result<T, PlaneError> {
+        let transaction = self.store.begin(Isolation::Atomic)?;
+        let value = record()?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
     fn audit(&self, now: u64, action: &str, target: &str, detail: &str) -> Result<(), PlaneError> {
         Ok(self.store.audit(now, &self.actor, action, target, detail)?)
     }
@@ -304,5 +328,7 @@ mod render;
 mod revocation;
 mod settings;
 
+#[cfg(test)]
+mod races;
 #[cfg(test)]
 mod tests;

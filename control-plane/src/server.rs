@@ -6,6 +6,7 @@
 pub async fn run_servers(
     state: std::sync::Arc<crate::state::ServerState>,
     settings: crate::xds::snapshot::SnapshotSettings,
+    jobs: crate::jobs::JobSettings,
     admin: tokio::net::TcpListener,
     xds: Option<tokio::net::TcpListener>,
     tls: Option<crate::tls::TlsFiles>,
@@ -15,6 +16,8 @@ pub async fn run_servers(
     use std::future::{Future, IntoFuture};
     use std::pin::Pin;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Jobs that run once per period across replicas (each under a lease in the store).
+    let jobs = tokio::spawn(crate::jobs::run(std::sync::Arc::clone(&state), jobs));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
@@ -64,5 +67,6 @@ pub async fn run_servers(
         }
         None => http.await?,
     }
+    jobs.abort();
     Ok(())
 }

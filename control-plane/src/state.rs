@@ -1,13 +1,21 @@
 //! What every server of one `tokenward serve` shares: the control plane, the clock, the
-//! change flag the xDS loop watches, and what is known of each connected Envoy. The admin API
-//! and the xDS server both read it; neither imports the other.
+//! change flag the xDS loop watches, and what is known of each connected Envoy — by this
+//! replica (its live streams) and, through the store, by every replica. The admin API and
+//! the xDS server both read it; neither imports the other.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::model::{ConfigPart, ReportedStats};
+use crate::model::ConfigPart;
+pub use crate::model::{NackedVersion, ProxyStatus};
 use crate::plane::ControlPlane;
-use crate::store::Store;
+use crate::store::{Store, StoredProxy};
+
+/// How often a replica tells the store its Envoys are still connected to it.
+pub const PROXY_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+/// An Envoy its replica has not vouched for in this long (three heartbeats) is shown
+/// disconnected: that replica is gone, and the Envoy is reconnecting elsewhere.
+pub const PROXY_STALE_AFTER: u64 = 30;
 
 /// The control plane over whichever store `serve` opened: the servers name only the trait.
 pub type Plane = ControlPlane<dyn Store>;
@@ -25,6 +33,11 @@ pub struct ServerState {
     /// The environment variables the pushed Wasm `vm_config` passes into the VM (`serve
     /// --env-key`); `None` while no xDS server runs (Envoy's VM is then not ours to know).
     pub vm_env_keys: Mutex<Option<Vec<String>>>,
+    /// This replica's name: in the store's record of each Envoy it serves, and as the holder
+    /// of the leases of jobs it runs.
+    pub replica: String,
+    /// Woken when the store says another replica committed a change.
+    pub wake: tokio::sync::Notify,
 }
 
 impl ServerState {
@@ -32,49 +45,91 @@ impl ServerState {
         plane: ControlPlane<S>,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Self {
+        ServerState::over(plane.into_dyn(), clock)
+    }
+
+    /// Over a store chosen at run time (`store::open`).
+    pub fn over(plane: Plane, clock: Box<dyn Fn() -> u64 + Send + Sync>) -> Self {
         ServerState {
-            plane: plane.into_dyn(),
+            plane,
             clock,
             changed: std::sync::atomic::AtomicBool::new(true),
             proxies: Registry::default(),
             vm_env_keys: Mutex::new(None),
+            replica: default_replica(),
+            wake: tokio::sync::Notify::new(),
         }
+    }
+
+    pub fn with_replica(mut self, replica: &str) -> Self {
+        self.replica = replica.to_string();
+        self
+    }
+
+    /// Every Envoy of the fleet: what every replica recorded in the store, with this
+    /// replica's live view of its own streams over it. An Envoy whose replica stopped
+    /// vouching for it shows as disconnected.
+    pub fn fleet(&self) -> Vec<StoredProxy> {
+        let now = (self.clock)();
+        let stored = self.plane.store().proxies().unwrap_or_else(|error| {
+            tracing::warn!(%error, "the store's record of the fleet is unreadable; showing this replica's own");
+            Vec::new()
+        });
+        let mut fleet: BTreeMap<String, StoredProxy> = stored
+            .into_iter()
+            .map(|mut proxy| {
+                if proxy.status.last_seen.saturating_add(PROXY_STALE_AFTER) < now {
+                    proxy.status.connected = false;
+                }
+                (proxy.node.clone(), proxy)
+            })
+            .collect();
+        let local = self.proxies.lock().map(|p| p.clone()).unwrap_or_default();
+        for (node, status) in local {
+            // Ours unless the Envoy has moved on to another replica since.
+            let moved = fleet
+                .get(&node)
+                .is_some_and(|p| p.replica != self.replica && p.status.connected);
+            if status.connected || !moved {
+                fleet.insert(
+                    node.clone(),
+                    StoredProxy {
+                        node,
+                        replica: self.replica.clone(),
+                        status,
+                    },
+                );
+            }
+        }
+        fleet.into_values().collect()
     }
 }
 
-/// What the server knows of one Envoy (by node id).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ProxyStatus {
-    pub cluster: String,
-    pub connected: bool,
-    pub last_seen: u64,
-    /// The version it runs, per resource type.
-    pub acked: BTreeMap<String, String>,
-    /// The last version it refused, per type, with its error.
-    pub nacked: BTreeMap<String, NackedVersion>,
-    /// What its stats sink reports (none before its first flush, or without a sink).
-    pub reported: Option<ReportedStats>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NackedVersion {
-    pub version: String,
-    pub error: String,
+/// `<host>-<pid>`: distinct for every process, readable in `proxy-status`.
+fn default_replica() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "tokenward".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 pub type Registry = Arc<Mutex<BTreeMap<String, ProxyStatus>>>;
 
-/// For each Envoy connected over ADS, the configuration parts it reports it could not load.
-pub fn unavailable_parts(registry: &Registry) -> Vec<(String, Vec<ConfigPart>)> {
-    let Ok(proxies) = registry.lock() else {
-        return Vec::new();
-    };
-    proxies
+/// For each connected Envoy of the fleet, the configuration parts it reports it could not
+/// load.
+pub fn unavailable_parts(fleet: &[StoredProxy]) -> Vec<(String, Vec<ConfigPart>)> {
+    fleet
         .iter()
-        .filter(|(_, status)| status.connected)
-        .filter_map(|(node, status)| {
-            let reported = status.reported.as_ref()?;
-            Some((node.clone(), reported.unavailable.iter().cloned().collect()))
+        .filter(|proxy| proxy.status.connected)
+        .filter_map(|proxy| {
+            let reported = proxy.status.reported.as_ref()?;
+            Some((
+                proxy.node.clone(),
+                reported.unavailable.iter().cloned().collect(),
+            ))
         })
         .collect()
 }

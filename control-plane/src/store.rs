@@ -1,19 +1,33 @@
 //! The only code that runs SQL. `Store` is what the control plane needs of a database;
-//! `SqliteStore` is the embedded default (WAL, migrations from `migrations/`). A Postgres
-//! store for several replicas implements the same trait.
+//! `SqliteStore` is the embedded default (WAL, migrations from `migrations/`), one process;
+//! `PostgresStore` serves several replicas over one database (`migrations/postgres/`), with
+//! change notification. `open` picks one from a database URL.
+
+use std::time::Duration;
 
 use tokenward_filter::config::{PlanConfig, PriceConfig, ProviderConfig, RouteConfig};
 
-use crate::model::{ApiKeyRecord, AuditEntry, IssuedToken, SigningKeyRecord};
+use crate::model::{ApiKeyRecord, AuditEntry, IssuedToken, ProxyStatus, SigningKeyRecord};
 
+mod dump;
+mod pool;
+mod postgres;
 mod sqlite;
 
+pub use dump::Dump;
+pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database: {}", postgres::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
+    #[error("database: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("a stored document does not parse: {0}")]
     Document(#[from] serde_json::Error),
     #[error("the database is at schema {found}, newer than this binary knows ({known})")]
@@ -30,8 +44,80 @@ pub struct StoredProvider {
     pub credential_sealed: Option<Vec<u8>>,
 }
 
-/// What the control plane keeps. Every method is one statement or one transaction.
+/// How a transaction stands against other writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Serialized against every other serialized transaction on the database, from any
+    /// process or replica: a check-then-write (render, validate, store) sees exactly the state
+    /// it writes over, so two replicas rotating a key or adding the same route at once end in
+    /// one consistent state.
+    Serialized,
+    /// All or nothing, nothing more: for records nobody decides by (a minted token and its
+    /// audit entry), so they do not queue behind changes of the catalog.
+    Atomic,
+}
+
+/// A transaction pinned to the calling thread: every store call this thread makes until it
+/// ends runs inside it. Dropped without `commit`: rolled back.
+#[must_use = "a transaction not committed is rolled back"]
+pub struct Transaction<'a> {
+    store: &'a dyn Store,
+    done: bool,
+}
+
+impl<'a> Transaction<'a> {
+    pub(crate) fn new(store: &'a dyn Store) -> Self {
+        Transaction { store, done: false }
+    }
+
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.done = true;
+        self.store.end(true)
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(error) = self.store.end(false) {
+                tracing::error!(%error, "store: a rollback failed");
+            }
+        }
+    }
+}
+
+/// An Envoy as the replica serving it last described it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredProxy {
+    pub node: String,
+    /// The `tokenward serve` replica that holds (or held) its ADS stream.
+    pub replica: String,
+    pub status: ProxyStatus,
+}
+
+/// Wakes the xDS loop: a change was committed, perhaps by another replica.
+pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// What the control plane keeps. Every method is one statement or one transaction; several
+/// calls are one transaction between `begin` and `Transaction::commit`.
 pub trait Store: Send + Sync {
+    /// Begins a transaction on this thread (nested ones join the outermost).
+    fn begin(&self, isolation: Isolation) -> Result<Transaction<'_>, StoreError>;
+    /// Ends this thread's innermost transaction (`Transaction` calls it).
+    fn end(&self, commit: bool) -> Result<(), StoreError>;
+
+    /// Calls `wake` whenever another connection or process commits a change (Postgres:
+    /// LISTEN/NOTIFY on a connection of its own, reconnected when lost). Without it the
+    /// revision is polled every `change_poll`.
+    fn watch(&self, _wake: Wake) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// How often the xDS loop reads the revision: the safety net under `watch` (a
+    /// notification is lost while its connection reconnects), or the only signal.
+    fn change_poll(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+
     /// The content revision: it moves with every committed change to what the configuration
     /// is rendered from, made through any connection or process, and never goes back.
     /// Readers that only need to know whether anything changed compare it.
@@ -81,10 +167,12 @@ pub trait Store: Send + Sync {
     fn revoke_subject(&self, subject: &str, now: u64) -> Result<(), StoreError>;
     /// Lifts a subject's revocation; whether there was one.
     fn unrevoke_subject(&self, subject: &str) -> Result<bool, StoreError>;
-    /// Revoked token ids with their expiry; entries that expired before `prune_before` (now
-    /// minus the clock skew: the filter accepts a token until exp + skew) are pruned first,
-    /// and minted tokens likewise.
-    fn revoked_jtis(&self, prune_before: u64) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Revoked token ids with their expiry, those expiring after `live_after` (now minus the
+    /// clock skew: the filter accepts a token until exp + skew).
+    fn revoked_jtis(&self, live_after: u64) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Deletes revocations of tokens, and records of minted tokens, that expired at or before
+    /// `before`: a job that runs once per period across replicas (under a lease).
+    fn prune(&self, before: u64) -> Result<usize, StoreError>;
     fn revoked_subjects(&self) -> Result<Vec<String>, StoreError>;
 
     fn put_provider(&self, provider: &StoredProvider) -> Result<(), StoreError>;
@@ -110,6 +198,67 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The newest `limit` entries, newest first.
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Records what `replica` knows of the Envoy `node` (not part of the configuration: the
+    /// revision does not move).
+    fn put_proxy(&self, node: &str, replica: &str, status: &ProxyStatus) -> Result<(), StoreError>;
+    /// `last_seen` of these nodes, which `replica` still serves, moves to `at`.
+    fn touch_proxies(&self, replica: &str, nodes: &[String], at: u64) -> Result<(), StoreError>;
+    /// Every Envoy any replica has served, by node id.
+    fn proxies(&self) -> Result<Vec<StoredProxy>, StoreError>;
+
+    /// Takes or keeps the lease `name` for `holder` until `now + ttl`: true when `holder` has
+    /// it (free, expired, or its own). One holder at a time, across processes.
+    fn try_lease(&self, name: &str, holder: &str, now: u64, ttl: u64) -> Result<bool, StoreError>;
+
+    /// A consistent copy of the whole database into the new file `path`, taken while the
+    /// control plane runs (SQLite). Postgres is backed up with its own tools (pg_dump).
+    fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
+
+    /// Everything kept, for moving an installation to another store.
+    fn export(&self) -> Result<Dump, StoreError>;
+    /// Writes `dump` into this store, which must be empty (never initialised); one
+    /// transaction.
+    fn import(&self, dump: &Dump) -> Result<(), StoreError>;
+}
+
+/// Opens the store a database URL names: `postgres://…` (or `postgresql://…`) for Postgres,
+/// `sqlite://<path>` or a plain path for SQLite. `ca` verifies a Postgres server's TLS
+/// certificate (the system's roots otherwise).
+pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Box<dyn Store>, StoreError> {
+    Ok(match Location::parse(url) {
+        Location::Postgres(url) => Box::new(PostgresStore::connect(url, ca)?),
+        Location::Sqlite(path) => Box::new(SqliteStore::open(std::path::Path::new(path))?),
+    })
+}
+
+/// Where a database URL points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    Postgres(&'a str),
+    Sqlite(&'a str),
+}
+
+impl<'a> Location<'a> {
+    pub fn parse(url: &'a str) -> Location<'a> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Location::Postgres(url)
+        } else {
+            Location::Sqlite(url.strip_prefix("sqlite://").unwrap_or(url))
+        }
+    }
+}
+
+pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Range("a time beyond 2^63 seconds"))
+}
+
+pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Range("a negative time"))
+}
+
+pub(crate) fn optional(value: Option<u64>) -> Result<Option<i64>, StoreError> {
+    value.map(to_i64).transpose()
 }
 
 /// One entry of the catalog the filter routes and counts by, by its key.

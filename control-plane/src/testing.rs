@@ -1,5 +1,8 @@
 //! Test support for every crate that drives the control plane (feature `test-support`): the
-//! command lines the tests run more than once.
+//! command lines the tests run more than once, and a Postgres database per test.
+
+// Test support: a test that cannot get its database fails, saying how to get one.
+#![allow(clippy::panic)]
 
 /// `route add` for a chat-style route: POST, scope `chat`, the model read from the body.
 pub fn body_route_args<'a>(name: &'a str, prefix: &'a str, provider: &'a str) -> Vec<&'a str> {
@@ -19,4 +22,97 @@ pub fn body_route_args<'a>(name: &'a str, prefix: &'a str, provider: &'a str) ->
         "--provider",
         provider,
     ]
+}
+
+/// A database of its own on the Postgres server the tests use, dropped with it.
+///
+/// The server: `$TOKENWARD_TEST_DATABASE_URL` (any database on it; each test creates its
+/// own), else the local one `make deps` starts — its Unix socket as the current user, or
+/// 127.0.0.1:5432 as `postgres`. Unreachable: the test fails and says how to start it.
+pub struct TestDatabase {
+    /// The new database's URL, for `store::open` or `--database`.
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let server = test_server_url();
+        let mut admin = ::postgres::Client::connect(&server, ::postgres::NoTls).unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {server}: {e}\n\
+                 Start it: `make deps` installs and starts Debian's postgresql where it is missing; \
+                 on a machine that has it, `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`; \
+                 or point TOKENWARD_TEST_DATABASE_URL at a server where this user may create databases."
+            )
+        });
+        let mut random = [0u8; 6];
+        crate::crypto::random(&mut random).unwrap_or_default();
+        let name = format!(
+            "tokenward_test_{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("creating a test database on {server}: {e}"));
+        TestDatabase {
+            url: with_database(&server, &name),
+            server,
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = ::postgres::Client::connect(&self.server, ::postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn test_server_url() -> String {
+    if let Ok(url) = std::env::var("TOKENWARD_TEST_DATABASE_URL") {
+        return url;
+    }
+    let socket = std::path::Path::new("/var/run/postgresql/.s.PGSQL.5432");
+    match os_user().filter(|_| socket.exists()) {
+        Some(user) => format!("postgresql://{user}@%2Fvar%2Frun%2Fpostgresql/postgres"),
+        None => "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_string(),
+    }
+}
+
+/// The user this process runs as (the role a Unix-socket connection logs in as).
+fn os_user() -> Option<String> {
+    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        if !user.is_empty() {
+            return Some(user);
+        }
+    }
+    let output = std::process::Command::new("id").arg("-un").output().ok()?;
+    let user = String::from_utf8(output.stdout).ok()?.trim().to_string();
+    (!user.is_empty()).then_some(user)
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
 }

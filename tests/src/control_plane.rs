@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokenward_control_plane::crypto::MasterKey;
+use tokenward_control_plane::jobs::JobSettings;
 use tokenward_control_plane::plane::ControlPlane;
 use tokenward_control_plane::server::run_servers;
 use tokenward_control_plane::state::ServerState;
-use tokenward_control_plane::store::SqliteStore;
+use tokenward_control_plane::store::{SqliteStore, Store};
 use tokenward_control_plane::tls::TlsFiles;
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 
@@ -18,6 +19,15 @@ use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 pub fn plane(db: &Path, master: &str) -> anyhow::Result<ControlPlane<SqliteStore>> {
     Ok(ControlPlane::new(
         SqliteStore::open(db)?,
+        MasterKey::from_hex(master)?,
+        "operator",
+    ))
+}
+
+/// The same on any store: a SQLite path or a `postgres://` URL.
+pub fn plane_at(database: &str, master: &str) -> anyhow::Result<ControlPlane<dyn Store>> {
+    Ok(ControlPlane::new(
+        Arc::<dyn Store>::from(tokenward_control_plane::store::open(database, None)?),
         MasterKey::from_hex(master)?,
         "operator",
     ))
@@ -46,7 +56,25 @@ impl Served {
         settings: SnapshotSettings,
         xds_port: u16,
     ) -> anyhow::Result<Served> {
-        Served::start_with(db, master, settings, xds_port, None)
+        Served::start_with(
+            &db.display().to_string(),
+            master,
+            settings,
+            xds_port,
+            None,
+            None,
+        )
+    }
+
+    /// A replica named `replica` over the database at `database` (a `postgres://` URL or a
+    /// SQLite path), as `tokenward serve --replica-id` runs it.
+    pub fn start_replica(
+        database: &str,
+        master: &str,
+        settings: SnapshotSettings,
+        replica: &str,
+    ) -> anyhow::Result<Served> {
+        Served::start_with(database, master, settings, 0, None, Some(replica))
     }
 
     /// The same over TLS (`tokenward serve --tls-cert … [--xds-client-ca …]`).
@@ -56,17 +84,29 @@ impl Served {
         settings: SnapshotSettings,
         tls: TlsFiles,
     ) -> anyhow::Result<Served> {
-        Served::start_with(db, master, settings, 0, Some(tls))
+        Served::start_with(
+            &db.display().to_string(),
+            master,
+            settings,
+            0,
+            Some(tls),
+            None,
+        )
     }
 
     fn start_with(
-        db: &Path,
+        database: &str,
         master: &str,
         settings: SnapshotSettings,
         xds_port: u16,
         tls: Option<TlsFiles>,
+        replica: Option<&str>,
     ) -> anyhow::Result<Served> {
-        let state = Arc::new(ServerState::new(plane(db, master)?, Box::new(unix_now)));
+        let mut state = ServerState::over(plane_at(database, master)?, Box::new(unix_now));
+        if let Some(replica) = replica {
+            state = state.with_replica(replica);
+        }
+        let state = Arc::new(state);
         let runtime = tokio::runtime::Runtime::new()?;
         let (admin, xds) = runtime.block_on(async {
             Ok::<_, std::io::Error>((
@@ -78,9 +118,17 @@ impl Served {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
-                run_servers(state, settings, admin, Some(xds), tls, async {
-                    let _ = stopped.await;
-                })
+                run_servers(
+                    state,
+                    settings,
+                    JobSettings::default(),
+                    admin,
+                    Some(xds),
+                    tls,
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
                 .await
                 .unwrap_or_else(|e| eprintln!("control plane: {e:#}"));
             });

@@ -90,7 +90,7 @@ pub(super) fn provider_listing(
         .map(|k| k.clone())
         .unwrap_or_default();
     let reports: Vec<(String, Vec<crate::model::ConfigPart>)> = if with_reports {
-        crate::state::unavailable_parts(&state.proxies)
+        crate::state::unavailable_parts(&state.fleet())
     } else {
         Vec::new()
     };
@@ -360,19 +360,24 @@ pub(super) async fn audit(
     .await
 }
 
-/// Every Envoy that connected to the xDS server: the versions it ACKed, its last NACK.
+/// Every Envoy of the fleet, whichever replica serves it: the versions it ACKed, its last
+/// NACK, what it reports, and the replica.
 pub(super) async fn proxies(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         drop(authorize(&state, &headers, SCOPE_ADMIN_READ)?);
-        let proxies = state
-            .proxies
-            .lock()
-            .map(|p| serde_json::to_value(&*p).unwrap_or_default())
-            .unwrap_or_default();
-        Ok(Json(proxies))
+        let fleet: serde_json::Map<String, Value> = state
+            .fleet()
+            .into_iter()
+            .map(|proxy| {
+                let mut entry = serde_json::to_value(&proxy.status).unwrap_or_default();
+                entry["replica"] = Value::String(proxy.replica);
+                (proxy.node, entry)
+            })
+            .collect();
+        Ok(Json(Value::Object(fleet)))
     })
     .await
 }

@@ -22,7 +22,7 @@ mod units;
     about = "tokenward's control plane: keys, tokens, API keys, revocations, providers, routes and plans"
 )]
 pub struct Cli {
-    /// Where the database lives.
+    /// Where the database lives (SQLite, `tokenward.db` in it), unless --database names one.
     #[arg(
         long,
         env = "TOKENWARD_DATA_DIR",
@@ -30,6 +30,19 @@ pub struct Cli {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// The database: `postgres://user@host/db` (several replicas over one database) or
+    /// `sqlite://<file>`. Without it, SQLite in --data-dir.
+    #[arg(
+        long,
+        env = "TOKENWARD_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database: Option<String>,
+    /// CA certificates (PEM) that verify the Postgres server's TLS certificate (the system's
+    /// roots otherwise; `sslmode=disable` in the URL turns TLS off).
+    #[arg(long, env = "TOKENWARD_DATABASE_CA", global = true)]
+    pub database_ca: Option<PathBuf>,
     /// A file holding the master key (64 hex characters). Or set TOKENWARD_MASTER_KEY.
     #[arg(long, env = "TOKENWARD_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
@@ -143,6 +156,21 @@ pub enum Command {
     },
     /// What is revoked: token ids (and until when they are kept), subjects, signing keys.
     Revocations,
+    /// Bring the database's schema up to this binary's and exit (`serve` and every command
+    /// do it too; run it before a rollout to migrate once, ahead of the replicas). A database
+    /// newer than the binary is refused.
+    Migrate,
+    /// Copy an installation from one store to another, e.g. from SQLite to Postgres: every
+    /// key, credential, revocation, provider, route, plan, price and audit entry, secrets
+    /// still sealed (keep the same master key). The target must never have been initialised.
+    MigrateStore {
+        /// The store to copy from: `sqlite://<file>` or `postgres://…`.
+        #[arg(long)]
+        from: String,
+        /// The store to copy into: `postgres://…` or `sqlite://<file>`.
+        #[arg(long)]
+        to: String,
+    },
     /// The newest audit log entries.
     Audit {
         /// How many entries, newest first.

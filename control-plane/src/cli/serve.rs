@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 
 use super::{now, ServeArgs};
 use crate::plane::ControlPlane;
-use crate::store::SqliteStore;
+use crate::store::Store;
 
 /// `proxy-status`: GET /admin/v1/proxies from a running server, over plain HTTP/1.1 or, for an
 /// https:// server, TLS trusting `server_ca` (a hand-written request: one GET needs no client
@@ -142,14 +142,15 @@ fn read_until_closed(stream: &mut dyn Read) -> anyhow::Result<String> {
 
 /// Runs the HTTP API (and ADS, when asked) until Ctrl-C.
 pub(super) fn serve(
-    plane: ControlPlane<SqliteStore>,
+    plane: ControlPlane<dyn Store>,
     args: &ServeArgs,
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let state = std::sync::Arc::new(crate::state::ServerState::new(
-        plane,
-        Box::new(|| now().unwrap_or(0)),
-    ));
+    let mut state = crate::state::ServerState::over(plane, Box::new(|| now().unwrap_or(0)));
+    if let Some(replica) = &args.replica_id {
+        state = state.with_replica(replica);
+    }
+    let state = std::sync::Arc::new(state);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let admin = tokio::net::TcpListener::bind(args.listen)
@@ -192,6 +193,7 @@ pub(super) fn serve(
         crate::server::run_servers(
             state,
             args.snapshot_settings(),
+            args.job_settings(),
             admin,
             xds,
             args.tls_files(),

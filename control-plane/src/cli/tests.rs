@@ -900,3 +900,5 @@ fn every_resource_can_be_shown_alone_and_a_missing_one_is_not_found() {
         assert!(!ok && err.contains("not found"), "{args:?}: {err}");
     }
 }
+
+mod postgres;

@@ -12,41 +12,43 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         secret: ProviderSecret,
         now: u64,
     ) -> Result<(), PlaneError> {
-        let sealed = match &secret {
-            ProviderSecret::Env(var) => {
-                provider.credential = CredentialSource::Env(var.clone());
-                None
+        self.serialized(|| {
+            let sealed = match &secret {
+                ProviderSecret::Env(var) => {
+                    provider.credential = CredentialSource::Env(var.clone());
+                    None
+                }
+                ProviderSecret::Sealed(value) => {
+                    // Validated below with a placeholder of the same shape; the value itself never
+                    // leaves the seal except into a rendered config.
+                    provider.credential = CredentialSource::Inline(value.clone());
+                    Some(
+                        self.master
+                            .seal(&provider_context(&provider.name), value.as_bytes())?,
+                    )
+                }
+            };
+            let stored = StoredProvider {
+                config: provider.clone(),
+                credential_sealed: sealed,
+            };
+            self.check_with(now, |config| {
+                config.providers.retain(|p| p.name != provider.name);
+                config.providers.push(provider.clone());
+            })?;
+            let mut kept = stored;
+            if kept.credential_sealed.is_some() {
+                // The document keeps no secret: the sealed column does.
+                kept.config.credential = CredentialSource::Inline(String::new());
             }
-            ProviderSecret::Sealed(value) => {
-                // Validated below with a placeholder of the same shape; the value itself never
-                // leaves the seal except into a rendered config.
-                provider.credential = CredentialSource::Inline(value.clone());
-                Some(
-                    self.master
-                        .seal(&provider_context(&provider.name), value.as_bytes())?,
-                )
-            }
-        };
-        let stored = StoredProvider {
-            config: provider.clone(),
-            credential_sealed: sealed,
-        };
-        self.check_with(now, |config| {
-            config.providers.retain(|p| p.name != provider.name);
-            config.providers.push(provider.clone());
-        })?;
-        let mut kept = stored;
-        if kept.credential_sealed.is_some() {
-            // The document keeps no secret: the sealed column does.
-            kept.config.credential = CredentialSource::Inline(String::new());
-        }
-        self.store.put_provider(&kept)?;
-        let source = match secret {
-            ProviderSecret::Env(var) => format!("credential from env {var}"),
-            ProviderSecret::Sealed(_) => "credential sealed".to_string(),
-        };
-        self.audit(now, "provider.put", &provider.name, &source)?;
-        Ok(())
+            self.store.put_provider(&kept)?;
+            let source = match secret {
+                ProviderSecret::Env(var) => format!("credential from env {var}"),
+                ProviderSecret::Sealed(_) => "credential sealed".to_string(),
+            };
+            self.audit(now, "provider.put", &provider.name, &source)?;
+            Ok(())
+        })
     }
 
     /// Every provider, whether it can carry traffic — as far as this control plane can tell
@@ -108,47 +110,55 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     }
 
     pub fn put_route(&self, route: RouteConfig, now: u64) -> Result<(), PlaneError> {
-        self.check_with(now, |config| {
-            match config.routes.iter_mut().find(|r| r.name == route.name) {
-                Some(existing) => *existing = route.clone(),
-                None => config.routes.push(route.clone()),
-            }
-        })?;
-        self.store.put_route(&route)?;
-        self.audit(now, "route.put", &route.name, &route.path_prefix)?;
-        Ok(())
+        self.serialized(|| {
+            self.check_with(now, |config| {
+                match config.routes.iter_mut().find(|r| r.name == route.name) {
+                    Some(existing) => *existing = route.clone(),
+                    None => config.routes.push(route.clone()),
+                }
+            })?;
+            self.store.put_route(&route)?;
+            self.audit(now, "route.put", &route.name, &route.path_prefix)?;
+            Ok(())
+        })
     }
 
     pub fn put_plan(&self, name: &str, plan: PlanConfig, now: u64) -> Result<(), PlaneError> {
-        self.check_with(now, |config| {
-            config.plans.insert(name.to_string(), plan.clone());
-        })?;
-        self.store.put_plan(name, &plan)?;
-        self.audit(
-            now,
-            "plan.put",
-            name,
-            &format!("{} limits", plan.limits.len()),
-        )?;
-        Ok(())
+        self.serialized(|| {
+            self.check_with(now, |config| {
+                config.plans.insert(name.to_string(), plan.clone());
+            })?;
+            self.store.put_plan(name, &plan)?;
+            self.audit(
+                now,
+                "plan.put",
+                name,
+                &format!("{} limits", plan.limits.len()),
+            )?;
+            Ok(())
+        })
     }
 
     pub fn put_price(&self, price: PriceConfig, now: u64) -> Result<(), PlaneError> {
-        self.check_with(now, |config| {
-            config.prices.retain(|p| p.model != price.model);
-            config.prices.push(price.clone());
-        })?;
-        self.store.put_price(&price)?;
-        self.audit(now, "price.put", &price.model, "")?;
-        Ok(())
+        self.serialized(|| {
+            self.check_with(now, |config| {
+                config.prices.retain(|p| p.model != price.model);
+                config.prices.push(price.clone());
+            })?;
+            self.store.put_price(&price)?;
+            self.audit(now, "price.put", &price.model, "")?;
+            Ok(())
+        })
     }
 
     pub fn set_default_plan(&self, plan: Option<&str>, now: u64) -> Result<(), PlaneError> {
-        self.check_with(now, |config| config.default_plan = plan.map(str::to_string))?;
-        self.store
-            .set_setting(SETTING_DEFAULT_PLAN, plan.unwrap_or(""))?;
-        self.audit(now, "plan.default", plan.unwrap_or("(none)"), "")?;
-        Ok(())
+        self.serialized(|| {
+            self.check_with(now, |config| config.default_plan = plan.map(str::to_string))?;
+            self.store
+                .set_setting(SETTING_DEFAULT_PLAN, plan.unwrap_or(""))?;
+            self.audit(now, "plan.default", plan.unwrap_or("(none)"), "")?;
+            Ok(())
+        })
     }
 
     /// Removes a provider. Refused while a route sends to it, unless `force`: then those
@@ -160,59 +170,63 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         force: bool,
         now: u64,
     ) -> Result<Removed, PlaneError> {
-        if !self
-            .store
-            .providers()?
-            .iter()
-            .any(|p| p.config.name == name)
-        {
-            return Err(PlaneError::NotFound(format!("provider {name:?}")));
-        }
-        let routes: Vec<String> = self
-            .store
-            .routes()?
-            .iter()
-            .filter(|r| route_uses(r, name))
-            .map(|r| r.name.clone())
-            .collect();
-        if !routes.is_empty() && !force {
-            return Err(PlaneError::InUse(format!(
-                "provider {name:?} is used by {}: remove or change them first, or force the removal ({FORCE_HINT}) to remove them with it",
-                quoted("route", &routes)
-            )));
-        }
-        self.check_with(now, |config| {
-            config.routes.retain(|r| !routes.contains(&r.name));
-            config.providers.retain(|p| p.name != name);
-        })?;
-        // The routes first: a reader between two statements (another process's render)
-        // sees a configuration the filter accepts.
-        for route in &routes {
-            self.store.remove(CatalogEntry::Route(route))?;
-            self.audit(now, "route.remove", route, &format!("with provider {name}"))?;
-        }
-        self.store.remove(CatalogEntry::Provider(name))?;
-        let detail = if routes.is_empty() {
-            String::new()
-        } else {
-            format!("forced: with {}", quoted("route", &routes))
-        };
-        self.audit(now, "provider.remove", name, &detail)?;
-        Ok(Removed {
-            routes,
-            ..Removed::default()
+        self.serialized(|| {
+            if !self
+                .store
+                .providers()?
+                .iter()
+                .any(|p| p.config.name == name)
+            {
+                return Err(PlaneError::NotFound(format!("provider {name:?}")));
+            }
+            let routes: Vec<String> = self
+                .store
+                .routes()?
+                .iter()
+                .filter(|r| route_uses(r, name))
+                .map(|r| r.name.clone())
+                .collect();
+            if !routes.is_empty() && !force {
+                return Err(PlaneError::InUse(format!(
+                    "provider {name:?} is used by {}: remove or change them first, or force the removal ({FORCE_HINT}) to remove them with it",
+                    quoted("route", &routes)
+                )));
+            }
+            self.check_with(now, |config| {
+                config.routes.retain(|r| !routes.contains(&r.name));
+                config.providers.retain(|p| p.name != name);
+            })?;
+            // The routes first: a reader between two statements (another process's render)
+            // sees a configuration the filter accepts.
+            for route in &routes {
+                self.store.remove(CatalogEntry::Route(route))?;
+                self.audit(now, "route.remove", route, &format!("with provider {name}"))?;
+            }
+            self.store.remove(CatalogEntry::Provider(name))?;
+            let detail = if routes.is_empty() {
+                String::new()
+            } else {
+                format!("forced: with {}", quoted("route", &routes))
+            };
+            self.audit(now, "provider.remove", name, &detail)?;
+            Ok(Removed {
+                routes,
+                ..Removed::default()
+            })
         })
     }
 
     /// Removes a route; nothing else names one.
     pub fn remove_route(&self, name: &str, now: u64) -> Result<Removed, PlaneError> {
-        if !self.store.routes()?.iter().any(|r| r.name == name) {
-            return Err(PlaneError::NotFound(format!("route {name:?}")));
-        }
-        self.check_with(now, |config| config.routes.retain(|r| r.name != name))?;
-        self.store.remove(CatalogEntry::Route(name))?;
-        self.audit(now, "route.remove", name, "")?;
-        Ok(Removed::default())
+        self.serialized(|| {
+            if !self.store.routes()?.iter().any(|r| r.name == name) {
+                return Err(PlaneError::NotFound(format!("route {name:?}")));
+            }
+            self.check_with(now, |config| config.routes.retain(|r| r.name != name))?;
+            self.store.remove(CatalogEntry::Route(name))?;
+            self.audit(now, "route.remove", name, "")?;
+            Ok(Removed::default())
+        })
     }
 
     /// Removes a plan. Never the default plan (credentials naming no plan would lose their
@@ -220,76 +234,80 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     /// in force names it, unless `force`: those keys are then revoked, as the filter refuses
     /// every credential naming a plan it does not have (tokens naming it included).
     pub fn remove_plan(&self, name: &str, force: bool, now: u64) -> Result<Removed, PlaneError> {
-        if !self.store.plans()?.iter().any(|(n, _)| n == name) {
-            return Err(PlaneError::NotFound(format!("plan {name:?}")));
-        }
-        if self.store.setting(SETTING_DEFAULT_PLAN)?.as_deref() == Some(name) {
-            return Err(PlaneError::InUse(format!(
-                "plan {name:?} is the default plan: make another plan the default (`plan default NAME`) or have none (`plan default --none`) first"
-            )));
-        }
-        let keys: Vec<String> = self
-            .store
-            .api_keys()?
-            .into_iter()
-            .filter(|k| k.in_force(now) && k.plan.as_deref() == Some(name))
-            .map(|k| k.id)
-            .collect();
-        if !keys.is_empty() && !force {
-            return Err(PlaneError::InUse(format!(
-                "plan {name:?} is named by {}: revoke them first, or force the removal ({FORCE_HINT}) to revoke them with it",
-                quoted("API key", &keys)
-            )));
-        }
-        self.check_with(now, |config| {
-            config.plans.remove(name);
-            config.api_keys.retain(|k| k.plan.as_deref() != Some(name));
-        })?;
-        for id in &keys {
-            self.revoke(&Revocation::ApiKey(id.clone()), now)?;
-        }
-        self.store.remove(CatalogEntry::Plan(name))?;
-        let detail = if keys.is_empty() {
-            String::new()
-        } else {
-            format!("forced: revoked {}", quoted("API key", &keys))
-        };
-        self.audit(now, "plan.remove", name, &detail)?;
-        Ok(Removed {
-            revoked_api_keys: keys,
-            ..Removed::default()
+        self.serialized(|| {
+            if !self.store.plans()?.iter().any(|(n, _)| n == name) {
+                return Err(PlaneError::NotFound(format!("plan {name:?}")));
+            }
+            if self.store.setting(SETTING_DEFAULT_PLAN)?.as_deref() == Some(name) {
+                return Err(PlaneError::InUse(format!(
+                    "plan {name:?} is the default plan: make another plan the default (`plan default NAME`) or have none (`plan default --none`) first"
+                )));
+            }
+            let keys: Vec<String> = self
+                .store
+                .api_keys()?
+                .into_iter()
+                .filter(|k| k.in_force(now) && k.plan.as_deref() == Some(name))
+                .map(|k| k.id)
+                .collect();
+            if !keys.is_empty() && !force {
+                return Err(PlaneError::InUse(format!(
+                    "plan {name:?} is named by {}: revoke them first, or force the removal ({FORCE_HINT}) to revoke them with it",
+                    quoted("API key", &keys)
+                )));
+            }
+            self.check_with(now, |config| {
+                config.plans.remove(name);
+                config.api_keys.retain(|k| k.plan.as_deref() != Some(name));
+            })?;
+            for id in &keys {
+                self.revoke(&Revocation::ApiKey(id.clone()), now)?;
+            }
+            self.store.remove(CatalogEntry::Plan(name))?;
+            let detail = if keys.is_empty() {
+                String::new()
+            } else {
+                format!("forced: revoked {}", quoted("API key", &keys))
+            };
+            self.audit(now, "plan.remove", name, &detail)?;
+            Ok(Removed {
+                revoked_api_keys: keys,
+                ..Removed::default()
+            })
         })
     }
 
     /// Removes a model's price. Not the last one while a plan counts cost: such a plan
     /// could price nothing.
     pub fn remove_price(&self, model: &str, now: u64) -> Result<Removed, PlaneError> {
-        let prices = self.store.prices()?;
-        if !prices.iter().any(|p| p.model == model) {
-            return Err(PlaneError::NotFound(format!("price for {model:?}")));
-        }
-        if prices.len() == 1 {
-            let counting: Vec<String> = self
-                .store
-                .plans()?
-                .into_iter()
-                .filter(|(_, plan)| {
-                    plan.limits
-                        .iter()
-                        .any(|l| l.metric == tokenward_filter::config::Metric::CostMicroUsd)
-                })
-                .map(|(name, _)| name)
-                .collect();
-            if !counting.is_empty() {
-                return Err(PlaneError::InUse(format!(
-                    "the price for {model:?} is the last one and {} count cost: set another price or remove their cost limits first",
-                    quoted("plan", &counting)
-                )));
+        self.serialized(|| {
+            let prices = self.store.prices()?;
+            if !prices.iter().any(|p| p.model == model) {
+                return Err(PlaneError::NotFound(format!("price for {model:?}")));
             }
-        }
-        self.check_with(now, |config| config.prices.retain(|p| p.model != model))?;
-        self.store.remove(CatalogEntry::Price(model))?;
-        self.audit(now, "price.remove", model, "")?;
-        Ok(Removed::default())
+            if prices.len() == 1 {
+                let counting: Vec<String> = self
+                    .store
+                    .plans()?
+                    .into_iter()
+                    .filter(|(_, plan)| {
+                        plan.limits
+                            .iter()
+                            .any(|l| l.metric == tokenward_filter::config::Metric::CostMicroUsd)
+                    })
+                    .map(|(name, _)| name)
+                    .collect();
+                if !counting.is_empty() {
+                    return Err(PlaneError::InUse(format!(
+                        "the price for {model:?} is the last one and {} count cost: set another price or remove their cost limits first",
+                        quoted("plan", &counting)
+                    )));
+                }
+            }
+            self.check_with(now, |config| config.prices.retain(|p| p.model != model))?;
+            self.store.remove(CatalogEntry::Price(model))?;
+            self.audit(now, "price.remove", model, "")?;
+            Ok(Removed::default())
+        })
     }
 }

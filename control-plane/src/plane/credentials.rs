@@ -109,83 +109,85 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         now: u64,
         api_key_id: Option<&str>,
     ) -> Result<MintedToken, PlaneError> {
-        let issuer = self.issuer()?;
-        if !model::valid_identifier(&request.subject) {
-            return Err(invalid(
-                "the subject must be 1-256 printable characters without spaces",
-            ));
-        }
-        if let Some(plan) = &request.plan {
-            if !self.store.plans()?.iter().any(|(name, _)| name == plan) {
-                // The call's target exists; what it names does not: a bad request, not a 404.
-                return Err(invalid(format!("no plan is named {plan:?}")));
+        self.atomically(|| {
+            let issuer = self.issuer()?;
+            if !model::valid_identifier(&request.subject) {
+                return Err(invalid(
+                    "the subject must be 1-256 printable characters without spaces",
+                ));
             }
-        }
-        let max = self.max_token_ttl()?;
-        let ttl = request.ttl_seconds.unwrap_or(max);
-        if ttl == 0 || ttl > max {
-            return Err(invalid(format!(
-                "the lifetime must be between 1 and {max} seconds"
-            )));
-        }
-        let keys = self.store.signing_keys()?;
-        let key = model::signing_key(&keys, now).ok_or(PlaneError::NoActiveKey)?;
-        let private = self.master.open(
-            &SigningKeyRecord::seal_context(&key.kid),
-            &key.private_sealed,
-        )?;
-        let jti = crypto::random_hex(16)?;
-        let custom = TokenwardClaims {
-            scope: (!request.scopes.is_empty()).then(|| request.scopes.join(" ")),
-            models: request.models.clone(),
-            tenant: request.tenant.clone(),
-            plan: request.plan.clone(),
-        };
-        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl))
-            .with_issuer(issuer)
-            .with_audiences(
-                self.audiences()?
-                    .into_iter()
-                    .collect::<std::collections::HashSet<_>>(),
-            )
-            .with_subject(&request.subject)
-            .with_jwt_id(&jti);
-        // The host clock decides, not jwt-simple's: tests and the filter agree on it.
-        claims.issued_at = Some(Duration::from_secs(now));
-        claims.invalid_before = Some(Duration::from_secs(now));
-        claims.expires_at = Some(Duration::from_secs(now + ttl));
-        let signing = |e: jwt_simple::Error| PlaneError::Signing(e.to_string());
-        let token = match key.alg {
-            Alg::EdDSA => Ed25519KeyPair::from_bytes(&private)
-                .map_err(signing)?
-                .with_key_id(&key.kid)
-                .sign(claims),
-            Alg::ES256 => ES256KeyPair::from_bytes(&private)
-                .map_err(signing)?
-                .with_key_id(&key.kid)
-                .sign(claims),
-        }
-        .map_err(signing)?;
-        let issued = IssuedToken {
-            jti: jti.clone(),
-            subject: request.subject.clone(),
-            tenant: request.tenant.clone(),
-            kid: key.kid.clone(),
-            issued_at: now,
-            expires_at: now + ttl,
-        };
-        self.store.record_token(&issued, api_key_id)?;
-        self.audit(
-            now,
-            "token.mint",
-            &request.subject,
-            &format!("jti {jti}, kid {}, expires {}", key.kid, now + ttl),
-        )?;
-        Ok(MintedToken {
-            token,
-            jti,
-            kid: key.kid.clone(),
-            expires_at: now + ttl,
+            if let Some(plan) = &request.plan {
+                if !self.store.plans()?.iter().any(|(name, _)| name == plan) {
+                    // The call's target exists; what it names does not: a bad request, not a 404.
+                    return Err(invalid(format!("no plan is named {plan:?}")));
+                }
+            }
+            let max = self.max_token_ttl()?;
+            let ttl = request.ttl_seconds.unwrap_or(max);
+            if ttl == 0 || ttl > max {
+                return Err(invalid(format!(
+                    "the lifetime must be between 1 and {max} seconds"
+                )));
+            }
+            let keys = self.store.signing_keys()?;
+            let key = model::signing_key(&keys, now).ok_or(PlaneError::NoActiveKey)?;
+            let private = self.master.open(
+                &SigningKeyRecord::seal_context(&key.kid),
+                &key.private_sealed,
+            )?;
+            let jti = crypto::random_hex(16)?;
+            let custom = TokenwardClaims {
+                scope: (!request.scopes.is_empty()).then(|| request.scopes.join(" ")),
+                models: request.models.clone(),
+                tenant: request.tenant.clone(),
+                plan: request.plan.clone(),
+            };
+            let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl))
+                .with_issuer(issuer)
+                .with_audiences(
+                    self.audiences()?
+                        .into_iter()
+                        .collect::<std::collections::HashSet<_>>(),
+                )
+                .with_subject(&request.subject)
+                .with_jwt_id(&jti);
+            // The host clock decides, not jwt-simple's: tests and the filter agree on it.
+            claims.issued_at = Some(Duration::from_secs(now));
+            claims.invalid_before = Some(Duration::from_secs(now));
+            claims.expires_at = Some(Duration::from_secs(now + ttl));
+            let signing = |e: jwt_simple::Error| PlaneError::Signing(e.to_string());
+            let token = match key.alg {
+                Alg::EdDSA => Ed25519KeyPair::from_bytes(&private)
+                    .map_err(signing)?
+                    .with_key_id(&key.kid)
+                    .sign(claims),
+                Alg::ES256 => ES256KeyPair::from_bytes(&private)
+                    .map_err(signing)?
+                    .with_key_id(&key.kid)
+                    .sign(claims),
+            }
+            .map_err(signing)?;
+            let issued = IssuedToken {
+                jti: jti.clone(),
+                subject: request.subject.clone(),
+                tenant: request.tenant.clone(),
+                kid: key.kid.clone(),
+                issued_at: now,
+                expires_at: now + ttl,
+            };
+            self.store.record_token(&issued, api_key_id)?;
+            self.audit(
+                now,
+                "token.mint",
+                &request.subject,
+                &format!("jti {jti}, kid {}, expires {}", key.kid, now + ttl),
+            )?;
+            Ok(MintedToken {
+                token,
+                jti,
+                kid: key.kid.clone(),
+                expires_at: now + ttl,
+            })
         })
     }
 
@@ -195,50 +197,52 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         request: &ApiKeyRequest,
         now: u64,
     ) -> Result<CreatedApiKey, PlaneError> {
-        if !model::valid_identifier(&request.subject) {
-            return Err(invalid(
-                "the subject must be 1-256 printable characters without spaces",
-            ));
-        }
-        if request.expires_at.is_some_and(|t| t <= now) {
-            return Err(invalid("the expiry is in the past"));
-        }
-        if request.expires_at.is_some_and(|t| t > model::MAX_UNIX_TIME) {
-            return Err(invalid("the expiry must be before the year 10000"));
-        }
-        let mut random = [0u8; 256];
-        crypto::random(&mut random)?;
-        let mut bytes = random.into_iter();
-        // 256 bytes cover the 32 characters even after rejection sampling (~3% rejected).
-        let key = tokenward_filter::apikey::new_api_key(|| bytes.next().unwrap_or(0));
-        let id = format!("key-{}", crypto::random_hex(6)?);
-        let sha256: String = tokenward_filter::identity::credential_hash(&key)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let record = ApiKeyRecord {
-            id: id.clone(),
-            sha256,
-            subject: request.subject.clone(),
-            tenant: request.tenant.clone(),
-            scopes: request.scopes.clone(),
-            models: request.models.clone(),
-            plan: request.plan.clone(),
-            created_at: now,
-            expires_at: request.expires_at,
-            revoked_at: None,
-        };
-        // The filter refuses an API key naming an unknown plan: check the whole render.
-        self.check_with(now, |config| {
-            config.api_keys.push(api_key_entry(&record));
-        })?;
-        self.store.insert_api_key(&record)?;
-        self.audit(
-            now,
-            "apikey.create",
-            &id,
-            &format!("subject {}", request.subject),
-        )?;
-        Ok(CreatedApiKey { id, key, record })
+        self.serialized(|| {
+            if !model::valid_identifier(&request.subject) {
+                return Err(invalid(
+                    "the subject must be 1-256 printable characters without spaces",
+                ));
+            }
+            if request.expires_at.is_some_and(|t| t <= now) {
+                return Err(invalid("the expiry is in the past"));
+            }
+            if request.expires_at.is_some_and(|t| t > model::MAX_UNIX_TIME) {
+                return Err(invalid("the expiry must be before the year 10000"));
+            }
+            let mut random = [0u8; 256];
+            crypto::random(&mut random)?;
+            let mut bytes = random.into_iter();
+            // 256 bytes cover the 32 characters even after rejection sampling (~3% rejected).
+            let key = tokenward_filter::apikey::new_api_key(|| bytes.next().unwrap_or(0));
+            let id = format!("key-{}", crypto::random_hex(6)?);
+            let sha256: String = tokenward_filter::identity::credential_hash(&key)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let record = ApiKeyRecord {
+                id: id.clone(),
+                sha256,
+                subject: request.subject.clone(),
+                tenant: request.tenant.clone(),
+                scopes: request.scopes.clone(),
+                models: request.models.clone(),
+                plan: request.plan.clone(),
+                created_at: now,
+                expires_at: request.expires_at,
+                revoked_at: None,
+            };
+            // The filter refuses an API key naming an unknown plan: check the whole render.
+            self.check_with(now, |config| {
+                config.api_keys.push(api_key_entry(&record));
+            })?;
+            self.store.insert_api_key(&record)?;
+            self.audit(
+                now,
+                "apikey.create",
+                &id,
+                &format!("subject {}", request.subject),
+            )?;
+            Ok(CreatedApiKey { id, key, record })
+        })
     }
 }

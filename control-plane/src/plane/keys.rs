@@ -11,38 +11,40 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         settings: &InitSettings,
         now: u64,
     ) -> Result<(SigningKeyRecord, CreatedApiKey), PlaneError> {
-        if self.store.setting(SETTING_ISSUER)?.is_some() {
-            return Err(PlaneError::AlreadyInitialised);
-        }
-        if settings.issuer.is_empty()
-            || settings.audiences.iter().any(|a| a.is_empty())
-            || settings.audiences.is_empty()
-        {
-            return Err(invalid(
-                "the issuer and at least one audience must not be empty",
-            ));
-        }
-        self.store.set_setting(SETTING_ISSUER, &settings.issuer)?;
-        self.store.set_setting(
-            SETTING_AUDIENCES,
-            &serde_json::to_string(&settings.audiences).map_err(StoreError::from)?,
-        )?;
-        self.audit(
-            now,
-            "init",
-            &settings.issuer,
-            &format!("audiences {:?}", settings.audiences),
-        )?;
-        let key = self.rotate_key(settings.alg, Some(0), now)?;
-        let admin = self.create_api_key(
-            &ApiKeyRequest {
-                subject: "admin".into(),
-                scopes: vec![SCOPE_ADMIN_READ.into(), SCOPE_ADMIN_WRITE.into()],
-                ..ApiKeyRequest::default()
-            },
-            now,
-        )?;
-        Ok((key, admin))
+        self.serialized(|| {
+            if self.store.setting(SETTING_ISSUER)?.is_some() {
+                return Err(PlaneError::AlreadyInitialised);
+            }
+            if settings.issuer.is_empty()
+                || settings.audiences.iter().any(|a| a.is_empty())
+                || settings.audiences.is_empty()
+            {
+                return Err(invalid(
+                    "the issuer and at least one audience must not be empty",
+                ));
+            }
+            self.store.set_setting(SETTING_ISSUER, &settings.issuer)?;
+            self.store.set_setting(
+                SETTING_AUDIENCES,
+                &serde_json::to_string(&settings.audiences).map_err(StoreError::from)?,
+            )?;
+            self.audit(
+                now,
+                "init",
+                &settings.issuer,
+                &format!("audiences {:?}", settings.audiences),
+            )?;
+            let key = self.rotate_key(settings.alg, Some(0), now)?;
+            let admin = self.create_api_key(
+                &ApiKeyRequest {
+                    subject: "admin".into(),
+                    scopes: vec![SCOPE_ADMIN_READ.into(), SCOPE_ADMIN_WRITE.into()],
+                    ..ApiKeyRequest::default()
+                },
+                now,
+            )?;
+            Ok((key, admin))
+        })
     }
 
     /// Makes a new signing key, published now and signing after `overlap` seconds (the
@@ -54,47 +56,70 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         overlap: Option<u64>,
         now: u64,
     ) -> Result<SigningKeyRecord, PlaneError> {
-        let overlap = match overlap {
-            Some(o) if o > MAX_KEY_OVERLAP => {
-                return Err(invalid(format!(
-                    "the overlap must be at most {MAX_KEY_OVERLAP} seconds (7 days)"
-                )))
+        self.serialized(|| {
+            let overlap = match overlap {
+                Some(o) if o > MAX_KEY_OVERLAP => {
+                    return Err(invalid(format!(
+                        "the overlap must be at most {MAX_KEY_OVERLAP} seconds (7 days)"
+                    )))
+                }
+                Some(o) => o,
+                None => self.number_setting(SETTING_OVERLAP, DEFAULT_KEY_OVERLAP)?,
+            };
+            let kid = format!(
+                "{}-{}",
+                alg.as_str().to_ascii_lowercase(),
+                crypto::random_hex(6)?
+            );
+            let (public_jwk, private) = generate_key(alg, &kid)?;
+            let activate_at = now + overlap;
+            let record = SigningKeyRecord {
+                private_sealed: self
+                    .master
+                    .seal(&SigningKeyRecord::seal_context(&kid), &private)?,
+                kid: kid.clone(),
+                alg,
+                public_jwk,
+                created_at: now,
+                activate_at,
+                retired_at: None,
+                publish_until: None,
+            };
+            self.store.insert_signing_key(&record)?;
+            let publish_until = activate_at
+                + self.max_token_ttl()?
+                + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?;
+            self.store
+                .retire_signing_keys(&kid, activate_at, publish_until)?;
+            self.audit(
+                now,
+                "key.rotate",
+                &kid,
+                &format!("{} signing from {activate_at}", alg.as_str()),
+            )?;
+            Ok(record)
+        })
+    }
+
+    /// Rotates when the newest signing key was made `every` seconds ago or longer (the
+    /// scheduled rotation of `serve --rotate-keys-every`), keeping its algorithm. Checked
+    /// inside the rotation's own transaction: two replicas cannot both rotate.
+    pub fn rotate_if_older(
+        &self,
+        every: u64,
+        now: u64,
+    ) -> Result<Option<SigningKeyRecord>, PlaneError> {
+        self.serialized(|| {
+            let keys = self.store.signing_keys()?;
+            let Some(newest) = keys.iter().max_by_key(|k| (k.created_at, k.activate_at)) else {
+                return Err(PlaneError::NotInitialised);
+            };
+            if now < newest.created_at.saturating_add(every) {
+                return Ok(None);
             }
-            Some(o) => o,
-            None => self.number_setting(SETTING_OVERLAP, DEFAULT_KEY_OVERLAP)?,
-        };
-        let kid = format!(
-            "{}-{}",
-            alg.as_str().to_ascii_lowercase(),
-            crypto::random_hex(6)?
-        );
-        let (public_jwk, private) = generate_key(alg, &kid)?;
-        let activate_at = now + overlap;
-        let record = SigningKeyRecord {
-            private_sealed: self
-                .master
-                .seal(&SigningKeyRecord::seal_context(&kid), &private)?,
-            kid: kid.clone(),
-            alg,
-            public_jwk,
-            created_at: now,
-            activate_at,
-            retired_at: None,
-            publish_until: None,
-        };
-        self.store.insert_signing_key(&record)?;
-        let publish_until = activate_at
-            + self.max_token_ttl()?
-            + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?;
-        self.store
-            .retire_signing_keys(&kid, activate_at, publish_until)?;
-        self.audit(
-            now,
-            "key.rotate",
-            &kid,
-            &format!("{} signing from {activate_at}", alg.as_str()),
-        )?;
-        Ok(record)
+            let alg = newest.alg;
+            self.rotate_key(alg, None, now).map(Some)
+        })
     }
 
     pub fn keys(&self) -> Result<Vec<SigningKeyRecord>, PlaneError> {

@@ -6,98 +6,100 @@ use super::*;
 impl<S: Store + ?Sized> ControlPlane<S> {
     /// Revokes; returns how many credentials the revocation reached where that is known.
     pub fn revoke(&self, what: &Revocation, now: u64) -> Result<usize, PlaneError> {
-        let named = match what {
-            Revocation::Jti { jti, expires_at } => {
-                if expires_at.is_some_and(|t| t > model::MAX_UNIX_TIME) {
-                    return Err(invalid("the expiry must be before the year 10000"));
-                }
-                jti
-            }
-            Revocation::Subject(name)
-            | Revocation::ApiKey(name)
-            | Revocation::Tenant(name)
-            | Revocation::Key(name) => name,
-        };
-        if named.is_empty() {
-            return Err(invalid("name what to revoke: it must not be empty"));
-        }
-        self.keep_an_admin(what, now)?;
-        let count = match what {
-            Revocation::Jti { jti, expires_at } => {
-                // Never earlier than the token's own expiry, when it was minted here.
-                let expires_at = match (expires_at, self.store.token(jti)?) {
-                    (Some(t), Some(token)) => (*t).max(token.expires_at),
-                    (Some(t), None) => *t,
-                    (None, Some(token)) => token.expires_at,
-                    // Not minted here and no expiry given: keep it as long as any token lives.
-                    (None, None) => {
-                        now + self.max_token_ttl()?
-                            + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?
+        self.serialized(|| {
+            let named = match what {
+                Revocation::Jti { jti, expires_at } => {
+                    if expires_at.is_some_and(|t| t > model::MAX_UNIX_TIME) {
+                        return Err(invalid("the expiry must be before the year 10000"));
                     }
-                };
-                let minted_here = self.store.token(jti)?.is_some();
-                self.store.revoke_jti(jti, expires_at, now)?;
-                self.audit(now, "revoke.jti", jti, &format!("until {expires_at}"))?;
-                // Recorded either way (a token from elsewhere may carry it); counted only
-                // when it is a token this control plane knows.
-                usize::from(minted_here)
-            }
-            Revocation::Subject(subject) => {
-                self.store.revoke_subject(subject, now)?;
-                let keys = self
-                    .store
-                    .revoke_api_keys(ApiKeySelector::Subject(subject), now)?;
-                self.audit(now, "revoke.subject", subject, &format!("{keys} API keys"))?;
-                1 + keys
-            }
-            Revocation::ApiKey(id) => {
-                let n = self.store.revoke_api_keys(ApiKeySelector::Id(id), now)?;
-                if n == 0 && !self.store.api_keys()?.iter().any(|k| &k.id == id) {
-                    return Err(PlaneError::NotFound(format!("API key {id:?}")));
+                    jti
                 }
-                // And the tokens the key was exchanged for.
-                let tokens = self.store.tokens_of_api_key(id, self.live_after(now)?)?;
-                for token in &tokens {
-                    self.store.revoke_jti(&token.jti, token.expires_at, now)?;
-                }
-                self.audit(
-                    now,
-                    "revoke.apikey",
-                    id,
-                    &format!("{} exchanged tokens", tokens.len()),
-                )?;
-                n + tokens.len()
+                Revocation::Subject(name)
+                | Revocation::ApiKey(name)
+                | Revocation::Tenant(name)
+                | Revocation::Key(name) => name,
+            };
+            if named.is_empty() {
+                return Err(invalid("name what to revoke: it must not be empty"));
             }
-            Revocation::Key(kid) => {
-                if !self.store.revoke_signing_key(kid, now)? {
-                    return Err(PlaneError::NotFound(format!("signing key {kid:?}")));
+            self.keep_an_admin(what, now)?;
+            let count = match what {
+                Revocation::Jti { jti, expires_at } => {
+                    // Never earlier than the token's own expiry, when it was minted here.
+                    let expires_at = match (expires_at, self.store.token(jti)?) {
+                        (Some(t), Some(token)) => (*t).max(token.expires_at),
+                        (Some(t), None) => *t,
+                        (None, Some(token)) => token.expires_at,
+                        // Not minted here and no expiry given: keep it as long as any token lives.
+                        (None, None) => {
+                            now + self.max_token_ttl()?
+                                + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?
+                        }
+                    };
+                    let minted_here = self.store.token(jti)?.is_some();
+                    self.store.revoke_jti(jti, expires_at, now)?;
+                    self.audit(now, "revoke.jti", jti, &format!("until {expires_at}"))?;
+                    // Recorded either way (a token from elsewhere may carry it); counted only
+                    // when it is a token this control plane knows.
+                    usize::from(minted_here)
                 }
-                self.audit(
-                    now,
-                    "revoke.key",
-                    kid,
-                    "unpublished; every token it signed refused",
-                )?;
-                1
-            }
-            Revocation::Tenant(tenant) => {
-                let keys = self
-                    .store
-                    .revoke_api_keys(ApiKeySelector::Tenant(tenant), now)?;
-                let tokens = self.store.tokens_of_tenant(tenant, self.live_after(now)?)?;
-                for token in &tokens {
-                    self.store.revoke_jti(&token.jti, token.expires_at, now)?;
+                Revocation::Subject(subject) => {
+                    self.store.revoke_subject(subject, now)?;
+                    let keys = self
+                        .store
+                        .revoke_api_keys(ApiKeySelector::Subject(subject), now)?;
+                    self.audit(now, "revoke.subject", subject, &format!("{keys} API keys"))?;
+                    1 + keys
                 }
-                self.audit(
-                    now,
-                    "revoke.tenant",
-                    tenant,
-                    &format!("{keys} API keys, {} tokens", tokens.len()),
-                )?;
-                keys + tokens.len()
-            }
-        };
-        Ok(count)
+                Revocation::ApiKey(id) => {
+                    let n = self.store.revoke_api_keys(ApiKeySelector::Id(id), now)?;
+                    if n == 0 && !self.store.api_keys()?.iter().any(|k| &k.id == id) {
+                        return Err(PlaneError::NotFound(format!("API key {id:?}")));
+                    }
+                    // And the tokens the key was exchanged for.
+                    let tokens = self.store.tokens_of_api_key(id, self.live_after(now)?)?;
+                    for token in &tokens {
+                        self.store.revoke_jti(&token.jti, token.expires_at, now)?;
+                    }
+                    self.audit(
+                        now,
+                        "revoke.apikey",
+                        id,
+                        &format!("{} exchanged tokens", tokens.len()),
+                    )?;
+                    n + tokens.len()
+                }
+                Revocation::Key(kid) => {
+                    if !self.store.revoke_signing_key(kid, now)? {
+                        return Err(PlaneError::NotFound(format!("signing key {kid:?}")));
+                    }
+                    self.audit(
+                        now,
+                        "revoke.key",
+                        kid,
+                        "unpublished; every token it signed refused",
+                    )?;
+                    1
+                }
+                Revocation::Tenant(tenant) => {
+                    let keys = self
+                        .store
+                        .revoke_api_keys(ApiKeySelector::Tenant(tenant), now)?;
+                    let tokens = self.store.tokens_of_tenant(tenant, self.live_after(now)?)?;
+                    for token in &tokens {
+                        self.store.revoke_jti(&token.jti, token.expires_at, now)?;
+                    }
+                    self.audit(
+                        now,
+                        "revoke.tenant",
+                        tenant,
+                        &format!("{keys} API keys, {} tokens", tokens.len()),
+                    )?;
+                    keys + tokens.len()
+                }
+            };
+            Ok(count)
+        })
     }
 
     /// What is revoked now: jtis with the time they are kept until, subjects, signing keys.
@@ -167,13 +169,22 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     /// and so do its JWTs that were refused only for the subject. API keys revoked with the
     /// subject stay revoked (each was revoked on its own); so do jtis revoked by id.
     pub fn unrevoke_subject(&self, subject: &str, now: u64) -> Result<(), PlaneError> {
-        if !self.store.unrevoke_subject(subject)? {
-            return Err(PlaneError::NotFound(format!(
-                "a revocation of subject {subject:?}"
-            )));
-        }
-        self.audit(now, "unrevoke.subject", subject, "")?;
-        Ok(())
+        self.serialized(|| {
+            if !self.store.unrevoke_subject(subject)? {
+                return Err(PlaneError::NotFound(format!(
+                    "a revocation of subject {subject:?}"
+                )));
+            }
+            self.audit(now, "unrevoke.subject", subject, "")?;
+            Ok(())
+        })
+    }
+
+    /// Deletes revocations and records of minted tokens the filter can no longer accept at
+    /// `now` (expired beyond the clock skew). Returns how many rows went.
+    pub fn prune(&self, now: u64) -> Result<usize, PlaneError> {
+        let before = self.live_after(now)?;
+        Ok(self.store.prune(before)?)
     }
 
     /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).

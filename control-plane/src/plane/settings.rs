@@ -33,30 +33,32 @@ impl<S: Store + ?Sized> ControlPlane<S> {
 
     /// Changes one of the numeric settings, within its bounds, checked like every change.
     pub fn set_setting(&self, name: &str, value: u64, now: u64) -> Result<(), PlaneError> {
-        let (low, high) = match name {
-            SETTING_MAX_TTL => (60, 7 * 24 * 3600),
-            SETTING_SKEW => (0, 600),
-            SETTING_OVERLAP => (0, MAX_KEY_OVERLAP),
-            _ => {
-                return Err(invalid(format!(
-                    "unknown setting {name:?}: use {SETTING_MAX_TTL}, {SETTING_SKEW} or {SETTING_OVERLAP}"
-                )))
+        self.serialized(|| {
+            let (low, high) = match name {
+                SETTING_MAX_TTL => (60, 7 * 24 * 3600),
+                SETTING_SKEW => (0, 600),
+                SETTING_OVERLAP => (0, MAX_KEY_OVERLAP),
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown setting {name:?}: use {SETTING_MAX_TTL}, {SETTING_SKEW} or {SETTING_OVERLAP}"
+                    )))
+                }
+            };
+            if !(low..=high).contains(&value) {
+                return Err(invalid(format!("{name} must be between {low} and {high}")));
             }
-        };
-        if !(low..=high).contains(&value) {
-            return Err(invalid(format!("{name} must be between {low} and {high}")));
-        }
-        self.check_with(now, |config| match name {
-            SETTING_MAX_TTL => config.max_token_lifetime_seconds = value,
-            SETTING_SKEW => config.clock_skew_seconds = value,
-            _ => {}
-        })?;
-        self.store.set_setting(name, &value.to_string())?;
-        // Retired keys stay published as long as the tokens they signed may now live.
-        let keep = self.max_token_ttl()? + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?;
-        self.store.extend_publication(keep)?;
-        self.audit(now, "setting.set", name, &value.to_string())?;
-        Ok(())
+            self.check_with(now, |config| match name {
+                SETTING_MAX_TTL => config.max_token_lifetime_seconds = value,
+                SETTING_SKEW => config.clock_skew_seconds = value,
+                _ => {}
+            })?;
+            self.store.set_setting(name, &value.to_string())?;
+            // Retired keys stay published as long as the tokens they signed may now live.
+            let keep = self.max_token_ttl()? + self.number_setting(SETTING_SKEW, DEFAULT_CLOCK_SKEW)?;
+            self.store.extend_publication(keep)?;
+            self.audit(now, "setting.set", name, &value.to_string())?;
+            Ok(())
+        })
     }
 
     /// The numeric settings in force.

@@ -1,11 +1,10 @@
 //! The embedded default store: SQLite in WAL mode, migrated from `migrations/`, a small pool
 //! of connections so callers on several threads do not wait on one.
 
+mod dump;
 mod open;
-mod pool;
 mod rows;
 
-use pool::Pool;
 use rows::*;
 
 use rusqlite::{params, OptionalExtension};
@@ -17,10 +16,18 @@ use crate::model::{Alg, ApiKeyRecord, AuditEntry, IssuedToken, SigningKeyRecord}
 /// Safe to share between threads: each call takes a connection of its own from a small pool
 /// (SQLite in WAL mode lets readers run beside the one writer; `busy_timeout` queues writers).
 pub struct SqliteStore {
-    pool: Pool,
+    pool: super::pool::Pool<rusqlite::Connection>,
 }
 
 impl Store for SqliteStore {
+    fn begin(&self, isolation: Isolation) -> Result<Transaction<'_>, StoreError> {
+        self.begin_transaction(isolation)
+    }
+
+    fn end(&self, commit: bool) -> Result<(), StoreError> {
+        self.end_transaction(commit)
+    }
+
     fn revision(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn()?
@@ -311,17 +318,13 @@ impl Store for SqliteStore {
         Ok(removed > 0)
     }
 
-    fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
-        let now = to_i64(now)?;
-        // A revoked token past its expiry is refused for being expired: its entry can go.
-        self.conn()?
-            .execute("DELETE FROM revoked_jtis WHERE expires_at <= ?1", [now])?;
-        self.conn()?
-            .execute("DELETE FROM issued_tokens WHERE expires_at <= ?1", [now])?;
+    fn revoked_jtis(&self, live_after: u64) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.conn()?;
-        let mut statement =
-            conn.prepare("SELECT jti, expires_at FROM revoked_jtis ORDER BY jti")?;
-        let rows = statement.query_map([], |row| {
+        // A revoked token past its expiry is refused for being expired: no need to list it.
+        let mut statement = conn.prepare(
+            "SELECT jti, expires_at FROM revoked_jtis WHERE expires_at > ?1 ORDER BY jti",
+        )?;
+        let rows = statement.query_map([to_i64(live_after)?], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
         })?;
         rows.map(|row| {
@@ -329,6 +332,14 @@ impl Store for SqliteStore {
             Ok((jti, to_u64(expires_at)?))
         })
         .collect()
+    }
+
+    fn prune(&self, before: u64) -> Result<usize, StoreError> {
+        let before = to_i64(before)?;
+        let conn = self.conn()?;
+        let jtis = conn.execute("DELETE FROM revoked_jtis WHERE expires_at <= ?1", [before])?;
+        let tokens = conn.execute("DELETE FROM issued_tokens WHERE expires_at <= ?1", [before])?;
+        Ok(jtis + tokens)
     }
 
     fn revoked_subjects(&self) -> Result<Vec<String>, StoreError> {
@@ -481,5 +492,81 @@ impl Store for SqliteStore {
             })
         })
         .collect()
+    }
+
+    fn put_proxy(&self, node: &str, replica: &str, status: &ProxyStatus) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO proxies (node, replica, last_seen, status) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (node) DO UPDATE SET replica = excluded.replica,
+                 last_seen = excluded.last_seen, status = excluded.status",
+            params![
+                node,
+                replica,
+                to_i64(status.last_seen)?,
+                serde_json::to_string(status)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn touch_proxies(&self, replica: &str, nodes: &[String], at: u64) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
+            "UPDATE proxies SET last_seen = MAX(last_seen, ?3) WHERE node = ?1 AND replica = ?2",
+        )?;
+        for node in nodes {
+            statement.execute(params![node, replica, to_i64(at)?])?;
+        }
+        Ok(())
+    }
+
+    fn proxies(&self) -> Result<Vec<StoredProxy>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement =
+            conn.prepare("SELECT node, replica, last_seen, status FROM proxies ORDER BY node")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (node, replica, last_seen, status) = row?;
+            let mut status: ProxyStatus = serde_json::from_str(&status)?;
+            status.last_seen = to_u64(last_seen)?;
+            Ok(StoredProxy {
+                node,
+                replica,
+                status,
+            })
+        })
+        .collect()
+    }
+
+    fn try_lease(&self, name: &str, holder: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
+        let until = to_i64(now.saturating_add(ttl))?;
+        let changed = self.conn()?.execute(
+            "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE leases.holder = excluded.holder OR leases.until <= ?3",
+            params![name, holder, to_i64(now)?, until],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        self.copy_to(path)
+    }
+
+    fn export(&self) -> Result<Dump, StoreError> {
+        self.dump()
+    }
+
+    fn import(&self, dump: &Dump) -> Result<(), StoreError> {
+        let transaction = self.begin(Isolation::Serialized)?;
+        self.restore(dump)?;
+        transaction.commit()
     }
 }

@@ -36,9 +36,7 @@ fn a_database_from_a_newer_binary_is_refused() {
     ));
 }
 
-#[test]
-fn api_keys_are_revoked_by_id_subject_or_tenant() {
-    let store = SqliteStore::in_memory().unwrap();
+fn api_keys_are_revoked_by_id_subject_or_tenant(store: &dyn Store) {
     let key = |id: &str, subject: &str, tenant: Option<&str>| ApiKeyRecord {
         id: id.into(),
         sha256: format!("{id:0>64}"),
@@ -83,9 +81,7 @@ fn api_keys_are_revoked_by_id_subject_or_tenant() {
     assert_eq!(keys[0].scopes, ["chat"]);
 }
 
-#[test]
-fn revoked_jtis_are_pruned_after_their_expiry() {
-    let store = SqliteStore::in_memory().unwrap();
+fn revoked_jtis_are_listed_until_their_expiry_and_pruned_after_it(store: &dyn Store) {
     store.revoke_jti("short", 100, 1).unwrap();
     store.revoke_jti("long", 1000, 1).unwrap();
     assert_eq!(store.revoked_jtis(50).unwrap().len(), 2);
@@ -93,12 +89,22 @@ fn revoked_jtis_are_pruned_after_their_expiry() {
         store.revoked_jtis(100).unwrap(),
         [("long".to_string(), 1000)]
     );
+    // Listing never deletes (a reader must not write); the prune job does, once.
+    let revision = store.revision().unwrap();
+    assert_eq!(store.prune(100).unwrap(), 1);
+    assert!(store.revision().unwrap() > revision);
+    let revision = store.revision().unwrap();
+    assert_eq!(store.prune(100).unwrap(), 0);
+    assert_eq!(
+        store.revision().unwrap(),
+        revision,
+        "nothing pruned, nothing moved"
+    );
+    assert_eq!(store.revoked_jtis(0).unwrap(), [("long".to_string(), 1000)]);
 }
 
-#[test]
-fn routes_keep_their_order_and_a_replaced_route_its_place() {
+fn routes_keep_their_order_and_a_replaced_route_its_place(store: &dyn Store) {
     use tokenward_filter::config::RouteConfig;
-    let store = SqliteStore::in_memory().unwrap();
     let route = |name: &str, prefix: &str| RouteConfig {
         methods: vec![],
         provider: Some("p".into()),
@@ -133,4 +139,260 @@ fn routes_keep_their_order_and_a_replaced_route_its_place() {
     assert_eq!(names, ["a", "b"]);
     assert!(!store.remove(CatalogEntry::Provider("p")).unwrap());
     assert!(!store.remove(CatalogEntry::Price("gpt*")).unwrap());
+}
+
+fn a_transaction_lands_whole_or_not_at_all(store: &dyn Store) {
+    let before = store.revision().unwrap();
+    {
+        let transaction = store.begin(Isolation::Serialized).unwrap();
+        store.set_setting("a", "1").unwrap();
+        store.set_setting("b", "2").unwrap();
+        drop(transaction);
+    }
+    assert_eq!(store.setting("a").unwrap(), None, "rolled back");
+    assert_eq!(store.revision().unwrap(), before);
+    let transaction = store.begin(Isolation::Serialized).unwrap();
+    store.set_setting("a", "1").unwrap();
+    // A nested transaction joins the outer one; its failure fails the whole.
+    let inner = store.begin(Isolation::Atomic).unwrap();
+    store.set_setting("b", "2").unwrap();
+    inner.commit().unwrap();
+    transaction.commit().unwrap();
+    assert_eq!(store.setting("b").unwrap().as_deref(), Some("2"));
+    assert!(store.revision().unwrap() > before);
+    let transaction = store.begin(Isolation::Serialized).unwrap();
+    store.set_setting("c", "3").unwrap();
+    drop(store.begin(Isolation::Atomic).unwrap());
+    assert!(
+        transaction.commit().is_err(),
+        "an inner rollback fails the outer commit"
+    );
+    assert_eq!(store.setting("c").unwrap(), None);
+}
+
+fn a_lease_has_one_holder_until_it_expires(store: &dyn Store) {
+    assert!(store.try_lease("prune", "a", 100, 60).unwrap());
+    assert!(
+        store.try_lease("prune", "a", 110, 60).unwrap(),
+        "renewed by its holder"
+    );
+    assert!(
+        !store.try_lease("prune", "b", 150, 60).unwrap(),
+        "held until 170"
+    );
+    assert!(
+        store.try_lease("other", "b", 150, 60).unwrap(),
+        "leases are by name"
+    );
+    assert!(
+        store.try_lease("prune", "b", 170, 60).unwrap(),
+        "expired: taken over"
+    );
+    assert!(!store.try_lease("prune", "a", 171, 60).unwrap());
+}
+
+fn proxies_are_kept_per_node_with_the_replica_serving_each(store: &dyn Store) {
+    use crate::model::ProxyStatus;
+    let mut status = ProxyStatus {
+        cluster: "edge".into(),
+        connected: true,
+        last_seen: 100,
+        ..ProxyStatus::default()
+    };
+    status.acked.insert("ecds".into(), "v1".into());
+    let revision = store.revision().unwrap();
+    store.put_proxy("envoy-a", "replica-1", &status).unwrap();
+    store.put_proxy("envoy-b", "replica-2", &status).unwrap();
+    assert_eq!(store.revision().unwrap(), revision, "not configuration");
+    store
+        .touch_proxies("replica-1", &["envoy-a".into(), "envoy-b".into()], 130)
+        .unwrap();
+    let proxies = store.proxies().unwrap();
+    assert_eq!(proxies.len(), 2);
+    assert_eq!(
+        (proxies[0].node.as_str(), proxies[0].replica.as_str()),
+        ("envoy-a", "replica-1")
+    );
+    assert_eq!(proxies[0].status.last_seen, 130);
+    assert_eq!(proxies[0].status.acked["ecds"], "v1");
+    assert_eq!(
+        proxies[1].status.last_seen, 100,
+        "touched only by the replica serving it"
+    );
+    // Reconnected through the other replica: it is that one's now.
+    store.put_proxy("envoy-a", "replica-2", &status).unwrap();
+    assert_eq!(store.proxies().unwrap()[0].replica, "replica-2");
+}
+
+fn everything_kept_moves_to_another_store(store: &dyn Store) {
+    use crate::model::{Alg, IssuedToken, SigningKeyRecord};
+    use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle};
+    store.set_setting("issuer", "https://i").unwrap();
+    store
+        .insert_signing_key(&SigningKeyRecord {
+            kid: "k1".into(),
+            alg: Alg::EdDSA,
+            public_jwk: tokenward_filter::testing::ed25519_jwk(
+                &jwt_simple::prelude::Ed25519KeyPair::generate(),
+                Some("k1"),
+            ),
+            private_sealed: vec![1, 2, 3],
+            created_at: 1,
+            activate_at: 1,
+            retired_at: None,
+            publish_until: None,
+        })
+        .unwrap();
+    store.revoke_signing_key("k0", 5).unwrap();
+    let token = IssuedToken {
+        jti: "j1".into(),
+        subject: "alice".into(),
+        tenant: Some("acme".into()),
+        kid: "k1".into(),
+        issued_at: 2,
+        expires_at: 9_000_000_000,
+    };
+    store.record_token(&token, Some("key-1")).unwrap();
+    store.revoke_jti("j9", 9_000_000_000, 3).unwrap();
+    store.revoke_subject("mallory", 4).unwrap();
+    store
+        .put_provider(&StoredProvider {
+            config: ProviderConfig {
+                name: "openai".into(),
+                style: ProviderStyle::Openai,
+                cluster: "openai".into(),
+                authority: "api.openai.com".into(),
+                credential: CredentialSource::Inline(String::new()),
+                headers: Default::default(),
+            },
+            credential_sealed: Some(vec![9, 9]),
+        })
+        .unwrap();
+    for name in ["b", "a"] {
+        store
+            .put_route(&RouteConfig {
+                provider: Some("openai".into()),
+                ..tokenward_filter::testing::route(name, "/v1")
+            })
+            .unwrap();
+    }
+    store.audit(6, "op", "init", "x", "").unwrap();
+    let dump = store.export().unwrap();
+    assert_eq!(dump.tokens, [(token, Some("key-1".to_string()))]);
+
+    let other = SqliteStore::in_memory().unwrap();
+    other.import(&dump).unwrap();
+    assert_eq!(
+        other.export().unwrap(),
+        dump,
+        "the same rows, in the same order"
+    );
+    assert!(
+        other.import(&dump).is_err(),
+        "an initialised store is refused"
+    );
+    let db = crate::testing::TestDatabase::create();
+    let postgres = PostgresStore::connect(&db.url, None).unwrap();
+    postgres.import(&dump).unwrap();
+    assert_eq!(postgres.export().unwrap(), dump);
+    postgres.audit(7, "op", "next", "y", "").unwrap();
+    assert_eq!(
+        postgres.audit_log(1).unwrap()[0].id,
+        dump.audit[0].id + 1,
+        "ids go on after the copied ones"
+    );
+}
+
+use tokenward_filter::config::RouteConfig;
+
+/// Every test above, on SQLite and on Postgres (a database of its own per test).
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::SqliteStore::in_memory().unwrap());
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let db = crate::testing::TestDatabase::create();
+                    super::$name(&super::PostgresStore::connect(&db.url, None).unwrap());
+                }
+            )*
+        }
+    };
+}
+
+on_every_store!(
+    api_keys_are_revoked_by_id_subject_or_tenant,
+    revoked_jtis_are_listed_until_their_expiry_and_pruned_after_it,
+    routes_keep_their_order_and_a_replaced_route_its_place,
+    a_transaction_lands_whole_or_not_at_all,
+    a_lease_has_one_holder_until_it_expires,
+    proxies_are_kept_per_node_with_the_replica_serving_each,
+    everything_kept_moves_to_another_store,
+);
+
+#[test]
+fn a_postgres_database_is_migrated_once_and_one_from_a_newer_binary_is_refused() {
+    let db = crate::testing::TestDatabase::create();
+    let store = PostgresStore::connect(&db.url, None).unwrap();
+    store.set_setting("issuer", "https://a").unwrap();
+    drop(store);
+    // Two replicas starting at once: one migrates, the other finds it done.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| PostgresStore::connect(&db.url, None).map(|_| ()));
+        let b = s.spawn(|| PostgresStore::connect(&db.url, None).map(|_| ()));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    let store = PostgresStore::connect(&db.url, None).unwrap();
+    assert_eq!(
+        store.setting("issuer").unwrap().as_deref(),
+        Some("https://a"),
+        "reopened, not re-created"
+    );
+    let (found, known) = store.schema_versions().unwrap();
+    assert_eq!(found, known);
+    let mut admin = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
+    admin
+        .batch_execute("UPDATE schema_version SET version = 99")
+        .unwrap();
+    assert!(matches!(
+        PostgresStore::connect(&db.url, None),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}
+
+#[test]
+fn a_commit_on_postgres_wakes_every_watcher_and_a_lost_connection_is_replaced() {
+    let db = crate::testing::TestDatabase::create();
+    let writer = PostgresStore::connect_with(&db.url, None, 1).unwrap();
+    let reader = PostgresStore::connect(&db.url, None).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    reader
+        .watch(std::sync::Arc::new(move || {
+            let _ = tx.lock().unwrap().send(());
+        }))
+        .unwrap();
+    writer.set_setting("issuer", "https://a").unwrap();
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the commit was notified");
+    assert_eq!(reader.revision().unwrap(), writer.revision().unwrap());
+    // Postgres ends the writer's connection: the next call reconnects.
+    let mut admin = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
+    admin
+        .batch_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'tokenward' AND query NOT LIKE 'LISTEN%'")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        writer.setting("issuer").unwrap().as_deref(),
+        Some("https://a")
+    );
 }

@@ -4,6 +4,7 @@
 //! machine (pure); `metrics` receives each Envoy's stats (what the filter could not load);
 //! this module is the gRPC glue and the loop that notices changes.
 
+pub mod fleet;
 pub mod metrics;
 pub mod snapshot;
 pub mod stream;
@@ -224,8 +225,9 @@ fn record(state: &ServerState, node: &str, verdict: Option<Verdict>) {
 }
 
 /// Renders and publishes a snapshot whenever the state may have changed: after a write
-/// through the admin API, a commit by any connection or process (the store's revision), and every few
-/// seconds (keys activate and revocations expire with time). Publishes only new versions.
+/// through the admin API, a commit by any connection, process or replica (the store's
+/// notification, and its revision as the safety net), and every few seconds (keys activate
+/// and revocations expire with time). Publishes only new versions.
 pub async fn watch_changes(
     state: Arc<ServerState>,
     settings: SnapshotSettings,
@@ -234,9 +236,15 @@ pub async fn watch_changes(
     let mut last_revision = None;
     let mut last_version = None;
     let mut last_render = std::time::Instant::now() - std::time::Duration::from_secs(3600);
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    // The store wakes the loop when any replica commits (Postgres NOTIFY); the poll of the
+    // revision is the safety net (SQLite: the only signal, and a cheap one).
+    let mut tick = tokio::time::interval(state.plane.store().change_poll());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.wake.notified() => {}
+        }
         // Rendering and compiling run on the blocking pool: they read SQLite and take
         // milliseconds on a large installation, and the async threads serve ADS meanwhile.
         let work = Arc::clone(&state);
@@ -326,7 +334,16 @@ pub async fn serve(
         *keys = Some(settings.env_keys.clone());
     }
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    // Commits of other replicas wake the loop at once.
+    let woken = Arc::clone(&state);
+    if let Err(error) = state.plane.store().watch(Arc::new(move || {
+        woken.changed.store(true, Ordering::SeqCst);
+        woken.wake.notify_one();
+    })) {
+        tracing::warn!(%error, "xDS: no change notification from the store; polling its revision");
+    }
     let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
+    let recorder = tokio::spawn(fleet::record(Arc::clone(&state)));
     let ads = |client_auth| {
         AggregatedDiscoveryServiceServer::new(Ads {
             snapshots,
@@ -357,6 +374,7 @@ pub async fn serve(
         () = shutdown => Ok(()),
     };
     watcher.abort();
+    recorder.abort();
     result
 }
 

@@ -52,6 +52,14 @@ pub struct ServeArgs {
     /// The CA bundle on the Envoy hosts, for TLS to the providers.
     #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
     pub ca_bundle: String,
+    /// This replica's name in `proxy-status` and in the leases of the jobs it runs (several
+    /// replicas over one Postgres database). Default: <host>-<pid>.
+    #[arg(long, env = "TOKENWARD_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Rotate the signing key when the newest one is this old (`30d`, `12h`); one replica
+    /// does it, under a lease. Without it keys rotate only by `tokenward key rotate`.
+    #[arg(long, value_parser = super::units::parse_duration)]
+    pub rotate_keys_every: Option<u64>,
 }
 
 impl ServeArgs {
@@ -78,6 +86,12 @@ impl ServeArgs {
             check_exposure(Role::Ads, addr, ads, self.insecure)?;
         }
         Ok(())
+    }
+
+    pub fn job_settings(&self) -> crate::jobs::JobSettings {
+        crate::jobs::JobSettings {
+            rotate_every: self.rotate_keys_every.map(std::time::Duration::from_secs),
+        }
     }
 
     pub fn snapshot_settings(&self) -> crate::xds::snapshot::SnapshotSettings {

@@ -3,15 +3,16 @@
 
 use rusqlite::Connection;
 
-use super::pool::{Pool, Pooled};
 use super::SqliteStore;
-use crate::store::StoreError;
+use crate::store::pool::{Ending, Pool, Pooled};
+use crate::store::{Isolation, StoreError, Transaction};
 
 /// Migrations, in order; the database records how many it has run (`PRAGMA user_version`).
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_sources_and_key_revocation.sql"),
     include_str!("../../../migrations/0003_revision.sql"),
+    include_str!("../../../migrations/0004_proxies_and_leases.sql"),
 ];
 
 /// More than the blocking threads that use the store at once gain nothing: SQLite has one
@@ -74,14 +75,55 @@ impl SqliteStore {
         })
     }
 
-    /// An idle connection, or else the first one to come back.
-    pub(super) fn conn(&self) -> Result<Pooled<'_>, StoreError> {
+    /// This thread's transaction connection, an idle one, or else the first to come back.
+    pub(super) fn conn(&self) -> Result<Pooled<'_, Connection>, StoreError> {
         self.pool.take()
+    }
+
+    /// SQLite has one writer at a time, so both isolations are `BEGIN IMMEDIATE`: the write
+    /// lock is taken at once (a deferred transaction that reads first could not upgrade
+    /// while another process writes), waiting up to the busy timeout.
+    pub(super) fn begin_transaction(
+        &self,
+        _isolation: Isolation,
+    ) -> Result<Transaction<'_>, StoreError> {
+        let (conn, outermost) = self.pool.pin()?;
+        if outermost {
+            if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+                drop(conn);
+                self.pool.unpin();
+                return Err(error.into());
+            }
+        }
+        Ok(Transaction::new(self))
+    }
+
+    pub(super) fn end_transaction(&self, commit: bool) -> Result<(), StoreError> {
+        let (conn, ending) = self.pool.ending(commit)?;
+        let result = match ending {
+            Ending::Inner => return Ok(()),
+            Ending::Commit => conn.execute_batch("COMMIT"),
+            Ending::Rollback => conn.execute_batch("ROLLBACK"),
+        };
+        // A failed COMMIT leaves the transaction open: roll it back before the connection
+        // serves anyone else.
+        if result.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        drop(conn);
+        self.pool.unpin();
+        result?;
+        if ending == Ending::Rollback && commit {
+            return Err(StoreError::Range(
+                "an inner transaction failed: everything was rolled back",
+            ));
+        }
+        Ok(())
     }
 
     /// A consistent copy of the whole database at `path` (SQLite `VACUUM INTO`), taken while
     /// the control plane runs.
-    pub fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
+    pub(super) fn copy_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
         let target = path
             .to_str()
             .ok_or(StoreError::Range("a backup path that is not UTF-8"))?;

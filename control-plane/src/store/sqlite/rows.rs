@@ -6,13 +6,7 @@ use rusqlite::{params, Connection};
 use crate::model::IssuedToken;
 use crate::store::StoreError;
 
-pub(super) fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Range("a time beyond 2^63 seconds"))
-}
-
-pub(super) fn to_u64(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Range("a negative time"))
-}
+pub(super) use crate::store::{optional, to_i64, to_u64};
 
 /// A signing key row as SQLite returns it, converted by `signing_keys`.
 pub(super) type KeyRow = (
@@ -64,10 +58,6 @@ pub(super) fn issued(
         issued_at: to_u64(issued_at)?,
         expires_at: to_u64(expires_at)?,
     })
-}
-
-pub(super) fn optional(value: Option<u64>) -> Result<Option<i64>, StoreError> {
-    value.map(to_i64).transpose()
 }
 
 /// Adds a document last in `table`'s order, or replaces the one with the same key in place.
