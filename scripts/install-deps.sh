@@ -40,6 +40,11 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt python3-venv
 # npm fetches the Node SDKs (and, where the system's Node is too old, a newer Node).
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { need_apt nodejs; need_apt npm; }
 if [ "$want_bench" = 1 ]; then need_apt wrk; fi
+# PostgreSQL: the control plane's store tests run on it (a database of their own each). A
+# server already answering (on its socket or 127.0.0.1:5432) is used as it is.
+pg_socket=/var/run/postgresql
+pg_answers() { command -v pg_isready >/dev/null 2>&1 && { pg_isready -q -h "$pg_socket" || pg_isready -q -h 127.0.0.1; } >/dev/null 2>&1; }
+pg_answers || need_apt postgresql
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { echo "missing packages ${apt_packages[*]} and no apt-get: install them by hand" >&2; exit 1; }
@@ -125,4 +130,29 @@ if ! node_sdks_ok; then
   log "installing the Node SDKs the examples use (examples/node/package-lock.json) from npm into examples/node/node_modules"
   # The install scripts are not needed (protobufjs's only checks versions) and never run.
   (cd "$node_examples" && PATH="$(dirname "$node_bin"):$PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# A PostgreSQL server that runs, and a role for this user that may create databases (the
+# tests connect over the Unix socket as this user: no password anywhere).
+if ! pg_answers; then
+  cluster_version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+  [ -n "$cluster_version" ] || { echo "PostgreSQL is installed but has no cluster in /etc/postgresql: create one (pg_createcluster) or set TOKENWARD_TEST_DATABASE_URL" >&2; exit 1; }
+  log "starting PostgreSQL $cluster_version"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start
+  for _ in $(seq 1 30); do pg_answers && break; sleep 1; done
+  pg_answers || { echo "PostgreSQL did not start: see /var/log/postgresql/" >&2; exit 1; }
+fi
+if [ -S "$pg_socket/.s.PGSQL.5432" ]; then
+  me="$(id -un)"
+  can_create="$(psql -h "$pg_socket" -d postgres -Atc 'SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user' 2>/dev/null || true)"
+  if [ "$can_create" != t ]; then
+    log "giving the PostgreSQL role $me the right to create databases (for the tests)"
+    as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+    if [ -z "$can_create" ]; then
+      as_postgres createuser --createdb "$me"
+    else
+      as_postgres psql -d postgres -qc "ALTER ROLE \"$me\" CREATEDB"
+    fi
+  fi
 fi

@@ -19,6 +19,7 @@ mod local_replies;
 mod openapi;
 mod providers;
 mod quotas;
+mod replicas;
 mod sdks;
 mod tls;
 mod usage;

@@ -113,12 +113,36 @@ impl EnvoyConfig {
             .ok_or_else(|| anyhow!("no tokenward_control_plane cluster"))
     }
 
-    fn with_control_plane_at(mut self, xds: SocketAddr, wasm: &Path) -> anyhow::Result<Self> {
+    fn with_control_plane_at(self, xds: SocketAddr, wasm: &Path) -> anyhow::Result<Self> {
+        self.with_replicas_at(&[xds], wasm)
+    }
+
+    /// Points the pushed-mode bootstrap at several plain-gRPC replicas of the control plane,
+    /// as the shipped file lists two: Envoy streams from one and moves to another when it
+    /// goes away.
+    pub fn with_control_planes(
+        mut self,
+        replicas: &[SocketAddr],
+        wasm: &Path,
+    ) -> anyhow::Result<Self> {
+        self.control_plane_cluster()?
+            .as_mapping_mut()
+            .ok_or_else(|| anyhow!("the control plane cluster is not a map"))?
+            .remove("transport_socket");
+        self.with_replicas_at(replicas, wasm)
+    }
+
+    fn with_replicas_at(mut self, replicas: &[SocketAddr], wasm: &Path) -> anyhow::Result<Self> {
         let cluster = self.control_plane_cluster()?;
-        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-            ["socket_address"] = serde_yaml::to_value(
-            serde_json::json!({"address": xds.ip().to_string(), "port_value": xds.port()}),
-        )?;
+        let endpoints: Vec<serde_json::Value> = replicas
+            .iter()
+            .map(|xds| {
+                serde_json::json!({"endpoint": {"address": {"socket_address":
+                {"address": xds.ip().to_string(), "port_value": xds.port()}}}})
+            })
+            .collect();
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] =
+            serde_yaml::to_value(endpoints)?;
         let filter = self
             .http_filters()?
             .iter_mut()

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod control_plane;
 pub mod envoy;
+pub mod fleet;
 pub mod mock_provider;
 pub mod setup;
 pub mod wrk;

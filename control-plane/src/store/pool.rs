@@ -66,6 +66,14 @@ impl<C> Pool<C> {
             .copied()
     }
 
+    /// Every connection, taken out (the pool is being dropped).
+    pub(crate) fn drain(&mut self) -> Vec<C> {
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect()
+    }
+
     /// Whether this thread is inside a transaction.
     pub(crate) fn is_pinned(&self) -> bool {
         self.pin_of_this_thread().is_some()

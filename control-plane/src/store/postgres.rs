@@ -21,6 +21,20 @@ pub struct PostgresStore {
     target: Target,
 }
 
+/// The synchronous client drives each connection with a runtime of its own, and a runtime
+/// must not be dropped on an async thread: the last handle on the store may go on one (a
+/// server shutting down), so its connections are closed on a thread of their own.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let connections = self.pool.drain();
+        if connections.is_empty() {
+            return;
+        }
+        let closing = std::thread::spawn(move || drop(connections));
+        let _ = closing.join();
+    }
+}
+
 /// A Postgres error as one line: the server's own message when it sent one.
 pub(super) fn describe(error: &::postgres::Error) -> String {
     match error.as_db_error() {

@@ -335,11 +335,17 @@ pub async fn serve(
     }
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     // Commits of other replicas wake the loop at once.
+    // (Connecting is blocking work: off the async threads.)
     let woken = Arc::clone(&state);
-    if let Err(error) = state.plane.store().watch(Arc::new(move || {
-        woken.changed.store(true, Ordering::SeqCst);
-        woken.wake.notify_one();
-    })) {
+    let watching = Arc::clone(&state);
+    let watched = tokio::task::spawn_blocking(move || {
+        watching.plane.store().watch(Arc::new(move || {
+            woken.changed.store(true, Ordering::SeqCst);
+            woken.wake.notify_one();
+        }))
+    })
+    .await;
+    if let Ok(Err(error)) = watched {
         tracing::warn!(%error, "xDS: no change notification from the store; polling its revision");
     }
     let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
@@ -351,9 +357,14 @@ pub async fn serve(
             client_auth,
         })
     };
+    // grpc.health.v1: Envoy health-checks every replica its bootstrap lists and keeps its ADS
+    // stream on one that serves; a replica that cannot read its store says NOT_SERVING.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let health_watch = tokio::spawn(report_health(Arc::clone(&state), health));
     let server: Pin<Box<dyn std::future::Future<Output = _> + Send>> = match listener {
         AdsListener::Plain(listener) => Box::pin(
             tonic::transport::Server::builder()
+                .add_service(health_service)
                 .add_service(ads(false))
                 // Envoy's stats sink, on the cluster it already has for ADS.
                 .add_service(metrics::service(Arc::clone(&state), false))
@@ -364,6 +375,7 @@ pub async fn serve(
             client_auth,
         } => Box::pin(
             tonic::transport::Server::builder()
+                .add_service(health_service)
                 .add_service(ads(client_auth))
                 .add_service(metrics::service(Arc::clone(&state), client_auth))
                 .serve_with_incoming(incoming),
@@ -375,7 +387,33 @@ pub async fn serve(
     };
     watcher.abort();
     recorder.abort();
+    health_watch.abort();
     result
+}
+
+/// SERVING while the store answers; NOT_SERVING while it does not (Envoy then prefers a
+/// replica that can read it).
+async fn report_health(state: Arc<ServerState>, reporter: tonic_health::server::HealthReporter) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut serving = None;
+    loop {
+        tick.tick().await;
+        let work = Arc::clone(&state);
+        let now_serving =
+            tokio::task::spawn_blocking(move || work.plane.store().revision().is_ok())
+                .await
+                .unwrap_or(false);
+        if serving != Some(now_serving) {
+            serving = Some(now_serving);
+            let status = if now_serving {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tracing::warn!("xDS: the store does not answer; reporting NOT_SERVING");
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+        }
+    }
 }
 
 #[cfg(test)]

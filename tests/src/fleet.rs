@@ -1,0 +1,256 @@
+//! Several control-plane replicas over one Postgres database and the Envoys they feed, for the
+//! end-to-end tests and `make bench`: a database of its own, an installation in it (a provider
+//! in front of a mock, a chat route), replicas in process or as `tokenward serve` processes,
+//! and the admin calls both make.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokenward_control_plane::crypto::MasterKey;
+use tokenward_control_plane::model::Alg;
+use tokenward_control_plane::plane::{ControlPlane, InitSettings, ProviderSecret};
+use tokenward_control_plane::store::Store;
+use tokenward_control_plane::testing::TestDatabase;
+use tokenward_control_plane::xds::snapshot::SnapshotSettings;
+use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle};
+
+use crate::client::{self, bearer, Reply};
+use crate::control_plane::{plane_at, unix_now, ServeProcess, Served};
+use crate::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
+use crate::mock_provider::MockProvider;
+
+/// One installation on Postgres, ready for replicas.
+pub struct Fleet {
+    pub db: TestDatabase,
+    pub master: String,
+    /// The master key as a file, for `tokenward serve` processes.
+    pub master_file: PathBuf,
+    /// An admin API key (admin:read and admin:write).
+    pub admin_key: String,
+    pub openai: MockProvider,
+    pub settings: SnapshotSettings,
+    /// Holds the master key file and the processes' data directories.
+    pub dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub fn create() -> Fleet {
+        let db = TestDatabase::create();
+        let master = MasterKey::generate().unwrap().to_hex();
+        let dir = tempfile::tempdir().unwrap();
+        let master_file = dir.path().join("master.key");
+        std::fs::write(&master_file, format!("{master}\n")).unwrap();
+        let openai = MockProvider::start("openai").unwrap();
+        let operator = Fleet::operator_on(&db.url, &master);
+        let (_, admin) = operator
+            .init(
+                &InitSettings {
+                    issuer: "https://cp.test".into(),
+                    audiences: vec!["gateway".into()],
+                    alg: Alg::EdDSA,
+                },
+                unix_now(),
+            )
+            .unwrap();
+        let secrets = crate::setup::ProviderSecrets::generate();
+        operator
+            .put_provider(
+                ProviderConfig {
+                    name: "openai".into(),
+                    style: ProviderStyle::Openai,
+                    cluster: "openai".into(),
+                    authority: "api.openai.com".into(),
+                    credential: CredentialSource::Env(String::new()),
+                    headers: Default::default(),
+                },
+                ProviderSecret::Sealed(secrets.get("openai").to_string()),
+                unix_now(),
+            )
+            .unwrap();
+        operator
+            .put_route(
+                tokenward_filter::testing::chat_route("chat", "/v1/chat/completions", "openai"),
+                unix_now(),
+            )
+            .unwrap();
+        let wasm = wasm_module().unwrap();
+        let settings = SnapshotSettings {
+            wasm_path: wasm.display().to_string(),
+            env_keys: vec![],
+            upstream_overrides: [("openai".to_string(), openai.addr)].into(),
+            ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+        };
+        Fleet {
+            db,
+            master,
+            master_file,
+            admin_key: admin.key,
+            openai,
+            settings,
+            dir,
+        }
+    }
+
+    fn operator_on(url: &str, master: &str) -> ControlPlane<dyn Store> {
+        plane_at(url, master).unwrap()
+    }
+
+    /// A handle on the database, as an operator's `tokenward --database …` has one.
+    pub fn operator(&self) -> ControlPlane<dyn Store> {
+        Fleet::operator_on(&self.db.url, &self.master)
+    }
+
+    /// A replica in this process (its servers in a thread).
+    pub fn replica(&self, name: &str) -> Served {
+        Served::start_replica(&self.db.url, &self.master, self.settings.clone(), name).unwrap()
+    }
+
+    /// A replica as a `tokenward serve` process, for what only a process suffers (SIGKILL).
+    pub fn replica_process(&self, name: &str) -> ServeProcess {
+        let (admin, xds) = (free_port(), free_port());
+        let data = self.dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        let mut args: Vec<String> = vec![
+            "--database".into(),
+            self.db.url.clone(),
+            "--replica-id".into(),
+            name.into(),
+            "--wasm-path".into(),
+            self.settings.wasm_path.clone(),
+        ];
+        for (cluster, addr) in &self.settings.upstream_overrides {
+            args.push("--upstream".into());
+            args.push(format!("{cluster}={addr}"));
+        }
+        ServeProcess::start(&data, &self.master_file, admin, xds, &args).unwrap()
+    }
+
+    /// An Envoy on the shipped pushed-mode bootstrap, its ADS cluster listing `replicas`.
+    pub fn envoy(&self, node: &str, replicas: &[SocketAddr]) -> Envoy {
+        let config = EnvoyConfig::shipped_xds()
+            .unwrap()
+            .with_control_planes(replicas, &wasm_module().unwrap())
+            .unwrap()
+            .with_node_id(node);
+        Envoy::start(config, &EnvoyOptions::default()).unwrap()
+    }
+}
+
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// An admin API call: its status and JSON body (Null when none).
+pub fn admin_call(
+    admin: SocketAddr,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let body = body.map(|b| b.to_string());
+    let mut headers = vec![("authorization", format!("Bearer {key}"))];
+    if body.is_some() {
+        headers.push(("content-type", "application/json".to_string()));
+    }
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    match client::send(
+        method,
+        &format!("http://{admin}{path}"),
+        &headers,
+        body.as_deref(),
+    ) {
+        Ok(reply) => {
+            let json = serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
+            (reply.status, json)
+        }
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+/// Mints a token through a replica's admin API: (token, jti).
+pub fn mint(admin: SocketAddr, key: &str, subject: &str) -> (String, String) {
+    let (status, minted) = admin_call(
+        admin,
+        key,
+        "POST",
+        "/admin/v1/tokens",
+        Some(serde_json::json!({"subject": subject, "scopes": ["chat"], "models": ["*"]})),
+    );
+    assert_eq!(status, 200, "minting through {admin}: {minted}");
+    (
+        minted["token"].as_str().unwrap().to_string(),
+        minted["jti"].as_str().unwrap().to_string(),
+    )
+}
+
+pub fn chat(envoy: &Envoy, token: &str) -> Reply {
+    client::send(
+        "POST",
+        &envoy.url("/v1/chat/completions"),
+        &[("authorization", &bearer(token))],
+        Some(r#"{"model":"gpt-4o-mini","messages":[]}"#),
+    )
+    .unwrap_or_else(|e| Reply {
+        status: 0,
+        headers: Vec::new(),
+        body: e.to_string(),
+    })
+}
+
+/// Polls `envoy` with `token` until `done` holds; how long it took. Fails after `limit`
+/// (a hang guard: the figures are the bench's).
+pub fn until(
+    envoy: &Envoy,
+    token: &str,
+    limit: Duration,
+    done: impl Fn(&Reply) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let reply = chat(envoy, token);
+        if done(&reply) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "after {limit:?} still {} {}",
+            reply.status,
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// One trial: a token minted through `minter` works at `envoy`; revoked through `revoker`'s
+/// admin API; how long until `envoy` refuses it.
+pub fn revocation_trial(
+    envoy: &Envoy,
+    minter: SocketAddr,
+    revoker: SocketAddr,
+    key: &str,
+    subject: &str,
+) -> Duration {
+    let (token, jti) = mint(minter, key, subject);
+    until(envoy, &token, Duration::from_secs(10), |r| r.status == 200);
+    let (status, body) = admin_call(
+        revoker,
+        key,
+        "POST",
+        "/admin/v1/revocations",
+        Some(serde_json::json!({"jti": jti})),
+    );
+    assert_eq!(status, 200, "{body}");
+    until(envoy, &token, Duration::from_secs(10), |r| {
+        r.error_code().as_deref() == Some("token_revoked")
+    })
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
