@@ -39,11 +39,14 @@ lint: deps
 fuzz: deps
 	@bash scripts/fuzz.sh
 
-## bench: load benchmark (not a test): no filter, native jwt_authn, tokenward hot and cold
+## bench: load benchmark (not a test): no filter, native jwt_authn, tokenward hot and cold;
+## the control plane's figures; several replicas over Postgres
 bench: wasm
 	@bash scripts/install-deps.sh bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin cp_bench
+	$(CARGO) build --locked --release -p tokenward-control-plane --bin tokenward
+	$(CARGO) run --locked --release -p tokenward-e2e --bin ha_bench
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm

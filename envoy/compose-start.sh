@@ -6,17 +6,44 @@
 #   compose-start.sh mock-providers  the mock providers on 127.0.0.1:9101-9103
 # Development mode (--dev): the master key is kept in the data volume, the CA's key next to the
 # certificates Envoy mounts. Not for production.
+#
+# The HA profile runs two of these over one Postgres (TOKENWARD_DATABASE_URL), sharing the data
+# volume (the master key) and the certificates: the first replica sets the installation up
+# (once: it is in the database), both serve. TOKENWARD_REPLICA_ID names each, and
+# TOKENWARD_ADMIN_PORT / TOKENWARD_XDS_PORT give the second its own ports (envoy-xds.yaml lists
+# 127.0.0.1:18000 and :18001).
 set -eu
 DATA=${TOKENWARD_DATA_DIR:-/data}
 TLS=${TOKENWARD_TLS_DIR:-/tls}
+ADMIN_PORT=${TOKENWARD_ADMIN_PORT:-8080}
+XDS_PORT=${TOKENWARD_XDS_PORT:-18000}
 tw() { tokenward --dev --data-dir "$DATA" "$@"; }
+
+# Whether this installation exists yet: SQLite's file, or (Postgres) a configuration to render
+# (an uninitialised database has no issuer).
+initialised() {
+  if [ -n "${TOKENWARD_DATABASE_URL:-}" ]; then
+    tw config render >/dev/null 2>&1
+  else
+    [ -f "$DATA/tokenward.db" ]
+  fi
+}
 
 case "${1:-control-plane}" in
 mock-providers)
   exec mock_providers
   ;;
 control-plane)
-  if [ ! -f "$DATA/tokenward.db" ]; then
+  if [ -n "${TOKENWARD_DATABASE_URL:-}" ]; then
+    # Postgres may still be starting: wait until the schema is in place.
+    tries=0
+    until tw migrate >/dev/null 2>&1; do
+      tries=$((tries + 1))
+      [ "$tries" -lt 60 ] || { echo "the database at TOKENWARD_DATABASE_URL does not answer" >&2; exit 1; }
+      sleep 1
+    done
+  fi
+  if ! initialised; then
     tw init --issuer https://tokenward.local --audience tokenward-gateway
     # The mocks accept any key; these placeholders are sealed like real ones would be.
     echo mock-openai-key | tw provider add --name openai --style openai --authority api.openai.com --credential-stdin
@@ -37,7 +64,7 @@ control-plane)
   tokenward tls dev-certs --out "$TLS" --node-id tokenward-gateway-1
   # Envoy and the mocks share this container's network: the same addresses as `make demo`.
   # The admin API is published (0.0.0.0), so TLS; ADS is mutual TLS.
-  exec tokenward --dev --data-dir "$DATA" serve --listen 0.0.0.0:8080 --xds-listen 127.0.0.1:18000 \
+  exec tokenward --dev --data-dir "$DATA" serve --listen "0.0.0.0:$ADMIN_PORT" --xds-listen "127.0.0.1:$XDS_PORT" \
     --tls-cert "$TLS/server.crt" --tls-key "$TLS/server.key" --xds-client-ca "$TLS/ca.crt" \
     --wasm-path dist/tokenward.wasm \
     --upstream openai=127.0.0.1:9101 --upstream anthropic=127.0.0.1:9102 --upstream gemini=127.0.0.1:9103

@@ -13,6 +13,8 @@
 #     pinned, in .venv/node) and the Node SDKs examples/node/package-lock.json pins, in
 #     examples/node/node_modules;
 #   - a C++ compiler, which builds libFuzzer for the fuzz targets (scripts/fuzz.sh);
+#   - a PostgreSQL server for the store tests (Debian's postgresql, started where none answers,
+#     and a role for this user that may create databases: each test makes its own);
 #   - with "bench": wrk for the load benchmark.
 set -euo pipefail
 

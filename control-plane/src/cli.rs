@@ -77,6 +77,9 @@ fn master_key(cli: &Cli, err: &mut dyn Write) -> anyhow::Result<MasterKey> {
         return MasterKey::from_hex(&text).with_context(|| path.display().to_string());
     }
     let key = MasterKey::generate()?;
+    // With --database, nothing else made the data directory.
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
     write_private(&path, format!("{}\n", key.to_hex()).as_bytes())?;
     Ok(key)
 }

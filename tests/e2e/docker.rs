@@ -159,23 +159,50 @@ fn the_entrypoint_points_at_the_mocks_and_the_bootstrap_at_the_control_plane() {
         );
     }
     let bootstrap = yaml("envoy/envoy-xds.yaml");
-    let cluster = &bootstrap["static_resources"]["clusters"][0];
-    assert_eq!(cluster["name"], "tokenward_control_plane");
-    let address = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-        ["address"]["socket_address"];
-    let xds = format!(
-        "{}:{}",
-        address["address"].as_str().unwrap(),
-        address["port_value"].as_u64().unwrap()
+    let endpoints = bootstrap_replicas(&bootstrap);
+    assert_eq!(
+        endpoints[0],
+        format!("127.0.0.1:{}", script_default(&script, "XDS_PORT")),
+        "the control plane listens where the bootstrap looks first"
     );
     assert!(
-        script.contains(&format!("--xds-listen {xds}")),
-        "the control plane listens where the bootstrap looks ({xds})"
+        script.contains("--xds-listen \"127.0.0.1:$XDS_PORT\""),
+        "ADS on loopback, at XDS_PORT"
     );
     assert!(
         script.contains("--wasm-path dist/tokenward.wasm"),
         "the same vm_config as the bootstrap's default"
     );
+}
+
+/// The replicas (address:port) the bootstrap's ADS cluster lists.
+fn bootstrap_replicas(bootstrap: &Value) -> Vec<String> {
+    let cluster = &bootstrap["static_resources"]["clusters"][0];
+    assert_eq!(cluster["name"], "tokenward_control_plane");
+    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let address = &e["endpoint"]["address"]["socket_address"];
+            format!(
+                "{}:{}",
+                address["address"].as_str().unwrap(),
+                address["port_value"].as_u64().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// The default the script gives `NAME` (`NAME=${TOKENWARD_…:-default}`).
+fn script_default(script: &str, name: &str) -> String {
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=${{")))
+        .and_then(|l| l.split_once(":-"))
+        .and_then(|(_, rest)| rest.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("compose-start.sh sets {name}"))
+        .to_string()
 }
 
 /// The script's commands, one per logical line (`\`-continued lines joined).
@@ -198,7 +225,7 @@ fn script_commands(script: &str) -> Vec<String> {
 fn tokenward_argv(command: &str, vars: &[(&str, &str)]) -> Vec<String> {
     let mut command = command.trim_start_matches("exec ").to_string();
     for (name, value) in vars {
-        command = command.replace(&format!("\"${name}"), &format!("\"{value}"));
+        command = command.replace(&format!("${name}"), value);
     }
     command
         .split_whitespace()
@@ -276,7 +303,15 @@ fn the_bundled_setup_makes_the_certificates_envoy_reads_and_serves_ads_over_mutu
         .iter()
         .find(|c| c.starts_with("exec tokenward") && c.contains(" serve "))
         .unwrap();
-    let argv = tokenward_argv(serve, &[("TLS", &tls_dir), ("DATA", "/data")]);
+    let argv = tokenward_argv(
+        serve,
+        &[
+            ("TLS", &tls_dir),
+            ("DATA", "/data"),
+            ("ADMIN_PORT", "8080"),
+            ("XDS_PORT", "18000"),
+        ],
+    );
     let cli = <Cli as clap::Parser>::try_parse_from(&argv).unwrap();
     let CliCommand::Serve(args) = &cli.command else {
         panic!("{argv:?} is not serve");
@@ -324,4 +359,227 @@ fn the_bundled_setup_makes_the_certificates_envoy_reads_and_serves_ads_over_mutu
     );
     // The keys are 0600 and the control plane's: Envoy reads them as root.
     assert_eq!(envoy["environment"]["ENVOY_UID"], "0");
+}
+
+#[test]
+fn the_ha_profile_runs_two_replicas_over_one_postgres_on_the_bootstrap_s_addresses() {
+    let compose = yaml("envoy/docker-compose.yaml");
+    let bootstrap = yaml("envoy/envoy-xds.yaml");
+    let services = &compose["services"];
+    let ha = [
+        "postgres-ha",
+        "control-plane-ha-1",
+        "control-plane-ha-2",
+        "mock-providers-ha",
+        "envoy-ha",
+    ];
+    for service in ha {
+        assert_eq!(strings(&services[service]["profiles"]), ["ha"], "{service}");
+    }
+    // One network namespace, held by Postgres (it outlives either replica): the bootstrap's
+    // loopback addresses hold.
+    for service in &ha[1..] {
+        assert_eq!(
+            services[*service]["network_mode"], "service:postgres-ha",
+            "{service}"
+        );
+    }
+    let env = |service: &str, name: &str| {
+        services[service]["environment"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{service} sets {name}"))
+            .to_string()
+    };
+    let replicas = ["control-plane-ha-1", "control-plane-ha-2"];
+    let mut xds_ports: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("127.0.0.1:{}", env(r, "TOKENWARD_XDS_PORT")))
+        .collect();
+    xds_ports.sort();
+    let mut listed = bootstrap_replicas(&bootstrap);
+    listed.sort();
+    assert_eq!(
+        xds_ports, listed,
+        "the replicas serve ADS where the bootstrap looks"
+    );
+    assert_ne!(
+        env(replicas[0], "TOKENWARD_ADMIN_PORT"),
+        env(replicas[1], "TOKENWARD_ADMIN_PORT")
+    );
+    assert_ne!(
+        env(replicas[0], "TOKENWARD_REPLICA_ID"),
+        env(replicas[1], "TOKENWARD_REPLICA_ID")
+    );
+    for replica in replicas {
+        let url = env(replica, "TOKENWARD_DATABASE_URL");
+        assert!(
+            url.starts_with("postgres://") && url.contains("@127.0.0.1:5432/"),
+            "{url}"
+        );
+        let volumes = strings(&services[replica]["volumes"]);
+        assert!(
+            volumes.contains(&"tokenward-ha-data:/data".to_string()),
+            "one master key"
+        );
+        assert!(
+            volumes.contains(&"tokenward-ha-tls:/tls".to_string()),
+            "one CA"
+        );
+        // Each admin API published.
+        let published = format!(":{}", env(replica, "TOKENWARD_ADMIN_PORT"));
+        assert!(strings(&services["postgres-ha"]["ports"])
+            .iter()
+            .any(|p| p.ends_with(&published)));
+    }
+    assert_eq!(
+        services["control-plane-ha-2"]["depends_on"]["control-plane-ha-1"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(services["envoy-ha"]["image"], services["envoy"]["image"]);
+    assert_eq!(
+        services["envoy-ha"]["command"], services["envoy"]["command"],
+        "the same bootstrap"
+    );
+    let listener = bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]
+        ["port_value"]
+        .as_u64()
+        .unwrap();
+    assert!(strings(&services["postgres-ha"]["ports"])
+        .iter()
+        .any(|p| p.ends_with(&format!(":{listener}"))));
+
+    // The entrypoint as the profile runs it, twice over one (test) database: the first sets
+    // the installation up, the second finds it; both serve ADS; an Envoy on the shipped
+    // bootstrap, with the certificates the replicas share, gets its configuration.
+    let db = tokenward_control_plane::testing::TestDatabase::create();
+    let data = tempfile::tempdir().unwrap();
+    let tls = tempfile::tempdir().unwrap();
+    let binaries = tokenward_e2e::control_plane::tokenward_binary()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        binaries.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let port = || tokenward_e2e::fleet::free_port().port();
+    let start = |replica: &str| {
+        let (admin, xds) = (port(), port());
+        let mut child = Command::new("sh")
+            .arg(tokenward_e2e::repo_root().join("envoy/compose-start.sh"))
+            .arg("control-plane")
+            .current_dir(tokenward_e2e::repo_root())
+            .env("PATH", &path)
+            .env("TOKENWARD_DATABASE_URL", &db.url)
+            .env("TOKENWARD_DATA_DIR", data.path())
+            .env("TOKENWARD_TLS_DIR", tls.path())
+            .env("TOKENWARD_REPLICA_ID", replica)
+            .env("TOKENWARD_ADMIN_PORT", admin.to_string())
+            .env("TOKENWARD_XDS_PORT", xds.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (serving, served) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut log = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.starts_with("tokenward: ADS on") {
+                    let _ = serving.send(Ok(()));
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            let _ = serving.send(Err(log));
+        });
+        match served.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(Ok(())) => {}
+            other => panic!("{replica} did not serve: {other:?}"),
+        }
+        (
+            Killed(child),
+            std::net::SocketAddr::from(([127, 0, 0, 1], xds)),
+        )
+    };
+    let (_one, xds_one) = start("replica-1");
+    let (_two, xds_two) = start("replica-2");
+    let operator = tokenward_e2e::control_plane::plane_at(
+        &db.url,
+        std::fs::read_to_string(data.path().join("dev-master.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let audit = operator.store().audit_log(1000).unwrap();
+    assert_eq!(
+        audit.iter().filter(|e| e.action == "init").count(),
+        1,
+        "set up once"
+    );
+    let token = std::fs::read_to_string(data.path().join("token")).unwrap();
+    let token = token.trim();
+    let node = bootstrap["node"]["id"].as_str().unwrap();
+    let config = tokenward_e2e::envoy::EnvoyConfig::shipped_xds()
+        .unwrap()
+        .with_control_planes_tls(
+            &[xds_one, xds_two],
+            &tokenward_e2e::envoy::wasm_module().unwrap(),
+            &tokenward_e2e::envoy::ClientTls {
+                ca: tls.path().join("ca.crt"),
+                cert: tls.path().join(format!("node-{node}.crt")),
+                key: tls.path().join(format!("node-{node}.key")),
+            },
+        )
+        .unwrap();
+    // In the repository, as the image's /tokenward: the module the replicas push is at
+    // dist/tokenward.wasm.
+    let envoy = tokenward_e2e::envoy::Envoy::start(
+        config,
+        &tokenward_e2e::envoy::EnvoyOptions {
+            working_dir: Some(tokenward_e2e::repo_root()),
+            ..tokenward_e2e::envoy::EnvoyOptions::default()
+        },
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let bogus = tokenward_e2e::fleet::chat(&envoy, "tw_not_a_key");
+        if bogus.status == 401 {
+            // Configured: the installation's own token passes authentication (its provider,
+            // the profile's mock, is not running here).
+            let reply = tokenward_e2e::fleet::chat(&envoy, token);
+            assert!(
+                reply.status != 401 && reply.status != 403,
+                "{} {}",
+                reply.status,
+                reply.body
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no configuration: {} {}\n{}",
+            bogus.status,
+            bogus.body,
+            envoy.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

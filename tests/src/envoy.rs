@@ -63,8 +63,18 @@ impl EnvoyConfig {
     /// Points the pushed-mode bootstrap at a control plane over mutual TLS, as shipped: only
     /// the files of its TLS section change (the SNI and the server name it checks stay).
     pub fn with_control_plane_tls(
-        mut self,
+        self,
         xds: SocketAddr,
+        wasm: &Path,
+        tls: &ClientTls,
+    ) -> anyhow::Result<Self> {
+        self.with_control_planes_tls(&[xds], wasm, tls)
+    }
+
+    /// The same with several replicas, as the shipped file lists two.
+    pub fn with_control_planes_tls(
+        mut self,
+        replicas: &[SocketAddr],
         wasm: &Path,
         tls: &ClientTls,
     ) -> anyhow::Result<Self> {
@@ -78,7 +88,7 @@ impl EnvoyConfig {
         context["tls_certificates"][0]["certificate_chain"] = file(&tls.cert)?;
         context["tls_certificates"][0]["private_key"] = file(&tls.key)?;
         context["validation_context"]["trusted_ca"] = file(&tls.ca)?;
-        self.with_control_plane_at(xds, wasm)
+        self.with_replicas_at(replicas, wasm)
     }
 
     /// How long the pushed-mode bootstrap waits for each first answer of the control plane
@@ -373,6 +383,9 @@ pub struct EnvoyOptions {
     /// Environment for the Envoy process (the Wasm VM sees only `host_env_keys` of it).
     pub env: BTreeMap<String, String>,
     pub log_level: &'static str,
+    /// Envoy's working directory (the test's own when `None`): what relative paths in the
+    /// configurations it gets, pushed ones included, are relative to.
+    pub working_dir: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -387,6 +400,7 @@ impl Default for EnvoyOptions {
             concurrency: 1,
             env: BTreeMap::new(),
             log_level,
+            working_dir: None,
         }
     }
 }
@@ -453,6 +467,9 @@ impl Envoy {
         let admin_path = dir.path().join("admin-address");
         let log_path = dir.path().join("envoy.log");
         let mut command = Command::new(binary);
+        if let Some(dir) = &options.working_dir {
+            command.current_dir(dir);
+        }
         command
             .arg("-c")
             .arg(&config_path)

@@ -17,6 +17,7 @@ use crate::model::{Alg, ApiKeyRecord, AuditEntry, IssuedToken, SigningKeyRecord}
 /// (SQLite in WAL mode lets readers run beside the one writer; `busy_timeout` queues writers).
 pub struct SqliteStore {
     pool: super::pool::Pool<rusqlite::Connection>,
+    writer: open::WriterGate,
 }
 
 impl Store for SqliteStore {

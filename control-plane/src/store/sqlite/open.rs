@@ -72,6 +72,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             pool: Pool::new(connections),
+            writer: WriterGate::default(),
         })
     }
 
@@ -87,10 +88,26 @@ impl SqliteStore {
         &self,
         _isolation: Isolation,
     ) -> Result<Transaction<'_>, StoreError> {
-        let (conn, outermost) = self.pool.pin()?;
+        // Writers of this process queue here, before they take a connection, rather than in
+        // SQLite's busy handler, which sleeps in growing steps (hundreds of ms under load);
+        // other processes still meet the busy timeout.
+        let nested = self.pool.is_pinned();
+        if !nested {
+            self.writer.enter();
+        }
+        let (conn, outermost) = match self.pool.pin() {
+            Ok(pinned) => pinned,
+            Err(error) => {
+                if !nested {
+                    self.writer.leave();
+                }
+                return Err(error);
+            }
+        };
         if outermost {
             if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
                 drop(conn);
+                self.writer.leave();
                 self.pool.unpin();
                 return Err(error.into());
             }
@@ -111,6 +128,7 @@ impl SqliteStore {
             let _ = conn.execute_batch("ROLLBACK");
         }
         drop(conn);
+        self.writer.leave();
         self.pool.unpin();
         result?;
         if ending == Ending::Rollback && commit {
@@ -135,5 +153,36 @@ impl SqliteStore {
         Ok(self
             .conn()?
             .pragma_query_value(None, "journal_mode", |row| row.get(0))?)
+    }
+}
+
+/// One writing transaction of this process at a time.
+#[derive(Default)]
+pub(super) struct WriterGate {
+    busy: std::sync::Mutex<bool>,
+    free: std::sync::Condvar,
+}
+
+impl WriterGate {
+    fn enter(&self) {
+        let mut busy = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *busy {
+            busy = self
+                .free
+                .wait(busy)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *busy = true;
+    }
+
+    fn leave(&self) {
+        *self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        self.free.notify_one();
     }
 }
