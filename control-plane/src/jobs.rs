@@ -67,3 +67,83 @@ fn leads(state: &ServerState, job: &str, now: u64) -> bool {
             false
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::model::Alg;
+    use crate::plane::{ControlPlane, InitSettings, Revocation};
+    use crate::state::ServerState;
+    use crate::store::{SqliteStore, Store};
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn two_replicas_run_a_job_once_and_the_other_takes_over_when_the_holder_is_gone() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let plane =
+            ControlPlane::<dyn Store>::new(Arc::clone(&store), MasterKey::generate().unwrap(), "t");
+        plane
+            .init(
+                &InitSettings {
+                    issuer: "https://cp.test".into(),
+                    audiences: vec!["gw".into()],
+                    alg: Alg::EdDSA,
+                },
+                NOW,
+            )
+            .unwrap();
+        plane
+            .revoke(
+                &Revocation::Jti {
+                    jti: "gone".into(),
+                    expires_at: Some(NOW + 10),
+                },
+                NOW,
+            )
+            .unwrap();
+        let clock = Arc::new(std::sync::atomic::AtomicU64::new(NOW + 100));
+        let replica = |name: &str| {
+            let clock = Arc::clone(&clock);
+            ServerState::over(
+                plane.clone(),
+                Box::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)),
+            )
+            .with_replica(name)
+        };
+        let (a, b) = (replica("a"), replica("b"));
+        let settings = JobSettings {
+            rotate_every: Some(Duration::from_secs(3600)),
+        };
+        run_once(&a, &settings);
+        run_once(&b, &settings);
+        assert!(store.revoked_jtis(0).unwrap().is_empty(), "pruned");
+        assert_eq!(store.signing_keys().unwrap().len(), 1, "not due yet");
+        // An hour on, both try: a's lease has expired, b takes it and rotates, once.
+        clock.store(NOW + 3700, std::sync::atomic::Ordering::SeqCst);
+        run_once(&b, &settings);
+        run_once(&a, &settings);
+        assert_eq!(store.signing_keys().unwrap().len(), 2, "rotated once");
+        let rotations = store
+            .audit_log(100)
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "key.rotate")
+            .count();
+        assert_eq!(
+            rotations,
+            2,
+            "the first key and one rotation: {:?}",
+            store.audit_log(100).unwrap()
+        );
+        // b holds it now (a's had expired); while it does a cannot take it, and once b is
+        // gone and its lease has run out, a takes over.
+        assert!(!store
+            .try_lease("rotate-signing-key", "a", NOW + 3701, 60)
+            .unwrap());
+        assert!(store
+            .try_lease("rotate-signing-key", "a", NOW + 3700 + LEASE_SECONDS, 60)
+            .unwrap());
+    }
+}

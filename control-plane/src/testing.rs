@@ -67,6 +67,18 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The user tests connect as over the local socket.
+    pub fn user() -> Option<String> {
+        os_user()
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Ok(mut admin) = ::postgres::Client::connect(&self.server, ::postgres::NoTls) {

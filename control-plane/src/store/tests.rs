@@ -396,3 +396,38 @@ fn a_commit_on_postgres_wakes_every_watcher_and_a_lost_connection_is_replaced() 
         Some("https://a")
     );
 }
+
+/// TLS to Postgres is verified: the local server's TLS (Debian's default: `ssl = on` with its
+/// self-signed "snakeoil" certificate for `localhost`) is refused against the system's roots,
+/// and accepted against that certificate given as the CA.
+#[test]
+fn tls_to_postgres_is_verified_against_the_given_ca_or_the_system_roots() {
+    let db = crate::testing::TestDatabase::create();
+    let mut admin = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
+    let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
+    let cert: String = admin.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    assert_eq!(
+        ssl, "on",
+        "this test needs the PostgreSQL server's TLS: `ssl = on` in its postgresql.conf (Debian's default, with the snakeoil certificate)"
+    );
+    let user = crate::testing::TestDatabase::user().unwrap_or_else(|| "postgres".into());
+    let url = format!(
+        "postgresql://{user}@localhost:5432/{}?hostaddr=127.0.0.1&sslmode=require",
+        db.name()
+    );
+    let refused = PostgresStore::connect(&url, None)
+        .err()
+        .expect("an untrusted certificate is refused");
+    assert!(refused.to_string().contains("--database-ca"), "{refused}");
+    let store = PostgresStore::connect(&url, Some(std::path::Path::new(&cert))).unwrap();
+    store.set_setting("issuer", "https://over-tls").unwrap();
+    let encrypted: bool = ::postgres::Client::connect(&db.url, ::postgres::NoTls)
+        .unwrap()
+        .query_one(
+            "SELECT bool_or(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = $1 AND application_name = 'tokenward'",
+            &[&db.name()],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the store's connections are encrypted");
+}
