@@ -24,6 +24,19 @@ pub fn body_route_args<'a>(name: &'a str, prefix: &'a str, provider: &'a str) ->
     ]
 }
 
+/// The OpenAI provider as the tests add it: its credential is given apart, as
+/// `ControlPlane::put_provider` takes it.
+pub fn openai_provider() -> tokenward_filter::config::ProviderConfig {
+    tokenward_filter::config::ProviderConfig {
+        name: "openai".into(),
+        style: tokenward_filter::config::ProviderStyle::Openai,
+        cluster: "openai".into(),
+        authority: "api.openai.com".into(),
+        credential: tokenward_filter::config::CredentialSource::Env(String::new()),
+        headers: Default::default(),
+    }
+}
+
 /// A database of its own on the Postgres server the tests use, dropped with it.
 ///
 /// The server: `$TOKENWARD_TEST_DATABASE_URL` (any database on it; each test creates its

@@ -11,7 +11,6 @@ use tokenward_control_plane::plane::{InitSettings, ProviderSecret};
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 use tokenward_e2e::control_plane::{plane, unix_now, Served};
 use tokenward_e2e::setup::random_hex;
-use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle};
 
 #[test]
 fn a_schema_driven_fuzzer_finds_no_failure_in_the_admin_api() {
@@ -38,14 +37,7 @@ fn a_schema_driven_fuzzer_finds_no_failure_in_the_admin_api() {
     // A provider, so generated routes can name one that exists.
     operator
         .put_provider(
-            ProviderConfig {
-                name: "openai".into(),
-                style: ProviderStyle::Openai,
-                cluster: "openai".into(),
-                authority: "api.openai.com".into(),
-                credential: CredentialSource::Env(String::new()),
-                headers: Default::default(),
-            },
+            tokenward_control_plane::testing::openai_provider(),
             ProviderSecret::Env("OPENAI_API_KEY".into()),
             unix_now(),
         )

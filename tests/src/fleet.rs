@@ -13,7 +13,6 @@ use tokenward_control_plane::plane::{ControlPlane, InitSettings, ProviderSecret}
 use tokenward_control_plane::store::Store;
 use tokenward_control_plane::testing::TestDatabase;
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
-use tokenward_filter::config::{CredentialSource, ProviderConfig, ProviderStyle};
 
 use crate::client::{self, bearer, Reply};
 use crate::control_plane::{plane_at, unix_now, ServeProcess, Served};
@@ -56,14 +55,7 @@ impl Fleet {
         let secrets = crate::setup::ProviderSecrets::generate();
         operator
             .put_provider(
-                ProviderConfig {
-                    name: "openai".into(),
-                    style: ProviderStyle::Openai,
-                    cluster: "openai".into(),
-                    authority: "api.openai.com".into(),
-                    credential: CredentialSource::Env(String::new()),
-                    headers: Default::default(),
-                },
+                tokenward_control_plane::testing::openai_provider(),
                 ProviderSecret::Sealed(secrets.get("openai").to_string()),
                 unix_now(),
             )

@@ -42,14 +42,7 @@ fn planes(
     )
     .unwrap();
     a.put_provider(
-        ProviderConfig {
-            name: "openai".into(),
-            style: tokenward_filter::config::ProviderStyle::Openai,
-            cluster: "openai".into(),
-            authority: "api.openai.com".into(),
-            credential: CredentialSource::Env(String::new()),
-            headers: Default::default(),
-        },
+        crate::testing::openai_provider(),
         ProviderSecret::Env("OPENAI_API_KEY".into()),
         NOW,
     )

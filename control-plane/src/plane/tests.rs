@@ -35,14 +35,7 @@ fn plane() -> ControlPlane<SqliteStore> {
 }
 
 fn openai() -> ProviderConfig {
-    ProviderConfig {
-        name: "openai".into(),
-        style: ProviderStyle::Openai,
-        cluster: "openai".into(),
-        authority: "api.openai.com".into(),
-        credential: CredentialSource::Env(String::new()),
-        headers: Default::default(),
-    }
+    crate::testing::openai_provider()
 }
 
 fn chat_route() -> RouteConfig {

@@ -1,6 +1,7 @@
 //! The Postgres store as a `Dump`, and a `Dump` written into an empty one.
 
 use super::*;
+use crate::store::dump::RawRows;
 
 impl PostgresStore {
     pub(super) fn dump(&self) -> Result<Dump, StoreError> {
@@ -44,22 +45,16 @@ impl PostgresStore {
             .map(|row| Ok((get(row, 0)?, to_u64(get(row, 1)?)?, to_u64(get(row, 2)?)?)))
             .collect::<Result<_, StoreError>>()?;
         drop(conn);
-        let mut audit = self.audit_log(usize::MAX >> 1)?;
-        audit.reverse();
-        let dump = Dump {
-            settings,
-            signing_keys: self.signing_keys()?,
-            revoked_keys,
-            tokens,
-            api_keys: self.api_keys()?,
-            revoked_jtis,
-            revoked_subjects,
-            providers: self.providers()?,
-            routes: self.routes()?,
-            plans: self.plans()?,
-            prices: self.prices()?,
-            audit,
-        };
+        let dump = Dump::of(
+            self,
+            RawRows {
+                settings,
+                revoked_keys,
+                tokens,
+                revoked_jtis,
+                revoked_subjects,
+            },
+        )?;
         transaction.commit()?;
         Ok(dump)
     }
@@ -111,30 +106,6 @@ impl PostgresStore {
             &[],
         )?;
         drop(conn);
-        for (name, value) in &dump.settings {
-            self.set_setting(name, value)?;
-        }
-        for key in &dump.signing_keys {
-            self.insert_signing_key(key)?;
-        }
-        for (token, api_key) in &dump.tokens {
-            self.record_token(token, api_key.as_deref())?;
-        }
-        for key in &dump.api_keys {
-            self.insert_api_key(key)?;
-        }
-        for provider in &dump.providers {
-            self.put_provider(provider)?;
-        }
-        for route in &dump.routes {
-            self.put_route(route)?;
-        }
-        for (name, plan) in &dump.plans {
-            self.put_plan(name, plan)?;
-        }
-        for price in &dump.prices {
-            self.put_price(price)?;
-        }
-        Ok(())
+        dump.write_through(self)
     }
 }

@@ -3,6 +3,7 @@
 use rusqlite::params;
 
 use super::*;
+use crate::store::dump::RawRows;
 
 impl SqliteStore {
     pub(super) fn dump(&self) -> Result<Dump, StoreError> {
@@ -59,22 +60,16 @@ impl SqliteStore {
             .collect::<Result<_, StoreError>>()?
         };
         drop(conn);
-        let mut audit = self.audit_log(usize::MAX >> 1)?;
-        audit.reverse();
-        let dump = Dump {
-            settings,
-            signing_keys: self.signing_keys()?,
-            revoked_keys,
-            tokens,
-            api_keys: self.api_keys()?,
-            revoked_jtis,
-            revoked_subjects,
-            providers: self.providers()?,
-            routes: self.routes()?,
-            plans: self.plans()?,
-            prices: self.prices()?,
-            audit,
-        };
+        let dump = Dump::of(
+            self,
+            RawRows {
+                settings,
+                revoked_keys,
+                tokens,
+                revoked_jtis,
+                revoked_subjects,
+            },
+        )?;
         transaction.commit()?;
         Ok(dump)
     }
@@ -90,12 +85,6 @@ impl SqliteStore {
             return Err(StoreError::Range(
                 "the target store is not empty: it was initialised already",
             ));
-        }
-        for (name, value) in &dump.settings {
-            self.set_setting(name, value)?;
-        }
-        for key in &dump.signing_keys {
-            self.insert_signing_key(key)?;
         }
         let conn = self.conn()?;
         for (kid, at) in &dump.revoked_keys {
@@ -123,24 +112,6 @@ impl SqliteStore {
             )?;
         }
         drop(conn);
-        for (token, api_key) in &dump.tokens {
-            self.record_token(token, api_key.as_deref())?;
-        }
-        for key in &dump.api_keys {
-            self.insert_api_key(key)?;
-        }
-        for provider in &dump.providers {
-            self.put_provider(provider)?;
-        }
-        for route in &dump.routes {
-            self.put_route(route)?;
-        }
-        for (name, plan) in &dump.plans {
-            self.put_plan(name, plan)?;
-        }
-        for price in &dump.prices {
-            self.put_price(price)?;
-        }
-        Ok(())
+        dump.write_through(self)
     }
 }
