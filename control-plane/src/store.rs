@@ -95,8 +95,13 @@ pub struct StoredProxy {
     pub status: ProxyStatus,
 }
 
-/// Wakes the xDS loop: a change was committed, perhaps by another replica.
-pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;
+/// What a store's watch tells of commits: `changed` on each (perhaps another replica's), and
+/// `listening` whether anyone still cares (false: the watch ends, its connection closes).
+#[derive(Clone)]
+pub struct Wake {
+    pub changed: std::sync::Arc<dyn Fn() + Send + Sync>,
+    pub listening: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+}
 
 /// What the control plane keeps. Every method is one statement or one transaction; several
 /// calls are one transaction between `begin` and `Transaction::commit`.
@@ -107,8 +112,8 @@ pub trait Store: Send + Sync {
     fn end(&self, commit: bool) -> Result<(), StoreError>;
 
     /// Calls `wake` whenever another connection or process commits a change (Postgres:
-    /// LISTEN/NOTIFY on a connection of its own, reconnected when lost). Without it the
-    /// revision is polled every `change_poll`.
+    /// LISTEN/NOTIFY on a connection of its own, reconnected when lost), until `wake` says
+    /// nobody listens. Without it the revision is polled every `change_poll`.
     fn watch(&self, _wake: Wake) -> Result<(), StoreError> {
         Ok(())
     }

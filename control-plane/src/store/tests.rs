@@ -377,9 +377,12 @@ fn a_commit_on_postgres_wakes_every_watcher_and_a_lost_connection_is_replaced() 
     let (tx, rx) = std::sync::mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     reader
-        .watch(std::sync::Arc::new(move || {
-            let _ = tx.lock().unwrap().send(());
-        }))
+        .watch(Wake {
+            changed: std::sync::Arc::new(move || {
+                let _ = tx.lock().unwrap().send(());
+            }),
+            listening: std::sync::Arc::new(|| true),
+        })
         .unwrap();
     writer.set_setting("issuer", "https://a").unwrap();
     rx.recv_timeout(std::time::Duration::from_secs(5))

@@ -336,13 +336,19 @@ pub async fn serve(
     let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     // Commits of other replicas wake the loop at once.
     // (Connecting is blocking work: off the async threads.)
-    let woken = Arc::clone(&state);
+    // The watch holds the state weakly: once the servers are gone, it ends.
+    let (woken, asked) = (Arc::downgrade(&state), Arc::downgrade(&state));
     let watching = Arc::clone(&state);
     let watched = tokio::task::spawn_blocking(move || {
-        watching.plane.store().watch(Arc::new(move || {
-            woken.changed.store(true, Ordering::SeqCst);
-            woken.wake.notify_one();
-        }))
+        watching.plane.store().watch(crate::store::Wake {
+            changed: Arc::new(move || {
+                if let Some(state) = woken.upgrade() {
+                    state.changed.store(true, Ordering::SeqCst);
+                    state.wake.notify_one();
+                }
+            }),
+            listening: Arc::new(move || asked.strong_count() > 0),
+        })
     })
     .await;
     if let Ok(Err(error)) = watched {

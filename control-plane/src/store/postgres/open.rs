@@ -319,24 +319,39 @@ impl PostgresStore {
         std::thread::Builder::new()
             .name("tokenward-listen".into())
             .spawn(move || loop {
-                let lost = {
+                let (lost, listened) = {
                     let mut notifications = conn.client.notifications();
-                    let mut iter = notifications.timeout_iter(Duration::from_secs(30));
+                    let mut iter = notifications.timeout_iter(Duration::from_secs(5));
                     loop {
                         match iter.next() {
-                            Ok(Some(_)) => wake(),
-                            // Quiet for a while: the connection is still checked below.
-                            Ok(None) => break false,
-                            Err(_) => break true,
+                            Ok(Some(_)) => {
+                                if !(wake.listening)() {
+                                    break (false, false);
+                                }
+                                (wake.changed)();
+                            }
+                            // Quiet for a while: whether anyone listens, and whether the
+                            // connection holds, is checked below.
+                            Ok(None) => break (false, true),
+                            Err(_) => break (true, true),
                         }
                     }
                 };
+                // The server it woke is gone (or nobody asks any more): so is this thread,
+                // and the connection with it (dropped here, on a thread of its own).
+                if !listened || !(wake.listening)() {
+                    return;
+                }
                 if lost || conn.client.is_valid(Duration::from_secs(5)).is_err() {
                     tracing::warn!(
                         "store: the LISTEN connection to Postgres was lost; reconnecting"
                     );
-                    conn = reconnect_listener(&target);
-                    wake();
+                    match reconnect_listener(&target, &wake) {
+                        Some(fresh) => conn = fresh,
+                        None => return,
+                    }
+                    // What was committed while it was away was not notified.
+                    (wake.changed)();
                 }
             })
             .map_err(|e| StoreError::Connect(format!("starting the LISTEN thread: {e}")))?;
@@ -344,14 +359,18 @@ impl PostgresStore {
     }
 }
 
-/// Reconnects the LISTEN connection, backing off up to 5 s between tries.
-fn reconnect_listener(target: &Target) -> PgConn {
+/// Reconnects the LISTEN connection, backing off up to 5 s between tries; `None` once
+/// nobody listens any more.
+fn reconnect_listener(target: &Target, wake: &Wake) -> Option<PgConn> {
     let mut wait = Duration::from_millis(100);
     loop {
+        if !(wake.listening)() {
+            return None;
+        }
         if let Ok(mut conn) = target.connect() {
             if conn.batch(&format!("LISTEN {CHANNEL}")).is_ok() {
                 tracing::info!("store: listening to Postgres again");
-                return conn;
+                return Some(conn);
             }
         }
         std::thread::sleep(wait);
