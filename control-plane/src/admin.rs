@@ -30,12 +30,14 @@ mod catalog;
 mod credentials;
 mod oauth;
 mod openapi;
+mod sync;
 
 use body::JsonBody;
 use catalog::*;
 use credentials::*;
 use oauth::*;
 pub use openapi::openapi_document;
+use sync::*;
 
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
@@ -82,6 +84,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/config", get(get_config))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/proxies", get(proxies))
+        .route(tokenward_filter::sync::CONFIG_PATH, get(pull_config))
+        .route(tokenward_filter::sync::REPORT_PATH, post(report_usage))
         .with_state(state)
         .layer(axum::middleware::from_fn(json_errors))
 }

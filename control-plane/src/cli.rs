@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use tokenward_filter::config::{
-    ModelProvider, PlanConfig, PriceConfig, ProviderConfig, RouteConfig,
+    CredentialSource, ModelProvider, PlanConfig, PriceConfig, ProviderConfig, RouteConfig,
+    SyncConfig,
 };
 
 use crate::crypto::MasterKey;
@@ -611,17 +612,43 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             wasm_url,
             namespace,
             host,
+            sync_url,
+            proxy_credential_env,
+            proxy_credential,
+            max_staleness_seconds,
         }) => {
             let config = plane.render(now)?;
+            let pull = match sync_url {
+                Some(url) => {
+                    let credential = match (proxy_credential_env, proxy_credential) {
+                        (Some(var), _) => CredentialSource::Env(var.clone()),
+                        (None, Some(key)) => CredentialSource::Inline(key.clone()),
+                        (None, None) => bail!(
+                            "--sync-url needs the proxy credential: --proxy-credential-env VAR or --proxy-credential KEY (tokenward proxy-credential create)"
+                        ),
+                    };
+                    if *format == RenderFormat::Json {
+                        bail!("--sync-url renders a mesh's bootstrap: use --format istio or envoy-gateway");
+                    }
+                    Some(crate::mesh::PullSettings {
+                        url: url.clone(),
+                        credential,
+                        max_staleness_seconds: *max_staleness_seconds,
+                        trust_anchor: plane.jwks(now)?,
+                    })
+                }
+                None => None,
+            };
             let mesh = crate::mesh::MeshSettings {
                 wasm_url: wasm_url.clone(),
                 namespace: namespace.clone(),
                 host: host.clone(),
+                pull,
             };
             let document = match format {
                 RenderFormat::Json => serde_json::to_value(&config)?,
-                RenderFormat::Istio => crate::mesh::istio(&config, &mesh),
-                RenderFormat::EnvoyGateway => crate::mesh::envoy_gateway(&config, &mesh),
+                RenderFormat::Istio => crate::mesh::istio(&config, &mesh)?,
+                RenderFormat::EnvoyGateway => crate::mesh::envoy_gateway(&config, &mesh)?,
             };
             let text = serde_json::to_string_pretty(&document)?;
             match path {
@@ -682,6 +709,58 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         }
         Command::Jwks => {
             writeln!(out, "{}", serde_json::to_string_pretty(&plane.jwks(now)?)?)?;
+        }
+        Command::ProxyCredential(ProxyCredentialCommand::Create { name }) => {
+            let created = plane.create_proxy_credential(name, now)?;
+            print(
+                out,
+                serde_json::json!({"id": created.id, "key": created.key, "subject": created.record.subject}),
+                format!(
+                    "proxy credential {} for {name} (shown once, scope tokenward:sync only):\n{}",
+                    created.id, created.key
+                ),
+            )?;
+        }
+        Command::Sync(SyncCommand::Set {
+            cluster,
+            authority,
+            credential_env,
+            report_interval_ms,
+        }) => {
+            let channel = SyncConfig {
+                cluster: cluster.clone(),
+                authority: authority.clone(),
+                credential: CredentialSource::Env(credential_env.clone()),
+                report_interval_ms: *report_interval_ms,
+                max_staleness_seconds: tokenward_filter::config::default_max_staleness(),
+                trust_anchor: Default::default(),
+            };
+            plane.set_sync_channel(Some(&channel), now)?;
+            print(
+                out,
+                serde_json::to_value(&channel)?,
+                format!("usage is reported on cluster {cluster} every {report_interval_ms} ms (credential from ${credential_env})"),
+            )?;
+        }
+        Command::Sync(SyncCommand::Off) => {
+            plane.set_sync_channel(None, now)?;
+            print(
+                out,
+                serde_json::json!({"sync": null}),
+                "no sync channel: filters report nothing".into(),
+            )?;
+        }
+        Command::Sync(SyncCommand::Show) => {
+            let channel = plane.sync_channel()?;
+            let text = match &channel {
+                Some(c) => format!("cluster {} every {} ms", c.cluster, c.report_interval_ms),
+                None => "no sync channel".to_string(),
+            };
+            print(out, serde_json::to_value(&channel)?, text)?;
+        }
+        Command::Usage { since } => {
+            let since = since.unwrap_or(now.saturating_sub(24 * 3600));
+            show(out, view::usage(&plane.usage(since)?))?;
         }
         Command::Audit { limit } => {
             show(out, view::audit(&plane.store().audit_log(*limit)?))?;

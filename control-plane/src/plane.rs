@@ -13,7 +13,7 @@ use jwt_simple::prelude::*;
 use tokenward_filter::claims::TokenwardClaims;
 use tokenward_filter::config::{
     ApiKeyEntry, CacheConfig, Config, CredentialSource, Jwk, JwkSet, PlanConfig, PriceConfig,
-    ProviderConfig, Revocations, RevokedJti, RouteConfig,
+    ProviderConfig, Revocations, RevokedJti, RouteConfig, SyncConfig,
 };
 use tokenward_filter::identity::Identity;
 use tokenward_filter::policy::{InvalidConfig, Policy};
@@ -321,12 +321,14 @@ fn provider_context(name: &str) -> String {
 }
 
 mod catalog;
+pub use sync::{SignedConfig, RESIGN_AFTER};
 mod compiled;
 mod credentials;
 mod keys;
 mod render;
 mod revocation;
 mod settings;
+mod sync;
 
 #[cfg(test)]
 mod races;

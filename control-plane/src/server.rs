@@ -25,6 +25,10 @@ pub async fn run_servers(
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
+    // The store's changes, rendered: xDS snapshots, and the signed configuration the sync
+    // channel serves.
+    let (snapshots, watcher) =
+        crate::xds::follow_changes(std::sync::Arc::clone(&state), settings.clone()).await;
     let router = crate::admin::router(std::sync::Arc::clone(&state));
     type Served<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
     let http: Served<std::io::Error> = match &tls {
@@ -60,7 +64,7 @@ pub async fn run_servers(
                 }
                 None => crate::xds::AdsListener::Plain(listener),
             };
-            let grpc = crate::xds::serve(state, settings, listener, wait(stopped));
+            let grpc = crate::xds::serve(state, settings, snapshots, listener, wait(stopped));
             let (http, grpc) = tokio::join!(http, grpc);
             http?;
             grpc?;
@@ -68,5 +72,6 @@ pub async fn run_servers(
         None => http.await?,
     }
     jobs.abort();
+    watcher.abort();
     Ok(())
 }

@@ -38,6 +38,8 @@ pub struct ServerState {
     pub replica: String,
     /// Woken when the store says another replica committed a change.
     pub wake: tokio::sync::Notify,
+    /// The configuration pull-mode filters fetch, signed; `None` until the first render.
+    pub synced: tokio::sync::watch::Sender<Option<Arc<crate::plane::SignedConfig>>>,
 }
 
 impl ServerState {
@@ -58,6 +60,7 @@ impl ServerState {
             vm_env_keys: Mutex::new(None),
             replica: default_replica(),
             wake: tokio::sync::Notify::new(),
+            synced: tokio::sync::watch::channel(None).0,
         }
     }
 

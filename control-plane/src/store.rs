@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use tokenward_filter::config::{PlanConfig, PriceConfig, ProviderConfig, RouteConfig};
+use tokenward_filter::sync::{SyncReport, UsageEntry};
 
 use crate::model::{ApiKeyRecord, AuditEntry, IssuedToken, ProxyStatus, SigningKeyRecord};
 
@@ -93,6 +94,28 @@ pub struct StoredProxy {
     /// The `tokenward serve` replica that holds (or held) its ADS stream.
     pub replica: String,
     pub status: ProxyStatus,
+}
+
+/// Usage of one hour (its start, Unix seconds) by one key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageRow {
+    pub hour: u64,
+    #[serde(flatten)]
+    pub entry: UsageEntry,
+}
+
+/// The hour `at` falls in.
+pub(crate) fn hour_of(at: u64) -> u64 {
+    at - at % 3600
+}
+
+/// "None" in the usage key's columns.
+pub(crate) fn or_empty(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
+}
+
+pub(crate) fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
 }
 
 /// What a store's watch tells of commits: `changed` on each (perhaps another replica's), and
@@ -211,6 +234,12 @@ pub trait Store: Send + Sync {
     fn touch_proxies(&self, replica: &str, nodes: &[String], at: u64) -> Result<(), StoreError>;
     /// Every Envoy any replica has served, by node id.
     fn proxies(&self) -> Result<Vec<StoredProxy>, StoreError>;
+
+    /// Takes a usage report once, received at `at`: false when its (node, boot, seq) was
+    /// taken before (a resend), and then nothing is counted again. One transaction.
+    fn record_usage(&self, report: &SyncReport, at: u64) -> Result<bool, StoreError>;
+    /// Usage per hour, of the hours that begin at or after `since`.
+    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError>;
 
     /// Takes or keeps the lease `name` for `holder` until `now + ttl`: true when `holder` has
     /// it (free, expired, or its own). One holder at a time, across processes.

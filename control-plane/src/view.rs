@@ -398,3 +398,33 @@ pub fn audit(entries: &[AuditEntry]) -> View {
         .join("\n");
     View::new(serde_json::to_value(entries).unwrap_or_default(), text)
 }
+
+/// Usage the filters reported, one line per hour and key.
+pub fn usage(rows: &[crate::store::UsageRow]) -> View {
+    let text = if rows.is_empty() {
+        "no usage reported".to_string()
+    } else {
+        rows.iter()
+            .map(|r| {
+                let e = &r.entry;
+                format!(
+                    "{}  {}  tenant={}  plan={}  credential={}  {}/{}  requests={} input={} output={} cached={} cost_micro_usd={}",
+                    rfc3339(r.hour),
+                    e.subject,
+                    e.tenant.as_deref().unwrap_or("-"),
+                    e.plan.as_deref().unwrap_or("-"),
+                    e.credential.as_deref().unwrap_or("-"),
+                    e.provider,
+                    e.model.as_deref().unwrap_or("-"),
+                    e.requests,
+                    e.input_tokens,
+                    e.output_tokens,
+                    e.cached_input_tokens,
+                    e.cost_micro_usd
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    View::new(serde_json::to_value(rows).unwrap_or_default(), text)
+}

@@ -49,6 +49,53 @@ pub struct Config {
     /// Model prices for cost limits; the first pattern that matches the model applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prices: Vec<PriceConfig>,
+    /// The channel to the control plane: usage reports (and, in a bootstrap, the
+    /// configuration itself). Without it the filter reports nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncConfig>,
+}
+
+/// The sync channel (docs/sync.md): which Envoy cluster reaches the control plane's HTTP
+/// API, the proxy credential the filter calls it with, and how often it reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// The Envoy cluster of the control plane's HTTP API (envoy.yaml's cluster, Istio's
+    /// `outbound|<port>||<host>`, Envoy Gateway's patched cluster).
+    pub cluster: String,
+    /// The `:authority` of the calls; the cluster's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// A proxy credential (`tokenward proxy-credential create`): scoped to the sync channel
+    /// only.
+    pub credential: CredentialSource,
+    /// How often usage is reported, in milliseconds.
+    #[serde(default = "default_report_interval")]
+    pub report_interval_ms: u64,
+    /// Pull mode: how long the filter keeps enforcing its last configuration without an
+    /// answer from the control plane before it refuses every request (503). 0: forever.
+    #[serde(default = "default_max_staleness")]
+    pub max_staleness_seconds: u64,
+    /// Pull mode: the keys that may sign a pulled configuration (the control plane's JWKS
+    /// when the bootstrap was rendered). Later ones are learnt from each configuration.
+    #[serde(default, skip_serializing_if = "JwkSet::is_empty")]
+    pub trust_anchor: JwkSet,
+}
+
+pub fn default_report_interval() -> u64 {
+    1000
+}
+
+pub fn default_max_staleness() -> u64 {
+    300
+}
+
+/// A plugin configuration that holds only the sync channel: the filter pulls everything
+/// else from the control plane (pull mode, for meshes that own xDS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    pub sync: SyncConfig,
 }
 
 pub fn default_clock_skew() -> u64 {
@@ -63,6 +110,12 @@ pub fn default_max_lifetime() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct JwkSet {
     pub keys: Vec<Jwk>,
+}
+
+impl JwkSet {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 /// One public (or, for HS256, shared) key in JWK form (RFC 7517, RFC 8037).

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{
     default_clock_skew, default_max_lifetime, ApiKeyEntry, CacheConfig, Config, Jwk, JwkSet,
-    PlanConfig, PriceConfig, ProviderConfig, Revocations, RouteConfig,
+    PlanConfig, PriceConfig, ProviderConfig, Revocations, RouteConfig, SyncConfig,
 };
 
 /// What could be read of an entry that did not parse: enough to name it and, for a route,
@@ -101,6 +101,7 @@ impl Document {
             plans: BTreeMap::new(),
             default_plan: parts.default_plan,
             prices: Vec::new(),
+            sync: parts.sync,
         };
         Ok(Document {
             core,
@@ -151,6 +152,8 @@ struct Parts<'a> {
     default_plan: Option<String>,
     #[serde(default, borrow)]
     prices: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    sync: Option<SyncConfig>,
 }
 
 /// A JWK set, its keys as their own text.

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use crate::provider::{ApiFormat, Provider, UsageChunkStripper, UsageMeter};
 use crate::quota::Price;
 use crate::stat::{self, sanitize};
+use crate::identity::{CredentialKind, Identity};
+use crate::sync::UsageKey;
 use crate::usage::Usage;
 
 /// Distinct model names a worker puts into stat names; later ones count as `other`.
@@ -23,6 +25,9 @@ pub struct Exchange {
     /// The model's price, for the cost in the report.
     pub price: Option<Price>,
     pub subject: String,
+    /// Who sent it and under which plan: the usage report's key.
+    pub caller: Option<Arc<Identity>>,
+    pub plan: Option<String>,
     meter: Option<UsageMeter>,
     /// The response could not be metered (compressed, or the format reports no usage).
     unreadable: bool,
@@ -60,6 +65,8 @@ impl Exchange {
             model,
             price: None,
             subject,
+            caller: None,
+            plan: None,
             meter: None,
             unreadable: false,
             reported: false,
@@ -104,6 +111,22 @@ impl Exchange {
         self.meter = Some(UsageMeter::new(format, streaming));
         if streaming && self.hide_usage_chunk && format == ApiFormat::OpenAiChat {
             self.stripper = Some(UsageChunkStripper::default());
+        }
+    }
+
+    /// Whose usage this exchange is, for the usage reports.
+    pub fn usage_key(&self) -> UsageKey {
+        let caller = self.caller.as_deref();
+        UsageKey {
+            subject: self.subject.clone(),
+            tenant: caller.and_then(|c| c.tenant.clone()),
+            plan: self.plan.clone(),
+            credential: caller.and_then(|c| match &c.kind {
+                CredentialKind::Jwt { jti, .. } => jti.clone(),
+                CredentialKind::ApiKey { id } => Some(id.clone()),
+            }),
+            provider: self.provider.name.clone(),
+            model: self.model.clone(),
         }
     }
 

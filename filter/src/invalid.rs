@@ -61,6 +61,8 @@ pub enum InvalidConfig {
     ApiKeyPlan(usize),
     #[error("prices[{0}]: model must not be empty")]
     PriceModel(usize),
+    #[error("sync: {0}")]
+    Sync(String),
     #[error("{kind}[{index}]: {reason}")]
     Unreadable {
         kind: &'static str,
@@ -84,6 +86,8 @@ pub enum PartKind {
     Route,
     Plan,
     Price,
+    /// The sync channel: without it nothing is reported.
+    Sync,
 }
 
 impl PartKind {
@@ -96,6 +100,7 @@ impl PartKind {
             PartKind::Route => "route",
             PartKind::Plan => "plan",
             PartKind::Price => "price",
+            PartKind::Sync => "sync",
         }
     }
 
@@ -107,6 +112,7 @@ impl PartKind {
             PartKind::Route => "routes",
             PartKind::Plan => "plans",
             PartKind::Price => "prices",
+            PartKind::Sync => "sync",
         }
     }
 }

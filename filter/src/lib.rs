@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod policy;
+pub mod sync;
 pub mod window;
 
 pub use provider::CLUSTER_HEADER;

@@ -104,6 +104,8 @@ pub struct Policy {
     routes: Vec<Arc<Route>>,
     pub cache_entries: usize,
     pub quotas: Quotas,
+    /// The sync channel, when the configuration names one (usage reports).
+    pub sync: Option<Arc<crate::sync::SyncSettings>>,
     /// What could not be loaded, each disabling only itself.
     unavailable: Vec<UnavailablePart>,
 }
@@ -171,12 +173,20 @@ impl Policy {
             &quotas,
             &mut unavailable,
         );
+        // A channel that cannot be set up costs the reports, never the keys and revocations.
+        let sync = config.sync.as_ref().and_then(|sync| {
+            crate::sync::SyncSettings::compile(sync, env)
+                .map_err(|reason| unavailable.add(PartKind::Sync, "sync".into(), reason))
+                .ok()
+                .map(Arc::new)
+        });
         Ok(Policy {
             version: config.version.clone(),
             credentials,
             routes,
             cache_entries: config.cache.max_entries,
             quotas,
+            sync,
             unavailable: unavailable.into_parts(),
         })
     }

@@ -291,6 +291,11 @@ impl RequestFlow {
         self.seen.style
     }
 
+    /// Whose usage the request is, if it was forwarded.
+    pub fn usage_key(&self) -> Option<crate::sync::UsageKey> {
+        self.forwarded().map(|f| f.exchange.usage_key())
+    }
+
     /// Who the request was forwarded for, if it was.
     pub fn subject(&self) -> Option<&str> {
         self.forwarded().map(|f| f.exchange.subject.as_str())

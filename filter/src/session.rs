@@ -14,6 +14,7 @@ use crate::exchange::{UsageReport, UsageStats};
 use crate::host::{HeaderBlock, Host, HostOps, HostStatus};
 use crate::request::{RequestFlow, Worker};
 use crate::stat;
+use crate::sync::{UsageCounts, UsageLedger};
 
 /// What the host does next with the stream: go on, or hold it (for more body, or for good
 /// after a local reply).
@@ -28,6 +29,11 @@ pub struct Session {
     flow: RequestFlow,
     /// The worker's bounded naming of usage stats, shared by its requests.
     usage_stats: Rc<RefCell<UsageStats>>,
+    /// The worker's usage since its last flush to the sync channel; `None` when nothing is
+    /// reported.
+    ledger: Option<Rc<RefCell<UsageLedger>>>,
+    /// The usage the response reported, until the request is over.
+    used: UsageCounts,
     body_size: usize,
     refused: bool,
 }
@@ -39,10 +45,16 @@ enum Callback {
 }
 
 impl Session {
-    pub fn new(worker: Rc<Worker>, usage_stats: Rc<RefCell<UsageStats>>) -> Self {
+    pub fn new(
+        worker: Rc<Worker>,
+        usage_stats: Rc<RefCell<UsageStats>>,
+        ledger: Option<Rc<RefCell<UsageLedger>>>,
+    ) -> Self {
         Session {
             flow: RequestFlow::new(worker),
             usage_stats,
+            ledger,
+            used: UsageCounts::default(),
             body_size: 0,
             refused: false,
         }
@@ -160,6 +172,16 @@ impl Session {
             self.record_usage(host, &report);
         }
         self.count_events(host);
+        // In memory only: the sync channel's timer takes it from here.
+        if let (Some(ledger), Some(key)) = (&self.ledger, self.flow.usage_key()) {
+            ledger.borrow_mut().record(
+                key,
+                UsageCounts {
+                    requests: 1,
+                    ..self.used
+                },
+            );
+        }
     }
 
     fn count_events(&mut self, host: &impl HostOps) {
@@ -168,7 +190,16 @@ impl Session {
         }
     }
 
-    fn record_usage(&self, host: &impl HostOps, report: &UsageReport) {
+    fn record_usage(&mut self, host: &impl HostOps, report: &UsageReport) {
+        if let Some(usage) = report.usage {
+            self.used = UsageCounts {
+                requests: 0,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cached_input_tokens: usage.cached_input_tokens,
+                cost_micro_usd: report.cost_micro_usd.unwrap_or(0),
+            };
+        }
         for (name, amount) in self.usage_stats.borrow_mut().counters(report) {
             host.count(&name, amount);
         }

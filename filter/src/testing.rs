@@ -54,6 +54,7 @@ pub fn bare_config(issuer: &str, audience: &str) -> Config {
         plans: Default::default(),
         default_plan: None,
         prices: vec![],
+        sync: None,
     }
 }
 

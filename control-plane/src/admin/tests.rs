@@ -9,10 +9,10 @@ use crate::crypto::MasterKey;
 use crate::plane::{ControlPlane, InitSettings};
 use crate::store::SqliteStore;
 
-const NOW: u64 = 1_800_000_000;
+pub(super) const NOW: u64 = 1_800_000_000;
 
 /// A router over a fresh control plane, and its first admin key.
-fn app() -> (Router, Arc<ServerState>, String) {
+pub(super) fn app() -> (Router, Arc<ServerState>, String) {
     let plane = ControlPlane::new(
         SqliteStore::in_memory().unwrap(),
         MasterKey::generate().unwrap(),
@@ -32,7 +32,7 @@ fn app() -> (Router, Arc<ServerState>, String) {
     (router(Arc::clone(&state)), state, admin.key)
 }
 
-async fn call(
+pub(super) async fn call(
     app: &Router,
     method: &str,
     path: &str,
@@ -54,7 +54,7 @@ async fn call(
 }
 
 /// Sends `request` through the router; the status, headers and JSON body (Null if not JSON).
-async fn answer(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+pub(super) async fn answer(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();

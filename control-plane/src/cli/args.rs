@@ -124,6 +124,22 @@ pub enum Command {
     Settings(SettingsCommand),
     /// The public signing keys as a JWKS document.
     Jwks,
+    /// Proxy credentials: what a filter calls the sync channel with (scope tokenward:sync
+    /// only; never pushed to the filters).
+    #[command(subcommand)]
+    ProxyCredential(ProxyCredentialCommand),
+    /// The sync channel the pushed configuration names (usage reports from pushed and
+    /// static mode; pull mode names it in its bootstrap).
+    #[command(subcommand)]
+    Sync(SyncCommand),
+    /// Usage the filters reported, per hour, subject, tenant, plan, credential, provider and
+    /// model.
+    Usage {
+        /// From this time (2027-01-01, an RFC 3339 time or Unix seconds); the last 24 hours
+        /// when absent.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<u64>,
+    },
     /// Serve the admin API, the OAuth token endpoint and the JWKS (and ADS with
     /// --xds-listen) until Ctrl-C.
     Serve(ServeArgs),
@@ -489,6 +505,41 @@ pub enum RenderFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ProxyCredentialCommand {
+    /// A new proxy credential, shown once. Put it in the Envoys' environment (pushed mode,
+    /// `sync set --credential-env`) or in the bootstrap (`config render --sync-url`).
+    Create {
+        /// What it is for (e.g. the mesh or the Envoy fleet), 1-128 visible ASCII characters.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Name the channel in every pushed configuration.
+    Set {
+        /// The Envoy cluster that reaches this control plane's HTTP API.
+        #[arg(long)]
+        cluster: String,
+        /// The :authority of the calls (the cluster's name when absent).
+        #[arg(long)]
+        authority: Option<String>,
+        /// The environment variable of the Wasm VM that holds the proxy credential
+        /// (pass it to the VM with `serve --env-key`).
+        #[arg(long)]
+        credential_env: String,
+        /// How often usage is reported, in milliseconds (100 to 3600000).
+        #[arg(long, default_value_t = 1000)]
+        report_interval_ms: u64,
+    },
+    /// Stop naming a channel: filters stop reporting.
+    Off,
+    /// The channel the pushed configuration names, if any.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
     /// Every setting and its value.
     Show,
@@ -516,6 +567,23 @@ pub enum ConfigCommand {
         /// The host clients call (the egress gateway's or the HTTPRoute's).
         #[arg(long, default_value = "ai-gateway.internal")]
         host: String,
+        /// istio, envoy-gateway: render the bootstrap (pull mode) instead of the whole
+        /// configuration: the filter fetches it, and every change, from this control plane
+        /// (https://host[:port] of its HTTP API as the mesh reaches it).
+        #[arg(long)]
+        sync_url: Option<String>,
+        /// With --sync-url: the proxy credential (`proxy-credential create`) the filter calls
+        /// with, taken from this environment variable of the gateway.
+        #[arg(long, conflicts_with = "proxy_credential")]
+        proxy_credential_env: Option<String>,
+        /// With --sync-url: the proxy credential itself, written into the plugin
+        /// configuration (it opens nothing but the sync channel).
+        #[arg(long, env = "TOKENWARD_PROXY_CREDENTIAL", hide_env_values = true)]
+        proxy_credential: Option<String>,
+        /// With --sync-url: seconds without an answer from the control plane after which
+        /// the filter refuses every request (0: never).
+        #[arg(long, default_value_t = 300)]
+        max_staleness_seconds: u64,
     },
 }
 

@@ -55,6 +55,13 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     /// renders the same version, on any machine and after any restart.
     pub fn render(&self, now: u64) -> Result<Config, PlaneError> {
         let mut config = self.render_unversioned(now)?;
+        // Proxy credentials open the sync channel, not routes: the filters never see them.
+        config.api_keys.retain(|key| {
+            !key.scopes
+                .iter()
+                .any(|s| s == tokenward_filter::sync::SCOPE_SYNC)
+        });
+        config.sync = self.sync_channel()?;
         config.version = Some(content_version(&config)?);
         Ok(config)
     }
@@ -112,6 +119,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             plans: self.store.plans()?.into_iter().collect(),
             default_plan,
             prices: self.store.prices()?,
+            sync: None,
         };
         Ok(config)
     }

@@ -76,3 +76,49 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         ])
     }
 }
+
+/// The stored sync channel the pushed configuration names (usage reports from pushed and
+/// static mode).
+const SETTING_SYNC: &str = "sync_channel";
+
+impl<S: Store + ?Sized> ControlPlane<S> {
+    /// The sync channel every pushed configuration names, if one is set.
+    pub fn sync_channel(&self) -> Result<Option<SyncConfig>, PlaneError> {
+        match self.store.setting(SETTING_SYNC)? {
+            Some(text) if !text.is_empty() => {
+                Ok(Some(serde_json::from_str(&text).map_err(StoreError::from)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the sync channel the pushed configuration names.
+    pub fn set_sync_channel(
+        &self,
+        channel: Option<&SyncConfig>,
+        now: u64,
+    ) -> Result<(), PlaneError> {
+        self.serialized(|| {
+            if let Some(channel) = channel {
+                if matches!(channel.credential, CredentialSource::Inline(_)) {
+                    // The pushed configuration reaches every Envoy and the ADS stream: the
+                    // credential stays in the Envoys' environment.
+                    return Err(invalid(
+                        "name the proxy credential by environment variable (credential_env)",
+                    ));
+                }
+                tokenward_filter::sync::SyncSettings::compile(channel, &|name| {
+                    Some(format!("{name}-set-in-envoy"))
+                })?;
+            }
+            let text = match channel {
+                Some(channel) => serde_json::to_string(channel).map_err(StoreError::from)?,
+                None => String::new(),
+            };
+            self.store.set_setting(SETTING_SYNC, &text)?;
+            let detail = channel.map_or("off".to_string(), |c| format!("cluster {}", c.cluster));
+            self.audit(now, "sync.set", "sync", &detail)?;
+            Ok(())
+        })
+    }
+}

@@ -592,6 +592,85 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn record_usage(&self, report: &SyncReport, at: u64) -> Result<bool, StoreError> {
+        let transaction = self.begin(Isolation::Atomic)?;
+        let mut conn = self.conn()?;
+        let new = conn.execute(
+            "INSERT INTO usage_reports (node, boot, seq, received_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[
+                &report.node,
+                &report.boot,
+                &to_i64(report.seq)?,
+                &to_i64(at)?,
+            ],
+        )? > 0;
+        if new {
+            let hour = to_i64(hour_of(at))?;
+            for e in &report.entries {
+                conn.execute(
+                    "INSERT INTO usage (hour, subject, tenant, plan, credential, provider, model,
+                         requests, input_tokens, output_tokens, cached_input_tokens, cost_micro_usd)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     ON CONFLICT (hour, subject, tenant, plan, credential, provider, model) DO UPDATE SET
+                         requests = usage.requests + excluded.requests,
+                         input_tokens = usage.input_tokens + excluded.input_tokens,
+                         output_tokens = usage.output_tokens + excluded.output_tokens,
+                         cached_input_tokens = usage.cached_input_tokens + excluded.cached_input_tokens,
+                         cost_micro_usd = usage.cost_micro_usd + excluded.cost_micro_usd",
+                    &[
+                        &hour,
+                        &e.subject,
+                        &or_empty(&e.tenant),
+                        &or_empty(&e.plan),
+                        &or_empty(&e.credential),
+                        &e.provider,
+                        &or_empty(&e.model),
+                        &to_i64(e.requests)?,
+                        &to_i64(e.input_tokens)?,
+                        &to_i64(e.output_tokens)?,
+                        &to_i64(e.cached_input_tokens)?,
+                        &to_i64(e.cost_micro_usd)?,
+                    ],
+                )?;
+            }
+        }
+        drop(conn);
+        transaction.commit()?;
+        Ok(new)
+    }
+
+    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
+                    input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
+             FROM usage WHERE hour >= $1
+             ORDER BY hour, subject, tenant, plan, credential, provider, model",
+            &[&to_i64(hour_of(since))?],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let count = |i: usize| -> Result<u64, StoreError> { to_u64(row.try_get(i)?) };
+                Ok(UsageRow {
+                    hour: count(0)?,
+                    entry: UsageEntry {
+                        subject: row.try_get(1)?,
+                        tenant: non_empty(row.try_get(2)?),
+                        plan: non_empty(row.try_get(3)?),
+                        credential: non_empty(row.try_get(4)?),
+                        provider: row.try_get(5)?,
+                        model: non_empty(row.try_get(6)?),
+                        requests: count(7)?,
+                        input_tokens: count(8)?,
+                        output_tokens: count(9)?,
+                        cached_input_tokens: count(10)?,
+                        cost_micro_usd: count(11)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
     fn try_lease(&self, name: &str, holder: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
         let until = to_i64(now.saturating_add(ttl))?;
         let changed = self.conn()?.execute(

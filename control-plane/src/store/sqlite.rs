@@ -546,6 +546,86 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    fn record_usage(&self, report: &SyncReport, at: u64) -> Result<bool, StoreError> {
+        let transaction = self.begin(Isolation::Atomic)?;
+        let conn = self.conn()?;
+        let new = conn.execute(
+            "INSERT INTO usage_reports (node, boot, seq, received_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            params![report.node, report.boot, to_i64(report.seq)?, to_i64(at)?],
+        )? > 0;
+        if new {
+            let hour = to_i64(hour_of(at))?;
+            for e in &report.entries {
+                conn.execute(
+                    "INSERT INTO usage (hour, subject, tenant, plan, credential, provider, model,
+                         requests, input_tokens, output_tokens, cached_input_tokens, cost_micro_usd)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (hour, subject, tenant, plan, credential, provider, model) DO UPDATE SET
+                         requests = requests + excluded.requests,
+                         input_tokens = input_tokens + excluded.input_tokens,
+                         output_tokens = output_tokens + excluded.output_tokens,
+                         cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+                         cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd",
+                    params![
+                        hour,
+                        e.subject,
+                        or_empty(&e.tenant),
+                        or_empty(&e.plan),
+                        or_empty(&e.credential),
+                        e.provider,
+                        or_empty(&e.model),
+                        to_i64(e.requests)?,
+                        to_i64(e.input_tokens)?,
+                        to_i64(e.output_tokens)?,
+                        to_i64(e.cached_input_tokens)?,
+                        to_i64(e.cost_micro_usd)?,
+                    ],
+                )?;
+            }
+        }
+        drop(conn);
+        transaction.commit()?;
+        Ok(new)
+    }
+
+    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
+            "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
+                    input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
+             FROM usage WHERE hour >= ?1
+             ORDER BY hour, subject, tenant, plan, credential, provider, model",
+        )?;
+        let rows = statement.query_map(params![to_i64(hour_of(since))?], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                UsageEntry {
+                    subject: row.get(1)?,
+                    tenant: non_empty(row.get(2)?),
+                    plan: non_empty(row.get(3)?),
+                    credential: non_empty(row.get(4)?),
+                    provider: row.get(5)?,
+                    model: non_empty(row.get(6)?),
+                    requests: row.get::<_, i64>(7)? as u64,
+                    input_tokens: row.get::<_, i64>(8)? as u64,
+                    output_tokens: row.get::<_, i64>(9)? as u64,
+                    cached_input_tokens: row.get::<_, i64>(10)? as u64,
+                    cost_micro_usd: row.get::<_, i64>(11)? as u64,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (hour, entry) = row?;
+            out.push(UsageRow {
+                hour: to_u64(hour)?,
+                entry,
+            });
+        }
+        Ok(out)
+    }
+
     fn try_lease(&self, name: &str, holder: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
         let until = to_i64(now.saturating_add(ttl))?;
         let changed = self.conn()?.execute(

@@ -303,6 +303,72 @@ fn everything_kept_moves_to_another_store(store: &dyn Store) {
     );
 }
 
+fn a_usage_report_is_counted_once_per_node_boot_and_sequence(store: &dyn Store) {
+    use tokenward_filter::sync::{SyncReport, UsageEntry};
+    let entry = |model: Option<&str>, requests: u64| UsageEntry {
+        subject: "alice".into(),
+        tenant: None,
+        plan: Some("standard".into()),
+        credential: None,
+        provider: "openai".into(),
+        model: model.map(str::to_string),
+        requests,
+        input_tokens: 100 * requests,
+        output_tokens: 10 * requests,
+        cached_input_tokens: requests,
+        cost_micro_usd: 3 * requests,
+    };
+    let report = |boot: &str, seq: u64, entries: Vec<UsageEntry>| SyncReport {
+        node: "envoy-a".into(),
+        boot: boot.into(),
+        seq,
+        pull: false,
+        config_version: None,
+        refused: None,
+        entries,
+    };
+    let hour = 1_800_000_000; // the start of an hour
+    assert!(store
+        .record_usage(
+            &report("1", 1, vec![entry(Some("m"), 2), entry(None, 1)]),
+            hour + 5
+        )
+        .unwrap());
+    assert!(
+        !store
+            .record_usage(&report("1", 1, vec![entry(Some("m"), 2)]), hour + 6)
+            .unwrap(),
+        "a resend"
+    );
+    // The same number from another boot of the node is another report.
+    assert!(store
+        .record_usage(&report("2", 1, vec![entry(Some("m"), 1)]), hour + 7)
+        .unwrap());
+    // The next hour is its own row.
+    assert!(store
+        .record_usage(&report("2", 2, vec![entry(Some("m"), 4)]), hour + 3600)
+        .unwrap());
+    let rows = store.usage(hour).unwrap();
+    let of = |h: u64, model: Option<&str>| {
+        rows.iter()
+            .find(|r| r.hour == h && r.entry.model.as_deref() == model)
+            .map(|r| {
+                (
+                    r.entry.requests,
+                    r.entry.input_tokens,
+                    r.entry.cached_input_tokens,
+                    r.entry.cost_micro_usd,
+                )
+            })
+    };
+    assert_eq!(of(hour, Some("m")), Some((3, 300, 3, 9)));
+    assert_eq!(of(hour, None), Some((1, 100, 1, 3)));
+    assert_eq!(of(hour + 3600, Some("m")), Some((4, 400, 4, 12)));
+    assert_eq!(store.usage(hour + 3600).unwrap().len(), 1);
+    assert_eq!(rows[0].entry.plan.as_deref(), Some("standard"));
+    assert_eq!(rows[0].entry.tenant, None);
+}
+
 use tokenward_filter::config::RouteConfig;
 
 /// Every test above, on SQLite and on Postgres (a database of its own per test).
@@ -336,6 +402,7 @@ on_every_store!(
     a_lease_has_one_holder_until_it_expires,
     proxies_are_kept_per_node_with_the_replica_serving_each,
     everything_kept_moves_to_another_store,
+    a_usage_report_is_counted_once_per_node_boot_and_sequence,
 );
 
 #[test]

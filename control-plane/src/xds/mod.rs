@@ -224,6 +224,41 @@ fn record(state: &ServerState, node: &str, verdict: Option<Verdict>) {
     }
 }
 
+/// Starts following the store's changes: its notification (when it has one) and the render
+/// loop, which publishes each new configuration as an xDS snapshot and, signed, for the
+/// sync channel. Runs whether or not ADS is served (pull-mode filters need it too).
+pub async fn follow_changes(
+    state: Arc<ServerState>,
+    settings: SnapshotSettings,
+) -> (
+    watch::Receiver<Arc<Snapshot<Any>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    // Commits of other replicas wake the loop at once.
+    // (Connecting is blocking work: off the async threads.)
+    // The watch holds the state weakly: once the servers are gone, it ends.
+    let (woken, asked) = (Arc::downgrade(&state), Arc::downgrade(&state));
+    let watching = Arc::clone(&state);
+    let watched = tokio::task::spawn_blocking(move || {
+        watching.plane.store().watch(crate::store::Wake {
+            changed: Arc::new(move || {
+                if let Some(state) = woken.upgrade() {
+                    state.changed.store(true, Ordering::SeqCst);
+                    state.wake.notify_one();
+                }
+            }),
+            listening: Arc::new(move || asked.strong_count() > 0),
+        })
+    })
+    .await;
+    if let Ok(Err(error)) = watched {
+        tracing::warn!(%error, "no change notification from the store; polling its revision");
+    }
+    let watcher = tokio::spawn(watch_changes(state, settings, publish));
+    (snapshots, watcher)
+}
+
 /// Renders and publishes a snapshot whenever the state may have changed: after a write
 /// through the admin API, a commit by any connection, process or replica (the store's
 /// notification, and its revision as the safety net), and every few seconds (keys activate
@@ -251,6 +286,7 @@ pub async fn watch_changes(
         let since = last_render;
         let previous = last_revision;
         let served = last_version.clone();
+        let signed_before = state.synced.borrow().clone();
         let step = tokio::task::spawn_blocking(move || {
             let plane = &work.plane;
             let revision = plane.store().revision().ok();
@@ -272,12 +308,42 @@ pub async fn watch_changes(
                         .map(|_| ());
                 (config, compiled)
             });
-            (revision, Some(checked))
+            // What pull-mode filters fetch: signed again when it changed, or before its
+            // signature gets old.
+            let now = (work.clock)();
+            let signed = match &checked {
+                Ok((config, Ok(()))) => {
+                    let fresh = signed_before.as_ref().is_some_and(|s| {
+                        Some(&s.version) == config.version.as_ref()
+                            && now.saturating_sub(s.signed_at) < crate::plane::RESIGN_AFTER
+                    });
+                    if fresh {
+                        None
+                    } else {
+                        match plane.sign_config(config, revision.unwrap_or(0), now) {
+                            Ok(signed) => Some(Arc::new(signed)),
+                            Err(error) => {
+                                tracing::error!(%error, "sync: cannot sign the configuration");
+                                None
+                            }
+                        }
+                    }
+                }
+                _ => None,
+            };
+            (revision, Some((checked, signed)))
         })
         .await;
         let Ok((revision, rendered)) = step else {
             return;
         };
+        let rendered = rendered.map(|(checked, signed)| {
+            if let Some(signed) = signed {
+                tracing::info!(version = %signed.version, "sync: serving configuration");
+                state.synced.send_replace(Some(signed));
+            }
+            checked
+        });
         last_revision = revision;
         let Some(rendered) = rendered else {
             continue;
@@ -326,6 +392,7 @@ pub enum AdsListener {
 pub async fn serve(
     state: Arc<ServerState>,
     settings: SnapshotSettings,
+    snapshots: watch::Receiver<Arc<Snapshot<Any>>>,
     listener: AdsListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -333,28 +400,6 @@ pub async fn serve(
     if let Ok(mut keys) = state.vm_env_keys.lock() {
         *keys = Some(settings.env_keys.clone());
     }
-    let (publish, snapshots) = watch::channel(Arc::new(Snapshot::default()));
-    // Commits of other replicas wake the loop at once.
-    // (Connecting is blocking work: off the async threads.)
-    // The watch holds the state weakly: once the servers are gone, it ends.
-    let (woken, asked) = (Arc::downgrade(&state), Arc::downgrade(&state));
-    let watching = Arc::clone(&state);
-    let watched = tokio::task::spawn_blocking(move || {
-        watching.plane.store().watch(crate::store::Wake {
-            changed: Arc::new(move || {
-                if let Some(state) = woken.upgrade() {
-                    state.changed.store(true, Ordering::SeqCst);
-                    state.wake.notify_one();
-                }
-            }),
-            listening: Arc::new(move || asked.strong_count() > 0),
-        })
-    })
-    .await;
-    if let Ok(Err(error)) = watched {
-        tracing::warn!(%error, "xDS: no change notification from the store; polling its revision");
-    }
-    let watcher = tokio::spawn(watch_changes(Arc::clone(&state), settings, publish));
     let recorder = tokio::spawn(fleet::record(Arc::clone(&state)));
     let ads = |client_auth| {
         AggregatedDiscoveryServiceServer::new(Ads {
@@ -391,7 +436,6 @@ pub async fn serve(
         result = server => result,
         () = shutdown => Ok(()),
     };
-    watcher.abort();
     recorder.abort();
     health_watch.abort();
     result

@@ -9,17 +9,18 @@ mod raw;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::exchange::UsageStats;
 use crate::host::{HeaderBlock, Host, HostOps, HostStatus};
-use crate::policy::Policy;
 use crate::quota::counter::{QuotaError, SharedStore};
 use crate::request::Worker;
 use crate::session::{Session, Step};
 use crate::stat;
+use crate::sync::{Answer, Apply, Call, Channel, PluginConfig, SyncHost, UsageLedger, TICK_MS};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -28,6 +29,8 @@ proxy_wasm::main! {{
             worker: Worker::unconfigured(),
             host: AbiHost::default(),
             usage_stats: Rc::default(),
+            channel: None,
+            closing: false,
         })
     });
 }}
@@ -36,6 +39,38 @@ struct TokenwardRoot {
     worker: Rc<Worker>,
     host: AbiHost,
     usage_stats: Rc<RefCell<UsageStats>>,
+    /// The sync channel, when the configuration names one.
+    channel: Option<Channel>,
+    /// `on_done` is waiting for the last report's answer.
+    closing: bool,
+}
+
+thread_local! {
+    /// This VM's usage since its last flush: shared by the root contexts of successive
+    /// configurations, so a configuration change loses nothing.
+    static LEDGER: Rc<RefCell<UsageLedger>> = Rc::default();
+}
+
+fn ledger() -> Rc<RefCell<UsageLedger>> {
+    LEDGER.with(Rc::clone)
+}
+
+fn now_ms() -> u64 {
+    raw::now_nanoseconds().unwrap_or(0) / 1_000_000
+}
+
+fn vm_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Envoy's node id: names this Envoy in its reports.
+fn node_id() -> String {
+    raw::property(&["node", "id"])
+        .ok()
+        .flatten()
+        .and_then(|id| String::from_utf8(id).ok())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "unnamed".to_string())
 }
 
 /// The worker's Envoy counters: metric ids by name, defined on first use.
@@ -76,7 +111,63 @@ impl StatIds {
     }
 }
 
-impl Context for TokenwardRoot {}
+impl Context for TokenwardRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let headers = if num_headers > 0 {
+            raw::call_response_headers().unwrap_or_default()
+        } else {
+            HeaderBlock::default()
+        };
+        let status = headers
+            .iter()
+            .find(|(name, _)| *name == ":status")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok());
+        let body = if body_size > 0 {
+            raw::call_response_body(body_size).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let Some(channel) = &mut self.channel else {
+            return;
+        };
+        let answer = Answer {
+            status,
+            headers,
+            body,
+        };
+        let apply = channel.on_answer(&self.host, token_id, answer, now_ms(), self.worker.policy());
+        self.apply(apply);
+        if self.closing && !channel_busy(self.channel.as_ref()) {
+            let _ = raw::done();
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        let Some(channel) = &mut self.channel else {
+            return true;
+        };
+        let ledger = ledger();
+        let waiting = channel.on_done(
+            &self.host,
+            now_ms(),
+            &mut ledger.borrow_mut(),
+            self.worker.policy(),
+        );
+        // Envoy waits for the last report's answer before it lets the context go.
+        self.closing = waiting;
+        !waiting
+    }
+}
+
+fn channel_busy(channel: Option<&Channel>) -> bool {
+    channel.is_some_and(Channel::busy)
+}
 
 impl RootContext for TokenwardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -95,8 +186,16 @@ impl RootContext for TokenwardRoot {
             return true;
         }
         let started = raw::now_nanoseconds().unwrap_or(0);
-        match Policy::load(&config, &|name| std::env::var(name).ok()) {
-            Ok(policy) => {
+        let loaded = match PluginConfig::load(&config, &vm_env) {
+            Ok(loaded) => loaded,
+            Err(reason) => {
+                // Returning false keeps the last good configuration in force (xDS NACK).
+                log::error!("configuration refused: {reason}");
+                return false;
+            }
+        };
+        match loaded {
+            PluginConfig::Full(policy) => {
                 // How long parsing and compiling took: what a large configuration costs
                 // each worker.
                 let micros = raw::now_nanoseconds().unwrap_or(0).saturating_sub(started) / 1000;
@@ -107,28 +206,45 @@ impl RootContext for TokenwardRoot {
                     micros % 1000,
                     config.len()
                 );
-                // Keys and revocations are in force whatever else could not be loaded; what
-                // could not is refused on its own, and shown in the log and the gauges.
-                for part in policy.unavailable() {
-                    log::error!(
-                        "configuration {}: {} {:?} is unavailable: {}",
-                        policy.version.as_deref().unwrap_or("(unversioned)"),
-                        part.kind.label(),
-                        part.name,
-                        part.reason
-                    );
-                }
-                report_unavailable(policy.unavailable());
-                // A new worker state: the cache of the old keys goes with the old config.
-                self.worker = Worker::configured(policy);
-                true
+                self.channel = policy
+                    .sync
+                    .clone()
+                    .map(|settings| Channel::new(settings, false, node_id(), Box::new(vm_env)));
+                self.install(*policy);
             }
-            Err(reason) => {
-                // Returning false keeps the last good configuration in force (xDS NACK).
-                log::error!("configuration refused: {reason}");
-                false
+            PluginConfig::Bootstrap(settings) => {
+                log::info!(
+                    "bootstrap: the configuration comes from the control plane on cluster {:?}",
+                    settings.cluster
+                );
+                let mut channel =
+                    Channel::new(Arc::new(settings), true, node_id(), Box::new(vm_env));
+                // What another root context of this Envoy already pulled is in force at once.
+                self.worker = Worker::unconfigured();
+                let apply = channel.adopt(&self.host, now_ms());
+                self.channel = Some(channel);
+                self.apply(apply);
             }
         }
+        let period = if self.channel.is_some() { TICK_MS } else { 0 };
+        if let Err(status) = raw::set_tick_period(u32::try_from(period).unwrap_or(u32::MAX)) {
+            log::error!("the sync channel's timer could not be set: {status:?}");
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(channel) = &mut self.channel else {
+            return;
+        };
+        let ledger = ledger();
+        let apply = channel.on_tick(
+            &self.host,
+            now_ms(),
+            &mut ledger.borrow_mut(),
+            self.worker.policy(),
+        );
+        self.apply(apply);
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -136,10 +252,45 @@ impl RootContext for TokenwardRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Usage is recorded only where a channel reports it.
+        let ledger = self.channel.as_ref().map(|_| ledger());
         Some(Box::new(TokenwardHttp {
-            session: Session::new(Rc::clone(&self.worker), Rc::clone(&self.usage_stats)),
+            session: Session::new(
+                Rc::clone(&self.worker),
+                Rc::clone(&self.usage_stats),
+                ledger,
+            ),
             host: self.host.clone(),
         }))
+    }
+}
+
+impl TokenwardRoot {
+    /// Puts a configuration in force in this worker.
+    fn install(&mut self, policy: crate::policy::Policy) {
+        // Keys and revocations are in force whatever else could not be loaded; what could
+        // not is refused on its own, and shown in the log and the gauges.
+        for part in policy.unavailable() {
+            log::error!(
+                "configuration {}: {} {:?} is unavailable: {}",
+                policy.version.as_deref().unwrap_or("(unversioned)"),
+                part.kind.label(),
+                part.name,
+                part.reason
+            );
+        }
+        report_unavailable(policy.unavailable());
+        // A new worker state: the cache of the old keys goes with the old config.
+        self.worker = Worker::configured(policy);
+    }
+
+    fn apply(&mut self, apply: Apply) {
+        match apply {
+            Apply::Keep => {}
+            Apply::Install(policy) => self.install(*policy),
+            // Fail closed: every request gets 503 until the control plane answers again.
+            Apply::Stale => self.worker = Worker::unconfigured(),
+        }
     }
 }
 
@@ -298,6 +449,38 @@ impl HostOps for AbiHost {
 
     fn set_property(&self, name: &str, value: &[u8]) {
         let _ = raw::set_property(name, value);
+    }
+}
+
+/// The sync channel's calls go through proxy-wasm's `dispatch_http_call` (the SDK's, which
+/// routes the answer back to this root context).
+impl SyncHost for AbiHost {
+    fn store(&self) -> &dyn SharedStore {
+        self
+    }
+
+    fn dispatch(&self, call: &Call) -> Result<u32, HostStatus> {
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        proxy_wasm::hostcalls::dispatch_http_call(
+            &call.cluster,
+            headers,
+            call.body.as_deref(),
+            Vec::new(),
+            std::time::Duration::from_millis(call.timeout_ms),
+        )
+        .map_err(|status| HostStatus(status as u32))
+    }
+
+    fn count(&self, stat: &str, by: u64) {
+        self.stats.borrow_mut().add(stat, by);
+    }
+
+    fn gauge(&self, stat: &str, value: u64) {
+        let _ = raw::set_gauge(stat, value);
     }
 }
 

@@ -10,8 +10,10 @@ pub use crate::host::HostStatus;
 /// proxy-wasm map and buffer types (ABI 0.2.1).
 const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 const HTTP_REQUEST_BODY: u32 = 0;
 const HTTP_RESPONSE_BODY: u32 = 1;
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 const METRIC_COUNTER: u32 = 0;
 const METRIC_GAUGE: u32 = 1;
 const PLUGIN_CONFIGURATION: u32 = 7;
@@ -78,6 +80,14 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_done() -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_set_property(
         path_data: *const u8,
@@ -294,4 +304,38 @@ pub fn send_local_response(
             -1,
         )
     })
+}
+
+/// The root context's timer; 0 stops it.
+pub fn set_tick_period(milliseconds: u32) -> Result<(), HostStatus> {
+    check(unsafe { proxy_set_tick_period_milliseconds(milliseconds) })
+}
+
+/// A host property (`["node", "id"]`); `None` when the host has none by that path.
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
+    let serialized = path.join("\0");
+    let mut data = null_mut();
+    let mut size = 0;
+    let status =
+        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
+    if status == STATUS_NOT_FOUND {
+        return Ok(None);
+    }
+    check(status)?;
+    Ok(Some(unsafe { take_host_bytes(data, size) }))
+}
+
+/// The headers of the answer to a call the filter made (`dispatch_http_call`).
+pub fn call_response_headers() -> Result<HeaderBlock, HostStatus> {
+    header_pairs(HTTP_CALL_RESPONSE_HEADERS)
+}
+
+/// The body of the answer to a call the filter made.
+pub fn call_response_body(size: usize) -> Result<Vec<u8>, HostStatus> {
+    buffer(HTTP_CALL_RESPONSE_BODY, size)
+}
+
+/// A root context that asked to finish later (`on_done` returned false) is done now.
+pub fn done() -> Result<(), HostStatus> {
+    check(unsafe { proxy_done() })
 }

@@ -32,6 +32,10 @@ pub struct RevocationSet {
 }
 
 impl RevocationSet {
+    pub fn revoked_key_ids(&self) -> impl Iterator<Item = &str> {
+        self.key_ids.iter().map(String::as_str)
+    }
+
     pub fn revokes(&self, identity: &Identity) -> bool {
         if self.subjects.contains(&identity.subject) {
             return true;
@@ -93,6 +97,18 @@ impl Credentials {
             None => return None,
         };
         Some((configured_kid.as_deref(), key))
+    }
+
+    /// The keys in force with their `kid`, those revoked by key id left out: what may sign
+    /// a pulled configuration once this one is in force.
+    pub fn keys_in_force(&self) -> impl Iterator<Item = (Option<&str>, &VerificationKey)> {
+        self.keys
+            .iter()
+            .filter(|(kid, _)| {
+                kid.as_ref()
+                    .is_none_or(|k| !self.revocations.key_ids.contains(k))
+            })
+            .map(|(kid, key)| (kid.as_deref(), key))
     }
 
     pub fn api_key(&self, hash: &[u8; 32]) -> Option<Arc<Identity>> {

@@ -129,6 +129,16 @@ impl VerificationKey {
             max_header_length: Some(MAX_HEADER_LENGTH),
             ..VerificationOptions::default()
         };
+        self.verify_with(token, options)
+    }
+
+    /// Checks the signature of a JWT with claims of another shape (the control plane's
+    /// signature on a pulled configuration) under `options`.
+    pub fn verify_with<C: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<JWTClaims<C>, SignatureError> {
         let result = match self {
             VerificationKey::EdDsa(key) => key.verify_token(token, Some(options)),
             VerificationKey::Es256(key) => key.verify_token(token, Some(options)),
@@ -140,7 +150,7 @@ impl VerificationKey {
 
 /// Longest JWT accepted; longer ones are refused before any decoding work.
 pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
-const MAX_HEADER_LENGTH: usize = 1024;
+pub const MAX_HEADER_LENGTH: usize = 1024;
 
 /// The registered-claim rules every JWT is checked against.
 #[derive(Debug, Clone)]

@@ -196,6 +196,8 @@ fn on_route(
         None,
         identity.subject.clone(),
     );
+    exchange.caller = Some(Arc::clone(&identity));
+    exchange.plan = plan.as_ref().map(|p| p.name.clone());
     exchange.price = seen
         .model
         .as_deref()

@@ -12,7 +12,11 @@ const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[]}"#;
 const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}"#;
 
 fn session(fx: &Fixture) -> Session {
-    Session::new(Worker::configured(fx.policy()), Rc::new(RefCell::default()))
+    Session::new(
+        Worker::configured(fx.policy()),
+        Rc::new(RefCell::default()),
+        None,
+    )
 }
 
 /// A fixture whose every credential has a plan of `rpm` requests a minute.

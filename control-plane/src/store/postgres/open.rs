@@ -17,7 +17,10 @@ use crate::store::pool::{Ending, Pool, Pooled};
 use crate::store::{Isolation, StoreError, Transaction, Wake};
 
 /// Migrations, in order; `schema_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_usage.sql"),
+];
 
 /// Advisory lock keys ("tokenward" in spirit): one for migrations, one that serializes every
 /// serialized write transaction of every replica.

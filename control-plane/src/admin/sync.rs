@@ -1,0 +1,152 @@
+//! The sync channel's HTTP side (docs/sync.md), served by every replica: the configuration a
+//! pull-mode filter long-polls for (signed, versioned by ETag), and the usage reports every
+//! filter with a channel sends. Callers hold a proxy credential (scope `tokenward:sync`),
+//! which opens nothing else.
+
+use std::time::Duration;
+
+use axum::http::header;
+use tokenward_filter::sync::{
+    SyncReport, NODE_HEADER, REVISION_HEADER, SCOPE_SYNC, SIGNATURE_HEADER,
+};
+
+use super::*;
+use crate::model::{NackedVersion, ProxyStatus};
+
+/// The longest a poll is held open.
+const MAX_WAIT_SECONDS: u64 = 60;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PollQuery {
+    /// Seconds to wait for a version other than the one named by `If-None-Match`.
+    wait: Option<u64>,
+}
+
+/// The configuration, at once when it is not the version the filter names, else when it
+/// changes or after `wait` seconds (304).
+pub(super) async fn pull_config(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(query): Query<PollQuery>,
+) -> Result<Response, ApiError> {
+    let caller = Arc::clone(&state);
+    let auth_headers = headers.clone();
+    blocking(move || authorize(&caller, &auth_headers, SCOPE_SYNC).map(drop)).await?;
+    let known = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string()
+        });
+    let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut updates = state.synced.subscribe();
+    loop {
+        let current = updates.borrow_and_update().clone();
+        if let Some(signed) = &current {
+            if known.as_deref() != Some(signed.version.as_str()) {
+                return Ok(config_answer(signed));
+            }
+        }
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    match state.synced.borrow().clone() {
+        Some(signed) => Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, format!("\"{}\"", signed.version))],
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the control plane has not rendered a configuration yet",
+        )),
+    }
+}
+
+fn config_answer(signed: &crate::plane::SignedConfig) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE.as_str(),
+                "application/json".to_string(),
+            ),
+            (header::ETAG.as_str(), format!("\"{}\"", signed.version)),
+            (REVISION_HEADER, signed.revision.to_string()),
+            (SIGNATURE_HEADER, signed.signature.clone()),
+        ],
+        signed.body.clone(),
+    )
+        .into_response()
+}
+
+/// A usage report: taken once, however often it is sent. A pull-mode filter's report also
+/// says which configuration it runs, for `proxy-status`.
+pub(super) async fn report_usage(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_SYNC)?;
+        let report: SyncReport = body.parse()?;
+        if headers
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|node| node != report.node)
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the report's node is not the caller's",
+            ));
+        }
+        let now = (state.clock)();
+        let taken = plane.record_usage(&report, now)?;
+        if report.pull {
+            record_puller(&state, &report, now);
+        }
+        Ok(Json(json!({"taken": taken, "seq": report.seq})))
+    })
+    .await
+}
+
+/// A pull-mode Envoy in the fleet: what it runs, what it refused, when it last reported.
+fn record_puller(state: &ServerState, report: &SyncReport, now: u64) {
+    let mut status = ProxyStatus {
+        cluster: "sync".to_string(),
+        connected: true,
+        last_seen: now,
+        ..ProxyStatus::default()
+    };
+    if let Some(version) = &report.config_version {
+        status.acked.insert("sync".into(), version.clone());
+    }
+    if let Some(refused) = &report.refused {
+        status.nacked.insert(
+            "sync".into(),
+            NackedVersion {
+                version: refused.version.clone(),
+                error: refused.error.clone(),
+            },
+        );
+    }
+    if let Err(error) = state
+        .plane
+        .store()
+        .put_proxy(&report.node, &state.replica, &status)
+    {
+        tracing::warn!(%error, "sync: the fleet record of {} was not written", report.node);
+    }
+}
+
+#[cfg(test)]
+mod tests;

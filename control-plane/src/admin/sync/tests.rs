@@ -1,0 +1,184 @@
+use axum::body::Body;
+use axum::http::Request;
+use tokenward_filter::sync::{UsageEntry, SIGNATURE_HEADER};
+
+use super::super::tests::{answer, app, call, NOW};
+use super::*;
+
+/// The configuration the render loop would publish.
+fn publish(state: &ServerState) -> String {
+    let config = state.plane.render(NOW).unwrap();
+    let signed = state.plane.sign_config(&config, 3, NOW).unwrap();
+    let version = signed.version.clone();
+    state.synced.send_replace(Some(Arc::new(signed)));
+    version
+}
+
+fn proxy_credential(state: &ServerState) -> String {
+    state
+        .plane
+        .create_proxy_credential("mesh", NOW)
+        .unwrap()
+        .key
+}
+
+fn poll(credential: &str, known: Option<&str>) -> Request<Body> {
+    let mut request = Request::builder()
+        .uri("/sync/v1/config?wait=0")
+        .header("authorization", format!("Bearer {credential}"));
+    if let Some(known) = known {
+        request = request.header("if-none-match", format!("\"{known}\""));
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn a_proxy_credential_pulls_the_signed_configuration_and_nothing_else() {
+    let (app, state, admin) = app();
+    let proxy = proxy_credential(&state);
+    let version = publish(&state);
+    let (status, headers, body) = answer(&app, poll(&proxy, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["etag"], format!("\"{version}\"").as_str());
+    assert_eq!(headers[REVISION_HEADER], "3");
+    assert!(!headers[SIGNATURE_HEADER].is_empty());
+    assert_eq!(body["version"], version.as_str());
+    // The filters never get the proxy credential: it opens no route.
+    assert!(body["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| !k["scopes"].to_string().contains("tokenward:sync")));
+    // Unchanged: 304 once the wait is over.
+    let (status, _, _) = answer(&app, poll(&proxy, Some(&version))).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    // An admin key is no proxy credential, and a proxy credential is no admin key.
+    let (status, _, body) = answer(&app, poll(&admin, None)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+    );
+    let (status, _, _) = call(&app, "GET", "/admin/v1/keys", Some(&proxy), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = answer(
+        &app,
+        Request::builder()
+            .uri("/sync/v1/config")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_poll_is_answered_as_soon_as_the_configuration_changes() {
+    let (app, state, _) = app();
+    let proxy = proxy_credential(&state);
+    let version = publish(&state);
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let request = Request::builder()
+                .uri("/sync/v1/config?wait=30")
+                .header("authorization", format!("Bearer {proxy}"))
+                .header("if-none-match", format!("\"{version}\""))
+                .body(Body::empty())
+                .unwrap();
+            answer(&app, request).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    state
+        .plane
+        .revoke(&crate::plane::Revocation::Subject("mallory".into()), NOW)
+        .unwrap();
+    let changed = publish(&state);
+    let (status, headers, _) = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("answered before the wait ran out")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["etag"], format!("\"{changed}\"").as_str());
+}
+
+fn report(seq: u64, requests: u64) -> Value {
+    let entry = UsageEntry {
+        subject: "alice".into(),
+        tenant: Some("acme".into()),
+        plan: None,
+        credential: Some("jti-1".into()),
+        provider: "openai".into(),
+        model: Some("gpt-4o-mini".into()),
+        requests,
+        input_tokens: 10 * requests,
+        output_tokens: 5 * requests,
+        cached_input_tokens: 0,
+        cost_micro_usd: 7 * requests,
+    };
+    json!({"node": "envoy-a", "boot": "1", "seq": seq, "pull": true, "config_version": "v1", "entries": [entry]})
+}
+
+#[tokio::test]
+async fn a_report_sent_twice_is_counted_once() {
+    let (app, state, _) = app();
+    let proxy = proxy_credential(&state);
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/sync/v1/usage",
+        Some(&proxy),
+        Some(report(1, 3)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["taken"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/sync/v1/usage",
+        Some(&proxy),
+        Some(report(1, 3)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["taken"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    call(
+        &app,
+        "POST",
+        "/sync/v1/usage",
+        Some(&proxy),
+        Some(report(2, 1)),
+    )
+    .await;
+    let usage = state.plane.usage(0).unwrap();
+    assert_eq!(usage.len(), 1);
+    let e = &usage[0].entry;
+    assert_eq!(
+        (
+            e.requests,
+            e.input_tokens,
+            e.output_tokens,
+            e.cost_micro_usd
+        ),
+        (4, 40, 20, 28)
+    );
+    // A pull-mode Envoy shows in the fleet with what it runs.
+    let fleet = state.fleet();
+    let proxy_status = &fleet.iter().find(|p| p.node == "envoy-a").unwrap().status;
+    assert_eq!(proxy_status.acked["sync"], "v1");
+    // Malformed: refused with 400, nothing counted.
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/sync/v1/usage",
+        Some(&proxy),
+        Some(json!({"node": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,156 @@
+//! Usage reports: the driving worker takes the outbox into a report numbered per Envoy boot,
+//! keeps it in shared data until the control plane has taken it, and sends the same report
+//! again (same number) after any failure, so a report is never lost nor counted twice —
+//! whichever worker drives the channel by then.
+
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{restore_outbox, take_outbox};
+use super::{pulled, stat, Answer, RefusedConfig, SyncHost, SyncReport};
+
+const REPORT: &str = "tokenward.sync.report";
+
+/// The sequence of this Envoy's reports, and the one not yet taken.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sequence {
+    boot: String,
+    /// The last number given to a report.
+    seq: u64,
+    /// The report with that number, until the control plane has taken it.
+    #[serde(default)]
+    pending: Option<String>,
+}
+
+/// What the reporting worker says of its configuration.
+pub(super) struct ConfigStatus {
+    pub version: Option<String>,
+    pub refused: Option<RefusedConfig>,
+}
+
+/// The report to send now, with its number: the one not taken yet, or a new one from the
+/// outbox (`None` when there is nothing to say and no heartbeat is due).
+pub(super) fn next(
+    host: &dyn SyncHost,
+    node: &str,
+    pull: bool,
+    now_ms: u64,
+    heartbeat_due: bool,
+    status: ConfigStatus,
+) -> Option<(u64, Vec<u8>)> {
+    let store = host.store();
+    let (sequence, cas) = match store.get(REPORT) {
+        Ok(Some((bytes, cas))) => match serde_json::from_slice::<Sequence>(&bytes) {
+            Ok(sequence) => (sequence, Some(cas)),
+            Err(_) => (fresh(now_ms), Some(cas)),
+        },
+        Ok(None) => (fresh(now_ms), None),
+        Err(error) => {
+            log::warn!("the report sequence is unreadable: {error}");
+            return None;
+        }
+    };
+    if let Some(body) = sequence.pending {
+        return Some((sequence.seq, body.into_bytes()));
+    }
+    let entries = match take_outbox(store) {
+        Ok(entries) => entries,
+        Err(error) => {
+            log::warn!("the usage outbox could not be taken: {error}");
+            return None;
+        }
+    };
+    if entries.is_empty() && !heartbeat_due {
+        return None;
+    }
+    let seq = sequence.seq + 1;
+    let report = SyncReport {
+        node: node.to_string(),
+        boot: sequence.boot.clone(),
+        seq,
+        pull,
+        config_version: status.version,
+        refused: status.refused,
+        entries,
+    };
+    let body = match serde_json::to_string(&report) {
+        Ok(body) => body,
+        Err(error) => {
+            log::error!("a usage report could not be written: {error}");
+            let _ = restore_outbox(store, report.entries);
+            return None;
+        }
+    };
+    let kept = Sequence {
+        boot: sequence.boot,
+        seq,
+        pending: Some(body.clone()),
+    };
+    let written = serde_json::to_vec(&kept)
+        .ok()
+        .map(|bytes| store.compare_and_set(REPORT, &bytes, cas));
+    if !matches!(written, Some(Ok(true))) {
+        // Another worker numbered a report meanwhile: the usage goes back for the next one.
+        if let Err(error) = restore_outbox(store, report.entries) {
+            log::error!("usage could not be put back into the outbox: {error}");
+        }
+        return None;
+    }
+    Some((seq, body.into_bytes()))
+}
+
+/// The control plane's answer to report `seq`.
+pub(super) fn on_answer(host: &dyn SyncHost, seq: u64, answer: &Answer, now_ms: u64) {
+    match answer.status {
+        Some(200..=299) => {
+            host.count(stat::REPORTS_SENT, 1);
+            clear(host, seq);
+            pulled::touch_contact(host.store(), now_ms);
+        }
+        Some(status @ (400 | 413 | 422)) => {
+            // Malformed for the control plane: sending it again would block every later one.
+            log::error!("the control plane refused usage report {seq} ({status}); dropped");
+            host.count(stat::REPORTS_DROPPED, 1);
+            clear(host, seq);
+        }
+        status => {
+            log::warn!("usage report {seq} was not taken ({status:?}); it is sent again");
+            host.count(stat::CALL_ERRORS, 1);
+        }
+    }
+}
+
+/// The report `seq` was taken: the next one may be numbered.
+fn clear(host: &dyn SyncHost, seq: u64) {
+    let store = host.store();
+    for _ in 0..crate::quota::counter::MAX_CAS_ATTEMPTS {
+        let Ok(Some((bytes, cas))) = store.get(REPORT) else {
+            return;
+        };
+        let Ok(mut sequence) = serde_json::from_slice::<Sequence>(&bytes) else {
+            return;
+        };
+        if sequence.seq != seq || sequence.pending.is_none() {
+            return;
+        }
+        sequence.pending = None;
+        let Ok(bytes) = serde_json::to_vec(&sequence) else {
+            return;
+        };
+        if store
+            .compare_and_set(REPORT, &bytes, Some(cas))
+            .unwrap_or(false)
+        {
+            return;
+        }
+    }
+}
+
+/// A new sequence: the Envoy process's first report. Its start time tells it from the
+/// sequences of earlier processes on the same node.
+fn fresh(now_ms: u64) -> Sequence {
+    Sequence {
+        boot: now_ms.to_string(),
+        seq: 0,
+        pending: None,
+    }
+}
