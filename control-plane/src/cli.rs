@@ -627,9 +627,6 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                             "--sync-url needs the proxy credential: --proxy-credential-env VAR or --proxy-credential KEY (tokenward proxy-credential create)"
                         ),
                     };
-                    if *format == RenderFormat::Json {
-                        bail!("--sync-url renders a mesh's bootstrap: use --format istio or envoy-gateway");
-                    }
                     Some(crate::mesh::PullSettings {
                         url: url.clone(),
                         credential,
@@ -645,10 +642,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 host: host.clone(),
                 pull,
             };
-            let document = match format {
-                RenderFormat::Json => serde_json::to_value(&config)?,
-                RenderFormat::Istio => crate::mesh::istio(&config, &mesh)?,
-                RenderFormat::EnvoyGateway => crate::mesh::envoy_gateway(&config, &mesh)?,
+            let document = match (format, &mesh.pull) {
+                (RenderFormat::Json, Some(pull)) => crate::mesh::envoy_bootstrap(pull)?,
+                (RenderFormat::Json, None) => serde_json::to_value(&config)?,
+                (RenderFormat::Istio, _) => crate::mesh::istio(&config, &mesh)?,
+                (RenderFormat::EnvoyGateway, _) => crate::mesh::envoy_gateway(&config, &mesh)?,
             };
             let text = serde_json::to_string_pretty(&document)?;
             match path {

@@ -96,6 +96,13 @@ fn bootstrap(pull: &PullSettings, target: &SyncTarget, cluster: String) -> Value
     serde_json::to_value(bootstrap).unwrap_or(Value::Null)
 }
 
+/// A plain Envoy's bootstrap (pull mode): the plugin configuration, naming the cluster
+/// `tokenward_sync`, which the Envoy's own configuration defines (docs/sync.md).
+pub fn envoy_bootstrap(pull: &PullSettings) -> anyhow::Result<Value> {
+    let target = SyncTarget::parse(&pull.url)?;
+    Ok(bootstrap(pull, &target, SYNC_CLUSTER.to_string()))
+}
+
 /// The Wasm VM's environment: the providers' keys by variable, and in pull mode the proxy
 /// credential's variable.
 fn vm_env_keys(config: &Config, settings: &MeshSettings) -> Vec<String> {

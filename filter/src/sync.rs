@@ -279,6 +279,15 @@ impl Channel {
         self.pulled.follow(host, &self.settings, now_ms, &*self.env)
     }
 
+    /// Names this Envoy when it could not be named at configuration time.
+    pub fn name_node(&mut self, node: impl FnOnce() -> Option<String>) {
+        if self.node.is_empty() {
+            if let Some(node) = node() {
+                self.node = node;
+            }
+        }
+    }
+
     /// Whether a call is in flight.
     pub fn busy(&self) -> bool {
         !self.calls.is_empty()
@@ -293,6 +302,10 @@ impl Channel {
         ledger: &mut UsageLedger,
         current: Option<&Policy>,
     ) -> Apply {
+        if self.node.is_empty() {
+            // Calls name their Envoy: none leaves before it is known.
+            self.node = "unnamed".into();
+        }
         if let Err(error) = ledger.flush(host.store()) {
             log::warn!("usage could not be put into the outbox yet: {error}");
             host.count(stat::FLUSH_ERRORS, 1);

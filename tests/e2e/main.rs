@@ -21,6 +21,7 @@ mod providers;
 mod quotas;
 mod replicas;
 mod sdks;
+mod sync;
 mod tls;
 mod usage;
 mod xds;

@@ -272,6 +272,29 @@ impl EnvoyConfig {
         Ok(self)
     }
 
+    /// Adds a plain-HTTP cluster to a loopback address (the control plane's HTTP API, for the
+    /// sync channel).
+    pub fn with_cluster(mut self, name: &str, addr: SocketAddr) -> anyhow::Result<Self> {
+        let clusters = self
+            .yaml
+            .get_mut("static_resources")
+            .and_then(|s| s.get_mut("clusters"))
+            .and_then(Value::as_sequence_mut)
+            .ok_or_else(|| anyhow!("envoy.yaml: no clusters"))?;
+        clusters.push(serde_yaml::to_value(serde_json::json!({
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                    "address": addr.ip().to_string(), "port_value": addr.port()
+                }}}}]}]
+            }
+        }))?);
+        Ok(self)
+    }
+
     /// Points a provider cluster at a plain-HTTP loopback address (the mock provider).
     pub fn with_upstream(mut self, cluster: &str, addr: SocketAddr) -> anyhow::Result<Self> {
         let clusters = self

@@ -14,6 +14,9 @@ use tokenward_control_plane::store::Store;
 use tokenward_control_plane::testing::TestDatabase;
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 
+use tokenward_control_plane::mesh::{PullSettings, SYNC_CLUSTER};
+use tokenward_filter::config::CredentialSource;
+
 use crate::client::{self, bearer, Reply};
 use crate::control_plane::{plane_at, unix_now, ServeProcess, Served};
 use crate::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
@@ -100,7 +103,12 @@ impl Fleet {
 
     /// A replica as a `tokenward serve` process, for what only a process suffers (SIGKILL).
     pub fn replica_process(&self, name: &str) -> ServeProcess {
-        let (admin, xds) = (free_port(), free_port());
+        self.replica_process_on(name, free_port())
+    }
+
+    /// A replica process whose HTTP API listens on `admin` (a replica restarted in place).
+    pub fn replica_process_on(&self, name: &str, admin: SocketAddr) -> ServeProcess {
+        let xds = free_port();
         let data = self.dir.path().join(name);
         std::fs::create_dir_all(&data).unwrap();
         let mut args: Vec<String> = vec![
@@ -126,6 +134,51 @@ impl Fleet {
             .unwrap()
             .with_node_id(node);
         Envoy::start(config, &EnvoyOptions::default()).unwrap()
+    }
+}
+
+/// A proxy credential of the installation (scope tokenward:sync only).
+pub fn proxy_credential(operator: &ControlPlane<dyn Store>) -> String {
+    operator
+        .create_proxy_credential("mesh", unix_now())
+        .unwrap()
+        .key
+}
+
+impl Fleet {
+    /// An Envoy as a mesh starts it, without ADS: the shipped static listener whose plugin
+    /// configuration is only a bootstrap (pull mode) naming the control plane at
+    /// `control_plane` (its HTTP API), and `concurrency` workers.
+    pub fn pull_envoy(
+        &self,
+        node: &str,
+        control_plane: SocketAddr,
+        credential: &str,
+        concurrency: u32,
+    ) -> Envoy {
+        let bootstrap = tokenward_control_plane::mesh::envoy_bootstrap(&PullSettings {
+            url: format!("http://{control_plane}"),
+            credential: CredentialSource::Inline(credential.to_string()),
+            max_staleness_seconds: 300,
+            trust_anchor: self.operator().jwks(unix_now()).unwrap(),
+        })
+        .unwrap();
+        let config = EnvoyConfig::shipped()
+            .unwrap()
+            .with_wasm(&wasm_module().unwrap())
+            .unwrap()
+            .with_filter_config(&bootstrap.to_string())
+            .unwrap()
+            .with_upstream("openai", self.openai.addr)
+            .unwrap()
+            .with_cluster(SYNC_CLUSTER, control_plane)
+            .unwrap()
+            .with_node_id(node);
+        let options = EnvoyOptions {
+            concurrency,
+            ..EnvoyOptions::default()
+        };
+        Envoy::start(config, &options).unwrap()
     }
 }
 

@@ -567,9 +567,10 @@ pub enum ConfigCommand {
         /// The host clients call (the egress gateway's or the HTTPRoute's).
         #[arg(long, default_value = "ai-gateway.internal")]
         host: String,
-        /// istio, envoy-gateway: render the bootstrap (pull mode) instead of the whole
-        /// configuration: the filter fetches it, and every change, from this control plane
-        /// (https://host[:port] of its HTTP API as the mesh reaches it).
+        /// Render the bootstrap (pull mode) instead of the whole configuration: the filter
+        /// fetches it, and every change, from this control plane (https://host[:port] of its
+        /// HTTP API as the Envoys reach it). json: the plugin configuration alone, naming the
+        /// cluster tokenward_sync.
         #[arg(long)]
         sync_url: Option<String>,
         /// With --sync-url: the proxy credential (`proxy-credential create`) the filter calls

@@ -63,14 +63,20 @@ fn vm_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Envoy's node id: names this Envoy in its reports.
-fn node_id() -> String {
-    raw::property(&["node", "id"])
+/// Envoy's node id: names this Envoy in its reports. Not known during `on_configure`; read
+/// on the first tick.
+fn node_id() -> Option<String> {
+    // `xds.node` in Envoy's attributes; `node` in older Envoys.
+    let id = raw::property(&["xds", "node", "id"])
         .ok()
         .flatten()
+        .or_else(|| raw::property(&["node", "id"]).ok().flatten())
         .and_then(|id| String::from_utf8(id).ok())
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| "unnamed".to_string())
+        .filter(|id| !id.is_empty());
+    if id.is_none() {
+        log::warn!("Envoy has no node id: reports name it \"unnamed\" (set node.id)");
+    }
+    id
 }
 
 /// The worker's Envoy counters: metric ids by name, defined on first use.
@@ -209,7 +215,7 @@ impl RootContext for TokenwardRoot {
                 self.channel = policy
                     .sync
                     .clone()
-                    .map(|settings| Channel::new(settings, false, node_id(), Box::new(vm_env)));
+                    .map(|settings| Channel::new(settings, false, String::new(), Box::new(vm_env)));
                 self.install(*policy);
             }
             PluginConfig::Bootstrap(settings) => {
@@ -218,7 +224,7 @@ impl RootContext for TokenwardRoot {
                     settings.cluster
                 );
                 let mut channel =
-                    Channel::new(Arc::new(settings), true, node_id(), Box::new(vm_env));
+                    Channel::new(Arc::new(settings), true, String::new(), Box::new(vm_env));
                 // What another root context of this Envoy already pulled is in force at once.
                 self.worker = Worker::unconfigured();
                 let apply = channel.adopt(&self.host, now_ms());
@@ -237,6 +243,7 @@ impl RootContext for TokenwardRoot {
         let Some(channel) = &mut self.channel else {
             return;
         };
+        channel.name_node(node_id);
         let ledger = ledger();
         let apply = channel.on_tick(
             &self.host,
