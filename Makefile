@@ -47,6 +47,7 @@ bench: wasm
 	$(CARGO) run --locked --release -p tokenward-e2e --bin cp_bench
 	$(CARGO) build --locked --release -p tokenward-control-plane --bin tokenward
 	$(CARGO) run --locked --release -p tokenward-e2e --bin ha_bench
+	$(CARGO) run --locked --release -p tokenward-e2e --bin sync_bench
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm

@@ -87,6 +87,9 @@ impl SyncSettings {
         }
         let credential = match &config.credential {
             CredentialSource::Inline(value) => value.clone(),
+            CredentialSource::Env(var) if var.is_empty() => {
+                return Err(bad("the credential's environment variable has no name"))
+            }
             CredentialSource::Env(var) => env(var).ok_or_else(|| {
                 InvalidConfig::Sync(format!(
                     "environment variable {var:?} is not set in the Wasm VM"

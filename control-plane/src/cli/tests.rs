@@ -902,3 +902,98 @@ fn every_resource_can_be_shown_alone_and_a_missing_one_is_not_found() {
 }
 
 mod postgres;
+
+#[test]
+fn proxy_credentials_the_sync_channel_and_pull_mode_bootstraps_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let mut argv = vec!["--dev"];
+        argv.extend_from_slice(args);
+        tokenward(d, &argv)
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = run(args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    ok(&["init", "--issuer", "https://i", "--audience", "gw"]);
+    let created: serde_json::Value = serde_json::from_str(&ok(&[
+        "-o",
+        "json",
+        "proxy-credential",
+        "create",
+        "--name",
+        "mesh",
+    ]))
+    .unwrap();
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(created["subject"], "proxy:mesh");
+    // Listed as an API key; never in the configuration the filters get.
+    assert!(ok(&["apikey", "list"]).contains("proxy:mesh"));
+    let config = ok(&["config", "render"]);
+    assert!(!config.contains("proxy:mesh"), "{config}");
+    // Pushed mode: the channel by variable only.
+    let (refused, _, err) = run(&["sync", "set", "--cluster", "cp", "--credential-env", ""]);
+    assert!(!refused && err.contains("sync"), "{err}");
+    ok(&[
+        "sync",
+        "set",
+        "--cluster",
+        "tokenward_sync",
+        "--credential-env",
+        "TOKENWARD_PROXY_CREDENTIAL",
+    ]);
+    let config: serde_json::Value = serde_json::from_str(&ok(&["config", "render"])).unwrap();
+    assert_eq!(config["sync"]["cluster"], "tokenward_sync");
+    assert_eq!(
+        config["sync"]["credential"]["env"],
+        "TOKENWARD_PROXY_CREDENTIAL"
+    );
+    assert!(ok(&["sync", "show"]).contains("tokenward_sync"));
+    ok(&["sync", "off"]);
+    let config: serde_json::Value = serde_json::from_str(&ok(&["config", "render"])).unwrap();
+    assert!(config.get("sync").is_none());
+    // Pull mode: the bootstrap alone (json), with the keys of today as its trust anchor.
+    let bootstrap: serde_json::Value = serde_json::from_str(&ok(&[
+        "config",
+        "render",
+        "--sync-url",
+        "https://cp.example.com:8443",
+        "--proxy-credential",
+        key,
+    ]))
+    .unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&ok(&["jwks"])).unwrap();
+    assert_eq!(bootstrap["sync"]["trust_anchor"], jwks);
+    assert_eq!(bootstrap["sync"]["cluster"], "tokenward_sync");
+    assert_eq!(bootstrap["sync"]["authority"], "cp.example.com:8443");
+    let (missing, _, err) = run(&[
+        "config",
+        "render",
+        "--format",
+        "istio",
+        "--sync-url",
+        "https://cp",
+    ]);
+    assert!(!missing && err.contains("proxy credential"), "{err}");
+    let istio: serde_json::Value = serde_json::from_str(&ok(&[
+        "config",
+        "render",
+        "--format",
+        "istio",
+        "--sync-url",
+        "https://cp.example.com",
+        "--proxy-credential-env",
+        "TW_PROXY",
+    ]))
+    .unwrap();
+    let plugin = &istio["items"][0];
+    assert_eq!(plugin["kind"], "WasmPlugin");
+    assert_eq!(
+        plugin["spec"]["pluginConfig"]["sync"]["cluster"],
+        "outbound|443||cp.example.com"
+    );
+    // Nothing reported yet.
+    assert!(ok(&["usage"]).contains("no usage reported"));
+}

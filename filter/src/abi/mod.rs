@@ -147,8 +147,9 @@ impl Context for TokenwardRoot {
             headers,
             body,
         };
+        let started = raw::now_nanoseconds().unwrap_or(0);
         let apply = channel.on_answer(&self.host, token_id, answer, now_ms(), self.worker.policy());
-        self.apply(apply);
+        self.apply_timed(apply, started, "verified, compiled and shared");
         if self.closing && !channel_busy(self.channel.as_ref()) {
             let _ = raw::done();
         }
@@ -245,13 +246,14 @@ impl RootContext for TokenwardRoot {
         };
         channel.name_node(node_id);
         let ledger = ledger();
+        let started = raw::now_nanoseconds().unwrap_or(0);
         let apply = channel.on_tick(
             &self.host,
             now_ms(),
             &mut ledger.borrow_mut(),
             self.worker.policy(),
         );
-        self.apply(apply);
+        self.apply_timed(apply, started, "copied from shared data and compiled");
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -289,6 +291,20 @@ impl TokenwardRoot {
         report_unavailable(policy.unavailable());
         // A new worker state: the cache of the old keys goes with the old config.
         self.worker = Worker::configured(policy);
+    }
+
+    /// As `apply`; a pulled configuration put in force logs what it cost this worker.
+    fn apply_timed(&mut self, apply: Apply, started: u64, how: &str) {
+        if let Apply::Install(policy) = &apply {
+            let micros = raw::now_nanoseconds().unwrap_or(0).saturating_sub(started) / 1000;
+            log::info!(
+                "pulled configuration {} {how} in {}.{:03} ms",
+                policy.version.as_deref().unwrap_or("(unversioned)"),
+                micros / 1000,
+                micros % 1000
+            );
+        }
+        self.apply(apply);
     }
 
     fn apply(&mut self, apply: Apply) {
