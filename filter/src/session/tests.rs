@@ -354,3 +354,43 @@ fn a_failed_rewrite_answers_500_in_the_error_shape_of_the_routes_provider() {
     assert!(reply.contains("\"api_error\""), "{reply}");
     assert!(reply.contains("could not be prepared"), "{reply}");
 }
+
+/// Every host call of one metered exchange, with or without a usage ledger.
+fn exchange_ops(fx: &Fixture, ledger: Option<Rc<RefCell<crate::sync::UsageLedger>>>) -> Vec<String> {
+    let store = Rc::default();
+    let mut s = Session::new(Worker::configured(fx.policy()), Rc::new(RefCell::default()), ledger);
+    let host = chat(fx, CHAT, &store);
+    send(&mut s, &host);
+    let response = host
+        .clone()
+        .with_response_header(":status", "200")
+        .with_response_header("content-type", "application/json")
+        .with_response_chunk(ANSWER.as_bytes());
+    s.on_response_headers(&response);
+    s.on_response_body(&response, ANSWER.len(), true);
+    s.on_log(&response);
+    let mut ops = host.take_ops();
+    ops.extend(response.take_ops());
+    ops
+}
+
+#[test]
+fn usage_reporting_adds_no_host_call_to_a_request() {
+    let fx = Fixture::new();
+    let ledger = Rc::new(RefCell::new(crate::sync::UsageLedger::default()));
+    assert_eq!(
+        exchange_ops(&fx, None),
+        exchange_ops(&fx, Some(Rc::clone(&ledger)))
+    );
+    // What the exchange used is in the worker's ledger, for the channel's timer.
+    let store = FakeStore::default();
+    ledger.borrow_mut().flush(&store).unwrap();
+    let entries = crate::sync::ledger::take_outbox(&store).unwrap();
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    assert_eq!(
+        (e.subject.as_str(), e.tenant.as_deref(), e.credential.as_deref(), e.model.as_deref()),
+        ("alice", Some("acme"), Some("jti-1"), Some("gpt-4o-mini"))
+    );
+    assert_eq!((e.requests, e.input_tokens, e.output_tokens), (1, 11, 7));
+}
