@@ -252,3 +252,32 @@ fn an_envoy_fed_over_ads_reports_its_usage_on_the_channel_the_pushed_configurati
     }
     assert_eq!(reported(), (21, input));
 }
+
+#[test]
+fn usage_an_envoy_had_not_reported_yet_goes_out_while_it_drains_before_it_stops() {
+    let fleet = Fleet::create();
+    let operator = fleet.operator();
+    let credential = proxy_credential(&operator);
+    let cp = fleet.replica_process("cp");
+    let mut envoy = fleet.pull_envoy("leaving", cp.admin, &credential, 2);
+    let (token, _) = mint(cp.admin, &fleet.admin_key, "erin");
+    until(&envoy, &token, Duration::from_secs(15), |r| r.status == 200);
+    let warmup = fleet.openai.received().len() as u64;
+    for _ in 0..10 {
+        assert_eq!(chat(&envoy, &token).status, 200);
+    }
+    // As Kubernetes and Istio stop a proxy: drain the listeners, wait, then SIGTERM. The
+    // channel keeps reporting while Envoy drains: one report interval is enough.
+    let drain = Instant::now();
+    tokenward_e2e::envoy::http_post(envoy.admin_port, "/drain_listeners?graceful").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    envoy.terminate().unwrap();
+    let reported: u64 = operator
+        .usage(0)
+        .unwrap()
+        .iter()
+        .filter(|r| r.entry.subject == "erin")
+        .map(|r| r.entry.requests)
+        .sum();
+    assert_eq!(reported, warmup + 10, "drained for {:?}", drain.elapsed());
+}

@@ -661,6 +661,24 @@ impl Envoy {
     }
 }
 
+impl Envoy {
+    /// Stops Envoy as an orchestrator does (SIGTERM) and waits for it to exit (at most 20 s).
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.child.id())?;
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("envoy did not exit within 20 s of SIGTERM")
+    }
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -670,12 +688,21 @@ impl Drop for Envoy {
 
 /// A tiny HTTP/1.1 GET for the admin API (no client library needed on this path).
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    admin_request(port, "GET", path)
+}
+
+/// A POST without a body to the admin API (`/drain_listeners`, `/healthcheck/fail`).
+pub fn http_post(port: u16, path: &str) -> anyhow::Result<String> {
+    admin_request(port, "POST", path)
+}
+
+fn admin_request(port: u16, method: &str, path: &str) -> anyhow::Result<String> {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
