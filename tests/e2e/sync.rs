@@ -11,21 +11,10 @@ use std::time::{Duration, Instant};
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 use tokenward_e2e::control_plane::{unix_now, Served};
 use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
-use tokenward_e2e::fleet::{admin_call, chat, mint, proxy_credential, until, Fleet};
+use tokenward_e2e::fleet::{admin_call, chat, mint, proxy_credential, revoke_jti, until, Fleet};
 use tokenward_filter::config::{CredentialSource, JwkSet, SyncConfig};
 
 const REVOKED: Option<&str> = Some("token_revoked");
-
-fn revoke(fleet: &Fleet, admin: std::net::SocketAddr, jti: &str) {
-    let (status, body) = admin_call(
-        admin,
-        &fleet.admin_key,
-        "POST",
-        "/admin/v1/revocations",
-        Some(serde_json::json!({"jti": jti})),
-    );
-    assert_eq!(status, 200, "{body}");
-}
 
 #[test]
 fn an_envoy_with_only_a_bootstrap_enforces_the_pulled_configuration_and_its_revocations() {
@@ -46,7 +35,7 @@ fn an_envoy_with_only_a_bootstrap_enforces_the_pulled_configuration_and_its_revo
         "the client's token never reaches the provider"
     );
     // A revocation committed through the admin API reaches the Envoy without touching it.
-    revoke(&fleet, cp.admin, &jti);
+    revoke_jti(cp.admin, &fleet.admin_key, &jti);
     let took = until(&envoy, &token, Duration::from_secs(10), |r| {
         r.error_code().as_deref() == REVOKED
     });
@@ -81,7 +70,7 @@ fn the_last_configuration_holds_while_the_control_plane_is_away_and_changes_resu
     let (valid, valid_jti) = mint(admin, &fleet.admin_key, "alice");
     let (revoked, revoked_jti) = mint(admin, &fleet.admin_key, "bob");
     until(&envoy, &valid, Duration::from_secs(15), |r| r.status == 200);
-    revoke(&fleet, admin, &revoked_jti);
+    revoke_jti(admin, &fleet.admin_key, &revoked_jti);
     until(&envoy, &revoked, Duration::from_secs(10), |r| {
         r.error_code().as_deref() == REVOKED
     });
@@ -104,7 +93,7 @@ fn the_last_configuration_holds_while_the_control_plane_is_away_and_changes_resu
     );
     // Back (on the same address): a change reaches the Envoy within the retry interval.
     let _cp = fleet.replica_process_on("cp-again", admin);
-    revoke(&fleet, admin, &valid_jti);
+    revoke_jti(admin, &fleet.admin_key, &valid_jti);
     let took = until(&envoy, &valid, Duration::from_secs(15), |r| {
         r.error_code().as_deref() == REVOKED
     });

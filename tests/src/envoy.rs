@@ -285,12 +285,7 @@ impl EnvoyConfig {
             "name": name,
             "type": "STATIC",
             "connect_timeout": "1s",
-            "load_assignment": {
-                "cluster_name": name,
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                    "address": addr.ip().to_string(), "port_value": addr.port()
-                }}}}]}]
-            }
+            "load_assignment": one_endpoint(name, addr),
         }))?);
         Ok(self)
     }
@@ -315,12 +310,7 @@ impl EnvoyConfig {
         map.insert("type".into(), "STATIC".into());
         map.insert(
             "load_assignment".into(),
-            serde_yaml::to_value(serde_json::json!({
-                "cluster_name": cluster,
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                    "address": addr.ip().to_string(), "port_value": addr.port()
-                }}}}]}]
-            }))?,
+            serde_yaml::to_value(one_endpoint(cluster, addr))?,
         );
         Ok(self)
     }
@@ -659,6 +649,16 @@ impl Envoy {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// A cluster's load assignment: one loopback endpoint.
+fn one_endpoint(cluster: &str, addr: SocketAddr) -> serde_json::Value {
+    serde_json::json!({
+        "cluster_name": cluster,
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+            "address": addr.ip().to_string(), "port_value": addr.port()
+        }}}}]}]
+    })
 }
 
 impl Envoy {

@@ -271,6 +271,18 @@ pub fn until(
     }
 }
 
+/// Revokes a token through a replica's admin API.
+pub fn revoke_jti(admin: SocketAddr, key: &str, jti: &str) {
+    let (status, body) = admin_call(
+        admin,
+        key,
+        "POST",
+        "/admin/v1/revocations",
+        Some(serde_json::json!({"jti": jti})),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 /// One trial: a token minted through `minter` works at `envoy`; revoked through `revoker`'s
 /// admin API; how long until `envoy` refuses it.
 pub fn revocation_trial(
@@ -282,14 +294,7 @@ pub fn revocation_trial(
 ) -> Duration {
     let (token, jti) = mint(minter, key, subject);
     until(envoy, &token, Duration::from_secs(10), |r| r.status == 200);
-    let (status, body) = admin_call(
-        revoker,
-        key,
-        "POST",
-        "/admin/v1/revocations",
-        Some(serde_json::json!({"jti": jti})),
-    );
-    assert_eq!(status, 200, "{body}");
+    revoke_jti(revoker, key, &jti);
     until(envoy, &token, Duration::from_secs(10), |r| {
         r.error_code().as_deref() == Some("token_revoked")
     })

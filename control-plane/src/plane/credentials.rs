@@ -131,10 +131,6 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             }
             let keys = self.store.signing_keys()?;
             let key = model::signing_key(&keys, now).ok_or(PlaneError::NoActiveKey)?;
-            let private = self.master.open(
-                &SigningKeyRecord::seal_context(&key.kid),
-                &key.private_sealed,
-            )?;
             let jti = crypto::random_hex(16)?;
             let custom = TokenwardClaims {
                 scope: (!request.scopes.is_empty()).then(|| request.scopes.join(" ")),
@@ -142,7 +138,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 tenant: request.tenant.clone(),
                 plan: request.plan.clone(),
             };
-            let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl))
+            let claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl))
                 .with_issuer(issuer)
                 .with_audiences(
                     self.audiences()?
@@ -151,22 +147,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 )
                 .with_subject(&request.subject)
                 .with_jwt_id(&jti);
-            // The host clock decides, not jwt-simple's: tests and the filter agree on it.
-            claims.issued_at = Some(Duration::from_secs(now));
-            claims.invalid_before = Some(Duration::from_secs(now));
-            claims.expires_at = Some(Duration::from_secs(now + ttl));
-            let signing = |e: jwt_simple::Error| PlaneError::Signing(e.to_string());
-            let token = match key.alg {
-                Alg::EdDSA => Ed25519KeyPair::from_bytes(&private)
-                    .map_err(signing)?
-                    .with_key_id(&key.kid)
-                    .sign(claims),
-                Alg::ES256 => ES256KeyPair::from_bytes(&private)
-                    .map_err(signing)?
-                    .with_key_id(&key.kid)
-                    .sign(claims),
-            }
-            .map_err(signing)?;
+            let token = self.sign(key, claims, now, ttl)?;
             let issued = IssuedToken {
                 jti: jti.clone(),
                 subject: request.subject.clone(),
@@ -189,6 +170,36 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 expires_at: now + ttl,
             })
         })
+    }
+
+    /// Signs `claims` with `key`, valid from `now` for `ttl` seconds. The host clock decides,
+    /// not jwt-simple's: tests and the filter agree on it.
+    pub(super) fn sign<C: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        key: &SigningKeyRecord,
+        mut claims: JWTClaims<C>,
+        now: u64,
+        ttl: u64,
+    ) -> Result<String, PlaneError> {
+        let private = self.master.open(
+            &SigningKeyRecord::seal_context(&key.kid),
+            &key.private_sealed,
+        )?;
+        claims.issued_at = Some(Duration::from_secs(now));
+        claims.invalid_before = Some(Duration::from_secs(now));
+        claims.expires_at = Some(Duration::from_secs(now + ttl));
+        let signing = |e: jwt_simple::Error| PlaneError::Signing(e.to_string());
+        match key.alg {
+            Alg::EdDSA => Ed25519KeyPair::from_bytes(&private)
+                .map_err(signing)?
+                .with_key_id(&key.kid)
+                .sign(claims),
+            Alg::ES256 => ES256KeyPair::from_bytes(&private)
+                .map_err(signing)?
+                .with_key_id(&key.kid)
+                .sign(claims),
+        }
+        .map_err(signing)
     }
 
     /// Creates an API key (`tw_…`, 190 random bits); the key is returned once.

@@ -46,11 +46,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             .into_iter()
             .filter(|k| !revoked.contains(&k.kid))
         {
-            let private = self.master.open(
-                &SigningKeyRecord::seal_context(&key.kid),
-                &key.private_sealed,
-            )?;
-            let mut claims = Claims::with_custom_claims(
+            let claims = Claims::with_custom_claims(
                 ConfigSignature {
                     sha256: digest.clone(),
                     revision,
@@ -58,21 +54,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 Duration::from_secs(SIGNATURE_LIFETIME),
             )
             .with_audience(SIGNATURE_AUDIENCE);
-            claims.issued_at = Some(Duration::from_secs(now));
-            claims.invalid_before = Some(Duration::from_secs(now));
-            claims.expires_at = Some(Duration::from_secs(now + SIGNATURE_LIFETIME));
-            let signing = |e: jwt_simple::Error| PlaneError::Signing(e.to_string());
-            let token = match key.alg {
-                Alg::EdDSA => Ed25519KeyPair::from_bytes(&private)
-                    .map_err(signing)?
-                    .with_key_id(&key.kid)
-                    .sign(claims),
-                Alg::ES256 => ES256KeyPair::from_bytes(&private)
-                    .map_err(signing)?
-                    .with_key_id(&key.kid)
-                    .sign(claims),
-            }
-            .map_err(signing)?;
+            let token = self.sign(key, claims, now, SIGNATURE_LIFETIME)?;
             signatures.push(token);
         }
         if signatures.is_empty() {

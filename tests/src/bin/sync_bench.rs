@@ -15,7 +15,7 @@ use tokenward_control_plane::store::Isolation;
 use tokenward_e2e::control_plane::unix_now;
 use tokenward_e2e::envoy::Envoy;
 use tokenward_e2e::fleet::{
-    admin_call, chat, mint, percentile, proxy_credential, revocation_trial, until, Fleet,
+    chat, mint, percentile, proxy_credential, revocation_trial, revoke_jti, until, Fleet,
 };
 
 fn ms(d: Duration) -> String {
@@ -81,13 +81,7 @@ fn main() -> anyhow::Result<()> {
     let (valid, valid_jti) = mint(admin, &fleet.admin_key, "steady");
     let (revoked, revoked_jti) = mint(admin, &fleet.admin_key, "gone");
     until(&envoy, &valid, Duration::from_secs(10), |r| r.status == 200);
-    admin_call(
-        admin,
-        &fleet.admin_key,
-        "POST",
-        "/admin/v1/revocations",
-        Some(serde_json::json!({"jti": revoked_jti})),
-    );
+    revoke_jti(admin, &fleet.admin_key, &revoked_jti);
     until(&envoy, &revoked, Duration::from_secs(10), |r| {
         r.status == 401
     });
@@ -127,13 +121,7 @@ fn main() -> anyhow::Result<()> {
     let sent_while_away = sent.load(Ordering::SeqCst);
     let cp = fleet.replica_process_on("cp-again", admin);
     let back = Instant::now();
-    admin_call(
-        admin,
-        &fleet.admin_key,
-        "POST",
-        "/admin/v1/revocations",
-        Some(serde_json::json!({"jti": valid_jti})),
-    );
+    revoke_jti(admin, &fleet.admin_key, &valid_jti);
     // The valid token is revoked now: the traffic thread's refusals from here on are right.
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();
