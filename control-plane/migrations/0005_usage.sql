@@ -8,7 +8,7 @@ CREATE TABLE usage_reports (
     boot        TEXT NOT NULL,
     seq         INTEGER NOT NULL,
     received_at INTEGER NOT NULL,
-    PRIMARY KEY (node, boot, seq)
+    PRIMARY KEY (node, boot)
 );
 
 CREATE TABLE usage (

@@ -104,6 +104,10 @@ pub struct UsageRow {
     pub entry: UsageEntry,
 }
 
+/// How long the last report number of an Envoy process is kept after its last report: a
+/// process silent this long is gone (a restarted one numbers from a new boot).
+pub const REPORT_STREAM_KEPT: i64 = 7 * 24 * 3600;
+
 /// The hour `at` falls in.
 pub(crate) fn hour_of(at: u64) -> u64 {
     at - at % 3600
@@ -199,7 +203,8 @@ pub trait Store: Send + Sync {
     /// clock skew: the filter accepts a token until exp + skew).
     fn revoked_jtis(&self, live_after: u64) -> Result<Vec<(String, u64)>, StoreError>;
     /// Deletes revocations of tokens, and records of minted tokens, that expired at or before
-    /// `before`: a job that runs once per period across replicas (under a lease).
+    /// `before`, and the report numbers of Envoy processes silent for `REPORT_STREAM_KEPT`
+    /// before it: a job that runs once per period across replicas (under a lease).
     fn prune(&self, before: u64) -> Result<usize, StoreError>;
     fn revoked_subjects(&self) -> Result<Vec<String>, StoreError>;
 
@@ -236,7 +241,8 @@ pub trait Store: Send + Sync {
     fn proxies(&self) -> Result<Vec<StoredProxy>, StoreError>;
 
     /// Takes a usage report once, received at `at`: false when its (node, boot, seq) was
-    /// taken before (a resend), and then nothing is counted again. One transaction.
+    /// taken before (a resend: its number is not above the last taken from that Envoy
+    /// process), and then nothing is counted again. One transaction.
     fn record_usage(&self, report: &SyncReport, at: u64) -> Result<bool, StoreError>;
     /// Usage per hour, of the hours that begin at or after `since`.
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError>;

@@ -8,7 +8,7 @@ CREATE TABLE usage_reports (
     boot        TEXT NOT NULL,
     seq         BIGINT NOT NULL,
     received_at BIGINT NOT NULL,
-    PRIMARY KEY (node, boot, seq)
+    PRIMARY KEY (node, boot)
 );
 
 CREATE TABLE usage (

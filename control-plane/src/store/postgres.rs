@@ -413,7 +413,11 @@ impl Store for PostgresStore {
             "DELETE FROM issued_tokens WHERE expires_at <= $1",
             &[&before],
         )?;
-        Ok(usize::try_from(jtis + tokens).unwrap_or(usize::MAX))
+        let streams = conn.execute(
+            "DELETE FROM usage_reports WHERE received_at <= $1",
+            &[&before.saturating_sub(REPORT_STREAM_KEPT)],
+        )?;
+        Ok(usize::try_from(jtis + tokens + streams).unwrap_or(usize::MAX))
     }
 
     fn revoked_subjects(&self) -> Result<Vec<String>, StoreError> {
@@ -597,7 +601,8 @@ impl Store for PostgresStore {
         let mut conn = self.conn()?;
         let new = conn.execute(
             "INSERT INTO usage_reports (node, boot, seq, received_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (node, boot) DO UPDATE SET seq = excluded.seq, received_at = excluded.received_at
+             WHERE usage_reports.seq < excluded.seq",
             &[
                 &report.node,
                 &report.boot,

@@ -340,7 +340,11 @@ impl Store for SqliteStore {
         let conn = self.conn()?;
         let jtis = conn.execute("DELETE FROM revoked_jtis WHERE expires_at <= ?1", [before])?;
         let tokens = conn.execute("DELETE FROM issued_tokens WHERE expires_at <= ?1", [before])?;
-        Ok(jtis + tokens)
+        let streams = conn.execute(
+            "DELETE FROM usage_reports WHERE received_at <= ?1",
+            [before.saturating_sub(REPORT_STREAM_KEPT)],
+        )?;
+        Ok(jtis + tokens + streams)
     }
 
     fn revoked_subjects(&self) -> Result<Vec<String>, StoreError> {
@@ -551,7 +555,8 @@ impl Store for SqliteStore {
         let conn = self.conn()?;
         let new = conn.execute(
             "INSERT INTO usage_reports (node, boot, seq, received_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (node, boot) DO UPDATE SET seq = excluded.seq, received_at = excluded.received_at
+             WHERE usage_reports.seq < excluded.seq",
             params![report.node, report.boot, to_i64(report.seq)?, to_i64(at)?],
         )? > 0;
         if new {
