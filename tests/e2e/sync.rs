@@ -17,11 +17,14 @@ use tokenward_filter::config::{CredentialSource, JwkSet, SyncConfig};
 const REVOKED: Option<&str> = Some("token_revoked");
 
 #[test]
-fn an_envoy_with_only_a_bootstrap_enforces_the_pulled_configuration_and_its_revocations() {
+fn an_envoy_with_only_a_bootstrap_enforces_the_pulled_configuration_and_revocations_through_any_replica(
+) {
     let fleet = Fleet::create();
     let credential = proxy_credential(&fleet.operator());
-    let cp = fleet.replica_process("cp");
-    let envoy = fleet.pull_envoy("mesh-a", cp.admin, &credential, 2);
+    // Two replicas over one database: the Envoy pulls from the second, the operator works
+    // through the first.
+    let (cp, other) = (fleet.replica_process("cp"), fleet.replica_process("cp-2"));
+    let envoy = fleet.pull_envoy("mesh-a", other.admin, &credential, 2);
     let (token, jti) = mint(cp.admin, &fleet.admin_key, "alice");
     // The first configuration arrives through the channel; until then every request is 503.
     until(&envoy, &token, Duration::from_secs(15), |r| r.status == 200);
