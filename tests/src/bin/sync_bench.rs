@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
         outage.as_secs()
     );
     println!(
-        "after its return: a change committed at once was enforced {} after the control plane listened again (the filter retries every 1 s; the report interval is 1 s)",
+        "after its return: a change committed at once was enforced {} after the control plane listened again (the filter polls again 250 ms after a failure; the report interval is 1 s)",
         ms(since_return)
     );
 
