@@ -31,6 +31,7 @@ proxy_wasm::main! {{
             usage_stats: Rc::default(),
             channel: None,
             closing: false,
+            held: None,
         })
     });
 }}
@@ -43,6 +44,10 @@ struct TokenwardRoot {
     channel: Option<Channel>,
     /// `on_done` is waiting for the last report's answer.
     closing: bool,
+    /// Pull mode, stale: the configuration refused while the control plane is away. Not in
+    /// force, but its keys still vouch for the next configuration (a rotation during the
+    /// outage must not need a new bootstrap).
+    held: Option<Rc<Worker>>,
 }
 
 thread_local! {
@@ -148,7 +153,8 @@ impl Context for TokenwardRoot {
             body,
         };
         let started = raw::now_nanoseconds().unwrap_or(0);
-        let apply = channel.on_answer(&self.host, token_id, answer, now_ms(), self.worker.policy());
+        let current = self.held.as_ref().unwrap_or(&self.worker).policy();
+        let apply = channel.on_answer(&self.host, token_id, answer, now_ms(), current);
         self.apply_timed(apply, started, "verified, compiled and shared");
         if self.closing && !channel_busy(self.channel.as_ref()) {
             let _ = raw::done();
@@ -160,12 +166,8 @@ impl Context for TokenwardRoot {
             return true;
         };
         let ledger = ledger();
-        let waiting = channel.on_done(
-            &self.host,
-            now_ms(),
-            &mut ledger.borrow_mut(),
-            self.worker.policy(),
-        );
+        let current = self.held.as_ref().unwrap_or(&self.worker).policy();
+        let waiting = channel.on_done(&self.host, now_ms(), &mut ledger.borrow_mut(), current);
         // Envoy waits for the last report's answer before it lets the context go.
         self.closing = waiting;
         !waiting
@@ -247,12 +249,8 @@ impl RootContext for TokenwardRoot {
         channel.name_node(node_id);
         let ledger = ledger();
         let started = raw::now_nanoseconds().unwrap_or(0);
-        let apply = channel.on_tick(
-            &self.host,
-            now_ms(),
-            &mut ledger.borrow_mut(),
-            self.worker.policy(),
-        );
+        let current = self.held.as_ref().unwrap_or(&self.worker).policy();
+        let apply = channel.on_tick(&self.host, now_ms(), &mut ledger.borrow_mut(), current);
         self.apply_timed(apply, started, "copied from shared data and compiled");
     }
 
@@ -310,9 +308,17 @@ impl TokenwardRoot {
     fn apply(&mut self, apply: Apply) {
         match apply {
             Apply::Keep => {}
-            Apply::Install(policy) => self.install(*policy),
+            Apply::Install(policy) => {
+                self.held = None;
+                self.install(*policy);
+            }
             // Fail closed: every request gets 503 until the control plane answers again.
-            Apply::Stale => self.worker = Worker::unconfigured(),
+            Apply::Stale => {
+                let last = std::mem::replace(&mut self.worker, Worker::unconfigured());
+                if last.policy().is_some() {
+                    self.held = Some(last);
+                }
+            }
         }
     }
 }

@@ -145,11 +145,17 @@ fn clear(host: &dyn SyncHost, seq: u64) {
     }
 }
 
-/// A new sequence: the Envoy process's first report. Its start time tells it from the
-/// sequences of earlier processes on the same node.
+/// A new sequence: the Envoy process's first report. Its start time and a random part tell
+/// it from the sequences of other processes on the same node id (or of Envoys that set
+/// none, and all report as "unnamed").
 fn fresh(now_ms: u64) -> Sequence {
+    use std::hash::{BuildHasher, Hasher};
+    // The host's randomness, as every HashMap of the filter already draws it.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     Sequence {
-        boot: now_ms.to_string(),
+        boot: format!("{now_ms}-{random:016x}"),
         seq: 0,
         pending: None,
     }
