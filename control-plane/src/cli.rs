@@ -281,6 +281,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         return serve(plane, args, err);
     }
     let now = now()?;
+    if cli.output == Output::Csv && !matches!(cli.command, Command::Usage { .. }) {
+        bail!("-o csv is for `usage`; use -o text or -o json here");
+    }
     let json = cli.output == Output::Json;
     let print =
         |out: &mut dyn Write, value: serde_json::Value, text: String| -> anyhow::Result<()> {
@@ -756,9 +759,35 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             };
             print(out, serde_json::to_value(&channel)?, text)?;
         }
-        Command::Usage { since } => {
-            let since = since.unwrap_or(now.saturating_sub(24 * 3600));
-            show(out, view::usage(&plane.usage(since)?))?;
+        Command::Usage {
+            since,
+            subject,
+            tenant,
+            credential,
+            model,
+            provider,
+            by,
+        } => {
+            let query = crate::plane::UsageQuery {
+                since: since.unwrap_or(now.saturating_sub(24 * 3600)),
+                subject: subject.clone(),
+                tenant: tenant.clone(),
+                credential: credential.clone(),
+                model: model.clone(),
+                provider: provider.clone(),
+                by: *by,
+            };
+            let ledger = plane.usage_ledger(&query)?;
+            if cli.output == Output::Csv {
+                write!(out, "{}", view::usage_csv(&ledger))?;
+            } else {
+                match &ledger {
+                    crate::plane::UsageLedger::Hours(rows) => show(out, view::usage(rows))?,
+                    crate::plane::UsageLedger::Totals(_, totals) => {
+                        show(out, view::usage_totals(totals))?
+                    }
+                }
+            }
         }
         Command::Audit { limit } => {
             show(out, view::audit(&plane.store().audit_log(*limit)?))?;

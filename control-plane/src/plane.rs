@@ -258,6 +258,9 @@ const SETTING_MAX_TTL: &str = "max_token_ttl_seconds";
 const SETTING_SKEW: &str = "clock_skew_seconds";
 const SETTING_OVERLAP: &str = "key_overlap_seconds";
 const SETTING_DEFAULT_PLAN: &str = "default_plan";
+const SETTING_USAGE_RETENTION: &str = "usage_retention_days";
+/// How long the usage ledger keeps an hour, unless `usage_retention_days` says otherwise.
+const DEFAULT_USAGE_RETENTION_DAYS: u64 = 90;
 
 impl<S: Store + ?Sized> ControlPlane<S> {
     pub fn new(store: impl Into<Arc<S>>, master: MasterKey, actor: &str) -> Self {
@@ -321,7 +324,7 @@ fn provider_context(name: &str) -> String {
 }
 
 mod catalog;
-pub use sync::{SignedConfig, RESIGN_AFTER};
+pub use sync::{SignedConfig, UsageGroup, UsageLedger, UsageQuery, UsageTotal, RESIGN_AFTER};
 mod compiled;
 mod credentials;
 mod keys;

@@ -246,6 +246,8 @@ pub trait Store: Send + Sync {
     fn record_usage(&self, report: &SyncReport, at: u64) -> Result<bool, StoreError>;
     /// Usage per hour, of the hours that begin at or after `since`.
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError>;
+    /// Deletes the usage of hours that began before `before` (the retention job).
+    fn prune_usage(&self, before: u64) -> Result<usize, StoreError>;
 
     /// Takes or keeps the lease `name` for `holder` until `now + ttl`: true when `holder` has
     /// it (free, expired, or its own). One holder at a time, across processes.

@@ -428,3 +428,116 @@ pub fn usage(rows: &[crate::store::UsageRow]) -> View {
     };
     View::new(serde_json::to_value(rows).unwrap_or_default(), text)
 }
+
+/// Usage summed per value of one dimension.
+pub fn usage_totals(totals: &[crate::plane::UsageTotal]) -> View {
+    let text = if totals.is_empty() {
+        "no usage reported".to_string()
+    } else {
+        totals
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}  requests={} input={} output={} cached={} cost_micro_usd={}",
+                    t.value.as_deref().unwrap_or("-"),
+                    t.requests,
+                    t.input_tokens,
+                    t.output_tokens,
+                    t.cached_input_tokens,
+                    t.cost_micro_usd
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    View::new(serde_json::to_value(totals).unwrap_or_default(), text)
+}
+
+/// The ledger as CSV (RFC 4180): a header line, then one line per row.
+pub fn usage_csv(ledger: &crate::plane::UsageLedger) -> String {
+    use crate::plane::UsageLedger;
+    let mut out = String::new();
+    let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
+    match ledger {
+        UsageLedger::Hours(rows) => {
+            out.push_str("hour,subject,tenant,plan,credential,provider,model,requests,input_tokens,output_tokens,cached_input_tokens,cost_micro_usd\n");
+            for r in rows {
+                let e = &r.entry;
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    rfc3339(r.hour),
+                    csv_field(&e.subject),
+                    opt(&e.tenant),
+                    opt(&e.plan),
+                    opt(&e.credential),
+                    csv_field(&e.provider),
+                    opt(&e.model),
+                    e.requests,
+                    e.input_tokens,
+                    e.output_tokens,
+                    e.cached_input_tokens,
+                    e.cost_micro_usd
+                ));
+            }
+        }
+        UsageLedger::Totals(by, totals) => {
+            let by = serde_json::to_value(by)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "value".into());
+            out.push_str(&format!(
+                "{by},requests,input_tokens,output_tokens,cached_input_tokens,cost_micro_usd\n"
+            ));
+            for t in totals {
+                out.push_str(&format!(
+                    "{},{},{},{},{},{}\n",
+                    opt(&t.value),
+                    t.requests,
+                    t.input_tokens,
+                    t.output_tokens,
+                    t.cached_input_tokens,
+                    t.cost_micro_usd
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break; a leading `=`, `+`,
+/// `-` or `@` is prefixed with `'` so a spreadsheet does not run it as a formula.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::*;
+    use crate::plane::{UsageGroup, UsageLedger, UsageTotal};
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_run_as_formulas() {
+        let totals = UsageLedger::Totals(
+            UsageGroup::Subject,
+            vec![UsageTotal {
+                by: UsageGroup::Subject,
+                value: Some("=HYPERLINK(\"x\"), a".into()),
+                requests: 2,
+                ..UsageTotal::default()
+            }],
+        );
+        assert_eq!(
+            usage_csv(&totals),
+            "subject,requests,input_tokens,output_tokens,cached_input_tokens,cost_micro_usd\n\"'=HYPERLINK(\"\"x\"\"), a\",2,0,0,0,0\n"
+        );
+    }
+}

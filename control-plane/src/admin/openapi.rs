@@ -346,6 +346,19 @@ pub fn openapi_document() -> Value {
             .answers(200, "the entries", array_of_objects()),
     );
     paths.add(
+        "/admin/v1/usage",
+        "get",
+        Operation::secured("The usage ledger: what the filters reported over the sync channel, per hour, subject, tenant, plan, credential, provider and model; or summed per value of one dimension (`by`)", read)
+            .query("since", json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}), "from this time (Unix seconds; the hour it falls in counts); the last 24 hours when absent")
+            .query("subject", json!({"type": "string"}), "only this subject's usage")
+            .query("tenant", json!({"type": "string"}), "only this tenant's usage")
+            .query("credential", json!({"type": "string"}), "only this API key's (id) or token's (jti) usage")
+            .query("model", json!({"type": "string"}), "only this model's usage")
+            .query("provider", json!({"type": "string"}), "only this provider's usage")
+            .query("by", json!({"enum": ["subject", "tenant", "credential", "model", "provider"]}), "sum over the hours per value of this dimension (largest cost first)")
+            .answers(200, "rows (`hour` and the key with its counts) or, with `by`, totals (`by`, `value` and the counts)", array_of_objects()),
+    );
+    paths.add(
         "/admin/v1/proxies",
         "get",
         Operation::secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen, and the configuration parts each reports it could not load", read)

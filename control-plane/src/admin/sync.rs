@@ -119,6 +119,50 @@ pub(super) async fn report_usage(
     .await
 }
 
+/// Which usage `GET /admin/v1/usage` answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UsageParams {
+    /// From this time (Unix seconds; the hour it falls in counts); the last 24 hours when
+    /// absent.
+    since: Option<u64>,
+    subject: Option<String>,
+    tenant: Option<String>,
+    /// An API key's id or a token's jti.
+    credential: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    /// Sum over the hours per value of this dimension instead of one row per hour and key.
+    by: Option<crate::plane::UsageGroup>,
+}
+
+/// The usage ledger: what the filters reported, per hour and key, or summed by one
+/// dimension.
+pub(super) async fn usage(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        let now = (state.clock)();
+        let query = crate::plane::UsageQuery {
+            since: params.since.unwrap_or(now.saturating_sub(24 * 3600)),
+            subject: params.subject,
+            tenant: params.tenant,
+            credential: params.credential,
+            model: params.model,
+            provider: params.provider,
+            by: params.by,
+        };
+        Ok(Json(match plane.usage_ledger(&query)? {
+            crate::plane::UsageLedger::Hours(rows) => view::usage(&rows).json,
+            crate::plane::UsageLedger::Totals(_, totals) => view::usage_totals(&totals).json,
+        }))
+    })
+    .await
+}
+
 /// A pull-mode Envoy in the fleet: what it runs, what it refused, when it last reported.
 fn record_puller(state: &ServerState, report: &SyncReport, now: u64) {
     let mut status = ProxyStatus {

@@ -79,6 +79,8 @@ pub struct Cli {
 pub enum Output {
     Text,
     Json,
+    /// `usage` only: the ledger as CSV.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,7 +121,8 @@ pub enum Command {
     /// The filter's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Numeric settings: max_token_ttl_seconds, clock_skew_seconds, key_overlap_seconds.
+    /// Numeric settings: max_token_ttl_seconds, clock_skew_seconds, key_overlap_seconds,
+    /// usage_retention_days.
     #[command(subcommand)]
     Settings(SettingsCommand),
     /// The public signing keys as a JWKS document.
@@ -139,6 +142,25 @@ pub enum Command {
         /// when absent.
         #[arg(long, value_parser = parse_time)]
         since: Option<u64>,
+        /// Only this subject's usage.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only this tenant's usage.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this API key's (by id) or token's (by jti) usage.
+        #[arg(long)]
+        credential: Option<String>,
+        /// Only this model's usage.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only this provider's usage.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Sum over the hours per subject, tenant, credential, model or provider (largest
+        /// cost first) instead of one line per hour and key.
+        #[arg(long, value_enum)]
+        by: Option<crate::plane::UsageGroup>,
     },
     /// Serve the admin API, the OAuth token endpoint and the JWKS (and ADS with
     /// --xds-listen) until Ctrl-C.

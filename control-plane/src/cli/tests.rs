@@ -994,6 +994,10 @@ fn proxy_credentials_the_sync_channel_and_pull_mode_bootstraps_from_the_cli() {
         plugin["spec"]["pluginConfig"]["sync"]["cluster"],
         "outbound|443||cp.example.com"
     );
-    // Nothing reported yet.
+    // Nothing reported yet; CSV is for the ledger only.
     assert!(ok(&["usage"]).contains("no usage reported"));
+    assert!(ok(&["-o", "csv", "usage", "--by", "model"]).starts_with("model,requests,"));
+    assert!(ok(&["-o", "csv", "usage", "--subject", "x"]).starts_with("hour,subject,tenant,"));
+    let (refused, _, err) = run(&["-o", "csv", "key", "list"]);
+    assert!(!refused && err.contains("-o csv is for `usage`"), "{err}");
 }

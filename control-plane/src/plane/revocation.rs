@@ -184,7 +184,11 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     /// `now` (expired beyond the clock skew). Returns how many rows went.
     pub fn prune(&self, now: u64) -> Result<usize, PlaneError> {
         let before = self.live_after(now)?;
-        Ok(self.store.prune(before)?)
+        let expired = self.store.prune(before)?;
+        // The usage ledger keeps `usage_retention_days` of whole hours.
+        let kept_from = now.saturating_sub(self.usage_retention_days()?.saturating_mul(86_400));
+        let old_usage = self.store.prune_usage(crate::store::hour_of(kept_from))?;
+        Ok(expired + old_usage)
     }
 
     /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).

@@ -13,6 +13,11 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         }
     }
 
+    /// How many days of usage the ledger keeps.
+    pub fn usage_retention_days(&self) -> Result<u64, PlaneError> {
+        self.number_setting(SETTING_USAGE_RETENTION, DEFAULT_USAGE_RETENTION_DAYS)
+    }
+
     pub fn max_token_ttl(&self) -> Result<u64, PlaneError> {
         self.number_setting(SETTING_MAX_TTL, DEFAULT_MAX_TOKEN_TTL)
     }
@@ -38,9 +43,10 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 SETTING_MAX_TTL => (60, 7 * 24 * 3600),
                 SETTING_SKEW => (0, 600),
                 SETTING_OVERLAP => (0, MAX_KEY_OVERLAP),
+                SETTING_USAGE_RETENTION => (1, 3650),
                 _ => {
                     return Err(invalid(format!(
-                        "unknown setting {name:?}: use {SETTING_MAX_TTL}, {SETTING_SKEW} or {SETTING_OVERLAP}"
+                        "unknown setting {name:?}: use {SETTING_MAX_TTL}, {SETTING_SKEW}, {SETTING_OVERLAP} or {SETTING_USAGE_RETENTION}"
                     )))
                 }
             };
@@ -73,6 +79,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 SETTING_OVERLAP,
                 self.number_setting(SETTING_OVERLAP, DEFAULT_KEY_OVERLAP)?,
             ),
+            (SETTING_USAGE_RETENTION, self.usage_retention_days()?),
         ])
     }
 }

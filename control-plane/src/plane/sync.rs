@@ -3,7 +3,9 @@
 //! its bootstrap's trust anchor or its last configuration, verifies it across rotations);
 //! proxy credentials; and the usage reports the filters send.
 
-use tokenward_filter::sync::{ConfigSignature, SyncReport, SCOPE_SYNC, SIGNATURE_AUDIENCE};
+use tokenward_filter::sync::{
+    ConfigSignature, SyncReport, UsageEntry, SCOPE_SYNC, SIGNATURE_AUDIENCE,
+};
 
 use super::*;
 use crate::store::UsageRow;
@@ -105,4 +107,130 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     pub fn usage(&self, since: u64) -> Result<Vec<UsageRow>, PlaneError> {
         Ok(self.store.usage(since)?)
     }
+
+    /// The usage ledger from `query.since`, narrowed by its filters: per hour and key, or
+    /// with `query.by`, summed per value of one dimension (largest cost first).
+    pub fn usage_ledger(&self, query: &UsageQuery) -> Result<UsageLedger, PlaneError> {
+        // Beyond 2^63 seconds no hour is kept: the store counts time in i64.
+        let since = query.since.min(i64::MAX as u64);
+        let rows: Vec<UsageRow> = self
+            .store
+            .usage(since)?
+            .into_iter()
+            .filter(|row| query.matches(&row.entry))
+            .collect();
+        let Some(by) = query.by else {
+            return Ok(UsageLedger::Hours(rows));
+        };
+        let mut totals: std::collections::BTreeMap<Option<String>, UsageTotal> =
+            std::collections::BTreeMap::new();
+        for row in rows {
+            let value = by.of(&row.entry).map(str::to_string);
+            let total = totals.entry(value.clone()).or_insert_with(|| UsageTotal {
+                by,
+                value,
+                ..UsageTotal::default()
+            });
+            total.add(&row.entry);
+        }
+        let mut totals: Vec<UsageTotal> = totals.into_values().collect();
+        totals.sort_by_key(|t| std::cmp::Reverse((t.cost_micro_usd, t.requests)));
+        Ok(UsageLedger::Totals(by, totals))
+    }
+}
+
+/// Which usage to read.
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    /// Hours that begin at or after this (Unix seconds; the hour it falls in counts).
+    pub since: u64,
+    pub subject: Option<String>,
+    pub tenant: Option<String>,
+    /// An API key's id or a token's jti.
+    pub credential: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub by: Option<UsageGroup>,
+}
+
+impl UsageQuery {
+    fn matches(&self, e: &UsageEntry) -> bool {
+        let is = |wanted: &Option<String>, have: Option<&str>| {
+            wanted.as_deref().is_none_or(|w| have == Some(w))
+        };
+        is(&self.subject, Some(&e.subject))
+            && is(&self.tenant, e.tenant.as_deref())
+            && is(&self.credential, e.credential.as_deref())
+            && is(&self.model, e.model.as_deref())
+            && is(&self.provider, Some(&e.provider))
+    }
+}
+
+/// A dimension of the ledger to sum by.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroup {
+    #[default]
+    Subject,
+    Tenant,
+    /// The API key or token.
+    Credential,
+    Model,
+    Provider,
+}
+
+impl UsageGroup {
+    fn of(self, e: &UsageEntry) -> Option<&str> {
+        match self {
+            UsageGroup::Subject => Some(&e.subject),
+            UsageGroup::Tenant => e.tenant.as_deref(),
+            UsageGroup::Credential => e.credential.as_deref(),
+            UsageGroup::Model => e.model.as_deref(),
+            UsageGroup::Provider => Some(&e.provider),
+        }
+    }
+}
+
+/// Usage summed over the hours asked for, for one value of a dimension.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageTotal {
+    pub by: UsageGroup,
+    /// `None`: the entries without one (a credential without a tenant, say).
+    pub value: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cost_micro_usd: u64,
+}
+
+impl UsageTotal {
+    fn add(&mut self, e: &UsageEntry) {
+        self.requests = self.requests.saturating_add(e.requests);
+        self.input_tokens = self.input_tokens.saturating_add(e.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(e.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(e.cached_input_tokens);
+        self.cost_micro_usd = self.cost_micro_usd.saturating_add(e.cost_micro_usd);
+    }
+}
+
+/// The ledger as asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageLedger {
+    Hours(Vec<UsageRow>),
+    /// Summed by one dimension (its totals may be empty).
+    Totals(UsageGroup, Vec<UsageTotal>),
 }

@@ -645,6 +645,13 @@ impl Store for PostgresStore {
         Ok(new)
     }
 
+    fn prune_usage(&self, before: u64) -> Result<usize, StoreError> {
+        let deleted = self
+            .conn()?
+            .execute("DELETE FROM usage WHERE hour < $1", &[&to_i64(before)?])?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
         let rows = self.conn()?.query(
             "SELECT hour, subject, tenant, plan, credential, provider, model, requests,

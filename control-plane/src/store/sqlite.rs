@@ -594,6 +594,12 @@ impl Store for SqliteStore {
         Ok(new)
     }
 
+    fn prune_usage(&self, before: u64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()?
+            .execute("DELETE FROM usage WHERE hour < ?1", [to_i64(before)?])?)
+    }
+
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
         let conn = self.conn()?;
         let mut statement = conn.prepare(

@@ -1,6 +1,6 @@
 use axum::body::Body;
 use axum::http::Request;
-use tokenward_filter::sync::{UsageEntry, SIGNATURE_HEADER};
+use tokenward_filter::sync::{SyncReport, UsageEntry, SIGNATURE_HEADER};
 
 use super::super::tests::{answer, app, call, NOW};
 use super::*;
@@ -181,4 +181,97 @@ async fn a_report_sent_twice_is_counted_once() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_usage_ledger_is_filtered_and_summed_over_the_admin_api() {
+    let (app, state, admin) = app();
+    let proxy = proxy_credential(&state);
+    call(
+        &app,
+        "POST",
+        "/sync/v1/usage",
+        Some(&proxy),
+        Some(report(1, 3)),
+    )
+    .await;
+    let mut other = report(2, 2);
+    other["entries"][0]["subject"] = json!("bob");
+    other["entries"][0]["model"] = json!("claude-3-5-haiku");
+    call(&app, "POST", "/sync/v1/usage", Some(&proxy), Some(other)).await;
+    let (status, _, rows) = call(&app, "GET", "/admin/v1/usage?since=0", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[0]["hour"], NOW - NOW % 3600);
+    let (_, _, alice) = call(
+        &app,
+        "GET",
+        "/admin/v1/usage?since=0&subject=alice",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(alice.as_array().unwrap().len(), 1);
+    assert_eq!(alice[0]["requests"], 3);
+    let (_, _, by_tenant) = call(
+        &app,
+        "GET",
+        "/admin/v1/usage?since=0&by=tenant",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        by_tenant,
+        json!([{"by": "tenant", "value": "acme", "requests": 5, "input_tokens": 50, "output_tokens": 25, "cached_input_tokens": 0, "cost_micro_usd": 35}])
+    );
+    let (status, _, _) = call(&app, "GET", "/admin/v1/usage?by=colour", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Usage is admin:read; a proxy credential reports it, never reads it.
+    let (status, _, _) = call(&app, "GET", "/admin/v1/usage", Some(&proxy), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn the_ledger_keeps_the_retention_setting_of_days_and_the_prune_job_drops_the_rest() {
+    let (_, state, _) = app();
+    let plane = &state.plane;
+    let old = SyncReport {
+        node: "n".into(),
+        boot: "b".into(),
+        seq: 1,
+        pull: false,
+        config_version: None,
+        refused: None,
+        entries: vec![UsageEntry {
+            subject: "alice".into(),
+            tenant: None,
+            plan: None,
+            credential: None,
+            provider: "openai".into(),
+            model: None,
+            requests: 1,
+            input_tokens: 0,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+            cost_micro_usd: 0,
+        }],
+    };
+    plane.record_usage(&old, NOW - 10 * 86_400).unwrap();
+    plane
+        .record_usage(
+            &SyncReport {
+                seq: 2,
+                ..old.clone()
+            },
+            NOW,
+        )
+        .unwrap();
+    plane.set_setting("usage_retention_days", 7, NOW).unwrap();
+    assert_eq!(plane.usage(0).unwrap().len(), 2);
+    plane.prune(NOW).unwrap();
+    let kept = plane.usage(0).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].hour, NOW - NOW % 3600);
+    assert!(plane.set_setting("usage_retention_days", 0, NOW).is_err());
 }
