@@ -66,6 +66,12 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             .iter()
             .find(|k| k.sha256 == hash && k.in_force(now) && !revoked_subjects.contains(&k.subject))
             .filter(|k| client_id.is_none_or(|id| id == k.id))
+            // A proxy credential opens the sync channel only: no token is made of it.
+            .filter(|k| {
+                !k.scopes
+                    .iter()
+                    .any(|s| s == tokenward_filter::sync::SCOPE_SYNC)
+            })
             .ok_or(OAuthError::InvalidClient)?;
         let scopes = match scopes {
             Some(asked) => {

@@ -322,6 +322,9 @@ fn verify_signature(
                 .flat_map(|p| p.credentials.keys_in_force()),
         )
         .filter(|(kid, _)| kid.is_none_or(|k| !revoked.contains(k)))
+        // A shared secret (an HS256 key the operator allowed for tokens) is in every Envoy:
+        // whoever holds one of those could sign a configuration. Only public keys vouch.
+        .filter(|(_, key)| key.algorithm() != crate::auth::keys::Algorithm::Hs256)
         .collect();
     let digest = hex(&hmac_sha256::Hash::hash(body));
     let mut last_error = String::from("no signature is by a trusted key");

@@ -539,3 +539,63 @@ impl ReplaceFirst for Vec<u8> {
         [&self[..at], to, &self[at + from.len()..]].concat()
     }
 }
+
+#[test]
+fn a_shared_secret_of_the_configuration_never_vouches_for_the_next_one() {
+    let mut fx = Fixture::new();
+    let secret = HS256Key::generate().with_key_id("shared");
+    fx.config.keys.keys.push(crate::config::Jwk {
+        kty: "oct".into(),
+        kid: Some("shared".into()),
+        alg: Some("HS256".into()),
+        use_: None,
+        crv: None,
+        x: None,
+        y: None,
+        k: Some(Base64UrlSafeNoPadding::encode_to_string(secret.to_bytes()).unwrap()),
+        allow_symmetric: true,
+    });
+    let envoy = FakeEnvoy::default();
+    let mut a = channel(true, anchor(&fx));
+    a.on_tick(&envoy, T0, &mut UsageLedger::default(), None);
+    let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
+    let Apply::Install(policy) =
+        a.on_answer(&envoy, token, signed_answer(&fx, &fx.key, 1, NOW), T0, None)
+    else {
+        panic!("the first configuration, signed by the anchor, is taken")
+    };
+    // Every Envoy holds that secret: a configuration it signed is refused.
+    fx.config.version = Some("forged".into());
+    let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
+    let body = serde_json::to_vec(&fx.config).unwrap();
+    let digest: String = hmac_sha256::Hash::hash(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut claims = Claims::with_custom_claims(
+        ConfigSignature {
+            sha256: digest,
+            revision: 2,
+        },
+        Duration::from_secs(3600),
+    )
+    .with_audience(SIGNATURE_AUDIENCE);
+    claims.issued_at = Some(Duration::from_secs(NOW));
+    claims.expires_at = Some(Duration::from_secs(NOW + 3600));
+    let forged = Answer {
+        status: Some(200),
+        headers: crate::host::HeaderBlock::from_pairs([
+            ("etag", b"\"forged\"".as_slice()),
+            (REVISION_HEADER, b"2".as_slice()),
+            (
+                SIGNATURE_HEADER,
+                secret.authenticate(claims).unwrap().as_bytes(),
+            ),
+        ]),
+        body,
+    };
+    assert!(matches!(
+        a.on_answer(&envoy, token, forged, T0 + 10, Some(&policy)),
+        Apply::Keep
+    ));
+}

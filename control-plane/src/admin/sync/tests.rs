@@ -275,3 +275,22 @@ fn the_ledger_keeps_the_retention_setting_of_days_and_the_prune_job_drops_the_re
     assert_eq!(kept[0].hour, NOW - NOW % 3600);
     assert!(plane.set_setting("usage_retention_days", 0, NOW).is_err());
 }
+
+#[tokio::test]
+async fn a_proxy_credential_is_not_exchanged_for_a_token() {
+    let (app, state, _) = app();
+    let proxy = proxy_credential(&state);
+    let request = Request::builder()
+        .method("POST")
+        .uri("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "grant_type=client_credentials&client_secret={proxy}"
+        )))
+        .unwrap();
+    let (status, _, body) = answer(&app, request).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+}
