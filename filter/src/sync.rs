@@ -271,10 +271,6 @@ impl Channel {
         }
     }
 
-    pub fn settings(&self) -> &SyncSettings {
-        &self.settings
-    }
-
     /// Pull mode, a new root context: the configuration another one already pulled, if any.
     pub fn adopt(&mut self, host: &dyn SyncHost, now_ms: u64) -> Apply {
         if !self.pull {

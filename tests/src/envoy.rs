@@ -272,15 +272,18 @@ impl EnvoyConfig {
         Ok(self)
     }
 
-    /// Adds a plain-HTTP cluster to a loopback address (the control plane's HTTP API, for the
-    /// sync channel).
-    pub fn with_cluster(mut self, name: &str, addr: SocketAddr) -> anyhow::Result<Self> {
-        let clusters = self
-            .yaml
+    fn clusters(&mut self) -> anyhow::Result<&mut Vec<Value>> {
+        self.yaml
             .get_mut("static_resources")
             .and_then(|s| s.get_mut("clusters"))
             .and_then(Value::as_sequence_mut)
-            .ok_or_else(|| anyhow!("envoy.yaml: no clusters"))?;
+            .ok_or_else(|| anyhow!("envoy.yaml: no clusters"))
+    }
+
+    /// Adds a plain-HTTP cluster to a loopback address (the control plane's HTTP API, for the
+    /// sync channel).
+    pub fn with_cluster(mut self, name: &str, addr: SocketAddr) -> anyhow::Result<Self> {
+        let clusters = self.clusters()?;
         clusters.push(serde_yaml::to_value(serde_json::json!({
             "name": name,
             "type": "STATIC",
@@ -292,12 +295,7 @@ impl EnvoyConfig {
 
     /// Points a provider cluster at a plain-HTTP loopback address (the mock provider).
     pub fn with_upstream(mut self, cluster: &str, addr: SocketAddr) -> anyhow::Result<Self> {
-        let clusters = self
-            .yaml
-            .get_mut("static_resources")
-            .and_then(|s| s.get_mut("clusters"))
-            .and_then(Value::as_sequence_mut)
-            .ok_or_else(|| anyhow!("envoy.yaml: no clusters"))?;
+        let clusters = self.clusters()?;
         let c = clusters
             .iter_mut()
             .find(|c| c.get("name").and_then(Value::as_str) == Some(cluster))
