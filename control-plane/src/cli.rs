@@ -546,6 +546,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             shadow,
             clamp_max_tokens,
             default_output_tokens,
+            unreachable,
         }) => {
             plane.put_plan(
                 name,
@@ -554,6 +555,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                     shadow: *shadow,
                     clamp_max_tokens: *clamp_max_tokens,
                     default_output_tokens: *default_output_tokens,
+                    unreachable: (*unreachable).into(),
                 },
                 now,
             )?;

@@ -327,6 +327,7 @@ mod catalog;
 pub use sync::{SignedConfig, UsageGroup, UsageLedger, UsageQuery, UsageTotal, RESIGN_AFTER};
 mod compiled;
 mod credentials;
+pub mod fleet;
 mod keys;
 mod render;
 mod revocation;

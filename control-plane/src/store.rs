@@ -104,6 +104,31 @@ pub struct UsageRow {
     pub entry: UsageEntry,
 }
 
+/// One Envoy process's counter of a fleet-wide limit in one window (docs/quotas.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetRow {
+    /// The filter's counter key (`tw:q:<plan>:<limit>:<metric>:<window>:<scope>:<id>`).
+    pub key: String,
+    pub window_start: u64,
+    pub window_end: u64,
+    pub node: String,
+    pub boot: String,
+    /// The number of the report that last wrote it: an older one changes nothing.
+    pub seq: u64,
+    /// What the counter held.
+    pub used: u64,
+    /// What the Envoy's allowance refused in the window.
+    pub denied: u64,
+    /// The ceiling the Envoy said it counts to.
+    pub held: u64,
+    /// The ceiling last granted to it.
+    pub granted: u64,
+    /// Its share of the limit last granted (millionths).
+    pub share_ppm: u64,
+    /// When it last reported (Unix ms).
+    pub reported_at: u64,
+}
+
 /// How long the last report number of an Envoy process is kept after its last report: a
 /// process silent this long is gone (a restarted one numbers from a new boot).
 pub const REPORT_STREAM_KEPT: i64 = 7 * 24 * 3600;
@@ -248,6 +273,19 @@ pub trait Store: Send + Sync {
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError>;
     /// Deletes the usage of hours that began before `before` (the retention job).
     fn prune_usage(&self, before: u64) -> Result<usize, StoreError>;
+
+    /// Fleet-wide quotas: every row of one counter key, any window.
+    fn fleet_rows(&self, key: &str) -> Result<Vec<FleetRow>, StoreError>;
+    /// Writes a row whole (insert or replace).
+    fn put_fleet_row(&self, row: &FleetRow) -> Result<(), StoreError>;
+    /// The keys some Envoy reported at or after `since_ms`, in windows not ended at `now`.
+    fn fleet_keys_since(&self, since_ms: u64, now: u64) -> Result<Vec<String>, StoreError>;
+    /// Every row of a window not ended at `now`.
+    fn fleet_current(&self, now: u64) -> Result<Vec<FleetRow>, StoreError>;
+    /// Drops rows whose window ended more than a window's width before `now`.
+    fn prune_fleet(&self, now: u64) -> Result<usize, StoreError>;
+    /// The Envoy processes (node, boot) whose last report arrived at or after `since`.
+    fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Takes or keeps the lease `name` for `holder` until `now + ttl`: true when `holder` has
     /// it (free, expired, or its own). One holder at a time, across processes.

@@ -327,6 +327,29 @@ pub struct PlanConfig {
     /// Output tokens reserved for a request that sets no `max_tokens`.
     #[serde(default = "default_output_tokens")]
     pub default_output_tokens: u64,
+    /// With a sync channel the plan's limits hold across every Envoy (docs/quotas.md): what an
+    /// Envoy does when it has not heard from the control plane for a while.
+    #[serde(default, skip_serializing_if = "Unreachable::is_default")]
+    pub unreachable: Unreachable,
+}
+
+/// What an Envoy does with a fleet-wide limit while the control plane is unreachable.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    /// Keep counting to the last allowance for its window, then to this Envoy's last share
+    /// of the limit in later windows.
+    #[default]
+    Fallback,
+    /// Refuse the plan's requests (503) until the control plane answers again.
+    FailClosed,
+}
+
+impl Unreachable {
+    fn is_default(&self) -> bool {
+        *self == Unreachable::Fallback
+    }
 }
 
 pub fn default_output_tokens() -> u64 {

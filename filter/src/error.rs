@@ -58,11 +58,14 @@ pub enum ErrorCode {
     ProviderUnavailable,
     /// The credential's plan could not be loaded: refused rather than let through unlimited.
     PlanUnavailable,
+    /// The plan's limits are shared across the fleet, it fails closed, and the control plane
+    /// that shares them has not answered for too long.
+    QuotaUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests that must cover them all.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::NotConfigured,
         ErrorCode::RouteNotFound,
         ErrorCode::TokenInUrl,
@@ -87,6 +90,7 @@ impl ErrorCode {
         ErrorCode::RouteUnavailable,
         ErrorCode::ProviderUnavailable,
         ErrorCode::PlanUnavailable,
+        ErrorCode::QuotaUnavailable,
     ];
 
     pub fn code(self) -> &'static str {
@@ -115,6 +119,7 @@ impl ErrorCode {
             ErrorCode::RouteUnavailable => "route_unavailable",
             ErrorCode::ProviderUnavailable => "provider_unavailable",
             ErrorCode::PlanUnavailable => "plan_unavailable",
+            ErrorCode::QuotaUnavailable => "quota_unavailable",
         }
     }
 
@@ -141,7 +146,8 @@ impl ErrorCode {
             ErrorCode::NotConfigured
             | ErrorCode::RouteUnavailable
             | ErrorCode::ProviderUnavailable
-            | ErrorCode::PlanUnavailable => 503,
+            | ErrorCode::PlanUnavailable
+            | ErrorCode::QuotaUnavailable => 503,
         }
     }
 

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig};
+use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig, Unreachable};
 use crate::document::Entry;
 use crate::error::{ErrorCode, Refusal};
 use crate::identity::Identity;
@@ -46,6 +46,8 @@ pub struct Plan {
     pub shadow: bool,
     pub clamp_max_tokens: bool,
     pub default_output_tokens: u64,
+    /// With a sync channel: what this Envoy does while the control plane is away.
+    pub unreachable: Unreachable,
     pub limits: Vec<Limit>,
     /// The `RateLimit-Policy` value, made once; `None` when a month window (whose width
     /// changes) makes it per request.
@@ -292,6 +294,7 @@ fn compile_plan(
         shadow: plan.shadow,
         clamp_max_tokens: plan.clamp_max_tokens,
         default_output_tokens: plan.default_output_tokens,
+        unreachable: plan.unreachable,
         limits,
         policy_header,
     })
@@ -354,13 +357,14 @@ impl Limit {
 
 mod admission;
 pub mod counter;
+pub mod fleet;
 mod headers;
 
 use headers::policy_header;
 #[cfg(test)]
 use headers::{duration, number};
 
-pub use admission::{admit_counted, clamp_output, Demand, Grant, Settlement};
+pub use admission::{admit_counted, clamp_output, Demand, Fleet, Grant, Settlement};
 #[cfg(any(test, feature = "test-support"))]
 pub use admission::{admit, output_allowance, QuotaRefusal, SDK_RETRY_WAIT_SECONDS};
 

@@ -20,6 +20,7 @@ use crate::host::Host;
 use crate::identity::Identity;
 use crate::policy::{Policy, Route};
 use crate::provider::BodyShape;
+use crate::quota::fleet::Allowances;
 use crate::quota::{Grant, Plan, Settlement};
 
 #[cfg(test)]
@@ -31,6 +32,8 @@ use crate::{decision::HeaderEdits, error::ErrorCode, error::Refusal};
 pub struct Worker {
     policy: Option<Rc<Policy>>,
     cache: RefCell<VerifiedTokenCache>,
+    /// The Envoy's fleet allowances, when a sync channel shares the plans' limits.
+    fleet: Option<Rc<RefCell<Allowances>>>,
 }
 
 impl Worker {
@@ -39,15 +42,28 @@ impl Worker {
         Rc::new(Worker {
             policy: None,
             cache: RefCell::new(VerifiedTokenCache::new(0)),
+            fleet: None,
         })
     }
 
+    /// A worker that counts alone.
     pub fn configured(policy: Policy) -> Rc<Worker> {
+        Worker::configured_in(policy, None)
+    }
+
+    /// A worker whose plans' limits hold across the fleet (`fleet`), or alone (`None`).
+    pub fn configured_in(policy: Policy, fleet: Option<Rc<RefCell<Allowances>>>) -> Rc<Worker> {
         let cache = VerifiedTokenCache::new(policy.cache_entries);
         Rc::new(Worker {
             policy: Some(Rc::new(policy)),
             cache: RefCell::new(cache),
+            fleet,
         })
+    }
+
+    /// The fleet allowances the request path counts against, if any.
+    fn fleet(&self) -> crate::quota::Fleet<'_> {
+        self.fleet.as_deref()
     }
 
     pub fn policy(&self) -> Option<&Policy> {

@@ -19,7 +19,9 @@ use crate::host::{HeaderBlock, HostStatus};
 use crate::invalid::InvalidConfig;
 use crate::policy::Policy;
 use crate::quota::counter::{SharedStore, MAX_CAS_ATTEMPTS};
+use crate::quota::fleet::Allowances;
 
+pub use crate::quota::fleet::{key_parts, CounterState, FleetAnswer, FleetGrant, KeyParts};
 pub use ledger::{UsageCounts, UsageEntry, UsageKey, UsageLedger};
 
 /// Where the control plane serves the channel.
@@ -288,6 +290,15 @@ impl Channel {
         }
     }
 
+    /// How long after the control plane's last answer a fail-closed plan still counts it as
+    /// reachable: three report intervals, at least 3 s.
+    pub fn contact_ttl_ms(&self) -> u64 {
+        self.settings
+            .report_interval_ms
+            .saturating_mul(3)
+            .max(3_000)
+    }
+
     /// Whether a call is in flight.
     pub fn busy(&self) -> bool {
         !self.calls.is_empty()
@@ -300,6 +311,7 @@ impl Channel {
         host: &dyn SyncHost,
         now_ms: u64,
         ledger: &mut UsageLedger,
+        fleet: &mut Allowances,
         current: Option<&Policy>,
     ) -> Apply {
         if self.node.is_empty() {
@@ -310,6 +322,7 @@ impl Channel {
             log::warn!("usage could not be put into the outbox yet: {error}");
             host.count(stat::FLUSH_ERRORS, 1);
         }
+        fleet.sync(host.store());
         let apply = if self.pull {
             self.pulled.follow(host, &self.settings, now_ms, &*self.env)
         } else {
@@ -322,7 +335,7 @@ impl Channel {
             }
             if now_ms >= self.next_report_ms && !self.reporting() {
                 self.next_report_ms = now_ms + self.settings.report_interval_ms;
-                self.report(host, now_ms, current);
+                self.report(host, now_ms, fleet, current);
             }
         }
         apply
@@ -335,6 +348,7 @@ impl Channel {
         token: u32,
         answer: Answer,
         now_ms: u64,
+        fleet: &mut Allowances,
         current: Option<&Policy>,
     ) -> Apply {
         let Some(at) = self.calls.iter().position(|(t, _)| *t == token) else {
@@ -365,6 +379,7 @@ impl Channel {
             }
             InFlight::Report { seq } => {
                 report::on_answer(host, seq, &answer, now_ms);
+                fleet.sync(host.store());
                 Apply::Keep
             }
         }
@@ -378,16 +393,18 @@ impl Channel {
         host: &dyn SyncHost,
         now_ms: u64,
         ledger: &mut UsageLedger,
+        fleet: &mut Allowances,
         current: Option<&Policy>,
     ) -> bool {
         if let Err(error) = ledger.flush(host.store()) {
             log::warn!("usage could not be put into the outbox at shutdown: {error}");
         }
+        fleet.sync(host.store());
         if !self.leading {
             return false;
         }
         if !self.reporting() {
-            self.report(host, now_ms, current);
+            self.report(host, now_ms, fleet, current);
         }
         self.release_lease(host.store());
         self.leading = false;
@@ -419,15 +436,33 @@ impl Channel {
         }
     }
 
-    fn report(&mut self, host: &dyn SyncHost, now_ms: u64, current: Option<&Policy>) {
+    fn report(
+        &mut self,
+        host: &dyn SyncHost,
+        now_ms: u64,
+        fleet: &mut Allowances,
+        current: Option<&Policy>,
+    ) {
         let heartbeat_due = now_ms.saturating_sub(self.last_report_ms) >= HEARTBEAT_MS;
         let status = report::ConfigStatus {
             version: current.and_then(|p| p.version.clone()),
             refused: self.pulled.refused(),
         };
-        let Some((seq, body)) =
-            report::next(host, &self.node, self.pull, now_ms, heartbeat_due, status)
-        else {
+        let counters = fleet
+            .counters(host.store(), now_ms / 1000)
+            .unwrap_or_else(|error| {
+                log::warn!("fleet counters could not be read for the report: {error}");
+                Vec::new()
+            });
+        let Some((seq, body)) = report::next(
+            host,
+            &self.node,
+            self.pull,
+            now_ms,
+            heartbeat_due,
+            status,
+            counters,
+        ) else {
             return;
         };
         let call = Call {
@@ -542,6 +577,21 @@ pub struct SyncReport {
     pub refused: Option<RefusedConfig>,
     #[serde(default)]
     pub entries: Vec<UsageEntry>,
+    /// This Envoy's counters of fleet-wide limits (docs/quotas.md): the control plane answers
+    /// with the allowances.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counters: Vec<CounterState>,
+}
+
+/// The control plane's answer to a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportAnswer {
+    /// Whether the report was new (false: a resend already counted).
+    pub taken: bool,
+    pub seq: u64,
+    /// Allowances for the counters the report named and those the fleet uses now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowances: Option<FleetAnswer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

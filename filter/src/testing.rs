@@ -116,6 +116,7 @@ pub fn plan(limits: Vec<LimitConfig>, default_output_tokens: u64) -> PlanConfig 
         shadow: false,
         clamp_max_tokens: false,
         default_output_tokens,
+        unreachable: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::header;
 use tokenward_filter::sync::{
-    SyncReport, NODE_HEADER, REVISION_HEADER, SCOPE_SYNC, SIGNATURE_HEADER,
+    ReportAnswer, SyncReport, NODE_HEADER, REVISION_HEADER, SCOPE_SYNC, SIGNATURE_HEADER,
 };
 
 use super::*;
@@ -114,7 +114,20 @@ pub(super) async fn report_usage(
         if report.pull {
             record_puller(&state, &report, now);
         }
-        Ok(Json(json!({"taken": taken, "seq": report.seq})))
+        // The usage is taken whatever happens next: a failure here leaves the Envoy on the
+        // allowances it has until its next report.
+        let allowances = match plane.fleet_answer(&report, now.saturating_mul(1000)) {
+            Ok(allowances) => Some(allowances),
+            Err(error) => {
+                tracing::warn!(%error, "sync: no allowances for {} this time", report.node);
+                None
+            }
+        };
+        Ok(Json(json!(ReportAnswer {
+            taken,
+            seq: report.seq,
+            allowances,
+        })))
     })
     .await
 }

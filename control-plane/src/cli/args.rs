@@ -467,6 +467,12 @@ pub enum PlanCommand {
         /// Output tokens reserved for a request that sets no output limit.
         #[arg(long, default_value_t = tokenward_filter::config::default_output_tokens())]
         default_output_tokens: u64,
+        /// With several Envoys reporting over the sync channel the limits hold across all of
+        /// them; while the control plane is unreachable an Envoy either keeps counting to its
+        /// last allowance and share (`fallback`) or refuses the plan's requests with 503
+        /// (`fail-closed`).
+        #[arg(long, value_enum, default_value_t = UnreachableArg::Fallback)]
+        unreachable: UnreachableArg,
     },
     /// The plan of credentials that name none (`--none` to have no default).
     Default {
@@ -485,6 +491,22 @@ pub enum PlanCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `--unreachable`: what an Envoy does with the plan while the control plane is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnreachableArg {
+    Fallback,
+    FailClosed,
+}
+
+impl From<UnreachableArg> for tokenward_filter::config::Unreachable {
+    fn from(arg: UnreachableArg) -> Self {
+        match arg {
+            UnreachableArg::Fallback => tokenward_filter::config::Unreachable::Fallback,
+            UnreachableArg::FailClosed => tokenward_filter::config::Unreachable::FailClosed,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

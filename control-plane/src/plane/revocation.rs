@@ -188,7 +188,10 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         // The usage ledger keeps `usage_retention_days` of whole hours.
         let kept_from = now.saturating_sub(self.usage_retention_days()?.saturating_mul(86_400));
         let old_usage = self.store.prune_usage(crate::store::hour_of(kept_from))?;
-        Ok(expired + old_usage)
+        // Fleet counters of windows that ended before the last one (whose shares start the
+        // window in force).
+        let old_counters = self.store.prune_fleet(now)?;
+        Ok(expired + old_usage + old_counters)
     }
 
     /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).

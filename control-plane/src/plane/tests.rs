@@ -281,6 +281,7 @@ fn a_change_the_filter_would_refuse_is_not_stored() {
         shadow: false,
         clamp_max_tokens: false,
         default_output_tokens: 10,
+        unreachable: Default::default(),
     };
     assert!(
         matches!(
@@ -495,6 +496,7 @@ fn cost_plan() -> PlanConfig {
         shadow: false,
         clamp_max_tokens: false,
         default_output_tokens: 10,
+        unreachable: Default::default(),
     }
 }
 

@@ -652,6 +652,87 @@ impl Store for PostgresStore {
         Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
+    fn fleet_rows(&self, key: &str) -> Result<Vec<FleetRow>, StoreError> {
+        self.fleet_query(
+            "SELECT key, window_start, window_end, node, boot, seq, used, denied, held, granted, share_ppm, reported_at FROM fleet_counters WHERE key = $1 ORDER BY window_start, node, boot",
+            &[&key],
+        )
+    }
+
+    fn put_fleet_row(&self, row: &FleetRow) -> Result<(), StoreError> {
+        let FleetRow {
+            key,
+            window_start,
+            window_end,
+            node,
+            boot,
+            seq,
+            used,
+            denied,
+            held,
+            granted,
+            share_ppm,
+            reported_at,
+        } = row;
+        self.conn()?.execute(
+            "INSERT INTO fleet_counters (key, window_start, window_end, node, boot, seq, used, denied, held, granted, share_ppm, reported_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (key, window_start, node, boot) DO UPDATE SET
+                 window_end = excluded.window_end, seq = excluded.seq, used = excluded.used,
+                 denied = excluded.denied, held = excluded.held, granted = excluded.granted,
+                 share_ppm = excluded.share_ppm, reported_at = excluded.reported_at",
+            &[
+                key,
+                &to_i64(*window_start)?,
+                &to_i64(*window_end)?,
+                node,
+                boot,
+                &to_i64(*seq)?,
+                &to_i64(*used)?,
+                &to_i64(*denied)?,
+                &to_i64(*held)?,
+                &to_i64(*granted)?,
+                &to_i64(*share_ppm)?,
+                &to_i64(*reported_at)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn fleet_keys_since(&self, since_ms: u64, now: u64) -> Result<Vec<String>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT DISTINCT key FROM fleet_counters WHERE reported_at >= $1 AND window_end > $2
+             ORDER BY key",
+            &[&to_i64(since_ms)?, &to_i64(now)?],
+        )?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    fn fleet_current(&self, now: u64) -> Result<Vec<FleetRow>, StoreError> {
+        self.fleet_query(
+            "SELECT key, window_start, window_end, node, boot, seq, used, denied, held, granted, share_ppm, reported_at FROM fleet_counters WHERE window_end > $1 ORDER BY key, node, boot",
+            &[&to_i64(now)?],
+        )
+    }
+
+    fn prune_fleet(&self, now: u64) -> Result<usize, StoreError> {
+        let deleted = self.conn()?.execute(
+            "DELETE FROM fleet_counters WHERE 2 * window_end - window_start <= $1",
+            &[&to_i64(now)?],
+        )?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
+    fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT node, boot FROM usage_reports WHERE received_at >= $1 ORDER BY node, boot",
+            &[&to_i64(since)?],
+        )?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
         let rows = self.conn()?.query(
             "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
@@ -708,5 +789,34 @@ impl Store for PostgresStore {
         let transaction = self.begin(Isolation::Serialized)?;
         self.restore(dump)?;
         transaction.commit()
+    }
+}
+
+impl PostgresStore {
+    fn fleet_query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<FleetRow>, StoreError> {
+        let rows = self.conn()?.query(sql, params)?;
+        rows.iter()
+            .map(|row| {
+                let n = |i: usize| -> Result<u64, StoreError> { to_u64(row.try_get(i)?) };
+                Ok(FleetRow {
+                    key: row.try_get(0)?,
+                    window_start: n(1)?,
+                    window_end: n(2)?,
+                    node: row.try_get(3)?,
+                    boot: row.try_get(4)?,
+                    seq: n(5)?,
+                    used: n(6)?,
+                    denied: n(7)?,
+                    held: n(8)?,
+                    granted: n(9)?,
+                    share_ppm: n(10)?,
+                    reported_at: n(11)?,
+                })
+            })
+            .collect()
     }
 }

@@ -600,6 +600,86 @@ impl Store for SqliteStore {
             .execute("DELETE FROM usage WHERE hour < ?1", [to_i64(before)?])?)
     }
 
+    fn fleet_rows(&self, key: &str) -> Result<Vec<FleetRow>, StoreError> {
+        self.fleet_query(
+            "SELECT key, window_start, window_end, node, boot, seq, used, denied, held, granted, share_ppm, reported_at FROM fleet_counters WHERE key = ?1 ORDER BY window_start, node, boot",
+            params![key],
+        )
+    }
+
+    fn put_fleet_row(&self, row: &FleetRow) -> Result<(), StoreError> {
+        let FleetRow {
+            key,
+            window_start,
+            window_end,
+            node,
+            boot,
+            seq,
+            used,
+            denied,
+            held,
+            granted,
+            share_ppm,
+            reported_at,
+        } = row;
+        self.conn()?.execute(
+            "INSERT OR REPLACE INTO fleet_counters (key, window_start, window_end, node, boot, seq, used, denied, held, granted, share_ppm, reported_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                key,
+                to_i64(*window_start)?,
+                to_i64(*window_end)?,
+                node,
+                boot,
+                to_i64(*seq)?,
+                to_i64(*used)?,
+                to_i64(*denied)?,
+                to_i64(*held)?,
+                to_i64(*granted)?,
+                to_i64(*share_ppm)?,
+                to_i64(*reported_at)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn fleet_keys_since(&self, since_ms: u64, now: u64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
+            "SELECT DISTINCT key FROM fleet_counters WHERE reported_at >= ?1 AND window_end > ?2
+             ORDER BY key",
+        )?;
+        let keys = statement
+            .query_map(params![to_i64(since_ms)?, to_i64(now)?], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(keys)
+    }
+
+    fn fleet_current(&self, now: u64) -> Result<Vec<FleetRow>, StoreError> {
+        self.fleet_query(
+            "SELECT key, window_start, window_end, node, boot, seq, used, denied, held, granted, share_ppm, reported_at FROM fleet_counters WHERE window_end > ?1 ORDER BY key, node, boot",
+            params![to_i64(now)?],
+        )
+    }
+
+    fn prune_fleet(&self, now: u64) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "DELETE FROM fleet_counters WHERE 2 * window_end - window_start <= ?1",
+            [to_i64(now)?],
+        )?)
+    }
+
+    fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
+            "SELECT node, boot FROM usage_reports WHERE received_at >= ?1 ORDER BY node, boot",
+        )?;
+        let streams = statement
+            .query_map([to_i64(since)?], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<Vec<(String, String)>, _>>()?;
+        Ok(streams)
+    }
+
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
         let conn = self.conn()?;
         let mut statement = conn.prepare(
@@ -660,5 +740,46 @@ impl Store for SqliteStore {
         let transaction = self.begin(Isolation::Serialized)?;
         self.restore(dump)?;
         transaction.commit()
+    }
+}
+
+impl SqliteStore {
+    fn fleet_query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<FleetRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(sql)?;
+        let rows = statement.query_map(params, |row| {
+            let n = |i: usize| row.get::<_, i64>(i);
+            Ok((
+                row.get::<_, String>(0)?,
+                [n(1)?, n(2)?],
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                [n(5)?, n(6)?, n(7)?, n(8)?, n(9)?, n(10)?, n(11)?],
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, [window_start, window_end], node, boot, counts) = row?;
+            let [seq, used, denied, held, granted, share_ppm, reported_at] = counts;
+            out.push(FleetRow {
+                key,
+                window_start: to_u64(window_start)?,
+                window_end: to_u64(window_end)?,
+                node,
+                boot,
+                seq: to_u64(seq)?,
+                used: to_u64(used)?,
+                denied: to_u64(denied)?,
+                held: to_u64(held)?,
+                granted: to_u64(granted)?,
+                share_ppm: to_u64(share_ppm)?,
+                reported_at: to_u64(reported_at)?,
+            });
+        }
+        Ok(out)
     }
 }

@@ -326,6 +326,7 @@ fn a_usage_report_is_counted_once_per_node_boot_and_sequence(store: &dyn Store) 
         config_version: None,
         refused: None,
         entries,
+        counters: vec![],
     };
     let hour = 1_800_000_000; // the start of an hour
     assert!(store

@@ -17,6 +17,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use crate::exchange::UsageStats;
 use crate::host::{HeaderBlock, Host, HostOps, HostStatus};
 use crate::quota::counter::{QuotaError, SharedStore};
+use crate::quota::fleet::Allowances;
 use crate::request::Worker;
 use crate::session::{Session, Step};
 use crate::stat;
@@ -58,6 +59,16 @@ thread_local! {
 
 fn ledger() -> Rc<RefCell<UsageLedger>> {
     LEDGER.with(Rc::clone)
+}
+
+thread_local! {
+    /// This VM's fleet allowances (docs/quotas.md), shared by the root contexts of successive
+    /// configurations like the ledger.
+    static FLEET: Rc<RefCell<Allowances>> = Rc::default();
+}
+
+fn fleet() -> Rc<RefCell<Allowances>> {
+    FLEET.with(Rc::clone)
 }
 
 fn now_ms() -> u64 {
@@ -154,7 +165,15 @@ impl Context for TokenwardRoot {
         };
         let started = raw::now_nanoseconds().unwrap_or(0);
         let current = self.held.as_ref().unwrap_or(&self.worker).policy();
-        let apply = channel.on_answer(&self.host, token_id, answer, now_ms(), current);
+        let fleet = fleet();
+        let apply = channel.on_answer(
+            &self.host,
+            token_id,
+            answer,
+            now_ms(),
+            &mut fleet.borrow_mut(),
+            current,
+        );
         self.apply_timed(apply, started, "verified, compiled and shared");
         if self.closing && !channel_busy(self.channel.as_ref()) {
             let _ = raw::done();
@@ -167,7 +186,14 @@ impl Context for TokenwardRoot {
         };
         let ledger = ledger();
         let current = self.held.as_ref().unwrap_or(&self.worker).policy();
-        let waiting = channel.on_done(&self.host, now_ms(), &mut ledger.borrow_mut(), current);
+        let fleet = fleet();
+        let waiting = channel.on_done(
+            &self.host,
+            now_ms(),
+            &mut ledger.borrow_mut(),
+            &mut fleet.borrow_mut(),
+            current,
+        );
         // Envoy waits for the last report's answer before it lets the context go.
         self.closing = waiting;
         !waiting
@@ -250,7 +276,14 @@ impl RootContext for TokenwardRoot {
         let ledger = ledger();
         let started = raw::now_nanoseconds().unwrap_or(0);
         let current = self.held.as_ref().unwrap_or(&self.worker).policy();
-        let apply = channel.on_tick(&self.host, now_ms(), &mut ledger.borrow_mut(), current);
+        let fleet = fleet();
+        let apply = channel.on_tick(
+            &self.host,
+            now_ms(),
+            &mut ledger.borrow_mut(),
+            &mut fleet.borrow_mut(),
+            current,
+        );
         self.apply_timed(apply, started, "copied from shared data and compiled");
     }
 
@@ -287,8 +320,14 @@ impl TokenwardRoot {
             );
         }
         report_unavailable(policy.unavailable());
+        // With a channel, the plans' limits hold across the fleet.
+        let fleet = self.channel.as_ref().map(|channel| {
+            let fleet = fleet();
+            fleet.borrow_mut().set_contact_ttl(channel.contact_ttl_ms());
+            fleet
+        });
         // A new worker state: the cache of the old keys goes with the old config.
-        self.worker = Worker::configured(policy);
+        self.worker = Worker::configured_in(policy, fleet);
     }
 
     /// As `apply`; a pulled configuration put in force logs what it cost this worker.

@@ -1,8 +1,10 @@
 //! What one request reserves before it is forwarded, and how it settles once its usage is
 //! known: admission all or nothing across the plan's limits, the output clamp, settlement.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
+use super::fleet::{Allowances, Ceiling};
 use super::headers::{duration, rate_limit_headers};
 use super::{window_name, Limit, Plan, Price};
 use crate::config::Metric;
@@ -38,6 +40,38 @@ impl Demand {
     }
 }
 
+/// The worker's fleet allowances when the plan's limits hold across the fleet (a sync
+/// channel), `None` when this Envoy counts alone.
+pub type Fleet<'a> = Option<&'a RefCell<Allowances>>;
+
+/// The most a counter may hold on this Envoy now: the limit, or this Envoy's allowance of it.
+fn ceiling_of(
+    plan: &Plan,
+    limit: &Limit,
+    key: &str,
+    fleet: Fleet<'_>,
+    now: u64,
+) -> Ceiling {
+    match fleet {
+        None => Ceiling::Count(limit.limit),
+        Some(fleet) => {
+            let unreachable = if plan.shadow {
+                // Shadow plans refuse nothing, the control plane's absence included.
+                crate::config::Unreachable::Fallback
+            } else {
+                plan.unreachable
+            };
+            fleet.borrow_mut().ceiling(
+                key,
+                limit.limit,
+                limit.window.start(now),
+                now.saturating_mul(1000),
+                unreachable,
+            )
+        }
+    }
+}
+
 /// The counts a request holds, one per limit of its plan, until it settles.
 #[derive(Debug)]
 pub struct Grant {
@@ -56,6 +90,8 @@ struct Held {
     reserved: u64,
     /// The count right after admission.
     used: u64,
+    /// What the counter may hold on this Envoy (the limit, or its fleet allowance).
+    ceiling: u64,
 }
 
 /// How a request's reservations are corrected once it is over.
@@ -86,6 +122,7 @@ pub fn output_allowance(
     identity: &Identity,
     demand: &Demand,
     store: &dyn SharedStore,
+    fleet: Fleet<'_>,
     now: u64,
 ) -> Result<Option<u64>, QuotaError> {
     let input_only = Usage {
@@ -103,9 +140,13 @@ pub fn output_allowance(
                 _ => continue,
             },
         };
-        let used = counter::peek(store, &limit.key(identity), limit.window, now)?;
-        let left = limit
-            .limit
+        let key = limit.key(identity);
+        let ceiling = match ceiling_of(plan, limit, &key, fleet, now) {
+            Ceiling::Count(ceiling) => ceiling,
+            Ceiling::Unreachable => 0,
+        };
+        let used = counter::peek(store, &key, limit.window, now)?;
+        let left = ceiling
             .saturating_sub(used)
             .saturating_sub(fits.unwrap_or(0));
         let tokens = match (limit.metric, demand.price) {
@@ -140,12 +181,13 @@ pub fn clamp_output(
     sets: &dyn Fn(&str) -> bool,
     requested: Option<u64>,
     store: &dyn SharedStore,
+    fleet: Fleet<'_>,
     now: u64,
 ) -> Option<(Vec<&'static str>, u64)> {
     if !plan.clamp_max_tokens || plan.shadow || limit_fields.is_empty() {
         return None;
     }
-    let allowance = output_allowance(plan, identity, demand, store, now)
+    let allowance = output_allowance(plan, identity, demand, store, fleet, now)
         .ok()
         .flatten();
     let output = demand.tokens.output_tokens;
@@ -169,10 +211,11 @@ pub fn admit_counted(
     identity: &Identity,
     demand: &Demand,
     store: &dyn SharedStore,
+    fleet: Fleet<'_>,
     now: u64,
     events: &mut Vec<String>,
 ) -> Result<Grant, Refusal> {
-    match admit(plan, identity, demand, store, now) {
+    match admit(plan, identity, demand, store, fleet, now) {
         Ok(mut grant) => {
             events.append(&mut grant.events);
             Ok(grant)
@@ -186,12 +229,14 @@ pub fn admit_counted(
 
 /// Counts `demand` against every limit of `plan`, all or nothing: when one limit refuses,
 /// the counts already taken are given back. A shadow plan counts everything and refuses
-/// nothing. Running out of CAS attempts refuses with 429 and `Retry-After: 1`.
+/// nothing. Running out of CAS attempts refuses with 429 and `Retry-After: 1`. With `fleet`,
+/// each counter goes only as far as this Envoy's allowance of its limit.
 pub fn admit(
     plan: &Arc<Plan>,
     identity: &Identity,
     demand: &Demand,
     store: &dyn SharedStore,
+    fleet: Fleet<'_>,
     now: u64,
 ) -> Result<Grant, QuotaRefusal> {
     let mut events = Vec::new();
@@ -230,6 +275,26 @@ pub fn admit(
     for (index, limit) in plan.limits.iter().enumerate() {
         let amount = limit.amount(&demand.tokens, demand.price);
         let key = limit.key(identity);
+        let ceiling = match ceiling_of(plan, limit, &key, fleet, now) {
+            Ceiling::Count(ceiling) => ceiling,
+            Ceiling::Unreachable => {
+                let mut stats = grant.settle(Settlement::Refund, store, now, true);
+                stats.push(stat::quota_refused(&plan.name, &limit.name));
+                return Err(QuotaRefusal {
+                    refusal: Refusal::new(
+                        ErrorCode::QuotaUnavailable,
+                        format!(
+                            "plan {:?} shares its limits across the gateway and fails closed: \
+                             the control plane that shares them has not answered lately; \
+                             try again later",
+                            plan.name
+                        ),
+                    )
+                    .with_headers(vec![("retry-after".into(), "1".into())]),
+                    stats,
+                });
+            }
+        };
         let outcome = if amount == 0 {
             // Nothing to count (a request that uses no tokens): the count is only read,
             // for the headers.
@@ -244,13 +309,13 @@ pub fn admit(
                 limit.window,
                 now,
                 amount,
-                limit.limit,
+                ceiling,
                 !plan.shadow,
             )
         };
         match outcome {
             Ok(Admission::Admitted { used, window_start }) => {
-                if used > limit.limit && amount > 0 {
+                if used > ceiling && amount > 0 {
                     grant
                         .events
                         .push(stat::quota_shadow_exceeded(&plan.name, &limit.name));
@@ -261,9 +326,22 @@ pub fn admit(
                     window_start,
                     reserved: amount,
                     used,
+                    ceiling,
                 });
             }
             Ok(Admission::Refused { used, resets_at }) => {
+                // Only this Envoy's allowance is used up (the limit would take it): the
+                // control plane weighs the refused demand and may grant more within a report
+                // interval, so the client is told to retry in a second.
+                let share_only = ceiling < limit.limit
+                    && used.saturating_add(amount) <= limit.limit;
+                if share_only {
+                    if let Some(fleet) = fleet {
+                        fleet
+                            .borrow_mut()
+                            .denied(&key, limit.window.start(now), amount);
+                    }
+                }
                 // The counts as they are once this request's share is given back.
                 let mut states: Vec<_> = grant
                     .states()
@@ -271,7 +349,7 @@ pub fn admit(
                     .zip(&grant.held)
                     .map(|((i, used, reset), held)| (i, used.saturating_sub(held.reserved), reset))
                     .collect();
-                states.push((index, used, resets_at));
+                states.push((index, shown_used(limit, used, ceiling), resets_at));
                 let mut stats = grant.settle(Settlement::Refund, store, now, true);
                 stats.push(stat::quota_refused(&plan.name, &limit.name));
                 // A request bigger than the whole limit never fits: no wait helps, so no
@@ -279,14 +357,26 @@ pub fn admit(
                 // SDK waits can be fixed by the SDK's retries: `x-should-retry: false` stops
                 // them (Retry-After still says when the window resets).
                 let never_fits = amount > limit.limit;
-                let retry_at = if never_fits { 0 } else { resets_at };
+                let retry_at = if never_fits {
+                    0
+                } else if share_only {
+                    now + 1
+                } else {
+                    resets_at
+                };
                 let mut headers = rate_limit_headers(plan, &states, now, retry_at);
-                if never_fits || resets_at.saturating_sub(now) > SDK_RETRY_WAIT_SECONDS {
+                if never_fits
+                    || !share_only && resets_at.saturating_sub(now) > SDK_RETRY_WAIT_SECONDS
+                {
                     headers.push(("x-should-retry".to_string(), "false".to_string()));
                 }
+                let refusal = if share_only {
+                    share_used_up(plan, limit, used, ceiling)
+                } else {
+                    over_limit(plan, limit, amount, used, resets_at, now)
+                };
                 return Err(QuotaRefusal {
-                    refusal: over_limit(plan, limit, amount, used, resets_at, now)
-                        .with_headers(headers),
+                    refusal: refusal.with_headers(headers),
                     stats,
                 });
             }
@@ -314,6 +404,31 @@ pub fn admit(
         }
     }
     Ok(grant)
+}
+
+/// The count the client's headers show: what is left on this Envoy's allowance, as a count
+/// of the whole limit.
+fn shown_used(limit: &Limit, used: u64, ceiling: u64) -> u64 {
+    used.saturating_add(limit.limit.saturating_sub(ceiling))
+}
+
+fn share_used_up(plan: &Plan, limit: &Limit, used: u64, ceiling: u64) -> Refusal {
+    let code = if limit.metric == Metric::CostMicroUsd {
+        ErrorCode::BudgetExceeded
+    } else {
+        ErrorCode::RateLimitExceeded
+    };
+    Refusal::new(
+        code,
+        format!(
+            "limit {:?} of plan {:?} ({} per {}) is shared across the gateway's proxies, and this \
+             proxy's share is used up ({used} of {ceiling}); shares are rebalanced every second",
+            limit.name,
+            plan.name,
+            limit.limit,
+            window_name(limit.window)
+        ),
+    )
 }
 
 fn over_limit(
@@ -368,8 +483,12 @@ impl Grant {
         self.held
             .iter()
             .map(|h| {
-                let window = self.plan.limits[h.limit].window;
-                (h.limit, h.used, window.end(h.window_start))
+                let limit = &self.plan.limits[h.limit];
+                (
+                    h.limit,
+                    shown_used(limit, h.used, h.ceiling),
+                    limit.window.end(h.window_start),
+                )
             })
             .collect()
     }

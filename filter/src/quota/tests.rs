@@ -175,9 +175,9 @@ fn a_request_limit_admits_exactly_its_limit_and_says_when_it_resets() {
     let plan = q.plan_for(&alice).unwrap().unwrap();
     let store = FakeStore::default();
     for _ in 0..3 {
-        admit(plan, &alice, &demand(0, 0), &store, NOW).unwrap();
+        admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap();
     }
-    let refused = admit(plan, &alice, &demand(0, 0), &store, NOW).unwrap_err();
+    let refused = admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
     assert_eq!(refused.refusal.code.status(), 429);
     assert_eq!(refused.stats, ["tokenward.quota.refused.free.rpm"]);
@@ -205,10 +205,11 @@ fn a_request_limit_admits_exactly_its_limit_and_says_when_it_resets() {
         &who("bob", None, Some("free")),
         &demand(0, 0),
         &store,
+        None,
         NOW,
     )
     .unwrap();
-    admit(plan, &alice, &demand(0, 0), &store, NOW + 30).unwrap();
+    admit(plan, &alice, &demand(0, 0), &store, None, NOW + 30).unwrap();
 }
 
 #[test]
@@ -226,8 +227,8 @@ fn limits_are_all_or_nothing() {
     let alice = who("alice", None, Some("free"));
     let plan = q.plan_for(&alice).unwrap().unwrap();
     let store = FakeStore::default();
-    admit(plan, &alice, &demand(600, 100), &store, NOW).unwrap();
-    let refused = admit(plan, &alice, &demand(300, 100), &store, NOW).unwrap_err();
+    admit(plan, &alice, &demand(600, 100), &store, None, NOW).unwrap();
+    let refused = admit(plan, &alice, &demand(300, 100), &store, None, NOW).unwrap_err();
     assert_eq!(refused.stats, ["tokenward.quota.refused.free.tpd"]);
     assert_eq!(
         used(&store, plan, 0, &alice),
@@ -261,7 +262,7 @@ fn a_request_bigger_than_the_whole_limit_says_so() {
     );
     let alice = who("alice", None, Some("free"));
     let plan = q.plan_for(&alice).unwrap().unwrap();
-    let refused = admit(plan, &alice, &demand(80, 0), &FakeStore::default(), NOW).unwrap_err();
+    let refused = admit(plan, &alice, &demand(80, 0), &FakeStore::default(), None, NOW).unwrap_err();
     assert!(refused.refusal.message.contains("more than the limit"));
     // No wait helps: no Retry-After, and the SDKs are told not to retry.
     let headers = refused.refusal.headers();
@@ -288,8 +289,8 @@ fn a_limit_that_resets_later_than_an_sdk_waits_says_so_and_when() {
     let refused_by = |name: &str| {
         let who = who("alice", None, Some(name));
         let plan = q.plan_for(&who).unwrap().unwrap();
-        admit(plan, &who, &demand(1, 0), &store, NOW).unwrap();
-        admit(plan, &who, &demand(1, 0), &store, NOW)
+        admit(plan, &who, &demand(1, 0), &store, None, NOW).unwrap();
+        admit(plan, &who, &demand(1, 0), &store, None, NOW)
             .unwrap_err()
             .refusal
             .headers()
@@ -314,12 +315,12 @@ fn tenant_limits_count_every_credential_of_the_tenant() {
     let alice = who("alice", Some("acme"), Some("team"));
     let bob = who("bob", Some("acme"), Some("team"));
     let plan = q.plan_for(&alice).unwrap().unwrap();
-    admit(plan, &alice, &demand(0, 0), &store, NOW).unwrap();
-    admit(plan, &bob, &demand(0, 0), &store, NOW).unwrap();
-    assert!(admit(plan, &alice, &demand(0, 0), &store, NOW).is_err());
+    admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap();
+    admit(plan, &bob, &demand(0, 0), &store, None, NOW).unwrap();
+    assert!(admit(plan, &alice, &demand(0, 0), &store, None, NOW).is_err());
     // Without a tenant, a credential is its own tenant.
     let loner = who("carol", None, Some("team"));
-    admit(plan, &loner, &demand(0, 0), &store, NOW).unwrap();
+    admit(plan, &loner, &demand(0, 0), &store, None, NOW).unwrap();
 }
 
 #[test]
@@ -331,7 +332,7 @@ fn shadow_mode_counts_everything_and_refuses_nothing() {
     let plan = q.plan_for(&alice).unwrap().unwrap();
     let store = FakeStore::default();
     let grants: Vec<Grant> = (0..5)
-        .map(|_| admit(plan, &alice, &demand(0, 0), &store, NOW).unwrap())
+        .map(|_| admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap())
         .collect();
     assert_eq!(used(&store, plan, 0, &alice), 5);
     let over: Vec<_> = grants.iter().flat_map(|g| g.events.iter()).collect();
@@ -360,11 +361,11 @@ fn a_contended_counter_refuses_with_retry_after_and_holds_nothing() {
     let alice = who("alice", None, Some("free"));
     let plan = q.plan_for(&alice).unwrap().unwrap();
     let store = FakeStore::default();
-    admit(plan, &alice, &demand(0, 0), &store, NOW).unwrap();
+    admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap();
     // The rival writes land in the minute window, so the day count is the one that loses
     // every race; with nothing held before it, nothing needs giving back.
     let contended = FakeStore::with_conflicts(MAX_CAS_ATTEMPTS, 0, NOW);
-    let refused = admit(plan, &alice, &demand(0, 0), &contended, NOW).unwrap_err();
+    let refused = admit(plan, &alice, &demand(0, 0), &contended, None, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
     assert_eq!(header(&refused.refusal.headers(), "retry-after"), Some("1"));
     assert_eq!(refused.stats, ["tokenward.quota.store_errors"]);
@@ -372,7 +373,7 @@ fn a_contended_counter_refuses_with_retry_after_and_holds_nothing() {
     // The day count goes through, then the minute count stays contended: the day count is
     // given back (the refund is the first write after the conflicts run out).
     let late = FakeStore::with_conflicts_after(1, MAX_CAS_ATTEMPTS, 0, NOW);
-    let refused = admit(plan, &alice, &demand(0, 0), &late, NOW).unwrap_err();
+    let refused = admit(plan, &alice, &demand(0, 0), &late, None, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
     assert_eq!(
         used(&late, plan, 0, &alice),
@@ -403,7 +404,7 @@ fn settlement_charges_the_real_usage_and_refunds_per_the_rule() {
         price: q.price_for("any"),
         metered: true,
     };
-    let grant = admit(plan, &alice, &priced(100, 500), &store, NOW).unwrap();
+    let grant = admit(plan, &alice, &priced(100, 500), &store, None, NOW).unwrap();
     assert_eq!(
         used(&store, plan, 3, &alice),
         100 + 1000,
@@ -417,20 +418,20 @@ fn settlement_charges_the_real_usage_and_refunds_per_the_rule() {
         [1, 80, 7, 94],
         "exactly the usage; the request count stays"
     );
-    let grant = admit(plan, &alice, &priced(100, 500), &store, NOW).unwrap();
+    let grant = admit(plan, &alice, &priced(100, 500), &store, None, NOW).unwrap();
     grant.settle(Settlement::Refund, &store, NOW + 1, false);
     assert_eq!(
         [0, 1, 2, 3].map(|i| used(&store, plan, i, &alice)),
         [2, 80, 7, 94]
     );
-    let grant = admit(plan, &alice, &priced(100, 500), &store, NOW).unwrap();
+    let grant = admit(plan, &alice, &priced(100, 500), &store, None, NOW).unwrap();
     grant.settle(Settlement::Unfinished(None), &store, NOW + 1, false);
     assert_eq!(
         [0, 1, 2, 3].map(|i| used(&store, plan, i, &alice)),
         [3, 180, 507, 1194],
         "unfinished without usage: the reservation stays"
     );
-    let grant = admit(plan, &alice, &priced(10, 10), &store, NOW).unwrap();
+    let grant = admit(plan, &alice, &priced(10, 10), &store, None, NOW).unwrap();
     grant.settle(
         Settlement::Unfinished(Some(tokens(10, 3))),
         &store,
@@ -455,22 +456,22 @@ fn a_priced_limit_refuses_a_model_without_a_price() {
     );
     let alice = who("alice", None, Some("free"));
     let plan = q.plan_for(&alice).unwrap().unwrap();
-    let refused = admit(plan, &alice, &demand(10, 10), &FakeStore::default(), NOW).unwrap_err();
+    let refused = admit(plan, &alice, &demand(10, 10), &FakeStore::default(), None, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::ModelNotPriced);
-    let unknown = admit(plan, &alice, &demand(0, 0), &FakeStore::default(), NOW).unwrap_err();
+    let unknown = admit(plan, &alice, &demand(0, 0), &FakeStore::default(), None, NOW).unwrap_err();
     assert_eq!(
         unknown.refusal.code,
         ErrorCode::ModelNotPriced,
         "a metered request with a zero estimate is still refused"
     );
     // A request that uses no tokens (a model list) needs no price.
-    admit(plan, &alice, &unmetered(), &FakeStore::default(), NOW).unwrap();
+    admit(plan, &alice, &unmetered(), &FakeStore::default(), None, NOW).unwrap();
     // A shadow plan lets it through and counts it as over the limit.
     let mut shadow = plan_config_with_cost();
     shadow.shadow = true;
     let q = quotas(vec![("free", shadow)], &[price("gpt-*", 1, 1, None)]);
     let plan = q.plan_for(&alice).unwrap().unwrap();
-    let grant = admit(plan, &alice, &demand(10, 10), &FakeStore::default(), NOW).unwrap();
+    let grant = admit(plan, &alice, &demand(10, 10), &FakeStore::default(), None, NOW).unwrap();
     assert_eq!(
         grant.events,
         ["tokenward.quota.shadow_exceeded.free.usd.unpriced"]
@@ -497,7 +498,7 @@ fn spent_money_is_budget_exceeded() {
         price: q.price_for("m"),
         metered: true,
     };
-    let refused = admit(plan, &alice, &priced, &FakeStore::default(), NOW).unwrap_err();
+    let refused = admit(plan, &alice, &priced, &FakeStore::default(), None, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::BudgetExceeded);
     assert_eq!(refused.refusal.code.error_type(), "insufficient_quota");
     let headers = refused.refusal.headers();
@@ -531,7 +532,7 @@ fn the_output_allowance_is_what_the_tightest_limit_leaves() {
     };
     // total: 1000 - 200 = 800; cost: (2000 - 200) / 4 = 450.
     assert_eq!(
-        output_allowance(plan, &alice, &ask, &store, NOW),
+        output_allowance(plan, &alice, &ask, &store, None, NOW),
         Ok(Some(450))
     );
     admit(
@@ -542,17 +543,18 @@ fn the_output_allowance_is_what_the_tightest_limit_leaves() {
             ..ask
         },
         &store,
+        None,
         NOW,
     )
     .unwrap();
     // total: 1000 - 300 - 200 = 500; cost: (2000 - 900 - 200) / 4 = 225.
     assert_eq!(
-        output_allowance(plan, &alice, &ask, &store, NOW),
+        output_allowance(plan, &alice, &ask, &store, None, NOW),
         Ok(Some(225))
     );
     let requests_only = quotas(vec![("free", plan_requests_only())], &[]);
     let p = requests_only.plan_for(&alice).unwrap().unwrap();
-    assert_eq!(output_allowance(p, &alice, &ask, &store, NOW), Ok(None));
+    assert_eq!(output_allowance(p, &alice, &ask, &store, None, NOW), Ok(None));
 }
 
 fn plan_requests_only() -> PlanConfig {
@@ -574,7 +576,7 @@ fn success_headers_show_the_tightest_limits() {
     );
     let alice = who("alice", None, Some("free"));
     let plan = q.plan_for(&alice).unwrap().unwrap();
-    let grant = admit(plan, &alice, &demand(100, 100), &FakeStore::default(), NOW).unwrap();
+    let grant = admit(plan, &alice, &demand(100, 100), &FakeStore::default(), None, NOW).unwrap();
     let headers = grant.client_headers(NOW);
     assert_eq!(header(&headers, "x-ratelimit-limit-requests"), Some("10"));
     assert_eq!(

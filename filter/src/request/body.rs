@@ -71,6 +71,7 @@ pub(super) fn decide(
                     &sets,
                     requested,
                     host.store(),
+                    worker.fleet(),
                     now,
                 );
                 demand
@@ -81,6 +82,7 @@ pub(super) fn decide(
             &identity,
             &demand,
             host.store(),
+            worker.fleet(),
             now,
             events,
         )?);

@@ -233,6 +233,7 @@ fn on_route(
             &identity,
             &demand,
             host.store(),
+            worker.fleet(),
             now,
             events,
         )?);

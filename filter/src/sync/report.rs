@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{restore_outbox, take_outbox};
-use super::{pulled, stat, Answer, RefusedConfig, SyncHost, SyncReport};
+use super::{pulled, stat, Answer, RefusedConfig, ReportAnswer, SyncHost, SyncReport};
+use crate::quota::fleet::{self, CounterState};
 
 const REPORT: &str = "tokenward.sync.report";
 
@@ -28,7 +29,8 @@ pub(super) struct ConfigStatus {
 }
 
 /// The report to send now, with its number: the one not taken yet, or a new one from the
-/// outbox (`None` when there is nothing to say and no heartbeat is due).
+/// outbox and the fleet counters (`None` when there is nothing to say and no heartbeat is
+/// due).
 pub(super) fn next(
     host: &dyn SyncHost,
     node: &str,
@@ -36,6 +38,7 @@ pub(super) fn next(
     now_ms: u64,
     heartbeat_due: bool,
     status: ConfigStatus,
+    counters: Vec<CounterState>,
 ) -> Option<(u64, Vec<u8>)> {
     let store = host.store();
     let (sequence, cas) = match store.get(REPORT) {
@@ -59,7 +62,9 @@ pub(super) fn next(
             return None;
         }
     };
-    if entries.is_empty() && !heartbeat_due {
+    // Fleet counters go every interval while they are in use: that is how allowances follow
+    // demand, and how an idle Envoy's shrink.
+    if entries.is_empty() && counters.is_empty() && !heartbeat_due {
         return None;
     }
     let seq = sequence.seq + 1;
@@ -71,6 +76,7 @@ pub(super) fn next(
         config_version: status.version,
         refused: status.refused,
         entries,
+        counters,
     };
     let body = match serde_json::to_string(&report) {
         Ok(body) => body,
@@ -105,6 +111,19 @@ pub(super) fn on_answer(host: &dyn SyncHost, seq: u64, answer: &Answer, now_ms: 
             host.count(stat::REPORTS_SENT, 1);
             clear(host, seq);
             pulled::touch_contact(host.store(), now_ms);
+            // An answer without allowances (an older control plane) leaves those in force.
+            match serde_json::from_slice::<ReportAnswer>(&answer.body) {
+                Ok(ReportAnswer {
+                    allowances: Some(allowances),
+                    ..
+                }) => {
+                    if let Err(error) = fleet::publish(host.store(), allowances, now_ms) {
+                        log::warn!("fleet allowances could not be shared: {error}");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => log::warn!("the answer to usage report {seq} is unreadable: {error}"),
+            }
         }
         Some(status @ (400 | 413 | 422)) => {
             // Malformed for the control plane: sending it again would block every later one.

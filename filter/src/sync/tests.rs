@@ -7,6 +7,7 @@ use jwt_simple::prelude::*;
 use super::*;
 use crate::config::JwkSet;
 use crate::quota::counter::fake::FakeStore;
+use crate::quota::fleet::Allowances;
 use crate::testing::{ed25519_jwk, Fixture, NOW};
 
 /// The host of several workers of one Envoy: one shared store, the calls each sent.
@@ -167,18 +168,36 @@ fn one_worker_leads_and_another_takes_over_when_it_stops() {
         channel(false, JwkSet::default()),
     );
     let mut ledger = UsageLedger::default();
-    a.on_tick(&envoy, T0, &mut ledger, None);
-    b.on_tick(&envoy, T0 + 10, &mut ledger, None);
+    a.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None);
+    b.on_tick(
+        &envoy,
+        T0 + 10,
+        &mut ledger,
+        &mut Allowances::default(),
+        None,
+    );
     assert!(a.leading && !b.leading);
     // `a` goes on renewing; `b` never leads meanwhile.
     for step in 1..20 {
-        a.on_tick(&envoy, T0 + step * TICK_MS, &mut ledger, None);
-        b.on_tick(&envoy, T0 + step * TICK_MS + 10, &mut ledger, None);
+        a.on_tick(
+            &envoy,
+            T0 + step * TICK_MS,
+            &mut ledger,
+            &mut Allowances::default(),
+            None,
+        );
+        b.on_tick(
+            &envoy,
+            T0 + step * TICK_MS + 10,
+            &mut ledger,
+            &mut Allowances::default(),
+            None,
+        );
         assert!(a.leading && !b.leading);
     }
     // `a` is gone: after its lease runs out, `b` leads.
     let later = T0 + 20 * TICK_MS + LEASE_MS + 1;
-    b.on_tick(&envoy, later, &mut ledger, None);
+    b.on_tick(&envoy, later, &mut ledger, &mut Allowances::default(), None);
     assert!(b.leading);
 }
 
@@ -188,7 +207,7 @@ fn a_report_lost_in_transit_is_sent_again_with_its_number_and_counted_once() {
     let mut a = channel(false, JwkSet::default());
     let mut ledger = UsageLedger::default();
     ledger.record(key("alice"), used(1, 10));
-    a.on_tick(&envoy, T0, &mut ledger, None);
+    a.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None);
     let sent = envoy.take_calls(REPORT_PATH);
     assert_eq!(sent.len(), 1);
     let (token, call) = &sent[0];
@@ -197,14 +216,40 @@ fn a_report_lost_in_transit_is_sent_again_with_its_number_and_counted_once() {
     let first = report_of(call);
     assert_eq!((first.seq, first.entries.len()), (1, 1));
     // No answer (the control plane is down): the same report, same number, next interval.
-    a.on_answer(&envoy, *token, Answer::default(), T0 + 50, None);
+    a.on_answer(
+        &envoy,
+        *token,
+        Answer::default(),
+        T0 + 50,
+        &mut Allowances::default(),
+        None,
+    );
     ledger.record(key("alice"), used(1, 1));
-    a.on_tick(&envoy, T0 + 1000, &mut ledger, None);
+    a.on_tick(
+        &envoy,
+        T0 + 1000,
+        &mut ledger,
+        &mut Allowances::default(),
+        None,
+    );
     let (token, call) = envoy.take_calls(REPORT_PATH).pop().unwrap();
     assert_eq!(report_of(&call), first, "resent as it was");
     // Taken: the next report has the next number and what came meanwhile.
-    a.on_answer(&envoy, token, answer(200), T0 + 1050, None);
-    a.on_tick(&envoy, T0 + 2000, &mut ledger, None);
+    a.on_answer(
+        &envoy,
+        token,
+        answer(200),
+        T0 + 1050,
+        &mut Allowances::default(),
+        None,
+    );
+    a.on_tick(
+        &envoy,
+        T0 + 2000,
+        &mut ledger,
+        &mut Allowances::default(),
+        None,
+    );
     let (_, call) = envoy.take_calls(REPORT_PATH).pop().unwrap();
     let second = report_of(&call);
     assert_eq!((second.seq, second.boot.as_str()), (2, first.boot.as_str()));
@@ -221,10 +266,16 @@ fn a_new_leader_sends_the_report_its_predecessor_had_in_flight() {
     );
     let mut ledger = UsageLedger::default();
     ledger.record(key("alice"), used(3, 7));
-    a.on_tick(&envoy, T0, &mut ledger, None);
+    a.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None);
     let (_, lost) = envoy.take_calls(REPORT_PATH).pop().unwrap();
     // `a` went away with its call unanswered; `b` leads after the lease.
-    b.on_tick(&envoy, T0 + LEASE_MS + 1, &mut UsageLedger::default(), None);
+    b.on_tick(
+        &envoy,
+        T0 + LEASE_MS + 1,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     let (_, again) = envoy.take_calls(REPORT_PATH).pop().unwrap();
     assert_eq!(report_of(&again), report_of(&lost));
 }
@@ -235,14 +286,27 @@ fn a_report_the_control_plane_calls_malformed_is_dropped_not_resent_forever() {
     let mut a = channel(false, JwkSet::default());
     let mut ledger = UsageLedger::default();
     ledger.record(key("alice"), used(1, 1));
-    a.on_tick(&envoy, T0, &mut ledger, None);
+    a.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None);
     let (token, _) = envoy.take_calls(REPORT_PATH).pop().unwrap();
-    a.on_answer(&envoy, token, answer(400), T0 + 10, None);
+    a.on_answer(
+        &envoy,
+        token,
+        answer(400),
+        T0 + 10,
+        &mut Allowances::default(),
+        None,
+    );
     assert!(envoy
         .counted
         .borrow()
         .contains(&stat::REPORTS_DROPPED.to_string()));
-    a.on_tick(&envoy, T0 + 1000, &mut ledger, None);
+    a.on_tick(
+        &envoy,
+        T0 + 1000,
+        &mut ledger,
+        &mut Allowances::default(),
+        None,
+    );
     assert!(
         envoy.take_calls(REPORT_PATH).is_empty(),
         "nothing new to say, no heartbeat due"
@@ -257,18 +321,37 @@ fn shutdown_sends_what_is_left_and_hands_the_lease_over() {
         channel(false, JwkSet::default()),
     );
     let mut ledger = UsageLedger::default();
-    a.on_tick(&envoy, T0, &mut ledger, None);
+    a.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None);
     // The first report (a heartbeat) was taken.
     let (token, _) = envoy.take_calls(REPORT_PATH).pop().unwrap();
-    a.on_answer(&envoy, token, answer(200), T0 + 5, None);
+    a.on_answer(
+        &envoy,
+        token,
+        answer(200),
+        T0 + 5,
+        &mut Allowances::default(),
+        None,
+    );
     ledger.record(key("alice"), used(1, 2));
     assert!(
-        a.on_done(&envoy, T0 + 10, &mut ledger, None),
+        a.on_done(
+            &envoy,
+            T0 + 10,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         "waits for the answer"
     );
     let (_, last) = envoy.take_calls(REPORT_PATH).pop().unwrap();
     assert_eq!(report_of(&last).entries[0].input_tokens, 2);
-    b.on_tick(&envoy, T0 + 20, &mut UsageLedger::default(), None);
+    b.on_tick(
+        &envoy,
+        T0 + 20,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     assert!(b.leading, "no wait for the lease to run out");
 }
 
@@ -317,7 +400,7 @@ fn a_pulled_configuration_is_verified_applied_and_followed_by_every_worker() {
     let (mut a, mut b) = (channel(true, anchor(&fx)), channel(true, anchor(&fx)));
     let mut ledger = UsageLedger::default();
     assert!(matches!(
-        a.on_tick(&envoy, T0, &mut ledger, None),
+        a.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None),
         Apply::Keep
     ));
     let (token, poll) = envoy
@@ -331,6 +414,7 @@ fn a_pulled_configuration_is_verified_applied_and_followed_by_every_worker() {
         token,
         signed_answer(&fx, &fx.key, 7, NOW),
         T0 + 5,
+        &mut Allowances::default(),
         None,
     );
     let Apply::Install(policy) = applied else {
@@ -342,11 +426,23 @@ fn a_pulled_configuration_is_verified_applied_and_followed_by_every_worker() {
     assert_eq!(header(&next, "if-none-match"), "\"test\"");
     // Another worker follows from shared data, once.
     assert!(matches!(
-        b.on_tick(&envoy, T0 + 100, &mut ledger, None),
+        b.on_tick(
+            &envoy,
+            T0 + 100,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Install(_)
     ));
     assert!(matches!(
-        b.on_tick(&envoy, T0 + 200, &mut ledger, None),
+        b.on_tick(
+            &envoy,
+            T0 + 200,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Keep
     ));
 }
@@ -356,7 +452,13 @@ fn a_configuration_not_signed_by_a_trusted_key_is_refused_and_the_last_stays() {
     let fx = Fixture::new();
     let envoy = FakeEnvoy::default();
     let mut a = channel(true, anchor(&fx));
-    a.on_tick(&envoy, T0, &mut UsageLedger::default(), None);
+    a.on_tick(
+        &envoy,
+        T0,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
     let stranger = Ed25519KeyPair::generate();
     let refused = a.on_answer(
@@ -364,6 +466,7 @@ fn a_configuration_not_signed_by_a_trusted_key_is_refused_and_the_last_stays() {
         token,
         signed_answer(&fx, &stranger, 7, NOW),
         T0 + 5,
+        &mut Allowances::default(),
         None,
     );
     assert!(matches!(refused, Apply::Keep));
@@ -375,18 +478,44 @@ fn a_configuration_not_signed_by_a_trusted_key_is_refused_and_the_last_stays() {
     // Bytes changed after signing: refused too.
     let mut tampered = signed_answer(&fx, &fx.key, 7, NOW);
     tampered.body = tampered.body.replace_first(b"openai", b"evilai");
-    a.on_tick(&envoy, T0 + 2000, &mut UsageLedger::default(), None);
+    a.on_tick(
+        &envoy,
+        T0 + 2000,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
     assert!(matches!(
-        a.on_answer(&envoy, token, tampered, T0 + 2005, None),
+        a.on_answer(
+            &envoy,
+            token,
+            tampered,
+            T0 + 2005,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Keep
     ));
     // An expired signature (a replayed answer) is refused.
-    a.on_tick(&envoy, T0 + 4000, &mut UsageLedger::default(), None);
+    a.on_tick(
+        &envoy,
+        T0 + 4000,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
     let old = signed_answer(&fx, &fx.key, 7, NOW - 7200);
     assert!(matches!(
-        a.on_answer(&envoy, token, old, T0 + 4005, None),
+        a.on_answer(
+            &envoy,
+            token,
+            old,
+            T0 + 4005,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Keep
     ));
 }
@@ -396,11 +525,22 @@ fn an_older_revision_is_refused() {
     let fx = Fixture::new();
     let envoy = FakeEnvoy::default();
     let mut a = channel(true, anchor(&fx));
-    a.on_tick(&envoy, T0, &mut UsageLedger::default(), None);
+    a.on_tick(
+        &envoy,
+        T0,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
-    let Apply::Install(policy) =
-        a.on_answer(&envoy, token, signed_answer(&fx, &fx.key, 9, NOW), T0, None)
-    else {
+    let Apply::Install(policy) = a.on_answer(
+        &envoy,
+        token,
+        signed_answer(&fx, &fx.key, 9, NOW),
+        T0,
+        &mut Allowances::default(),
+        None,
+    ) else {
         panic!()
     };
     let mut older = Fixture::new();
@@ -410,7 +550,14 @@ fn an_older_revision_is_refused() {
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
     let answer = signed_answer(&older, &fx.key, 8, NOW);
     assert!(matches!(
-        a.on_answer(&envoy, token, answer, T0 + 10, Some(&policy)),
+        a.on_answer(
+            &envoy,
+            token,
+            answer,
+            T0 + 10,
+            &mut Allowances::default(),
+            Some(&policy)
+        ),
         Apply::Keep
     ));
     assert!(a.pulled.refused().unwrap().error.contains("older"));
@@ -421,7 +568,13 @@ fn keys_of_the_configuration_in_force_carry_trust_across_a_rotation() {
     let mut fx = Fixture::new();
     let envoy = FakeEnvoy::default();
     let mut a = channel(true, anchor(&fx));
-    a.on_tick(&envoy, T0, &mut UsageLedger::default(), None);
+    a.on_tick(
+        &envoy,
+        T0,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
     // The configuration announces a second key…
     let next = Ed25519KeyPair::generate().with_key_id("next");
@@ -432,9 +585,14 @@ fn keys_of_the_configuration_in_force_carry_trust_across_a_rotation() {
     let signer = Ed25519KeyPair::from_bytes(&fx.key.to_bytes())
         .unwrap()
         .with_key_id("first");
-    let Apply::Install(policy) =
-        a.on_answer(&envoy, token, signed_answer(&fx, &signer, 1, NOW), T0, None)
-    else {
+    let Apply::Install(policy) = a.on_answer(
+        &envoy,
+        token,
+        signed_answer(&fx, &signer, 1, NOW),
+        T0,
+        &mut Allowances::default(),
+        None,
+    ) else {
         panic!()
     };
     // …which alone signs the next one: trusted, though not in the bootstrap's anchor.
@@ -442,7 +600,14 @@ fn keys_of_the_configuration_in_force_carry_trust_across_a_rotation() {
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
     let answer = signed_answer(&fx, &next, 2, NOW);
     assert!(matches!(
-        a.on_answer(&envoy, token, answer, T0 + 10, Some(&policy)),
+        a.on_answer(
+            &envoy,
+            token,
+            answer,
+            T0 + 10,
+            &mut Allowances::default(),
+            Some(&policy)
+        ),
         Apply::Install(_)
     ));
 }
@@ -453,33 +618,70 @@ fn without_an_answer_for_longer_than_the_maximum_staleness_every_worker_fails_cl
     let envoy = FakeEnvoy::default();
     let (mut a, mut b) = (channel(true, anchor(&fx)), channel(true, anchor(&fx)));
     let mut ledger = UsageLedger::default();
-    a.on_tick(&envoy, T0, &mut ledger, None);
+    a.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None);
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
-    a.on_answer(&envoy, token, signed_answer(&fx, &fx.key, 1, NOW), T0, None);
+    a.on_answer(
+        &envoy,
+        token,
+        signed_answer(&fx, &fx.key, 1, NOW),
+        T0,
+        &mut Allowances::default(),
+        None,
+    );
     assert!(matches!(
-        b.on_tick(&envoy, T0 + 100, &mut ledger, None),
+        b.on_tick(
+            &envoy,
+            T0 + 100,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Install(_)
     ));
     // 59 s without an answer: still in force.
     assert!(matches!(
-        b.on_tick(&envoy, T0 + 59_000, &mut ledger, None),
+        b.on_tick(
+            &envoy,
+            T0 + 59_000,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Keep
     ));
     assert_eq!(envoy.gauges.borrow()[stat::SECONDS_SINCE_CONTACT], 59);
     // Past 60 s: refused, once.
     assert!(matches!(
-        b.on_tick(&envoy, T0 + 61_000, &mut ledger, None),
+        b.on_tick(
+            &envoy,
+            T0 + 61_000,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Stale
     ));
     assert_eq!(envoy.gauges.borrow()[stat::STALE], 1);
     assert!(matches!(
-        b.on_tick(&envoy, T0 + 61_100, &mut ledger, None),
+        b.on_tick(
+            &envoy,
+            T0 + 61_100,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Keep
     ));
     // The control plane answers (304): the last configuration is in force again.
     pulled::touch_contact(&envoy.store, T0 + 62_000);
     assert!(matches!(
-        b.on_tick(&envoy, T0 + 62_100, &mut ledger, None),
+        b.on_tick(
+            &envoy,
+            T0 + 62_100,
+            &mut ledger,
+            &mut Allowances::default(),
+            None
+        ),
         Apply::Install(_)
     ));
     assert_eq!(envoy.gauges.borrow()[stat::STALE], 0);
@@ -557,11 +759,22 @@ fn a_shared_secret_of_the_configuration_never_vouches_for_the_next_one() {
     });
     let envoy = FakeEnvoy::default();
     let mut a = channel(true, anchor(&fx));
-    a.on_tick(&envoy, T0, &mut UsageLedger::default(), None);
+    a.on_tick(
+        &envoy,
+        T0,
+        &mut UsageLedger::default(),
+        &mut Allowances::default(),
+        None,
+    );
     let (token, _) = envoy.take_calls(CONFIG_PATH).pop().unwrap();
-    let Apply::Install(policy) =
-        a.on_answer(&envoy, token, signed_answer(&fx, &fx.key, 1, NOW), T0, None)
-    else {
+    let Apply::Install(policy) = a.on_answer(
+        &envoy,
+        token,
+        signed_answer(&fx, &fx.key, 1, NOW),
+        T0,
+        &mut Allowances::default(),
+        None,
+    ) else {
         panic!("the first configuration, signed by the anchor, is taken")
     };
     // Every Envoy holds that secret: a configuration it signed is refused.
@@ -595,7 +808,14 @@ fn a_shared_secret_of_the_configuration_never_vouches_for_the_next_one() {
         body,
     };
     assert!(matches!(
-        a.on_answer(&envoy, token, forged, T0 + 10, Some(&policy)),
+        a.on_answer(
+            &envoy,
+            token,
+            forged,
+            T0 + 10,
+            &mut Allowances::default(),
+            Some(&policy)
+        ),
         Apply::Keep
     ));
 }

@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             shadow: false,
             clamp_max_tokens: false,
             default_output_tokens: 1024,
+            unreachable: Default::default(),
         },
     );
     config.default_plan = Some("bench".into());

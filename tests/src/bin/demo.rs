@@ -108,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             shadow: false,
             clamp_max_tokens: true,
             default_output_tokens: 1024,
+            unreachable: Default::default(),
         },
         unix_now(),
     )?;

@@ -256,6 +256,7 @@ fn the_ledger_keeps_the_retention_setting_of_days_and_the_prune_job_drops_the_re
             cached_input_tokens: 0,
             cost_micro_usd: 0,
         }],
+        counters: vec![],
     };
     plane.record_usage(&old, NOW - 10 * 86_400).unwrap();
     plane

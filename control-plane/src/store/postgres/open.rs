@@ -20,6 +20,7 @@ use crate::store::{Isolation, StoreError, Transaction, Wake};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_usage.sql"),
+    include_str!("../../../migrations/postgres/0003_fleet.sql"),
 ];
 
 /// Advisory lock keys ("tokenward" in spirit): one for migrations, one that serializes every
