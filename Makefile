@@ -40,7 +40,7 @@ fuzz: deps
 	@bash scripts/fuzz.sh
 
 ## bench: load benchmark (not a test): no filter, native jwt_authn, tokenward hot and cold;
-## the control plane's figures; several replicas over Postgres
+## the control plane's figures; several replicas over Postgres; the sync channel; fleet quotas
 bench: wasm
 	@bash scripts/install-deps.sh bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin bench
@@ -48,6 +48,7 @@ bench: wasm
 	$(CARGO) build --locked --release -p tokenward-control-plane --bin tokenward
 	$(CARGO) run --locked --release -p tokenward-e2e --bin ha_bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin sync_bench
+	$(CARGO) run --locked --release -p tokenward-e2e --bin fleet_bench
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm

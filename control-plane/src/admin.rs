@@ -85,6 +85,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/proxies", get(proxies))
         .route("/admin/v1/usage", get(usage))
+        .route("/admin/v1/quota", get(quota))
         .route(tokenward_filter::sync::CONFIG_PATH, get(pull_config))
         .route(tokenward_filter::sync::REPORT_PATH, post(report_usage))
         .with_state(state)

@@ -791,6 +791,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 }
             }
         }
+        Command::Quota(QuotaCommand::Show { subject, tenant }) => {
+            let states = plane.quota_state(subject.as_deref(), tenant.as_deref(), now)?;
+            show(out, view::quota(&states))?;
+        }
         Command::Audit { limit } => {
             show(out, view::audit(&plane.store().audit_log(*limit)?))?;
         }

@@ -344,7 +344,12 @@ pub fn plans(plans: &[(String, PlanConfig)], default_plan: Option<&str>) -> View
             } else {
                 ""
             };
-            format!("{name}{default}  {limits}")
+            let closed = if plan.unreachable == tokenward_filter::config::Unreachable::FailClosed {
+                "  (fails closed without the control plane)"
+            } else {
+                ""
+            };
+            format!("{name}{default}  {limits}{closed}")
         })
         .collect::<Vec<_>>()
         .join("\n");
@@ -427,6 +432,37 @@ pub fn usage(rows: &[crate::store::UsageRow]) -> View {
             .join("\n")
     };
     View::new(serde_json::to_value(rows).unwrap_or_default(), text)
+}
+
+/// What is left of fleet-wide limits, per counter.
+pub fn quota(states: &[crate::plane::fleet::QuotaState]) -> View {
+    let text = if states.is_empty() {
+        "no counter in the windows in force (limits are counted here once Envoys report them \
+         over the sync channel)"
+            .to_string()
+    } else {
+        states
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}/{}  {} {}  {:?} per {:?}: used {} of {}, {} left, resets {}  ({} proxies)",
+                    s.plan,
+                    s.limit,
+                    s.per,
+                    s.id,
+                    s.metric,
+                    s.window,
+                    s.used,
+                    s.limit_value,
+                    s.remaining,
+                    rfc3339(s.resets_at),
+                    s.proxies
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    View::new(serde_json::to_value(states).unwrap_or_default(), text)
 }
 
 /// Usage summed per value of one dimension.

@@ -47,6 +47,7 @@ impl Worker {
     }
 
     /// A worker that counts alone.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn configured(policy: Policy) -> Rc<Worker> {
         Worker::configured_in(policy, None)
     }

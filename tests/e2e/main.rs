@@ -14,6 +14,7 @@ mod docker;
 mod errors;
 mod examples;
 mod faults;
+mod fleet_quotas;
 mod hardening;
 mod local_replies;
 mod openapi;

@@ -304,3 +304,98 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
+
+/// What one minute of `drive` saw, over every Envoy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinuteCount {
+    /// Answered 200 by the provider.
+    pub admitted: u64,
+    /// Input plus output tokens the provider reported for them.
+    pub tokens: u64,
+    /// Refused with 429.
+    pub refused: u64,
+    /// Anything else (a 503, a connection error): none expected unless a test says so.
+    pub other: u64,
+}
+
+/// Drives one client per Envoy URL (`urls[i]` at `per_minute[i]` requests a minute, evenly
+/// paced) through `minutes` whole minutes, starting at the next minute boundary, with `token`
+/// and `body`. A request is not sent within 200 ms of a boundary, so each one falls in the
+/// minute the client thinks it does whatever the few milliseconds it takes. Returns each
+/// minute's counts and the first Unix second of the first minute.
+pub fn drive(
+    urls: &[String],
+    token: &str,
+    per_minute: &[u64],
+    body: &str,
+    minutes: u64,
+) -> (Vec<MinuteCount>, u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let first = now.as_secs() - now.as_secs() % 60 + 60;
+    let start = Instant::now() + (Duration::from_secs(first) - now);
+    let threads: Vec<_> = urls
+        .iter()
+        .zip(per_minute)
+        .filter(|(_, rate)| **rate > 0)
+        .map(|(url, rate)| {
+            let (url, token, body, rate) =
+                (url.clone(), token.to_string(), body.to_string(), *rate);
+            std::thread::spawn(move || {
+                let mut counts = vec![MinuteCount::default(); minutes as usize];
+                let gap = Duration::from_secs(60) / u32::try_from(rate).unwrap();
+                let total = rate * minutes;
+                for k in 0..total {
+                    let at = start + gap * u32::try_from(k).unwrap();
+                    if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let into = at.duration_since(start);
+                    let minute = (into.as_secs() / 60) as usize;
+                    let second = into.as_millis() % 60_000;
+                    if !(200..59_800).contains(&second) || minute >= counts.len() {
+                        continue;
+                    }
+                    let reply = client::send(
+                        "POST",
+                        &url,
+                        &[("authorization", &bearer(&token))],
+                        Some(&body),
+                    );
+                    let count = &mut counts[minute];
+                    match reply {
+                        Ok(reply) if reply.status == 200 => {
+                            count.admitted += 1;
+                            let usage = &reply.json()["usage"];
+                            count.tokens += usage["prompt_tokens"].as_u64().unwrap_or(0)
+                                + usage["completion_tokens"].as_u64().unwrap_or(0);
+                        }
+                        Ok(reply) if reply.status == 429 => count.refused += 1,
+                        _ => count.other += 1,
+                    }
+                }
+                counts
+            })
+        })
+        .collect();
+    let mut total = vec![MinuteCount::default(); minutes as usize];
+    for thread in threads {
+        for (sum, count) in total.iter_mut().zip(thread.join().unwrap()) {
+            sum.admitted += count.admitted;
+            sum.tokens += count.tokens;
+            sum.refused += count.refused;
+            sum.other += count.other;
+        }
+    }
+    (total, first)
+}
+
+/// A chat body of about `tokens` prompt tokens (the mock counts four bytes a token, as the
+/// filter estimates), asking for at most `max_tokens` of output.
+pub fn chat_body(tokens: u64, max_tokens: u64) -> String {
+    let filler = "x".repeat((tokens * 4).saturating_sub(90) as usize);
+    format!(
+        r#"{{"model":"gpt-4o-mini","max_tokens":{max_tokens},"messages":[{{"role":"user","content":"{filler}"}}]}}"#
+    )
+}

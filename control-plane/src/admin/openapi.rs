@@ -359,6 +359,15 @@ pub fn openapi_document() -> Value {
             .answers(200, "rows (`hour` and the key with its counts) or, with `by`, totals (`by`, `value` and the counts)", array_of_objects()),
     );
     paths.add(
+        "/admin/v1/quota",
+        "get",
+        Operation::secured("Remaining quota of a subject or tenant in the windows in force, summed over every Envoy that reports over the sync channel (fleet-wide limits)", read)
+            .query("subject", json!({"type": "string"}), "the subject's counters (and those of its tenant limits when it has no tenant)")
+            .query("tenant", json!({"type": "string"}), "the tenant's counters")
+            .answers(200, "one entry per limit counter: plan, limit, metric, window, per, id, limit_value, used, remaining, resets_at, proxies", array_of_objects())
+            .answers(400, "neither subject nor tenant given", json!({"$ref": "#/components/schemas/ApiError"})),
+    );
+    paths.add(
         "/admin/v1/proxies",
         "get",
         Operation::secured("Connected Envoys: versions ACKed or NACKed (with the error), last seen, and the configuration parts each reports it could not load", read)

@@ -176,6 +176,39 @@ pub(super) async fn usage(
     .await
 }
 
+/// Whose quota `GET /admin/v1/quota` answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuotaParams {
+    subject: Option<String>,
+    tenant: Option<String>,
+}
+
+/// What is left of a subject's or tenant's fleet-wide limits in the windows in force.
+pub(super) async fn quota(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(params): Query<QuotaParams>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
+        if params.subject.is_none() && params.tenant.is_none() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "name a subject or a tenant",
+            ));
+        }
+        let states = plane.quota_state(
+            params.subject.as_deref(),
+            params.tenant.as_deref(),
+            (state.clock)(),
+        )?;
+        Ok(Json(view::quota(&states).json))
+    })
+    .await
+}
+
 /// A pull-mode Envoy in the fleet: what it runs, what it refused, when it last reported.
 fn record_puller(state: &ServerState, report: &SyncReport, now: u64) {
     let mut status = ProxyStatus {

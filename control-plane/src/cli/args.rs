@@ -162,6 +162,9 @@ pub enum Command {
         #[arg(long, value_enum)]
         by: Option<crate::plane::UsageGroup>,
     },
+    /// Fleet-wide quotas: what is left of a subject's or tenant's limits now.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Serve the admin API, the OAuth token endpoint and the JWKS (and ADS with
     /// --xds-listen) until Ctrl-C.
     Serve(ServeArgs),
@@ -490,6 +493,20 @@ pub enum PlanCommand {
         /// Revoke the API keys that name it (and the tokens exchanged for them).
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Used and remaining of every limit counter of a subject or tenant in the windows in
+    /// force, summed over the Envoys that report over the sync channel.
+    Show {
+        /// The subject's counters (and those of tenant limits, when it has no tenant).
+        #[arg(long, required_unless_present = "tenant")]
+        subject: Option<String>,
+        /// The tenant's counters.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 

@@ -1000,4 +1000,24 @@ fn proxy_credentials_the_sync_channel_and_pull_mode_bootstraps_from_the_cli() {
     assert!(ok(&["-o", "csv", "usage", "--subject", "x"]).starts_with("hour,subject,tenant,"));
     let (refused, _, err) = run(&["-o", "csv", "key", "list"]);
     assert!(!refused && err.contains("-o csv is for `usage`"), "{err}");
+    // Fleet-wide quotas: a plan that fails closed, and nothing counted yet.
+    ok(&[
+        "plan",
+        "set",
+        "strict",
+        "--limit",
+        "rpm:requests:minute:10",
+        "--unreachable",
+        "fail-closed",
+    ]);
+    let plan: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "plan", "show", "strict"])).unwrap();
+    assert_eq!(plan["unreachable"], "fail_closed", "{plan}");
+    assert!(ok(&["quota", "show", "--subject", "alice"]).contains("no counter"));
+    assert_eq!(
+        ok(&["-o", "json", "quota", "show", "--tenant", "acme"]).trim(),
+        "[]"
+    );
+    let (refused, _, err) = run(&["quota", "show"]);
+    assert!(!refused && err.contains("--subject"), "{err}");
 }

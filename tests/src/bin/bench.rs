@@ -2,7 +2,9 @@
 //! ratios compare (absolute figures swing between runs on a shared machine). Variants:
 //! no filter; Envoy's native `jwt_authn` verifying the same EdDSA key on every request;
 //! tokenward hot (one token repeated: the verified-token cache answers); the same with a quota
-//! plan (a request limit counted in shared data, a token limit read); tokenward cold (a
+//! plan (a request limit counted in shared data, a token limit read); the same plan held
+//! across a fleet (a control plane answering the filter's reports with allowances); tokenward
+//! cold (a
 //! new token per request from a pre-generated set larger than the cache). Every variant
 //! answers with a direct response, so what is measured is the filter, not an upstream.
 //! `BENCH_FLOOR_WASM=<a module that does nothing>` adds the floor of any Wasm filter.
@@ -72,6 +74,23 @@ fn main() -> anyhow::Result<()> {
     );
     config.default_plan = Some("bench".into());
     let quota_json = serde_json::to_string(&config)?;
+    // The same plan held across a fleet: a control plane (over Postgres) the filter reports
+    // to every second and that answers with the allowances the request path counts against.
+    let fleet = tokenward_e2e::fleet::Fleet::create();
+    let operator = fleet.operator();
+    let now = tokenward_e2e::control_plane::unix_now();
+    operator.put_plan("bench", config.plans["bench"].clone(), now)?;
+    let proxy_credential = tokenward_e2e::fleet::proxy_credential(&operator);
+    let replica = fleet.replica("bench");
+    config.sync = Some(tokenward_filter::config::SyncConfig {
+        cluster: "tokenward_sync".into(),
+        authority: None,
+        credential: tokenward_filter::config::CredentialSource::Inline(proxy_credential),
+        report_interval_ms: 1000,
+        max_staleness_seconds: 300,
+        trust_anchor: Default::default(),
+    });
+    let fleet_json = serde_json::to_string(&config)?;
     let spec = TokenSpec {
         scopes: vec!["models".into()],
         ..TokenSpec::default()
@@ -143,6 +162,13 @@ fn main() -> anyhow::Result<()> {
         (
             "tokenward hot with quotas (request + token limit)",
             base.clone().with_filter_config(&quota_json)?,
+            Some(&hot_script),
+        ),
+        (
+            "tokenward hot with quotas, fleet allowances on",
+            base.clone()
+                .with_filter_config(&fleet_json)?
+                .with_cluster("tokenward_sync", replica.admin)?,
             Some(&hot_script),
         ),
         (
@@ -226,11 +252,12 @@ fn main() -> anyhow::Result<()> {
             .map(|(_, r)| *r)
             .unwrap_or(f64::NAN)
     };
-    let (none, jwt, hot, quotas, cold) = (
+    let (none, jwt, hot, quotas, fleet_quotas, cold) = (
         get("no filter"),
         get("native"),
         get("tokenward hot (one"),
-        get("tokenward hot with quotas"),
+        get("tokenward hot with quotas (request"),
+        get("tokenward hot with quotas, fleet"),
         get("tokenward cold"),
     );
     println!(
@@ -258,6 +285,11 @@ fn main() -> anyhow::Result<()> {
         "         hot with quotas >= 2.5x jwt_authn: {:.2}x {}",
         quotas / jwt,
         verdict(quotas / jwt >= 2.5)
+    );
+    println!(
+        "         hot with quotas, fleet allowances on >= 0.95x local counting: {:.2}x {}",
+        fleet_quotas / quotas,
+        verdict(fleet_quotas / quotas >= 0.95)
     );
     println!(
         "         hot >= 0.5x no filter: {:.2}x {}",

@@ -295,3 +295,82 @@ async fn a_proxy_credential_is_not_exchanged_for_a_token() {
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
 }
+
+#[tokio::test]
+async fn a_report_of_fleet_counters_is_answered_with_allowances_and_quota_shows_the_sum() {
+    let (app, state, admin) = app();
+    let proxy = proxy_credential(&state);
+    let mut plan = tokenward_filter::testing::plan(
+        vec![tokenward_filter::testing::limit(
+            "rpm",
+            tokenward_filter::config::Metric::Requests,
+            tokenward_filter::window::Window::Minute,
+            100,
+        )],
+        0,
+    );
+    plan.unreachable = tokenward_filter::config::Unreachable::FailClosed;
+    state.plane.put_plan("team", plan, NOW).unwrap();
+    let minute = NOW - NOW % 60;
+    let key = "tw:q:team:rpm:requests:minute:s:alice";
+    let counters = |node: &str, used: u64| {
+        json!({"node": node, "boot": "1", "seq": 1, "counters": [
+            {"key": key, "window_start": minute, "used": used, "denied": 0, "ceiling": 50}
+        ]})
+    };
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/sync/v1/usage",
+        Some(&proxy),
+        Some(counters("envoy-a", 30)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Alone in the fleet: everything left is envoy-a's.
+    assert_eq!(body["allowances"]["fleet_size"], 1);
+    assert_eq!(
+        body["allowances"]["grants"],
+        json!([{"key": key, "window_start": minute, "ceiling": 100, "share_ppm": 1_000_000}])
+    );
+    // A second Envoy: what envoy-a may count to is set aside for it.
+    let (_, _, body) = call(
+        &app,
+        "POST",
+        "/sync/v1/usage",
+        Some(&proxy),
+        Some(counters("envoy-b", 10)),
+    )
+    .await;
+    assert_eq!(body["allowances"]["fleet_size"], 2);
+    assert_eq!(body["allowances"]["grants"][0]["ceiling"], 10);
+    let (status, _, body) = call(
+        &app,
+        "GET",
+        "/admin/v1/quota?subject=alice",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["plan"], "team");
+    assert_eq!(body[0]["used"], 40);
+    assert_eq!(body[0]["remaining"], 60);
+    assert_eq!(body[0]["proxies"], 2);
+    assert_eq!(body[0]["resets_at"], minute + 60);
+    let (status, _, body) = call(&app, "GET", "/admin/v1/quota", Some(&admin), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    // The proxy credential reads no quota.
+    let (status, _, _) = call(
+        &app,
+        "GET",
+        "/admin/v1/quota?subject=alice",
+        Some(&proxy),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
