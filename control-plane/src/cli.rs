@@ -791,6 +791,54 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 }
             }
         }
+        Command::Alert(AlertCommand::Set { plan, limit, at }) => {
+            plane.set_alert_rule(
+                crate::plane::alerts::AlertRule {
+                    plan: plan.clone(),
+                    limit: limit.clone(),
+                    thresholds: at.clone(),
+                },
+                now,
+            )?;
+            print(
+                out,
+                serde_json::json!({"plan": plan, "limit": limit, "thresholds": at}),
+                format!("alerts on {plan}/{limit} set"),
+            )?;
+        }
+        Command::Alert(AlertCommand::Remove { plan, limit }) => {
+            if !plane.remove_alert_rule(plan, limit, now)? {
+                bail!("no alerts on {plan}/{limit}");
+            }
+            print(
+                out,
+                serde_json::json!({"removed": {"plan": plan, "limit": limit}}),
+                format!("alerts on {plan}/{limit} removed"),
+            )?;
+        }
+        Command::Alert(AlertCommand::List { limit }) => {
+            let webhook = plane.alert_webhook()?.map(|w| w.url);
+            show(
+                out,
+                view::alerts(
+                    &plane.alert_rules()?,
+                    webhook.as_deref(),
+                    &plane.alert_events(*limit)?,
+                ),
+            )?;
+        }
+        Command::Alert(AlertCommand::Webhook { url }) => {
+            let secret = plane.set_alert_webhook(url, now)?;
+            print(
+                out,
+                serde_json::json!({"url": url, "secret": secret}),
+                format!(
+                    "alerts go to {url}\nsigning secret (shown only now): {secret}\n\
+                     each delivery carries x-tokenward-timestamp and x-tokenward-signature: \
+                     v1=<hex HMAC-SHA256 of \"<timestamp>.<body>\" under the secret>"
+                ),
+            )?;
+        }
         Command::Quota(QuotaCommand::Show { subject, tenant }) => {
             let states = plane.quota_state(subject.as_deref(), tenant.as_deref(), now)?;
             show(out, view::quota(&states))?;

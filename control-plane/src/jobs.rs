@@ -1,7 +1,7 @@
 //! The jobs that must run once per period across every replica, each under a lease in the
 //! store (one holder at a time; a replica that dies loses it when it expires): pruning
-//! revocations and minted tokens past their expiry, and a scheduled rotation of the signing
-//! key when the operator asks for one.
+//! revocations and minted tokens past their expiry, a scheduled rotation of the signing key
+//! when the operator asks for one, and delivering budget alerts to the webhook.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,8 @@ const LEASE_SECONDS: u64 = 75;
 pub struct JobSettings {
     /// Rotate the signing key when the newest is this old (`serve --rotate-keys-every`).
     pub rotate_every: Option<Duration>,
+    /// Export usage as OTLP metrics (`serve --otlp-endpoint`).
+    pub otlp: Option<crate::otlp::OtlpSettings>,
 }
 
 /// Runs the jobs every `PERIOD` until the task is dropped.
@@ -57,11 +59,99 @@ pub fn run_once(state: &ServerState, settings: &JobSettings) {
     }
 }
 
+/// How often budget alerts are delivered (and retried), under a lease of `ALERT_LEASE_SECONDS`:
+/// a replica that dies hands delivery over within it.
+const ALERT_PERIOD: Duration = Duration::from_secs(2);
+const ALERT_LEASE_SECONDS: u64 = 10;
+/// A webhook that has not answered in this long is tried again later.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Delivers budget alerts every `ALERT_PERIOD` until the task is dropped.
+pub async fn deliver_alerts(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(ALERT_PERIOD);
+    loop {
+        tick.tick().await;
+        deliver_alerts_once(&state).await;
+    }
+}
+
+/// One round: when this replica holds the delivery lease, every alert due is POSTed to the
+/// webhook (signed), and its outcome written; how many were taken.
+pub async fn deliver_alerts_once(state: &Arc<ServerState>) -> usize {
+    let work = Arc::clone(state);
+    let due = tokio::task::spawn_blocking(move || {
+        let now = (work.clock)();
+        if !leads_for(&work, "deliver-alerts", now, ALERT_LEASE_SECONDS) {
+            return None;
+        }
+        let webhook = match work.plane.alert_webhook() {
+            Ok(Some(webhook)) => webhook,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "the alert webhook could not be read");
+                return None;
+            }
+        };
+        let due = work
+            .plane
+            .due_alerts(now)
+            .inspect_err(|error| tracing::warn!(%error, "due alerts could not be read"))
+            .ok()?;
+        (!due.is_empty()).then_some((webhook, due))
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((webhook, due)) = due else {
+        return 0;
+    };
+    let mut taken = 0;
+    for event in due {
+        let now = (state.clock)();
+        let id = format!("{}@{}/{}", event.key, event.window_start, event.threshold);
+        let headers = vec![
+            ("x-tokenward-timestamp".to_string(), now.to_string()),
+            (
+                "x-tokenward-signature".to_string(),
+                crate::plane::alerts::signature(&webhook.secret, now, &event.body),
+            ),
+            ("x-tokenward-alert-id".to_string(), id),
+        ];
+        let outcome = match crate::outbound::post(
+            &webhook.url,
+            "application/json",
+            &headers,
+            event.body.clone().into_bytes(),
+            WEBHOOK_TIMEOUT,
+        )
+        .await
+        {
+            Ok(status) if (200..300).contains(&status) => Ok(()),
+            Ok(status) => Err(format!("the webhook answered {status}")),
+            Err(error) => Err(error.to_string()),
+        };
+        taken += usize::from(outcome.is_ok());
+        let work = Arc::clone(state);
+        let written = tokio::task::spawn_blocking(move || {
+            work.plane.alert_delivered(event, outcome, (work.clock)())
+        })
+        .await;
+        if let Ok(Err(error)) = written {
+            tracing::warn!(%error, "an alert's delivery could not be written");
+        }
+    }
+    taken
+}
+
 fn leads(state: &ServerState, job: &str, now: u64) -> bool {
+    leads_for(state, job, now, LEASE_SECONDS)
+}
+
+fn leads_for(state: &ServerState, job: &str, now: u64, lease_seconds: u64) -> bool {
     state
         .plane
         .store()
-        .try_lease(job, &state.replica, now, LEASE_SECONDS)
+        .try_lease(job, &state.replica, now, lease_seconds)
         .unwrap_or_else(|error| {
             tracing::warn!(%error, job, "could not take a job's lease");
             false
@@ -115,6 +205,7 @@ mod tests {
         let (a, b) = (replica("a"), replica("b"));
         let settings = JobSettings {
             rotate_every: Some(Duration::from_secs(3600)),
+            otlp: None,
         };
         run_once(&a, &settings);
         run_once(&b, &settings);
@@ -147,3 +238,6 @@ mod tests {
             .unwrap());
     }
 }
+
+#[cfg(test)]
+mod delivery_tests;

@@ -6,7 +6,8 @@
 //! SQL), `plane` (operations), `state` (what the servers share), `server` (starting them), `admin`
 //! (the HTTP API), `xds` (ADS), `cli` (arguments → operations → output), `tls` (certificates
 //! and handshakes of the admin API and ADS), `jobs` (what runs once per period across
-//! replicas, under a lease).
+//! replicas, under a lease), `outbound` (the calls it makes itself: alert webhooks and
+//! `otlp`, usage as OpenTelemetry metrics).
 
 pub mod admin;
 pub mod cli;
@@ -15,6 +16,8 @@ pub mod jobs;
 pub mod logging;
 pub mod mesh;
 pub mod model;
+pub mod otlp;
+pub mod outbound;
 pub mod plane;
 pub mod server;
 pub mod state;

@@ -325,6 +325,7 @@ fn provider_context(name: &str) -> String {
 
 mod catalog;
 pub use sync::{SignedConfig, UsageGroup, UsageLedger, UsageQuery, UsageTotal, RESIGN_AFTER};
+pub mod alerts;
 mod compiled;
 mod credentials;
 pub mod fleet;

@@ -17,7 +17,11 @@ pub async fn run_servers(
     use std::pin::Pin;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Jobs that run once per period across replicas (each under a lease in the store).
+    let otlp = jobs.otlp.clone();
     let jobs = tokio::spawn(crate::jobs::run(std::sync::Arc::clone(&state), jobs));
+    let alerts = tokio::spawn(crate::jobs::deliver_alerts(std::sync::Arc::clone(&state)));
+    let metrics =
+        otlp.map(|otlp| tokio::spawn(crate::otlp::export(std::sync::Arc::clone(&state), otlp)));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
@@ -72,6 +76,10 @@ pub async fn run_servers(
         None => http.await?,
     }
     jobs.abort();
+    alerts.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     watcher.abort();
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct ServerState {
     pub wake: tokio::sync::Notify,
     /// The configuration pull-mode filters fetch, signed; `None` until the first render.
     pub synced: tokio::sync::watch::Sender<Option<Arc<crate::plane::SignedConfig>>>,
+    /// Usage taken from reports since the last OTLP export (only while one runs).
+    pub usage_metrics: crate::otlp::UsageMetrics,
 }
 
 impl ServerState {
@@ -61,6 +63,7 @@ impl ServerState {
             replica: default_replica(),
             wake: tokio::sync::Notify::new(),
             synced: tokio::sync::watch::channel(None).0,
+            usage_metrics: crate::otlp::UsageMetrics::default(),
         }
     }
 

@@ -129,6 +129,25 @@ pub struct FleetRow {
     pub reported_at: u64,
 }
 
+/// A budget threshold a counter crossed in a window, from its firing to its delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertEvent {
+    pub key: String,
+    pub window_start: u64,
+    /// Percent of the limit.
+    pub threshold: u64,
+    /// The webhook's JSON body, as it is sent every time.
+    pub body: String,
+    pub fired_at: u64,
+    pub attempts: u64,
+    pub next_attempt_at: u64,
+    pub delivered_at: Option<u64>,
+    pub last_error: String,
+}
+
+/// Deliveries of an alert before it is given up (its last error kept).
+pub const ALERT_ATTEMPTS: u64 = 8;
+
 /// How long the last report number of an Envoy process is kept after its last report: a
 /// process silent this long is gone (a restarted one numbers from a new boot).
 pub const REPORT_STREAM_KEPT: i64 = 7 * 24 * 3600;
@@ -284,6 +303,17 @@ pub trait Store: Send + Sync {
     fn fleet_current(&self, now: u64) -> Result<Vec<FleetRow>, StoreError>;
     /// Drops rows whose window ended more than a window's width before `now`.
     fn prune_fleet(&self, now: u64) -> Result<usize, StoreError>;
+    /// Budget alerts: records `event` unless its (key, window, threshold) fired already;
+    /// whether it is new.
+    fn record_alert(&self, event: &AlertEvent) -> Result<bool, StoreError>;
+    /// Undelivered alerts due at `now` with attempts left, oldest first.
+    fn due_alerts(&self, now: u64, limit: usize) -> Result<Vec<AlertEvent>, StoreError>;
+    /// Writes a delivery attempt's outcome (attempts, next attempt, delivery, error).
+    fn alert_attempted(&self, event: &AlertEvent) -> Result<(), StoreError>;
+    /// The newest alerts, newest first.
+    fn alert_events(&self, limit: usize) -> Result<Vec<AlertEvent>, StoreError>;
+    /// Drops alerts fired before `before`.
+    fn prune_alerts(&self, before: u64) -> Result<usize, StoreError>;
     /// The Envoy processes (node, boot) whose last report arrived at or after `since`.
     fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError>;
 

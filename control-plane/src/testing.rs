@@ -2,7 +2,7 @@
 //! command lines the tests run more than once, and a Postgres database per test.
 
 // Test support: a test that cannot get its database fails, saying how to get one.
-#![allow(clippy::panic)]
+#![allow(clippy::panic, clippy::unwrap_used)]
 
 /// `route add` for a chat-style route: POST, scope `chat`, the model read from the body.
 pub fn body_route_args<'a>(name: &'a str, prefix: &'a str, provider: &'a str) -> Vec<&'a str> {
@@ -139,5 +139,60 @@ fn with_database(url: &str, name: &str) -> String {
     match query {
         Some(query) => format!("{base}/{name}?{query}"),
         None => format!("{base}/{name}"),
+    }
+}
+
+/// A request as a `Recorder` got it: its headers and body.
+pub type Recorded = (Vec<(String, String)>, String);
+
+/// An HTTP server on loopback standing in for a webhook or an OTLP collector: it records each
+/// request (headers, body) and answers with the statuses it was given, then 200.
+pub struct Recorder {
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    pub async fn start(path: &str, statuses: Vec<u16>) -> Recorder {
+        use std::sync::{Arc, Mutex};
+        let received: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let statuses = Arc::new(Mutex::new(std::collections::VecDeque::from(statuses)));
+        let (seen, answers) = (Arc::clone(&received), Arc::clone(&statuses));
+        let app = axum::Router::new().route(
+            path,
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let (seen, answers) = (Arc::clone(&seen), Arc::clone(&answers));
+                async move {
+                    let headers = headers
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    seen.lock().unwrap().push((headers, body));
+                    let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Recorder {
+            url: format!("http://{addr}{path}"),
+            received,
+            server,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Recorded> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }

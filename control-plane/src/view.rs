@@ -434,6 +434,66 @@ pub fn usage(rows: &[crate::store::UsageRow]) -> View {
     View::new(serde_json::to_value(rows).unwrap_or_default(), text)
 }
 
+/// Alert thresholds, the webhook and the newest alerts.
+pub fn alerts(
+    rules: &[crate::plane::alerts::AlertRule],
+    webhook: Option<&str>,
+    events: &[crate::store::AlertEvent],
+) -> View {
+    let mut lines = vec![format!(
+        "webhook: {}",
+        webhook.unwrap_or("none (`tokenward alert webhook --url URL`)")
+    )];
+    if rules.is_empty() {
+        lines.push("no thresholds".to_string());
+    }
+    for rule in rules {
+        let at: Vec<String> = rule.thresholds.iter().map(|t| format!("{t}%")).collect();
+        lines.push(format!(
+            "{}/{}  at {}",
+            rule.plan,
+            rule.limit,
+            at.join(", ")
+        ));
+    }
+    for e in events {
+        let state = match e.delivered_at {
+            Some(at) => format!("delivered {}", rfc3339(at)),
+            None if e.attempts >= crate::store::ALERT_ATTEMPTS => {
+                format!("given up after {} attempts: {}", e.attempts, e.last_error)
+            }
+            None if e.attempts == 0 => "pending".to_string(),
+            None => format!("retrying ({} attempts): {}", e.attempts, e.last_error),
+        };
+        lines.push(format!(
+            "{}  {} at {}%: {}",
+            rfc3339(e.fired_at),
+            e.key,
+            e.threshold,
+            state
+        ));
+    }
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "key": e.key,
+                "window_start": e.window_start,
+                "threshold": e.threshold,
+                "fired_at": e.fired_at,
+                "attempts": e.attempts,
+                "delivered_at": e.delivered_at,
+                "last_error": e.last_error,
+                "body": serde_json::from_str::<Value>(&e.body).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    View::new(
+        json!({"webhook": webhook, "rules": rules, "events": events}),
+        lines.join("\n"),
+    )
+}
+
 /// What is left of fleet-wide limits, per counter.
 pub fn quota(states: &[crate::plane::fleet::QuotaState]) -> View {
     let text = if states.is_empty() {

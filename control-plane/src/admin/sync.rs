@@ -111,6 +111,9 @@ pub(super) async fn report_usage(
         }
         let now = (state.clock)();
         let taken = plane.record_usage(&report, now)?;
+        if taken {
+            state.usage_metrics.add(&report.entries);
+        }
         if report.pull {
             record_puller(&state, &report, now);
         }

@@ -165,6 +165,10 @@ pub enum Command {
     /// Fleet-wide quotas: what is left of a subject's or tenant's limits now.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Budget alerts: thresholds per plan limit, fired once per window to a webhook (signed)
+    /// and into the audit log.
+    #[command(subcommand)]
+    Alert(AlertCommand),
     /// Serve the admin API, the OAuth token endpoint and the JWKS (and ADS with
     /// --xds-listen) until Ctrl-C.
     Serve(ServeArgs),
@@ -507,6 +511,45 @@ pub enum QuotaCommand {
         /// The tenant's counters.
         #[arg(long)]
         tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Alert when a counter of this limit reaches these percents of it in a window (each
+    /// once per counter and window). Replaces the limit's thresholds.
+    Set {
+        /// The plan.
+        #[arg(long)]
+        plan: String,
+        /// The limit's name in the plan.
+        #[arg(long)]
+        limit: String,
+        /// A threshold in percent of the limit (1 to 1000); repeat for several (80, 100).
+        #[arg(long = "at", required = true)]
+        at: Vec<u64>,
+    },
+    /// Stop alerting on a limit.
+    Remove {
+        /// The plan.
+        #[arg(long)]
+        plan: String,
+        /// The limit's name in the plan.
+        #[arg(long)]
+        limit: String,
+    },
+    /// The thresholds, the webhook, and the newest alerts with their delivery.
+    List {
+        /// How many alerts.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Where alerts are POSTed (JSON, signed with HMAC-SHA256); prints a new signing secret,
+    /// shown only now.
+    Webhook {
+        /// An http:// or https:// URL.
+        #[arg(long)]
+        url: String,
     },
 }
 

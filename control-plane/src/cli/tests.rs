@@ -1020,4 +1020,32 @@ fn proxy_credentials_the_sync_channel_and_pull_mode_bootstraps_from_the_cli() {
     );
     let (refused, _, err) = run(&["quota", "show"]);
     assert!(!refused && err.contains("--subject"), "{err}");
+    // Budget alerts: thresholds on a limit the catalog has, a webhook with its secret once.
+    ok(&[
+        "alert", "set", "--plan", "strict", "--limit", "rpm", "--at", "100", "--at", "80",
+    ]);
+    let (refused, _, err) = run(&[
+        "alert", "set", "--plan", "strict", "--limit", "tpm", "--at", "80",
+    ]);
+    assert!(!refused && err.contains("not found"), "{err}");
+    let hook: serde_json::Value = serde_json::from_str(&ok(&[
+        "-o",
+        "json",
+        "alert",
+        "webhook",
+        "--url",
+        "https://hooks.example.com/tw",
+    ]))
+    .unwrap();
+    let secret = hook["secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 64);
+    let listed = ok(&["alert", "list"]);
+    assert!(listed.contains("strict/rpm  at 80%, 100%"), "{listed}");
+    assert!(
+        listed.contains("webhook: https://hooks.example.com/tw"),
+        "{listed}"
+    );
+    assert!(!listed.contains(secret), "the secret is shown once");
+    ok(&["alert", "remove", "--plan", "strict", "--limit", "rpm"]);
+    assert!(ok(&["alert", "list"]).contains("no thresholds"));
 }

@@ -138,6 +138,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let now = now_ms / 1000;
         self.serialized(|| {
             let plans: HashMap<String, PlanConfig> = self.store.plans()?.into_iter().collect();
+            let rules = self.alert_rules()?;
             let streams: HashSet<(String, String)> = self
                 .store
                 .report_streams_since(now.saturating_sub(LIVE_SECONDS))?
@@ -207,6 +208,8 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                     .filter(|r| r.window_start == start)
                     .cloned()
                     .collect();
+                let used: u64 = current.iter().map(|r| r.used).fold(0, u64::saturating_add);
+                self.fire_alerts(&rules, &key, (start, window.end(start)), used, limit, now)?;
                 let mine = match current
                     .iter()
                     .position(|r| r.node == me.0 && r.boot == me.1)

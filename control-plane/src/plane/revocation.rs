@@ -191,7 +191,9 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         // Fleet counters of windows that ended before the last one (whose shares start the
         // window in force).
         let old_counters = self.store.prune_fleet(now)?;
-        Ok(expired + old_usage + old_counters)
+        // Budget alerts are kept 30 days after they fired (delivered or given up).
+        let old_alerts = self.store.prune_alerts(now.saturating_sub(30 * 86_400))?;
+        Ok(expired + old_usage + old_counters + old_alerts)
     }
 
     /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).

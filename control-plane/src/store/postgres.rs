@@ -723,6 +723,81 @@ impl Store for PostgresStore {
         Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
+    fn record_alert(&self, event: &AlertEvent) -> Result<bool, StoreError> {
+        let AlertEvent {
+            key,
+            window_start,
+            threshold,
+            body,
+            fired_at,
+            attempts,
+            next_attempt_at,
+            delivered_at,
+            last_error,
+        } = event;
+        Ok(self.conn()?.execute(
+            "INSERT INTO alert_events (key, window_start, threshold, body, fired_at, attempts, next_attempt_at, delivered_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (key, window_start, threshold) DO NOTHING",
+            &[
+                key,
+                &to_i64(*window_start)?,
+                &to_i64(*threshold)?,
+                body,
+                &to_i64(*fired_at)?,
+                &to_i64(*attempts)?,
+                &to_i64(*next_attempt_at)?,
+                &optional(*delivered_at)?,
+                last_error,
+            ],
+        )? > 0)
+    }
+
+    fn due_alerts(&self, now: u64, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
+        self.alert_query(
+            "SELECT key, window_start, threshold, body, fired_at, attempts, next_attempt_at, delivered_at, last_error FROM alert_events
+             WHERE delivered_at IS NULL AND next_attempt_at <= $1 AND attempts < $2
+             ORDER BY fired_at LIMIT $3",
+            &[
+                &to_i64(now)?,
+                &to_i64(ALERT_ATTEMPTS)?,
+                &i64::try_from(limit).unwrap_or(i64::MAX),
+            ],
+        )
+    }
+
+    fn alert_attempted(&self, event: &AlertEvent) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE alert_events SET attempts = $4, next_attempt_at = $5, delivered_at = $6,
+                 last_error = $7
+             WHERE key = $1 AND window_start = $2 AND threshold = $3",
+            &[
+                &event.key,
+                &to_i64(event.window_start)?,
+                &to_i64(event.threshold)?,
+                &to_i64(event.attempts)?,
+                &to_i64(event.next_attempt_at)?,
+                &optional(event.delivered_at)?,
+                &event.last_error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn alert_events(&self, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
+        self.alert_query(
+            "SELECT key, window_start, threshold, body, fired_at, attempts, next_attempt_at, delivered_at, last_error FROM alert_events ORDER BY fired_at DESC, key LIMIT $1",
+            &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    fn prune_alerts(&self, before: u64) -> Result<usize, StoreError> {
+        let deleted = self.conn()?.execute(
+            "DELETE FROM alert_events WHERE fired_at < $1",
+            &[&to_i64(before)?],
+        )?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
     fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self.conn()?.query(
             "SELECT node, boot FROM usage_reports WHERE received_at >= $1 ORDER BY node, boot",
@@ -815,6 +890,33 @@ impl PostgresStore {
                     granted: n(9)?,
                     share_ppm: n(10)?,
                     reported_at: n(11)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl PostgresStore {
+    fn alert_query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<AlertEvent>, StoreError> {
+        let rows = self.conn()?.query(sql, params)?;
+        rows.iter()
+            .map(|row| {
+                let n = |i: usize| -> Result<u64, StoreError> { to_u64(row.try_get(i)?) };
+                let delivered: Option<i64> = row.try_get(7)?;
+                Ok(AlertEvent {
+                    key: row.try_get(0)?,
+                    window_start: n(1)?,
+                    threshold: n(2)?,
+                    body: row.try_get(3)?,
+                    fired_at: n(4)?,
+                    attempts: n(5)?,
+                    next_attempt_at: n(6)?,
+                    delivered_at: delivered.map(to_u64).transpose()?,
+                    last_error: row.try_get(8)?,
                 })
             })
             .collect()

@@ -669,6 +669,80 @@ impl Store for SqliteStore {
         )?)
     }
 
+    fn record_alert(&self, event: &AlertEvent) -> Result<bool, StoreError> {
+        let AlertEvent {
+            key,
+            window_start,
+            threshold,
+            body,
+            fired_at,
+            attempts,
+            next_attempt_at,
+            delivered_at,
+            last_error,
+        } = event;
+        Ok(self.conn()?.execute(
+            "INSERT INTO alert_events (key, window_start, threshold, body, fired_at, attempts, next_attempt_at, delivered_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (key, window_start, threshold) DO NOTHING",
+            params![
+                key,
+                to_i64(*window_start)?,
+                to_i64(*threshold)?,
+                body,
+                to_i64(*fired_at)?,
+                to_i64(*attempts)?,
+                to_i64(*next_attempt_at)?,
+                optional(*delivered_at)?,
+                last_error,
+            ],
+        )? > 0)
+    }
+
+    fn due_alerts(&self, now: u64, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
+        self.alert_query(
+            "SELECT key, window_start, threshold, body, fired_at, attempts, next_attempt_at, delivered_at, last_error FROM alert_events
+             WHERE delivered_at IS NULL AND next_attempt_at <= ?1 AND attempts < ?2
+             ORDER BY fired_at LIMIT ?3",
+            params![
+                to_i64(now)?,
+                to_i64(ALERT_ATTEMPTS)?,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
+    }
+
+    fn alert_attempted(&self, event: &AlertEvent) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE alert_events SET attempts = ?4, next_attempt_at = ?5, delivered_at = ?6,
+                 last_error = ?7
+             WHERE key = ?1 AND window_start = ?2 AND threshold = ?3",
+            params![
+                event.key,
+                to_i64(event.window_start)?,
+                to_i64(event.threshold)?,
+                to_i64(event.attempts)?,
+                to_i64(event.next_attempt_at)?,
+                optional(event.delivered_at)?,
+                event.last_error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn alert_events(&self, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
+        self.alert_query(
+            "SELECT key, window_start, threshold, body, fired_at, attempts, next_attempt_at, delivered_at, last_error FROM alert_events ORDER BY fired_at DESC, key LIMIT ?1",
+            params![i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    fn prune_alerts(&self, before: u64) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "DELETE FROM alert_events WHERE fired_at < ?1",
+            [to_i64(before)?],
+        )?)
+    }
+
     fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.conn()?;
         let mut statement = conn.prepare(
@@ -778,6 +852,54 @@ impl SqliteStore {
                 granted: to_u64(granted)?,
                 share_ppm: to_u64(share_ppm)?,
                 reported_at: to_u64(reported_at)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    fn alert_query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<AlertEvent>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(sql)?;
+        let rows = statement.query_map(params, |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                [row.get::<_, i64>(1)?, row.get::<_, i64>(2)?],
+                row.get::<_, String>(3)?,
+                [
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
+                ],
+                row.get::<_, Option<i64>>(7)?,
+                row.get::<_, String>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                key,
+                [window_start, threshold],
+                body,
+                [fired_at, attempts, next],
+                delivered,
+                error,
+            ) = row?;
+            out.push(AlertEvent {
+                key,
+                window_start: to_u64(window_start)?,
+                threshold: to_u64(threshold)?,
+                body,
+                fired_at: to_u64(fired_at)?,
+                attempts: to_u64(attempts)?,
+                next_attempt_at: to_u64(next)?,
+                delivered_at: delivered.map(to_u64).transpose()?,
+                last_error: error,
             });
         }
         Ok(out)

@@ -370,6 +370,110 @@ fn a_usage_report_is_counted_once_per_node_boot_and_sequence(store: &dyn Store) 
     assert_eq!(rows[0].entry.tenant, None);
 }
 
+fn fleet_counters_are_kept_per_window_and_envoy_and_pruned_after_the_next_window(
+    store: &dyn Store,
+) {
+    let row = |node: &str, window_start: u64, used: u64| FleetRow {
+        key: "tw:q:team:rpm:requests:minute:s:alice".into(),
+        window_start,
+        window_end: window_start + 60,
+        node: node.into(),
+        boot: "1".into(),
+        seq: 3,
+        used,
+        denied: 1,
+        held: 50,
+        granted: 60,
+        share_ppm: 500_000,
+        reported_at: window_start * 1000 + 500,
+    };
+    let t0 = 1_800_000_000;
+    store.put_fleet_row(&row("a", t0, 10)).unwrap();
+    store.put_fleet_row(&row("b", t0, 20)).unwrap();
+    store.put_fleet_row(&row("a", t0 + 60, 5)).unwrap();
+    // Written whole again: replaced, not added.
+    store.put_fleet_row(&row("b", t0, 25)).unwrap();
+    let rows = store
+        .fleet_rows("tw:q:team:rpm:requests:minute:s:alice")
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1], row("b", t0, 25));
+    assert_eq!(store.fleet_current(t0 + 30).unwrap().len(), 3);
+    assert_eq!(store.fleet_current(t0 + 61).unwrap().len(), 1);
+    assert_eq!(
+        store.fleet_keys_since(t0 * 1000, t0 + 61).unwrap(),
+        vec!["tw:q:team:rpm:requests:minute:s:alice".to_string()]
+    );
+    assert!(store
+        .fleet_keys_since((t0 + 61) * 1000, t0 + 61)
+        .unwrap()
+        .is_empty());
+    // The first minute's rows go once the second has ended too.
+    assert_eq!(store.prune_fleet(t0 + 119).unwrap(), 0);
+    assert_eq!(store.prune_fleet(t0 + 120).unwrap(), 2);
+    assert_eq!(
+        store
+            .fleet_rows("tw:q:team:rpm:requests:minute:s:alice")
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+fn an_alert_is_recorded_once_and_its_deliveries_written(store: &dyn Store) {
+    let event = AlertEvent {
+        key: "tw:q:team:usd:cost_micro_usd:month:t:acme".into(),
+        window_start: 1_800_000_000,
+        threshold: 80,
+        body: "{}".into(),
+        fired_at: 1_800_000_100,
+        attempts: 0,
+        next_attempt_at: 1_800_000_100,
+        delivered_at: None,
+        last_error: String::new(),
+    };
+    assert!(store.record_alert(&event).unwrap());
+    assert!(
+        !store.record_alert(&event).unwrap(),
+        "once per key, window, threshold"
+    );
+    assert!(store
+        .record_alert(&AlertEvent {
+            threshold: 100,
+            ..event.clone()
+        })
+        .unwrap());
+    assert_eq!(store.due_alerts(1_800_000_099, 10).unwrap().len(), 0);
+    assert_eq!(store.due_alerts(1_800_000_100, 10).unwrap().len(), 2);
+    let tried = AlertEvent {
+        attempts: 1,
+        next_attempt_at: 1_800_000_101,
+        last_error: "503".into(),
+        ..event.clone()
+    };
+    store.alert_attempted(&tried).unwrap();
+    let delivered = AlertEvent {
+        threshold: 100,
+        attempts: 1,
+        delivered_at: Some(1_800_000_100),
+        ..event.clone()
+    };
+    store.alert_attempted(&delivered).unwrap();
+    assert_eq!(
+        store.due_alerts(1_800_000_101, 10).unwrap(),
+        vec![tried.clone()]
+    );
+    let given_up = AlertEvent {
+        attempts: ALERT_ATTEMPTS,
+        ..tried
+    };
+    store.alert_attempted(&given_up).unwrap();
+    assert!(store.due_alerts(1_900_000_000, 10).unwrap().is_empty());
+    assert_eq!(store.alert_events(10).unwrap().len(), 2);
+    assert_eq!(store.prune_alerts(1_800_000_101).unwrap(), 2);
+    assert!(store.alert_events(10).unwrap().is_empty());
+}
+
 use tokenward_filter::config::RouteConfig;
 
 /// Every test above, on SQLite and on Postgres (a database of its own per test).
@@ -404,6 +508,8 @@ on_every_store!(
     proxies_are_kept_per_node_with_the_replica_serving_each,
     everything_kept_moves_to_another_store,
     a_usage_report_is_counted_once_per_node_boot_and_sequence,
+    fleet_counters_are_kept_per_window_and_envoy_and_pruned_after_the_next_window,
+    an_alert_is_recorded_once_and_its_deliveries_written,
 );
 
 #[test]

@@ -60,6 +60,14 @@ pub struct ServeArgs {
     /// does it, under a lease. Without it keys rotate only by `tokenward key rotate`.
     #[arg(long, value_parser = super::units::parse_duration)]
     pub rotate_keys_every: Option<u64>,
+    /// Export the usage the filters report as OpenTelemetry GenAI metrics
+    /// (`gen_ai.client.token.usage`) to this OTLP/HTTP endpoint (`http://collector:4318`;
+    /// `/v1/metrics` is added unless the URL names a path).
+    #[arg(long, env = "TOKENWARD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// How often the OTLP export runs (`10s`, `1m`).
+    #[arg(long, value_parser = super::units::parse_duration, default_value = "10")]
+    pub otlp_interval: u64,
 }
 
 impl ServeArgs {
@@ -91,6 +99,13 @@ impl ServeArgs {
     pub fn job_settings(&self) -> crate::jobs::JobSettings {
         crate::jobs::JobSettings {
             rotate_every: self.rotate_keys_every.map(std::time::Duration::from_secs),
+            otlp: self
+                .otlp_endpoint
+                .as_ref()
+                .map(|endpoint| crate::otlp::OtlpSettings {
+                    endpoint: crate::otlp::metrics_url(endpoint),
+                    interval: std::time::Duration::from_secs(self.otlp_interval.max(1)),
+                }),
         }
     }
 

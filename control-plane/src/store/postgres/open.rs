@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_usage.sql"),
     include_str!("../../../migrations/postgres/0003_fleet.sql"),
+    include_str!("../../../migrations/postgres/0004_alerts.sql"),
 ];
 
 /// Advisory lock keys ("tokenward" in spirit): one for migrations, one that serializes every

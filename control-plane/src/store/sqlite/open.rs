@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0004_proxies_and_leases.sql"),
     include_str!("../../../migrations/0005_usage.sql"),
     include_str!("../../../migrations/0006_fleet.sql"),
+    include_str!("../../../migrations/0007_alerts.sql"),
 ];
 
 /// More than the blocking threads that use the store at once gain nothing: SQLite has one

@@ -1,0 +1,18 @@
+-- Schema 7: budget alerts (docs/quotas.md, "Budget alerts"). One row per counter, window and
+-- threshold that was crossed: inserted once (the key), whichever replica saw it first, then
+-- delivered to the webhook with retries.
+
+CREATE TABLE alert_events (
+    key             TEXT NOT NULL,
+    window_start    INTEGER NOT NULL,
+    threshold       INTEGER NOT NULL,
+    body            TEXT NOT NULL,
+    fired_at        INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    last_error      TEXT NOT NULL,
+    PRIMARY KEY (key, window_start, threshold)
+);
+
+CREATE INDEX alert_events_due ON alert_events (delivered_at, next_attempt_at);

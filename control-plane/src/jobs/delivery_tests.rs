@@ -1,0 +1,133 @@
+//! Budget alerts delivered over real HTTP to a webhook on loopback.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokenward_filter::config::{LimitConfig, LimitScope, Metric};
+use tokenward_filter::sync::{CounterState, SyncReport};
+use tokenward_filter::window::Window;
+
+use super::*;
+use crate::crypto::MasterKey;
+use crate::model::Alg;
+use crate::plane::alerts::AlertRule;
+use crate::plane::{ControlPlane, InitSettings};
+use crate::store::SqliteStore;
+use crate::testing::Recorder;
+
+const T0: u64 = 1_800_000_000;
+
+fn state(clock: Arc<AtomicU64>) -> Arc<ServerState> {
+    let plane = ControlPlane::new(
+        SqliteStore::in_memory().unwrap(),
+        MasterKey::generate().unwrap(),
+        "test",
+    );
+    plane
+        .init(
+            &InitSettings {
+                issuer: "https://cp.test".into(),
+                audiences: vec!["gateway".into()],
+                alg: Alg::EdDSA,
+            },
+            T0,
+        )
+        .unwrap();
+    let plan = tokenward_filter::testing::plan(
+        vec![LimitConfig {
+            name: "rpm".into(),
+            metric: Metric::Requests,
+            window: Window::Minute,
+            limit: 10,
+            per: LimitScope::Subject,
+        }],
+        0,
+    );
+    plane.put_plan("team", plan, T0).unwrap();
+    plane
+        .set_alert_rule(
+            AlertRule {
+                plan: "team".into(),
+                limit: "rpm".into(),
+                thresholds: vec![80],
+            },
+            T0,
+        )
+        .unwrap();
+    Arc::new(ServerState::new(
+        plane,
+        Box::new(move || clock.load(Ordering::SeqCst)),
+    ))
+}
+
+#[tokio::test]
+async fn an_alert_is_posted_signed_and_retried_until_the_webhook_takes_it() {
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let state = state(Arc::clone(&clock));
+    // The webhook fails once, then takes it.
+    let hook = Recorder::start("/hooks/tokenward", vec![503]).await;
+    let secret = state.plane.set_alert_webhook(&hook.url, T0).unwrap();
+    let report = SyncReport {
+        node: "envoy-a".into(),
+        boot: "1".into(),
+        seq: 1,
+        pull: false,
+        config_version: None,
+        refused: None,
+        entries: vec![],
+        counters: vec![CounterState {
+            key: "tw:q:team:rpm:requests:minute:s:alice".into(),
+            window_start: T0,
+            used: 9,
+            denied: 0,
+            ceiling: 10,
+        }],
+    };
+    let plane = state.plane.clone();
+    tokio::task::spawn_blocking(move || plane.fleet_answer(&report, (T0 + 1) * 1000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        deliver_alerts_once(&state).await,
+        0,
+        "the webhook answered 503"
+    );
+    // Not before its backoff (1 s) is over.
+    assert_eq!(deliver_alerts_once(&state).await, 0);
+    assert_eq!(hook.received().len(), 1);
+    clock.store(T0 + 2, Ordering::SeqCst);
+    assert_eq!(deliver_alerts_once(&state).await, 1);
+    clock.store(T0 + 30, Ordering::SeqCst);
+    assert_eq!(deliver_alerts_once(&state).await, 0, "delivered once");
+    let received = hook.received();
+    assert_eq!(received.len(), 2);
+    let (headers, body) = &received[1];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("content-type"), "application/json");
+    let timestamp: u64 = header("x-tokenward-timestamp").parse().unwrap();
+    assert_eq!(timestamp, T0 + 2);
+    assert_eq!(
+        header("x-tokenward-signature"),
+        crate::plane::alerts::signature(&secret, timestamp, body)
+    );
+    let alert: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(alert["type"], "tokenward.budget_alert");
+    assert_eq!(
+        (alert["plan"].as_str(), alert["limit"].as_str()),
+        (Some("team"), Some("rpm"))
+    );
+    assert_eq!(
+        (alert["who"].as_str(), alert["threshold_percent"].as_u64()),
+        (Some("alice"), Some(80))
+    );
+    let events = state.plane.alert_events(5).unwrap();
+    assert_eq!(events[0].delivered_at, Some(T0 + 2));
+    assert_eq!(events[0].attempts, 2);
+}
