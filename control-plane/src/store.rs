@@ -297,7 +297,8 @@ pub trait Store: Send + Sync {
     fn fleet_rows(&self, key: &str) -> Result<Vec<FleetRow>, StoreError>;
     /// Writes a row whole (insert or replace).
     fn put_fleet_row(&self, row: &FleetRow) -> Result<(), StoreError>;
-    /// The keys some Envoy reported at or after `since_ms`, in windows not ended at `now`.
+    /// The keys some Envoy reported in use (counted or refused) at or after `since_ms`, in
+    /// windows not ended at `now`.
     fn fleet_keys_since(&self, since_ms: u64, now: u64) -> Result<Vec<String>, StoreError>;
     /// Every row of a window not ended at `now`.
     fn fleet_current(&self, now: u64) -> Result<Vec<FleetRow>, StoreError>;

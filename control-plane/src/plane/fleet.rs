@@ -179,6 +179,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                     reported_at: now_ms,
                 })?;
             }
+            let reported = keys.clone();
             keys.extend(
                 self.store
                     .fleet_keys_since(now_ms.saturating_sub(ACTIVE_MS), now)?,
@@ -214,7 +215,16 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                     .iter()
                     .position(|r| r.node == me.0 && r.boot == me.1)
                 {
-                    Some(index) => index,
+                    Some(index) => {
+                        // An Envoy numbers a report only once the last one was answered: a
+                        // later report than the one this row was granted in says the Envoy
+                        // counts to that grant now, even if it did not name the counter.
+                        let row = &mut current[index];
+                        if !reported.contains(&key) && report.seq > row.seq {
+                            row.held = row.granted;
+                        }
+                        index
+                    }
                     None => {
                         current.push(FleetRow {
                             key: key.clone(),
@@ -250,6 +260,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 }
                 let allotment = allot(limit, &holders, mine);
                 let mut row = current.swap_remove(mine);
+                row.seq = row.seq.max(report.seq);
                 row.granted = allotment.ceiling;
                 row.share_ppm = allotment.share_ppm;
                 self.store.put_fleet_row(&row)?;

@@ -701,7 +701,8 @@ impl Store for PostgresStore {
 
     fn fleet_keys_since(&self, since_ms: u64, now: u64) -> Result<Vec<String>, StoreError> {
         let rows = self.conn()?.query(
-            "SELECT DISTINCT key FROM fleet_counters WHERE reported_at >= $1 AND window_end > $2
+            "SELECT DISTINCT key FROM fleet_counters
+             WHERE reported_at >= $1 AND window_end > $2 AND (used > 0 OR denied > 0)
              ORDER BY key",
             &[&to_i64(since_ms)?, &to_i64(now)?],
         )?;

@@ -646,7 +646,8 @@ impl Store for SqliteStore {
     fn fleet_keys_since(&self, since_ms: u64, now: u64) -> Result<Vec<String>, StoreError> {
         let conn = self.conn()?;
         let mut statement = conn.prepare(
-            "SELECT DISTINCT key FROM fleet_counters WHERE reported_at >= ?1 AND window_end > ?2
+            "SELECT DISTINCT key FROM fleet_counters
+             WHERE reported_at >= ?1 AND window_end > ?2 AND (used > 0 OR denied > 0)
              ORDER BY key",
         )?;
         let keys = statement

@@ -148,16 +148,12 @@ impl Allowances {
         if unreachable == Unreachable::FailClosed && !self.in_contact(now_ms) {
             return Ceiling::Unreachable;
         }
-        match self.grants.get(key) {
-            Some(grant) if grant.window_start == window_start => {
-                return Ceiling::Count(grant.ceiling.min(limit))
+        // A grant holds for its own window only: one for another (the control plane's clock a
+        // little ahead at a window's edge) says nothing of this window's counter.
+        if let Some(grant) = self.grants.get(key) {
+            if grant.window_start == window_start {
+                return Ceiling::Count(grant.ceiling.min(limit));
             }
-            // A grant for a later window than the counter's (a worker whose clock is behind):
-            // the counter rolls into it, so it counts to it.
-            Some(grant) if grant.window_start > window_start => {
-                return Ceiling::Count(grant.ceiling.min(limit))
-            }
-            _ => {}
         }
         let share = match self.grants.get(key) {
             Some(grant) => {
@@ -253,12 +249,20 @@ impl Allowances {
     ) -> Result<Vec<CounterState>, QuotaError> {
         self.sync(store);
         let mut noted = prune_keys(store, now)?;
+        // Granted counters are reported while this Envoy uses them in the window in force; one
+        // it does not use drops out of the control plane's answers, and so out of the table.
         for key in self.grants.keys() {
-            if let Some(window) = window_of(key) {
-                noted.entry(key.clone()).or_insert(Note {
-                    window_start: window.start(now),
-                    ..Note::default()
-                });
+            let Some(window) = window_of(key) else {
+                continue;
+            };
+            if !noted.contains_key(key) && super::counter::peek(store, key, window, now)? > 0 {
+                noted.insert(
+                    key.clone(),
+                    Note {
+                        window_start: window.start(now),
+                        ..Note::default()
+                    },
+                );
             }
         }
         let mut counters = Vec::with_capacity(noted.len());

@@ -183,12 +183,17 @@ fn every_worker_takes_the_answer_once_and_notes_of_all_workers_reach_the_report(
     a.borrow_mut().sync(&store);
     b.borrow_mut().sync(&store);
     assert_eq!(admitted(&plan, &store, &b, 5), 2);
-    // A new minute: the last minute's notes are gone from the report, the granted counter is
-    // reported in the window in force.
+    // A new minute: the last minute's notes are gone from the report, and a granted counter
+    // is reported again only once it is used in the window in force.
+    assert!(a.borrow_mut().counters(&store, NOW + 60).unwrap().is_empty());
+    assert!(
+        admit(&plan, &alice(), &Demand::default(), &store, Some(&a), NOW + 60).is_ok(),
+        "its share of the new minute"
+    );
     let counters = a.borrow_mut().counters(&store, NOW + 60).unwrap();
     assert_eq!(counters.len(), 1);
     assert_eq!(
         (counters[0].window_start, counters[0].used, counters[0].denied),
-        (MINUTE + 60, 0, 0)
+        (MINUTE + 60, 1, 0)
     );
 }
