@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=wasm32-wasip1
-out="target/$target/wasm/tokenward_filter.wasm"
+out="${CARGO_TARGET_DIR:-target}/$target/wasm/tokenward_filter.wasm"
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
   cargo build --locked -p tokenward-filter --profile wasm --target "$target"
 else
