@@ -336,6 +336,8 @@ mod settings;
 mod sync;
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod races;
 #[cfg(test)]
 mod tests;

@@ -3,47 +3,23 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokenward_filter::config::{LimitConfig, LimitScope, Metric};
+use tokenward_filter::config::{LimitScope, Metric};
 use tokenward_filter::sync::{CounterState, SyncReport};
-use tokenward_filter::window::Window;
 
 use super::*;
-use crate::crypto::MasterKey;
-use crate::model::Alg;
 use crate::plane::alerts::AlertRule;
-use crate::plane::{ControlPlane, InitSettings};
-use crate::store::SqliteStore;
 use crate::testing::Recorder;
 
 const T0: u64 = 1_800_000_000;
 
 fn state(clock: Arc<AtomicU64>) -> Arc<ServerState> {
-    let plane = ControlPlane::new(
-        SqliteStore::in_memory().unwrap(),
-        MasterKey::generate().unwrap(),
-        "test",
+    let plane = crate::plane::fixtures::with_team_plan(
+        T0,
+        "rpm",
+        Metric::Requests,
+        LimitScope::Subject,
+        10,
     );
-    plane
-        .init(
-            &InitSettings {
-                issuer: "https://cp.test".into(),
-                audiences: vec!["gateway".into()],
-                alg: Alg::EdDSA,
-            },
-            T0,
-        )
-        .unwrap();
-    let plan = tokenward_filter::testing::plan(
-        vec![LimitConfig {
-            name: "rpm".into(),
-            metric: Metric::Requests,
-            window: Window::Minute,
-            limit: 10,
-            per: LimitScope::Subject,
-        }],
-        0,
-    );
-    plane.put_plan("team", plan, T0).unwrap();
     plane
         .set_alert_rule(
             AlertRule {

@@ -1,10 +1,7 @@
-use tokenward_filter::config::{LimitConfig, LimitScope, Metric};
+use tokenward_filter::config::{LimitScope, Metric};
 use tokenward_filter::sync::{CounterState, SyncReport};
-use tokenward_filter::window::Window;
 
 use super::*;
-use crate::crypto::MasterKey;
-use crate::model::Alg;
 use crate::store::SqliteStore;
 
 // A minute boundary.
@@ -12,44 +9,13 @@ const T0: u64 = 1_800_000_000;
 const KEY: &str = "tw:q:team:usd:cost_micro_usd:minute:t:acme";
 
 fn plane() -> ControlPlane<SqliteStore> {
-    let plane = ControlPlane::new(
-        SqliteStore::in_memory().unwrap(),
-        MasterKey::generate().unwrap(),
-        "test",
-    );
-    plane
-        .init(
-            &InitSettings {
-                issuer: "https://cp.test".into(),
-                audiences: vec!["gateway".into()],
-                alg: Alg::EdDSA,
-            },
-            T0,
-        )
-        .unwrap();
-    plane
-        .put_price(
-            tokenward_filter::config::PriceConfig {
-                model: "*".into(),
-                input: 1,
-                output: 1,
-                cached_input: None,
-            },
-            T0,
-        )
-        .unwrap();
-    let plan = tokenward_filter::testing::plan(
-        vec![LimitConfig {
-            name: "usd".into(),
-            metric: Metric::CostMicroUsd,
-            window: Window::Minute,
-            limit: 1000,
-            per: LimitScope::Tenant,
-        }],
-        0,
-    );
-    plane.put_plan("team", plan, T0).unwrap();
-    plane
+    super::super::fixtures::with_team_plan(
+        T0,
+        "usd",
+        Metric::CostMicroUsd,
+        LimitScope::Tenant,
+        1000,
+    )
 }
 
 /// A report of envoy `node` whose counter holds `used`.

@@ -1,14 +1,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use tokenward_filter::config::{LimitConfig, LimitScope, Metric, Unreachable};
+use tokenward_filter::config::{LimitScope, Metric, Unreachable};
 use tokenward_filter::quota::counter::{self, Admission, QuotaError, SharedStore};
 use tokenward_filter::quota::fleet::{Allowances, Ceiling};
 use tokenward_filter::window::Window;
 
 use super::*;
-use crate::crypto::MasterKey;
-use crate::model::Alg;
 use crate::store::SqliteStore;
 
 // A minute boundary (30 000 000 minutes).
@@ -183,34 +181,7 @@ impl Envoy {
 }
 
 fn plane_with_limit(limit: u64) -> ControlPlane<SqliteStore> {
-    let plane = ControlPlane::new(
-        SqliteStore::in_memory().unwrap(),
-        MasterKey::generate().unwrap(),
-        "test",
-    );
-    plane
-        .init(
-            &InitSettings {
-                issuer: "https://cp.test".into(),
-                audiences: vec!["gateway".into()],
-                alg: Alg::EdDSA,
-            },
-            T0,
-        )
-        .unwrap();
-    let mut plan = tokenward_filter::testing::plan(
-        vec![LimitConfig {
-            name: "rpm".into(),
-            metric: Metric::Requests,
-            window: Window::Minute,
-            limit,
-            per: LimitScope::Subject,
-        }],
-        0,
-    );
-    plan.unreachable = Unreachable::Fallback;
-    plane.put_plan("team", plan, T0).unwrap();
-    plane
+    super::super::fixtures::with_team_plan(T0, "rpm", Metric::Requests, LimitScope::Subject, limit)
 }
 
 /// Runs `windows` minutes: each second every Envoy serves its part of `per_second` requests
