@@ -361,11 +361,10 @@ pub fn openapi_document() -> Value {
     paths.add(
         "/admin/v1/quota",
         "get",
-        Operation::secured("Remaining quota of a subject or tenant in the windows in force, summed over every Envoy that reports over the sync channel (fleet-wide limits)", read)
+        Operation::secured("Remaining quota in the windows in force, summed over every Envoy that reports over the sync channel (fleet-wide limits): a subject's, a tenant's, or every counter's (fullest first) when neither is named", read)
             .query("subject", json!({"type": "string"}), "the subject's counters (and those of its tenant limits when it has no tenant)")
             .query("tenant", json!({"type": "string"}), "the tenant's counters")
-            .answers(200, "one entry per limit counter: plan, limit, metric, window, per, id, limit_value, used, remaining, resets_at, proxies", array_of_objects())
-            .answers(400, "neither subject nor tenant given", json!({"$ref": "#/components/schemas/ApiError"})),
+            .answers(200, "one entry per limit counter: plan, limit, metric, window, per, id, limit_value, used, remaining, resets_at, proxies", array_of_objects()),
     );
     paths.add(
         "/admin/v1/proxies",

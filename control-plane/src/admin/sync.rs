@@ -187,7 +187,8 @@ pub(super) struct QuotaParams {
     tenant: Option<String>,
 }
 
-/// What is left of a subject's or tenant's fleet-wide limits in the windows in force.
+/// What is left of a subject's or tenant's fleet-wide limits in the windows in force (every
+/// counter's, fullest first, when neither is named).
 pub(super) async fn quota(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
@@ -195,13 +196,6 @@ pub(super) async fn quota(
 ) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let plane = authorize(&state, &headers, SCOPE_ADMIN_READ)?;
-        if params.subject.is_none() && params.tenant.is_none() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "name a subject or a tenant",
-            ));
-        }
         let states = plane.quota_state(
             params.subject.as_deref(),
             params.tenant.as_deref(),

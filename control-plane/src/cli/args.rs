@@ -503,10 +503,11 @@ pub enum PlanCommand {
 #[derive(Debug, Subcommand)]
 pub enum QuotaCommand {
     /// Used and remaining of every limit counter of a subject or tenant in the windows in
-    /// force, summed over the Envoys that report over the sync channel.
+    /// force, summed over the Envoys that report over the sync channel (every counter,
+    /// fullest first, when neither is named).
     Show {
         /// The subject's counters (and those of tenant limits, when it has no tenant).
-        #[arg(long, required_unless_present = "tenant")]
+        #[arg(long)]
         subject: Option<String>,
         /// The tenant's counters.
         #[arg(long)]

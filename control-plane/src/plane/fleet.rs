@@ -275,8 +275,8 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         })
     }
 
-    /// Every counter of the windows in force whose subject or tenant is the one asked for,
-    /// summed over the fleet; largest share used first.
+    /// Every counter of the windows in force whose subject or tenant is the one asked for
+    /// (every counter when neither is), summed over the fleet; fullest first.
     pub fn quota_state(
         &self,
         subject: Option<&str>,
@@ -298,6 +298,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 continue;
             };
             let wanted = match parts.scope {
+                _ if subject.is_none() && tenant.is_none() => true,
                 "s" | "ts" => subject == Some(parts.id),
                 "t" => tenant == Some(parts.id),
                 _ => false,

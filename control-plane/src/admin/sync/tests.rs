@@ -358,11 +358,19 @@ async fn a_report_of_fleet_counters_is_answered_with_allowances_and_quota_shows_
     assert_eq!(body[0]["remaining"], 60);
     assert_eq!(body[0]["proxies"], 2);
     assert_eq!(body[0]["resets_at"], minute + 60);
+    // Without a subject or tenant: every counter.
     let (status, _, body) = call(&app, "GET", "/admin/v1/quota", Some(&admin), None).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request"))
-    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_array().map(Vec::len), Some(1));
+    let (_, _, body) = call(
+        &app,
+        "GET",
+        "/admin/v1/quota?subject=bob",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(body, json!([]));
     // The proxy credential reads no quota.
     let (status, _, _) = call(
         &app,
