@@ -88,7 +88,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/admin/v1/quota", get(quota))
         .route(tokenward_filter::sync::CONFIG_PATH, get(pull_config))
         .route(tokenward_filter::sync::REPORT_PATH, post(report_usage))
-        .with_state(state)
+        .with_state(std::sync::Arc::clone(&state))
+        .merge(crate::ui::router(state))
         .layer(axum::middleware::from_fn(json_errors))
 }
 
@@ -96,7 +97,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
 /// extractors make themselves (404 and 405 without a body, a malformed query or path in
 /// plain text): a client parses one shape whatever went wrong.
 async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    // The dashboard answers in HTML, its errors too.
+    let dashboard = request.uri().path().starts_with("/ui");
     let response = next.run(request).await;
+    if dashboard {
+        return response;
+    }
     let status = response.status();
     let is_json = response
         .headers()

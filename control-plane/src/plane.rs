@@ -328,6 +328,8 @@ pub use sync::{SignedConfig, UsageGroup, UsageLedger, UsageQuery, UsageTotal, RE
 pub mod alerts;
 mod compiled;
 mod credentials;
+pub mod dashboard;
+pub use credentials::TokenGrants;
 pub mod fleet;
 mod keys;
 mod render;

@@ -16,6 +16,9 @@ pub async fn run_servers(
     use std::future::{Future, IntoFuture};
     use std::pin::Pin;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    state
+        .tls
+        .store(tls.is_some(), std::sync::atomic::Ordering::Relaxed);
     // Jobs that run once per period across replicas (each under a lease in the store).
     let otlp = jobs.otlp.clone();
     let jobs = tokio::spawn(crate::jobs::run(std::sync::Arc::clone(&state), jobs));

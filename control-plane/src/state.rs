@@ -42,6 +42,8 @@ pub struct ServerState {
     pub synced: tokio::sync::watch::Sender<Option<Arc<crate::plane::SignedConfig>>>,
     /// Usage taken from reports since the last OTLP export (only while one runs).
     pub usage_metrics: crate::otlp::UsageMetrics,
+    /// The admin API's listener serves TLS (the dashboard's cookie is then Secure).
+    pub tls: std::sync::atomic::AtomicBool,
 }
 
 impl ServerState {
@@ -64,6 +66,7 @@ impl ServerState {
             wake: tokio::sync::Notify::new(),
             synced: tokio::sync::watch::channel(None).0,
             usage_metrics: crate::otlp::UsageMetrics::default(),
+            tls: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -11,11 +11,13 @@ use tokenward_filter::sync::{SyncReport, UsageEntry};
 use crate::model::{ApiKeyRecord, AuditEntry, IssuedToken, ProxyStatus, SigningKeyRecord};
 
 mod dump;
+mod ledger;
 mod pool;
 mod postgres;
 mod sqlite;
 
 pub use dump::Dump;
+pub use ledger::{UiSession, UsageDimension, UsageFilter, UsageSums};
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE};
 pub use sqlite::SqliteStore;
 
@@ -317,6 +319,39 @@ pub trait Store: Send + Sync {
     fn prune_alerts(&self, before: u64) -> Result<usize, StoreError>;
     /// The Envoy processes (node, boot) whose last report arrived at or after `since`.
     fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The ledger summed per hour, of the hours from `since`'s, narrowed by `filter`.
+    fn usage_by_hour(
+        &self,
+        since: u64,
+        filter: &UsageFilter,
+    ) -> Result<Vec<(u64, UsageSums)>, StoreError>;
+    /// The ledger summed per value of `by` ("" for none), largest cost first, at most `limit`.
+    fn usage_by(
+        &self,
+        since: u64,
+        filter: &UsageFilter,
+        by: UsageDimension,
+        limit: usize,
+    ) -> Result<Vec<(String, UsageSums)>, StoreError>;
+    /// The start of the last hour `credential` (an API key's id, a token's jti) was used in.
+    fn last_used(&self, credential: &str) -> Result<Option<u64>, StoreError>;
+    /// Tokens that expire at or after `live_after`, newest first, with the grants (scopes,
+    /// models, plan as JSON) recorded when each was minted.
+    fn recent_tokens(
+        &self,
+        live_after: u64,
+        limit: usize,
+    ) -> Result<Vec<(IssuedToken, Option<String>)>, StoreError>;
+    /// Records what a minted token grants (JSON), for the dashboard.
+    fn set_token_grants(&self, jti: &str, grants: &str) -> Result<(), StoreError>;
+
+    /// Dashboard sessions: by the SHA-256 of the cookie's id, never the id.
+    fn put_ui_session(&self, session: &UiSession) -> Result<(), StoreError>;
+    fn ui_session(&self, id_sha256: &str) -> Result<Option<UiSession>, StoreError>;
+    fn delete_ui_session(&self, id_sha256: &str) -> Result<(), StoreError>;
+    /// Drops sessions that expired before `now`.
+    fn prune_ui_sessions(&self, now: u64) -> Result<usize, StoreError>;
 
     /// Takes or keeps the lease `name` for `holder` until `now + ttl`: true when `holder` has
     /// it (free, expired, or its own). One holder at a time, across processes.

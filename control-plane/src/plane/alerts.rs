@@ -130,11 +130,11 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         crate::outbound::Target::parse(url).map_err(|e| invalid(e.to_string()))?;
         let mut random = [0u8; 32];
         getrandom::fill(&mut random).map_err(|e| invalid(format!("no randomness: {e}")))?;
-        let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = crypto::hex(&random);
         let sealed = self.master.seal(WEBHOOK_CONTEXT, secret.as_bytes())?;
         let stored = StoredWebhook {
             url: url.to_string(),
-            secret_sealed: sealed.iter().map(|b| format!("{b:02x}")).collect(),
+            secret_sealed: crypto::hex(&sealed),
         };
         self.serialized(|| {
             self.store.set_setting(
@@ -152,11 +152,8 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             return Ok(None);
         };
         let stored: StoredWebhook = serde_json::from_str(&text).map_err(StoreError::from)?;
-        let sealed: Vec<u8> = (0..stored.secret_sealed.len() / 2)
-            .filter_map(|i| {
-                u8::from_str_radix(stored.secret_sealed.get(2 * i..2 * i + 2)?, 16).ok()
-            })
-            .collect();
+        let sealed = crypto::unhex(&stored.secret_sealed)
+            .ok_or_else(|| invalid("the webhook secret is unreadable"))?;
         let secret = self.master.open(WEBHOOK_CONTEXT, &sealed)?;
         Ok(Some(Webhook {
             url: stored.url,

@@ -163,6 +163,15 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 expires_at: now + ttl,
             };
             self.store.record_token(&issued, api_key_id)?;
+            let grants = TokenGrants {
+                scopes: request.scopes.clone(),
+                models: request.models.clone(),
+                plan: request.plan.clone(),
+            };
+            self.store.set_token_grants(
+                &jti,
+                &serde_json::to_string(&grants).map_err(StoreError::from)?,
+            )?;
             self.audit(
                 now,
                 "token.mint",
@@ -262,4 +271,16 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             Ok(CreatedApiKey { id, key, record })
         })
     }
+}
+
+/// What a minted token grants, kept beside its record for the dashboard's list of tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenGrants {
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `None`: every model.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub plan: Option<String>,
 }

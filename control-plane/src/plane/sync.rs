@@ -8,7 +8,7 @@ use tokenward_filter::sync::{
 };
 
 use super::*;
-use crate::store::UsageRow;
+use crate::store::{UsageDimension, UsageFilter, UsageRow, UsageSums};
 
 /// A configuration signed for pull-mode filters.
 #[derive(Debug, Clone)]
@@ -113,29 +113,59 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     pub fn usage_ledger(&self, query: &UsageQuery) -> Result<UsageLedger, PlaneError> {
         // Beyond 2^63 seconds no hour is kept: the store counts time in i64.
         let since = query.since.min(i64::MAX as u64);
-        let rows: Vec<UsageRow> = self
-            .store
-            .usage(since)?
-            .into_iter()
-            .filter(|row| query.matches(&row.entry))
-            .collect();
         let Some(by) = query.by else {
+            let rows: Vec<UsageRow> = self
+                .store
+                .usage(since)?
+                .into_iter()
+                .filter(|row| query.matches(&row.entry))
+                .collect();
             return Ok(UsageLedger::Hours(rows));
         };
-        let mut totals: std::collections::BTreeMap<Option<String>, UsageTotal> =
-            std::collections::BTreeMap::new();
-        for row in rows {
-            let value = by.of(&row.entry).map(str::to_string);
-            let total = totals.entry(value.clone()).or_insert_with(|| UsageTotal {
+        let totals = self
+            .store
+            .usage_by(since, &query.filter(), by.dimension(), usize::MAX)?
+            .into_iter()
+            .map(|(value, sums)| UsageTotal {
                 by,
-                value,
-                ..UsageTotal::default()
-            });
-            total.add(&row.entry);
-        }
-        let mut totals: Vec<UsageTotal> = totals.into_values().collect();
-        totals.sort_by_key(|t| std::cmp::Reverse((t.cost_micro_usd, t.requests)));
+                value: (!value.is_empty()).then_some(value),
+                requests: sums.requests,
+                input_tokens: sums.input_tokens,
+                output_tokens: sums.output_tokens,
+                cached_input_tokens: sums.cached_input_tokens,
+                cost_micro_usd: sums.cost_micro_usd,
+            })
+            .collect();
         Ok(UsageLedger::Totals(by, totals))
+    }
+
+    /// The ledger from `query.since` narrowed by its filters, summed per hour (a chart's
+    /// points; hours without usage are absent).
+    pub fn usage_series(&self, query: &UsageQuery) -> Result<Vec<(u64, UsageSums)>, PlaneError> {
+        let since = query.since.min(i64::MAX as u64);
+        Ok(self.store.usage_by_hour(since, &query.filter())?)
+    }
+
+    /// The ledger from `query.since` narrowed by its filters, summed per value of `by`,
+    /// largest cost first, at most `limit` values.
+    pub fn usage_top(
+        &self,
+        query: &UsageQuery,
+        by: UsageGroup,
+        limit: usize,
+    ) -> Result<Vec<(Option<String>, UsageSums)>, PlaneError> {
+        let since = query.since.min(i64::MAX as u64);
+        Ok(self
+            .store
+            .usage_by(since, &query.filter(), by.dimension(), limit)?
+            .into_iter()
+            .map(|(value, sums)| ((!value.is_empty()).then_some(value), sums))
+            .collect())
+    }
+
+    /// The start of the last hour a credential was used in, as the reports tell.
+    pub fn last_used(&self, credential: &str) -> Result<Option<u64>, PlaneError> {
+        Ok(self.store.last_used(credential)?)
     }
 }
 
@@ -154,6 +184,16 @@ pub struct UsageQuery {
 }
 
 impl UsageQuery {
+    fn filter(&self) -> UsageFilter {
+        UsageFilter {
+            subject: self.subject.clone(),
+            tenant: self.tenant.clone(),
+            credential: self.credential.clone(),
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+        }
+    }
+
     fn matches(&self, e: &UsageEntry) -> bool {
         let is = |wanted: &Option<String>, have: Option<&str>| {
             wanted.as_deref().is_none_or(|w| have == Some(w))
@@ -191,13 +231,13 @@ pub enum UsageGroup {
 }
 
 impl UsageGroup {
-    fn of(self, e: &UsageEntry) -> Option<&str> {
+    fn dimension(self) -> UsageDimension {
         match self {
-            UsageGroup::Subject => Some(&e.subject),
-            UsageGroup::Tenant => e.tenant.as_deref(),
-            UsageGroup::Credential => e.credential.as_deref(),
-            UsageGroup::Model => e.model.as_deref(),
-            UsageGroup::Provider => Some(&e.provider),
+            UsageGroup::Subject => UsageDimension::Subject,
+            UsageGroup::Tenant => UsageDimension::Tenant,
+            UsageGroup::Credential => UsageDimension::Credential,
+            UsageGroup::Model => UsageDimension::Model,
+            UsageGroup::Provider => UsageDimension::Provider,
         }
     }
 }
@@ -213,18 +253,6 @@ pub struct UsageTotal {
     pub output_tokens: u64,
     pub cached_input_tokens: u64,
     pub cost_micro_usd: u64,
-}
-
-impl UsageTotal {
-    fn add(&mut self, e: &UsageEntry) {
-        self.requests = self.requests.saturating_add(e.requests);
-        self.input_tokens = self.input_tokens.saturating_add(e.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(e.output_tokens);
-        self.cached_input_tokens = self
-            .cached_input_tokens
-            .saturating_add(e.cached_input_tokens);
-        self.cost_micro_usd = self.cost_micro_usd.saturating_add(e.cost_micro_usd);
-    }
 }
 
 /// The ledger as asked for.

@@ -11,6 +11,7 @@ use open::{PgConn, Target};
 use ::postgres::Row;
 use tokenward_filter::config::{PlanConfig, PriceConfig, RouteConfig};
 
+use super::ledger;
 use super::pool::Pool;
 use super::*;
 use crate::model::{Alg, ApiKeyRecord, AuditEntry, IssuedToken, SigningKeyRecord};
@@ -809,6 +810,120 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn usage_by_hour(
+        &self,
+        since: u64,
+        filter: &UsageFilter,
+    ) -> Result<Vec<(u64, UsageSums)>, StoreError> {
+        let [s, t, c, m, p] = filter.params();
+        let rows = self.conn()?.query(
+            ledger::SUMS_BY_HOUR,
+            &[&to_i64(hour_of(since))?, &s, &t, &c, &m, &p],
+        )?;
+        rows.iter()
+            .map(|row| Ok((to_u64(row.try_get(0)?)?, sums_at(row, 1)?)))
+            .collect()
+    }
+
+    fn usage_by(
+        &self,
+        since: u64,
+        filter: &UsageFilter,
+        by: UsageDimension,
+        limit: usize,
+    ) -> Result<Vec<(String, UsageSums)>, StoreError> {
+        let [s, t, c, m, p] = filter.params();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.conn()?.query(
+            ledger::sums_by_sql(by),
+            &[&to_i64(hour_of(since))?, &s, &t, &c, &m, &p, &limit],
+        )?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, sums_at(row, 1)?)))
+            .collect()
+    }
+
+    fn last_used(&self, credential: &str) -> Result<Option<u64>, StoreError> {
+        let row = self.conn()?.query_opt(ledger::LAST_USED, &[&credential])?;
+        match row {
+            Some(row) => row.try_get::<_, Option<i64>>(0)?.map(to_u64).transpose(),
+            None => Ok(None),
+        }
+    }
+
+    fn recent_tokens(
+        &self,
+        live_after: u64,
+        limit: usize,
+    ) -> Result<Vec<(IssuedToken, Option<String>)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.conn()?.query(
+            "SELECT jti, subject, tenant, kid, issued_at, expires_at, grants FROM issued_tokens
+             WHERE expires_at >= $1 ORDER BY issued_at DESC, jti LIMIT $2",
+            &[&to_i64(live_after)?, &limit],
+        )?;
+        rows.iter()
+            .map(|row| Ok((token(row)?, row.try_get(6)?)))
+            .collect()
+    }
+
+    fn set_token_grants(&self, jti: &str, grants: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE issued_tokens SET grants = $2 WHERE jti = $1",
+            &[&jti, &grants],
+        )?;
+        Ok(())
+    }
+
+    fn put_ui_session(&self, session: &UiSession) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO ui_sessions (id_sha256, credential_sealed, subject, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &session.id_sha256,
+                &session.credential_sealed,
+                &session.subject,
+                &to_i64(session.created_at)?,
+                &to_i64(session.expires_at)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn ui_session(&self, id_sha256: &str) -> Result<Option<UiSession>, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT credential_sealed, subject, created_at, expires_at FROM ui_sessions
+             WHERE id_sha256 = $1",
+            &[&id_sha256],
+        )?;
+        row.map(|row| {
+            Ok(UiSession {
+                id_sha256: id_sha256.to_string(),
+                credential_sealed: row.try_get(0)?,
+                subject: row.try_get(1)?,
+                created_at: to_u64(row.try_get(2)?)?,
+                expires_at: to_u64(row.try_get(3)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn delete_ui_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "DELETE FROM ui_sessions WHERE id_sha256 = $1",
+            &[&id_sha256],
+        )?;
+        Ok(())
+    }
+
+    fn prune_ui_sessions(&self, now: u64) -> Result<usize, StoreError> {
+        let n = self.conn()?.execute(
+            "DELETE FROM ui_sessions WHERE expires_at < $1",
+            &[&to_i64(now)?],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
         let rows = self.conn()?.query(
             "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
@@ -922,4 +1037,21 @@ impl PostgresStore {
             })
             .collect()
     }
+}
+
+/// The five sums of a ledger row from column `first` on (SUM over no rows is NULL).
+fn sums_at(row: &Row, first: usize) -> Result<UsageSums, StoreError> {
+    let count = |i: usize| -> Result<u64, StoreError> {
+        Ok(row
+            .try_get::<_, Option<i64>>(first + i)?
+            .unwrap_or(0)
+            .max(0) as u64)
+    };
+    Ok(UsageSums {
+        requests: count(0)?,
+        input_tokens: count(1)?,
+        output_tokens: count(2)?,
+        cached_input_tokens: count(3)?,
+        cost_micro_usd: count(4)?,
+    })
 }

@@ -10,6 +10,7 @@ use rows::*;
 use rusqlite::{params, OptionalExtension};
 use tokenward_filter::config::{PlanConfig, PriceConfig, RouteConfig};
 
+use super::ledger;
 use super::*;
 use crate::model::{Alg, ApiKeyRecord, AuditEntry, IssuedToken, SigningKeyRecord};
 
@@ -755,6 +756,145 @@ impl Store for SqliteStore {
         Ok(streams)
     }
 
+    fn usage_by_hour(
+        &self,
+        since: u64,
+        filter: &UsageFilter,
+    ) -> Result<Vec<(u64, UsageSums)>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare_cached(ledger::SUMS_BY_HOUR)?;
+        let [s, t, c, m, p] = filter.params();
+        let rows = statement.query_map(params![to_i64(hour_of(since))?, s, t, c, m, p], |row| {
+            Ok((row.get::<_, i64>(0)?, sums_at(row, 1)?))
+        })?;
+        rows.map(|row| {
+            let (hour, sums) = row?;
+            Ok((to_u64(hour)?, sums))
+        })
+        .collect()
+    }
+
+    fn usage_by(
+        &self,
+        since: u64,
+        filter: &UsageFilter,
+        by: UsageDimension,
+        limit: usize,
+    ) -> Result<Vec<(String, UsageSums)>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare_cached(ledger::sums_by_sql(by))?;
+        let [s, t, c, m, p] = filter.params();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(
+            params![to_i64(hour_of(since))?, s, t, c, m, p, limit],
+            |row| Ok((row.get::<_, String>(0)?, sums_at(row, 1)?)),
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn last_used(&self, credential: &str) -> Result<Option<u64>, StoreError> {
+        let hour: Option<i64> = self
+            .conn()?
+            .prepare_cached(ledger::LAST_USED)?
+            .query_row([credential], |row| row.get(0))?;
+        hour.map(to_u64).transpose()
+    }
+
+    fn recent_tokens(
+        &self,
+        live_after: u64,
+        limit: usize,
+    ) -> Result<Vec<(IssuedToken, Option<String>)>, StoreError> {
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(
+            "SELECT jti, subject, tenant, kid, issued_at, expires_at, grants FROM issued_tokens
+             WHERE expires_at >= ?1 ORDER BY issued_at DESC, jti LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![to_i64(live_after)?, limit], |row| {
+            Ok((
+                (
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ),
+                row.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (token, grants) = row?;
+            Ok((issued(token)?, grants))
+        })
+        .collect()
+    }
+
+    fn set_token_grants(&self, jti: &str, grants: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE issued_tokens SET grants = ?2 WHERE jti = ?1",
+            params![jti, grants],
+        )?;
+        Ok(())
+    }
+
+    fn put_ui_session(&self, session: &UiSession) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO ui_sessions (id_sha256, credential_sealed, subject, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                session.id_sha256,
+                session.credential_sealed,
+                session.subject,
+                to_i64(session.created_at)?,
+                to_i64(session.expires_at)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn ui_session(&self, id_sha256: &str) -> Result<Option<UiSession>, StoreError> {
+        let row = self
+            .conn()?
+            .prepare_cached(
+                "SELECT credential_sealed, subject, created_at, expires_at FROM ui_sessions
+                 WHERE id_sha256 = ?1",
+            )?
+            .query_row([id_sha256], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(credential_sealed, subject, created_at, expires_at)| {
+            Ok(UiSession {
+                id_sha256: id_sha256.to_string(),
+                credential_sealed,
+                subject,
+                created_at: to_u64(created_at)?,
+                expires_at: to_u64(expires_at)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn delete_ui_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute("DELETE FROM ui_sessions WHERE id_sha256 = ?1", [id_sha256])?;
+        Ok(())
+    }
+
+    fn prune_ui_sessions(&self, now: u64) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "DELETE FROM ui_sessions WHERE expires_at < ?1",
+            [to_i64(now)?],
+        )?)
+    }
+
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
         let conn = self.conn()?;
         let mut statement = conn.prepare(
@@ -905,4 +1045,19 @@ impl SqliteStore {
         }
         Ok(out)
     }
+}
+
+/// The five sums of a ledger row from column `first` on.
+fn sums_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<UsageSums> {
+    // SUM over no rows is NULL; a sum past i64 is refused by SQLite before it gets here.
+    let count = |i: usize| -> rusqlite::Result<u64> {
+        Ok(row.get::<_, Option<i64>>(first + i)?.unwrap_or(0).max(0) as u64)
+    };
+    Ok(UsageSums {
+        requests: count(0)?,
+        input_tokens: count(1)?,
+        output_tokens: count(2)?,
+        cached_input_tokens: count(3)?,
+        cost_micro_usd: count(4)?,
+    })
 }
