@@ -12,6 +12,8 @@
 #   - Node >= 22 (the system's if it is one, else the npm registry's node-<os>-<arch> build,
 #     pinned, in .venv/node) and the Node SDKs examples/node/package-lock.json pins, in
 #     examples/node/node_modules;
+#   - Debian's Chromium and playwright-core (tests/browser/package-lock.json, in
+#     tests/browser/node_modules), which drive the dashboard's browser test headless;
 #   - a C++ compiler, which builds libFuzzer for the fuzz targets (scripts/fuzz.sh);
 #   - a PostgreSQL server for the store tests (Debian's postgresql, started where none answers,
 #     and a role for this user that may create databases: each test makes its own);
@@ -41,6 +43,8 @@ command -v python3 >/dev/null 2>&1 || need_apt python3
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt python3-venv
 # npm fetches the Node SDKs (and, where the system's Node is too old, a newer Node).
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { need_apt nodejs; need_apt npm; }
+# The dashboard's browser test drives Debian's Chromium (playwright cannot download one here).
+command -v chromium >/dev/null 2>&1 || need_apt chromium
 if [ "$want_bench" = 1 ]; then need_apt wrk; fi
 # PostgreSQL: the control plane's store tests run on it (a database of their own each). A
 # server already answering (on its socket or 127.0.0.1:5432) is used as it is.
@@ -112,11 +116,11 @@ else
   fi
 fi
 
-# The Node SDKs at the versions examples/node/package-lock.json pins, installed by npm ci
-# (exactly the lockfile; nothing is resolved anew), run by that Node.
-node_examples="$root/examples/node"
-node_sdks_ok() {
-  PATH="$(dirname "$node_bin"):$PATH" node - "$node_examples" <<'JS' 2>/dev/null
+# Node packages at the versions a package-lock.json pins, installed by npm ci (exactly the
+# lockfile; nothing is resolved anew), run by that Node: the SDKs the examples use
+# (examples/node) and playwright-core for the dashboard's browser test (tests/browser).
+node_packages_ok() {
+  PATH="$(dirname "$node_bin"):$PATH" node - "$1" <<'JS' 2>/dev/null
 const fs = require('fs');
 const dir = process.argv[2];
 const lock = JSON.parse(fs.readFileSync(`${dir}/package-lock.json`, 'utf8'));
@@ -128,11 +132,14 @@ const ok = Object.entries(lock.packages).every(([path, pkg]) => {
 process.exit(ok ? 0 : 1);
 JS
 }
-if ! node_sdks_ok; then
-  log "installing the Node SDKs the examples use (examples/node/package-lock.json) from npm into examples/node/node_modules"
-  # The install scripts are not needed (protobufjs's only checks versions) and never run.
-  (cd "$node_examples" && PATH="$(dirname "$node_bin"):$PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+for node_dir_of in examples/node tests/browser; do
+  if ! node_packages_ok "$root/$node_dir_of"; then
+    log "installing $node_dir_of/package-lock.json from npm into $node_dir_of/node_modules"
+    # Install scripts are not needed (protobufjs's only checks versions; playwright-core's
+    # would download browsers) and never run.
+    (cd "$root/$node_dir_of" && PATH="$(dirname "$node_bin"):$PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done
 
 # A PostgreSQL server that runs, and a role for this user that may create databases (the
 # tests connect over the Unix socket as this user: no password anywhere).

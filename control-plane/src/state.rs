@@ -44,6 +44,9 @@ pub struct ServerState {
     pub usage_metrics: crate::otlp::UsageMetrics,
     /// The admin API's listener serves TLS (the dashboard's cookie is then Secure).
     pub tls: std::sync::atomic::AtomicBool,
+    /// The version of each resource type this replica serves over ADS now (`ecds`, `cds`, …):
+    /// an Envoy that acknowledged another is behind.
+    pub published: Mutex<BTreeMap<String, String>>,
 }
 
 impl ServerState {
@@ -67,6 +70,7 @@ impl ServerState {
             synced: tokio::sync::watch::channel(None).0,
             usage_metrics: crate::otlp::UsageMetrics::default(),
             tls: std::sync::atomic::AtomicBool::new(false),
+            published: Mutex::new(BTreeMap::new()),
         }
     }
 

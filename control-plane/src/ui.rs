@@ -82,7 +82,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not no-referrer: under it a browser sends `Origin: null` with the pages' own forms,
+    // and the origin check of `writer` could no longer tell them from a sandboxed frame's.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod config;
 mod control_plane;
 mod credentials;
+mod dashboard;
 mod docker;
 mod errors;
 mod examples;

@@ -60,7 +60,7 @@ fn run_node(gw: &Gateway, script: &str, token: &str) -> Steps {
 }
 
 /// The Node `make deps` provides: its own under .venv/node, else the system's, if >= 22.
-fn node_runtime() -> PathBuf {
+pub(crate) fn node_runtime() -> PathBuf {
     let local = tokenward_e2e::repo_root().join(".venv/node/bin/node");
     let node = if local.is_file() {
         local

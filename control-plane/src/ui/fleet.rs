@@ -18,6 +18,11 @@ pub(super) async fn page(State(state): State<Arc<ServerState>>, headers: HeaderM
         let operator = operator(&state, &headers)?;
         let now = (state.clock)();
         let current = state.synced.borrow().as_ref().map(|c| c.version.clone());
+        let published = state
+            .published
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
         let mut fleet = state.fleet();
         fleet.sort_by(|a, b| a.node.cmp(&b.node));
         let body = html! {
@@ -33,7 +38,13 @@ pub(super) async fn page(State(state): State<Arc<ServerState>>, headers: HeaderM
                     @for proxy in &fleet {
                         @let s = &proxy.status;
                         @let lag = now.saturating_sub(s.last_seen);
-                        @let up_to_date = current.as_ref().is_none_or(|v| s.acked.values().any(|a| a == v));
+                        // An ADS Envoy runs what this replica serves, type by type; a pull-mode
+                        // one reports the configuration's own version.
+                        @let up_to_date = if s.cluster == "sync" {
+                            current.as_ref().is_none_or(|v| s.acked.values().any(|a| a == v))
+                        } else {
+                            s.acked.iter().all(|(kind, v)| published.get(kind).is_none_or(|p| p == v))
+                        };
                         @let status = if !s.connected || lag > PROXY_STALE_AFTER { "disconnected" }
                             else if !s.nacked.is_empty() { "refusing" }
                             else if !up_to_date { "behind" }

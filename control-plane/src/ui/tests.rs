@@ -450,3 +450,38 @@ async fn the_usage_page_sums_what_envoys_reported_and_exports_it_as_csv() {
     );
     assert!(get(&d.app, "/ui/usage.csv", None).await.status == StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn a_form_posted_from_another_origin_is_refused_even_with_the_token() {
+    let d = dashboard();
+    let cookie = sign_in(&d.app, &d.admin_key).await;
+    let csrf = csrf_of(&get(&d.app, "/ui/keys", Some(&cookie)).await.text);
+    let body = serde_urlencoded::to_string([("csrf", csrf.as_str()), ("subject", "evil")]).unwrap();
+    for origin in ["https://evil.example", "null"] {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/ui/keys")
+            .header("host", "cp.test:8080")
+            .header("origin", origin)
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        assert_eq!(
+            send(&d.app, request).await.status,
+            StatusCode::FORBIDDEN,
+            "{origin}"
+        );
+    }
+    let request = Request::builder()
+        .method("POST")
+        .uri("/ui/keys")
+        .header("host", "cp.test:8080")
+        .header("origin", "http://cp.test:8080")
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(send(&d.app, request).await.status, StatusCode::OK);
+    assert_eq!(d.state.plane.api_keys(Some("evil"), None).unwrap().len(), 1);
+}

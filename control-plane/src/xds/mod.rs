@@ -371,6 +371,13 @@ pub async fn watch_changes(
                     "xDS: serving configuration"
                 );
                 last_version = config.version.clone();
+                if let Ok(mut published) = state.published.lock() {
+                    *published = snapshot
+                        .types
+                        .iter()
+                        .map(|(kind, t)| (short(kind), t.version.clone()))
+                        .collect();
+                }
                 let _ = publish.send(Arc::new(snapshot));
             }
             Err(error) => tracing::error!(%error, "xDS: cannot build resources"),
