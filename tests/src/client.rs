@@ -53,8 +53,13 @@ fn install_ring() {
 }
 
 pub fn client() -> Client {
+    client_with(Client::builder())
+}
+
+/// A client built from `builder` (the caller's redirect policy, say), TLS on ring.
+pub fn client_with(builder: reqwest::blocking::ClientBuilder) -> Client {
     install_ring();
-    Client::builder()
+    builder
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(0)
         .build()
