@@ -1,7 +1,8 @@
 //! The jobs that must run once per period across every replica, each under a lease in the
 //! store (one holder at a time; a replica that dies loses it when it expires): pruning
 //! revocations and minted tokens past their expiry, a scheduled rotation of the signing key
-//! when the operator asks for one, and delivering budget alerts to the webhook.
+//! when the operator asks for one, delivering budget alerts to the webhook, and looking for
+//! spend spikes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +142,53 @@ pub async fn deliver_alerts_once(state: &Arc<ServerState>) -> usize {
         }
     }
     taken
+}
+
+/// How often spend spikes are looked for, under a lease of `SPIKE_LEASE_SECONDS`: often enough
+/// that a runaway credential is stopped within seconds of its report, cheap because each run
+/// reads two hours of the ledger (and a week of one credential only when it may be a spike).
+const SPIKE_PERIOD: Duration = Duration::from_secs(10);
+const SPIKE_LEASE_SECONDS: u64 = 30;
+
+/// Looks for spend spikes every `SPIKE_PERIOD` until the task is dropped.
+pub async fn watch_spikes(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(SPIKE_PERIOD);
+    loop {
+        tick.tick().await;
+        let work = Arc::clone(&state);
+        let _ = tokio::task::spawn_blocking(move || check_spikes_once(&work)).await;
+    }
+}
+
+/// One round: when this replica holds the spike lease, the spikes found are fired (each once
+/// per credential and hour); how many.
+pub fn check_spikes_once(state: &ServerState) -> usize {
+    let now = (state.clock)();
+    if !leads_for(state, "spend-spikes", now, SPIKE_LEASE_SECONDS) {
+        return 0;
+    }
+    let plane = state.plane.acting_as(&format!("job@{}", state.replica));
+    match plane.check_spikes(now) {
+        Ok(spikes) => {
+            for spike in &spikes {
+                tracing::warn!(
+                    credential = %spike.credential,
+                    subject = %spike.subject,
+                    plan = %spike.plan,
+                    rate = spike.rate,
+                    baseline = spike.baseline,
+                    multiple = spike.multiple,
+                    suspended = spike.suspended,
+                    "spend spike"
+                );
+            }
+            spikes.len()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "looking for spend spikes failed; the next round tries again");
+            0
+        }
+    }
 }
 
 fn leads(state: &ServerState, job: &str, now: u64) -> bool {

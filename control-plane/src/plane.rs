@@ -333,6 +333,7 @@ mod keys;
 mod render;
 mod revocation;
 mod settings;
+pub mod spikes;
 mod sync;
 
 #[cfg(test)]

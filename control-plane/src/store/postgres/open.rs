@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_usage.sql"),
     include_str!("../../../migrations/postgres/0003_fleet.sql"),
     include_str!("../../../migrations/postgres/0004_alerts.sql"),
+    include_str!("../../../migrations/postgres/0005_spikes.sql"),
 ];
 
 /// Advisory lock keys ("tokenward" in spirit): one for migrations, one that serializes every

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0005_usage.sql"),
     include_str!("../../../migrations/0006_fleet.sql"),
     include_str!("../../../migrations/0007_alerts.sql"),
+    include_str!("../../../migrations/0008_spikes.sql"),
 ];
 
 /// More than the blocking threads that use the store at once gain nothing: SQLite has one
