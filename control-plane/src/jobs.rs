@@ -285,6 +285,69 @@ mod tests {
             .try_lease("rotate-signing-key", "a", NOW + 3700 + LEASE_SECONDS, 60)
             .unwrap());
     }
+
+    #[test]
+    fn spend_spikes_are_looked_for_by_one_replica_which_the_audit_log_names() {
+        use tokenward_filter::config::{LimitScope, Metric, SpikeAction, SpikeConfig};
+        use tokenward_filter::sync::{SyncReport, UsageEntry};
+        let plane = crate::plane::fixtures::with_team_plan(
+            NOW,
+            "rpm",
+            Metric::Requests,
+            LimitScope::Subject,
+            1000,
+        );
+        let mut plan = plane.store().plans().unwrap().remove(0).1;
+        plan.spike = Some(SpikeConfig {
+            multiple: 10,
+            metric: Metric::Requests,
+            min_baseline: 5,
+            action: SpikeAction::Suspend,
+        });
+        plane.put_plan("team", plan, NOW).unwrap();
+        // 100 requests in the first ten minutes of an hour: 600 an hour, past 10 × 5.
+        let report = SyncReport {
+            node: "envoy-a".into(),
+            boot: "1".into(),
+            seq: 1,
+            pull: false,
+            config_version: None,
+            refused: None,
+            entries: vec![UsageEntry {
+                subject: "bob".into(),
+                tenant: None,
+                plan: Some("team".into()),
+                credential: Some("k1".into()),
+                provider: "openai".into(),
+                model: None,
+                requests: 100,
+                input_tokens: 0,
+                output_tokens: 0,
+                cached_input_tokens: 0,
+                cost_micro_usd: 0,
+            }],
+            counters: vec![],
+        };
+        plane.record_usage(&report, NOW + 590).unwrap();
+        let plane = plane.into_dyn();
+        let replica = |name: &str| {
+            ServerState::over(plane.clone(), Box::new(|| NOW + 600)).with_replica(name)
+        };
+        let (a, b) = (replica("a"), replica("b"));
+        assert_eq!(check_spikes_once(&a), 1);
+        assert_eq!(check_spikes_once(&b), 0, "a holds the lease");
+        assert_eq!(check_spikes_once(&a), 0, "fired once");
+        assert_eq!(plane.store().revoked_subjects().unwrap(), ["bob"]);
+        let suspended: Vec<String> = plane
+            .store()
+            .audit_log(100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "guard.suspended")
+            .map(|e| e.actor)
+            .collect();
+        assert_eq!(suspended, ["job@a"]);
+    }
 }
 
 #[cfg(test)]

@@ -151,6 +151,15 @@ fn steady_usage_raises_nothing_and_a_tenfold_jump_fires_once() {
     assert_eq!(body["multiple"], 10);
     assert_eq!(body["action"], "alert");
     assert_eq!(body["suspended"], false);
+    // `tokenward alert list` says what crossed, in the spike's terms.
+    let listed = crate::view::alerts(&[], None, &events).text;
+    assert!(
+        listed.contains(&format!(
+            "spike:{} at 10× the baseline in the hour from",
+            key.id
+        )),
+        "{listed}"
+    );
     let audit = audited(&plane, "alert.spike");
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].0, format!("credential {} of alice", key.id));
