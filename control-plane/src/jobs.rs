@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::plane::spikes::BaselineCache;
 use crate::state::ServerState;
 
 /// How often each replica tries to run the jobs; the lease outlives two tries, so the
@@ -153,22 +154,31 @@ const SPIKE_LEASE_SECONDS: u64 = 30;
 /// Looks for spend spikes every `SPIKE_PERIOD` until the task is dropped.
 pub async fn watch_spikes(state: Arc<ServerState>) {
     let mut tick = tokio::time::interval(SPIKE_PERIOD);
+    let mut cache = BaselineCache::default();
     loop {
         tick.tick().await;
         let work = Arc::clone(&state);
-        let _ = tokio::task::spawn_blocking(move || check_spikes_once(&work)).await;
+        let mut kept = std::mem::take(&mut cache);
+        if let Ok(kept) = tokio::task::spawn_blocking(move || {
+            check_spikes_once(&work, &mut kept);
+            kept
+        })
+        .await
+        {
+            cache = kept;
+        }
     }
 }
 
 /// One round: when this replica holds the spike lease, the spikes found are fired (each once
 /// per credential and hour); how many.
-pub fn check_spikes_once(state: &ServerState) -> usize {
+pub fn check_spikes_once(state: &ServerState, cache: &mut BaselineCache) -> usize {
     let now = (state.clock)();
     if !leads_for(state, "spend-spikes", now, SPIKE_LEASE_SECONDS) {
         return 0;
     }
     let plane = state.plane.acting_as(&format!("job@{}", state.replica));
-    match plane.check_spikes(now) {
+    match plane.check_spikes_with(now, cache) {
         Ok(spikes) => {
             for spike in &spikes {
                 tracing::warn!(
@@ -334,9 +344,10 @@ mod tests {
             ServerState::over(plane.clone(), Box::new(|| NOW + 600)).with_replica(name)
         };
         let (a, b) = (replica("a"), replica("b"));
-        assert_eq!(check_spikes_once(&a), 1);
-        assert_eq!(check_spikes_once(&b), 0, "a holds the lease");
-        assert_eq!(check_spikes_once(&a), 0, "fired once");
+        let mut cache = BaselineCache::default();
+        assert_eq!(check_spikes_once(&a, &mut cache), 1);
+        assert_eq!(check_spikes_once(&b, &mut cache), 0, "a holds the lease");
+        assert_eq!(check_spikes_once(&a, &mut cache), 0, "fired once");
         assert_eq!(plane.store().revoked_subjects().unwrap(), ["bob"]);
         let suspended: Vec<String> = plane
             .store()

@@ -96,13 +96,61 @@ fn per_hour(amount: u64, elapsed: u64) -> u64 {
     u64::try_from(rate).unwrap_or(u64::MAX)
 }
 
+/// The weeks of usage the spike job has read, summed per credential, for one previous hour.
+/// Usage is counted in the hour its report arrives, so hours before the previous one never
+/// change: a busy credential costs one read of its week per hour, not one per run.
+#[derive(Debug, Default)]
+pub struct BaselineCache {
+    previous: u64,
+    /// One `CredentialHour` per credential: `hour` the first seen, the counts summed; `None`
+    /// for a credential with no usage before.
+    weeks: std::collections::HashMap<String, Option<CredentialHour>>,
+}
+
+impl BaselineCache {
+    fn week(&mut self, previous: u64, credential: &str) -> Option<&Option<CredentialHour>> {
+        if self.previous != previous {
+            self.previous = previous;
+            self.weeks.clear();
+        }
+        self.weeks.get(credential)
+    }
+}
+
+/// A credential's hours summed into one: `hour` the first of them.
+fn summed(hours: &[CredentialHour]) -> Option<CredentialHour> {
+    let first = hours.iter().map(|h| h.hour).min()?;
+    Some(hours.iter().fold(
+        CredentialHour {
+            hour: first,
+            ..CredentialHour::default()
+        },
+        |sum, h| CredentialHour {
+            requests: sum.requests.saturating_add(h.requests),
+            input_tokens: sum.input_tokens.saturating_add(h.input_tokens),
+            output_tokens: sum.output_tokens.saturating_add(h.output_tokens),
+            cost_micro_usd: sum.cost_micro_usd.saturating_add(h.cost_micro_usd),
+            ..sum
+        },
+    ))
+}
+
 impl<S: Store + ?Sized> ControlPlane<S> {
+    /// `check_spikes_with` without a cache: every baseline is read again.
+    pub fn check_spikes(&self, now: u64) -> Result<Vec<Spike>, PlaneError> {
+        self.check_spikes_with(now, &mut BaselineCache::default())
+    }
+
     /// Looks for spend spikes at `now` and fires each new one (`Spike`): the rate of the
     /// current hour so far (once `MIN_ELAPSED_SECONDS` have passed), scaled to an hour, and
     /// that of the previous hour (its last reports may have arrived after it ended), each
     /// against the credential's baseline over the `BASELINE_HOURS` before the previous hour,
     /// so the hour judged never dilutes its own baseline.
-    pub fn check_spikes(&self, now: u64) -> Result<Vec<Spike>, PlaneError> {
+    pub fn check_spikes_with(
+        &self,
+        now: u64,
+        cache: &mut BaselineCache,
+    ) -> Result<Vec<Spike>, PlaneError> {
         let watched: BTreeMap<String, SpikeConfig> = self
             .store
             .plans()?
@@ -120,7 +168,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             BTreeMap::new();
         for hour in self
             .store
-            .credential_usage(previous, current + 3600, None)?
+            .credential_usage(previous, current.saturating_add(3600), None)?
         {
             let Some(plan) = hour.plan.clone() else {
                 continue;
@@ -158,12 +206,19 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             if rates.iter().all(|&(_, rate)| rate <= floor) {
                 continue;
             }
-            let before = self.store.credential_usage(
-                previous.saturating_sub(BASELINE_HOURS * 3600),
-                previous,
-                Some(&credential),
-            )?;
-            let baseline = baseline(&before, spike.metric, previous, spike.min_baseline);
+            let week = match cache.week(previous, &credential) {
+                Some(week) => week.clone(),
+                None => {
+                    let week = summed(&self.store.credential_usage(
+                        previous.saturating_sub(BASELINE_HOURS * 3600),
+                        previous,
+                        Some(&credential),
+                    )?);
+                    cache.weeks.insert(credential.clone(), week.clone());
+                    week
+                }
+            };
+            let baseline = baseline(week.as_slice(), spike.metric, previous, spike.min_baseline);
             for (hour, rate) in rates {
                 if rate <= spike.multiple.saturating_mul(baseline) {
                     continue;

@@ -341,3 +341,33 @@ fn the_baseline_is_the_mean_since_first_seen_within_a_week_and_never_under_the_l
     }];
     assert_eq!(baseline(&long_ago, Metric::Requests, until, 1), 5);
 }
+
+#[test]
+fn a_kept_baseline_is_read_again_when_the_hour_turns() {
+    let (plane, key) = watched(SpikeAction::Alert, 100);
+    let mut envoy = Reporter { seq: 0 };
+    let mut cache = BaselineCache::default();
+    envoy.report(&plane, &key.id, 1000, T0 + 1800);
+    envoy.report(&plane, &key.id, 1000, T0 + HOUR + 1800);
+    // Hour 2: 9000 an hour against a baseline of 1000 (hour 0 alone): no spike, but past
+    // 10 × 100, so the baseline is read and kept.
+    envoy.report(&plane, &key.id, 1500, T0 + 2 * HOUR + 500);
+    assert!(plane
+        .check_spikes_with(T0 + 2 * HOUR + 600, &mut cache)
+        .unwrap()
+        .is_empty());
+    // Hour 3: hour 1 has joined the baseline (still 1000, over two hours). Kept from the hour
+    // before it would be 500, and 7200 an hour would pass for a spike.
+    envoy.report(&plane, &key.id, 1200, T0 + 3 * HOUR + 500);
+    assert!(plane
+        .check_spikes_with(T0 + 3 * HOUR + 600, &mut cache)
+        .unwrap()
+        .is_empty());
+    // And a real one is still seen through the kept baseline.
+    envoy.report(&plane, &key.id, 1000, T0 + 3 * HOUR + 601);
+    let fired = plane
+        .check_spikes_with(T0 + 3 * HOUR + 610, &mut cache)
+        .unwrap();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].baseline, 1000);
+}
