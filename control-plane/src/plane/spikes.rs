@@ -262,7 +262,8 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             spike.suspended = suspension == Suspension::Now;
             let body = serde_json::json!({
                 "type": "tokenward.spend_spike",
-                "id": format!("{key}@{}", spike.hour),
+                // The form of the delivery's x-tokenward-alert-id, as budget alerts have it.
+                "id": format!("{key}@{}/{}", spike.hour, spike.multiple),
                 "subject": spike.subject,
                 "tenant": spike.tenant,
                 "plan": spike.plan,

@@ -143,6 +143,8 @@ fn steady_usage_raises_nothing_and_a_tenfold_jump_fires_once() {
     assert_eq!(events[0].window_start, hour);
     let body: serde_json::Value = serde_json::from_str(&events[0].body).unwrap();
     assert_eq!(body["type"], "tokenward.spend_spike");
+    // The id a receiver deduplicates on is the delivery's x-tokenward-alert-id.
+    assert_eq!(body["id"], format!("spike:{}@{hour}/10", key.id));
     assert_eq!(body["subject"], "alice");
     assert_eq!(body["credential"], key.id.as_str());
     assert_eq!(body["metric"], "total_tokens");
