@@ -1,8 +1,9 @@
 -- Schema 8: what the dashboard reads (docs/dashboard.md). The ledger becomes a table
 -- clustered on its key (WITHOUT ROWID): a period's hours are then read in one sweep instead
 -- of a lookup per row (a million rows summed in a fraction of the time). What each minted
--- token grants (scopes, models, plan, as JSON) for its list of recent tokens; an index that
--- answers "last used" per credential without reading the ledger; and the signed-in sessions,
+-- token grants (scopes, models, plan, as JSON) for its list of recent tokens; an index on
+-- (credential, hour) that answers "last used" and the spike job's read of one credential's
+-- week (docs/quotas.md, "Spend spikes") without reading the ledger; and the signed-in sessions,
 -- by the SHA-256 of the cookie's id, with the admin credential sealed under the master key.
 
 CREATE TABLE usage_clustered (
@@ -27,7 +28,7 @@ ALTER TABLE usage_clustered RENAME TO usage;
 
 ALTER TABLE issued_tokens ADD COLUMN grants TEXT;
 CREATE INDEX issued_tokens_issued ON issued_tokens (issued_at);
-CREATE INDEX usage_credential ON usage (credential, hour);
+CREATE INDEX usage_by_credential ON usage (credential, hour);
 
 CREATE TABLE ui_sessions (
     id_sha256         TEXT PRIMARY KEY,

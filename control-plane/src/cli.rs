@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use tokenward_filter::config::{
     CredentialSource, ModelProvider, PlanConfig, PriceConfig, ProviderConfig, RouteConfig,
-    SyncConfig,
+    SpikeConfig, SyncConfig,
 };
 
 use crate::crypto::MasterKey;
@@ -547,7 +547,21 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             clamp_max_tokens,
             default_output_tokens,
             unreachable,
+            spike_multiple,
+            spike_metric,
+            spike_min_baseline,
+            spike_action,
         }) => {
+            // clap has made the three go together.
+            let spike = match (spike_multiple, spike_metric, spike_min_baseline) {
+                (Some(multiple), Some(metric), Some(min_baseline)) => Some(SpikeConfig {
+                    multiple: *multiple,
+                    metric: *metric,
+                    min_baseline: *min_baseline,
+                    action: spike_action.map(Into::into).unwrap_or_default(),
+                }),
+                _ => None,
+            };
             plane.put_plan(
                 name,
                 PlanConfig {
@@ -556,6 +570,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                     clamp_max_tokens: *clamp_max_tokens,
                     default_output_tokens: *default_output_tokens,
                     unreachable: (*unreachable).into(),
+                    spike,
                 },
                 now,
             )?;

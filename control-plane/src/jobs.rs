@@ -1,11 +1,13 @@
 //! The jobs that must run once per period across every replica, each under a lease in the
 //! store (one holder at a time; a replica that dies loses it when it expires): pruning
 //! revocations and minted tokens past their expiry, a scheduled rotation of the signing key
-//! when the operator asks for one, and delivering budget alerts to the webhook.
+//! when the operator asks for one, delivering budget alerts to the webhook, and looking for
+//! spend spikes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::plane::spikes::BaselineCache;
 use crate::state::ServerState;
 
 /// How often each replica tries to run the jobs; the lease outlives two tries, so the
@@ -143,6 +145,62 @@ pub async fn deliver_alerts_once(state: &Arc<ServerState>) -> usize {
     taken
 }
 
+/// How often spend spikes are looked for, under a lease of `SPIKE_LEASE_SECONDS`: often enough
+/// that a runaway credential is stopped within seconds of its report, cheap because each run
+/// reads two hours of the ledger (and a week of one credential only when it may be a spike).
+const SPIKE_PERIOD: Duration = Duration::from_secs(10);
+const SPIKE_LEASE_SECONDS: u64 = 30;
+
+/// Looks for spend spikes every `SPIKE_PERIOD` until the task is dropped.
+pub async fn watch_spikes(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(SPIKE_PERIOD);
+    let mut cache = BaselineCache::default();
+    loop {
+        tick.tick().await;
+        let work = Arc::clone(&state);
+        let mut kept = std::mem::take(&mut cache);
+        if let Ok(kept) = tokio::task::spawn_blocking(move || {
+            check_spikes_once(&work, &mut kept);
+            kept
+        })
+        .await
+        {
+            cache = kept;
+        }
+    }
+}
+
+/// One round: when this replica holds the spike lease, the spikes found are fired (each once
+/// per credential and hour); how many.
+pub fn check_spikes_once(state: &ServerState, cache: &mut BaselineCache) -> usize {
+    let now = (state.clock)();
+    if !leads_for(state, "spend-spikes", now, SPIKE_LEASE_SECONDS) {
+        return 0;
+    }
+    let plane = state.plane.acting_as(&format!("job@{}", state.replica));
+    match plane.check_spikes_with(now, cache) {
+        Ok(spikes) => {
+            for spike in &spikes {
+                tracing::warn!(
+                    credential = %spike.credential,
+                    subject = %spike.subject,
+                    plan = %spike.plan,
+                    rate = spike.rate,
+                    baseline = spike.baseline,
+                    multiple = spike.multiple,
+                    suspended = spike.suspended,
+                    "spend spike"
+                );
+            }
+            spikes.len()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "looking for spend spikes failed; the next round tries again");
+            0
+        }
+    }
+}
+
 fn leads(state: &ServerState, job: &str, now: u64) -> bool {
     leads_for(state, job, now, LEASE_SECONDS)
 }
@@ -236,6 +294,70 @@ mod tests {
         assert!(store
             .try_lease("rotate-signing-key", "a", NOW + 3700 + LEASE_SECONDS, 60)
             .unwrap());
+    }
+
+    #[test]
+    fn spend_spikes_are_looked_for_by_one_replica_which_the_audit_log_names() {
+        use tokenward_filter::config::{LimitScope, Metric, SpikeAction, SpikeConfig};
+        use tokenward_filter::sync::{SyncReport, UsageEntry};
+        let plane = crate::plane::fixtures::with_team_plan(
+            NOW,
+            "rpm",
+            Metric::Requests,
+            LimitScope::Subject,
+            1000,
+        );
+        let mut plan = plane.store().plans().unwrap().remove(0).1;
+        plan.spike = Some(SpikeConfig {
+            multiple: 10,
+            metric: Metric::Requests,
+            min_baseline: 5,
+            action: SpikeAction::Suspend,
+        });
+        plane.put_plan("team", plan, NOW).unwrap();
+        // 100 requests in the first ten minutes of an hour: 600 an hour, past 10 × 5.
+        let report = SyncReport {
+            node: "envoy-a".into(),
+            boot: "1".into(),
+            seq: 1,
+            pull: false,
+            config_version: None,
+            refused: None,
+            entries: vec![UsageEntry {
+                subject: "bob".into(),
+                tenant: None,
+                plan: Some("team".into()),
+                credential: Some("k1".into()),
+                provider: "openai".into(),
+                model: None,
+                requests: 100,
+                input_tokens: 0,
+                output_tokens: 0,
+                cached_input_tokens: 0,
+                cost_micro_usd: 0,
+            }],
+            counters: vec![],
+        };
+        plane.record_usage(&report, NOW + 590).unwrap();
+        let plane = plane.into_dyn();
+        let replica = |name: &str| {
+            ServerState::over(plane.clone(), Box::new(|| NOW + 600)).with_replica(name)
+        };
+        let (a, b) = (replica("a"), replica("b"));
+        let mut cache = BaselineCache::default();
+        assert_eq!(check_spikes_once(&a, &mut cache), 1);
+        assert_eq!(check_spikes_once(&b, &mut cache), 0, "a holds the lease");
+        assert_eq!(check_spikes_once(&a, &mut cache), 0, "fired once");
+        assert_eq!(plane.store().revoked_subjects().unwrap(), ["bob"]);
+        let suspended: Vec<String> = plane
+            .store()
+            .audit_log(100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "guard.suspended")
+            .map(|e| e.actor)
+            .collect();
+        assert_eq!(suspended, ["job@a"]);
     }
 }
 

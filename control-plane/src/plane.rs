@@ -335,6 +335,7 @@ mod keys;
 mod render;
 mod revocation;
 mod settings;
+pub mod spikes;
 mod sync;
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub async fn run_servers(
     let otlp = jobs.otlp.clone();
     let jobs = tokio::spawn(crate::jobs::run(std::sync::Arc::clone(&state), jobs));
     let alerts = tokio::spawn(crate::jobs::deliver_alerts(std::sync::Arc::clone(&state)));
+    let spikes = tokio::spawn(crate::jobs::watch_spikes(std::sync::Arc::clone(&state)));
     let metrics =
         otlp.map(|otlp| tokio::spawn(crate::otlp::export(std::sync::Arc::clone(&state), otlp)));
     tokio::spawn(async move {
@@ -80,6 +81,7 @@ pub async fn run_servers(
     }
     jobs.abort();
     alerts.abort();
+    spikes.abort();
     if let Some(metrics) = metrics {
         metrics.abort();
     }

@@ -106,6 +106,22 @@ pub struct UsageRow {
     pub entry: UsageEntry,
 }
 
+/// One credential's usage in one hour, summed over providers and models: what the spike job
+/// reads (docs/quotas.md, "Spend spikes").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialHour {
+    pub hour: u64,
+    /// An API key's id or a token's jti.
+    pub credential: String,
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub plan: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_micro_usd: u64,
+}
+
 /// One Envoy process's counter of a fleet-wide limit in one window (docs/quotas.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetRow {
@@ -292,6 +308,16 @@ pub trait Store: Send + Sync {
     fn record_usage(&self, report: &SyncReport, at: u64) -> Result<bool, StoreError>;
     /// Usage per hour, of the hours that begin at or after `since`.
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError>;
+    /// Usage per credential, hour, subject, tenant and plan, of the hours that begin in
+    /// `[since, until)`, of `credential` only when one is named; usage without a credential
+    /// is left out. Ordered by credential, then hour. Reads only those hours (the key and the
+    /// credential index lead with them), however long the ledger.
+    fn credential_usage(
+        &self,
+        since: u64,
+        until: u64,
+        credential: Option<&str>,
+    ) -> Result<Vec<CredentialHour>, StoreError>;
     /// Deletes the usage of hours that began before `before` (the retention job).
     fn prune_usage(&self, before: u64) -> Result<usize, StoreError>;
 

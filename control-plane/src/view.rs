@@ -465,11 +465,21 @@ pub fn alerts(
             None if e.attempts == 0 => "pending".to_string(),
             None => format!("retrying ({} attempts): {}", e.attempts, e.last_error),
         };
+        // A spend spike's threshold is the plan's multiple of the baseline, not a percent.
+        let at = if e.key.starts_with(crate::plane::spikes::SPIKE_KEY_PREFIX) {
+            format!(
+                "{}× the baseline in the hour from {}",
+                e.threshold,
+                rfc3339(e.window_start)
+            )
+        } else {
+            format!("{}%", e.threshold)
+        };
         lines.push(format!(
-            "{}  {} at {}%: {}",
+            "{}  {} at {}: {}",
             rfc3339(e.fired_at),
             e.key,
-            e.threshold,
+            at,
             state
         ));
     }

@@ -331,6 +331,49 @@ pub struct PlanConfig {
     /// Envoy does when it has not heard from the control plane for a while.
     #[serde(default, skip_serializing_if = "Unreachable::is_default")]
     pub unreachable: Unreachable,
+    /// Spend-spike detection, done by the control plane from the usage Envoys report
+    /// (docs/quotas.md, "Spend spikes"); the filter parses it and does nothing with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spike: Option<SpikeConfig>,
+}
+
+/// When a credential's usage rate counts as a spike, and what the control plane does then.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpikeConfig {
+    /// A spike is an hourly rate above this multiple of the credential's baseline.
+    #[cfg_attr(feature = "schema", schemars(range(min = 2, max = 1000000)))]
+    pub multiple: u64,
+    /// What the rate counts, in the units of a limit of that metric.
+    pub metric: Metric,
+    /// The least baseline, per hour in the metric's unit: a new or quiet credential is
+    /// judged against this, so a few requests do not make a spike.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub min_baseline: u64,
+    #[serde(default)]
+    pub action: SpikeAction,
+}
+
+/// What a spike does besides its alert.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpikeAction {
+    /// An alert only.
+    #[default]
+    Alert,
+    /// An alert, and the credential's subject revoked until an operator lifts it.
+    Suspend,
+}
+
+impl SpikeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpikeAction::Alert => "alert",
+            SpikeAction::Suspend => "suspend",
+        }
+    }
 }
 
 /// What an Envoy does with a fleet-wide limit while the control plane is unreachable.

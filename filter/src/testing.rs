@@ -117,6 +117,7 @@ pub fn plan(limits: Vec<LimitConfig>, default_output_tokens: u64) -> PlanConfig 
         clamp_max_tokens: false,
         default_output_tokens,
         unreachable: Default::default(),
+        spike: None,
     }
 }
 

@@ -23,6 +23,7 @@ mod providers;
 mod quotas;
 mod replicas;
 mod sdks;
+mod spikes;
 mod sync;
 mod tls;
 mod usage;

@@ -166,7 +166,7 @@ pub fn openapi_document() -> Value {
         "/admin/v1/revocations/subjects/{subject}",
         "delete",
         Operation::secured(
-            "Lift a subject's revocation (its API keys revoked with it stay revoked)",
+            "Lift a subject's revocation, or its suspension after a spend spike (API keys revoked with the subject through POST /admin/v1/revocations stay revoked)",
             write,
         )
         .path("subject", "the subject")

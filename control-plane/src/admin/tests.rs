@@ -206,13 +206,30 @@ async fn the_admin_api_configures_what_the_gateway_enforces() {
         put("/admin/v1/plans/standard", plan).await.0,
         StatusCode::NO_CONTENT
     );
+    // Spend-spike detection rides on the plan; a multiple that would fire on noise is refused.
+    let spike = json!({"multiple": 10, "metric": "total_tokens", "min_baseline": 1000, "action": "suspend"});
+    let watched = json!({"limits": [], "spike": spike});
+    assert_eq!(
+        put("/admin/v1/plans/watched", watched).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, _, shown) = call(&app, "GET", "/admin/v1/plans/watched", Some(&admin), None).await;
+    assert_eq!(shown["spike"], spike, "{shown}");
+    let noisy =
+        json!({"limits": [], "spike": {"multiple": 1, "metric": "requests", "min_baseline": 5}});
+    let (status, _, body) = put("/admin/v1/plans/watched", noisy).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("multiple"));
     let (status, _, config) = call(&app, "GET", "/admin/v1/config", Some(&admin), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(config["routes"][0]["name"], "chat");
     assert_eq!(config["providers"][0]["credential"]["inline"], "(sealed)");
     assert!(!config.to_string().contains(&credential), "never returned");
     let rendered = state.plane.render(NOW).unwrap();
-    assert_eq!(rendered.plans.len(), 1);
+    assert_eq!(rendered.plans.len(), 2);
 }
 
 #[tokio::test]
@@ -394,6 +411,11 @@ async fn the_jwks_and_the_openapi_document_are_public_and_complete() {
     // The schemas are the handlers' own types: a route's carries its fields, a plan's its limits.
     let schemas = &doc["components"]["schemas"];
     assert!(schemas["PlanConfig"]["properties"]["limits"].is_object());
+    assert!(
+        schemas["SpikeConfig"]["properties"]["min_baseline"].is_object(),
+        "{}",
+        schemas["SpikeConfig"]
+    );
     assert_eq!(schemas["MintBody"]["required"], json!(["subject"]));
     let route = &paths["/admin/v1/routes/{name}"]["put"]["requestBody"]["content"]
         ["application/json"]["schema"];

@@ -281,8 +281,9 @@ pub enum TokenCommand {
         #[arg(long)]
         subject: Option<String>,
     },
-    /// Lift a subject's revocation (audited): its new credentials work again; API keys
-    /// revoked with it stay revoked.
+    /// Lift a subject's revocation (audited), or its suspension after a spend spike: its
+    /// credentials work again; API keys revoked one by one (or with `token revoke --subject`)
+    /// stay revoked.
     Unrevoke {
         /// The subject whose revocation is lifted.
         #[arg(long)]
@@ -480,6 +481,22 @@ pub enum PlanCommand {
         /// (`fail-closed`).
         #[arg(long, value_enum, default_value_t = UnreachableArg::Fallback)]
         unreachable: UnreachableArg,
+        /// Spend spikes: a credential whose hourly rate of --spike-metric passes this multiple
+        /// of its own baseline raises an alert (docs/quotas.md, "Spend spikes").
+        #[arg(long, requires_all = ["spike_metric", "spike_min_baseline"])]
+        spike_multiple: Option<u64>,
+        /// What a spike's rate counts: requests, input_tokens, output_tokens, total_tokens or
+        /// cost_micro_usd.
+        #[arg(long, value_parser = parse_metric, requires = "spike_multiple")]
+        spike_metric: Option<Metric>,
+        /// The least baseline, per hour in the metric's unit: a new or quiet credential is
+        /// judged against it.
+        #[arg(long, requires = "spike_multiple")]
+        spike_min_baseline: Option<u64>,
+        /// `alert`, or `suspend`: also revoke the credential's subject until an operator lifts
+        /// it (`tokenward token unrevoke --subject S`).
+        #[arg(long, value_enum, requires = "spike_multiple")]
+        spike_action: Option<SpikeActionArg>,
     },
     /// The plan of credentials that name none (`--none` to have no default).
     Default {
@@ -566,6 +583,22 @@ impl From<UnreachableArg> for tokenward_filter::config::Unreachable {
         match arg {
             UnreachableArg::Fallback => tokenward_filter::config::Unreachable::Fallback,
             UnreachableArg::FailClosed => tokenward_filter::config::Unreachable::FailClosed,
+        }
+    }
+}
+
+/// `--spike-action`: what a spend spike does besides its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpikeActionArg {
+    Alert,
+    Suspend,
+}
+
+impl From<SpikeActionArg> for tokenward_filter::config::SpikeAction {
+    fn from(arg: SpikeActionArg) -> Self {
+        match arg {
+            SpikeActionArg::Alert => tokenward_filter::config::SpikeAction::Alert,
+            SpikeActionArg::Suspend => tokenward_filter::config::SpikeAction::Suspend,
         }
     }
 }
@@ -713,6 +746,14 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?}: expected name=value"))
 }
 
+fn parse_metric(text: &str) -> Result<Metric, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
+        format!(
+            "{text:?}: use requests, input_tokens, output_tokens, total_tokens or cost_micro_usd"
+        )
+    })
+}
+
 fn parse_limit(text: &str) -> Result<LimitConfig, String> {
     let parts: Vec<&str> = text.split(':').collect();
     let usage = || format!("{text:?}: expected name:metric:window:limit[:tenant]");
@@ -722,8 +763,7 @@ fn parse_limit(text: &str) -> Result<LimitConfig, String> {
         [n, m, w, l, "subject"] => (n, m, w, l, LimitScope::Subject),
         _ => return Err(usage()),
     };
-    let metric: Metric = serde_json::from_value(serde_json::Value::String(metric.to_string()))
-        .map_err(|_| format!("{metric:?}: use requests, input_tokens, output_tokens, total_tokens or cost_micro_usd"))?;
+    let metric = parse_metric(metric)?;
     let window: Window = serde_json::from_value(serde_json::Value::String(window.to_string()))
         .map_err(|_| format!("{window:?}: use minute, hour, day or month"))?;
     Ok(LimitConfig {

@@ -1048,3 +1048,89 @@ fn proxy_credentials_the_sync_channel_and_pull_mode_bootstraps_from_the_cli() {
     ok(&["alert", "remove", "--plan", "strict", "--limit", "rpm"]);
     assert!(ok(&["alert", "list"]).contains("no thresholds"));
 }
+
+#[test]
+fn plan_set_takes_a_spike_setting_whole_and_unrevoke_says_it_lifts_a_suspension() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--dev"];
+        all.extend_from_slice(args);
+        tokenward(d, &all)
+    };
+    let (ok, _, err) = run(&["init", "--issuer", "https://x.test", "--audience", "gw"]);
+    assert!(ok, "{err}");
+    let set = |extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "set",
+            "watched",
+            "--limit",
+            "rpm:requests:minute:60",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (ok, _, err) = set(&[
+        "--spike-multiple",
+        "10",
+        "--spike-metric",
+        "total_tokens",
+        "--spike-min-baseline",
+        "1000",
+        "--spike-action",
+        "suspend",
+    ]);
+    assert!(ok, "{err}");
+    let (_, shown, _) = run(&["-o", "json", "plan", "show", "watched"]);
+    let plan: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        plan["spike"],
+        serde_json::json!({"multiple": 10, "metric": "total_tokens", "min_baseline": 1000, "action": "suspend"}),
+        "{plan}"
+    );
+    // Without --spike-action a spike only alerts.
+    let (ok, _, err) = set(&[
+        "--spike-multiple",
+        "5",
+        "--spike-metric",
+        "requests",
+        "--spike-min-baseline",
+        "20",
+    ]);
+    assert!(ok, "{err}");
+    let (_, shown, _) = run(&["-o", "json", "plan", "show", "watched"]);
+    let plan: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(plan["spike"]["action"], "alert", "{plan}");
+    // Half a setting, an unknown metric, and a multiple that fires on noise are refused.
+    let (ok, _, err) = set(&["--spike-multiple", "10"]);
+    assert!(!ok && err.contains("--spike-metric"), "{err}");
+    let (ok, _, err) = set(&["--spike-action", "suspend"]);
+    assert!(!ok && err.contains("--spike-multiple"), "{err}");
+    let (ok, _, err) = set(&[
+        "--spike-multiple",
+        "10",
+        "--spike-metric",
+        "tokens",
+        "--spike-min-baseline",
+        "1",
+    ]);
+    assert!(!ok && err.contains("total_tokens"), "{err}");
+    let (ok, _, err) = set(&[
+        "--spike-multiple",
+        "1",
+        "--spike-metric",
+        "requests",
+        "--spike-min-baseline",
+        "1",
+    ]);
+    assert!(!ok && err.contains("multiple is 2"), "{err}");
+    // Setting the plan again without the flags turns spike detection off.
+    let (ok, _, err) = set(&[]);
+    assert!(ok, "{err}");
+    let (_, shown, _) = run(&["-o", "json", "plan", "show", "watched"]);
+    let plan: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert!(plan.get("spike").is_none(), "{plan}");
+    let (_, _, help) = run(&["token", "unrevoke", "--help"]);
+    assert!(help.contains("suspension after a spend spike"), "{help}");
+}

@@ -252,7 +252,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                     .min(MAX_BACKOFF_SECONDS);
                 event.next_attempt_at = now.saturating_add(backoff);
                 if event.attempts >= ALERT_ATTEMPTS {
-                    tracing::warn!(key = %event.key, %error, "a budget alert was given up");
+                    tracing::warn!(key = %event.key, %error, "an alert was given up");
                 }
                 event.last_error = error;
             }

@@ -124,6 +124,10 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     }
 
     pub fn put_plan(&self, name: &str, plan: PlanConfig, now: u64) -> Result<(), PlaneError> {
+        // The filter ignores `spike` (the control plane acts on it): it is checked here.
+        if let Some(spike) = &plan.spike {
+            spikes::check_spike_config(spike)?;
+        }
         self.serialized(|| {
             self.check_with(now, |config| {
                 config.plans.insert(name.to_string(), plan.clone());

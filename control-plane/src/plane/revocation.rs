@@ -143,7 +143,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     /// Refuses a revocation that would leave no API key able to change anything (one with
     /// `admin:write`, in force, its subject not revoked): nobody could then reach the admin
     /// API to undo it. A revoker that means it creates another admin key first.
-    fn keep_an_admin(&self, what: &Revocation, now: u64) -> Result<(), PlaneError> {
+    pub(super) fn keep_an_admin(&self, what: &Revocation, now: u64) -> Result<(), PlaneError> {
         let revoked_subjects = self.store.revoked_subjects()?;
         let keys = self.store.api_keys()?;
         let admins: Vec<&ApiKeyRecord> = keys

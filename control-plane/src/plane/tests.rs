@@ -282,6 +282,7 @@ fn a_change_the_filter_would_refuse_is_not_stored() {
         clamp_max_tokens: false,
         default_output_tokens: 10,
         unreachable: Default::default(),
+        spike: None,
     };
     assert!(
         matches!(
@@ -497,6 +498,7 @@ fn cost_plan() -> PlanConfig {
         clamp_max_tokens: false,
         default_output_tokens: 10,
         unreachable: Default::default(),
+        spike: None,
     }
 }
 

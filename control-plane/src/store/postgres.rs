@@ -924,6 +924,52 @@ impl Store for PostgresStore {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
+    fn credential_usage(
+        &self,
+        since: u64,
+        until: u64,
+        credential: Option<&str>,
+    ) -> Result<Vec<CredentialHour>, StoreError> {
+        // Statements are prepared once per connection by their text: two fixed texts.
+        const EVERY: &str = "SELECT hour, credential, subject, tenant, plan, SUM(requests)::BIGINT,
+                    SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT,
+                    SUM(cost_micro_usd)::BIGINT
+             FROM usage WHERE hour >= $1 AND hour < $2 AND credential <> '' AND $3::TEXT IS NULL
+             GROUP BY credential, hour, subject, tenant, plan
+             ORDER BY credential, hour, subject, tenant, plan";
+        const ONE: &str = "SELECT hour, credential, subject, tenant, plan, SUM(requests)::BIGINT,
+                    SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT,
+                    SUM(cost_micro_usd)::BIGINT
+             FROM usage WHERE hour >= $1 AND hour < $2 AND credential = $3
+             GROUP BY credential, hour, subject, tenant, plan
+             ORDER BY credential, hour, subject, tenant, plan";
+        let until = until.min(i64::MAX as u64);
+        // SUM over BIGINT is NUMERIC in Postgres: cast back (a sum past 2^63 errors).
+        let rows = self.conn()?.query(
+            if credential.is_some() { ONE } else { EVERY },
+            &[&to_i64(since)?, &to_i64(until)?, &credential],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let count = |i: usize| -> Result<u64, StoreError> {
+                    u64::try_from(row.try_get::<_, i64>(i)?)
+                        .map_err(|_| StoreError::Range("a negative sum"))
+                };
+                Ok(CredentialHour {
+                    hour: count(0)?,
+                    credential: row.try_get(1)?,
+                    subject: row.try_get(2)?,
+                    tenant: non_empty(row.try_get(3)?),
+                    plan: non_empty(row.try_get(4)?),
+                    requests: count(5)?,
+                    input_tokens: count(6)?,
+                    output_tokens: count(7)?,
+                    cost_micro_usd: count(8)?,
+                })
+            })
+            .collect()
+    }
+
     fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
         let rows = self.conn()?.query(
             "SELECT hour, subject, tenant, plan, credential, provider, model, requests,

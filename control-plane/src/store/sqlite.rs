@@ -932,6 +932,64 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn credential_usage(
+        &self,
+        since: u64,
+        until: u64,
+        credential: Option<&str>,
+    ) -> Result<Vec<CredentialHour>, StoreError> {
+        // Two statements rather than `(?3 IS NULL OR credential = ?3)`: SQLite plans that
+        // form as a scan, and one credential's read must take the index.
+        let narrowed = if credential.is_some() {
+            "AND credential = ?3"
+        } else {
+            "AND credential <> '' AND ?3 IS NULL"
+        };
+        let conn = self.conn()?;
+        let mut statement = conn.prepare(&format!(
+            "SELECT hour, credential, subject, tenant, plan, SUM(requests), SUM(input_tokens),
+                    SUM(output_tokens), SUM(cost_micro_usd)
+             FROM usage WHERE hour >= ?1 AND hour < ?2 {narrowed}
+             GROUP BY credential, hour, subject, tenant, plan
+             ORDER BY credential, hour, subject, tenant, plan"
+        ))?;
+        let until = until.min(i64::MAX as u64);
+        let rows =
+            statement.query_map(params![to_i64(since)?, to_i64(until)?, credential], |row| {
+                Ok((
+                    [
+                        row.get::<_, i64>(0)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                        row.get(7)?,
+                        row.get(8)?,
+                    ],
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (numbers, credential, subject, tenant, plan) = row?;
+            let [hour, requests, input_tokens, output_tokens, cost_micro_usd] =
+                numbers.map(|n| u64::try_from(n).map_err(|_| StoreError::Range("a negative sum")));
+            out.push(CredentialHour {
+                hour: hour?,
+                credential,
+                subject,
+                tenant: non_empty(tenant),
+                plan: non_empty(plan),
+                requests: requests?,
+                input_tokens: input_tokens?,
+                output_tokens: output_tokens?,
+                cost_micro_usd: cost_micro_usd?,
+            });
+        }
+        Ok(out)
+    }
+
     fn try_lease(&self, name: &str, holder: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
         let until = to_i64(now.saturating_add(ttl))?;
         let changed = self.conn()?.execute(

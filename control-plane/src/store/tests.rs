@@ -474,6 +474,87 @@ fn an_alert_is_recorded_once_and_its_deliveries_written(store: &dyn Store) {
     assert!(store.alert_events(10).unwrap().is_empty());
 }
 
+fn usage_is_read_per_credential_and_hour_between_bounds(store: &dyn Store) {
+    use tokenward_filter::sync::{SyncReport, UsageEntry};
+    let entry = |credential: Option<&str>, model: &str, requests: u64| UsageEntry {
+        subject: "alice".into(),
+        tenant: Some("acme".into()),
+        plan: Some("team".into()),
+        credential: credential.map(str::to_string),
+        provider: "openai".into(),
+        model: Some(model.into()),
+        requests,
+        input_tokens: 100 * requests,
+        output_tokens: 10 * requests,
+        cached_input_tokens: 0,
+        cost_micro_usd: 3 * requests,
+    };
+    let hour = 1_800_000_000;
+    let mut seq = 0;
+    let mut report = |entries: Vec<UsageEntry>, at: u64| {
+        seq += 1;
+        let report = SyncReport {
+            node: "envoy-a".into(),
+            boot: "1".into(),
+            seq,
+            pull: false,
+            config_version: None,
+            refused: None,
+            entries,
+            counters: vec![],
+        };
+        assert!(store.record_usage(&report, at).unwrap());
+    };
+    report(
+        vec![
+            entry(Some("k1"), "m1", 2),
+            entry(Some("k1"), "m2", 3),
+            entry(Some("k2"), "m1", 1),
+            entry(None, "m1", 50),
+        ],
+        hour + 10,
+    );
+    report(vec![entry(Some("k1"), "m1", 4)], hour + 3600);
+    report(vec![entry(Some("k1"), "m1", 8)], hour + 7200);
+    // Every credential of the first two hours, models summed, no credential left out.
+    let read = store.credential_usage(hour, hour + 7200, None).unwrap();
+    let seen: Vec<(&str, u64, u64, u64, u64)> = read
+        .iter()
+        .map(|r| {
+            (
+                r.credential.as_str(),
+                r.hour,
+                r.requests,
+                r.input_tokens + r.output_tokens,
+                r.cost_micro_usd,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("k1", hour, 5, 550, 15),
+            ("k1", hour + 3600, 4, 440, 12),
+            ("k2", hour, 1, 110, 3),
+        ]
+    );
+    assert_eq!(read[0].subject, "alice");
+    assert_eq!(read[0].tenant.as_deref(), Some("acme"));
+    assert_eq!(read[0].plan.as_deref(), Some("team"));
+    // One credential from an hour on, to the end.
+    let k1: Vec<(u64, u64)> = store
+        .credential_usage(hour + 3600, u64::MAX, Some("k1"))
+        .unwrap()
+        .iter()
+        .map(|r| (r.hour, r.requests))
+        .collect();
+    assert_eq!(k1, vec![(hour + 3600, 4), (hour + 7200, 8)]);
+    assert!(store
+        .credential_usage(hour, u64::MAX, Some("k3"))
+        .unwrap()
+        .is_empty());
+}
+
 use tokenward_filter::config::RouteConfig;
 
 /// Every test above, on SQLite and on Postgres (a database of its own per test).
@@ -510,6 +591,7 @@ on_every_store!(
     a_usage_report_is_counted_once_per_node_boot_and_sequence,
     fleet_counters_are_kept_per_window_and_envoy_and_pruned_after_the_next_window,
     an_alert_is_recorded_once_and_its_deliveries_written,
+    usage_is_read_per_credential_and_hour_between_bounds,
 );
 
 #[test]

@@ -614,3 +614,25 @@ fn a_route_with_when_header_matches_only_requests_carrying_it() {
         Err(InvalidConfig::BadRouteHeader(0))
     ));
 }
+
+#[test]
+fn a_plans_spike_section_loads_and_leaves_the_requests_alone() {
+    // Spike detection is the control plane's; the filter must accept the field (the document
+    // is one schema) and refuse a misspelt one inside it like anywhere else.
+    let fx = Fixture::new();
+    let mut json = serde_json::to_value(&fx.config).unwrap();
+    json["plans"]["watched"] = serde_json::json!({
+        "limits": [],
+        "spike": {"multiple": 10, "metric": "total_tokens", "min_baseline": 1000, "action": "suspend"}
+    });
+    let policy = Policy::from_json(json.to_string().as_bytes(), &|name| {
+        (name == "OPENAI_KEY").then(|| "sk-from-env".to_string())
+    });
+    assert!(policy.is_ok(), "{:?}", policy.err());
+    json["plans"]["watched"]["spike"]["multipel"] = 10.into();
+    let err = Policy::from_json(json.to_string().as_bytes(), &|_| None).unwrap_err();
+    assert!(
+        matches!(&err, InvalidConfig::Syntax(m) if m.contains("multipel")),
+        "{err}"
+    );
+}

@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             clamp_max_tokens: false,
             default_output_tokens: 1024,
             unreachable: Default::default(),
+            spike: None,
         },
     );
     config.default_plan = Some("bench".into());
