@@ -329,6 +329,7 @@ pub mod alerts;
 mod compiled;
 mod credentials;
 pub mod fleet;
+mod guard;
 mod keys;
 mod render;
 mod revocation;
