@@ -1,7 +1,8 @@
 //! `make bench` (guard part, docs/guard.md): a client on 127.0.0.2 sends 10 000 requests with
 //! random bad tokens (well-formed JWTs whose signatures are random, so each would cost a
-//! signature check), 8 at a time, while wrk sends valid traffic (one cached token) from
-//! 127.0.0.1. Two Envoy workers, direct response. Three variants in one run, so the figures
+//! signature check), 8 at a time, paced at `BENCH_ATTACK_RPS` (default 1000: the attack
+//! itself must not take the machine's cores from Envoy, or the figures measure the attacker),
+//! while wrk sends valid traffic (one cached token) from 127.0.0.1. Two Envoy workers, direct response. Three variants in one run, so the figures
 //! compare: no attack; the attack with the guard on (its defaults); the attack with the guard
 //! off. Per variant: valid req/s, and how many credentials reached a signature check
 //! (`tokenward.auth.verifications`) against the bound (threshold + one per worker).
@@ -46,6 +47,7 @@ struct Outcome {
 
 fn main() -> anyhow::Result<()> {
     let seconds = env_number("BENCH_SECONDS", 10);
+    let attack_rps = env_number("BENCH_ATTACK_RPS", 1000).max(1);
     let connections = env_number("BENCH_CONNECTIONS", 16);
     let wasm = wasm_module()?;
     let dir = tempfile::tempdir()?;
@@ -105,7 +107,12 @@ fn main() -> anyhow::Result<()> {
         wrk(&envoy.url(PATH), &script, 2, connections)?; // warm-up
         let running = Arc::new(AtomicBool::new(true));
         let attack = attack.then(|| {
-            start_attack(&envoy.url(PATH), &signed_part, Arc::clone(&running))
+            start_attack(
+                &envoy.url(PATH),
+                &signed_part,
+                attack_rps,
+                Arc::clone(&running),
+            )
         });
         let valid_rps = wrk(&envoy.url(PATH), &script, seconds, connections)?;
         running.store(false, Ordering::Relaxed);
@@ -132,14 +139,18 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\ntokenward guard benchmark: {WORKERS} Envoy workers, direct response; valid traffic wrk -t1 -c{connections} -d{seconds}s \
          from 127.0.0.1 (one cached token); attack from 127.0.0.2: at least {ATTACK_REQUESTS} forged tokens, {ATTACKERS} at a time, \
-         for as long as wrk runs; one run"
+         paced at {attack_rps} req/s, for as long as wrk runs; one run"
     );
     println!("| variant | valid req/s | vs no attack | attack requests (req/s) | 401 | 429 | signature checks |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let calm = outcomes[0].valid_rps;
     for o in &outcomes {
         let rate = if o.attack_seconds > 0.0 {
-            format!("{} ({:.0})", o.attack_sent, o.attack_sent as f64 / o.attack_seconds)
+            format!(
+                "{} ({:.0})",
+                o.attack_sent,
+                o.attack_sent as f64 / o.attack_seconds
+            )
         } else {
             "-".to_string()
         };
@@ -154,7 +165,9 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let bound = threshold + u64::from(WORKERS);
-    let guarded_checks = outcomes[1].verifications.saturating_sub(outcomes[0].verifications);
+    let guarded_checks = outcomes[1]
+        .verifications
+        .saturating_sub(outcomes[0].verifications);
     println!(
         "\ntarget: forged tokens reaching a signature check with the guard on <= threshold + one per worker ({bound}): {guarded_checks} {}",
         if guarded_checks <= bound { "met" } else { "MISSED" }
@@ -177,13 +190,19 @@ impl Attack {
             unauthorized += u;
             blocked += b;
         }
-        (sent, self.started.elapsed().as_secs_f64(), unauthorized, blocked)
+        (
+            sent,
+            self.started.elapsed().as_secs_f64(),
+            unauthorized,
+            blocked,
+        )
     }
 }
 
 /// `ATTACKERS` threads from 127.0.0.2 sending forged tokens until at least
 /// `ATTACK_REQUESTS` went and `running` turns false.
-fn start_attack(url: &str, signed_part: &str, running: Arc<AtomicBool>) -> Attack {
+fn start_attack(url: &str, signed_part: &str, rps: u64, running: Arc<AtomicBool>) -> Attack {
+    let interval = Duration::from_secs_f64(ATTACKERS as f64 / rps as f64);
     let started = Instant::now();
     let threads = (0..ATTACKERS)
         .map(|_| {
@@ -198,7 +217,12 @@ fn start_attack(url: &str, signed_part: &str, running: Arc<AtomicBool>) -> Attac
                     .unwrap();
                 let (mut sent, mut unauthorized, mut blocked) = (0u64, 0u64, 0u64);
                 let share = ATTACK_REQUESTS / ATTACKERS;
+                let began = Instant::now();
                 while sent < share || running.load(Ordering::Relaxed) {
+                    let due = began + interval * u32::try_from(sent).unwrap_or(u32::MAX);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
                     let mut signature = [0u8; 64];
                     getrandom::fill(&mut signature).unwrap();
                     let token = format!(
