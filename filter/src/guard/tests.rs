@@ -133,8 +133,14 @@ fn settings_are_bounded_and_threshold_zero_or_disabled_turns_the_guard_off() {
 
 #[test]
 fn exempt_networks_match_ipv4_and_ipv6() {
-    let mut c = FailedAuthConfig::default();
-    c.exempt = vec!["10.0.0.0/8".into(), "2001:db8::/32".into(), "192.0.2.1".into()];
+    let c = FailedAuthConfig {
+        exempt: vec![
+            "10.0.0.0/8".into(),
+            "2001:db8::/32".into(),
+            "192.0.2.1".into(),
+        ],
+        ..FailedAuthConfig::default()
+    };
     let s = GuardSettings::compile(&c).unwrap().unwrap();
     assert!(s.exempts("10.200.3.4"));
     assert!(!s.exempts("11.0.0.1"));
