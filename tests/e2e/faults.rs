@@ -184,16 +184,8 @@ fn a_sigkilled_control_plane_loses_no_enforcement_and_its_return_is_in_force_wit
         .put_route(route("chat", "/v1/chat/completions"), unix_now())
         .unwrap();
     // The clients send revoked tokens thousands of times from one address on purpose: the
-    // failed-authentication guard (guard.rs tests it) would block them after 20.
-    operator
-        .set_guard(
-            tokenward_filter::config::FailedAuthConfig {
-                enabled: false,
-                ..Default::default()
-            },
-            unix_now(),
-        )
-        .unwrap();
+    // failed-authentication guard (guard.rs tests it) would block them after 20 by default.
+    tokenward_e2e::fleet::tolerate_auth_failures(&operator);
     let mint = |subject: &str| {
         operator
             .mint_token(
