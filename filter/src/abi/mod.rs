@@ -269,7 +269,7 @@ impl RootContext for TokenwardRoot {
             0
         };
         if let Err(status) = raw::set_tick_period(u32::try_from(period).unwrap_or(u32::MAX)) {
-            log::error!("the sync channel's timer could not be set: {status:?}");
+            log::error!("the timer (sync channel, guard) could not be set: {status:?}");
         }
         true
     }
