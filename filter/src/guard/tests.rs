@@ -150,3 +150,27 @@ fn exempt_networks_match_ipv4_and_ipv6() {
     assert!(!s.exempts("192.0.2.2"));
     assert!(!s.exempts("::ffff:10.0.0.1"), "families are not mixed");
 }
+
+#[test]
+fn settings_out_of_bounds_keep_the_defaults_in_force_and_show_as_unavailable() {
+    use crate::config::GuardConfig;
+    use crate::policy::Policy;
+    let mut fx = crate::testing::Fixture::new();
+    fx.config.guard = Some(GuardConfig {
+        failed_auth: FailedAuthConfig {
+            threshold: 5,
+            window_seconds: 0,
+            ..FailedAuthConfig::default()
+        },
+    });
+    let json = serde_json::to_vec(&fx.config).unwrap();
+    let loaded = Policy::load(&json, &|_| None).unwrap();
+    assert_eq!(loaded.guard.as_deref(), Some(&GuardSettings::defaults()));
+    let part = &loaded.unavailable()[0];
+    assert_eq!(part.kind.label(), "guard");
+    assert!(part.reason.to_string().contains("window_seconds"), "{}", part.reason);
+    assert!(Policy::compile(&fx.config, &|_| None).is_err(), "the control plane's check");
+    // Absent, the guard is on with its defaults.
+    fx.config.guard = None;
+    assert_eq!(fx.policy().guard.as_deref(), Some(&GuardSettings::defaults()));
+}
