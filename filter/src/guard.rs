@@ -263,9 +263,14 @@ pub fn record_failure(
             // Already refused; only a request on a verified credential gets here.
             return Ok(None);
         }
-        if slot.window_start.saturating_add(settings.window_seconds) <= now {
+        // A block that ran out starts the count over, even inside the window that caused
+        // it: the cool-down was the penalty, the next failure must not re-block at once.
+        let block_over = slot.blocked_until != 0 && slot.blocked_until <= now;
+        if block_over || slot.window_start.saturating_add(settings.window_seconds) <= now {
             slot.window_start = now;
             slot.failures = 0;
+            slot.blocked_at = 0;
+            slot.blocked_until = 0;
         }
         slot.failures = slot.failures.saturating_add(1);
         let starts = slot.failures >= settings.threshold;

@@ -40,6 +40,23 @@ fn the_failure_that_reaches_the_threshold_starts_the_block() {
 }
 
 #[test]
+fn after_a_block_shorter_than_the_window_the_count_starts_over() {
+    let store = FakeStore::default();
+    let s = GuardSettings {
+        block_seconds: 10,
+        ..settings(3)
+    };
+    for _ in 0..3 {
+        record_failure(&store, &s, SourceKind::Address, "192.0.2.7", NOW).unwrap();
+    }
+    assert!(blocked_until(&store, SourceKind::Address, "192.0.2.7", NOW).unwrap().is_some());
+    // The block is over, the window (60 s) is not: one failure is one, not a fourth.
+    let started = record_failure(&store, &s, SourceKind::Address, "192.0.2.7", NOW + 10).unwrap();
+    assert_eq!(started, None);
+    assert_eq!(blocked_until(&store, SourceKind::Address, "192.0.2.7", NOW + 10).unwrap(), None);
+}
+
+#[test]
 fn failures_spread_beyond_the_window_never_block() {
     let store = FakeStore::default();
     let s = settings(3);
