@@ -49,6 +49,7 @@ bench: wasm
 	$(CARGO) run --locked --release -p tokenward-e2e --bin ha_bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin sync_bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin fleet_bench
+	$(CARGO) run --locked --release -p tokenward-e2e --bin guard_bench
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm

@@ -768,6 +768,27 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 "no sync channel: filters report nothing".into(),
             )?;
         }
+        Command::Guard(GuardCommand::Set {
+            threshold,
+            window,
+            block,
+            exempt,
+            off,
+        }) => {
+            let settings = tokenward_filter::config::FailedAuthConfig {
+                enabled: !off,
+                threshold: *threshold,
+                window_seconds: *window,
+                block_seconds: *block,
+                exempt: exempt.clone(),
+            };
+            plane.set_guard(settings.clone(), now)?;
+            print(out, serde_json::to_value(&settings)?, guard_text(&settings))?;
+        }
+        Command::Guard(GuardCommand::Show) => {
+            let settings = plane.guard_settings()?;
+            print(out, serde_json::to_value(&settings)?, guard_text(&settings))?;
+        }
         Command::Sync(SyncCommand::Show) => {
             let channel = plane.sync_channel()?;
             let text = match &channel {
@@ -863,6 +884,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The guard's settings in a line.
+fn guard_text(settings: &tokenward_filter::config::FailedAuthConfig) -> String {
+    if !settings.enabled || settings.threshold == 0 {
+        return "the failed-authentication guard is off".to_string();
+    }
+    let exempt = if settings.exempt.is_empty() {
+        String::new()
+    } else {
+        format!("; exempt: {}", settings.exempt.join(", "))
+    };
+    format!(
+        "{} failed authentications in {} s block the address or credential for {} s{exempt}",
+        settings.threshold, settings.window_seconds, settings.block_seconds
+    )
 }
 
 #[cfg(test)]

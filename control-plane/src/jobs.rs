@@ -336,6 +336,7 @@ mod tests {
                 cached_input_tokens: 0,
                 cost_micro_usd: 0,
             }],
+            blocks: vec![],
             counters: vec![],
         };
         plane.record_usage(&report, NOW + 590).unwrap();

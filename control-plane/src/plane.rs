@@ -331,6 +331,7 @@ mod credentials;
 pub mod dashboard;
 pub use credentials::TokenGrants;
 pub mod fleet;
+mod guard;
 mod keys;
 mod render;
 mod revocation;

@@ -53,6 +53,70 @@ pub struct Config {
     /// configuration itself). Without it the filter reports nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncConfig>,
+    /// Protection against failed-authentication bursts (docs/guard.md). Absent: on, with its
+    /// defaults — an operator expects a gateway to stop credential guessing unasked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardConfig>,
+}
+
+/// The guard section (docs/guard.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    #[serde(default)]
+    pub failed_auth: FailedAuthConfig,
+}
+
+/// Failed authentications per client address and per credential: over `threshold` in
+/// `window_seconds`, the source is refused (429 `temporarily_blocked`) for `block_seconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedAuthConfig {
+    /// `false` turns the guard off (as does a threshold of 0).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    #[serde(default = "default_guard_threshold")]
+    pub threshold: u32,
+    #[serde(default = "default_guard_window")]
+    pub window_seconds: u64,
+    #[serde(default = "default_guard_block")]
+    pub block_seconds: u64,
+    /// Client networks (CIDR, IPv4 or IPv6) never counted nor blocked by address: health
+    /// checkers, a trusted internal range. Their credentials are still counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempt: Vec<String>,
+}
+
+impl Default for FailedAuthConfig {
+    fn default() -> Self {
+        FailedAuthConfig {
+            enabled: true,
+            threshold: default_guard_threshold(),
+            window_seconds: default_guard_window(),
+            block_seconds: default_guard_block(),
+            exempt: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+pub fn default_guard_threshold() -> u32 {
+    20
+}
+
+pub fn default_guard_window() -> u64 {
+    60
+}
+
+pub fn default_guard_block() -> u64 {
+    300
 }
 
 /// The sync channel (docs/sync.md): which Envoy cluster reaches the control plane's HTTP

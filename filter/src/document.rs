@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::config::{
-    default_clock_skew, default_max_lifetime, ApiKeyEntry, CacheConfig, Config, Jwk, JwkSet,
+    default_clock_skew, default_max_lifetime, ApiKeyEntry, CacheConfig, Config, GuardConfig, Jwk,
+    JwkSet,
     PlanConfig, PriceConfig, ProviderConfig, Revocations, RouteConfig, SyncConfig,
 };
 
@@ -102,6 +103,7 @@ impl Document {
             default_plan: parts.default_plan,
             prices: Vec::new(),
             sync: parts.sync,
+            guard: parts.guard,
         };
         Ok(Document {
             core,
@@ -154,6 +156,8 @@ struct Parts<'a> {
     prices: Option<Vec<&'a RawValue>>,
     #[serde(default)]
     sync: Option<SyncConfig>,
+    #[serde(default)]
+    guard: Option<GuardConfig>,
 }
 
 /// A JWK set, its keys as their own text.

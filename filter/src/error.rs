@@ -61,11 +61,14 @@ pub enum ErrorCode {
     /// The plan's limits are shared across the fleet, it fails closed, and the control plane
     /// that shares them has not answered for too long.
     QuotaUnavailable,
+    /// The client address or the credential failed authentication too often: refused for a
+    /// cool-down, before any signature check (docs/guard.md).
+    TemporarilyBlocked,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests that must cover them all.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::NotConfigured,
         ErrorCode::RouteNotFound,
         ErrorCode::TokenInUrl,
@@ -91,6 +94,7 @@ impl ErrorCode {
         ErrorCode::ProviderUnavailable,
         ErrorCode::PlanUnavailable,
         ErrorCode::QuotaUnavailable,
+        ErrorCode::TemporarilyBlocked,
     ];
 
     pub fn code(self) -> &'static str {
@@ -120,6 +124,7 @@ impl ErrorCode {
             ErrorCode::ProviderUnavailable => "provider_unavailable",
             ErrorCode::PlanUnavailable => "plan_unavailable",
             ErrorCode::QuotaUnavailable => "quota_unavailable",
+            ErrorCode::TemporarilyBlocked => "temporarily_blocked",
         }
     }
 
@@ -141,7 +146,9 @@ impl ErrorCode {
             | ErrorCode::ModelNotPriced => 403,
             ErrorCode::RouteNotFound | ErrorCode::ModelNotFound => 404,
             ErrorCode::RequestTooLarge => 413,
-            ErrorCode::RateLimitExceeded | ErrorCode::BudgetExceeded => 429,
+            ErrorCode::RateLimitExceeded
+            | ErrorCode::BudgetExceeded
+            | ErrorCode::TemporarilyBlocked => 429,
             ErrorCode::InternalError => 500,
             ErrorCode::NotConfigured
             | ErrorCode::RouteUnavailable

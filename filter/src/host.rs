@@ -16,6 +16,11 @@ pub trait Host {
     fn now_unix_seconds(&self) -> Option<u64>;
     /// The quota counters shared by every worker of this Envoy.
     fn store(&self) -> &dyn crate::quota::counter::SharedStore;
+    /// The downstream peer as Envoy names it (`source.address`: `ip:port`, IPv6 in brackets).
+    /// Behind a load balancer that is the balancer, unless Envoy's `use_remote_address` and
+    /// `xff_num_trusted_hops` make it the client (docs/guard.md). Read only when the guard
+    /// needs it: it is a host call.
+    fn source_address(&self) -> Option<String>;
 }
 
 /// A host call's non-OK status (proxy-wasm's `WasmResult`).
@@ -140,6 +145,10 @@ pub mod fake {
         ops: RefCell<Vec<String>>,
         /// `HostOps` calls that fail (by method name).
         failing: Vec<&'static str>,
+        /// Envoy's `source.address`.
+        source: Option<String>,
+        /// How often `source_address` was read.
+        source_reads: std::cell::Cell<u32>,
     }
 
     impl FakeHost {
@@ -185,6 +194,22 @@ pub mod fake {
         pub fn with_response_chunk(mut self, chunk: &[u8]) -> Self {
             self.response_body = chunk.to_vec();
             self
+        }
+
+        /// The client's `ip:port`, as Envoy's `source.address` gives it.
+        pub fn with_source(mut self, address: &str) -> Self {
+            self.source = Some(address.to_string());
+            self
+        }
+
+        /// How often the request path read the client's address.
+        pub fn source_reads(&self) -> u32 {
+            self.source_reads.get()
+        }
+
+        /// The shared store of this host.
+        pub fn shared(&self) -> &FakeStore {
+            &self.store
         }
 
         pub fn body_len(&self) -> usize {
@@ -243,6 +268,11 @@ pub mod fake {
 
         fn store(&self) -> &dyn SharedStore {
             &*self.store
+        }
+
+        fn source_address(&self) -> Option<String> {
+            self.source_reads.set(self.source_reads.get() + 1);
+            self.source.clone()
         }
     }
 

@@ -63,6 +63,8 @@ pub enum InvalidConfig {
     PriceModel(usize),
     #[error("sync: {0}")]
     Sync(String),
+    #[error("guard.failed_auth: {0}")]
+    Guard(String),
     #[error("{kind}[{index}]: {reason}")]
     Unreadable {
         kind: &'static str,
@@ -88,6 +90,8 @@ pub enum PartKind {
     Price,
     /// The sync channel: without it nothing is reported.
     Sync,
+    /// The guard's settings: the defaults stay in force.
+    Guard,
 }
 
 impl PartKind {
@@ -101,6 +105,7 @@ impl PartKind {
             PartKind::Plan => "plan",
             PartKind::Price => "price",
             PartKind::Sync => "sync",
+            PartKind::Guard => "guard",
         }
     }
 
@@ -113,6 +118,7 @@ impl PartKind {
             PartKind::Plan => "plans",
             PartKind::Price => "prices",
             PartKind::Sync => "sync",
+            PartKind::Guard => "guard",
         }
     }
 }

@@ -31,8 +31,8 @@ macro_rules! internal {
 }
 
 internal!(
-    auth, credential, decision, document, exchange, host, invalid, json, model, provider, quota,
-    request, session, stat, usage,
+    auth, credential, decision, document, exchange, guard, host, invalid, json, model, provider,
+    quota, request, session, stat, usage,
 );
 
 #[cfg(any(test, feature = "test-support"))]

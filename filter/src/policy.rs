@@ -21,6 +21,7 @@ use crate::config::MAX_BODY_LIMIT;
 use crate::config::{Config, ModelSource, ProviderConfig, ProviderStyle, RouteConfig};
 use crate::document::{redact_values, Document, Entry};
 use crate::error::{ErrorStyle, Refusal};
+use crate::guard::GuardSettings;
 use crate::identity::Identity;
 use crate::invalid::Unavailable;
 pub use crate::invalid::{InvalidConfig, PartKind, UnavailablePart};
@@ -106,6 +107,8 @@ pub struct Policy {
     pub quotas: Quotas,
     /// The sync channel, when the configuration names one (usage reports).
     pub sync: Option<Arc<crate::sync::SyncSettings>>,
+    /// The failed-authentication guard; `None` when it is turned off.
+    pub guard: Option<Arc<GuardSettings>>,
     /// What could not be loaded, each disabling only itself.
     unavailable: Vec<UnavailablePart>,
 }
@@ -180,6 +183,15 @@ impl Policy {
                 .ok()
                 .map(Arc::new)
         });
+        // Settings out of bounds keep the defaults in force: protection is never lost to a
+        // typo, and the part shows as unavailable.
+        let failed_auth = config.guard.clone().unwrap_or_default().failed_auth;
+        let guard = GuardSettings::compile(&failed_auth)
+            .unwrap_or_else(|reason| {
+                unavailable.add(PartKind::Guard, "guard".into(), reason);
+                Some(GuardSettings::defaults())
+            })
+            .map(Arc::new);
         Ok(Policy {
             version: config.version.clone(),
             credentials,
@@ -187,6 +199,7 @@ impl Policy {
             cache_entries: config.cache.max_entries,
             quotas,
             sync,
+            guard,
             unavailable: unavailable.into_parts(),
         })
     }

@@ -4,11 +4,12 @@
 //! `response`: metering and settling what came back); one `Worker` (policy and
 //! verified-token cache) per Envoy worker. Reads the host through `Host`, returns `Decision`s.
 
+mod blocks;
 mod body;
 mod head;
 mod response;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -34,6 +35,10 @@ pub struct Worker {
     cache: RefCell<VerifiedTokenCache>,
     /// The Envoy's fleet allowances, when a sync channel shares the plans' limits.
     fleet: Option<Rc<RefCell<Allowances>>>,
+    /// Until when some source of this Envoy is blocked, as this worker last heard (its timer
+    /// copies it from shared data): while it is past, a cached credential costs the guard
+    /// no host call.
+    blocks_until: Cell<u64>,
 }
 
 impl Worker {
@@ -43,6 +48,7 @@ impl Worker {
             policy: None,
             cache: RefCell::new(VerifiedTokenCache::new(0)),
             fleet: None,
+            blocks_until: Cell::new(0),
         })
     }
 
@@ -59,7 +65,24 @@ impl Worker {
             policy: Some(Rc::new(policy)),
             cache: RefCell::new(cache),
             fleet,
+            blocks_until: Cell::new(0),
         })
+    }
+
+    /// The timer: learns of blocks other workers started (one shared-data read).
+    pub fn refresh_blocks(&self, store: &dyn crate::quota::counter::SharedStore) {
+        if self.policy.as_ref().is_some_and(|p| p.guard.is_some()) {
+            self.note_block_until(crate::guard::active_until(store));
+        }
+    }
+
+    fn note_block_until(&self, until: u64) {
+        self.blocks_until.set(self.blocks_until.get().max(until));
+    }
+
+    /// Whether a source of this Envoy may be blocked at `now`.
+    fn blocks_active(&self, now: u64) -> bool {
+        self.blocks_until.get() > now
     }
 
     /// The fleet allowances the request path counts against, if any.

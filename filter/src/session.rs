@@ -360,6 +360,10 @@ impl<H: Host> Host for ResponseView<'_, H> {
     fn store(&self) -> &dyn crate::quota::counter::SharedStore {
         self.host.store()
     }
+
+    fn source_address(&self) -> Option<String> {
+        self.host.source_address()
+    }
 }
 
 #[cfg(test)]

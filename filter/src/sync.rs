@@ -21,6 +21,7 @@ use crate::policy::Policy;
 use crate::quota::counter::{SharedStore, MAX_CAS_ATTEMPTS};
 use crate::quota::fleet::Allowances;
 
+pub use crate::guard::{BlockEvent, SourceKind};
 pub use crate::quota::fleet::{key_parts, CounterState, FleetAnswer, FleetGrant, KeyParts};
 pub use ledger::{UsageCounts, UsageEntry, UsageKey, UsageLedger};
 
@@ -581,6 +582,9 @@ pub struct SyncReport {
     /// with the allowances.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counters: Vec<CounterState>,
+    /// Sources the guard started blocking since the last report (docs/guard.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<BlockEvent>,
 }
 
 /// The control plane's answer to a report.

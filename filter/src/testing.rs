@@ -55,6 +55,7 @@ pub fn bare_config(issuer: &str, audience: &str) -> Config {
         default_plan: None,
         prices: vec![],
         sync: None,
+        guard: None,
     }
 }
 

@@ -16,6 +16,14 @@ fn four_workers_under_parallel_clients_swap_and_refuse_consistently() {
         },
         |config, _| {
             config.revocations.subjects.push("banned".into());
+            // 40 revoked requests from one address, on purpose: past the guard's default
+            // threshold, which guard.rs tests.
+            config.guard = Some(tokenward_filter::config::GuardConfig {
+                failed_auth: tokenward_filter::config::FailedAuthConfig {
+                    threshold: 1_000,
+                    ..Default::default()
+                },
+            });
         },
     ));
     let good: Vec<String> = (0..4)

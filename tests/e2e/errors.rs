@@ -306,7 +306,8 @@ fn every_client_visible_error_code_with_its_status() {
     gw.assert_log_clean(&[&token, &api_key, &expired, &revoked]);
 
     // not_configured is covered in config.rs (it needs an Envoy without configuration),
-    // quota_unavailable in fleet_quotas.rs (it needs a control plane that goes away);
+    // quota_unavailable in fleet_quotas.rs (it needs a control plane that goes away),
+    // temporarily_blocked in guard.rs (it needs a burst of failures);
     // internal_error is only sent when Envoy refuses a host call, which no client can cause.
     let untested: Vec<_> = ErrorCode::ALL
         .iter()
@@ -317,6 +318,7 @@ fn every_client_visible_error_code_with_its_status() {
                     ErrorCode::NotConfigured
                         | ErrorCode::InternalError
                         | ErrorCode::QuotaUnavailable
+                        | ErrorCode::TemporarilyBlocked
                 )
         })
         .collect();

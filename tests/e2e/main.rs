@@ -16,6 +16,7 @@ mod errors;
 mod examples;
 mod faults;
 mod fleet_quotas;
+mod guard;
 mod hardening;
 mod local_replies;
 mod openapi;

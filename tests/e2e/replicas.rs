@@ -117,6 +117,7 @@ fn a_change_through_one_replica_reaches_an_envoy_on_the_other_and_either_shows_t
 #[test]
 fn a_replica_killed_under_traffic_and_writes_costs_no_wrong_answer_and_no_acknowledged_write() {
     let fleet = Fleet::create();
+    fleet.tolerate_auth_failures();
     let one = fleet.replica_process("replica-1");
     let two = fleet.replica_process("replica-2");
     let (one_admin, two_admin) = (one.admin, two.admin);

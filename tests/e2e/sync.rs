@@ -66,6 +66,7 @@ fn an_envoy_with_only_a_bootstrap_enforces_the_pulled_configuration_and_revocati
 #[test]
 fn the_last_configuration_holds_while_the_control_plane_is_away_and_changes_resume_after() {
     let fleet = Fleet::create();
+    fleet.tolerate_auth_failures();
     let credential = proxy_credential(&fleet.operator());
     let cp = fleet.replica_process("cp");
     let admin = cp.admin;

@@ -69,6 +69,21 @@ pub fn client_with(builder: reqwest::blocking::ClientBuilder) -> Client {
         })
 }
 
+/// A client whose connections come from `source`, a loopback address other than 127.0.0.1
+/// (Linux routes all of 127/8 to loopback): a second client as Envoy sees it.
+pub fn client_from(source: std::net::IpAddr) -> Client {
+    install_ring();
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .local_address(source)
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("cannot build an HTTP client: {e}");
+            std::process::exit(2)
+        })
+}
+
 /// A client for https:// URLs whose server certificate comes from the CA in `ca` (PEM) —
 /// the control plane's admin API under a CA the test made.
 pub fn tls_client(ca: &Path) -> anyhow::Result<Client> {

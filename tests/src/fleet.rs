@@ -96,6 +96,12 @@ impl Fleet {
         Fleet::operator_on(&self.db.url, &self.master)
     }
 
+    /// For a test whose client sends a revoked token over and over from one address on
+    /// purpose: a failed-authentication threshold it never reaches (guard.rs tests the guard).
+    pub fn tolerate_auth_failures(&self) {
+        tolerate_auth_failures(&self.operator());
+    }
+
     /// A replica in this process (its servers in a thread).
     pub fn replica(&self, name: &str) -> Served {
         Served::start_replica(&self.db.url, &self.master, self.settings.clone(), name).unwrap()
@@ -398,4 +404,18 @@ pub fn chat_body(tokens: u64, max_tokens: u64) -> String {
     format!(
         r#"{{"model":"gpt-4o-mini","max_tokens":{max_tokens},"messages":[{{"role":"user","content":"{filler}"}}]}}"#
     )
+}
+
+/// Sets the failed-authentication guard's threshold to its maximum: on, and never reached
+/// by a test that fails authentication thousands of times from one address on purpose.
+pub fn tolerate_auth_failures<S: Store + ?Sized>(operator: &ControlPlane<S>) {
+    operator
+        .set_guard(
+            tokenward_filter::config::FailedAuthConfig {
+                threshold: 1_000_000,
+                ..Default::default()
+            },
+            unix_now(),
+        )
+        .unwrap();
 }

@@ -117,6 +117,12 @@ pub(super) async fn report_usage(
         if report.pull {
             record_puller(&state, &report, now);
         }
+        // Blocks are alerts: recorded once, however often the report comes (a resend too).
+        if !report.blocks.is_empty() {
+            if let Err(error) = plane.record_blocks(&report, now) {
+                tracing::warn!(%error, "sync: the blocks {} reported were not recorded", report.node);
+            }
+        }
         // The usage is taken whatever happens next: a failure here leaves the Envoy on the
         // allowances it has until its next report.
         let allowances = match plane.fleet_answer(&report, now.saturating_mul(1000)) {

@@ -135,6 +135,10 @@ pub enum Command {
     /// static mode; pull mode names it in its bootstrap).
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// The failed-authentication guard every filter applies (docs/guard.md): on by default,
+    /// 20 failures per address or credential in 60 s block it for 300 s.
+    #[command(subcommand)]
+    Guard(GuardCommand),
     /// Usage the filters reported, per hour, subject, tenant, plan, credential, provider and
     /// model.
     Usage {
@@ -674,6 +678,30 @@ pub enum SyncCommand {
     /// Stop naming a channel: filters stop reporting.
     Off,
     /// The channel the pushed configuration names, if any.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// Set the threshold, window, cool-down and exempt networks (or turn the guard off).
+    Set {
+        /// Failed authentications in one window that block the source (0: off).
+        #[arg(long, default_value_t = tokenward_filter::config::default_guard_threshold())]
+        threshold: u32,
+        /// The window failures are counted in (90, 90s, 15m, 1h).
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        window: u64,
+        /// How long a blocked source is refused.
+        #[arg(long, value_parser = parse_duration, default_value = "300s")]
+        block: u64,
+        /// A client network never blocked by address (CIDR; repeat for several).
+        #[arg(long)]
+        exempt: Vec<String>,
+        /// Turn the guard off.
+        #[arg(long, conflicts_with_all = ["threshold", "window", "block", "exempt"])]
+        off: bool,
+    },
+    /// The guard's settings in force.
     Show,
 }
 

@@ -1134,3 +1134,46 @@ fn plan_set_takes_a_spike_setting_whole_and_unrevoke_says_it_lifts_a_suspension(
     let (_, _, help) = run(&["token", "unrevoke", "--help"]);
     assert!(help.contains("suspension after a spend spike"), "{help}");
 }
+
+#[test]
+fn the_guard_is_set_in_human_units_rendered_into_the_configuration_and_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--dev"];
+        all.extend_from_slice(args);
+        tokenward(d, &all)
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = run(args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    ok(&["init", "--issuer", "https://i", "--audience", "gw"]);
+    assert!(ok(&["guard", "show"]).contains("20 failed authentications in 60 s"));
+    let config: serde_json::Value = serde_json::from_str(&ok(&["config", "render"])).unwrap();
+    assert!(config.get("guard").is_none(), "the filter's defaults");
+    ok(&[
+        "guard",
+        "set",
+        "--threshold",
+        "50",
+        "--window",
+        "2m",
+        "--block",
+        "1h",
+        "--exempt",
+        "10.0.0.0/8",
+    ]);
+    let config: serde_json::Value = serde_json::from_str(&ok(&["config", "render"])).unwrap();
+    assert_eq!(
+        config["guard"]["failed_auth"],
+        serde_json::json!({"threshold": 50, "window_seconds": 120, "block_seconds": 3600, "exempt": ["10.0.0.0/8"]})
+    );
+    let (refused, _, err) = run(&["guard", "set", "--block", "30d"]);
+    assert!(!refused && err.contains("block_seconds"), "{err}");
+    ok(&["guard", "set", "--off"]);
+    assert!(ok(&["guard", "show"]).contains("off"));
+    let config: serde_json::Value = serde_json::from_str(&ok(&["config", "render"])).unwrap();
+    assert_eq!(config["guard"]["failed_auth"]["enabled"], false);
+}

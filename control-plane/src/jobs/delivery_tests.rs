@@ -58,6 +58,7 @@ async fn an_alert_is_posted_signed_and_retried_until_the_webhook_takes_it() {
             denied: 0,
             ceiling: 10,
         }],
+        blocks: vec![],
     };
     let plane = state.plane.clone();
     tokio::task::spawn_blocking(move || plane.fleet_answer(&report, (T0 + 1) * 1000))
@@ -145,6 +146,7 @@ async fn a_spend_spike_goes_to_the_same_webhook_signed_under_its_id() {
             cached_input_tokens: 0,
             cost_micro_usd: 0,
         }],
+        blocks: vec![],
         counters: vec![],
     };
     let work = Arc::clone(&state);

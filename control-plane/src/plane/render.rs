@@ -120,6 +120,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             default_plan,
             prices: self.store.prices()?,
             sync: None,
+            guard: self.guard()?,
         };
         Ok(config)
     }

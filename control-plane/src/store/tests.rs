@@ -327,6 +327,7 @@ fn a_usage_report_is_counted_once_per_node_boot_and_sequence(store: &dyn Store) 
         refused: None,
         entries,
         counters: vec![],
+        blocks: vec![],
     };
     let hour = 1_800_000_000; // the start of an hour
     assert!(store
@@ -501,6 +502,7 @@ fn usage_is_read_per_credential_and_hour_between_bounds(store: &dyn Store) {
             config_version: None,
             refused: None,
             entries,
+            blocks: vec![],
             counters: vec![],
         };
         assert!(store.record_usage(&report, at).unwrap());

@@ -261,14 +261,21 @@ impl RootContext for TokenwardRoot {
                 self.apply(apply);
             }
         }
-        let period = if self.channel.is_some() { TICK_MS } else { 0 };
+        // The timer also tells each worker of blocks the others started (the guard).
+        let guarded = self.worker.policy().is_some_and(|p| p.guard.is_some());
+        let period = if self.channel.is_some() || guarded {
+            TICK_MS
+        } else {
+            0
+        };
         if let Err(status) = raw::set_tick_period(u32::try_from(period).unwrap_or(u32::MAX)) {
-            log::error!("the sync channel's timer could not be set: {status:?}");
+            log::error!("the timer (sync channel, guard) could not be set: {status:?}");
         }
         true
     }
 
     fn on_tick(&mut self) {
+        self.worker.refresh_blocks(&self.host);
         let Some(channel) = &mut self.channel else {
             return;
         };
@@ -328,6 +335,7 @@ impl TokenwardRoot {
         });
         // A new worker state: the cache of the old keys goes with the old config.
         self.worker = Worker::configured_in(policy, fleet);
+        self.worker.refresh_blocks(&self.host);
     }
 
     /// As `apply`; a pulled configuration put in force logs what it cost this worker.
@@ -466,6 +474,13 @@ impl Host for AbiHost {
 
     fn store(&self) -> &dyn SharedStore {
         self
+    }
+
+    fn source_address(&self) -> Option<String> {
+        raw::property(&["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
     }
 }
 

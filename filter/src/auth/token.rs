@@ -24,16 +24,34 @@ pub fn authenticate(
 ) -> Result<Arc<Identity>, Refusal> {
     let identity = match cache.get(hash, now) {
         Some(identity) => identity,
-        None if apikey::looks_like_api_key(credential) => {
-            api_key_identity(policy, credential, hash, now)?
-        }
-        None => {
-            let (identity, valid_until) = verify_jwt(policy, credential, now)?;
-            let identity = Arc::new(identity);
-            cache.insert(*hash, Arc::clone(&identity), valid_until);
-            identity
-        }
+        None => verify(policy, cache, credential, hash, now)?,
     };
+    unless_revoked(policy, identity)
+}
+
+/// A credential the cache does not hold: the API key lookup or the JWT signature check, the
+/// expensive part a guard must run before. Fills `cache`; revocation is not checked here.
+pub fn verify(
+    policy: &Credentials,
+    cache: &mut VerifiedTokenCache,
+    credential: &str,
+    hash: &CredentialHash,
+    now: u64,
+) -> Result<Arc<Identity>, Refusal> {
+    if apikey::looks_like_api_key(credential) {
+        return api_key_identity(policy, credential, hash, now);
+    }
+    let (identity, valid_until) = verify_jwt(policy, credential, now)?;
+    let identity = Arc::new(identity);
+    cache.insert(*hash, Arc::clone(&identity), valid_until);
+    Ok(identity)
+}
+
+/// Refuses an identity whose `jti`, subject or key is revoked: on every request, cached or not.
+pub fn unless_revoked(
+    policy: &Credentials,
+    identity: Arc<Identity>,
+) -> Result<Arc<Identity>, Refusal> {
     if policy.revocations.revokes(&identity) {
         return Err(Refusal::new(
             ErrorCode::TokenRevoked,

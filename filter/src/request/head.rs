@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::blocks::{self, Source};
 use super::{clip, AwaitingBody, Forwarded, Phase, Seen, Worker};
 use crate::config::ModelSource;
 use crate::credential::{self, RequestHead};
@@ -75,23 +76,60 @@ fn on_route(
     events: &mut Vec<String>,
     seen: &mut Seen,
 ) -> Result<(Decision, Phase), Refusal> {
-    let credential = credential::extract(head, route.allow_query_credential)?;
-    let hash = identity::credential_hash(&credential.value);
     let now = host
         .now_unix_seconds()
         .ok_or_else(|| Refusal::new(ErrorCode::InternalError, "the host clock is unavailable"))?;
-    let authenticated = {
-        let mut cache = worker.cache.borrow_mut();
-        token::authenticate(&policy.credentials, &mut cache, &credential.value, &hash, now)
+    let mut source = policy
+        .guard
+        .as_deref()
+        .map(|settings| Source::new(host, settings));
+    let credential = match credential::extract(head, route.allow_query_credential) {
+        Ok(credential) => credential,
+        Err(refusal) => {
+            // No credential to fingerprint: counted against the address only.
+            if let (Some(source), ErrorCode::MissingCredential) = (&mut source, refusal.code) {
+                source.note_failure(worker, None, now, events);
+            }
+            return Err(refusal);
+        }
     };
+    let hash = identity::credential_hash(&credential.value);
+    let cached = worker.cache.borrow().get(&hash, now);
+    let verified = match cached {
+        Some(identity) => {
+            // A verified credential costs no host call unless a block is in force somewhere
+            // in this Envoy; then its address is checked too: a blocked source is refused
+            // whatever it sends.
+            if let Some(source) = &mut source {
+                if worker.blocks_active(now) {
+                    source.refuse_if_blocked(None, now, events)?;
+                }
+            }
+            Ok(identity)
+        }
+        None => {
+            if let Some(source) = &mut source {
+                source.refuse_if_blocked(Some(&identity::fingerprint(&hash)), now, events)?;
+            }
+            events.push(blocks::stat::VERIFICATIONS.to_string());
+            let mut cache = worker.cache.borrow_mut();
+            token::verify(&policy.credentials, &mut cache, &credential.value, &hash, now)
+        }
+    };
+    let authenticated =
+        verified.and_then(|identity| token::unless_revoked(&policy.credentials, identity));
     let identity = authenticated.inspect_err(|refusal| {
+        let fingerprint = identity::fingerprint(&hash);
         log::info!(
             "refused {} on route {}: credential {}: {}",
             refusal.code.code(),
             route.name,
-            identity::fingerprint(&hash),
+            fingerprint,
             refusal.message
         );
+        if let Some(source) = &mut source {
+            source.note_failure(worker, Some(&fingerprint), now, events);
+        }
     })?;
     seen.identity = Some(Arc::clone(&identity));
     if matches!(route.provider, ProviderChoice::Unavailable) {

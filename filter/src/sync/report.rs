@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::{restore_outbox, take_outbox};
 use super::{pulled, stat, Answer, RefusedConfig, ReportAnswer, SyncHost, SyncReport};
+use crate::guard;
 use crate::quota::fleet::{self, CounterState};
 
 const REPORT: &str = "tokenward.sync.report";
@@ -62,9 +63,16 @@ pub(super) fn next(
             return None;
         }
     };
+    let blocks = match guard::take_events(store) {
+        Ok(blocks) => blocks,
+        Err(error) => {
+            log::warn!("the guard's blocks could not be taken for the report: {error}");
+            Vec::new()
+        }
+    };
     // Fleet counters go every interval while they are in use: that is how allowances follow
     // demand, and how an idle Envoy's shrink.
-    if entries.is_empty() && counters.is_empty() && !heartbeat_due {
+    if entries.is_empty() && counters.is_empty() && blocks.is_empty() && !heartbeat_due {
         return None;
     }
     let seq = sequence.seq + 1;
@@ -77,12 +85,14 @@ pub(super) fn next(
         refused: status.refused,
         entries,
         counters,
+        blocks,
     };
     let body = match serde_json::to_string(&report) {
         Ok(body) => body,
         Err(error) => {
             log::error!("a usage report could not be written: {error}");
             let _ = restore_outbox(store, report.entries);
+            let _ = guard::restore_events(store, report.blocks);
             return None;
         }
     };
@@ -98,6 +108,9 @@ pub(super) fn next(
         // Another worker numbered a report meanwhile: the usage goes back for the next one.
         if let Err(error) = restore_outbox(store, report.entries) {
             log::error!("usage could not be put back into the outbox: {error}");
+        }
+        if let Err(error) = guard::restore_events(store, report.blocks) {
+            log::error!("blocks could not be put back for the next report: {error}");
         }
         return None;
     }

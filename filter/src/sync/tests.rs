@@ -819,3 +819,58 @@ fn a_shared_secret_of_the_configuration_never_vouches_for_the_next_one() {
         Apply::Keep
     ));
 }
+
+#[test]
+fn a_block_goes_up_in_the_next_report_and_again_if_that_report_is_not_taken() {
+    let envoy = FakeEnvoy::default();
+    let mut channel = channel(false, JwkSet::default());
+    let mut ledger = UsageLedger::default();
+    let block = BlockEvent {
+        kind: SourceKind::Address,
+        value: "192.0.2.66".into(),
+        failures: 20,
+        blocked_at: NOW,
+        until: NOW + 300,
+    };
+    // The first report (a heartbeat) is taken; the next heartbeat is 10 s away.
+    channel.on_tick(&envoy, T0, &mut ledger, &mut Allowances::default(), None);
+    let (token, _) = envoy.take_calls(REPORT_PATH)[0];
+    channel.on_answer(
+        &envoy,
+        token,
+        answer(200),
+        T0 + 1,
+        &mut Allowances::default(),
+        None,
+    );
+    crate::guard::announce(&envoy.store, &block).unwrap();
+    let at = T0 + 1000 + TICK_MS;
+    channel.on_tick(&envoy, at, &mut ledger, &mut Allowances::default(), None);
+    let calls = envoy.take_calls(REPORT_PATH);
+    assert_eq!(calls.len(), 1, "a block alone is worth a report");
+    assert_eq!(report_of(&calls[0].1).blocks, vec![block.clone()]);
+    // Not taken: the same report, block and all, goes again.
+    let (token, _) = calls[0];
+    channel.on_answer(
+        &envoy,
+        token,
+        answer(503),
+        at + 1,
+        &mut Allowances::default(),
+        None,
+    );
+    let next = at + 1000 + TICK_MS;
+    channel.on_tick(&envoy, next, &mut ledger, &mut Allowances::default(), None);
+    let calls = envoy.take_calls(REPORT_PATH);
+    assert_eq!(report_of(&calls[0].1).blocks, vec![block]);
+    // Taken: the next report has no block.
+    channel.on_answer(
+        &envoy,
+        calls[0].0,
+        answer(200),
+        next + 1,
+        &mut Allowances::default(),
+        None,
+    );
+    assert!(crate::guard::take_events(&envoy.store).unwrap().is_empty());
+}

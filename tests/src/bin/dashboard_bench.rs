@@ -73,7 +73,8 @@ fn seed(plane: &Plane, now: u64) -> Duration {
             .collect();
         for half in entries.chunks(ROWS_PER_HOUR.div_ceil(2)) {
             seq += 1;
-            let report = serde_json::json!({"node": "bench", "boot": "b", "seq": seq, "entries": half});
+            let report =
+                serde_json::json!({"node": "bench", "boot": "b", "seq": seq, "entries": half});
             plane
                 .record_usage(&serde_json::from_value(report).unwrap(), at)
                 .unwrap();
@@ -97,7 +98,10 @@ fn measure(database: &str, label: &str) {
         )
         .unwrap();
     let seeded = seed(&plane, now);
-    println!("{label}: seeded {KEYS} API keys and {} usage rows in {seeded:.1?}", HOURS as usize * ROWS_PER_HOUR);
+    println!(
+        "{label}: seeded {KEYS} API keys and {} usage rows in {seeded:.1?}",
+        HOURS as usize * ROWS_PER_HOUR
+    );
     let settings = SnapshotSettings {
         wasm_path: "/unused.wasm".into(),
         env_keys: vec![],

@@ -257,6 +257,7 @@ fn the_ledger_keeps_the_retention_setting_of_days_and_the_prune_job_drops_the_re
             cost_micro_usd: 0,
         }],
         counters: vec![],
+        blocks: vec![],
     };
     plane.record_usage(&old, NOW - 10 * 86_400).unwrap();
     plane
@@ -381,4 +382,45 @@ async fn a_report_of_fleet_counters_is_answered_with_allowances_and_quota_shows_
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_reported_block_is_an_alert_and_an_audit_entry_once_however_often_it_comes() {
+    let (app, state, admin) = app();
+    let proxy = proxy_credential(&state);
+    let mut body = report(1, 1);
+    body["blocks"] = json!([{
+        "kind": "address", "value": "192.0.2.66", "failures": 20,
+        "blocked_at": NOW - 5, "until": NOW + 295
+    }]);
+    for _ in 0..2 {
+        let (status, _, answer) = call(
+            &app,
+            "POST",
+            "/sync/v1/usage",
+            Some(&proxy),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let alerts = state.plane.alert_events(10).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].key, "guard:address:192.0.2.66");
+    let (status, _, audit) = call(&app, "GET", "/admin/v1/audit", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let blocked: Vec<_> = audit
+        .as_array()
+        .or_else(|| audit["entries"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "guard.blocked")
+        .collect();
+    assert_eq!(blocked.len(), 1, "{audit}");
+    assert_eq!(blocked[0]["target"], "address 192.0.2.66");
+    // A block of another shape is refused with the report, as any malformed report.
+    body["seq"] = json!(2);
+    body["blocks"][0]["kind"] = json!("planet");
+    let (status, _, _) = call(&app, "POST", "/sync/v1/usage", Some(&proxy), Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

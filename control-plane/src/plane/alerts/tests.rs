@@ -35,6 +35,7 @@ fn report(plane: &ControlPlane<SqliteStore>, node: &str, seq: u64, used: u64, no
             denied: 0,
             ceiling: 1000,
         }],
+        blocks: vec![],
     };
     plane.record_usage(&report, now).unwrap();
     plane.fleet_answer(&report, now * 1000).unwrap();

@@ -172,6 +172,7 @@ impl Envoy {
             refused: None,
             entries: vec![],
             counters,
+            blocks: vec![],
         };
         plane.record_usage(&report, now).unwrap();
         let answer = plane.fleet_answer(&report, now * 1000).unwrap();

@@ -74,6 +74,7 @@ impl Reporter {
                 cached_input_tokens: 0,
                 cost_micro_usd: 0,
             }],
+            blocks: vec![],
             counters: vec![],
         };
         assert!(plane.record_usage(&report, at).unwrap());
@@ -290,6 +291,7 @@ fn the_holder_of_the_last_admin_key_is_alerted_on_but_never_suspended() {
             cached_input_tokens: 0,
             cost_micro_usd: 0,
         }],
+        blocks: vec![],
         counters: vec![],
     };
     plane.record_usage(&report, T0 + 600).unwrap();

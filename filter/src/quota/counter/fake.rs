@@ -17,6 +17,8 @@ pub struct FakeStore {
     rival_now: Cell<u64>,
     /// Writes that succeed before the conflicts begin.
     clean_writes: Cell<u32>,
+    /// Reads so far: what a request costs in host calls.
+    reads: Cell<u32>,
 }
 
 impl FakeStore {
@@ -34,6 +36,16 @@ impl FakeStore {
         let store = FakeStore::with_conflicts(conflicts, rival_amount, now);
         store.clean_writes.set(clean);
         store
+    }
+
+    /// How many `get` calls were made so far.
+    pub fn reads(&self) -> u32 {
+        self.reads.get()
+    }
+
+    /// The keys that start with `prefix`.
+    pub fn keys_with(&self, prefix: &str) -> usize {
+        self.map.borrow().keys().filter(|k| k.starts_with(prefix)).count()
     }
 
     pub fn key_count(&self) -> usize {
@@ -58,6 +70,7 @@ impl FakeStore {
 
 impl SharedStore for FakeStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, QuotaError> {
+        self.reads.set(self.reads.get() + 1);
         Ok(self.map.borrow().get(key).cloned())
     }
 
