@@ -40,7 +40,8 @@ fuzz: deps
 	@bash scripts/fuzz.sh
 
 ## bench: load benchmark (not a test): no filter, native jwt_authn, tokenward hot and cold;
-## the control plane's figures; several replicas over Postgres; the sync channel; fleet quotas
+## the control plane's figures; several replicas over Postgres; the sync channel; fleet quotas;
+## the failed-authentication guard under attack; dashboard pages over a million usage rows
 bench: wasm
 	@bash scripts/install-deps.sh bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin bench
@@ -50,6 +51,7 @@ bench: wasm
 	$(CARGO) run --locked --release -p tokenward-e2e --bin sync_bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin fleet_bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin guard_bench
+	$(CARGO) run --locked --release -p tokenward-e2e --bin dashboard_bench
 
 ## demo: run the gateway end to end with a mock provider and show what it does
 demo: wasm

@@ -226,6 +226,8 @@ pub struct ControlPlane<S: Store + ?Sized> {
     /// Who the audit log names for changes made through this handle.
     actor: String,
     compiled: Arc<compiled::CompiledPolicy>,
+    /// Sums of the ledger's ended hours, per query (the dashboard's long periods).
+    closed_hours: Arc<closed_hours::ClosedHours>,
 }
 
 impl<S: Store + ?Sized> Clone for ControlPlane<S> {
@@ -235,6 +237,7 @@ impl<S: Store + ?Sized> Clone for ControlPlane<S> {
             master: Arc::clone(&self.master),
             actor: self.actor.clone(),
             compiled: Arc::clone(&self.compiled),
+            closed_hours: Arc::clone(&self.closed_hours),
         }
     }
 }
@@ -248,6 +251,7 @@ impl<S: Store + 'static> ControlPlane<S> {
             master: self.master,
             actor: self.actor,
             compiled: self.compiled,
+            closed_hours: self.closed_hours,
         }
     }
 }
@@ -269,6 +273,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             master: Arc::new(master),
             actor: actor.to_string(),
             compiled: Arc::default(),
+            closed_hours: Arc::default(),
         }
     }
 
@@ -324,6 +329,7 @@ fn provider_context(name: &str) -> String {
 }
 
 mod catalog;
+mod closed_hours;
 pub use sync::{SignedConfig, UsageGroup, UsageLedger, UsageQuery, UsageTotal, RESIGN_AFTER};
 pub mod alerts;
 mod compiled;

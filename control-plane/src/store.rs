@@ -346,16 +346,20 @@ pub trait Store: Send + Sync {
     /// The Envoy processes (node, boot) whose last report arrived at or after `since`.
     fn report_streams_since(&self, since: u64) -> Result<Vec<(String, String)>, StoreError>;
 
-    /// The ledger summed per hour, of the hours from `since`'s, narrowed by `filter`.
+    /// The ledger summed per hour, of the hours from `since`'s to before `until`, narrowed by
+    /// `filter`.
     fn usage_by_hour(
         &self,
         since: u64,
+        until: u64,
         filter: &UsageFilter,
     ) -> Result<Vec<(u64, UsageSums)>, StoreError>;
-    /// The ledger summed per value of `by` ("" for none), largest cost first, at most `limit`.
+    /// The ledger of the hours from `since`'s to before `until`, summed per value of `by` (""
+    /// for none), largest cost first, at most `limit`.
     fn usage_by(
         &self,
         since: u64,
+        until: u64,
         filter: &UsageFilter,
         by: UsageDimension,
         limit: usize,

@@ -7,8 +7,9 @@ use tokenward_filter::sync::{
     ConfigSignature, SyncReport, UsageEntry, SCOPE_SYNC, SIGNATURE_AUDIENCE,
 };
 
+use super::closed_hours::{self, Closed};
 use super::*;
-use crate::store::{UsageDimension, UsageFilter, UsageRow, UsageSums};
+use crate::store::{hour_of, UsageDimension, UsageFilter, UsageRow, UsageSums};
 
 /// A configuration signed for pull-mode filters.
 #[derive(Debug, Clone)]
@@ -124,7 +125,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         };
         let totals = self
             .store
-            .usage_by(since, &query.filter(), by.dimension(), usize::MAX)?
+            .usage_by(since, u64::MAX, &query.filter(), by.dimension(), usize::MAX)?
             .into_iter()
             .map(|(value, sums)| UsageTotal {
                 by,
@@ -140,24 +141,70 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     }
 
     /// The ledger from `query.since` narrowed by its filters, summed per hour (a chart's
-    /// points; hours without usage are absent).
-    pub fn usage_series(&self, query: &UsageQuery) -> Result<Vec<(u64, UsageSums)>, PlaneError> {
-        let since = query.since.min(i64::MAX as u64);
-        Ok(self.store.usage_by_hour(since, &query.filter())?)
+    /// points; hours without usage are absent). Ended hours come from the cache of closed
+    /// hours, the current one from the store.
+    pub fn usage_series(
+        &self,
+        query: &UsageQuery,
+        now: u64,
+    ) -> Result<Vec<(u64, UsageSums)>, PlaneError> {
+        let since = hour_of(query.since.min(i64::MAX as u64));
+        let filter = query.filter();
+        let current_hour = hour_of(now);
+        if since >= current_hour {
+            return Ok(self.store.usage_by_hour(since, u64::MAX, &filter)?);
+        }
+        let closed = self
+            .closed_hours
+            .get_or(None, since, &filter, now, |until| {
+                Ok::<_, PlaneError>(Closed::Hours(
+                    self.store.usage_by_hour(since, until, &filter)?,
+                ))
+            })?;
+        let Closed::Hours(mut series) = closed else {
+            return Ok(Vec::new());
+        };
+        series.extend(self.store.usage_by_hour(current_hour, u64::MAX, &filter)?);
+        Ok(series)
     }
 
     /// The ledger from `query.since` narrowed by its filters, summed per value of `by`,
-    /// largest cost first, at most `limit` values.
+    /// largest cost first, at most `limit` values; ended hours from the cache, as the series.
     pub fn usage_top(
         &self,
         query: &UsageQuery,
         by: UsageGroup,
         limit: usize,
+        now: u64,
     ) -> Result<Vec<(Option<String>, UsageSums)>, PlaneError> {
-        let since = query.since.min(i64::MAX as u64);
-        Ok(self
-            .store
-            .usage_by(since, &query.filter(), by.dimension(), limit)?
+        let since = hour_of(query.since.min(i64::MAX as u64));
+        let filter = query.filter();
+        let dimension = by.dimension();
+        let current_hour = hour_of(now);
+        let values = if since >= current_hour {
+            self.store
+                .usage_by(since, u64::MAX, &filter, dimension, limit)?
+        } else {
+            let closed =
+                self.closed_hours
+                    .get_or(Some(dimension), since, &filter, now, |until| {
+                        Ok::<_, PlaneError>(Closed::Values(self.store.usage_by(
+                            since,
+                            until,
+                            &filter,
+                            dimension,
+                            usize::MAX,
+                        )?))
+                    })?;
+            let Closed::Values(closed) = closed else {
+                return Ok(Vec::new());
+            };
+            let current =
+                self.store
+                    .usage_by(current_hour, u64::MAX, &filter, dimension, usize::MAX)?;
+            closed_hours::merge_values(closed, current, limit)
+        };
+        Ok(values
             .into_iter()
             .map(|(value, sums)| ((!value.is_empty()).then_some(value), sums))
             .collect())

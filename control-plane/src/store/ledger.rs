@@ -18,7 +18,7 @@ pub struct UsageFilter {
 }
 
 impl UsageFilter {
-    /// The filters in the statements' order ($2 … $6); "" for none.
+    /// The filters in the statements' order ($3 … $7); "" for none.
     pub(crate) fn params(&self) -> [&str; 5] {
         fn or_any(v: &Option<String>) -> &str {
             v.as_deref().unwrap_or("")
@@ -80,12 +80,12 @@ macro_rules! sums_by {
                 CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT),
                 CAST(SUM(cost_micro_usd) AS BIGINT)
              FROM usage
-             WHERE hour >= $1 AND ($2 = '' OR subject = $2) AND ($3 = '' OR tenant = $3)
-               AND ($4 = '' OR credential = $4) AND ($5 = '' OR model = $5)
-               AND ($6 = '' OR provider = $6)
+             WHERE hour >= $1 AND hour < $2 AND ($3 = '' OR subject = $3)
+               AND ($4 = '' OR tenant = $4) AND ($5 = '' OR credential = $5)
+               AND ($6 = '' OR model = $6) AND ($7 = '' OR provider = $7)
              GROUP BY ",
             $column,
-            " ORDER BY 6 DESC, 2 DESC, 1 LIMIT $7"
+            " ORDER BY 6 DESC, 2 DESC, 1 LIMIT $8"
         )
     };
 }
@@ -106,9 +106,9 @@ pub(crate) const SUMS_BY_HOUR: &str = "SELECT hour, CAST(SUM(requests) AS BIGINT
         CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT),
         CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(cost_micro_usd) AS BIGINT)
      FROM usage
-     WHERE hour >= $1 AND ($2 = '' OR subject = $2) AND ($3 = '' OR tenant = $3)
-       AND ($4 = '' OR credential = $4) AND ($5 = '' OR model = $5)
-       AND ($6 = '' OR provider = $6)
+     WHERE hour >= $1 AND hour < $2 AND ($3 = '' OR subject = $3)
+       AND ($4 = '' OR tenant = $4) AND ($5 = '' OR credential = $5)
+       AND ($6 = '' OR model = $6) AND ($7 = '' OR provider = $7)
      GROUP BY hour ORDER BY hour";
 
 /// The last hour a credential was used in (an index on (credential, hour) answers it).

@@ -813,12 +813,21 @@ impl Store for PostgresStore {
     fn usage_by_hour(
         &self,
         since: u64,
+        until: u64,
         filter: &UsageFilter,
     ) -> Result<Vec<(u64, UsageSums)>, StoreError> {
         let [s, t, c, m, p] = filter.params();
         let rows = self.conn()?.query(
             ledger::SUMS_BY_HOUR,
-            &[&to_i64(hour_of(since))?, &s, &t, &c, &m, &p],
+            &[
+                &to_i64(hour_of(since))?,
+                &to_i64(until.min(i64::MAX as u64))?,
+                &s,
+                &t,
+                &c,
+                &m,
+                &p,
+            ],
         )?;
         rows.iter()
             .map(|row| Ok((to_u64(row.try_get(0)?)?, sums_at(row, 1)?)))
@@ -828,6 +837,7 @@ impl Store for PostgresStore {
     fn usage_by(
         &self,
         since: u64,
+        until: u64,
         filter: &UsageFilter,
         by: UsageDimension,
         limit: usize,
@@ -836,7 +846,16 @@ impl Store for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.conn()?.query(
             ledger::sums_by_sql(by),
-            &[&to_i64(hour_of(since))?, &s, &t, &c, &m, &p, &limit],
+            &[
+                &to_i64(hour_of(since))?,
+                &to_i64(until.min(i64::MAX as u64))?,
+                &s,
+                &t,
+                &c,
+                &m,
+                &p,
+                &limit,
+            ],
         )?;
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, sums_at(row, 1)?)))

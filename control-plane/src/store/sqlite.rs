@@ -759,14 +759,24 @@ impl Store for SqliteStore {
     fn usage_by_hour(
         &self,
         since: u64,
+        until: u64,
         filter: &UsageFilter,
     ) -> Result<Vec<(u64, UsageSums)>, StoreError> {
         let conn = self.conn()?;
         let mut statement = conn.prepare_cached(ledger::SUMS_BY_HOUR)?;
         let [s, t, c, m, p] = filter.params();
-        let rows = statement.query_map(params![to_i64(hour_of(since))?, s, t, c, m, p], |row| {
-            Ok((row.get::<_, i64>(0)?, sums_at(row, 1)?))
-        })?;
+        let rows = statement.query_map(
+            params![
+                to_i64(hour_of(since))?,
+                to_i64(until.min(i64::MAX as u64))?,
+                s,
+                t,
+                c,
+                m,
+                p
+            ],
+            |row| Ok((row.get::<_, i64>(0)?, sums_at(row, 1)?)),
+        )?;
         rows.map(|row| {
             let (hour, sums) = row?;
             Ok((to_u64(hour)?, sums))
@@ -777,6 +787,7 @@ impl Store for SqliteStore {
     fn usage_by(
         &self,
         since: u64,
+        until: u64,
         filter: &UsageFilter,
         by: UsageDimension,
         limit: usize,
@@ -786,7 +797,16 @@ impl Store for SqliteStore {
         let [s, t, c, m, p] = filter.params();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = statement.query_map(
-            params![to_i64(hour_of(since))?, s, t, c, m, p, limit],
+            params![
+                to_i64(hour_of(since))?,
+                to_i64(until.min(i64::MAX as u64))?,
+                s,
+                t,
+                c,
+                m,
+                p,
+                limit
+            ],
             |row| Ok((row.get::<_, String>(0)?, sums_at(row, 1)?)),
         )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

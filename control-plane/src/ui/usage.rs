@@ -137,8 +137,8 @@ pub(super) async fn page(
         let query = params.query(now);
         let metric = params.metric();
         let by = params.by.unwrap_or_default();
-        let series = plane.usage_series(&query)?;
-        let top = plane.usage_top(&query, by, TOP)?;
+        let series = plane.usage_series(&query, now)?;
+        let top = plane.usage_top(&query, by, TOP, now)?;
         let mut total = UsageSums::default();
         for (_, sums) in &series {
             total.requests += sums.requests;
