@@ -1,6 +1,7 @@
 // The dashboard in a real browser (Debian's Chromium, headless, driven by playwright-core):
 // sign in, create an API key, send traffic with it through Envoy, see its usage, revoke it
-// from the page and time until Envoy refuses it. Screenshots of every page go to
+// from the page and time until Envoy refuses it; then a burst of forged tokens, blocked by the
+// filter, shows on the Alerts page. Screenshots of every page go to
 // $TW_SCREENSHOTS. Run by tests/e2e/dashboard.rs, which starts the control plane, Envoy and
 // the mock provider and reads the one JSON line this prints.
 import { chromium } from 'playwright-core';
@@ -77,7 +78,7 @@ try {
   await page.goto(`${ui}/ui/usage`);
   await shot('usage');
 
-  for (const name of ['fleet', 'signing-keys', 'audit', 'alerts']) {
+  for (const name of ['fleet', 'signing-keys', 'audit']) {
     await page.goto(`${ui}/ui/${name}`);
     await shot(name);
     if (name === 'fleet') result.fleet = (await page.innerText('#fleet tbody tr')).replace(/\s+/g, ' ').trim();
@@ -104,6 +105,23 @@ try {
   result.refused_status = refused;
   result.revoke_to_401_ms = Date.now() - started;
   result.status_after = (await page.textContent(`tr[data-key="${result.key_id}"] .status`)).trim();
+
+  // Last (it blocks this address): a burst of forged tokens is blocked by the filter, and the
+  // block reaches the Alerts page through the Envoy's next report.
+  let blocked = 0;
+  for (let i = 0; i < 40 && blocked !== 429; i++) {
+    blocked = (await chat(`tw_forged${i}_${'x'.repeat(24)}`)).status;
+  }
+  result.burst_status = blocked;
+  const until = Date.now() + 20000;
+  result.alert = '';
+  while (Date.now() < until && !result.alert) {
+    await page.goto(`${ui}/ui/alerts`);
+    const row = await page.$('#alerts tr:has(.status.auth_block)');
+    if (row) result.alert = (await row.innerText()).replace(/\s+/g, ' ').trim();
+    else await new Promise((r) => setTimeout(r, 250));
+  }
+  await shot('alerts');
 } catch (error) {
   // What the page showed when a step failed, for the test's failure message.
   await page.screenshot({ path: `${shots}/failure.png`, fullPage: true }).catch(() => {});

@@ -2,7 +2,8 @@
 //! (tests/browser/dashboard.mjs) against `tokenward serve`, an Envoy fed over ADS that reports
 //! its usage on the sync channel, and the mock provider. An operator signs in, creates a key,
 //! sees its usage after traffic through Envoy, revokes it from the page, and the next request
-//! is refused with 401. Screenshots of every page land in target/screenshots/.
+//! is refused with 401; a burst of forged tokens is blocked and shows on the Alerts page.
+//! Screenshots of every page land in target/screenshots/.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -149,6 +150,13 @@ fn an_operator_creates_a_key_sees_its_usage_and_revokes_it_from_the_dashboard() 
     );
     assert_eq!(seen["refused_status"], 401, "revoked from the page: {seen}");
     assert_eq!(seen["status_after"], "revoked", "{seen}");
+    assert_eq!(seen["burst_status"], 429, "forged tokens blocked: {seen}");
+    let alert = seen["alert"].as_str().unwrap();
+    assert!(
+        alert.contains("address 127.0.0.1 blocked after 20 failed authentications")
+            && alert.contains("node dashboard-envoy"),
+        "the block on the Alerts page: {alert}"
+    );
     // The 1 s figure is the bench's; this bounds a hang.
     assert!(
         seen["revoke_to_401_ms"].as_u64().unwrap() < 10_000,

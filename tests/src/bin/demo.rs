@@ -326,6 +326,10 @@ fn main() -> anyhow::Result<()> {
     println!("    {cli} token list");
     println!("    {cli} token revoke --subject demo-user");
     println!("    {cli} audit");
+    println!(
+        "    dashboard: https://{}/ui/ (sign in with the key in .demo/admin.key; the certificate is signed by .demo/tls/ca.crt)",
+        served.admin
+    );
     println!("    target/debug/tokenward proxy-status --server https://{} --server-ca .demo/tls/ca.crt --admin-key \"$(cat .demo/admin.key)\"", served.admin);
     println!(
         "    curl -s http://127.0.0.1:{}/stats/prometheus | grep tokenward",
