@@ -289,4 +289,4 @@ async fn openapi() -> Json<Value> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -284,6 +284,15 @@ pub(crate) fn ok(markup: Markup) -> Response {
         .into_response()
 }
 
+/// A confirmation page's answer: `page` drawn for the signed-in operator.
+pub(crate) async fn confirmation(
+    state: Arc<ServerState>,
+    headers: HeaderMap,
+    page: impl FnOnce(&Operator) -> Response + Send + 'static,
+) -> Response {
+    blocking(move || Ok(page(&operator(&state, &headers)?))).await
+}
+
 /// A form that asks before it acts: what will happen, and one button.
 pub(crate) fn confirm(
     operator: &Operator,

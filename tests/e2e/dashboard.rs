@@ -8,13 +8,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use tokenward_control_plane::xds::snapshot::SnapshotSettings;
-use tokenward_e2e::control_plane::{unix_now, Served};
-use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
-use tokenward_e2e::fleet::{proxy_credential, Fleet};
-use tokenward_filter::config::{
-    CredentialSource, JwkSet, LimitConfig, LimitScope, Metric, PriceConfig, SyncConfig,
-};
+use tokenward_e2e::control_plane::unix_now;
+use tokenward_e2e::fleet::Fleet;
+use tokenward_filter::config::{LimitConfig, LimitScope, Metric, PriceConfig};
 use tokenward_filter::window::Window;
 
 /// Chromium and playwright-core, or a failure that says how to get them.
@@ -42,20 +38,6 @@ fn an_operator_creates_a_key_sees_its_usage_and_revokes_it_from_the_dashboard() 
     let node = crate::sdks::node_runtime();
     let fleet = Fleet::create();
     let operator = fleet.operator();
-    let credential = proxy_credential(&operator);
-    operator
-        .set_sync_channel(
-            Some(&SyncConfig {
-                cluster: "tokenward_sync".into(),
-                authority: None,
-                credential: CredentialSource::Env("TOKENWARD_PROXY_CREDENTIAL".into()),
-                report_interval_ms: 500,
-                max_staleness_seconds: 300,
-                trust_anchor: JwkSet::default(),
-            }),
-            unix_now(),
-        )
-        .unwrap();
     // A plan with limits (its budget bars) and prices (the cost column), as an operator has.
     let limit = |name: &str, metric, window, limit| LimitConfig {
         name: name.into(),
@@ -89,24 +71,7 @@ fn an_operator_creates_a_key_sees_its_usage_and_revokes_it_from_the_dashboard() 
         )
         .unwrap();
     earlier_usage(&operator);
-    let settings = SnapshotSettings {
-        env_keys: vec!["TOKENWARD_PROXY_CREDENTIAL".into()],
-        ..fleet.settings.clone()
-    };
-    let replica = Served::start_replica(&fleet.db.url, &fleet.master, settings, "cp").unwrap();
-    let config = EnvoyConfig::shipped_xds()
-        .unwrap()
-        .with_control_planes(&[replica.xds], &wasm_module().unwrap())
-        .unwrap()
-        .with_cluster("tokenward_sync", replica.admin)
-        .unwrap()
-        .with_node_id("dashboard-envoy");
-    let options = EnvoyOptions {
-        concurrency: 2,
-        env: [("TOKENWARD_PROXY_CREDENTIAL".to_string(), credential)].into(),
-        ..EnvoyOptions::default()
-    };
-    let envoy = Envoy::start(config, &options).unwrap();
+    let (replica, envoy) = fleet.reporting_envoy("dashboard-envoy");
     let shots = tokenward_e2e::repo_root().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 

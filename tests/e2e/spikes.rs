@@ -6,13 +6,9 @@
 use std::time::Duration;
 
 use tokenward_control_plane::plane::ApiKeyRequest;
-use tokenward_control_plane::xds::snapshot::SnapshotSettings;
-use tokenward_e2e::control_plane::{unix_now, Served};
-use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
-use tokenward_e2e::fleet::{admin_call, chat, proxy_credential, until, Fleet};
-use tokenward_filter::config::{
-    CredentialSource, JwkSet, Metric, PlanConfig, SpikeAction, SpikeConfig, SyncConfig,
-};
+use tokenward_e2e::control_plane::unix_now;
+use tokenward_e2e::fleet::{admin_call, chat, until, Fleet};
+use tokenward_filter::config::{Metric, PlanConfig, SpikeAction, SpikeConfig};
 
 #[test]
 fn a_spike_suspends_the_subject_on_the_envoy_and_a_lift_lets_it_back() {
@@ -24,20 +20,6 @@ fn a_spike_suspends_the_subject_on_the_envoy_and_a_lift_lets_it_back() {
     }
     let fleet = Fleet::create();
     let operator = fleet.operator();
-    let credential = proxy_credential(&operator);
-    operator
-        .set_sync_channel(
-            Some(&SyncConfig {
-                cluster: "tokenward_sync".into(),
-                authority: None,
-                credential: CredentialSource::Env("TOKENWARD_PROXY_CREDENTIAL".into()),
-                report_interval_ms: 500,
-                max_staleness_seconds: 300,
-                trust_anchor: JwkSet::default(),
-            }),
-            unix_now(),
-        )
-        .unwrap();
     // More than 2 × 5 requests an hour is a spike for a credential with no past.
     let plan = PlanConfig {
         limits: vec![],
@@ -65,24 +47,7 @@ fn a_spike_suspends_the_subject_on_the_envoy_and_a_lift_lets_it_back() {
             unix_now(),
         )
         .unwrap();
-    let settings = SnapshotSettings {
-        env_keys: vec!["TOKENWARD_PROXY_CREDENTIAL".into()],
-        ..fleet.settings.clone()
-    };
-    let replica = Served::start_replica(&fleet.db.url, &fleet.master, settings, "cp").unwrap();
-    let config = EnvoyConfig::shipped_xds()
-        .unwrap()
-        .with_control_planes(&[replica.xds], &wasm_module().unwrap())
-        .unwrap()
-        .with_cluster("tokenward_sync", replica.admin)
-        .unwrap()
-        .with_node_id("spiking-a");
-    let options = EnvoyOptions {
-        concurrency: 2,
-        env: [("TOKENWARD_PROXY_CREDENTIAL".to_string(), credential)].into(),
-        ..EnvoyOptions::default()
-    };
-    let envoy = Envoy::start(config, &options).unwrap();
+    let (replica, envoy) = fleet.reporting_envoy("spiking-a");
     until(&envoy, &key.key, Duration::from_secs(15), |r| {
         r.status == 200
     });

@@ -8,11 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokenward_control_plane::xds::snapshot::SnapshotSettings;
-use tokenward_e2e::control_plane::{unix_now, Served};
-use tokenward_e2e::envoy::{wasm_module, Envoy, EnvoyConfig, EnvoyOptions};
+use tokenward_e2e::control_plane::unix_now;
 use tokenward_e2e::fleet::{admin_call, chat, mint, proxy_credential, revoke_jti, until, Fleet};
-use tokenward_filter::config::{CredentialSource, JwkSet, SyncConfig};
 
 const REVOKED: Option<&str> = Some("token_revoked");
 
@@ -186,38 +183,7 @@ fn usage_from_two_envoys_of_four_workers_adds_up_exactly_across_a_control_plane_
 fn an_envoy_fed_over_ads_reports_its_usage_on_the_channel_the_pushed_configuration_names() {
     let fleet = Fleet::create();
     let operator = fleet.operator();
-    let credential = proxy_credential(&operator);
-    operator
-        .set_sync_channel(
-            Some(&SyncConfig {
-                cluster: "tokenward_sync".into(),
-                authority: None,
-                credential: CredentialSource::Env("TOKENWARD_PROXY_CREDENTIAL".into()),
-                report_interval_ms: 500,
-                max_staleness_seconds: 300,
-                trust_anchor: JwkSet::default(),
-            }),
-            unix_now(),
-        )
-        .unwrap();
-    let settings = SnapshotSettings {
-        env_keys: vec!["TOKENWARD_PROXY_CREDENTIAL".into()],
-        ..fleet.settings.clone()
-    };
-    let replica = Served::start_replica(&fleet.db.url, &fleet.master, settings, "cp").unwrap();
-    let config = EnvoyConfig::shipped_xds()
-        .unwrap()
-        .with_control_planes(&[replica.xds], &wasm_module().unwrap())
-        .unwrap()
-        .with_cluster("tokenward_sync", replica.admin)
-        .unwrap()
-        .with_node_id("pushed-a");
-    let options = EnvoyOptions {
-        concurrency: 2,
-        env: [("TOKENWARD_PROXY_CREDENTIAL".to_string(), credential)].into(),
-        ..EnvoyOptions::default()
-    };
-    let envoy = Envoy::start(config, &options).unwrap();
+    let (replica, envoy) = fleet.reporting_envoy("pushed-a");
     let (token, _) = mint(replica.admin, &fleet.admin_key, "dave");
     until(&envoy, &token, Duration::from_secs(15), |r| r.status == 200);
     for _ in 0..20 {

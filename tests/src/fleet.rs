@@ -15,7 +15,7 @@ use tokenward_control_plane::testing::TestDatabase;
 use tokenward_control_plane::xds::snapshot::SnapshotSettings;
 
 use tokenward_control_plane::mesh::{PullSettings, SYNC_CLUSTER};
-use tokenward_filter::config::CredentialSource;
+use tokenward_filter::config::{CredentialSource, JwkSet, SyncConfig};
 
 use crate::client::{self, bearer, Reply};
 use crate::control_plane::{plane_at, unix_now, ServeProcess, Served};
@@ -152,6 +152,46 @@ pub fn proxy_credential(operator: &ControlPlane<dyn Store>) -> String {
 }
 
 impl Fleet {
+    /// A replica in this process and an Envoy of two workers fed by it over ADS that reports
+    /// its usage on the sync channel the pushed configuration names (every 500 ms, with a
+    /// proxy credential from its environment).
+    pub fn reporting_envoy(&self, node: &str) -> (Served, Envoy) {
+        const CREDENTIAL_ENV: &str = "TOKENWARD_PROXY_CREDENTIAL";
+        let operator = self.operator();
+        let credential = proxy_credential(&operator);
+        operator
+            .set_sync_channel(
+                Some(&SyncConfig {
+                    cluster: "tokenward_sync".into(),
+                    authority: None,
+                    credential: CredentialSource::Env(CREDENTIAL_ENV.into()),
+                    report_interval_ms: 500,
+                    max_staleness_seconds: 300,
+                    trust_anchor: JwkSet::default(),
+                }),
+                unix_now(),
+            )
+            .unwrap();
+        let settings = SnapshotSettings {
+            env_keys: vec![CREDENTIAL_ENV.into()],
+            ..self.settings.clone()
+        };
+        let replica = Served::start_replica(&self.db.url, &self.master, settings, "cp").unwrap();
+        let config = EnvoyConfig::shipped_xds()
+            .unwrap()
+            .with_control_planes(&[replica.xds], &wasm_module().unwrap())
+            .unwrap()
+            .with_cluster("tokenward_sync", replica.admin)
+            .unwrap()
+            .with_node_id(node);
+        let options = EnvoyOptions {
+            concurrency: 2,
+            env: [(CREDENTIAL_ENV.to_string(), credential)].into(),
+            ..EnvoyOptions::default()
+        };
+        (replica, Envoy::start(config, &options).unwrap())
+    }
+
     /// An Envoy as a mesh starts it, without ADS: the shipped static listener whose plugin
     /// configuration is only a bootstrap (pull mode) naming the control plane at
     /// `control_plane` (its HTTP API), and `concurrency` workers.

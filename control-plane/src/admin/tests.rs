@@ -9,10 +9,10 @@ use crate::crypto::MasterKey;
 use crate::plane::{ControlPlane, InitSettings};
 use crate::store::SqliteStore;
 
-pub(super) const NOW: u64 = 1_800_000_000;
+pub(crate) const NOW: u64 = 1_800_000_000;
 
 /// A router over a fresh control plane, and its first admin key.
-pub(super) fn app() -> (Router, Arc<ServerState>, String) {
+pub(crate) fn app() -> (Router, Arc<ServerState>, String) {
     let plane = ControlPlane::new(
         SqliteStore::in_memory().unwrap(),
         MasterKey::generate().unwrap(),

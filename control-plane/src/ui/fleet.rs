@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::html;
 
-use super::{ago, blocking, confirm, frame, ok, operator, when, writer, CsrfForm};
+use super::{ago, blocking, confirm, confirmation, frame, ok, operator, when, writer, CsrfForm};
 use crate::model::KeyState;
 use crate::state::{ServerState, PROXY_STALE_AFTER};
 
@@ -133,17 +133,16 @@ pub(super) async fn confirm_rotate_signing_key(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Response {
-    blocking(move || {
-        let operator = operator(&state, &headers)?;
-        Ok(confirm(
-            &operator,
+    confirmation(state, headers, move |operator| {
+        confirm(
+            operator,
             "signing-keys",
             "Rotate the signing key",
             html! { "Make a new signing key? It is published now and signs once every Envoy has had time to learn it (the key overlap setting); the current key retires then and stays published until its tokens expire." },
             "/ui/signing-keys/rotate",
             &[],
             "Rotate",
-        ))
+        )
     })
     .await
 }

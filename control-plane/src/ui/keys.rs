@@ -12,7 +12,7 @@ use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
-use super::{ago, blocking, confirm, frame, ok, operator, when, writer, Refused};
+use super::{ago, blocking, confirm, confirmation, frame, ok, operator, when, writer, Refused};
 use crate::model::ApiKeyRecord;
 use crate::plane::{ApiKeyRequest, Revocation};
 use crate::state::ServerState;
@@ -277,17 +277,16 @@ pub(super) async fn confirm_revoke(
     headers: HeaderMap,
     Query(target): Query<KeyTarget>,
 ) -> Response {
-    blocking(move || {
-        let operator = operator(&state, &headers)?;
-        Ok(confirm(
-            &operator,
+    confirmation(state, headers, move |operator| {
+        confirm(
+            operator,
             "keys",
             "Revoke an API key",
             html! { "Revoke " code { (target.id) } "? Every Envoy refuses it within a second, and the tokens it was exchanged for too. This cannot be undone." },
             "/ui/keys/revoke",
             &[("id", &target.id)],
             "Revoke key",
-        ))
+        )
     })
     .await
 }
@@ -310,17 +309,16 @@ pub(super) async fn confirm_rotate(
     headers: HeaderMap,
     Query(target): Query<KeyTarget>,
 ) -> Response {
-    blocking(move || {
-        let operator = operator(&state, &headers)?;
-        Ok(confirm(
-            &operator,
+    confirmation(state, headers, move |operator| {
+        confirm(
+            operator,
             "keys",
             "Rotate an API key",
             html! { "Rotate " code { (target.id) } "? A new key with the same subject, scopes, models, plan and expiry is made and shown once; the old one is revoked at once." },
             "/ui/keys/rotate",
             &[("id", &target.id)],
             "Rotate key",
-        ))
+        )
     })
     .await
 }
@@ -354,17 +352,16 @@ pub(super) async fn confirm_revoke_token(
     headers: HeaderMap,
     Query(target): Query<TokenTarget>,
 ) -> Response {
-    blocking(move || {
-        let operator = operator(&state, &headers)?;
-        Ok(confirm(
-            &operator,
+    confirmation(state, headers, move |operator| {
+        confirm(
+            operator,
             "keys",
             "Revoke a token",
             html! { "Revoke the token " code { (target.jti) } "? Every Envoy refuses it within a second." },
             "/ui/tokens/revoke",
             &[("jti", &target.jti)],
             "Revoke token",
-        ))
+        )
     })
     .await
 }

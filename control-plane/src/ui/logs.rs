@@ -11,7 +11,7 @@ use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
-use super::{ago, blocking, confirm, frame, ok, operator, when, writer};
+use super::{ago, blocking, confirm, confirmation, frame, ok, operator, when, writer};
 use crate::state::ServerState;
 
 /// How far back the audit page searches, and how many entries it shows.
@@ -202,17 +202,16 @@ pub(super) async fn confirm_lift(
     headers: HeaderMap,
     Query(target): Query<SubjectTarget>,
 ) -> Response {
-    blocking(move || {
-        let operator = operator(&state, &headers)?;
-        Ok(confirm(
-            &operator,
+    confirmation(state, headers, move |operator| {
+        confirm(
+            operator,
             "alerts",
             "Lift a revocation",
             html! { "Lift the revocation of " strong { (target.subject) } "? Its tokens are accepted again; API keys revoked one by one stay revoked." },
             "/ui/subjects/lift",
             &[("subject", &target.subject)],
             "Lift",
-        ))
+        )
     })
     .await
 }

@@ -11,7 +11,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{blocking, chart, dollars, frame, ok, operator, raw, when};
-use crate::plane::{UsageGroup, UsageLedger, UsageQuery};
+use crate::plane::{UsageGroup, UsageQuery};
 use crate::state::ServerState;
 use crate::store::UsageSums;
 
@@ -244,32 +244,8 @@ pub(super) async fn csv(
     blocking(move || {
         operator(&state, &headers)?;
         let query = params.query((state.clock)());
-        let UsageLedger::Hours(rows) = state.plane.usage_ledger(&query)? else {
-            return Ok(ok(html! {}));
-        };
-        let mut out = String::from(
-            "hour,subject,tenant,plan,credential,provider,model,requests,input_tokens,output_tokens,cached_input_tokens,cost_usd\n",
-        );
-        for row in rows {
-            let e = &row.entry;
-            let fields = [
-                when(row.hour),
-                e.subject.clone(),
-                e.tenant.clone().unwrap_or_default(),
-                e.plan.clone().unwrap_or_default(),
-                e.credential.clone().unwrap_or_default(),
-                e.provider.clone(),
-                e.model.clone().unwrap_or_default(),
-                e.requests.to_string(),
-                e.input_tokens.to_string(),
-                e.output_tokens.to_string(),
-                e.cached_input_tokens.to_string(),
-                format!("{}.{:06}", e.cost_micro_usd / 1_000_000, e.cost_micro_usd % 1_000_000),
-            ];
-            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            out.push_str(&line.join(","));
-            out.push('\n');
-        }
+        // The same CSV as `tokenward usage -o csv`.
+        let out = crate::view::usage_csv(&state.plane.usage_ledger(&query)?);
         Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -283,30 +259,4 @@ pub(super) async fn csv(
             .into_response())
     })
     .await
-}
-
-/// A CSV field: quoted when it must be, and never read as a formula by a spreadsheet.
-fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn a_csv_field_is_quoted_when_needed_and_never_a_formula() {
-        assert_eq!(csv_field("team-a"), "team-a");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-    }
 }
