@@ -317,12 +317,6 @@ mod tests {
         plane.put_plan("team", plan, NOW).unwrap();
         // 100 requests in the first ten minutes of an hour: 600 an hour, past 10 × 5.
         let report = SyncReport {
-            node: "envoy-a".into(),
-            boot: "1".into(),
-            seq: 1,
-            pull: false,
-            config_version: None,
-            refused: None,
             entries: vec![UsageEntry {
                 subject: "bob".into(),
                 tenant: None,
@@ -336,8 +330,7 @@ mod tests {
                 cached_input_tokens: 0,
                 cost_micro_usd: 0,
             }],
-            blocks: vec![],
-            counters: vec![],
+            ..SyncReport::new("envoy-a", "1", 1)
         };
         plane.record_usage(&report, NOW + 590).unwrap();
         let plane = plane.into_dyn();

@@ -587,6 +587,23 @@ pub struct SyncReport {
     pub blocks: Vec<BlockEvent>,
 }
 
+impl SyncReport {
+    /// Report number `seq` of an Envoy process (`node`, `boot`), carrying nothing yet.
+    pub fn new(node: &str, boot: &str, seq: u64) -> SyncReport {
+        SyncReport {
+            node: node.to_string(),
+            boot: boot.to_string(),
+            seq,
+            pull: false,
+            config_version: None,
+            refused: None,
+            entries: Vec::new(),
+            counters: Vec::new(),
+            blocks: Vec::new(),
+        }
+    }
+}
+
 /// The control plane's answer to a report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportAnswer {

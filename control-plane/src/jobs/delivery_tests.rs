@@ -44,13 +44,6 @@ async fn an_alert_is_posted_signed_and_retried_until_the_webhook_takes_it() {
     let hook = Recorder::start("/hooks/tokenward", vec![503]).await;
     let secret = state.plane.set_alert_webhook(&hook.url, T0).unwrap();
     let report = SyncReport {
-        node: "envoy-a".into(),
-        boot: "1".into(),
-        seq: 1,
-        pull: false,
-        config_version: None,
-        refused: None,
-        entries: vec![],
         counters: vec![CounterState {
             key: "tw:q:team:rpm:requests:minute:s:alice".into(),
             window_start: T0,
@@ -58,7 +51,7 @@ async fn an_alert_is_posted_signed_and_retried_until_the_webhook_takes_it() {
             denied: 0,
             ceiling: 10,
         }],
-        blocks: vec![],
+        ..SyncReport::new("envoy-a", "1", 1)
     };
     let plane = state.plane.clone();
     tokio::task::spawn_blocking(move || plane.fleet_answer(&report, (T0 + 1) * 1000))
@@ -127,12 +120,6 @@ async fn a_spend_spike_goes_to_the_same_webhook_signed_under_its_id() {
     });
     // 100 requests in the first ten minutes of the hour: 600 an hour, past 10 × 5.
     let report = SyncReport {
-        node: "envoy-a".into(),
-        boot: "1".into(),
-        seq: 1,
-        pull: false,
-        config_version: None,
-        refused: None,
         entries: vec![UsageEntry {
             subject: "alice".into(),
             tenant: None,
@@ -146,8 +133,7 @@ async fn a_spend_spike_goes_to_the_same_webhook_signed_under_its_id() {
             cached_input_tokens: 0,
             cost_micro_usd: 0,
         }],
-        blocks: vec![],
-        counters: vec![],
+        ..SyncReport::new("envoy-a", "1", 1)
     };
     let work = Arc::clone(&state);
     let fired = tokio::task::spawn_blocking(move || {

@@ -319,15 +319,8 @@ fn a_usage_report_is_counted_once_per_node_boot_and_sequence(store: &dyn Store) 
         cost_micro_usd: 3 * requests,
     };
     let report = |boot: &str, seq: u64, entries: Vec<UsageEntry>| SyncReport {
-        node: "envoy-a".into(),
-        boot: boot.into(),
-        seq,
-        pull: false,
-        config_version: None,
-        refused: None,
         entries,
-        counters: vec![],
-        blocks: vec![],
+        ..SyncReport::new("envoy-a", boot, seq)
     };
     let hour = 1_800_000_000; // the start of an hour
     assert!(store
@@ -495,15 +488,8 @@ fn usage_is_read_per_credential_and_hour_between_bounds(store: &dyn Store) {
     let mut report = |entries: Vec<UsageEntry>, at: u64| {
         seq += 1;
         let report = SyncReport {
-            node: "envoy-a".into(),
-            boot: "1".into(),
-            seq,
-            pull: false,
-            config_version: None,
-            refused: None,
             entries,
-            blocks: vec![],
-            counters: vec![],
+            ..SyncReport::new("envoy-a", "1", seq)
         };
         assert!(store.record_usage(&report, at).unwrap());
     };

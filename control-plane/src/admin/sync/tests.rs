@@ -237,12 +237,6 @@ fn the_ledger_keeps_the_retention_setting_of_days_and_the_prune_job_drops_the_re
     let (_, state, _) = app();
     let plane = &state.plane;
     let old = SyncReport {
-        node: "n".into(),
-        boot: "b".into(),
-        seq: 1,
-        pull: false,
-        config_version: None,
-        refused: None,
         entries: vec![UsageEntry {
             subject: "alice".into(),
             tenant: None,
@@ -256,8 +250,7 @@ fn the_ledger_keeps_the_retention_setting_of_days_and_the_prune_job_drops_the_re
             cached_input_tokens: 0,
             cost_micro_usd: 0,
         }],
-        counters: vec![],
-        blocks: vec![],
+        ..SyncReport::new("n", "b", 1)
     };
     plane.record_usage(&old, NOW - 10 * 86_400).unwrap();
     plane

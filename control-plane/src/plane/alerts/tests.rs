@@ -21,13 +21,6 @@ fn plane() -> ControlPlane<SqliteStore> {
 /// A report of envoy `node` whose counter holds `used`.
 fn report(plane: &ControlPlane<SqliteStore>, node: &str, seq: u64, used: u64, now: u64) {
     let report = SyncReport {
-        node: node.into(),
-        boot: "1".into(),
-        seq,
-        pull: false,
-        config_version: None,
-        refused: None,
-        entries: vec![],
         counters: vec![CounterState {
             key: KEY.into(),
             window_start: now - now % 60,
@@ -35,7 +28,7 @@ fn report(plane: &ControlPlane<SqliteStore>, node: &str, seq: u64, used: u64, no
             denied: 0,
             ceiling: 1000,
         }],
-        blocks: vec![],
+        ..SyncReport::new(node, "1", seq)
     };
     plane.record_usage(&report, now).unwrap();
     plane.fleet_answer(&report, now * 1000).unwrap();

@@ -164,15 +164,8 @@ impl Envoy {
         let counters = self.allowances.counters(&self.memory, now).unwrap();
         self.seq += 1;
         let report = SyncReport {
-            node: self.node.clone(),
-            boot: "1".into(),
-            seq: self.seq,
-            pull: false,
-            config_version: None,
-            refused: None,
-            entries: vec![],
             counters,
-            blocks: vec![],
+            ..SyncReport::new(&self.node.clone(), "1", self.seq)
         };
         plane.record_usage(&report, now).unwrap();
         let answer = plane.fleet_answer(&report, now * 1000).unwrap();

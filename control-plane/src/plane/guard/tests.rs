@@ -12,15 +12,8 @@ fn plane() -> ControlPlane<SqliteStore> {
 
 fn report(seq: u64, blocks: Vec<BlockEvent>) -> SyncReport {
     SyncReport {
-        node: "envoy-a".into(),
-        boot: "1".into(),
-        seq,
-        pull: false,
-        config_version: None,
-        refused: None,
-        entries: vec![],
-        counters: vec![],
         blocks,
+        ..SyncReport::new("envoy-a", "1", seq)
     }
 }
 

@@ -55,12 +55,6 @@ impl Reporter {
     ) {
         self.seq += 1;
         let report = SyncReport {
-            node: "envoy-a".into(),
-            boot: "1".into(),
-            seq: self.seq,
-            pull: false,
-            config_version: None,
-            refused: None,
             entries: vec![UsageEntry {
                 subject: "alice".into(),
                 tenant: None,
@@ -74,8 +68,7 @@ impl Reporter {
                 cached_input_tokens: 0,
                 cost_micro_usd: 0,
             }],
-            blocks: vec![],
-            counters: vec![],
+            ..SyncReport::new("envoy-a", "1", self.seq)
         };
         assert!(plane.record_usage(&report, at).unwrap());
     }
@@ -272,12 +265,6 @@ fn the_holder_of_the_last_admin_key_is_alerted_on_but_never_suspended() {
     // gateway too (under plan team, say).
     let admin = plane.api_keys(Some("admin"), None).unwrap().remove(0);
     let report = SyncReport {
-        node: "envoy-a".into(),
-        boot: "1".into(),
-        seq: 1,
-        pull: false,
-        config_version: None,
-        refused: None,
         entries: vec![UsageEntry {
             subject: "admin".into(),
             tenant: None,
@@ -291,8 +278,7 @@ fn the_holder_of_the_last_admin_key_is_alerted_on_but_never_suspended() {
             cached_input_tokens: 0,
             cost_micro_usd: 0,
         }],
-        blocks: vec![],
-        counters: vec![],
+        ..SyncReport::new("envoy-a", "1", 1)
     };
     plane.record_usage(&report, T0 + 600).unwrap();
     let fired = plane.check_spikes(T0 + 600).unwrap();
