@@ -193,7 +193,9 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let old_counters = self.store.prune_fleet(now)?;
         // Budget alerts are kept 30 days after they fired (delivered or given up).
         let old_alerts = self.store.prune_alerts(now.saturating_sub(30 * 86_400))?;
-        Ok(expired + old_usage + old_counters + old_alerts)
+        // Dashboard sessions past their end.
+        let old_sessions = self.store.prune_ui_sessions(now)?;
+        Ok(expired + old_usage + old_counters + old_alerts + old_sessions)
     }
 
     /// The earliest expiry a token the filter still accepts at `now` can have (exp + skew).

@@ -568,7 +568,150 @@ macro_rules! on_every_store {
     };
 }
 
+fn the_ledger_is_summed_per_hour_and_per_value_between_bounds(store: &dyn Store) {
+    let hour = 1_800_000_000; // the start of an hour
+    let entry = |subject: &str, tenant: Option<&str>, model: &str, requests: u64| UsageEntry {
+        subject: subject.into(),
+        tenant: tenant.map(str::to_string),
+        plan: None,
+        credential: Some(format!("key-{subject}")),
+        provider: "openai".into(),
+        model: Some(model.into()),
+        requests,
+        input_tokens: 10 * requests,
+        output_tokens: requests,
+        cached_input_tokens: 0,
+        cost_micro_usd: 100 * requests,
+    };
+    let reports = [
+        (
+            hour,
+            vec![
+                entry("alice", Some("acme"), "gpt-4o", 2),
+                entry("bob", None, "gpt-4o-mini", 5),
+            ],
+        ),
+        (
+            hour + 3600,
+            vec![entry("alice", Some("acme"), "gpt-4o-mini", 1)],
+        ),
+        (hour + 7200, vec![entry("carol", Some("acme"), "gpt-4o", 7)]),
+    ];
+    for (seq, (at, entries)) in reports.into_iter().enumerate() {
+        let report = SyncReport {
+            entries,
+            ..SyncReport::new("envoy-a", "1", seq as u64 + 1)
+        };
+        assert!(store.record_usage(&report, at + 10).unwrap());
+    }
+    let any = UsageFilter::default();
+    let requests = |rows: Vec<(u64, UsageSums)>| -> Vec<(u64, u64)> {
+        rows.into_iter().map(|(h, s)| (h, s.requests)).collect()
+    };
+    assert_eq!(
+        requests(store.usage_by_hour(hour, u64::MAX, &any).unwrap()),
+        vec![(hour, 7), (hour + 3600, 1), (hour + 7200, 7)]
+    );
+    // `until` leaves its own hour out; `since` counts from its hour's start.
+    assert_eq!(
+        requests(store.usage_by_hour(hour + 1800, hour + 7200, &any).unwrap()),
+        vec![(hour, 7), (hour + 3600, 1)]
+    );
+    let alice = UsageFilter {
+        subject: Some("alice".into()),
+        ..UsageFilter::default()
+    };
+    assert_eq!(
+        requests(store.usage_by_hour(hour, u64::MAX, &alice).unwrap()),
+        vec![(hour, 2), (hour + 3600, 1)]
+    );
+    let by_tenant = store
+        .usage_by(hour, u64::MAX, &any, UsageDimension::Tenant, 10)
+        .unwrap();
+    assert_eq!(by_tenant[0].0, "acme");
+    assert_eq!(by_tenant[0].1.requests, 10);
+    assert_eq!(by_tenant[0].1.input_tokens, 100);
+    assert_eq!(by_tenant[0].1.cost_micro_usd, 1000);
+    assert_eq!(by_tenant[1].0, "", "no tenant: the empty value");
+    // Largest cost first, at most `limit`, narrowed by the filters.
+    let top = store
+        .usage_by(hour, u64::MAX, &any, UsageDimension::Subject, 2)
+        .unwrap();
+    let names: Vec<&str> = top.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(names, ["carol", "bob"]);
+    let mini = UsageFilter {
+        model: Some("gpt-4o-mini".into()),
+        ..UsageFilter::default()
+    };
+    let by_model = store
+        .usage_by(hour, hour + 7200, &mini, UsageDimension::Model, 10)
+        .unwrap();
+    assert_eq!(by_model.len(), 1);
+    assert_eq!(
+        (by_model[0].0.as_str(), by_model[0].1.requests),
+        ("gpt-4o-mini", 6)
+    );
+    assert_eq!(store.last_used("key-alice").unwrap(), Some(hour + 3600));
+    assert_eq!(store.last_used("key-nobody").unwrap(), None);
+}
+
+fn dashboard_sessions_are_kept_by_hash_and_pruned_after_their_end(store: &dyn Store) {
+    let session = UiSession {
+        id_sha256: "a".repeat(64),
+        credential_sealed: "0badc0de".into(),
+        subject: "ops".into(),
+        created_at: 100,
+        expires_at: 200,
+    };
+    store.put_ui_session(&session).unwrap();
+    assert_eq!(
+        store.ui_session(&"a".repeat(64)).unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(store.ui_session(&"b".repeat(64)).unwrap(), None);
+    assert_eq!(
+        store.prune_ui_sessions(200).unwrap(),
+        0,
+        "not before its end"
+    );
+    assert_eq!(store.prune_ui_sessions(201).unwrap(), 1);
+    assert_eq!(store.ui_session(&"a".repeat(64)).unwrap(), None);
+    store.put_ui_session(&session).unwrap();
+    store.delete_ui_session(&"a".repeat(64)).unwrap();
+    assert_eq!(store.ui_session(&"a".repeat(64)).unwrap(), None);
+    // What a token grants is kept beside it, newest first.
+    for (jti, issued_at) in [("old", 10), ("new", 20)] {
+        let token = IssuedToken {
+            jti: jti.into(),
+            subject: "alice".into(),
+            tenant: None,
+            kid: "k1".into(),
+            issued_at,
+            expires_at: 1000,
+        };
+        store.record_token(&token, None).unwrap();
+    }
+    store
+        .set_token_grants("new", r#"{"scopes":["chat"]}"#)
+        .unwrap();
+    let recent = store.recent_tokens(500, 10).unwrap();
+    let listed: Vec<(&str, Option<&str>)> = recent
+        .iter()
+        .map(|(t, g)| (t.jti.as_str(), g.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("new", Some(r#"{"scopes":["chat"]}"#)), ("old", None)]
+    );
+    assert!(
+        store.recent_tokens(1001, 10).unwrap().is_empty(),
+        "expired before"
+    );
+}
+
 on_every_store!(
+    the_ledger_is_summed_per_hour_and_per_value_between_bounds,
+    dashboard_sessions_are_kept_by_hash_and_pruned_after_their_end,
     api_keys_are_revoked_by_id_subject_or_tenant,
     revoked_jtis_are_listed_until_their_expiry_and_pruned_after_it,
     routes_keep_their_order_and_a_replaced_route_its_place,
