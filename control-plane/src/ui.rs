@@ -162,15 +162,7 @@ pub(crate) fn writer(
     csrf: &str,
 ) -> Result<(Operator, Plane), Refused> {
     let operator = operator(state, headers)?;
-    let same_origin = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
-        (Some(origin), Some(host)) => origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://").map(|(_, rest)| rest))
-            .is_some_and(|o| Some(o) == host.to_str().ok()),
-        _ => true,
-    };
-    if !constant_time_eq(csrf.as_bytes(), operator.csrf.as_bytes()) || !same_origin {
+    if !constant_time_eq(csrf.as_bytes(), operator.csrf.as_bytes()) || !same_origin(headers) {
         return Err(Refused::new(message_page(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -190,6 +182,18 @@ pub(crate) fn writer(
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let plane = state.plane.acting_as(&operator.identity.subject);
     Ok((operator, plane))
+}
+
+/// Whether a form came from this host, as far as the browser says (`Origin`; `null` is not).
+fn same_origin(headers: &HeaderMap) -> bool {
+    match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (Some(origin), Some(host)) => origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://").map(|(_, rest)| rest))
+            .is_some_and(|o| Some(o) == host.to_str().ok()),
+        _ => true,
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -394,7 +398,19 @@ struct LoginForm {
     credential: String,
 }
 
-async fn login(State(state): State<Arc<ServerState>>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // Another site's form must not sign a browser in under the attacker's credential.
+    if !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            ok(login_form(Some("this sign-in did not come from this page"))),
+        )
+            .into_response();
+    }
     let secure = cookie_secure(&state);
     blocking(move || {
         let now = (state.clock)();

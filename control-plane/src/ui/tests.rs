@@ -468,3 +468,20 @@ async fn a_form_posted_from_another_origin_is_refused_even_with_the_token() {
     assert_eq!(send(&d.app, request).await.status, StatusCode::OK);
     assert_eq!(d.state.plane.api_keys(Some("evil"), None).unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_sign_in_posted_from_another_site_is_refused() {
+    let d = dashboard();
+    let body = serde_urlencoded::to_string([("credential", d.admin_key.as_str())]).unwrap();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/ui/login")
+        .header("host", "cp.test:8080")
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let answer = send(&d.app, request).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(answer.headers.get("set-cookie").is_none());
+}
