@@ -149,6 +149,8 @@ pub mod fake {
         source: Option<String>,
         /// How often `source_address` was read.
         source_reads: std::cell::Cell<u32>,
+        /// Every `Host` read so far, by method name.
+        reads: RefCell<Vec<&'static str>>,
     }
 
     impl FakeHost {
@@ -222,6 +224,15 @@ pub mod fake {
             self
         }
 
+        /// The `Host` reads made so far (by method name), and forgets them.
+        pub fn take_reads(&self) -> Vec<&'static str> {
+            std::mem::take(&mut *self.reads.borrow_mut())
+        }
+
+        fn read(&self, name: &'static str) {
+            self.reads.borrow_mut().push(name);
+        }
+
         /// The `HostOps` calls made so far, one line each, and forgets them.
         pub fn take_ops(&self) -> Vec<String> {
             std::mem::take(&mut *self.ops.borrow_mut())
@@ -244,18 +255,22 @@ pub mod fake {
 
     impl Host for FakeHost {
         fn request_headers(&self) -> HeaderBlock {
+            self.read("request_headers");
             HeaderBlock::from_pairs(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
         }
 
         fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+            self.read("request_body");
             Some(self.body[..size.min(self.body.len())].to_vec())
         }
 
         fn now_unix_seconds(&self) -> Option<u64> {
+            self.read("now_unix_seconds");
             Some(self.now)
         }
 
         fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.read("response_header");
             self.response_headers
                 .iter()
                 .find(|(n, _)| n == name)
@@ -263,6 +278,7 @@ pub mod fake {
         }
 
         fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+            self.read("response_body");
             Some(self.response_body[..size.min(self.response_body.len())].to_vec())
         }
 
@@ -271,6 +287,7 @@ pub mod fake {
         }
 
         fn source_address(&self) -> Option<String> {
+            self.read("source_address");
             self.source_reads.set(self.source_reads.get() + 1);
             self.source.clone()
         }

@@ -2,8 +2,10 @@
 //! is forwarded and settles once its usage is known. Counting itself is `counter`'s; this
 //! module decides what to count, against which key, and what the client is told.
 //!
-//! A request counts against every limit of its credential's plan, each under one key per
-//! (plan, limit, subject or tenant) in the shared store. Token and cost limits reserve an
+//! A request counts against every limit of its credential's plan. The shared store holds one
+//! key per (plan, scope, subject or tenant) with a slot for each limit of that scope, so a
+//! request reads and writes each key once however many limits it has. Token and cost limits
+//! reserve an
 //! estimate first (the prompt from the body size, the output from `max_tokens` or the
 //! plan's default) and are corrected to the real usage after the response.
 
@@ -11,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig, Unreachable};
+use counter::{QuotaError, SharedStore, Slot};
 use crate::document::Entry;
 use crate::error::{ErrorCode, Refusal};
 use crate::identity::Identity;
@@ -49,6 +52,8 @@ pub struct Plan {
     /// With a sync channel: what this Envoy does while the control plane is away.
     pub unreachable: Unreachable,
     pub limits: Vec<Limit>,
+    /// The limits by the scope they count per, in plan order: one counter key each.
+    groups: Vec<LimitGroup>,
     /// The `RateLimit-Policy` value, made once; `None` when a month window (whose width
     /// changes) makes it per request.
     policy_header: Option<String>,
@@ -61,10 +66,20 @@ pub struct Limit {
     pub window: Window,
     pub limit: u64,
     per: LimitScope,
-    /// The counter key without the subject or tenant. It names plan, limit, metric and
-    /// window, so a config update that keeps them keeps the count, and one that changes
-    /// what is counted starts afresh rather than misreading the old count.
+    /// Its slot in the group's key: it names limit, metric and window, so a config update
+    /// that keeps them keeps the count, and one that changes what is counted starts afresh
+    /// rather than misreading the old count.
+    slot: Slot,
+    /// The name the fleet knows its counters by, without the subject or tenant
+    /// (`tw:q:<plan>:<limit>:<metric>:<window>:`).
     key_prefix: String,
+}
+
+/// The limits of a plan that count per the same scope, by index.
+#[derive(Debug)]
+struct LimitGroup {
+    per: LimitScope,
+    limits: Vec<usize>,
 }
 
 /// A model's price, micro-USD per million tokens.
@@ -273,12 +288,22 @@ fn compile_plan(
                 limit.name
             )));
         }
+        let slot = Slot::new(
+            &limit.name,
+            metric_name(limit.metric),
+            limit.window,
+            window_name(limit.window),
+        );
+        if limits.iter().any(|l| l.slot.id == slot.id) {
+            return Err(problem(format!("limit {:?} collides with another", limit.name)));
+        }
         limits.push(Limit {
             name: limit.name.clone(),
             metric: limit.metric,
             window: limit.window,
             limit: limit.limit,
             per: limit.per,
+            slot,
             key_prefix: format!(
                 "tw:q:{name}:{}:{}:{}:",
                 limit.name,
@@ -289,6 +314,16 @@ fn compile_plan(
     }
     let policy_header =
         (!limits.iter().any(|l| l.window == Window::Month)).then(|| policy_header(&limits, 0));
+    let mut groups: Vec<LimitGroup> = Vec::new();
+    for (index, limit) in limits.iter().enumerate() {
+        match groups.iter_mut().find(|g| g.per == limit.per) {
+            Some(group) => group.limits.push(index),
+            None => groups.push(LimitGroup {
+                per: limit.per,
+                limits: vec![index],
+            }),
+        }
+    }
     Ok(Plan {
         name: name.to_string(),
         shadow: plan.shadow,
@@ -296,6 +331,7 @@ fn compile_plan(
         default_output_tokens: plan.default_output_tokens,
         unreachable: plan.unreachable,
         limits,
+        groups,
         policy_header,
     })
 }
@@ -326,15 +362,60 @@ fn is_token_metric(metric: Metric) -> bool {
     )
 }
 
+/// Whose count a limit of scope `per` is: a subject's (`s`), a tenant's (`t`), or that of a
+/// subject without a tenant under a tenant limit (`ts`: its own tenant, never a tenant of
+/// that name).
+fn scope_of(per: LimitScope, identity: &Identity) -> (&'static str, &str) {
+    match (per, &identity.tenant) {
+        (LimitScope::Subject, _) => ("s", &identity.subject),
+        (LimitScope::Tenant, Some(tenant)) => ("t", tenant),
+        (LimitScope::Tenant, None) => ("ts", &identity.subject),
+    }
+}
+
+/// The shared-data key of a plan's counters of one scope: `tw:qg:<plan>:<s|t|ts>:<id>`.
+fn group_key(plan: &str, kind: &str, id: &str) -> String {
+    let mut key = String::with_capacity(6 + plan.len() + 1 + kind.len() + 1 + id.len());
+    key.push_str("tw:qg:");
+    key.push_str(plan);
+    key.push(':');
+    key.push_str(kind);
+    key.push(':');
+    key.push_str(id);
+    key
+}
+
+impl LimitGroup {
+    fn key(&self, plan: &str, identity: &Identity) -> String {
+        let (kind, id) = scope_of(self.per, identity);
+        group_key(plan, kind, id)
+    }
+}
+
+/// Where the counter the fleet names `key` (`Limit::key`) is stored: its group key and slot.
+pub fn locate(key: &str) -> Option<(String, Slot)> {
+    let parts = fleet::key_parts(key)?;
+    let window_name = window_name(parts.window);
+    let slot = Slot::new(parts.limit, parts.metric, parts.window, window_name);
+    Some((group_key(parts.plan, parts.scope, parts.id), slot))
+}
+
+/// The count in force at `now` of the counter the fleet names `key`; 0 for a name that is
+/// not a counter's.
+fn peek_named(store: &dyn SharedStore, key: &str, now: u64) -> Result<u64, QuotaError> {
+    match locate(key) {
+        Some((group, slot)) => Ok(counter::peek(store, &group, std::iter::once(slot), now)?
+            .first()
+            .copied()
+            .unwrap_or(0)),
+        None => Ok(0),
+    }
+}
+
 impl Limit {
-    /// The counter key: a subject's (`s:`), a tenant's (`t:`), or that of a subject without
-    /// a tenant under a tenant limit (`ts:`: its own tenant, never a tenant of that name).
+    /// The name the fleet knows this limit's counter of `identity` by.
     fn key(&self, identity: &Identity) -> String {
-        let (kind, id) = match (self.per, &identity.tenant) {
-            (LimitScope::Subject, _) => ("s", &identity.subject),
-            (LimitScope::Tenant, Some(tenant)) => ("t", tenant),
-            (LimitScope::Tenant, None) => ("ts", &identity.subject),
-        };
+        let (kind, id) = scope_of(self.per, identity);
         let mut key = String::with_capacity(self.key_prefix.len() + kind.len() + 1 + id.len());
         key.push_str(&self.key_prefix);
         key.push_str(kind);

@@ -8,7 +8,7 @@ use super::fleet::{Allowances, Ceiling};
 use super::headers::{duration, rate_limit_headers};
 use super::{window_name, Limit, Plan, Price};
 use crate::config::Metric;
-use crate::quota::counter::{self, Admission, QuotaError, SharedStore};
+use crate::quota::counter::{self, Admission, Ask, Correction, QuotaError, SharedStore};
 use crate::error::{ErrorCode, Refusal};
 use crate::identity::Identity;
 use crate::stat;
@@ -48,13 +48,14 @@ pub type Fleet<'a> = Option<&'a RefCell<Allowances>>;
 fn ceiling_of(
     plan: &Plan,
     limit: &Limit,
-    key: &str,
+    identity: &Identity,
     fleet: Fleet<'_>,
     now: u64,
 ) -> Ceiling {
     match fleet {
         None => Ceiling::Count(limit.limit),
         Some(fleet) => {
+            let key = limit.key(identity);
             let unreachable = if plan.shadow {
                 // Shadow plans refuse nothing, the control plane's absence included.
                 crate::config::Unreachable::Fallback
@@ -62,7 +63,7 @@ fn ceiling_of(
                 plan.unreachable
             };
             fleet.borrow_mut().ceiling(
-                key,
+                &key,
                 limit.limit,
                 limit.window.start(now),
                 now.saturating_mul(1000),
@@ -76,6 +77,8 @@ fn ceiling_of(
 #[derive(Debug)]
 pub struct Grant {
     plan: Arc<Plan>,
+    /// The counter keys held: one per scope of the plan's limits.
+    keys: Vec<String>,
     held: Vec<Held>,
     price: Option<Price>,
     /// Stat names for the operator: shadow limits this request went past, store failures.
@@ -85,7 +88,8 @@ pub struct Grant {
 #[derive(Debug)]
 struct Held {
     limit: usize,
-    key: String,
+    /// Its key in `Grant::keys`.
+    key: usize,
     window_start: u64,
     reserved: u64,
     /// The count right after admission.
@@ -130,33 +134,44 @@ pub fn output_allowance(
         ..demand.tokens
     };
     let mut allowance: Option<u64> = None;
-    for limit in &plan.limits {
-        let fits = match limit.metric {
-            Metric::Requests | Metric::InputTokens => continue,
-            Metric::OutputTokens => None,
-            Metric::TotalTokens => Some(demand.tokens.input_tokens),
+    for group in &plan.groups {
+        let bounded = |limit: &Limit| match limit.metric {
+            Metric::Requests | Metric::InputTokens => None,
+            Metric::OutputTokens => Some(None),
+            Metric::TotalTokens => Some(Some(demand.tokens.input_tokens)),
             Metric::CostMicroUsd => match demand.price {
-                Some(price) if price.output > 0 => Some(price.cost(&input_only)),
-                _ => continue,
+                Some(price) if price.output > 0 => Some(Some(price.cost(&input_only))),
+                _ => None,
             },
         };
-        let key = limit.key(identity);
-        let ceiling = match ceiling_of(plan, limit, &key, fleet, now) {
-            Ceiling::Count(ceiling) => ceiling,
-            Ceiling::Unreachable => 0,
-        };
-        let used = counter::peek(store, &key, limit.window, now)?;
-        let left = ceiling
-            .saturating_sub(used)
-            .saturating_sub(fits.unwrap_or(0));
-        let tokens = match (limit.metric, demand.price) {
-            (Metric::CostMicroUsd, Some(price)) => {
-                u64::try_from(u128::from(left) * 1_000_000 / u128::from(price.output))
-                    .unwrap_or(u64::MAX)
-            }
-            _ => left,
-        };
-        allowance = Some(allowance.map_or(tokens, |a| a.min(tokens)));
+        let limits: Vec<(&Limit, Option<u64>)> = group
+            .limits
+            .iter()
+            .map(|&i| &plan.limits[i])
+            .filter_map(|l| bounded(l).map(|fits| (l, fits)))
+            .collect();
+        if limits.is_empty() {
+            continue;
+        }
+        let key = group.key(&plan.name, identity);
+        let counts = counter::peek(store, &key, limits.iter().map(|(l, _)| l.slot), now)?;
+        for ((limit, fits), used) in limits.into_iter().zip(counts) {
+            let ceiling = match ceiling_of(plan, limit, identity, fleet, now) {
+                Ceiling::Count(ceiling) => ceiling,
+                Ceiling::Unreachable => 0,
+            };
+            let left = ceiling
+                .saturating_sub(used)
+                .saturating_sub(fits.unwrap_or(0));
+            let tokens = match (limit.metric, demand.price) {
+                (Metric::CostMicroUsd, Some(price)) => {
+                    u64::try_from(u128::from(left) * 1_000_000 / u128::from(price.output))
+                        .unwrap_or(u64::MAX)
+                }
+                _ => left,
+            };
+            allowance = Some(allowance.map_or(tokens, |a| a.min(tokens)));
+        }
     }
     Ok(allowance)
 }
@@ -268,68 +283,69 @@ pub fn admit(
     }
     let mut grant = Grant {
         plan: Arc::clone(plan),
+        keys: Vec::with_capacity(plan.groups.len()),
         held: Vec::with_capacity(plan.limits.len()),
         price: demand.price,
         events,
     };
-    for (index, limit) in plan.limits.iter().enumerate() {
-        let amount = limit.amount(&demand.tokens, demand.price);
-        let key = limit.key(identity);
-        let ceiling = match ceiling_of(plan, limit, &key, fleet, now) {
-            Ceiling::Count(ceiling) => ceiling,
-            Ceiling::Unreachable => {
-                let mut stats = grant.settle(Settlement::Refund, store, now, true);
-                stats.push(stat::quota_refused(&plan.name, &limit.name));
-                return Err(QuotaRefusal {
-                    refusal: Refusal::new(
-                        ErrorCode::QuotaUnavailable,
-                        format!(
-                            "plan {:?} shares its limits across the gateway and fails closed: \
-                             the control plane that shares them has not answered lately; \
-                             try again later",
-                            plan.name
-                        ),
-                    )
-                    .with_headers(vec![("retry-after".into(), "1".into())]),
-                    stats,
-                });
-            }
-        };
-        let outcome = if amount == 0 {
-            // Nothing to count (a request that uses no tokens): the count is only read,
-            // for the headers.
-            counter::peek(store, &key, limit.window, now).map(|used| Admission::Admitted {
-                used,
-                window_start: limit.window.start(now),
-            })
-        } else {
-            counter::admit(
-                store,
-                &key,
-                limit.window,
-                now,
-                amount,
-                ceiling,
-                !plan.shadow,
-            )
-        };
-        match outcome {
-            Ok(Admission::Admitted { used, window_start }) => {
-                if used > ceiling && amount > 0 {
-                    grant
-                        .events
-                        .push(stat::quota_shadow_exceeded(&plan.name, &limit.name));
+    for group in &plan.groups {
+        let mut asks = Vec::with_capacity(group.limits.len());
+        for &index in &group.limits {
+            let limit = &plan.limits[index];
+            let ceiling = match ceiling_of(plan, limit, identity, fleet, now) {
+                Ceiling::Count(ceiling) => ceiling,
+                Ceiling::Unreachable => {
+                    let mut stats = grant.settle(Settlement::Refund, store, now, true);
+                    stats.push(stat::quota_refused(&plan.name, &limit.name));
+                    return Err(QuotaRefusal {
+                        refusal: Refusal::new(
+                            ErrorCode::QuotaUnavailable,
+                            format!(
+                                "plan {:?} shares its limits across the gateway and fails \
+                                 closed: the control plane that shares them has not answered \
+                                 lately; try again later",
+                                plan.name
+                            ),
+                        )
+                        .with_headers(vec![("retry-after".into(), "1".into())]),
+                        stats,
+                    });
                 }
-                grant.held.push(Held {
-                    limit: index,
-                    key,
-                    window_start,
-                    reserved: amount,
-                    used,
-                    ceiling,
-                });
+            };
+            asks.push(Ask {
+                slot: limit.slot,
+                amount: limit.amount(&demand.tokens, demand.price),
+                ceiling,
+            });
+        }
+        let key = group.key(&plan.name, identity);
+        match counter::admit(store, &key, &asks, now, !plan.shadow) {
+            Ok(Admission::Admitted(counts)) => {
+                for ((&index, ask), count) in group.limits.iter().zip(&asks).zip(counts) {
+                    if count.used > ask.ceiling && ask.amount > 0 {
+                        let name = &plan.limits[index].name;
+                        grant.events.push(stat::quota_shadow_exceeded(&plan.name, name));
+                    }
+                    grant.held.push(Held {
+                        limit: index,
+                        key: grant.keys.len(),
+                        window_start: count.window_start,
+                        reserved: ask.amount,
+                        used: count.used,
+                        ceiling: ask.ceiling,
+                    });
+                }
+                grant.keys.push(key);
             }
-            Ok(Admission::Refused { used, resets_at }) => {
+            Ok(Admission::Refused {
+                index: refused,
+                counts,
+                resets_at,
+            }) => {
+                let index = group.limits[refused];
+                let limit = &plan.limits[index];
+                let (amount, ceiling) = (asks[refused].amount, asks[refused].ceiling);
+                let used = counts[refused].used;
                 // Only this Envoy's allowance is used up (the limit would take it): the
                 // control plane weighs the refused demand and may grant more within a report
                 // interval, so the client is told to retry in a second.
@@ -337,18 +353,29 @@ pub fn admit(
                     && used.saturating_add(amount) <= limit.limit;
                 if share_only {
                     if let Some(fleet) = fleet {
-                        fleet
-                            .borrow_mut()
-                            .denied(&key, limit.window.start(now), amount);
+                        fleet.borrow_mut().denied(
+                            &limit.key(identity),
+                            limit.window.start(now),
+                            amount,
+                        );
                     }
                 }
-                // The counts as they are once this request's share is given back.
+                // The counts as they are once this request's share is given back: those
+                // held under other keys, and this key's limits up to the refusing one.
                 let mut states: Vec<_> = grant
                     .states()
                     .into_iter()
                     .zip(&grant.held)
                     .map(|((i, used, reset), held)| (i, used.saturating_sub(held.reserved), reset))
                     .collect();
+                for (at, &i) in group.limits.iter().enumerate().take(refused) {
+                    let before = &plan.limits[i];
+                    states.push((
+                        i,
+                        shown_used(before, counts[at].used, asks[at].ceiling),
+                        before.window.end(counts[at].window_start),
+                    ));
+                }
                 states.push((index, shown_used(limit, used, ceiling), resets_at));
                 let mut stats = grant.settle(Settlement::Refund, store, now, true);
                 stats.push(stat::quota_refused(&plan.name, &limit.name));
@@ -381,11 +408,11 @@ pub fn admit(
                 });
             }
             Err(error) if plan.shadow => {
-                log::warn!("quota {}/{} not counted: {error}", plan.name, limit.name);
+                log::warn!("quota of plan {} not counted: {error}", plan.name);
                 grant.events.push(stat::QUOTA_STORE_ERRORS.to_string());
             }
             Err(error) => {
-                log::warn!("quota {}/{} refused: {error}", plan.name, limit.name);
+                log::warn!("quota of plan {} refused: {error}", plan.name);
                 let mut stats = grant.settle(Settlement::Refund, store, now, true);
                 stats.push(stat::QUOTA_STORE_ERRORS.to_string());
                 let refusal = match error {
@@ -512,34 +539,35 @@ impl Grant {
         all: bool,
     ) -> Vec<String> {
         let mut failures = Vec::new();
-        for held in &self.held {
-            let limit = &self.plan.limits[held.limit];
-            if limit.metric == Metric::Requests && !all {
-                continue;
-            }
-            let actual = match settlement {
-                Settlement::Usage(usage) => limit.amount(&usage, self.price),
-                Settlement::Refund => 0,
-                Settlement::Unfinished(usage) => usage
-                    .map_or(0, |u| limit.amount(&u, self.price))
-                    .max(held.reserved),
-            };
-            let delta = i64::try_from(actual)
-                .unwrap_or(i64::MAX)
-                .saturating_sub(i64::try_from(held.reserved).unwrap_or(i64::MAX));
-            if let Err(error) = counter::settle(
-                store,
-                &held.key,
-                limit.window,
-                now,
-                held.window_start,
-                delta,
-            ) {
-                log::warn!(
-                    "quota {}/{} not settled ({delta:+}): {error}",
-                    self.plan.name,
-                    limit.name
-                );
+        for (at, key) in self.keys.iter().enumerate() {
+            let corrections: Vec<Correction> = self
+                .held
+                .iter()
+                .filter(|h| h.key == at)
+                .filter_map(|held| {
+                    let limit = &self.plan.limits[held.limit];
+                    if limit.metric == Metric::Requests && !all {
+                        return None;
+                    }
+                    let actual = match settlement {
+                        Settlement::Usage(usage) => limit.amount(&usage, self.price),
+                        Settlement::Refund => 0,
+                        Settlement::Unfinished(usage) => usage
+                            .map_or(0, |u| limit.amount(&u, self.price))
+                            .max(held.reserved),
+                    };
+                    let delta = i64::try_from(actual)
+                        .unwrap_or(i64::MAX)
+                        .saturating_sub(i64::try_from(held.reserved).unwrap_or(i64::MAX));
+                    Some(Correction {
+                        slot: limit.slot,
+                        reserved_in: held.window_start,
+                        delta,
+                    })
+                })
+                .collect();
+            if let Err(error) = counter::settle(store, key, &corrections, now) {
+                log::warn!("quota of plan {} not settled: {error}", self.plan.name);
                 failures.push(stat::QUOTA_SETTLE_ERRORS.to_string());
             }
         }

@@ -255,7 +255,7 @@ impl Allowances {
             let Some(window) = window_of(key) else {
                 continue;
             };
-            if !noted.contains_key(key) && super::counter::peek(store, key, window, now)? > 0 {
+            if !noted.contains_key(key) && super::peek_named(store, key, now)? > 0 {
                 noted.insert(
                     key.clone(),
                     Note {
@@ -267,10 +267,10 @@ impl Allowances {
         }
         let mut counters = Vec::with_capacity(noted.len());
         for (key, note) in noted {
-            let Some(window) = window_of(&key) else {
+            if window_of(&key).is_none() {
                 continue;
-            };
-            let used = super::counter::peek(store, &key, window, now)?;
+            }
+            let used = super::peek_named(store, &key, now)?;
             let ceiling = match self.grants.get(&key) {
                 Some(grant) if grant.window_start == note.window_start => grant.ceiling,
                 _ => note.ceiling,

@@ -348,38 +348,73 @@ fn shadow_mode_counts_everything_and_refuses_nothing() {
 
 #[test]
 fn a_contended_counter_refuses_with_retry_after_and_holds_nothing() {
+    let mut per_tenant = limit("rpm", Metric::Requests, Window::Minute, 100);
+    per_tenant.per = LimitScope::Tenant;
     let q = quotas(
         vec![(
             "free",
             plan(vec![
                 limit("rpd", Metric::Requests, Window::Day, 100),
-                limit("rpm", Metric::Requests, Window::Minute, 100),
+                per_tenant,
             ]),
         )],
         &[],
     );
-    let alice = who("alice", None, Some("free"));
+    let alice = who("alice", Some("acme"), Some("free"));
     let plan = q.plan_for(&alice).unwrap().unwrap();
-    let store = FakeStore::default();
-    admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap();
-    // The rival writes land in the minute window, so the day count is the one that loses
-    // every race; with nothing held before it, nothing needs giving back.
-    let contended = FakeStore::with_conflicts(MAX_CAS_ATTEMPTS, 0, NOW);
+    let contended = FakeStore::with_conflicts(MAX_CAS_ATTEMPTS, 0);
     let refused = admit(plan, &alice, &demand(0, 0), &contended, None, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
     assert_eq!(header(&refused.refusal.headers(), "retry-after"), Some("1"));
     assert_eq!(refused.stats, ["tokenward.quota.store_errors"]);
     assert_eq!(used(&contended, plan, 0, &alice), 0, "nothing was counted");
-    // The day count goes through, then the minute count stays contended: the day count is
-    // given back (the refund is the first write after the conflicts run out).
-    let late = FakeStore::with_conflicts_after(1, MAX_CAS_ATTEMPTS, 0, NOW);
+    // The subject's key goes through, then the tenant's stays contended: the subject's
+    // count is given back (the refund is the first write after the conflicts run out).
+    let late = FakeStore::with_conflicts_after(1, MAX_CAS_ATTEMPTS, 0);
     let refused = admit(plan, &alice, &demand(0, 0), &late, None, NOW).unwrap_err();
     assert_eq!(refused.refusal.code, ErrorCode::RateLimitExceeded);
     assert_eq!(
         used(&late, plan, 0, &alice),
         0,
-        "the day count was given back"
+        "the subject's count was given back"
     );
+}
+
+#[test]
+fn a_request_reads_and_writes_one_key_per_scope_however_many_limits() {
+    let mut per_tenant = limit("tenant-rpm", Metric::Requests, Window::Minute, 1000);
+    per_tenant.per = LimitScope::Tenant;
+    let q = quotas(
+        vec![(
+            "team",
+            plan(vec![
+                limit("rpm", Metric::Requests, Window::Minute, 100),
+                limit("rpd", Metric::Requests, Window::Day, 1000),
+                limit("tpm", Metric::TotalTokens, Window::Minute, 10_000),
+                limit("tpd", Metric::TotalTokens, Window::Day, 100_000),
+                per_tenant,
+            ]),
+        )],
+        &[],
+    );
+    let alice = who("alice", Some("acme"), Some("team"));
+    let plan = q.plan_for(&alice).unwrap().unwrap();
+    let store = FakeStore::default();
+    let grant = admit(plan, &alice, &demand(10, 20), &store, None, NOW).unwrap();
+    assert_eq!((store.reads(), store.writes()), (2, 2), "subject's key and tenant's key");
+    assert_eq!(store.keys_with("tw:qg:team:s:alice"), 1);
+    assert_eq!(store.keys_with("tw:qg:team:t:acme"), 1);
+    assert_eq!(store.key_count(), 2);
+    assert_eq!([0, 1, 2, 3, 4].map(|i| used(&store, plan, i, &alice)), [1, 1, 30, 30, 1]);
+    assert!(grant
+        .settle(Settlement::Usage(tokens(10, 5)), &store, NOW, false)
+        .is_empty());
+    assert_eq!(
+        (store.reads(), store.writes()),
+        (3, 3),
+        "the settlement touches only the key holding token limits, once"
+    );
+    assert_eq!([0, 1, 2, 3, 4].map(|i| used(&store, plan, i, &alice)), [1, 1, 15, 15, 1]);
 }
 
 #[test]

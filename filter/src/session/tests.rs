@@ -394,3 +394,83 @@ fn usage_reporting_adds_no_host_call_to_a_request() {
     );
     assert_eq!((e.requests, e.input_tokens, e.output_tokens), (1, 11, 7));
 }
+
+/// The host calls one request makes, by callback: `Host` reads, `HostOps` calls (stats are
+/// batched in the worker, not host calls) and shared-data reads and writes.
+fn host_calls(host: &FakeHost, store: &FakeStore, before: (u32, u32)) -> Vec<String> {
+    let mut calls: Vec<String> = host.take_reads().into_iter().map(str::to_string).collect();
+    calls.extend(host.take_ops().into_iter().filter(|op| !op.starts_with("count ")));
+    calls.extend((before.0..store.reads()).map(|_| "shared data get".to_string()));
+    calls.extend((before.1..store.writes()).map(|_| "shared data cas".to_string()));
+    calls
+}
+
+#[test]
+fn a_cached_token_under_a_quota_plan_costs_this_many_host_calls() {
+    // The benchmark's hot path with quotas: a request limit counted, a token limit read,
+    // rate-limit headers on the answer. A change that adds a host call here fails this test:
+    // each is a crossing out of the VM on every request.
+    let mut fx = Fixture::new();
+    fx.with_default_plan(plan(
+        vec![
+            limit("rpm", Metric::Requests, Window::Minute, 1_000_000),
+            limit("tpd", Metric::TotalTokens, Window::Day, 1_000_000_000),
+        ],
+        50,
+    ));
+    let store: Rc<FakeStore> = Rc::default();
+    let worker = Worker::configured(fx.policy());
+    let new_session = || Session::new(Rc::clone(&worker), Rc::new(RefCell::default()), None);
+    let token = fx.token();
+    let request = || {
+        FakeHost::request("GET", "/v1/models")
+            .with_bearer(&token)
+            .with_now(NOW + 1)
+            .with_store(&store)
+    };
+    new_session().on_request_headers(&request(), true);
+    let mut s = new_session();
+    let host = request();
+    let before = (store.reads(), store.writes());
+    assert_eq!(s.on_request_headers(&host, true), Step::Continue);
+    assert_eq!(
+        host_calls(&host, &store, before),
+        [
+            "request_headers",
+            "now_unix_seconds",
+            // The provider's credential, its host and the cluster Envoy routes to.
+            "set authorization: Bearer sk-upstream-openai",
+            "set :authority: api.openai.test",
+            "set x-tokenward-cluster: openai_cluster",
+            // One key holds both limits: one read, one compare-and-set.
+            "shared data get",
+            "shared data cas",
+        ]
+    );
+    let response = host.clone().with_response_header(":status", "200");
+    let before = (store.reads(), store.writes());
+    assert_eq!(s.on_response_headers(&response), Step::Continue);
+    s.on_log(&response);
+    let calls = host_calls(&response, &store, before);
+    // The clock, then the rate-limit headers, one call each: this answer's headers are not
+    // otherwise read (a metered answer reads them once and sets them all in one call).
+    assert_eq!(calls[0], "now_unix_seconds");
+    let headers: Vec<&str> = calls[1..]
+        .iter()
+        .map(|c| c.trim_start_matches("response header ").split('=').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "ratelimit-policy",
+            "ratelimit",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ]
+    );
+    assert_eq!((store.reads(), store.writes()), before, "no shared data after admission");
+}

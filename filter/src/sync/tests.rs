@@ -151,7 +151,7 @@ fn workers_flush_into_one_outbox_and_the_report_takes_it_whole() {
 #[test]
 fn a_flush_that_loses_its_race_keeps_the_usage_for_the_next() {
     let envoy = FakeEnvoy {
-        store: FakeStore::with_conflicts(100, 0, NOW),
+        store: FakeStore::with_conflicts(100, 0),
         ..FakeEnvoy::default()
     };
     let mut ledger = UsageLedger::default();

@@ -2,7 +2,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use tokenward_filter::config::{LimitScope, Metric, Unreachable};
-use tokenward_filter::quota::counter::{self, Admission, QuotaError, SharedStore};
+use tokenward_filter::quota::counter::{self, Admission, Ask, QuotaError, SharedStore, Slot};
 use tokenward_filter::quota::fleet::{Allowances, Ceiling};
 use tokenward_filter::window::Window;
 
@@ -12,6 +12,8 @@ use crate::store::SqliteStore;
 // A minute boundary (30 000 000 minutes).
 const T0: u64 = 1_800_000_000;
 const KEY: &str = "tw:q:team:rpm:requests:minute:s:alice";
+/// Where the filter stores `KEY`'s count: the group of plan team's limits of alice.
+const GROUP: &str = "tw:qg:team:s:alice";
 
 fn holder(used: u64, denied: u64, promised: u64, live: bool) -> Holder {
     Holder {
@@ -144,9 +146,15 @@ impl Envoy {
                 Ceiling::Count(ceiling) => ceiling,
                 Ceiling::Unreachable => continue,
             };
-            match counter::admit(&self.memory, KEY, window, now, 1, ceiling, true).unwrap() {
-                Admission::Admitted { .. } => *self.admitted.entry(start).or_default() += 1,
-                Admission::Refused { used, .. } => {
+            let ask = Ask {
+                slot: Slot::new("rpm", "requests", window, "minute"),
+                amount: 1,
+                ceiling,
+            };
+            match counter::admit(&self.memory, GROUP, &[ask], now, true).unwrap() {
+                Admission::Admitted(_) => *self.admitted.entry(start).or_default() += 1,
+                Admission::Refused { counts, .. } => {
+                    let used = counts[0].used;
                     if ceiling < limit && used < limit {
                         self.allowances.denied(KEY, start, 1);
                     }
