@@ -7,7 +7,7 @@ use tokenward_filter::sync::{
     ConfigSignature, SyncReport, UsageEntry, SCOPE_SYNC, SIGNATURE_AUDIENCE,
 };
 
-use super::closed_hours::{self, Closed};
+use super::closed_hours::{self, Closed, ClosedTop};
 use super::*;
 use crate::store::{hour_of, UsageDimension, UsageFilter, UsageRow, UsageSums};
 
@@ -141,8 +141,9 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     }
 
     /// The ledger from `query.since` narrowed by its filters, summed per hour (a chart's
-    /// points; hours without usage are absent). Ended hours come from the cache of closed
-    /// hours, the current one from the store.
+    /// points; hours without usage are absent). Without a filter, ended hours come from the
+    /// cache of closed hours and the current one from the store; a filtered query is read
+    /// whole (its entry would hardly be read again).
     pub fn usage_series(
         &self,
         query: &UsageQuery,
@@ -151,25 +152,27 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let since = hour_of(query.since.min(i64::MAX as u64));
         let filter = query.filter();
         let current_hour = hour_of(now);
-        if since >= current_hour {
+        if since >= current_hour || filter != UsageFilter::default() {
             return Ok(self.store.usage_by_hour(since, u64::MAX, &filter)?);
         }
-        let closed = self
-            .closed_hours
-            .get_or(None, since, &filter, now, |until| {
-                Ok::<_, PlaneError>(Closed::Hours(
-                    self.store.usage_by_hour(since, until, &filter)?,
-                ))
-            })?;
-        let Closed::Hours(mut series) = closed else {
+        let closed = self.closed_hours.get_or(None, since, now, |until| {
+            Ok::<_, PlaneError>(Closed::Hours(
+                self.store.usage_by_hour(since, until, &filter)?,
+            ))
+        })?;
+        let Closed::Hours(closed) = closed.as_ref() else {
             return Ok(Vec::new());
         };
+        let mut series = closed.clone();
         series.extend(self.store.usage_by_hour(current_hour, u64::MAX, &filter)?);
         Ok(series)
     }
 
     /// The ledger from `query.since` narrowed by its filters, summed per value of `by`,
-    /// largest cost first, at most `limit` values; ended hours from the cache, as the series.
+    /// largest cost first, at most `limit` values. Without a filter, the ended hours' largest
+    /// values come from the cache and the current hour is added to them; whenever that cannot
+    /// tell the answer exactly (a value outside the kept ones grew this hour, or more are
+    /// asked for than are kept), the store sums the period itself.
     pub fn usage_top(
         &self,
         query: &UsageQuery,
@@ -181,28 +184,45 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let filter = query.filter();
         let dimension = by.dimension();
         let current_hour = hour_of(now);
-        let values = if since >= current_hour {
-            self.store
-                .usage_by(since, u64::MAX, &filter, dimension, limit)?
+        let whole = || self.store.usage_by(since, u64::MAX, &filter, dimension, limit);
+        let values = if since >= current_hour
+            || filter != UsageFilter::default()
+            || limit > closed_hours::KEPT_VALUES
+        {
+            whole()?
         } else {
-            let closed =
-                self.closed_hours
-                    .get_or(Some(dimension), since, &filter, now, |until| {
-                        Ok::<_, PlaneError>(Closed::Values(self.store.usage_by(
+            let closed = self
+                .closed_hours
+                .get_or(Some(dimension), since, now, |until| {
+                    Ok::<_, PlaneError>(Closed::Values(ClosedTop::from_read(
+                        self.store.usage_by(
                             since,
                             until,
                             &filter,
                             dimension,
-                            usize::MAX,
-                        )?))
-                    })?;
-            let Closed::Values(closed) = closed else {
+                            closed_hours::KEPT_VALUES + 1,
+                        )?,
+                    )))
+                })?;
+            let Closed::Values(closed) = closed.as_ref() else {
                 return Ok(Vec::new());
             };
-            let current =
-                self.store
-                    .usage_by(current_hour, u64::MAX, &filter, dimension, usize::MAX)?;
-            closed_hours::merge_values(closed, current, limit)
+            // The current hour whole, unless it alone holds more values than a top keeps.
+            let current = self.store.usage_by(
+                current_hour,
+                u64::MAX,
+                &filter,
+                dimension,
+                closed_hours::KEPT_VALUES + 1,
+            )?;
+            if current.len() > closed_hours::KEPT_VALUES {
+                whole()?
+            } else {
+                match closed_hours::merge_top(closed, current, limit) {
+                    Some(merged) => merged,
+                    None => whole()?,
+                }
+            }
         };
         Ok(values
             .into_iter()
