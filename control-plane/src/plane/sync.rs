@@ -4,7 +4,7 @@
 //! proxy credentials; and the usage reports the filters send.
 
 use tokenward_filter::sync::{
-    ConfigSignature, SyncReport, UsageEntry, SCOPE_SYNC, SIGNATURE_AUDIENCE,
+    ConfigSignature, SyncReport, SCOPE_SYNC, SIGNATURE_AUDIENCE,
 };
 
 use super::closed_hours::{self, Closed, ClosedTop};
@@ -28,6 +28,9 @@ pub struct SignedConfig {
 pub const SIGNATURE_LIFETIME: u64 = 3600;
 /// A configuration served longer than this unchanged is signed again.
 pub const RESIGN_AFTER: u64 = 600;
+/// The most rows of the ledger read at once (an hour and key each; ~100 bytes apiece in
+/// memory, several times that as JSON or CSV).
+pub const LEDGER_ROWS_MAX: usize = 100_000;
 
 impl<S: Store + ?Sized> ControlPlane<S> {
     /// Signs a rendered configuration for the sync channel.
@@ -109,23 +112,44 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         Ok(self.store.usage(since)?)
     }
 
-    /// The usage ledger from `query.since`, narrowed by its filters: per hour and key, or
-    /// with `query.by`, summed per value of one dimension (largest cost first).
+    /// The usage ledger from `query.since`, narrowed by its filters (in the store's query):
+    /// per hour and key, or with `query.by`, summed per value of one dimension (largest cost
+    /// first); at most `LEDGER_ROWS_MAX` rows either way (more is refused: narrow the filters
+    /// or the period).
     pub fn usage_ledger(&self, query: &UsageQuery) -> Result<UsageLedger, PlaneError> {
+        self.usage_ledger_within(query, LEDGER_ROWS_MAX)
+    }
+
+    fn usage_ledger_within(
+        &self,
+        query: &UsageQuery,
+        max_rows: usize,
+    ) -> Result<UsageLedger, PlaneError> {
         // Beyond 2^63 seconds no hour is kept: the store counts time in i64.
         let since = query.since.min(i64::MAX as u64);
         let Some(by) = query.by else {
-            let rows: Vec<UsageRow> = self
-                .store
-                .usage(since)?
-                .into_iter()
-                .filter(|row| query.matches(&row.entry))
-                .collect();
+            let rows = self.store.usage_rows(
+                since,
+                u64::MAX,
+                &query.filter(),
+                max_rows.saturating_add(1),
+            )?;
+            if rows.len() > max_rows {
+                return Err(too_large(max_rows));
+            }
             return Ok(UsageLedger::Hours(rows));
         };
-        let totals = self
-            .store
-            .usage_by(since, u64::MAX, &query.filter(), by.dimension(), usize::MAX)?
+        let totals = self.store.usage_by(
+            since,
+            u64::MAX,
+            &query.filter(),
+            by.dimension(),
+            max_rows.saturating_add(1),
+        )?;
+        if totals.len() > max_rows {
+            return Err(too_large(max_rows));
+        }
+        let totals = totals
             .into_iter()
             .map(|(value, sums)| UsageTotal {
                 by,
@@ -236,6 +260,14 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     }
 }
 
+fn too_large(max_rows: usize) -> PlaneError {
+    invalid(format!(
+        "the usage ledger of this period and these filters holds more than {max_rows} rows, \
+         too many to read at once: narrow the filters (subject, tenant, credential, model, \
+         provider) or the period"
+    ))
+}
+
 /// Which usage to read.
 #[derive(Debug, Clone, Default)]
 pub struct UsageQuery {
@@ -259,17 +291,6 @@ impl UsageQuery {
             model: self.model.clone(),
             provider: self.provider.clone(),
         }
-    }
-
-    fn matches(&self, e: &UsageEntry) -> bool {
-        let is = |wanted: &Option<String>, have: Option<&str>| {
-            wanted.as_deref().is_none_or(|w| have == Some(w))
-        };
-        is(&self.subject, Some(&e.subject))
-            && is(&self.tenant, e.tenant.as_deref())
-            && is(&self.credential, e.credential.as_deref())
-            && is(&self.model, e.model.as_deref())
-            && is(&self.provider, Some(&e.provider))
     }
 }
 
@@ -328,4 +349,70 @@ pub enum UsageLedger {
     Hours(Vec<UsageRow>),
     /// Summed by one dimension (its totals may be empty).
     Totals(UsageGroup, Vec<UsageTotal>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::store::SqliteStore;
+
+    #[test]
+    fn the_ledger_is_read_narrowed_and_refused_past_its_row_limit() {
+        let plane = ControlPlane::new(
+            SqliteStore::in_memory().unwrap(),
+            MasterKey::generate().unwrap(),
+            "test",
+        );
+        let hour = 1_800_000_000;
+        for (seq, subject) in [(1, "alice"), (2, "bob"), (3, "alice")] {
+            let report = serde_json::json!({
+                "node": "n", "boot": "b", "seq": seq,
+                "entries": [{"subject": subject, "provider": "openai", "model": "gpt-4o",
+                             "requests": 1, "input_tokens": 1, "output_tokens": 1,
+                             "cached_input_tokens": 0, "cost_micro_usd": 1}],
+            });
+            let at = hour + (seq - 1) * 3600 + 10;
+            plane
+                .record_usage(&serde_json::from_value(report).unwrap(), at)
+                .unwrap();
+        }
+        let alice = UsageQuery {
+            since: hour,
+            subject: Some("alice".into()),
+            ..UsageQuery::default()
+        };
+        let Ok(UsageLedger::Hours(rows)) = plane.usage_ledger_within(&alice, 2) else {
+            panic!("alice's two rows fit");
+        };
+        let hours: Vec<(u64, &str)> = rows
+            .iter()
+            .map(|r| (r.hour, r.entry.subject.as_str()))
+            .collect();
+        assert_eq!(hours, [(hour, "alice"), (hour + 7200, "alice")]);
+        let everyone = UsageQuery {
+            since: hour,
+            ..UsageQuery::default()
+        };
+        match plane.usage_ledger_within(&everyone, 2) {
+            Err(PlaneError::Invalid(message)) => assert!(
+                message.contains("more than 2 rows") && message.contains("narrow"),
+                "{message}"
+            ),
+            other => panic!("three rows past a limit of two: {other:?}"),
+        }
+        // Summed by a dimension, the limit counts values.
+        let by = UsageQuery {
+            by: Some(UsageGroup::Subject),
+            ..everyone
+        };
+        assert!(matches!(
+            plane.usage_ledger_within(&by, 2),
+            Ok(UsageLedger::Totals(UsageGroup::Subject, totals)) if totals.len() == 2
+        ));
+        assert!(matches!(
+            plane.usage_ledger_within(&by, 1),
+            Err(PlaneError::Invalid(_))
+        ));
+    }
 }

@@ -111,5 +111,15 @@ pub(crate) const SUMS_BY_HOUR: &str = "SELECT hour, CAST(SUM(requests) AS BIGINT
        AND ($6 = '' OR model = $6) AND ($7 = '' OR provider = $7)
      GROUP BY hour ORDER BY hour";
 
+/// The ledger's rows, an hour and key each, oldest first, at most `$8` (the filters of the
+/// sums; the export reads this rather than every row of the period).
+pub(crate) const LEDGER_ROWS: &str = "SELECT hour, subject, tenant, plan, credential, provider,
+        model, requests, input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
+     FROM usage
+     WHERE hour >= $1 AND hour < $2 AND ($3 = '' OR subject = $3)
+       AND ($4 = '' OR tenant = $4) AND ($5 = '' OR credential = $5)
+       AND ($6 = '' OR model = $6) AND ($7 = '' OR provider = $7)
+     ORDER BY hour, subject, tenant, plan, credential, provider, model LIMIT $8";
+
 /// The last hour a credential was used in (an index on (credential, hour) answers it).
 pub(crate) const LAST_USED: &str = "SELECT MAX(hour) FROM usage WHERE credential = $1";

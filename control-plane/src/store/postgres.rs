@@ -989,13 +989,26 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+    fn usage_rows(
+        &self,
+        since: u64,
+        until: u64,
+        filter: &UsageFilter,
+        limit: usize,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let [s, t, c, m, p] = filter.params();
         let rows = self.conn()?.query(
-            "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
-                    input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
-             FROM usage WHERE hour >= $1
-             ORDER BY hour, subject, tenant, plan, credential, provider, model",
-            &[&to_i64(hour_of(since))?],
+            ledger::LEDGER_ROWS,
+            &[
+                &to_i64(hour_of(since))?,
+                &to_i64(until.min(i64::MAX as u64))?,
+                &s,
+                &t,
+                &c,
+                &m,
+                &p,
+                &i64::try_from(limit).unwrap_or(i64::MAX),
+            ],
         )?;
         rows.iter()
             .map(|row| {

@@ -915,32 +915,46 @@ impl Store for SqliteStore {
         )?)
     }
 
-    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+    fn usage_rows(
+        &self,
+        since: u64,
+        until: u64,
+        filter: &UsageFilter,
+        limit: usize,
+    ) -> Result<Vec<UsageRow>, StoreError> {
         let conn = self.conn()?;
-        let mut statement = conn.prepare(
-            "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
-                    input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
-             FROM usage WHERE hour >= ?1
-             ORDER BY hour, subject, tenant, plan, credential, provider, model",
+        let mut statement = conn.prepare_cached(ledger::LEDGER_ROWS)?;
+        let [s, t, c, m, p] = filter.params();
+        let rows = statement.query_map(
+            params![
+                to_i64(hour_of(since))?,
+                to_i64(until.min(i64::MAX as u64))?,
+                s,
+                t,
+                c,
+                m,
+                p,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    UsageEntry {
+                        subject: row.get(1)?,
+                        tenant: non_empty(row.get(2)?),
+                        plan: non_empty(row.get(3)?),
+                        credential: non_empty(row.get(4)?),
+                        provider: row.get(5)?,
+                        model: non_empty(row.get(6)?),
+                        requests: row.get::<_, i64>(7)? as u64,
+                        input_tokens: row.get::<_, i64>(8)? as u64,
+                        output_tokens: row.get::<_, i64>(9)? as u64,
+                        cached_input_tokens: row.get::<_, i64>(10)? as u64,
+                        cost_micro_usd: row.get::<_, i64>(11)? as u64,
+                    },
+                ))
+            },
         )?;
-        let rows = statement.query_map(params![to_i64(hour_of(since))?], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                UsageEntry {
-                    subject: row.get(1)?,
-                    tenant: non_empty(row.get(2)?),
-                    plan: non_empty(row.get(3)?),
-                    credential: non_empty(row.get(4)?),
-                    provider: row.get(5)?,
-                    model: non_empty(row.get(6)?),
-                    requests: row.get::<_, i64>(7)? as u64,
-                    input_tokens: row.get::<_, i64>(8)? as u64,
-                    output_tokens: row.get::<_, i64>(9)? as u64,
-                    cached_input_tokens: row.get::<_, i64>(10)? as u64,
-                    cost_micro_usd: row.get::<_, i64>(11)? as u64,
-                },
-            ))
-        })?;
         let mut out = Vec::new();
         for row in rows {
             let (hour, entry) = row?;

@@ -653,6 +653,34 @@ fn the_ledger_is_summed_per_hour_and_per_value_between_bounds(store: &dyn Store)
     );
     assert_eq!(store.last_used("key-alice").unwrap(), Some(hour + 3600));
     assert_eq!(store.last_used("key-nobody").unwrap(), None);
+    // The rows themselves (the export), narrowed in the statement, oldest first, at most
+    // `limit`.
+    let rows = |filter: &UsageFilter, limit: usize| -> Vec<(u64, String, u64)> {
+        store
+            .usage_rows(hour, u64::MAX, filter, limit)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.hour, r.entry.subject, r.entry.requests))
+            .collect()
+    };
+    assert_eq!(
+        rows(&alice, 10),
+        vec![(hour, "alice".into(), 2), (hour + 3600, "alice".into(), 1)]
+    );
+    assert_eq!(
+        rows(&mini, 10),
+        vec![(hour, "bob".into(), 5), (hour + 3600, "alice".into(), 1)]
+    );
+    assert_eq!(rows(&any, 2).len(), 2);
+    assert_eq!(rows(&any, 10).len(), 4);
+    assert_eq!(
+        store
+            .usage_rows(hour, hour + 3600, &any, 10)
+            .unwrap()
+            .len(),
+        2,
+        "`until` leaves its hour out"
+    );
 }
 
 fn dashboard_sessions_are_kept_by_hash_and_pruned_after_their_end(store: &dyn Store) {
