@@ -60,12 +60,13 @@ impl UsageSums {
 }
 
 /// A signed-in dashboard session. The cookie holds the id; the store keeps its SHA-256 and
-/// the admin credential it was opened with, sealed under the master key, so every page
-/// verifies that credential again (a revoked or expired credential ends the session).
+/// who the admin credential it was opened with is (JSON: an API key's id and hash, a token's
+/// jti, signing key and grants), never the credential, so every page checks that credential
+/// is still in force (a revoked or expired credential ends the session).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UiSession {
     pub id_sha256: String,
-    pub credential_sealed: String,
+    pub credential: String,
     pub subject: String,
     pub created_at: u64,
     pub expires_at: u64,

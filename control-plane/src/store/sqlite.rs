@@ -861,11 +861,11 @@ impl Store for SqliteStore {
 
     fn put_ui_session(&self, session: &UiSession) -> Result<(), StoreError> {
         self.conn()?.execute(
-            "INSERT INTO ui_sessions (id_sha256, credential_sealed, subject, created_at, expires_at)
+            "INSERT INTO ui_sessions (id_sha256, credential, subject, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 session.id_sha256,
-                session.credential_sealed,
+                session.credential,
                 session.subject,
                 to_i64(session.created_at)?,
                 to_i64(session.expires_at)?
@@ -878,7 +878,7 @@ impl Store for SqliteStore {
         let row = self
             .conn()?
             .prepare_cached(
-                "SELECT credential_sealed, subject, created_at, expires_at FROM ui_sessions
+                "SELECT credential, subject, created_at, expires_at FROM ui_sessions
                  WHERE id_sha256 = ?1",
             )?
             .query_row([id_sha256], |row| {
@@ -890,10 +890,10 @@ impl Store for SqliteStore {
                 ))
             })
             .optional()?;
-        row.map(|(credential_sealed, subject, created_at, expires_at)| {
+        row.map(|(credential, subject, created_at, expires_at)| {
             Ok(UiSession {
                 id_sha256: id_sha256.to_string(),
-                credential_sealed,
+                credential,
                 subject,
                 created_at: to_u64(created_at)?,
                 expires_at: to_u64(expires_at)?,

@@ -686,7 +686,7 @@ fn the_ledger_is_summed_per_hour_and_per_value_between_bounds(store: &dyn Store)
 fn dashboard_sessions_are_kept_by_hash_and_pruned_after_their_end(store: &dyn Store) {
     let session = UiSession {
         id_sha256: "a".repeat(64),
-        credential_sealed: "0badc0de".into(),
+        credential: r#"{"kind":"api_key","id":"k","sha256":"00"}"#.into(),
         subject: "ops".into(),
         created_at: 100,
         expires_at: 200,
