@@ -204,36 +204,40 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     /// Replaces an API key with a new one granting the same (subject, tenant, scopes,
     /// models, plan, expiry) and revokes the old one; the new key is returned once.
     pub fn rotate_api_key(&self, id: &str, now: u64) -> Result<CreatedApiKey, PlaneError> {
-        let old = self
-            .store
-            .api_keys()?
-            .into_iter()
-            .find(|k| k.id == id)
-            .ok_or_else(|| PlaneError::NotFound(format!("API key {id:?}")))?;
-        if !old.in_force(now) {
-            return Err(invalid(
-                "only a key in force is rotated; create a new key instead",
-            ));
-        }
-        let created = self.create_api_key(
-            &ApiKeyRequest {
-                subject: old.subject.clone(),
-                tenant: old.tenant.clone(),
-                scopes: old.scopes.clone(),
-                models: old.models.clone(),
-                plan: old.plan.clone(),
-                expires_at: old.expires_at,
-            },
-            now,
-        )?;
-        self.revoke(&Revocation::ApiKey(old.id.clone()), now)?;
-        self.audit(
-            now,
-            "apikey.rotate",
-            &old.id,
-            &format!("replaced by {}", created.id),
-        )?;
-        Ok(created)
+        // One transaction: a failure between the new key and the old one's revocation must
+        // not leave two keys in force (or a new key nobody was shown).
+        self.serialized(|| {
+            let old = self
+                .store
+                .api_keys()?
+                .into_iter()
+                .find(|k| k.id == id)
+                .ok_or_else(|| PlaneError::NotFound(format!("API key {id:?}")))?;
+            if !old.in_force(now) {
+                return Err(invalid(
+                    "only a key in force is rotated; create a new key instead",
+                ));
+            }
+            let created = self.create_api_key(
+                &ApiKeyRequest {
+                    subject: old.subject.clone(),
+                    tenant: old.tenant.clone(),
+                    scopes: old.scopes.clone(),
+                    models: old.models.clone(),
+                    plan: old.plan.clone(),
+                    expires_at: old.expires_at,
+                },
+                now,
+            )?;
+            self.revoke(&Revocation::ApiKey(old.id.clone()), now)?;
+            self.audit(
+                now,
+                "apikey.rotate",
+                &old.id,
+                &format!("replaced by {}", created.id),
+            )?;
+            Ok(created)
+        })
     }
 
     /// Tokens still accepted or recently expired (issued no earlier than `since`... the
