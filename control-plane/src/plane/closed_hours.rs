@@ -146,16 +146,6 @@ fn held_rows(entries: &[Entry]) -> usize {
     entries.iter().map(|e| e.closed.rows()).sum()
 }
 
-pub(super) fn add(total: &mut UsageSums, more: &UsageSums) {
-    total.requests = total.requests.saturating_add(more.requests);
-    total.input_tokens = total.input_tokens.saturating_add(more.input_tokens);
-    total.output_tokens = total.output_tokens.saturating_add(more.output_tokens);
-    total.cached_input_tokens = total
-        .cached_input_tokens
-        .saturating_add(more.cached_input_tokens);
-    total.cost_micro_usd = total.cost_micro_usd.saturating_add(more.cost_micro_usd);
-}
-
 /// The order of a top: largest cost first, then requests, then the value.
 fn top_order(a: &(String, UsageSums), b: &(String, UsageSums)) -> std::cmp::Ordering {
     (b.1.cost_micro_usd, b.1.requests)
@@ -182,7 +172,7 @@ pub(super) fn merge_top(
     let mut left_out = Vec::new();
     for (value, sums) in &current {
         match by_value.get_mut(value.as_str()) {
-            Some(total) => add(total, sums),
+            Some(total) => total.add(sums),
             None if closed.complete => {
                 by_value.insert(value, sums.clone());
             }

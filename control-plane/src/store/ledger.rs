@@ -57,6 +57,18 @@ impl UsageSums {
     pub fn tokens(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
+
+    /// Adds `more`, each count stopping at its maximum rather than wrapping (a count reported
+    /// wrong must not make a total small).
+    pub fn add(&mut self, more: &UsageSums) {
+        self.requests = self.requests.saturating_add(more.requests);
+        self.input_tokens = self.input_tokens.saturating_add(more.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(more.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(more.cached_input_tokens);
+        self.cost_micro_usd = self.cost_micro_usd.saturating_add(more.cost_micro_usd);
+    }
 }
 
 /// A signed-in dashboard session. The cookie holds the id; the store keeps its SHA-256 and

@@ -23,6 +23,21 @@ fn a_file_database_is_migrated_once_and_runs_in_wal_mode() {
 }
 
 #[test]
+fn usage_sums_add_up_without_wrapping() {
+    let mut total = UsageSums {
+        requests: u64::MAX - 1,
+        cost_micro_usd: 5,
+        ..UsageSums::default()
+    };
+    total.add(&UsageSums {
+        requests: 3,
+        cost_micro_usd: 2,
+        ..UsageSums::default()
+    });
+    assert_eq!((total.requests, total.cost_micro_usd), (u64::MAX, 7));
+}
+
+#[test]
 fn a_database_from_a_newer_binary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
