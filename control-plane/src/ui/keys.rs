@@ -132,9 +132,9 @@ pub(super) async fn page(
             }
             @if pages > 1 {
                 p.pager {
-                    @if page > 0 { a href={ "/ui/keys?page=" (page - 1) "&q=" (query.q) } { "← newer" } " " }
+                    @if page > 0 { a href={ "/ui/keys?" (pager(page - 1, &query.q)) } { "← newer" } " " }
                     "page " (page + 1) " of " (pages)
-                    @if page + 1 < pages { " " a href={ "/ui/keys?page=" (page + 1) "&q=" (query.q) } { "older →" } }
+                    @if page + 1 < pages { " " a href={ "/ui/keys?" (pager(page + 1, &query.q)) } { "older →" } }
                 }
             }
             h2 { "Recent tokens" }
@@ -173,6 +173,12 @@ pub(super) async fn page(
         Ok(ok(frame("Keys & tokens", Some(&operator), "keys", body)))
     })
     .await
+}
+
+/// The query string of another page of the same search (`q` encoded: a search for `a&page=9`
+/// or `#` stays the search it was).
+fn pager(page: usize, q: &str) -> String {
+    serde_urlencoded::to_string([("page", page.to_string().as_str()), ("q", q)]).unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize)]

@@ -629,3 +629,32 @@ async fn a_sign_in_posted_from_another_site_is_refused() {
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert!(answer.headers.get("set-cookie").is_none());
 }
+
+#[tokio::test]
+async fn the_keys_pager_keeps_a_search_with_url_characters_whole() {
+    let d = dashboard();
+    for _ in 0..51 {
+        d.state
+            .plane
+            .create_api_key(
+                &ApiKeyRequest {
+                    subject: "team&page=9#x".into(),
+                    scopes: vec!["chat".into()],
+                    ..ApiKeyRequest::default()
+                },
+                NOW,
+            )
+            .unwrap();
+    }
+    let cookie = sign_in(&d.app, &d.admin_key).await;
+    let page = get(&d.app, "/ui/keys?q=team%26page%3D9%23x", Some(&cookie)).await;
+    assert!(page.text.contains("page 1 of 2"), "{}", page.text);
+    assert!(
+        page.text
+            .contains("href=\"/ui/keys?page=1&amp;q=team%26page%3D9%23x\""),
+        "{}",
+        page.text
+    );
+    let next = get(&d.app, "/ui/keys?page=1&q=team%26page%3D9%23x", Some(&cookie)).await;
+    assert!(next.text.contains("page 2 of 2"), "{}", next.text);
+}
