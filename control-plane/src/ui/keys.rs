@@ -302,9 +302,19 @@ pub(super) async fn revoke(
     headers: HeaderMap,
     Form(form): Form<KeyAction>,
 ) -> Response {
+    revoke_then_back(state, headers, form.csrf, Revocation::ApiKey(form.id)).await
+}
+
+/// A revocation posted from the keys page (a key or a token), then back to that page.
+async fn revoke_then_back(
+    state: Arc<ServerState>,
+    headers: HeaderMap,
+    csrf: String,
+    revocation: Revocation,
+) -> Response {
     blocking(move || {
-        let (_, plane) = writer(&state, &headers, &form.csrf)?;
-        plane.revoke(&Revocation::ApiKey(form.id), (state.clock)())?;
+        let (_, plane) = writer(&state, &headers, &csrf)?;
+        plane.revoke(&revocation, (state.clock)())?;
         Ok(axum::response::Redirect::to("/ui/keys").into_response())
     })
     .await
@@ -377,16 +387,9 @@ pub(super) async fn revoke_token(
     headers: HeaderMap,
     Form(form): Form<TokenAction>,
 ) -> Response {
-    blocking(move || {
-        let (_, plane) = writer(&state, &headers, &form.csrf)?;
-        plane.revoke(
-            &Revocation::Jti {
-                jti: form.jti,
-                expires_at: None,
-            },
-            (state.clock)(),
-        )?;
-        Ok(axum::response::Redirect::to("/ui/keys").into_response())
-    })
-    .await
+    let revocation = Revocation::Jti {
+        jti: form.jti,
+        expires_at: None,
+    };
+    revoke_then_back(state, headers, form.csrf, revocation).await
 }
