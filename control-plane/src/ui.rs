@@ -227,9 +227,7 @@ fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
 /// cookie is cleared).
 fn session_set_cookie(id: &str, max_age: u64, secure: bool) -> String {
     if secure {
-        format!(
-            "{COOKIE_TLS}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure"
-        )
+        format!("{COOKIE_TLS}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure")
     } else {
         format!("{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}")
     }

@@ -414,7 +414,10 @@ mod tests {
                 })
                 .unwrap();
             let (entries, rows) = cache.held();
-            assert!(entries <= KEPT_QUERIES && rows <= KEPT_ROWS, "{entries} {rows}");
+            assert!(
+                entries <= KEPT_QUERIES && rows <= KEPT_ROWS,
+                "{entries} {rows}"
+            );
         }
         assert_eq!(cache.held(), (KEPT_ROWS / KEPT_VALUES, KEPT_ROWS));
         // The newest is served from the cache: `sum` is not called again.
@@ -427,7 +430,10 @@ mod tests {
         // An entry larger than the whole bound is answered, not kept.
         let hours = cache
             .get_or(None, 0, HOUR, |_| {
-                Ok::<_, ()>(Closed::Hours(vec![(0, UsageSums::default()); KEPT_ROWS + 1]))
+                Ok::<_, ()>(Closed::Hours(vec![
+                    (0, UsageSums::default());
+                    KEPT_ROWS + 1
+                ]))
             })
             .unwrap();
         assert_eq!(hours.rows(), KEPT_ROWS + 1);
@@ -445,7 +451,9 @@ mod tests {
         .join();
         assert!(cache.entries.is_poisoned());
         cache
-            .get_or(None, 0, HOUR, |_| Ok::<_, ()>(Closed::Hours(vec![(0, UsageSums::default())])))
+            .get_or(None, 0, HOUR, |_| {
+                Ok::<_, ()>(Closed::Hours(vec![(0, UsageSums::default())]))
+            })
             .unwrap();
         let kept = cache
             .get_or(None, 0, HOUR, |_| Err::<Closed, _>("summed again"))

@@ -115,7 +115,10 @@ impl SessionCredential {
             }
         };
         if identity.subject != subject || policy.credentials.revocations.revokes(&identity) {
-            return Err(ended(ErrorCode::TokenRevoked, "credential has been revoked"));
+            return Err(ended(
+                ErrorCode::TokenRevoked,
+                "credential has been revoked",
+            ));
         }
         Ok(identity)
     }

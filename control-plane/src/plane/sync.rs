@@ -3,9 +3,7 @@
 //! its bootstrap's trust anchor or its last configuration, verifies it across rotations);
 //! proxy credentials; and the usage reports the filters send.
 
-use tokenward_filter::sync::{
-    ConfigSignature, SyncReport, SCOPE_SYNC, SIGNATURE_AUDIENCE,
-};
+use tokenward_filter::sync::{ConfigSignature, SyncReport, SCOPE_SYNC, SIGNATURE_AUDIENCE};
 
 use super::closed_hours::{self, Closed, ClosedTop};
 use super::*;
@@ -208,7 +206,10 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let filter = query.filter();
         let dimension = by.dimension();
         let current_hour = hour_of(now);
-        let whole = || self.store.usage_by(since, u64::MAX, &filter, dimension, limit);
+        let whole = || {
+            self.store
+                .usage_by(since, u64::MAX, &filter, dimension, limit)
+        };
         let values = if since >= current_hour
             || filter != UsageFilter::default()
             || limit > closed_hours::KEPT_VALUES
@@ -218,15 +219,13 @@ impl<S: Store + ?Sized> ControlPlane<S> {
             let closed = self
                 .closed_hours
                 .get_or(Some(dimension), since, now, |until| {
-                    Ok::<_, PlaneError>(Closed::Values(ClosedTop::from_read(
-                        self.store.usage_by(
-                            since,
-                            until,
-                            &filter,
-                            dimension,
-                            closed_hours::KEPT_VALUES + 1,
-                        )?,
-                    )))
+                    Ok::<_, PlaneError>(Closed::Values(ClosedTop::from_read(self.store.usage_by(
+                        since,
+                        until,
+                        &filter,
+                        dimension,
+                        closed_hours::KEPT_VALUES + 1,
+                    )?)))
                 })?;
             let Closed::Values(closed) = closed.as_ref() else {
                 return Ok(Vec::new());

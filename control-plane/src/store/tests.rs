@@ -689,10 +689,7 @@ fn the_ledger_is_summed_per_hour_and_per_value_between_bounds(store: &dyn Store)
     assert_eq!(rows(&any, 2).len(), 2);
     assert_eq!(rows(&any, 10).len(), 4);
     assert_eq!(
-        store
-            .usage_rows(hour, hour + 3600, &any, 10)
-            .unwrap()
-            .len(),
+        store.usage_rows(hour, hour + 3600, &any, 10).unwrap().len(),
         2,
         "`until` leaves its hour out"
     );

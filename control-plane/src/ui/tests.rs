@@ -193,8 +193,8 @@ fn session_row(d: &Dashboard, cookie: &str) -> Option<crate::store::UiSession> {
 }
 
 #[tokio::test]
-async fn a_session_keeps_who_its_credential_is_never_the_credential_and_a_new_sign_in_replaces_it(
-) {
+async fn a_session_keeps_who_its_credential_is_never_the_credential_and_a_new_sign_in_replaces_it()
+{
     let d = dashboard();
     let first = sign_in(&d.app, &d.admin_key).await;
     let row = session_row(&d, &first).unwrap();
@@ -655,6 +655,11 @@ async fn the_keys_pager_keeps_a_search_with_url_characters_whole() {
         "{}",
         page.text
     );
-    let next = get(&d.app, "/ui/keys?page=1&q=team%26page%3D9%23x", Some(&cookie)).await;
+    let next = get(
+        &d.app,
+        "/ui/keys?page=1&q=team%26page%3D9%23x",
+        Some(&cookie),
+    )
+    .await;
     assert!(next.text.contains("page 2 of 2"), "{}", next.text);
 }
