@@ -306,8 +306,19 @@ pub trait Store: Send + Sync {
     /// taken before (a resend: its number is not above the last taken from that Envoy
     /// process), and then nothing is counted again. One transaction.
     fn record_usage(&self, report: &SyncReport, at: u64) -> Result<bool, StoreError>;
+    /// Usage per hour and key, of the hours from `since`'s to before `until`, narrowed by
+    /// `filter`, oldest first, at most `limit` rows.
+    fn usage_rows(
+        &self,
+        since: u64,
+        until: u64,
+        filter: &UsageFilter,
+        limit: usize,
+    ) -> Result<Vec<UsageRow>, StoreError>;
     /// Usage per hour, of the hours that begin at or after `since`.
-    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError>;
+    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+        self.usage_rows(since, u64::MAX, &UsageFilter::default(), usize::MAX)
+    }
     /// Usage per credential, hour, subject, tenant and plan, of the hours that begin in
     /// `[since, until)`, of `credential` only when one is named; usage without a credential
     /// is left out. Ordered by credential, then hour. Reads only those hours (the key and the

@@ -1,7 +1,7 @@
 //! The dashboard (docs/dashboard.md): HTML pages under `/ui/` on the admin API's listener,
 //! rendered on the server (maud escapes every value), with no script and no asset from
 //! elsewhere. An operator signs in with an admin credential; the session cookie is HttpOnly,
-//! SameSite=Strict, Secure under TLS, and every form that changes something carries the
+//! SameSite=Strict, Secure and `__Host-` under TLS, and every form that changes something carries the
 //! session's CSRF token and needs `admin:write`. Pages read through `ControlPlane`, as the
 //! admin API does; nothing here runs SQL.
 
@@ -25,8 +25,11 @@ mod keys;
 mod logs;
 mod usage;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP (a loopback listener).
 const COOKIE: &str = "tokenward_session";
+/// Its name under TLS: a browser takes a `__Host-` cookie only from this host itself, Secure,
+/// with `Path=/` and no `Domain`, so a neighbouring host cannot plant one (cookie tossing).
+const COOKIE_TLS: &str = "__Host-tokenward_session";
 /// What a page may load: its own stylesheet, nothing else; no script at all.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -147,7 +150,7 @@ pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Re
 /// The signed-in operator of the request, or the sign-in page.
 pub(crate) fn operator(state: &ServerState, headers: &HeaderMap) -> Result<Operator, Refused> {
     let to_login = || Refused::new(Redirect::to("/ui/login").into_response());
-    let id = session_cookie(headers).ok_or_else(to_login)?;
+    let id = session_cookie(headers, cookie_secure(state)).ok_or_else(to_login)?;
     state
         .plane
         .session(&id, (state.clock)())
@@ -200,16 +203,34 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
+/// The session id the request's cookie carries. A request with two cookies of that name is
+/// not signed in: one of them was planted (set for a parent domain or a longer path, it comes
+/// first or last depending on the browser), and which one the operator's is cannot be told.
+fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let name = if secure { COOKIE_TLS } else { COOKIE };
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    Some(value.to_string()).filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The `Set-Cookie` value that holds `id` for `max_age` seconds (an empty id and 0: the
+/// cookie is cleared).
+fn session_set_cookie(id: &str, max_age: u64, secure: bool) -> String {
+    if secure {
+        format!("{COOKIE_TLS}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure")
+    } else {
+        format!("{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+    }
 }
 
 /// Runs a page's work on the blocking pool (the store is synchronous).
@@ -414,13 +435,15 @@ async fn login(
     let secure = cookie_secure(&state);
     blocking(move || {
         let now = (state.clock)();
-        match state.plane.sign_in(form.credential.trim(), now) {
+        // The browser's earlier session, if it still has one: a new sign-in replaces it.
+        let previous = session_cookie(&headers, secure);
+        match state
+            .plane
+            .sign_in(form.credential.trim(), previous.as_deref(), now)
+        {
             Ok((id, operator)) => {
                 let max_age = operator.expires_at.saturating_sub(now);
-                let cookie = format!(
-                    "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
-                    if secure { "; Secure" } else { "" }
-                );
+                let cookie = session_set_cookie(&id, max_age, secure);
                 let mut response = Redirect::to("/ui/keys").into_response();
                 if let Ok(value) = HeaderValue::from_str(&cookie) {
                     response.headers_mut().insert(header::SET_COOKIE, value);
@@ -428,19 +451,37 @@ async fn login(
                 Ok(response)
             }
             Err(error) => {
-                let message = match error {
-                    SessionError::NotAnAdmin => {
-                        "this credential is valid but carries neither admin:read nor admin:write"
-                    }
+                // Logged for whoever watches for guessing; never the credential itself. A
+                // valid credential without an admin scope reads as an invalid one to the
+                // browser: the page must not confirm that a guessed key exists.
+                let reason = match &error {
+                    SessionError::NotAnAdmin => "the credential carries no admin scope",
                     SessionError::Refused(crate::plane::AuthError::Plane(error)) => {
                         tracing::error!(%error, "dashboard: sign-in failed");
-                        "the control plane could not check the credential; its log says why"
+                        return Ok((
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            ok(login_form(Some(
+                                "the control plane could not check the credential; its log says why",
+                            ))),
+                        )
+                            .into_response());
                     }
                     SessionError::Ended | SessionError::Refused(_) => {
-                        "this credential is not valid (unknown, expired or revoked)"
+                        "the credential is unknown, expired or revoked"
                     }
                 };
-                Ok((StatusCode::UNAUTHORIZED, ok(login_form(Some(message)))).into_response())
+                tracing::warn!(
+                    reason,
+                    origin = ?headers.get(header::ORIGIN),
+                    "dashboard: a sign-in was refused"
+                );
+                Ok((
+                    StatusCode::UNAUTHORIZED,
+                    ok(login_form(Some(
+                        "this credential is not valid (unknown, expired or revoked) or not an admin credential",
+                    ))),
+                )
+                    .into_response())
             }
         }
     })
@@ -467,18 +508,14 @@ async fn logout(
                 "this form did not come from a page of your session",
             )));
         }
-        if let Some(id) = session_cookie(&headers) {
+        if let Some(id) = session_cookie(&headers, secure) {
             state
                 .plane
                 .acting_as(&operator.identity.subject)
                 .sign_out(&id, (state.clock)())?;
         }
         let mut response = Redirect::to("/ui/login").into_response();
-        let cookie = format!(
-            "{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{}",
-            if secure { "; Secure" } else { "" }
-        );
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
+        if let Ok(value) = HeaderValue::from_str(&session_set_cookie("", 0, secure)) {
             response.headers_mut().insert(header::SET_COOKIE, value);
         }
         Ok(response)

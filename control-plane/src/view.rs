@@ -611,9 +611,10 @@ pub fn usage_csv(ledger: &crate::plane::UsageLedger) -> String {
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break; a leading `=`, `+`,
-/// `-` or `@` is prefixed with `'` so a spreadsheet does not run it as a formula.
+/// `-`, `@`, tab or carriage return is prefixed with `'` so a spreadsheet does not run it as a
+/// formula (some skip a leading tab or `\r` and read the formula behind it; OWASP's list).
 fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_string()
@@ -645,5 +646,15 @@ mod csv_tests {
             usage_csv(&totals),
             "subject,requests,input_tokens,output_tokens,cached_input_tokens,cost_micro_usd\n\"'=HYPERLINK(\"\"x\"\"), a\",2,0,0,0,0\n"
         );
+        for (value, field) in [
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "\"'\r=1+1\""),
+            ("a=1", "a=1"),
+        ] {
+            assert_eq!(csv_field(value), field, "{value:?}");
+        }
     }
 }

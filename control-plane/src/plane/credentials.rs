@@ -14,14 +14,23 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     /// Envoy does until the change reaches it); whatever it refuses is checked again against
     /// the new one, so a credential made a moment ago works at once.
     pub fn authenticate(&self, credential: &str, now: u64) -> Result<Identity, AuthError> {
-        let compile = || self.render_for_authentication(now);
-        let verify = |policy: &compiled::Shared| {
+        self.verify_with_policy(now, |policy| {
             policy
-                .as_ref()
                 .authenticate(credential, now)
                 .map(|identity| (*identity).clone())
                 .map_err(AuthError::Refused)
-        };
+        })
+    }
+
+    /// `verify`'s verdict under the compiled configuration of now (see `authenticate`: a
+    /// stale one may accept, never refuse).
+    pub(super) fn verify_with_policy(
+        &self,
+        now: u64,
+        verify: impl Fn(&Policy) -> Result<Identity, AuthError>,
+    ) -> Result<Identity, AuthError> {
+        let compile = || self.render_for_authentication(now);
+        let verify = |policy: &compiled::Shared| verify(policy.as_ref());
         match self
             .compiled
             .current(self.store.as_ref(), now, compile)

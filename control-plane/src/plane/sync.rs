@@ -3,11 +3,9 @@
 //! its bootstrap's trust anchor or its last configuration, verifies it across rotations);
 //! proxy credentials; and the usage reports the filters send.
 
-use tokenward_filter::sync::{
-    ConfigSignature, SyncReport, UsageEntry, SCOPE_SYNC, SIGNATURE_AUDIENCE,
-};
+use tokenward_filter::sync::{ConfigSignature, SyncReport, SCOPE_SYNC, SIGNATURE_AUDIENCE};
 
-use super::closed_hours::{self, Closed};
+use super::closed_hours::{self, Closed, ClosedTop};
 use super::*;
 use crate::store::{hour_of, UsageDimension, UsageFilter, UsageRow, UsageSums};
 
@@ -28,6 +26,9 @@ pub struct SignedConfig {
 pub const SIGNATURE_LIFETIME: u64 = 3600;
 /// A configuration served longer than this unchanged is signed again.
 pub const RESIGN_AFTER: u64 = 600;
+/// The most rows of the ledger read at once (an hour and key each; ~100 bytes apiece in
+/// memory, several times that as JSON or CSV).
+pub const LEDGER_ROWS_MAX: usize = 100_000;
 
 impl<S: Store + ?Sized> ControlPlane<S> {
     /// Signs a rendered configuration for the sync channel.
@@ -109,23 +110,44 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         Ok(self.store.usage(since)?)
     }
 
-    /// The usage ledger from `query.since`, narrowed by its filters: per hour and key, or
-    /// with `query.by`, summed per value of one dimension (largest cost first).
+    /// The usage ledger from `query.since`, narrowed by its filters (in the store's query):
+    /// per hour and key, or with `query.by`, summed per value of one dimension (largest cost
+    /// first); at most `LEDGER_ROWS_MAX` rows either way (more is refused: narrow the filters
+    /// or the period).
     pub fn usage_ledger(&self, query: &UsageQuery) -> Result<UsageLedger, PlaneError> {
+        self.usage_ledger_within(query, LEDGER_ROWS_MAX)
+    }
+
+    fn usage_ledger_within(
+        &self,
+        query: &UsageQuery,
+        max_rows: usize,
+    ) -> Result<UsageLedger, PlaneError> {
         // Beyond 2^63 seconds no hour is kept: the store counts time in i64.
         let since = query.since.min(i64::MAX as u64);
         let Some(by) = query.by else {
-            let rows: Vec<UsageRow> = self
-                .store
-                .usage(since)?
-                .into_iter()
-                .filter(|row| query.matches(&row.entry))
-                .collect();
+            let rows = self.store.usage_rows(
+                since,
+                u64::MAX,
+                &query.filter(),
+                max_rows.saturating_add(1),
+            )?;
+            if rows.len() > max_rows {
+                return Err(too_large(max_rows));
+            }
             return Ok(UsageLedger::Hours(rows));
         };
-        let totals = self
-            .store
-            .usage_by(since, u64::MAX, &query.filter(), by.dimension(), usize::MAX)?
+        let totals = self.store.usage_by(
+            since,
+            u64::MAX,
+            &query.filter(),
+            by.dimension(),
+            max_rows.saturating_add(1),
+        )?;
+        if totals.len() > max_rows {
+            return Err(too_large(max_rows));
+        }
+        let totals = totals
             .into_iter()
             .map(|(value, sums)| UsageTotal {
                 by,
@@ -141,8 +163,9 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     }
 
     /// The ledger from `query.since` narrowed by its filters, summed per hour (a chart's
-    /// points; hours without usage are absent). Ended hours come from the cache of closed
-    /// hours, the current one from the store.
+    /// points; hours without usage are absent). Without a filter, ended hours come from the
+    /// cache of closed hours and the current one from the store; a filtered query is read
+    /// whole (its entry would hardly be read again).
     pub fn usage_series(
         &self,
         query: &UsageQuery,
@@ -151,25 +174,27 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let since = hour_of(query.since.min(i64::MAX as u64));
         let filter = query.filter();
         let current_hour = hour_of(now);
-        if since >= current_hour {
+        if since >= current_hour || filter != UsageFilter::default() {
             return Ok(self.store.usage_by_hour(since, u64::MAX, &filter)?);
         }
-        let closed = self
-            .closed_hours
-            .get_or(None, since, &filter, now, |until| {
-                Ok::<_, PlaneError>(Closed::Hours(
-                    self.store.usage_by_hour(since, until, &filter)?,
-                ))
-            })?;
-        let Closed::Hours(mut series) = closed else {
+        let closed = self.closed_hours.get_or(None, since, now, |until| {
+            Ok::<_, PlaneError>(Closed::Hours(
+                self.store.usage_by_hour(since, until, &filter)?,
+            ))
+        })?;
+        let Closed::Hours(closed) = closed.as_ref() else {
             return Ok(Vec::new());
         };
+        let mut series = closed.clone();
         series.extend(self.store.usage_by_hour(current_hour, u64::MAX, &filter)?);
         Ok(series)
     }
 
     /// The ledger from `query.since` narrowed by its filters, summed per value of `by`,
-    /// largest cost first, at most `limit` values; ended hours from the cache, as the series.
+    /// largest cost first, at most `limit` values. Without a filter, the ended hours' largest
+    /// values come from the cache and the current hour is added to them; whenever that cannot
+    /// tell the answer exactly (a value outside the kept ones grew this hour, or more are
+    /// asked for than are kept), the store sums the period itself.
     pub fn usage_top(
         &self,
         query: &UsageQuery,
@@ -181,28 +206,46 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let filter = query.filter();
         let dimension = by.dimension();
         let current_hour = hour_of(now);
-        let values = if since >= current_hour {
+        let whole = || {
             self.store
-                .usage_by(since, u64::MAX, &filter, dimension, limit)?
+                .usage_by(since, u64::MAX, &filter, dimension, limit)
+        };
+        let values = if since >= current_hour
+            || filter != UsageFilter::default()
+            || limit > closed_hours::KEPT_VALUES
+        {
+            whole()?
         } else {
-            let closed =
-                self.closed_hours
-                    .get_or(Some(dimension), since, &filter, now, |until| {
-                        Ok::<_, PlaneError>(Closed::Values(self.store.usage_by(
-                            since,
-                            until,
-                            &filter,
-                            dimension,
-                            usize::MAX,
-                        )?))
-                    })?;
-            let Closed::Values(closed) = closed else {
+            let closed = self
+                .closed_hours
+                .get_or(Some(dimension), since, now, |until| {
+                    Ok::<_, PlaneError>(Closed::Values(ClosedTop::from_read(self.store.usage_by(
+                        since,
+                        until,
+                        &filter,
+                        dimension,
+                        closed_hours::KEPT_VALUES + 1,
+                    )?)))
+                })?;
+            let Closed::Values(closed) = closed.as_ref() else {
                 return Ok(Vec::new());
             };
-            let current =
-                self.store
-                    .usage_by(current_hour, u64::MAX, &filter, dimension, usize::MAX)?;
-            closed_hours::merge_values(closed, current, limit)
+            // The current hour whole, unless it alone holds more values than a top keeps.
+            let current = self.store.usage_by(
+                current_hour,
+                u64::MAX,
+                &filter,
+                dimension,
+                closed_hours::KEPT_VALUES + 1,
+            )?;
+            if current.len() > closed_hours::KEPT_VALUES {
+                whole()?
+            } else {
+                match closed_hours::merge_top(closed, current, limit) {
+                    Some(merged) => merged,
+                    None => whole()?,
+                }
+            }
         };
         Ok(values
             .into_iter()
@@ -214,6 +257,14 @@ impl<S: Store + ?Sized> ControlPlane<S> {
     pub fn last_used(&self, credential: &str) -> Result<Option<u64>, PlaneError> {
         Ok(self.store.last_used(credential)?)
     }
+}
+
+fn too_large(max_rows: usize) -> PlaneError {
+    invalid(format!(
+        "the usage ledger of this period and these filters holds more than {max_rows} rows, \
+         too many to read at once: narrow the filters (subject, tenant, credential, model, \
+         provider) or the period"
+    ))
 }
 
 /// Which usage to read.
@@ -239,17 +290,6 @@ impl UsageQuery {
             model: self.model.clone(),
             provider: self.provider.clone(),
         }
-    }
-
-    fn matches(&self, e: &UsageEntry) -> bool {
-        let is = |wanted: &Option<String>, have: Option<&str>| {
-            wanted.as_deref().is_none_or(|w| have == Some(w))
-        };
-        is(&self.subject, Some(&e.subject))
-            && is(&self.tenant, e.tenant.as_deref())
-            && is(&self.credential, e.credential.as_deref())
-            && is(&self.model, e.model.as_deref())
-            && is(&self.provider, Some(&e.provider))
     }
 }
 
@@ -308,4 +348,70 @@ pub enum UsageLedger {
     Hours(Vec<UsageRow>),
     /// Summed by one dimension (its totals may be empty).
     Totals(UsageGroup, Vec<UsageTotal>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::store::SqliteStore;
+
+    #[test]
+    fn the_ledger_is_read_narrowed_and_refused_past_its_row_limit() {
+        let plane = ControlPlane::new(
+            SqliteStore::in_memory().unwrap(),
+            MasterKey::generate().unwrap(),
+            "test",
+        );
+        let hour = 1_800_000_000;
+        for (seq, subject) in [(1, "alice"), (2, "bob"), (3, "alice")] {
+            let report = serde_json::json!({
+                "node": "n", "boot": "b", "seq": seq,
+                "entries": [{"subject": subject, "provider": "openai", "model": "gpt-4o",
+                             "requests": 1, "input_tokens": 1, "output_tokens": 1,
+                             "cached_input_tokens": 0, "cost_micro_usd": 1}],
+            });
+            let at = hour + (seq - 1) * 3600 + 10;
+            plane
+                .record_usage(&serde_json::from_value(report).unwrap(), at)
+                .unwrap();
+        }
+        let alice = UsageQuery {
+            since: hour,
+            subject: Some("alice".into()),
+            ..UsageQuery::default()
+        };
+        let Ok(UsageLedger::Hours(rows)) = plane.usage_ledger_within(&alice, 2) else {
+            panic!("alice's two rows fit");
+        };
+        let hours: Vec<(u64, &str)> = rows
+            .iter()
+            .map(|r| (r.hour, r.entry.subject.as_str()))
+            .collect();
+        assert_eq!(hours, [(hour, "alice"), (hour + 7200, "alice")]);
+        let everyone = UsageQuery {
+            since: hour,
+            ..UsageQuery::default()
+        };
+        match plane.usage_ledger_within(&everyone, 2) {
+            Err(PlaneError::Invalid(message)) => assert!(
+                message.contains("more than 2 rows") && message.contains("narrow"),
+                "{message}"
+            ),
+            other => panic!("three rows past a limit of two: {other:?}"),
+        }
+        // Summed by a dimension, the limit counts values.
+        let by = UsageQuery {
+            by: Some(UsageGroup::Subject),
+            ..everyone
+        };
+        assert!(matches!(
+            plane.usage_ledger_within(&by, 2),
+            Ok(UsageLedger::Totals(UsageGroup::Subject, totals)) if totals.len() == 2
+        ));
+        assert!(matches!(
+            plane.usage_ledger_within(&by, 1),
+            Err(PlaneError::Invalid(_))
+        ));
+    }
 }

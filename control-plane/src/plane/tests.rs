@@ -742,3 +742,40 @@ fn the_kept_policy_follows_every_commit_of_another_connection_at_the_next_call()
     open("cli").revoke(&Revocation::Key(kid), NOW).unwrap();
     assert!(server.authenticate(&other.token, NOW).is_err());
 }
+
+#[test]
+fn a_rotation_that_fails_to_revoke_the_old_key_leaves_no_new_key_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let plane = ControlPlane::new(
+        SqliteStore::open(&path).unwrap(),
+        MasterKey::generate().unwrap(),
+        "test",
+    );
+    init(&plane);
+    let old = plane
+        .create_api_key(
+            &ApiKeyRequest {
+                subject: "app".into(),
+                scopes: vec!["chat".into()],
+                ..ApiKeyRequest::default()
+            },
+            NOW,
+        )
+        .unwrap();
+    let before = plane.store().api_keys().unwrap();
+    // The old key's revocation, the second step, fails.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_revocation BEFORE UPDATE OF revoked_at ON api_keys
+             BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .unwrap();
+    assert!(plane.rotate_api_key(&old.id, NOW + 1).is_err());
+    assert_eq!(
+        plane.store().api_keys().unwrap(),
+        before,
+        "no second key in force beside the old one"
+    );
+}

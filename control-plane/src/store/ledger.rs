@@ -57,15 +57,28 @@ impl UsageSums {
     pub fn tokens(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
+
+    /// Adds `more`, each count stopping at its maximum rather than wrapping (a count reported
+    /// wrong must not make a total small).
+    pub fn add(&mut self, more: &UsageSums) {
+        self.requests = self.requests.saturating_add(more.requests);
+        self.input_tokens = self.input_tokens.saturating_add(more.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(more.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(more.cached_input_tokens);
+        self.cost_micro_usd = self.cost_micro_usd.saturating_add(more.cost_micro_usd);
+    }
 }
 
 /// A signed-in dashboard session. The cookie holds the id; the store keeps its SHA-256 and
-/// the admin credential it was opened with, sealed under the master key, so every page
-/// verifies that credential again (a revoked or expired credential ends the session).
+/// who the admin credential it was opened with is (JSON: an API key's id and hash, a token's
+/// jti, signing key and grants), never the credential, so every page checks that credential
+/// is still in force (a revoked or expired credential ends the session).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UiSession {
     pub id_sha256: String,
-    pub credential_sealed: String,
+    pub credential: String,
     pub subject: String,
     pub created_at: u64,
     pub expires_at: u64,
@@ -110,6 +123,16 @@ pub(crate) const SUMS_BY_HOUR: &str = "SELECT hour, CAST(SUM(requests) AS BIGINT
        AND ($4 = '' OR tenant = $4) AND ($5 = '' OR credential = $5)
        AND ($6 = '' OR model = $6) AND ($7 = '' OR provider = $7)
      GROUP BY hour ORDER BY hour";
+
+/// The ledger's rows, an hour and key each, oldest first, at most `$8` (the filters of the
+/// sums; the export reads this rather than every row of the period).
+pub(crate) const LEDGER_ROWS: &str = "SELECT hour, subject, tenant, plan, credential, provider,
+        model, requests, input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
+     FROM usage
+     WHERE hour >= $1 AND hour < $2 AND ($3 = '' OR subject = $3)
+       AND ($4 = '' OR tenant = $4) AND ($5 = '' OR credential = $5)
+       AND ($6 = '' OR model = $6) AND ($7 = '' OR provider = $7)
+     ORDER BY hour, subject, tenant, plan, credential, provider, model LIMIT $8";
 
 /// The last hour a credential was used in (an index on (credential, hour) answers it).
 pub(crate) const LAST_USED: &str = "SELECT MAX(hour) FROM usage WHERE credential = $1";

@@ -896,11 +896,11 @@ impl Store for PostgresStore {
 
     fn put_ui_session(&self, session: &UiSession) -> Result<(), StoreError> {
         self.conn()?.execute(
-            "INSERT INTO ui_sessions (id_sha256, credential_sealed, subject, created_at, expires_at)
+            "INSERT INTO ui_sessions (id_sha256, credential, subject, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5)",
             &[
                 &session.id_sha256,
-                &session.credential_sealed,
+                &session.credential,
                 &session.subject,
                 &to_i64(session.created_at)?,
                 &to_i64(session.expires_at)?,
@@ -911,14 +911,14 @@ impl Store for PostgresStore {
 
     fn ui_session(&self, id_sha256: &str) -> Result<Option<UiSession>, StoreError> {
         let row = self.conn()?.query_opt(
-            "SELECT credential_sealed, subject, created_at, expires_at FROM ui_sessions
+            "SELECT credential, subject, created_at, expires_at FROM ui_sessions
              WHERE id_sha256 = $1",
             &[&id_sha256],
         )?;
         row.map(|row| {
             Ok(UiSession {
                 id_sha256: id_sha256.to_string(),
-                credential_sealed: row.try_get(0)?,
+                credential: row.try_get(0)?,
                 subject: row.try_get(1)?,
                 created_at: to_u64(row.try_get(2)?)?,
                 expires_at: to_u64(row.try_get(3)?)?,
@@ -989,13 +989,26 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+    fn usage_rows(
+        &self,
+        since: u64,
+        until: u64,
+        filter: &UsageFilter,
+        limit: usize,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let [s, t, c, m, p] = filter.params();
         let rows = self.conn()?.query(
-            "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
-                    input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
-             FROM usage WHERE hour >= $1
-             ORDER BY hour, subject, tenant, plan, credential, provider, model",
-            &[&to_i64(hour_of(since))?],
+            ledger::LEDGER_ROWS,
+            &[
+                &to_i64(hour_of(since))?,
+                &to_i64(until.min(i64::MAX as u64))?,
+                &s,
+                &t,
+                &c,
+                &m,
+                &p,
+                &i64::try_from(limit).unwrap_or(i64::MAX),
+            ],
         )?;
         rows.iter()
             .map(|row| {

@@ -861,11 +861,11 @@ impl Store for SqliteStore {
 
     fn put_ui_session(&self, session: &UiSession) -> Result<(), StoreError> {
         self.conn()?.execute(
-            "INSERT INTO ui_sessions (id_sha256, credential_sealed, subject, created_at, expires_at)
+            "INSERT INTO ui_sessions (id_sha256, credential, subject, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 session.id_sha256,
-                session.credential_sealed,
+                session.credential,
                 session.subject,
                 to_i64(session.created_at)?,
                 to_i64(session.expires_at)?
@@ -878,7 +878,7 @@ impl Store for SqliteStore {
         let row = self
             .conn()?
             .prepare_cached(
-                "SELECT credential_sealed, subject, created_at, expires_at FROM ui_sessions
+                "SELECT credential, subject, created_at, expires_at FROM ui_sessions
                  WHERE id_sha256 = ?1",
             )?
             .query_row([id_sha256], |row| {
@@ -890,10 +890,10 @@ impl Store for SqliteStore {
                 ))
             })
             .optional()?;
-        row.map(|(credential_sealed, subject, created_at, expires_at)| {
+        row.map(|(credential, subject, created_at, expires_at)| {
             Ok(UiSession {
                 id_sha256: id_sha256.to_string(),
-                credential_sealed,
+                credential,
                 subject,
                 created_at: to_u64(created_at)?,
                 expires_at: to_u64(expires_at)?,
@@ -915,32 +915,46 @@ impl Store for SqliteStore {
         )?)
     }
 
-    fn usage(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+    fn usage_rows(
+        &self,
+        since: u64,
+        until: u64,
+        filter: &UsageFilter,
+        limit: usize,
+    ) -> Result<Vec<UsageRow>, StoreError> {
         let conn = self.conn()?;
-        let mut statement = conn.prepare(
-            "SELECT hour, subject, tenant, plan, credential, provider, model, requests,
-                    input_tokens, output_tokens, cached_input_tokens, cost_micro_usd
-             FROM usage WHERE hour >= ?1
-             ORDER BY hour, subject, tenant, plan, credential, provider, model",
+        let mut statement = conn.prepare_cached(ledger::LEDGER_ROWS)?;
+        let [s, t, c, m, p] = filter.params();
+        let rows = statement.query_map(
+            params![
+                to_i64(hour_of(since))?,
+                to_i64(until.min(i64::MAX as u64))?,
+                s,
+                t,
+                c,
+                m,
+                p,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    UsageEntry {
+                        subject: row.get(1)?,
+                        tenant: non_empty(row.get(2)?),
+                        plan: non_empty(row.get(3)?),
+                        credential: non_empty(row.get(4)?),
+                        provider: row.get(5)?,
+                        model: non_empty(row.get(6)?),
+                        requests: row.get::<_, i64>(7)? as u64,
+                        input_tokens: row.get::<_, i64>(8)? as u64,
+                        output_tokens: row.get::<_, i64>(9)? as u64,
+                        cached_input_tokens: row.get::<_, i64>(10)? as u64,
+                        cost_micro_usd: row.get::<_, i64>(11)? as u64,
+                    },
+                ))
+            },
         )?;
-        let rows = statement.query_map(params![to_i64(hour_of(since))?], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                UsageEntry {
-                    subject: row.get(1)?,
-                    tenant: non_empty(row.get(2)?),
-                    plan: non_empty(row.get(3)?),
-                    credential: non_empty(row.get(4)?),
-                    provider: row.get(5)?,
-                    model: non_empty(row.get(6)?),
-                    requests: row.get::<_, i64>(7)? as u64,
-                    input_tokens: row.get::<_, i64>(8)? as u64,
-                    output_tokens: row.get::<_, i64>(9)? as u64,
-                    cached_input_tokens: row.get::<_, i64>(10)? as u64,
-                    cost_micro_usd: row.get::<_, i64>(11)? as u64,
-                },
-            ))
-        })?;
         let mut out = Vec::new();
         for row in rows {
             let (hour, entry) = row?;

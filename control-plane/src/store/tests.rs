@@ -23,6 +23,21 @@ fn a_file_database_is_migrated_once_and_runs_in_wal_mode() {
 }
 
 #[test]
+fn usage_sums_add_up_without_wrapping() {
+    let mut total = UsageSums {
+        requests: u64::MAX - 1,
+        cost_micro_usd: 5,
+        ..UsageSums::default()
+    };
+    total.add(&UsageSums {
+        requests: 3,
+        cost_micro_usd: 2,
+        ..UsageSums::default()
+    });
+    assert_eq!((total.requests, total.cost_micro_usd), (u64::MAX, 7));
+}
+
+#[test]
 fn a_database_from_a_newer_binary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
@@ -653,12 +668,37 @@ fn the_ledger_is_summed_per_hour_and_per_value_between_bounds(store: &dyn Store)
     );
     assert_eq!(store.last_used("key-alice").unwrap(), Some(hour + 3600));
     assert_eq!(store.last_used("key-nobody").unwrap(), None);
+    // The rows themselves (the export), narrowed in the statement, oldest first, at most
+    // `limit`.
+    let rows = |filter: &UsageFilter, limit: usize| -> Vec<(u64, String, u64)> {
+        store
+            .usage_rows(hour, u64::MAX, filter, limit)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.hour, r.entry.subject, r.entry.requests))
+            .collect()
+    };
+    assert_eq!(
+        rows(&alice, 10),
+        vec![(hour, "alice".into(), 2), (hour + 3600, "alice".into(), 1)]
+    );
+    assert_eq!(
+        rows(&mini, 10),
+        vec![(hour, "bob".into(), 5), (hour + 3600, "alice".into(), 1)]
+    );
+    assert_eq!(rows(&any, 2).len(), 2);
+    assert_eq!(rows(&any, 10).len(), 4);
+    assert_eq!(
+        store.usage_rows(hour, hour + 3600, &any, 10).unwrap().len(),
+        2,
+        "`until` leaves its hour out"
+    );
 }
 
 fn dashboard_sessions_are_kept_by_hash_and_pruned_after_their_end(store: &dyn Store) {
     let session = UiSession {
         id_sha256: "a".repeat(64),
-        credential_sealed: "0badc0de".into(),
+        credential: r#"{"kind":"api_key","id":"k","sha256":"00"}"#.into(),
         subject: "ops".into(),
         created_at: 100,
         expires_at: 200,

@@ -132,9 +132,9 @@ pub(super) async fn page(
             }
             @if pages > 1 {
                 p.pager {
-                    @if page > 0 { a href={ "/ui/keys?page=" (page - 1) "&q=" (query.q) } { "← newer" } " " }
+                    @if page > 0 { a href={ "/ui/keys?" (pager(page - 1, &query.q)) } { "← newer" } " " }
                     "page " (page + 1) " of " (pages)
-                    @if page + 1 < pages { " " a href={ "/ui/keys?page=" (page + 1) "&q=" (query.q) } { "older →" } }
+                    @if page + 1 < pages { " " a href={ "/ui/keys?" (pager(page + 1, &query.q)) } { "older →" } }
                 }
             }
             h2 { "Recent tokens" }
@@ -173,6 +173,12 @@ pub(super) async fn page(
         Ok(ok(frame("Keys & tokens", Some(&operator), "keys", body)))
     })
     .await
+}
+
+/// The query string of another page of the same search (`q` encoded: a search for `a&page=9`
+/// or `#` stays the search it was).
+fn pager(page: usize, q: &str) -> String {
+    serde_urlencoded::to_string([("page", page.to_string().as_str()), ("q", q)]).unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,9 +302,19 @@ pub(super) async fn revoke(
     headers: HeaderMap,
     Form(form): Form<KeyAction>,
 ) -> Response {
+    revoke_then_back(state, headers, form.csrf, Revocation::ApiKey(form.id)).await
+}
+
+/// A revocation posted from the keys page (a key or a token), then back to that page.
+async fn revoke_then_back(
+    state: Arc<ServerState>,
+    headers: HeaderMap,
+    csrf: String,
+    revocation: Revocation,
+) -> Response {
     blocking(move || {
-        let (_, plane) = writer(&state, &headers, &form.csrf)?;
-        plane.revoke(&Revocation::ApiKey(form.id), (state.clock)())?;
+        let (_, plane) = writer(&state, &headers, &csrf)?;
+        plane.revoke(&revocation, (state.clock)())?;
         Ok(axum::response::Redirect::to("/ui/keys").into_response())
     })
     .await
@@ -371,16 +387,9 @@ pub(super) async fn revoke_token(
     headers: HeaderMap,
     Form(form): Form<TokenAction>,
 ) -> Response {
-    blocking(move || {
-        let (_, plane) = writer(&state, &headers, &form.csrf)?;
-        plane.revoke(
-            &Revocation::Jti {
-                jti: form.jti,
-                expires_at: None,
-            },
-            (state.clock)(),
-        )?;
-        Ok(axum::response::Redirect::to("/ui/keys").into_response())
-    })
-    .await
+    let revocation = Revocation::Jti {
+        jti: form.jti,
+        expires_at: None,
+    };
+    revoke_then_back(state, headers, form.csrf, revocation).await
 }

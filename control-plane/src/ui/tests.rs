@@ -132,16 +132,31 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_opens_every_page() {
 }
 
 #[tokio::test]
-async fn the_cookie_is_secure_when_the_admin_api_serves_tls() {
+async fn under_tls_the_cookie_is_secure_and_host_prefixed() {
     let d = dashboard();
     d.state
         .tls
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let answer = post(&d.app, "/ui/login", None, &[("credential", &d.admin_key)]).await;
-    assert!(answer.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .contains("; Secure"));
+    let set_cookie = answer.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.starts_with("__Host-tokenward_session="),
+        "{set_cookie}"
+    );
+    for attribute in ["; Path=/;", "; Secure", "; HttpOnly", "; SameSite=Strict"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap();
+    assert_eq!(
+        get(&d.app, "/ui/keys", Some(cookie)).await.status,
+        StatusCode::OK
+    );
+    // The name without the prefix is any host's to set: not a session under TLS.
+    let unprefixed = cookie.trim_start_matches("__Host-");
+    assert_eq!(
+        get(&d.app, "/ui/keys", Some(unprefixed)).await.status,
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]
@@ -161,11 +176,140 @@ async fn a_credential_that_is_not_an_admin_one_is_refused_at_sign_in() {
         .unwrap();
     let answer = post(&d.app, "/ui/login", None, &[("credential", &user.key)]).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    assert!(answer.text.contains("neither admin:read nor admin:write"));
     assert!(answer.headers.get("set-cookie").is_none());
     let wrong = post(&d.app, "/ui/login", None, &[("credential", "tw_not-a-key")]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.text.contains("not valid"));
+    // A valid key without an admin scope reads exactly as one that does not exist: the page
+    // does not confirm a guess.
+    assert_eq!(answer.text, wrong.text);
+}
+
+/// The session row of a cookie (`tokenward_session=<id>`), as the store keeps it.
+fn session_row(d: &Dashboard, cookie: &str) -> Option<crate::store::UiSession> {
+    let id = cookie.split_once('=').unwrap().1;
+    let hash = crate::crypto::hex(&hmac_sha256::Hash::hash(id.as_bytes()));
+    d.state.plane.store().ui_session(&hash).unwrap()
+}
+
+#[tokio::test]
+async fn a_session_keeps_who_its_credential_is_never_the_credential_and_a_new_sign_in_replaces_it()
+{
+    let d = dashboard();
+    let first = sign_in(&d.app, &d.admin_key).await;
+    let row = session_row(&d, &first).unwrap();
+    let admin = d.state.plane.api_keys(None, None).unwrap();
+    assert!(row.credential.contains(&admin[0].id), "{}", row.credential);
+    assert!(
+        !row.credential.contains(&d.admin_key),
+        "the database and the master key must not yield the credential"
+    );
+    // The same browser signs in again: the session it still had is ended, not left behind.
+    let answer = post(
+        &d.app,
+        "/ui/login",
+        Some(&first),
+        &[("credential", &d.admin_key)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let second = answer.headers["set-cookie"].to_str().unwrap();
+    let second = second.split(';').next().unwrap();
+    assert_ne!(first, second);
+    assert!(session_row(&d, &first).is_none());
+    assert_eq!(
+        get(&d.app, "/ui/keys", Some(&first)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        get(&d.app, "/ui/keys", Some(second)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_token_session_ends_when_the_token_or_its_subject_is_revoked() {
+    let d = dashboard();
+    let mint = |subject: &str| {
+        d.state
+            .plane
+            .mint_token(
+                &crate::plane::TokenRequest {
+                    subject: subject.into(),
+                    scopes: vec!["admin:read".into()],
+                    ttl_seconds: Some(600),
+                    ..crate::plane::TokenRequest::default()
+                },
+                NOW,
+            )
+            .unwrap()
+    };
+    let token = mint("ops-token");
+    let cookie = sign_in(&d.app, &token.token).await;
+    let row = session_row(&d, &cookie).unwrap();
+    assert!(row.credential.contains(&token.jti));
+    assert!(!row.credential.contains(&token.token));
+    assert_eq!(row.expires_at, NOW + 600, "no longer than the token");
+    assert_eq!(
+        get(&d.app, "/ui/usage", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+    d.state
+        .plane
+        .revoke(
+            &Revocation::Jti {
+                jti: token.jti.clone(),
+                expires_at: None,
+            },
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(
+        get(&d.app, "/ui/usage", Some(&cookie)).await.status,
+        StatusCode::SEE_OTHER,
+        "a revoked token's session ends"
+    );
+    let other = mint("ops-other");
+    let cookie = sign_in(&d.app, &other.token).await;
+    d.state
+        .plane
+        .revoke(&Revocation::Subject("ops-other".into()), NOW)
+        .unwrap();
+    assert_eq!(
+        get(&d.app, "/ui/usage", Some(&cookie)).await.status,
+        StatusCode::SEE_OTHER,
+        "a revoked subject's session ends"
+    );
+}
+
+#[tokio::test]
+async fn a_request_with_two_session_cookies_is_not_signed_in() {
+    let d = dashboard();
+    let cookie = sign_in(&d.app, &d.admin_key).await;
+    let planted = format!("tokenward_session={}", "a".repeat(64));
+    for header in [
+        format!("{planted}; {cookie}"),
+        format!("{cookie}; {planted}"),
+        format!("{cookie}; {cookie}"),
+    ] {
+        let answer = get(&d.app, "/ui/keys", Some(&header)).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{header}");
+        assert_eq!(answer.headers["location"], "/ui/login");
+    }
+    // Two Cookie headers count alike.
+    let request = Request::builder()
+        .uri("/ui/keys")
+        .header("cookie", &cookie)
+        .header("cookie", &planted)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&d.app, request).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        get(&d.app, "/ui/keys", Some(&format!("other=1; {cookie}")))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -484,4 +628,38 @@ async fn a_sign_in_posted_from_another_site_is_refused() {
     let answer = send(&d.app, request).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert!(answer.headers.get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn the_keys_pager_keeps_a_search_with_url_characters_whole() {
+    let d = dashboard();
+    for _ in 0..51 {
+        d.state
+            .plane
+            .create_api_key(
+                &ApiKeyRequest {
+                    subject: "team&page=9#x".into(),
+                    scopes: vec!["chat".into()],
+                    ..ApiKeyRequest::default()
+                },
+                NOW,
+            )
+            .unwrap();
+    }
+    let cookie = sign_in(&d.app, &d.admin_key).await;
+    let page = get(&d.app, "/ui/keys?q=team%26page%3D9%23x", Some(&cookie)).await;
+    assert!(page.text.contains("page 1 of 2"), "{}", page.text);
+    assert!(
+        page.text
+            .contains("href=\"/ui/keys?page=1&amp;q=team%26page%3D9%23x\""),
+        "{}",
+        page.text
+    );
+    let next = get(
+        &d.app,
+        "/ui/keys?page=1&q=team%26page%3D9%23x",
+        Some(&cookie),
+    )
+    .await;
+    assert!(next.text.contains("page 2 of 2"), "{}", next.text);
 }

@@ -141,11 +141,7 @@ pub(super) async fn page(
         let top = plane.usage_top(&query, by, TOP, now)?;
         let mut total = UsageSums::default();
         for (_, sums) in &series {
-            total.requests += sums.requests;
-            total.input_tokens += sums.input_tokens;
-            total.output_tokens += sums.output_tokens;
-            total.cached_input_tokens += sums.cached_input_tokens;
-            total.cost_micro_usd += sums.cost_micro_usd;
+            total.add(sums);
         }
         let points: Vec<(u64, u64)> = series
             .iter()

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_fleet.sql"),
     include_str!("../../../migrations/postgres/0004_alerts.sql"),
     include_str!("../../../migrations/postgres/0005_dashboard.sql"),
+    include_str!("../../../migrations/postgres/0006_ui_sessions_without_credential.sql"),
 ];
 
 /// Advisory lock keys ("tokenward" in spirit): one for migrations, one that serializes every

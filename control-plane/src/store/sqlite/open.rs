@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0006_fleet.sql"),
     include_str!("../../../migrations/0007_alerts.sql"),
     include_str!("../../../migrations/0008_dashboard.sql"),
+    include_str!("../../../migrations/0009_ui_sessions_without_credential.sql"),
 ];
 
 /// More than the blocking threads that use the store at once gain nothing: SQLite has one
