@@ -5,5 +5,6 @@
 pub mod apikey;
 pub mod cache;
 pub mod credentials;
+pub mod jws;
 pub mod keys;
 pub mod token;

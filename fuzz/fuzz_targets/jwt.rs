@@ -174,9 +174,9 @@ fn hmac(key: &[u8], input: &str) -> Vec<u8> {
     hmac_sha256::HMAC::mac(input.as_bytes(), key).to_vec()
 }
 
-/// A NumericDate as jwt-simple reads it: whole seconds, a fraction dropped, a negative float
-/// as 0, and at most 2^32 - 1 (coarsetime keeps seconds in the upper 32 bits and saturates,
-/// so a later time reads as 2106-02-07: past any lifetime limit, so refused, never shortened).
+/// A NumericDate as the filter reads it (auth/jws.rs): whole seconds, a fraction dropped, a
+/// negative float as 0. Capped at 2^32 - 1 as jwt-simple once read it: no accepted token has
+/// a later `exp` (past any lifetime limit), so the cap never decides.
 fn timestamp(value: &Value) -> Option<u64> {
     const LAST: u64 = u32::MAX as u64;
     match value {

@@ -201,3 +201,66 @@ fn cached_token_is_still_checked_for_expiry() {
         Some("token_expired")
     );
 }
+
+/// An ES256 token, signed by `pair`, as `SigningKey::mint` makes EdDSA ones.
+fn es256_token(pair: &jwt_simple::prelude::ES256KeyPair, subject: &str) -> String {
+    use jwt_simple::prelude::*;
+    let custom = tokenward_filter::claims::TokenwardClaims {
+        scope: Some("chat".into()),
+        models: Some(vec!["*".into()]),
+        ..Default::default()
+    };
+    let claims = Claims::with_custom_claims(custom, Duration::from_secs(600))
+        .with_issuer(tokenward_e2e::setup::ISSUER)
+        .with_audience(tokenward_e2e::setup::AUDIENCE)
+        .with_subject(subject);
+    pair.sign(claims).unwrap()
+}
+
+#[test]
+fn es256_is_verified_by_envoys_boringssl_and_a_forgery_is_refused() {
+    use jwt_simple::prelude::*;
+    // The module has no P-256 code: Envoy's `verify_signature` foreign function checks
+    // ES256 signatures (docs/config.md, "Signing keys").
+    let pair = ES256KeyPair::generate().with_key_id("es");
+    let point = pair.public_key().public_key().to_bytes_uncompressed();
+    let b64 = |bytes: &[u8]| Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap();
+    let jwk = tokenward_filter::config::Jwk {
+        kty: "EC".into(),
+        kid: Some("es".into()),
+        alg: Some("ES256".into()),
+        use_: Some("sig".into()),
+        crv: Some("P-256".into()),
+        x: Some(b64(&point[1..33])),
+        y: Some(b64(&point[33..])),
+        k: None,
+        allow_symmetric: false,
+    };
+    let gw = Gateway::start_with(Options::default(), |config, _| config.keys.keys.push(jwk));
+    let reply = gw.chat(&es256_token(&pair, "es-client"), "gpt-4o");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Another P-256 key claiming the same kid, and a signature with one bit flipped.
+    let forger = ES256KeyPair::generate().with_key_id("es");
+    let forged = es256_token(&forger, "mallory");
+    let genuine = es256_token(&pair, "mallory");
+    let (signed, signature) = genuine.rsplit_once('.').unwrap();
+    let mut bytes = Base64UrlSafeNoPadding::decode_to_vec(signature, None).unwrap();
+    bytes[10] ^= 1;
+    let flipped = format!("{signed}.{}", b64(&bytes));
+    for token in [&forged, &flipped] {
+        let reply = gw.chat(token, "gpt-4o");
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert_eq!(reply.error_code().as_deref(), Some("invalid_token"));
+        assert!(
+            reply.body.contains("signature is invalid"),
+            "{}",
+            reply.body
+        );
+    }
+    assert_eq!(
+        gw.received("openai").len(),
+        1,
+        "only the genuine token got through"
+    );
+}

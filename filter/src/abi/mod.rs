@@ -591,3 +591,33 @@ impl SharedStore for AbiHost {
 }
 
 const CREATE_CAS: u32 = u32::MAX;
+
+/// Envoy's `verify_signature` foreign function (BoringSSL): whether `signature` (DER for
+/// ECDSA) by the key `spki` (a DER SubjectPublicKeyInfo) signs `text` hashed with `hash`.
+/// `None` when the host cannot say: no such function, or arguments it refuses (a key that is
+/// not a point of the curve). The caller refuses the token then.
+pub fn verify_signature(hash: &str, spki: &[u8], signature: &[u8], text: &[u8]) -> Option<bool> {
+    // VerifySignatureArguments (protobuf): hash_function = 1, public_key = 2, signature = 3,
+    // text = 4.
+    let mut arguments =
+        Vec::with_capacity(16 + hash.len() + spki.len() + signature.len() + text.len());
+    for (tag, field) in [
+        (0x0a, hash.as_bytes()),
+        (0x12, spki),
+        (0x1a, signature),
+        (0x22, text),
+    ] {
+        arguments.push(tag);
+        let mut len = field.len();
+        while len >= 0x80 {
+            arguments.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        arguments.push(len as u8);
+        arguments.extend_from_slice(field);
+    }
+    let result = raw::call_foreign_function("verify_signature", &arguments).ok()?;
+    // VerifySignatureResult: result = 1 (bool); error = 2 (string) is not read. proto3 leaves
+    // a false `result` out, so no field 1 means false.
+    Some(result.get(..2) == Some(&[0x08, 0x01]))
+}

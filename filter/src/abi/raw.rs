@@ -95,6 +95,14 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -228,6 +236,25 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<bool, HostSt
         return Ok(false);
     }
     check(status).map(|()| true)
+}
+
+/// Calls one of the host's foreign functions (Envoy's `verify_signature`, …) with its
+/// serialized arguments; its serialized result.
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, HostStatus> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    check(status)?;
+    Ok(unsafe { take_host_bytes(data, size) })
 }
 
 pub fn plugin_configuration() -> Result<Vec<u8>, HostStatus> {

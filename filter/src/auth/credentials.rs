@@ -75,8 +75,8 @@ impl Credentials {
         };
         Credentials {
             claim_rules: ClaimRules {
-                issuers: [config.issuer.clone()].into(),
-                audiences: config.audiences.iter().cloned().collect(),
+                issuers: Some([config.issuer.clone()].into()),
+                audiences: Some(config.audiences.iter().cloned().collect()),
                 clock_skew_seconds: config.clock_skew_seconds,
             },
             max_token_lifetime_seconds: config.max_token_lifetime_seconds,

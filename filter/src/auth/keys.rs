@@ -1,15 +1,15 @@
 //! Signing keys: turns a JWK into a verification key pinned to one algorithm, and verifies
-//! a JWT's signature and registered claims with jwt-simple. Which key to use (by `kid`) and
-//! what the claims mean are decided in `token`.
+//! a JWT's signature (Ed25519 with ed25519-compact, ES256 with the host's BoringSSL in the
+//! module and p256 natively, HS256 with hmac-sha256) before its claims are read. Which key
+//! to use (by `kid`) and what the claims mean are decided in `token`.
 
-use std::collections::HashSet;
-
-use jwt_simple::prelude::*;
-use jwt_simple::JWTError;
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+use serde::de::DeserializeOwned;
 
 use crate::claims::TokenwardClaims;
 use crate::config::Jwk;
 pub use crate::invalid::KeyError;
+pub use super::jws::{ClaimRules, Claims, Jws, SignatureError, MAX_TOKEN_LENGTH};
 
 /// JWT algorithms tokenward accepts. Anything else, `none` included, is refused before any
 /// signature check.
@@ -32,9 +32,9 @@ impl Algorithm {
 
 /// A verification key, pinned to the one algorithm its JWK declares.
 pub enum VerificationKey {
-    EdDsa(Ed25519PublicKey),
-    Es256(ES256PublicKey),
-    Hs256(HS256Key),
+    EdDsa(ed25519_compact::PublicKey),
+    Es256(es256::PublicKey),
+    Hs256(Vec<u8>),
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -70,11 +70,12 @@ impl VerificationKey {
                 });
             }
         }
-        let invalid = |e: jwt_simple::Error| KeyError::InvalidKey(e.to_string());
         Ok(match algorithm {
             Algorithm::EdDsa => {
                 let x = decode_param(&jwk.x, "x")?;
-                VerificationKey::EdDsa(Ed25519PublicKey::from_bytes(&x).map_err(invalid)?)
+                let key = ed25519_compact::PublicKey::from_slice(&x)
+                    .map_err(|e| KeyError::InvalidKey(e.to_string()))?;
+                VerificationKey::EdDsa(key)
             }
             Algorithm::Es256 => {
                 let x = decode_param(&jwk.x, "x")?;
@@ -84,11 +85,7 @@ impl VerificationKey {
                         "P-256 coordinates must be 32 bytes".into(),
                     ));
                 }
-                let mut sec1 = Vec::with_capacity(65);
-                sec1.push(0x04);
-                sec1.extend_from_slice(&x);
-                sec1.extend_from_slice(&y);
-                VerificationKey::Es256(ES256PublicKey::from_bytes(&sec1).map_err(invalid)?)
+                VerificationKey::Es256(es256::PublicKey::from_coordinates(&x, &y)?)
             }
             Algorithm::Hs256 => {
                 if !jwk.allow_symmetric {
@@ -100,7 +97,7 @@ impl VerificationKey {
                         "HS256 secret shorter than 32 bytes".into(),
                     ));
                 }
-                VerificationKey::Hs256(HS256Key::from_bytes(&k))
+                VerificationKey::Hs256(k)
             }
         })
     }
@@ -119,95 +116,49 @@ impl VerificationKey {
         token: &str,
         rules: &ClaimRules,
         now: u64,
-    ) -> Result<JWTClaims<TokenwardClaims>, SignatureError> {
-        let options = VerificationOptions {
-            allowed_issuers: Some(rules.issuers.clone()),
-            allowed_audiences: Some(rules.audiences.clone()),
-            time_tolerance: Some(Duration::from_secs(rules.clock_skew_seconds)),
-            artificial_time: Some(Duration::from_secs(now)),
-            max_token_length: Some(MAX_TOKEN_LENGTH),
-            max_header_length: Some(MAX_HEADER_LENGTH),
-            ..VerificationOptions::default()
-        };
-        self.verify_with(token, options)
+    ) -> Result<Claims<TokenwardClaims>, SignatureError> {
+        self.verify_with(&Jws::parse(token)?, rules, now)
     }
 
-    /// Checks the signature of a JWT with claims of another shape (the control plane's
-    /// signature on a pulled configuration) under `options`.
-    pub fn verify_with<C: Serialize + serde::de::DeserializeOwned>(
+    /// Checks the signature of a parsed JWT, then its registered claims against `rules` at
+    /// `now`; its other claims are read as `C` (tokenward's, or the control plane's signature
+    /// on a pulled configuration). The header's algorithm must be the key's.
+    pub fn verify_with<C: DeserializeOwned>(
         &self,
-        token: &str,
-        options: VerificationOptions,
-    ) -> Result<JWTClaims<C>, SignatureError> {
-        let result = match self {
-            VerificationKey::EdDsa(key) => key.verify_token(token, Some(options)),
-            VerificationKey::Es256(key) => key.verify_token(token, Some(options)),
-            VerificationKey::Hs256(key) => key.verify_token(token, Some(options)),
-        };
-        result.map_err(SignatureError::from)
-    }
-}
-
-/// Longest JWT accepted; longer ones are refused before any decoding work.
-pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
-pub const MAX_HEADER_LENGTH: usize = 1024;
-
-/// The registered-claim rules every JWT is checked against.
-#[derive(Debug, Clone)]
-pub struct ClaimRules {
-    pub issuers: HashSet<String>,
-    pub audiences: HashSet<String>,
-    pub clock_skew_seconds: u64,
-}
-
-/// Why jwt-simple refused a token, reduced to what the client may be told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    #[error("token has expired")]
-    Expired,
-    #[error("token is not valid yet")]
-    NotYetValid,
-    #[error("token was issued in the future")]
-    IssuedInFuture,
-    #[error("token issuer is not accepted")]
-    WrongIssuer,
-    #[error("token audience is not accepted")]
-    WrongAudience,
-    #[error("token signature is invalid")]
-    BadSignature,
-    #[error("token is too long")]
-    TooLong,
-    #[error("token is malformed")]
-    Malformed,
-}
-
-impl From<jwt_simple::Error> for SignatureError {
-    fn from(error: jwt_simple::Error) -> Self {
-        match error.downcast_ref::<JWTError>() {
-            Some(JWTError::TokenHasExpired) => SignatureError::Expired,
-            Some(JWTError::TokenNotValidYet) => SignatureError::NotYetValid,
-            Some(JWTError::ClockDrift) => SignatureError::IssuedInFuture,
-            Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => {
-                SignatureError::WrongIssuer
-            }
-            Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => {
-                SignatureError::WrongAudience
-            }
-            Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => {
-                SignatureError::BadSignature
-            }
-            Some(JWTError::TokenTooLong | JWTError::HeaderTooLarge) => SignatureError::TooLong,
-            // Everything else (encoding, algorithm, unparsable JSON, p256/ed25519 errors that
-            // are not JWTError) is a malformed or forged token.
-            _ => SignatureError::Malformed,
+        jws: &Jws<'_>,
+        rules: &ClaimRules,
+        now: u64,
+    ) -> Result<Claims<C>, SignatureError> {
+        if jws.header.alg != self.algorithm().name() {
+            return Err(SignatureError::WrongAlgorithm);
         }
+        let valid = match self {
+            VerificationKey::EdDsa(key) => ed25519_compact::Signature::from_slice(&jws.signature)
+                .is_ok_and(|signature| key.verify(jws.signed, &signature).is_ok()),
+            VerificationKey::Es256(key) => key.verify(jws.signed, &jws.signature)?,
+            VerificationKey::Hs256(secret) => {
+                let mac = hmac_sha256::HMAC::mac(jws.signed, secret);
+                constant_time_eq(&mac, &jws.signature)
+            }
+        };
+        if !valid {
+            return Err(SignatureError::BadSignature);
+        }
+        jws.claims(rules, now)
     }
+}
+
+/// Compares a MAC without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn decode_param(value: &Option<String>, name: &'static str) -> Result<Vec<u8>, KeyError> {
     let value = value.as_deref().ok_or(KeyError::MissingParameter(name))?;
     Base64UrlSafeNoPadding::decode_to_vec(value, None).map_err(|_| KeyError::BadEncoding(name))
 }
+
+mod es256;
 
 #[cfg(test)]
 mod tests;

@@ -5,14 +5,13 @@
 //! last good configuration stays in force while the control plane is away, up to the
 //! maximum staleness; after it, every request is refused (fail closed).
 
-use jwt_simple::prelude::{Duration, Token, VerificationOptions};
 use std::collections::HashSet;
 
 use super::{
     stat, Answer, Apply, Call, ConfigSignature, RefusedConfig, SyncHost, SyncSettings, CONFIG_PATH,
     POLL_WAIT_SECONDS, REVISION_HEADER, SIGNATURE_AUDIENCE, SIGNATURE_HEADER,
 };
-use crate::auth::keys::{VerificationKey, MAX_TOKEN_LENGTH};
+use crate::auth::keys::{ClaimRules, Jws, VerificationKey};
 use crate::policy::Policy;
 use crate::quota::counter::{SharedStore, MAX_CAS_ATTEMPTS};
 
@@ -329,26 +328,24 @@ fn verify_signature(
     let digest = hex(&hmac_sha256::Hash::hash(body));
     let mut last_error = String::from("no signature is by a trusted key");
     for token in header.split(',').map(str::trim).take(MAX_SIGNATURES) {
-        let Ok(metadata) = Token::decode_metadata(token) else {
+        let Ok(jws) = Jws::parse(token) else {
             last_error = "a signature is not a JWS".into();
             continue;
         };
-        let kid = metadata.key_id();
+        let kid = jws.header.kid.as_deref();
         for (_, key) in trusted
             .iter()
             .filter(|(k, _)| kid.is_none() || k.is_none() || *k == kid)
         {
-            if metadata.algorithm() != key.algorithm().name() {
+            if jws.header.alg != key.algorithm().name() {
                 continue;
             }
-            let options = VerificationOptions {
-                allowed_audiences: Some([SIGNATURE_AUDIENCE.to_string()].into()),
-                time_tolerance: Some(Duration::from_secs(CLOCK_SKEW_SECONDS)),
-                artificial_time: Some(Duration::from_secs(now)),
-                max_token_length: Some(MAX_TOKEN_LENGTH),
-                ..VerificationOptions::default()
+            let rules = ClaimRules {
+                issuers: None,
+                audiences: Some([SIGNATURE_AUDIENCE.to_string()].into()),
+                clock_skew_seconds: CLOCK_SKEW_SECONDS,
             };
-            match key.verify_with::<ConfigSignature>(token, options) {
+            match key.verify_with::<ConfigSignature>(&jws, &rules, now) {
                 Ok(claims) if claims.custom.sha256 == digest => {
                     return Ok(claims.custom.revision);
                 }

@@ -1,3 +1,6 @@
+use jwt_simple::prelude::*;
+use jwt_simple::prelude::Claims;
+
 use super::*;
 
 fn ed25519_jwk(kp: &Ed25519KeyPair) -> Jwk {
@@ -6,8 +9,8 @@ fn ed25519_jwk(kp: &Ed25519KeyPair) -> Jwk {
 
 fn rules() -> ClaimRules {
     ClaimRules {
-        issuers: ["iss".to_string()].into(),
-        audiences: ["aud".to_string()].into(),
+        issuers: Some(["iss".to_string()].into()),
+        audiences: Some(["aud".to_string()].into()),
         clock_skew_seconds: 30,
     }
 }
@@ -83,6 +86,63 @@ fn p256_jwk_is_accepted() {
     let token = kp.sign(claims(60)).unwrap();
     let now = Clock::now_since_epoch().as_secs();
     assert!(key.verify(&token, &rules(), now).is_ok());
+    // Another P-256 key's signature, and a signature cut short, are refused.
+    let forged = ES256KeyPair::generate().sign(claims(60)).unwrap();
+    assert_eq!(
+        key.verify(&forged, &rules(), now).unwrap_err(),
+        SignatureError::BadSignature
+    );
+    let cut = &token[..token.len() - 4];
+    assert!(key.verify(cut, &rules(), now).is_err());
+    // A point off the curve is no key.
+    let off_curve = Jwk {
+        y: Some(Base64UrlSafeNoPadding::encode_to_string([1u8; 32]).unwrap()),
+        ..jwk
+    };
+    assert!(matches!(
+        VerificationKey::from_jwk(&off_curve),
+        Err(KeyError::InvalidKey(_))
+    ));
+}
+
+#[test]
+fn hs256_verifies_its_own_mac_only() {
+    let secret = [7u8; 32];
+    let jwk = Jwk {
+        kty: "oct".into(),
+        crv: None,
+        x: None,
+        alg: Some("HS256".into()),
+        k: Some(Base64UrlSafeNoPadding::encode_to_string(secret).unwrap()),
+        allow_symmetric: true,
+        ..ed25519_jwk(&Ed25519KeyPair::generate())
+    };
+    let key = VerificationKey::from_jwk(&jwk).unwrap();
+    let now = Clock::now_since_epoch().as_secs();
+    let token = HS256Key::from_bytes(&secret).authenticate(claims(60)).unwrap();
+    assert_eq!(
+        key.verify(&token, &rules(), now).unwrap().subject.as_deref(),
+        Some("alice")
+    );
+    let other = HS256Key::from_bytes(&[8u8; 32]).authenticate(claims(60)).unwrap();
+    assert_eq!(
+        key.verify(&other, &rules(), now).unwrap_err(),
+        SignatureError::BadSignature
+    );
+}
+
+#[test]
+fn a_token_naming_another_algorithm_than_its_key_is_refused() {
+    // An HS256 token whose MAC key is an Ed25519 public key (the classic confusion).
+    let kp = Ed25519KeyPair::generate();
+    let key = VerificationKey::from_jwk(&ed25519_jwk(&kp)).unwrap();
+    let public = kp.public_key().to_bytes();
+    let token = HS256Key::from_bytes(&public).authenticate(claims(60)).unwrap();
+    let now = Clock::now_since_epoch().as_secs();
+    assert_eq!(
+        key.verify(&token, &rules(), now).unwrap_err(),
+        SignatureError::WrongAlgorithm
+    );
 }
 
 #[test]
