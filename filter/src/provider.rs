@@ -163,14 +163,56 @@ pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
     }
 }
 
+/// The members of a stream event that can carry usage, in every provider's format. The rest
+/// (the generated text, the choices) is skipped while parsing, never built.
+#[derive(Debug, Default, serde::Deserialize)]
+struct EventEnvelope<'a> {
+    /// Anthropic's and OpenAI Responses' event type.
+    #[serde(default, rename = "type")]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    usage: serde_json::Value,
+    /// Gemini's.
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: serde_json::Value,
+    /// Anthropic's `message_start` carries the message, with its usage.
+    #[serde(default)]
+    message: serde_json::Value,
+    /// OpenAI Responses' `response.completed` carries the response, with its usage.
+    #[serde(default)]
+    response: serde_json::Value,
+    /// OpenAI chat's choices, unread.
+    #[serde(default, borrow)]
+    choices: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'a> EventEnvelope<'a> {
+    /// The event's data, if it is a JSON object that can carry usage. Data without the word
+    /// `usage` carries none and is not parsed (unless it has escapes, which could spell it).
+    fn parse(data: &'a [u8]) -> Option<EventEnvelope<'a>> {
+        let may_carry = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+        if !may_carry(b"usage") && !may_carry(b"\\u") {
+            return None;
+        }
+        serde_json::from_slice(data).ok()
+    }
+
+    fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
+    }
+}
+
 /// The usage a stream event reports, folded into what the events before it reported.
-fn event_usage(format: ApiFormat, event: &serde_json::Value, usage: &mut Option<Usage>) {
+fn event_usage(format: ApiFormat, data: &[u8], usage: &mut Option<Usage>) {
+    let Some(event) = EventEnvelope::parse(data) else {
+        return;
+    };
     match format {
         ApiFormat::OpenAiChat | ApiFormat::OpenAiResponses => {
-            openai::event_usage(format, event, usage)
+            openai::event_usage(format, &event, usage)
         }
-        ApiFormat::Anthropic => anthropic::event_usage(event, usage),
-        ApiFormat::Gemini => gemini::event_usage(event, usage),
+        ApiFormat::Anthropic => anthropic::event_usage(&event, usage),
+        ApiFormat::Gemini => gemini::event_usage(&event, usage),
     }
 }
 

@@ -23,22 +23,24 @@ impl Usage {
 /// (the response itself still passes through untouched).
 pub const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
 
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
+/// One server-sent event, borrowed from the parser until the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEvent<'a> {
     /// The `event:` field; empty when absent.
-    pub event: String,
+    pub event: &'a str,
     /// The `data:` lines joined with `\n`.
-    pub data: String,
+    pub data: &'a [u8],
 }
 
 /// An incremental parser of `text/event-stream` (WHATWG HTML §9.2): lines end in LF, CRLF or
-/// CR, a blank line ends an event, `:` starts a comment. Holds only the current line and event.
+/// CR, a blank line ends an event, `:` starts a comment. Lines are read in place from the
+/// chunk; only a line split across chunks is copied, and the event's buffers are reused.
 #[derive(Debug, Default)]
 pub struct SseParser {
+    /// The start of a line that did not end in its chunk.
     line: Vec<u8>,
     event: String,
-    data: String,
+    data: Vec<u8>,
     has_data: bool,
     /// The previous chunk ended in CR: a leading LF in the next one belongs to it.
     after_cr: bool,
@@ -47,37 +49,50 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent)) {
-        for &byte in chunk {
-            if self.after_cr {
-                self.after_cr = false;
-                if byte == b'\n' {
-                    continue;
-                }
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
+        let mut rest = chunk;
+        if std::mem::take(&mut self.after_cr) && rest.first() == Some(&b'\n') {
+            rest = &rest[1..];
+        }
+        while let Some(at) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let piece = &rest[..at];
+            if self.line.is_empty() {
+                self.end_line(piece, &mut on_event);
+            } else {
+                self.hold(piece);
+                let line = std::mem::take(&mut self.line);
+                self.end_line(&line, &mut on_event);
+                self.line = line;
+                self.line.clear();
             }
-            match byte {
-                b'\n' => self.end_line(&mut on_event),
-                b'\r' => {
-                    self.end_line(&mut on_event);
-                    self.after_cr = true;
-                }
-                _ => {
-                    if self.line.len() + self.data.len() < MAX_HELD_BYTES {
-                        self.line.push(byte);
-                    } else {
-                        self.overflowed = true;
-                    }
+            let ended_by_cr = rest[at] == b'\r';
+            rest = &rest[at + 1..];
+            if ended_by_cr {
+                match rest.first() {
+                    None => self.after_cr = true,
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
                 }
             }
         }
+        self.hold(rest);
     }
 
-    fn end_line(&mut self, on_event: &mut impl FnMut(SseEvent)) {
-        if self.line.is_empty() {
+    /// Keeps the start of a line for the next chunk, unless the event grows too big.
+    fn hold(&mut self, piece: &[u8]) {
+        if self.line.len() + self.data.len() + piece.len() < MAX_HELD_BYTES {
+            self.line.extend_from_slice(piece);
+        } else if !piece.is_empty() {
+            self.overflowed = true;
+        }
+    }
+
+    fn end_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+        if line.is_empty() {
             if self.has_data && !self.overflowed {
                 on_event(SseEvent {
-                    event: std::mem::take(&mut self.event),
-                    data: std::mem::take(&mut self.data),
+                    event: &self.event,
+                    data: &self.data,
                 });
             }
             self.event.clear();
@@ -86,20 +101,28 @@ impl SseParser {
             self.overflowed = false;
             return;
         }
-        let line = String::from_utf8_lossy(&self.line).into_owned();
-        self.line.clear();
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line.as_str(), ""),
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(at) => {
+                let value = &line[at + 1..];
+                (&line[..at], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
         };
         match field {
-            "" => {} // a comment
-            "event" => self.event = value.to_string(),
-            "data" => {
-                if self.has_data {
-                    self.data.push('\n');
+            b"" => {} // a comment
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&String::from_utf8_lossy(value));
+            }
+            b"data" => {
+                if self.data.len() + value.len() >= MAX_HELD_BYTES {
+                    self.overflowed = true;
+                    return;
                 }
-                self.data.push_str(value);
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
                 self.has_data = true;
             }
             _ => {} // id, retry and unknown fields do not matter here

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{count, ApiFormat, BodyShape};
+use super::{count, ApiFormat, BodyShape, EventEnvelope};
 use crate::usage::Usage;
 
 /// Anthropic's API refuses requests without a version; this one is set when neither the
@@ -30,19 +30,19 @@ pub(super) fn body_shape() -> BodyShape {
 
 /// `message_start` carries the input (and cache) tokens, each `message_delta` the cumulative
 /// output tokens.
-pub(super) fn event_usage(event: &Value, usage: &mut Option<Usage>) {
-    match event["type"].as_str() {
+pub(super) fn event_usage(event: &EventEnvelope<'_>, usage: &mut Option<Usage>) {
+    match event.kind() {
         Some("message_start") => {
-            if let Some(found) = json_usage(&event["message"]["usage"]) {
+            if let Some(found) = json_usage(&event.message["usage"]) {
                 *usage = Some(found);
             }
         }
         Some("message_delta") => {
-            if let Some(output) = event["usage"]["output_tokens"].as_u64() {
+            if let Some(output) = event.usage["output_tokens"].as_u64() {
                 let current = usage.get_or_insert_with(Usage::default);
                 current.output_tokens = output;
                 // Newer streams repeat the input counts here; take them when present.
-                if let Some(found) = json_usage(&event["usage"]) {
+                if let Some(found) = json_usage(&event.usage) {
                     if found.input_tokens > 0 {
                         current.input_tokens = found.input_tokens;
                         current.cached_input_tokens = found.cached_input_tokens;

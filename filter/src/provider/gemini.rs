@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{count, ApiFormat, BodyShape};
+use super::{count, ApiFormat, BodyShape, EventEnvelope};
 use crate::usage::Usage;
 
 pub(super) fn credential(secret: String) -> (&'static str, String) {
@@ -25,8 +25,8 @@ pub(super) fn body_shape() -> BodyShape {
 }
 
 /// The last chunk's `usageMetadata` counts.
-pub(super) fn event_usage(event: &Value, usage: &mut Option<Usage>) {
-    if let Some(found) = json_usage(&event["usageMetadata"]) {
+pub(super) fn event_usage(event: &EventEnvelope<'_>, usage: &mut Option<Usage>) {
+    if let Some(found) = json_usage(&event.usage_metadata) {
         *usage = Some(found);
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::ApiFormat;
-use crate::usage::{SseEvent, SseParser, Usage, MAX_HELD_BYTES};
+use crate::usage::{SseParser, Usage, MAX_HELD_BYTES};
 
 /// Follows one response and keeps the usage it reports.
 #[derive(Debug)]
@@ -35,8 +35,11 @@ impl UsageMeter {
         if self.streaming {
             let format = self.format;
             let usage = &mut self.usage;
-            self.sse
-                .feed(chunk, |event| apply_event(format, &event, usage));
+            self.sse.feed(chunk, |event| {
+                if event.data != b"[DONE]" {
+                    super::event_usage(format, event.data, usage);
+                }
+            });
         } else if !self.json_overflowed {
             if self.json.len() + chunk.len() > MAX_HELD_BYTES {
                 self.json_overflowed = true;
@@ -58,16 +61,6 @@ impl UsageMeter {
         }
         self.usage
     }
-}
-
-fn apply_event(format: ApiFormat, event: &SseEvent, usage: &mut Option<Usage>) {
-    if event.data == "[DONE]" {
-        return;
-    }
-    let Ok(value) = serde_json::from_slice::<Value>(event.data.as_bytes()) else {
-        return;
-    };
-    super::event_usage(format, &value, usage);
 }
 
 /// The parts of a JSON answer that carry usage; everything else (an embeddings array, the

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{count, ApiFormat, BodyShape};
+use super::{count, ApiFormat, BodyShape, EventEnvelope};
 use crate::usage::Usage;
 
 /// OpenAI takes a bearer token; Azure OpenAI its own `api-key` header.
@@ -49,15 +49,15 @@ pub(super) fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
 /// Chat completions send usage in one chunk (with `stream_options.include_usage`), the other
 /// chunks carry `"usage": null`; the Responses API in its `response.completed` (or
 /// `response.incomplete`) event.
-pub(super) fn event_usage(format: ApiFormat, event: &Value, usage: &mut Option<Usage>) {
+pub(super) fn event_usage(format: ApiFormat, event: &EventEnvelope<'_>, usage: &mut Option<Usage>) {
     let found = match format {
         ApiFormat::OpenAiResponses
-            if event["type"] == "response.completed" || event["type"] == "response.incomplete" =>
+            if matches!(event.kind(), Some("response.completed" | "response.incomplete")) =>
         {
-            responses_usage(&event["response"]["usage"])
+            responses_usage(&event.response["usage"])
         }
         ApiFormat::OpenAiResponses => None,
-        _ => chat_usage(&event["usage"]),
+        _ => chat_usage(&event.usage),
     };
     if found.is_some() {
         *usage = found;
@@ -65,8 +65,14 @@ pub(super) fn event_usage(format: ApiFormat, event: &Value, usage: &mut Option<U
 }
 
 /// The chunk a chat stream sends for `stream_options.include_usage`: no choices, a usage.
-pub(super) fn is_usage_only_chunk(chunk: &Value) -> bool {
-    chunk["choices"].as_array().is_some_and(Vec::is_empty) && chunk["usage"].is_object()
+pub(super) fn is_usage_only_chunk(data: &[u8]) -> bool {
+    EventEnvelope::parse(data).is_some_and(|chunk| {
+        let empty = |raw: &serde_json::value::RawValue| {
+            let inner = raw.get().trim();
+            inner.starts_with('[') && inner[1..].trim_start() == "]"
+        };
+        chunk.choices.is_some_and(empty) && chunk.usage.is_object()
+    })
 }
 
 /// The `usage` member of a JSON answer.

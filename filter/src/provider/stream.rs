@@ -58,8 +58,7 @@ fn is_usage_only(event: &[u8]) -> bool {
             data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
         }
     }
-    serde_json::from_slice::<serde_json::Value>(&data)
-        .is_ok_and(|chunk| super::openai::is_usage_only_chunk(&chunk))
+    super::openai::is_usage_only_chunk(&data)
 }
 
 #[cfg(test)]

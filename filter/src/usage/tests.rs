@@ -1,23 +1,37 @@
 use super::*;
 
+/// An event as the tests compare it.
+#[derive(Debug, PartialEq, Eq)]
+struct Owned {
+    event: String,
+    data: String,
+}
+
+fn owned(e: SseEvent<'_>) -> Owned {
+    Owned {
+        event: e.event.to_string(),
+        data: String::from_utf8_lossy(e.data).into_owned(),
+    }
+}
+
 #[test]
 fn sse_parser_follows_the_spec() {
     let mut events = Vec::new();
     let mut parser = SseParser::default();
     let stream = b": comment\r\nevent: a\rdata: one\ndata:two\n\nid: 7\ndata: x\r\n\r\ndata\n\nevent: empty\n\n";
-    parser.feed(stream, |e| events.push(e));
+    parser.feed(stream, |e| events.push(owned(e)));
     assert_eq!(
         events,
         vec![
-            SseEvent {
+            Owned {
                 event: "a".into(),
                 data: "one\ntwo".into()
             },
-            SseEvent {
+            Owned {
                 event: "".into(),
                 data: "x".into()
             },
-            SseEvent {
+            Owned {
                 event: "".into(),
                 data: "".into()
             },
@@ -31,13 +45,29 @@ fn an_oversized_event_is_skipped_and_the_stream_goes_on() {
     let mut parser = SseParser::default();
     let huge = "x".repeat(MAX_HELD_BYTES + 10);
     parser.feed(format!("data: {huge}\n\ndata: small\n\n").as_bytes(), |e| {
-        events.push(e)
+        events.push(owned(e))
     });
     assert_eq!(
         events,
-        vec![SseEvent {
+        vec![Owned {
             event: "".into(),
             data: "small".into()
         }]
     );
+}
+
+#[test]
+fn events_split_anywhere_across_chunks_read_the_same() {
+    let stream = b"event: a\r\ndata: one\rdata: two\n\r\n: c\n\ndata: {\"x\":1}\n\n";
+    let mut whole = Vec::new();
+    SseParser::default().feed(stream, |e| whole.push(owned(e)));
+    assert_eq!(whole.len(), 2);
+    for size in 1..stream.len() {
+        let mut events = Vec::new();
+        let mut parser = SseParser::default();
+        for chunk in stream.chunks(size) {
+            parser.feed(chunk, |e| events.push(owned(e)));
+        }
+        assert_eq!(events, whole, "chunks of {size}");
+    }
 }

@@ -186,3 +186,24 @@ fn anthropic_stream_cut_after_message_start_keeps_the_input() {
     let usage = meter(ApiFormat::Anthropic, true, &[cut.as_bytes()]).unwrap();
     assert_eq!((usage.input_tokens, usage.output_tokens), (30, 1));
 }
+
+#[test]
+fn usage_spelled_with_escapes_is_still_read_and_chunks_without_it_are_not_parsed() {
+    // `usage` written with JSON escapes: the cheap look for the word must not skip it.
+    let escaped = b"data: {\"choices\":[],\"\\u0075sage\":{\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6}}\n\n";
+    assert_eq!(
+        meter(ApiFormat::OpenAiChat, true, &[escaped]),
+        Some(Usage {
+            input_tokens: 4,
+            output_tokens: 2,
+            cached_input_tokens: 0
+        })
+    );
+    // Broken JSON in a content chunk is not a usage and breaks nothing after it.
+    let broken = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"\n\n";
+    let last = OPENAI_CHAT_SSE.as_bytes();
+    assert_eq!(
+        meter(ApiFormat::OpenAiChat, true, &[broken, last]).map(|u| u.output_tokens),
+        Some(2)
+    );
+}
