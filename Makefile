@@ -39,11 +39,14 @@ lint: deps
 fuzz: deps
 	@bash scripts/fuzz.sh
 
-## bench: load benchmark (not a test): no filter, native jwt_authn, tokenward hot and cold;
+## bench: load benchmark (not a test): no filter, an empty Wasm filter (the floor, built here
+## as dist/floor.wasm), native jwt_authn (EdDSA, ES256), tokenward hot and cold, the latency it
+## adds at a fixed rate, SSE streaming through it, a worker's memory with 100 000 tokens cached;
 ## the control plane's figures; several replicas over Postgres; the sync channel; fleet quotas;
 ## the failed-authentication guard under attack; dashboard pages over a million usage rows
 bench: wasm
 	@bash scripts/install-deps.sh bench
+	@bash scripts/build-wasm.sh tokenward-bench-floor floor
 	$(CARGO) run --locked --release -p tokenward-e2e --bin bench
 	$(CARGO) run --locked --release -p tokenward-e2e --bin cp_bench
 	$(CARGO) build --locked --release -p tokenward-control-plane --bin tokenward

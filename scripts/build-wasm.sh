@@ -2,13 +2,17 @@
 # Builds dist/tokenward.wasm: size-optimized, LTO, panic=abort, stripped (profile "wasm").
 # Uses a rustup toolchain's wasm32-wasip1 target when installed, otherwise Debian's rustc-web
 # with -Zbuild-std (rustup cannot download targets on machines without its servers).
+# `build-wasm.sh <package> <name>` builds another workspace module the same way into
+# dist/<name>.wasm: make bench builds its do-nothing floor with `tokenward-bench-floor floor`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+package="${1:-tokenward-filter}"
+name="${2:-tokenward}"
 target=wasm32-wasip1
-out="${CARGO_TARGET_DIR:-target}/$target/wasm/tokenward_filter.wasm"
+out="${CARGO_TARGET_DIR:-target}/$target/wasm/${package//-/_}.wasm"
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  cargo build --locked -p tokenward-filter --profile wasm --target "$target"
+  cargo build --locked -p "$package" --profile wasm --target "$target"
 else
   for tool in /usr/bin/rustc /usr/bin/cargo; do
     [ -x "$tool" ] || { echo "$tool missing: run scripts/install-deps.sh (or make deps)" >&2; exit 1; }
@@ -18,7 +22,7 @@ else
   # picks std's size-optimized implementations.
   RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
   RUSTFLAGS="-C link-self-contained=no -L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort" \
-    /usr/bin/cargo build --locked -p tokenward-filter --profile wasm --target "$target" \
+    /usr/bin/cargo build --locked -p "$package" --profile wasm --target "$target" \
       -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 fi
 mkdir -p dist
@@ -26,10 +30,10 @@ if command -v wasm-opt >/dev/null 2>&1; then
   # binaryen's size pass; the features are those rustc enables for wasm32-wasip1.
   wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
-    -o dist/tokenward.wasm "$out"
+    -o "dist/$name.wasm" "$out"
 else
   echo "wasm-opt not found (Debian package binaryen): the module is larger than it could be" >&2
-  cp "$out" dist/tokenward.wasm
+  cp "$out" "dist/$name.wasm"
 fi
-size=$(stat -c %s dist/tokenward.wasm)
-echo "dist/tokenward.wasm: $size bytes"
+size=$(stat -c %s "dist/$name.wasm")
+echo "dist/$name.wasm: $size bytes"

@@ -17,7 +17,9 @@
 #   - a C++ compiler, which builds libFuzzer for the fuzz targets (scripts/fuzz.sh);
 #   - a PostgreSQL server for the store tests (Debian's postgresql, started where none answers,
 #     and a role for this user that may create databases: each test makes its own);
-#   - with "bench": wrk for the load benchmark.
+#   - with "bench": wrk for the load benchmark's throughput (its fixed-rate latency, streaming
+#     and memory figures use load generators of its own, tests/src/load.rs and streaming.rs,
+#     and the floor module builds with the toolchain above).
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0

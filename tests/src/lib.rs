@@ -10,8 +10,10 @@ pub mod client;
 pub mod control_plane;
 pub mod envoy;
 pub mod fleet;
+pub mod load;
 pub mod mock_provider;
 pub mod setup;
+pub mod streaming;
 pub mod wrk;
 
 use std::path::PathBuf;

@@ -33,35 +33,71 @@ fn fail(message: &str) -> ! {
     std::process::exit(2)
 }
 
-/// An Ed25519 signing key with its kid.
+/// A signing key with its kid: Ed25519 (EdDSA) unless made with `generate_es256`.
 pub struct SigningKey {
     pub kid: String,
-    pair: Ed25519KeyPair,
+    pair: KeyPair,
+}
+
+enum KeyPair {
+    Ed25519(Ed25519KeyPair),
+    /// ECDSA on P-256: the other algorithm the filter verifies, benchmarked against
+    /// `jwt_authn` on its own because its verification costs several times EdDSA's.
+    Es256(ES256KeyPair),
 }
 
 impl SigningKey {
     pub fn generate(kid: &str) -> SigningKey {
         SigningKey {
             kid: kid.to_string(),
-            pair: Ed25519KeyPair::generate().with_key_id(kid),
+            pair: KeyPair::Ed25519(Ed25519KeyPair::generate().with_key_id(kid)),
+        }
+    }
+
+    /// An ES256 (ECDSA P-256) key.
+    pub fn generate_es256(kid: &str) -> SigningKey {
+        SigningKey {
+            kid: kid.to_string(),
+            pair: KeyPair::Es256(ES256KeyPair::generate().with_key_id(kid)),
         }
     }
 
     pub fn jwk(&self) -> Jwk {
+        let encode = |bytes: &[u8]| Base64UrlSafeNoPadding::encode_to_string(bytes).ok();
+        let (kty, alg, crv, x, y) = match &self.pair {
+            KeyPair::Ed25519(pair) => (
+                "OKP",
+                "EdDSA",
+                "Ed25519",
+                encode(&pair.public_key().to_bytes()),
+                None,
+            ),
+            KeyPair::Es256(pair) => {
+                // SEC1 uncompressed: 0x04, then x and y, 32 bytes each.
+                let point = pair.public_key().public_key().to_bytes_uncompressed();
+                (
+                    "EC",
+                    "ES256",
+                    "P-256",
+                    encode(&point[1..33]),
+                    encode(&point[33..]),
+                )
+            }
+        };
         Jwk {
-            kty: "OKP".into(),
+            kty: kty.into(),
             kid: Some(self.kid.clone()),
-            alg: Some("EdDSA".into()),
+            alg: Some(alg.into()),
             use_: Some("sig".into()),
-            crv: Some("Ed25519".into()),
-            x: Base64UrlSafeNoPadding::encode_to_string(self.pair.public_key().to_bytes()).ok(),
-            y: None,
+            crv: Some(crv.into()),
+            x,
+            y,
             k: None,
             allow_symmetric: false,
         }
     }
 
-    /// The public key in PEM, for Envoy's native `jwt_authn` (benchmark).
+    /// The public key as a JWKS, for Envoy's native `jwt_authn` (benchmark).
     pub fn public_jwks_json(&self) -> String {
         serde_json::json!({ "keys": [self.jwk()] }).to_string()
     }
@@ -85,9 +121,11 @@ impl SigningKey {
         claims.expires_at = Some(Duration::from_secs(
             issued.saturating_add_signed(spec.lifetime),
         ));
-        self.pair
-            .sign(claims)
-            .unwrap_or_else(|e| fail(&format!("signing failed: {e}")))
+        match &self.pair {
+            KeyPair::Ed25519(pair) => pair.sign(claims),
+            KeyPair::Es256(pair) => pair.sign(claims),
+        }
+        .unwrap_or_else(|e| fail(&format!("signing failed: {e}")))
     }
 }
 
