@@ -187,11 +187,15 @@ struct EventEnvelope<'a> {
 }
 
 impl<'a> EventEnvelope<'a> {
-    /// The event's data, if it is a JSON object that can carry usage. Data without the word
-    /// `usage` carries none and is not parsed (unless it has escapes, which could spell it).
+    /// The event's data, if it is a JSON object that can carry usage. Data where the word
+    /// `usage` appears only as `"usage":null` (every chunk of a chat stream that asked for
+    /// usage) or not at all carries none and is not parsed, unless it has escapes, which
+    /// could spell the word.
     fn parse(data: &'a [u8]) -> Option<EventEnvelope<'a>> {
-        let may_carry = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
-        if !may_carry(b"usage") && !may_carry(b"\\u") {
+        let escaped = data.windows(2).any(|w| w == b"\\u");
+        let mut words = data.windows(5).enumerate().filter(|(_, w)| *w == b"usage");
+        let none = words.all(|(at, _)| data[at + 5..].starts_with(b"\":null"));
+        if none && !escaped {
             return None;
         }
         serde_json::from_slice(data).ok()

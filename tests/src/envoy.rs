@@ -430,6 +430,9 @@ pub struct Envoy {
 const LDS_DIR: &str = "lds";
 const LDS_FILE: &str = "listeners.yaml";
 
+/// How long the filter may hold counted stats before its timer writes them (two ticks).
+const STATS_FLUSH: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The `envoy` binary: `$TOKENWARD_ENVOY`, the one `make deps` puts in `.venv`, or `envoy` on
 /// PATH.
 pub fn envoy_binary() -> anyhow::Result<PathBuf> {
@@ -635,8 +638,10 @@ impl Envoy {
         lines[lines.len().saturating_sub(25)..].join("\n")
     }
 
-    /// A counter or gauge from the admin stats, 0 when absent.
+    /// A counter or gauge from the admin stats, 0 when absent. The filter writes its counters
+    /// on its 100 ms timer: the read waits for two ticks so what was counted has landed.
     pub fn stat(&self, name: &str) -> u64 {
+        std::thread::sleep(STATS_FLUSH);
         let body = http_get(
             self.admin_port,
             &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
@@ -650,6 +655,7 @@ impl Envoy {
 
     /// Envoy's Prometheus exposition (`/stats/prometheus`), what a scraper reads.
     pub fn prometheus(&self) -> String {
+        std::thread::sleep(STATS_FLUSH);
         http_get(self.admin_port, "/stats/prometheus").unwrap_or_default()
     }
 

@@ -100,6 +100,9 @@ fn node_id() -> Option<String> {
 struct StatIds {
     ids: HashMap<String, u32>,
     forwarded: Option<u32>,
+    /// Increments not written yet: the timer writes them (every `TICK_MS`), so a request
+    /// costs no host call for its stats.
+    pending: Vec<(u32, u64)>,
 }
 
 impl StatIds {
@@ -128,8 +131,18 @@ impl StatIds {
                 },
             }
         };
-        // A lost increment is no reason to fail a request.
-        let _ = raw::increment_counter(id, by);
+        match self.pending.iter_mut().find(|(pending, _)| *pending == id) {
+            Some((_, sum)) => *sum = sum.saturating_add(by),
+            None => self.pending.push((id, by)),
+        }
+    }
+
+    /// Writes the increments counted since the last flush.
+    fn flush(&mut self) {
+        for (id, by) in self.pending.drain(..) {
+            // A lost increment is no reason to fail anything.
+            let _ = raw::increment_counter(id, by);
+        }
     }
 }
 
@@ -181,6 +194,7 @@ impl Context for TokenwardRoot {
     }
 
     fn on_done(&mut self) -> bool {
+        self.host.stats.borrow_mut().flush();
         let Some(channel) = &mut self.channel else {
             return true;
         };
@@ -261,20 +275,16 @@ impl RootContext for TokenwardRoot {
                 self.apply(apply);
             }
         }
-        // The timer also tells each worker of blocks the others started (the guard).
-        let guarded = self.worker.policy().is_some_and(|p| p.guard.is_some());
-        let period = if self.channel.is_some() || guarded {
-            TICK_MS
-        } else {
-            0
-        };
-        if let Err(status) = raw::set_tick_period(u32::try_from(period).unwrap_or(u32::MAX)) {
-            log::error!("the timer (sync channel, guard) could not be set: {status:?}");
+        // The timer writes the stats the requests counted, and tells each worker of blocks
+        // the others started (the guard).
+        if let Err(status) = raw::set_tick_period(u32::try_from(TICK_MS).unwrap_or(u32::MAX)) {
+            log::error!("the timer (stats, sync channel, guard) could not be set: {status:?}");
         }
         true
     }
 
     fn on_tick(&mut self) {
+        self.host.stats.borrow_mut().flush();
         self.worker.refresh_blocks(&self.host);
         let Some(channel) = &mut self.channel else {
             return;

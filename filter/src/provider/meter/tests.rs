@@ -207,3 +207,10 @@ fn usage_spelled_with_escapes_is_still_read_and_chunks_without_it_are_not_parsed
         Some(2)
     );
 }
+
+#[test]
+fn a_null_usage_beside_a_real_one_is_still_read() {
+    // `"usage":null` alone is skipped unparsed; with a real usage elsewhere it is not.
+    let both = b"data: {\"response\":{\"usage\":null},\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
+    assert!(meter(ApiFormat::OpenAiChat, true, &[both]).is_some());
+}
