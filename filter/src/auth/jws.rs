@@ -102,26 +102,7 @@ impl<'t> Jws<'t> {
             serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
         registered.check(rules, now)?;
         let custom: C = serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
-        let Claims {
-            issuer,
-            subject,
-            audiences,
-            expires_at,
-            invalid_before,
-            issued_at,
-            jwt_id,
-            custom: (),
-        } = registered;
-        Ok(Claims {
-            issuer,
-            subject,
-            audiences,
-            expires_at,
-            invalid_before,
-            issued_at,
-            jwt_id,
-            custom,
-        })
+        Ok(registered.with(custom))
     }
 }
 
@@ -161,6 +142,20 @@ pub struct Claims<C> {
 }
 
 impl Claims<()> {
+    /// The same registered claims with `custom` beside them.
+    fn with<C>(self, custom: C) -> Claims<C> {
+        Claims {
+            issuer: self.issuer,
+            subject: self.subject,
+            audiences: self.audiences,
+            expires_at: self.expires_at,
+            invalid_before: self.invalid_before,
+            issued_at: self.issued_at,
+            jwt_id: self.jwt_id,
+            custom,
+        }
+    }
+
     /// Times with `rules.clock_skew_seconds` of tolerance, then issuer and audience.
     fn check(&self, rules: &ClaimRules, now: u64) -> Result<(), SignatureError> {
         let skew = rules.clock_skew_seconds;

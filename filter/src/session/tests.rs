@@ -474,31 +474,3 @@ fn a_cached_token_under_a_quota_plan_costs_this_many_host_calls() {
     );
     assert_eq!((store.reads(), store.writes()), before, "no shared data after admission");
 }
-
-/// Not a test: `cargo test --release -p tokenward-filter hot_path_cost -- --ignored
-/// --nocapture` prints what the core costs per cached request natively (no host calls).
-#[test]
-#[ignore]
-fn hot_path_cost() {
-    let fx = Fixture::new();
-    let worker = Worker::configured(fx.policy());
-    let store: Rc<FakeStore> = Rc::default();
-    let token = fx.token();
-    let host = FakeHost::request("GET", "/v1/models")
-        .with_bearer(&token)
-        .with_header("user-agent", "bench")
-        .with_header("accept", "*/*")
-        .with_now(NOW + 1)
-        .with_store(&store);
-    let n = 200_000;
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        let mut s = Session::new(Rc::clone(&worker), Rc::new(RefCell::default()), None);
-        s.on_request_headers(&host, true);
-        s.on_response_headers(&host);
-        s.on_log(&host);
-        host.take_ops();
-        host.take_reads();
-    }
-    eprintln!("{:?} per request", start.elapsed() / n);
-}
