@@ -46,7 +46,12 @@ pub struct SseParser {
     after_cr: bool,
     /// The current event outgrew `MAX_HELD_BYTES` and is being skipped.
     overflowed: bool,
+    /// The held line outgrew `MAX_LINE_BYTES`: only its start is kept.
+    line_cut: bool,
 }
+
+/// The longest line held across chunks: a `data:` line longer cannot fit an event anyway.
+const MAX_LINE_BYTES: usize = MAX_HELD_BYTES + 16;
 
 impl SseParser {
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
@@ -56,12 +61,13 @@ impl SseParser {
         }
         while let Some(at) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
             let piece = &rest[..at];
-            if self.line.is_empty() {
-                self.end_line(piece, &mut on_event);
+            if self.line.is_empty() && !self.line_cut {
+                self.end_line(piece, false, &mut on_event);
             } else {
                 self.hold(piece);
                 let line = std::mem::take(&mut self.line);
-                self.end_line(&line, &mut on_event);
+                let cut = std::mem::take(&mut self.line_cut);
+                self.end_line(&line, cut, &mut on_event);
                 self.line = line;
                 self.line.clear();
             }
@@ -78,17 +84,19 @@ impl SseParser {
         self.hold(rest);
     }
 
-    /// Keeps the start of a line for the next chunk, unless the event grows too big.
+    /// Keeps the start of a line for the next chunk; past `MAX_LINE_BYTES` only its start,
+    /// which names its field. Where a chunk ends never changes what the line means.
     fn hold(&mut self, piece: &[u8]) {
-        if self.line.len() + self.data.len() + piece.len() < MAX_HELD_BYTES {
+        if self.line.len() + piece.len() <= MAX_LINE_BYTES {
             self.line.extend_from_slice(piece);
-        } else if !piece.is_empty() {
-            self.overflowed = true;
+        } else {
+            self.line_cut = true;
         }
     }
 
-    fn end_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
-        if line.is_empty() {
+    /// A line ended; `cut`: only its start was kept (it was longer than any event may be).
+    fn end_line(&mut self, line: &[u8], cut: bool, on_event: &mut impl FnMut(SseEvent<'_>)) {
+        if line.is_empty() && !cut {
             if self.has_data && !self.overflowed {
                 on_event(SseEvent {
                     event: &self.event,
@@ -115,7 +123,7 @@ impl SseParser {
                 self.event.push_str(&String::from_utf8_lossy(value));
             }
             b"data" => {
-                if self.data.len() + value.len() >= MAX_HELD_BYTES {
+                if cut || self.data.len() + value.len() >= MAX_HELD_BYTES {
                     self.overflowed = true;
                     return;
                 }

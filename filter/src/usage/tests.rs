@@ -71,3 +71,25 @@ fn events_split_anywhere_across_chunks_read_the_same() {
         assert_eq!(events, whole, "chunks of {size}");
     }
 }
+
+#[test]
+fn an_oversized_line_means_the_same_however_it_is_cut() {
+    // Just under the limit as data, a long comment, and a data line far over it.
+    let fits = "x".repeat(MAX_HELD_BYTES - 3);
+    let comment = "c".repeat(MAX_HELD_BYTES + 100);
+    let huge = "y".repeat(MAX_HELD_BYTES + 100);
+    let stream = format!(
+        "data: {fits}\n\n: {comment}\ndata: kept\n\ndata: {huge}\n\ndata: after\n\n"
+    );
+    let mut whole = Vec::new();
+    SseParser::default().feed(stream.as_bytes(), |e| whole.push(e.data.len()));
+    assert_eq!(whole, [fits.len(), 4, 5]);
+    for size in [1 << 10, 4093, 1 << 16] {
+        let mut events = Vec::new();
+        let mut parser = SseParser::default();
+        for chunk in stream.as_bytes().chunks(size) {
+            parser.feed(chunk, |e| events.push(e.data.len()));
+        }
+        assert_eq!(events, whole, "chunks of {size}");
+    }
+}
