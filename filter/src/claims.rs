@@ -1,5 +1,5 @@
 //! tokenward's custom JWT claims, shared with the control plane that mints them. The
-//! registered claims (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`) are jwt-simple's.
+//! registered claims (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`) are read by `auth::jws`.
 
 use serde::{Deserialize, Serialize};
 
