@@ -77,8 +77,12 @@ impl<'t> Jws<'t> {
         if header.len() > MAX_HEADER_LENGTH {
             return Err(SignatureError::TooLong);
         }
-        let header: Header = serde_json::from_slice(&decode(header)?)
+        let header = decode(header)?;
+        // Strict JSON, as for the claims: a header read into `Header` skips what it ignores.
+        serde_json::from_slice::<serde_json::Value>(&header)
             .map_err(|_| SignatureError::Malformed)?;
+        let header: Header =
+            serde_json::from_slice(&header).map_err(|_| SignatureError::Malformed)?;
         if header.crit.is_some() {
             return Err(SignatureError::Malformed);
         }
@@ -98,10 +102,15 @@ impl<'t> Jws<'t> {
         now: u64,
     ) -> Result<Claims<C>, SignatureError> {
         let json = decode(self.claims)?;
+        // Strict JSON first: reading into structs skips the claims it does not name without
+        // checking them (invalid UTF-8 or escapes in an unknown claim would pass).
+        let value: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
+        // The registered claims from the bytes, so a duplicated one is refused.
         let registered: Claims<()> =
             serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
         registered.check(rules, now)?;
-        let custom: C = serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
+        let custom = C::deserialize(&value).map_err(|_| SignatureError::Malformed)?;
         Ok(registered.with(custom))
     }
 }

@@ -181,3 +181,20 @@ fn a_changed_claim_breaks_the_signature() {
         SignatureError::BadSignature
     );
 }
+
+#[test]
+fn an_unknown_claim_or_header_that_is_not_json_is_refused() {
+    // Invalid UTF-8 and a lone surrogate in claims tokenward does not read: the payload is
+    // not JSON, whatever a struct reader would skip.
+    let mut payload = claims("").into_bytes();
+    payload.pop();
+    payload.extend_from_slice(b",\"x\":[\"\xe7pt\"]}");
+    let signed = format!("{}.{}", b64(HS256.as_bytes()), b64(&payload));
+    let mac = hmac_sha256::HMAC::mac(signed.as_bytes(), SECRET);
+    let bad_utf8 = format!("{signed}.{}", b64(&mac));
+    assert_eq!(verify(&bad_utf8).unwrap_err(), SignatureError::Malformed);
+    let surrogate = claims(r#","x":"\ud800""#);
+    assert_eq!(verify(&token(HS256, &surrogate)).unwrap_err(), SignatureError::Malformed);
+    let header = r#"{"alg":"HS256","x":"\ud800"}"#;
+    assert_eq!(verify(&token(header, &claims(""))).unwrap_err(), SignatureError::Malformed);
+}
