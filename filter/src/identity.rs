@@ -2,6 +2,8 @@
 //! authenticates, authorizes, caches or counts shares. No logic beyond the caller's own
 //! rules (scopes, model patterns).
 
+use std::sync::Arc;
+
 /// SHA-256 of a credential: the cache key and the API key lookup key.
 pub type CredentialHash = [u8; 32];
 
@@ -23,9 +25,11 @@ pub struct Identity {
     pub kind: CredentialKind,
     pub subject: String,
     pub tenant: Option<String>,
-    pub scopes: Vec<String>,
+    /// Shared between the cached credentials that carry the same list (`VerifiedTokenCache`
+    /// interns them): a cached token costs its own strings only once per distinct list.
+    pub scopes: Arc<[String]>,
     /// Model patterns; `None` allows no model.
-    pub models: Option<Vec<String>>,
+    pub models: Option<Arc<[String]>>,
     pub plan: Option<String>,
     /// Unix seconds; `None` for an API key without expiry.
     pub expires_at: Option<u64>,

@@ -65,7 +65,7 @@ impl SessionCredential {
                 jti: jti.clone(),
                 kid: kid.clone(),
                 tenant: identity.tenant.clone(),
-                scopes: identity.scopes.clone(),
+                scopes: identity.scopes.to_vec(),
                 expires_at: identity.expires_at,
             },
         }
@@ -107,7 +107,7 @@ impl SessionCredential {
                     },
                     subject: subject.to_string(),
                     tenant: tenant.clone(),
-                    scopes: scopes.clone(),
+                    scopes: scopes.clone().into(),
                     models: None,
                     plan: None,
                     expires_at: *expires_at,

@@ -3,7 +3,7 @@
 //! credential itself is never kept), each entry valid until its token expires. Revocation
 //! is not its business: the caller checks that on every request, cached or not.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::identity::{CredentialHash, Identity};
@@ -15,7 +15,13 @@ pub struct VerifiedTokenCache {
     /// Insertion order, for first-in-first-out eviction: O(1), and good enough because an
     /// evicted token costs one verification, not a failure.
     order: VecDeque<CredentialHash>,
+    /// Scope and model lists in use, shared by the identities that carry them. Bounded:
+    /// past `MAX_INTERNED` lists it starts afresh (a list then merely stops being shared).
+    lists: HashSet<Arc<[String]>>,
 }
+
+/// Distinct scope and model lists shared at most.
+const MAX_INTERNED: usize = 256;
 
 #[derive(Debug)]
 struct Entry {
@@ -30,7 +36,21 @@ impl VerifiedTokenCache {
             max_entries,
             entries: HashMap::with_capacity(max_entries.min(1024)),
             order: VecDeque::with_capacity(max_entries.min(1024)),
+            lists: HashSet::new(),
         }
+    }
+
+    /// The shared copy of `list`.
+    pub fn intern(&mut self, list: Vec<String>) -> Arc<[String]> {
+        if let Some(shared) = self.lists.get(list.as_slice()) {
+            return Arc::clone(shared);
+        }
+        if self.lists.len() >= MAX_INTERNED {
+            self.lists.clear();
+        }
+        let shared: Arc<[String]> = list.into();
+        self.lists.insert(Arc::clone(&shared));
+        shared
     }
 
     pub fn get(&self, hash: &CredentialHash, now: u64) -> Option<Arc<Identity>> {

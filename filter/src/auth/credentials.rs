@@ -232,8 +232,8 @@ fn compile_api_keys(
             },
             subject: entry.subject.clone(),
             tenant: entry.tenant.clone(),
-            scopes: entry.scopes.clone(),
-            models: Some(entry.models.clone()),
+            scopes: entry.scopes.clone().into(),
+            models: Some(entry.models.clone().into()),
             plan: entry.plan.clone(),
             expires_at: entry.expires_at,
         };

@@ -39,7 +39,7 @@ pub fn verify(
     if apikey::looks_like_api_key(credential) {
         return api_key_identity(policy, credential, hash, now);
     }
-    let (identity, valid_until) = verify_jwt(policy, credential, now)?;
+    let (identity, valid_until) = verify_jwt(policy, cache, credential, now)?;
     let identity = Arc::new(identity);
     cache.insert(*hash, Arc::clone(&identity), valid_until);
     Ok(identity)
@@ -79,7 +79,12 @@ fn api_key_identity(
 }
 
 /// Verifies a JWT; returns the identity and until when it may be cached.
-fn verify_jwt(policy: &Credentials, token: &str, now: u64) -> Result<(Identity, u64), Refusal> {
+fn verify_jwt(
+    policy: &Credentials,
+    cache: &mut VerifiedTokenCache,
+    token: &str,
+    now: u64,
+) -> Result<(Identity, u64), Refusal> {
     let invalid = |message: &str| Refusal::new(ErrorCode::InvalidToken, message);
     if token.len() > MAX_TOKEN_LENGTH {
         return Err(invalid("token is too long"));
@@ -119,9 +124,9 @@ fn verify_jwt(policy: &Credentials, token: &str, now: u64) -> Result<(Identity, 
             kid: key_id.map(str::to_string),
         },
         subject,
-        scopes: custom.scopes().map(str::to_string).collect(),
+        scopes: cache.intern(custom.scopes().map(str::to_string).collect()),
         tenant: custom.tenant,
-        models: custom.models,
+        models: custom.models.map(|m| cache.intern(m)),
         plan: custom.plan,
         expires_at: Some(exp),
     };

@@ -34,7 +34,7 @@ fn who(subject: &str, tenant: Option<&str>, plan: Option<&str>) -> Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: subject.into(),
         tenant: tenant.map(str::to_string),
-        scopes: vec![],
+        scopes: vec![].into(),
         models: None,
         plan: plan.map(str::to_string),
         expires_at: None,

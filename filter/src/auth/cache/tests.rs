@@ -43,3 +43,17 @@ fn zero_size_disables_caching() {
     cache.insert(hash(1), std::sync::Arc::new(identity("a")), 100);
     assert!(cache.is_empty());
 }
+
+#[test]
+fn equal_scope_lists_are_shared_and_the_table_stays_bounded() {
+    let mut cache = VerifiedTokenCache::new(10);
+    let list = || vec!["chat".to_string(), "models".to_string()];
+    let first = cache.intern(list());
+    let second = cache.intern(list());
+    assert!(Arc::ptr_eq(&first, &second), "one copy for every identity with the list");
+    for i in 0..(MAX_INTERNED * 2) {
+        cache.intern(vec![format!("scope-{i}")]);
+    }
+    assert!(cache.lists.len() <= MAX_INTERNED);
+    assert_eq!(*cache.intern(list()), *first, "a list is the same list after a reset");
+}

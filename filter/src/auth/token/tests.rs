@@ -13,7 +13,7 @@ pub(crate) fn identity(subject: &str) -> Identity {
         },
         subject: subject.into(),
         tenant: None,
-        scopes: vec![],
+        scopes: vec![].into(),
         models: None,
         plan: None,
         expires_at: None,
@@ -41,7 +41,7 @@ fn valid_jwt_gives_its_identity() {
     let identity = check(&fx.policy(), &fx.token(), NOW + 1).unwrap();
     assert_eq!(identity.subject, "alice");
     assert_eq!(identity.tenant.as_deref(), Some("acme"));
-    assert_eq!(identity.scopes, vec!["chat".to_string()]);
+    assert_eq!(*identity.scopes, ["chat".to_string()]);
     assert!(identity.may_use_model("gpt-4o-mini"));
     assert!(!identity.may_use_model("o1"));
     assert_eq!(

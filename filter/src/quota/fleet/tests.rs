@@ -32,7 +32,7 @@ fn alice() -> Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: "alice".into(),
         tenant: None,
-        scopes: vec![],
+        scopes: vec![].into(),
         models: None,
         plan: Some("team".into()),
         expires_at: None,
