@@ -5,9 +5,8 @@
 //! A request counts against every limit of its credential's plan. The shared store holds one
 //! key per (plan, scope, subject or tenant) with a slot for each limit of that scope, so a
 //! request reads and writes each key once however many limits it has. Token and cost limits
-//! reserve an
-//! estimate first (the prompt from the body size, the output from `max_tokens` or the
-//! plan's default) and are corrected to the real usage after the response.
+//! reserve an estimate first (the prompt from the body size, the output from `max_tokens` or
+//! the plan's default) and are corrected to the real usage after the response.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

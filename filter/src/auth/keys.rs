@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::claims::TokenwardClaims;
 use crate::config::Jwk;
 pub use crate::invalid::KeyError;
-pub use super::jws::{ClaimRules, Claims, Jws, SignatureError, MAX_TOKEN_LENGTH};
+pub use super::jws::{ClaimRules, Claims, Jws, SignatureError};
 
 /// JWT algorithms tokenward accepts. Anything else, `none` included, is refused before any
 /// signature check.

@@ -200,22 +200,15 @@ pub fn admit(
                 });
             }
         }
-        let counts: Vec<Count> = asks
-            .iter()
-            .zip(current)
-            .map(|(a, c)| Count {
-                window_start: c.window_start,
-                used: c.used.saturating_add(a.amount),
-            })
-            .collect();
+        let mut counts = current;
+        for (count, ask) in counts.iter_mut().zip(asks) {
+            count.used = count.used.saturating_add(ask.amount);
+        }
         if asks.iter().all(|a| a.amount == 0) {
             return Ok(Admission::Admitted(counts));
         }
-        let next = Group {
-            slots: asks.iter().map(|a| a.slot.id).zip(counts.iter().copied()).collect(),
-            cas: group.cas,
-        };
-        if next.write(store, key)? {
+        let value = encode(asks.iter().map(|a| a.slot.id).zip(counts.iter().copied()));
+        if store.compare_and_set(key, &value, group.cas)? {
             return Ok(Admission::Admitted(counts));
         }
     }
