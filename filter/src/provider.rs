@@ -10,7 +10,7 @@ mod meter;
 mod openai;
 mod stream;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::{CredentialSource, ProviderConfig, ProviderStyle};
 use crate::error::ErrorStyle;
@@ -187,15 +187,9 @@ struct EventEnvelope<'a> {
 }
 
 impl<'a> EventEnvelope<'a> {
-    /// The event's data, if it is a JSON object that can carry usage. Data where the word
-    /// `usage` appears only as `"usage":null` (every chunk of a chat stream that asked for
-    /// usage) or not at all carries none and is not parsed, unless it has escapes, which
-    /// could spell the word.
+    /// The event's data, if it is a JSON object that can carry usage (`may_carry_usage`).
     fn parse(data: &'a [u8]) -> Option<EventEnvelope<'a>> {
-        let escaped = data.windows(2).any(|w| w == b"\\u");
-        let mut words = data.windows(5).enumerate().filter(|(_, w)| *w == b"usage");
-        let none = words.all(|(at, _)| data[at + 5..].starts_with(b"\":null"));
-        if none && !escaped {
+        if !may_carry_usage(data) {
             return None;
         }
         serde_json::from_slice(data).ok()
@@ -204,6 +198,20 @@ impl<'a> EventEnvelope<'a> {
     fn kind(&self) -> Option<&str> {
         self.kind.as_deref()
     }
+}
+
+/// Whether stream events (their data, or their raw bytes) may report usage. Every provider
+/// reports it under a key with the word `usage` in it (`usage`, `usageMetadata`). Where the
+/// word appears only as `"usage":null` (every chunk of a chat stream that asked for usage)
+/// or not at all, there is none, unless the bytes have escapes, which could spell the word.
+pub(crate) fn may_carry_usage(bytes: &[u8]) -> bool {
+    // Built once: a searcher costs more to build than a chunk costs to search.
+    static USAGE: OnceLock<memchr::memmem::Finder<'static>> = OnceLock::new();
+    let usage = USAGE.get_or_init(|| memchr::memmem::Finder::new(b"usage"));
+    memchr::memchr_iter(b'\\', bytes).any(|at| bytes.get(at + 1) == Some(&b'u'))
+        || usage
+            .find_iter(bytes)
+            .any(|at| !bytes[at + 5..].starts_with(b"\":null"))
 }
 
 /// The usage a stream event reports, folded into what the events before it reported.

@@ -138,5 +138,124 @@ impl SseParser {
     }
 }
 
+/// Reads a stream's events with `SseParser`, but only the runs of complete events in which
+/// `wanted` finds something; the rest of the stream is only looked through, never parsed. A
+/// predicate that answers `true` wherever an event may matter gives the same events that
+/// matter as parsing every event would, at the cost of a search instead of a parse.
+///
+/// The bytes of an event not complete yet are held until its end arrives. An event of more
+/// than `MAX_EVENT_BYTES` is dropped unread; where the chunks end never changes what is read.
+#[derive(Debug, Default)]
+pub struct SseSifter {
+    parser: SseParser,
+    /// The stream since the end of its last complete event.
+    held: Vec<u8>,
+    /// The event held outgrew `MAX_EVENT_BYTES`: its bytes are dropped until it ends. Only
+    /// the last byte is held then, since a blank line may begin in it.
+    dropping: bool,
+}
+
+impl SseSifter {
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        wanted: impl Fn(&[u8]) -> bool,
+        mut on_event: impl FnMut(SseEvent<'_>),
+    ) {
+        // A blank line may begin in the last byte held.
+        let from = self.held.len().saturating_sub(1);
+        self.held.extend_from_slice(chunk);
+        // The event held ends first; it is the one that may have grown too long.
+        let Some(first_end) = blank_line_end(&self.held, from, Find::First) else {
+            self.drop_if_too_long();
+            return;
+        };
+        let start = if std::mem::take(&mut self.dropping) || first_end > MAX_EVENT_BYTES {
+            first_end
+        } else {
+            0
+        };
+        let end = blank_line_end(&self.held, first_end, Find::Last).unwrap_or(first_end);
+        let events = &self.held[start..end];
+        if events.len() <= MAX_EVENT_BYTES {
+            if wanted(events) {
+                self.parser.feed(events, on_event);
+            }
+        } else {
+            // A chunk with room for more than the longest event: event by event.
+            let mut at = 0;
+            while let Some(event_end) = blank_line_end(events, at, Find::First) {
+                let event = &events[at..event_end];
+                if event.len() <= MAX_EVENT_BYTES && wanted(event) {
+                    self.parser.feed(event, &mut on_event);
+                }
+                at = event_end;
+            }
+        }
+        self.held.drain(..end);
+        self.drop_if_too_long();
+    }
+
+    /// An event not complete yet that outgrew `MAX_EVENT_BYTES` is dropped up to its end.
+    fn drop_if_too_long(&mut self) {
+        if self.dropping || self.held.len() > MAX_EVENT_BYTES {
+            self.held.drain(..self.held.len().saturating_sub(1));
+            self.dropping = true;
+        }
+    }
+}
+
+/// The longest event `SseSifter` holds, in bytes as sent: one data line the parser reads.
+pub const MAX_EVENT_BYTES: usize = MAX_LINE_BYTES;
+
+/// Which blank line `blank_line_end` looks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Find {
+    First,
+    Last,
+}
+
+/// Where the first or last blank line that begins at `from` or later ends: the end of an
+/// event. A blank line is two line ends in a row, so it holds LF LF, LF CR or CR CR (CR LF
+/// alone is one line end), and each of those is a blank line. An LF right after one ending
+/// in CR belongs to it; should it arrive in the next chunk, it is a line of its own there,
+/// which does nothing at an event's start.
+pub(crate) fn blank_line_end(bytes: &[u8], from: usize, find: Find) -> Option<usize> {
+    let is_blank = |at: usize| {
+        matches!(
+            (bytes[at], bytes.get(at + 1)),
+            (b'\n', Some(b'\n' | b'\r')) | (b'\r', Some(b'\r'))
+        )
+    };
+    let at = match find {
+        Find::First => {
+            let mut at = from;
+            loop {
+                at += memchr::memchr2(b'\n', b'\r', &bytes[at..])?;
+                if is_blank(at) {
+                    break at;
+                }
+                at += 1;
+            }
+        }
+        Find::Last => {
+            let mut end = bytes.len();
+            loop {
+                let at = from + memchr::memrchr2(b'\n', b'\r', &bytes[from..end])?;
+                if is_blank(at) {
+                    break at;
+                }
+                end = at;
+            }
+        }
+    };
+    let end = at + 2;
+    Some(if bytes[end - 1] == b'\r' && bytes.get(end) == Some(&b'\n') {
+        end + 1
+    } else {
+        end
+    })
+}
+
 #[cfg(test)]
 mod tests;

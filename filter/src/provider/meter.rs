@@ -4,14 +4,14 @@
 use serde_json::Value;
 
 use super::ApiFormat;
-use crate::usage::{SseParser, Usage, MAX_HELD_BYTES};
+use crate::usage::{SseSifter, Usage, MAX_HELD_BYTES};
 
 /// Follows one response and keeps the usage it reports.
 #[derive(Debug)]
 pub struct UsageMeter {
     format: ApiFormat,
     streaming: bool,
-    sse: SseParser,
+    sse: SseSifter,
     json: Vec<u8>,
     json_overflowed: bool,
     usage: Option<Usage>,
@@ -23,7 +23,7 @@ impl UsageMeter {
         UsageMeter {
             format,
             streaming,
-            sse: SseParser::default(),
+            sse: SseSifter::default(),
             json: Vec::new(),
             json_overflowed: false,
             usage: None,
@@ -35,7 +35,7 @@ impl UsageMeter {
         if self.streaming {
             let format = self.format;
             let usage = &mut self.usage;
-            self.sse.feed(chunk, |event| {
+            self.sse.feed(chunk, super::may_carry_usage, |event| {
                 if event.data != b"[DONE]" {
                     super::event_usage(format, event.data, usage);
                 }

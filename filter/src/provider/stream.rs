@@ -4,7 +4,7 @@
 //! `chunk.choices[0]` would trip over. Every other byte passes unchanged; the bytes of an
 //! event not complete yet are held until its end arrives.
 
-use crate::usage::MAX_HELD_BYTES;
+use crate::usage::{blank_line_end, Find, SseParser, MAX_HELD_BYTES};
 
 #[derive(Debug, Default)]
 pub struct UsageChunkStripper {
@@ -16,28 +16,44 @@ pub struct UsageChunkStripper {
 
 impl UsageChunkStripper {
     /// What the client gets of `chunk`: the complete events it holds, but the usage-only
-    /// one; at the end of the stream, whatever is held too.
+    /// one; at the end of the stream, whatever is held too. Events are looked at one by one
+    /// only where the word `usage` appears (`may_carry_usage`).
     pub fn feed(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
         if self.gave_up {
             return chunk.to_vec();
         }
+        // A blank line may begin in the last byte held.
+        let from = self.held.len().saturating_sub(1);
         self.held.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(self.held.len());
-        let mut event_start = 0;
-        let mut line_start = 0;
-        while let Some(at) = self.held[line_start..].iter().position(|&b| b == b'\n') {
-            let line_end = line_start + at;
-            let line = &self.held[line_start..line_end];
-            line_start = line_end + 1;
-            if line.is_empty() || line == b"\r" {
-                let event = &self.held[event_start..line_start];
-                if !is_usage_only(event) {
-                    out.extend_from_slice(event);
-                }
-                event_start = line_start;
-            }
+        let mut out = Vec::new();
+        let mut end = blank_line_end(&self.held, from, Find::Last);
+        if end == Some(self.held.len()) && self.held.ends_with(b"\r") && !end_of_stream {
+            // Its LF may be on the way: the event ends where it is known to end.
+            end = blank_line_end(&self.held[..self.held.len() - 1], from, Find::Last);
         }
-        self.held.drain(..event_start);
+        if let Some(end) = end {
+            let events = &self.held[..end];
+            if super::may_carry_usage(events) {
+                out.reserve(events.len());
+                let mut at = 0;
+                while let Some(event_end) = blank_line_end(events, at, Find::First) {
+                    let event = &events[at..event_end];
+                    // Blank lines before the event pass, wherever the chunks ended.
+                    let lines = event
+                        .iter()
+                        .position(|&b| b != b'\n' && b != b'\r')
+                        .unwrap_or(event.len());
+                    let kept = if is_usage_only(event) { lines } else { event.len() };
+                    out.extend_from_slice(&event[..kept]);
+                    at = event_end;
+                }
+                // Blank lines after the last event's own (`\n\n\n`).
+                out.extend_from_slice(&events[at..]);
+            } else {
+                out.extend_from_slice(events);
+            }
+            self.held.drain(..end);
+        }
         if end_of_stream || self.held.len() > MAX_HELD_BYTES {
             self.gave_up = !end_of_stream;
             out.append(&mut self.held);
@@ -48,17 +64,11 @@ impl UsageChunkStripper {
 
 /// An event whose data is a chat chunk with no choices and a usage object.
 fn is_usage_only(event: &[u8]) -> bool {
-    let mut data = Vec::new();
-    for line in event.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(value) = line.strip_prefix(b"data:") {
-            if !data.is_empty() {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
-        }
-    }
-    super::openai::is_usage_only_chunk(&data)
+    let mut usage_only = false;
+    SseParser::default().feed(event, |event| {
+        usage_only = super::openai::is_usage_only_chunk(event.data);
+    });
+    usage_only
 }
 
 #[cfg(test)]
@@ -98,6 +108,22 @@ data: [DONE]\n\n";
         let crlf = "data: {\"choices\":[],\"usage\":{\"total_tokens\":3}}\r\n\r\ndata: [DONE]\r\n\r\n";
         let mut stripper = UsageChunkStripper::default();
         assert_eq!(stripper.feed(crlf.as_bytes(), true), b"data: [DONE]\r\n\r\n");
+    }
+
+    #[test]
+    fn extra_blank_lines_and_cr_events_pass_and_a_cr_usage_chunk_goes() {
+        let usage = "data: {\"choices\":[],\"usage\":{\"total_tokens\":3}}";
+        let stream = format!("data: a\n\n\n\r{usage}\r\rdata: b\r\r\ndata: [DONE]\n\n\n");
+        let expected = "data: a\n\n\n\rdata: b\r\r\ndata: [DONE]\n\n\n";
+        for size in 1..stream.len() {
+            let mut stripper = UsageChunkStripper::default();
+            let chunks: Vec<&[u8]> = stream.as_bytes().chunks(size).collect();
+            let mut out = Vec::new();
+            for (i, chunk) in chunks.iter().enumerate() {
+                out.extend(stripper.feed(chunk, i + 1 == chunks.len()));
+            }
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "chunks of {size}");
+        }
     }
 
     #[test]

@@ -359,7 +359,13 @@ fn main() -> anyhow::Result<()> {
     let streams = if wants("stream") || only.is_none() {
         // The default token's scopes include chat.
         let chat_token = key.mint(&TokenSpec::default());
-        Some(stream_throughput(&s, &wasm, &filter_json, &chat_token)?)
+        Some(stream_throughput(
+            &s,
+            &wasm,
+            &floor_wasm,
+            &filter_json,
+            &chat_token,
+        )?)
     } else {
         None
     };
@@ -489,32 +495,52 @@ fn wrk(url: &str, script: &Path, seconds: u64, connections: u32) -> anyhow::Resu
 }
 
 struct StreamFigures {
-    none: streaming::StreamThroughput,
-    tokenward: streaming::StreamThroughput,
+    /// No filter first, then the floor, tokenward and (with `BENCH_BASELINE_WASM`) the
+    /// baseline module.
+    variants: Vec<(&'static str, streaming::StreamThroughput)>,
     stream_bytes: u64,
 }
 
-/// A 2 MB chat-completions stream from an upstream, through Envoy without a filter and with
-/// tokenward (which reads every event for the usage at its end), several at once.
+impl StreamFigures {
+    fn megabytes_per_second(&self, name: &str) -> Option<f64> {
+        self.variants
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.megabytes_per_second())
+    }
+}
+
+/// A 2 MB chat-completions stream from an upstream, through Envoy without a filter, with the
+/// floor (a VM call per chunk and nothing else) and with tokenward (which reads every event
+/// for the usage at its end), several at once.
 fn stream_throughput(
     s: &Settings,
     wasm: &Path,
+    floor_wasm: &Path,
     filter_json: &str,
     chat_token: &str,
 ) -> anyhow::Result<StreamFigures> {
     let body = streaming::chat_completion_stream(STREAM_BYTES);
     let upstream = SseUpstream::start(&body)?;
-    let config = EnvoyConfig::shipped()?
-        .with_wasm(wasm)?
-        .with_upstream("openai", upstream.addr)?;
-    let mut figures = Vec::new();
-    for (name, config) in [
-        (
-            "no filter",
-            config.clone().replace_tokenward_filter(vec![])?,
-        ),
-        ("tokenward", config.with_filter_config(filter_json)?),
-    ] {
+    let config = |wasm: &Path| -> anyhow::Result<EnvoyConfig> {
+        EnvoyConfig::shipped()?
+            .with_wasm(wasm)?
+            .with_upstream("openai", upstream.addr)
+    };
+    let mut configs = vec![
+        ("no filter", config(wasm)?.replace_tokenward_filter(vec![])?),
+        ("floor", config(floor_wasm)?.without_filter_config()?),
+        ("tokenward", config(wasm)?.with_filter_config(filter_json)?),
+    ];
+    if let Ok(baseline) = std::env::var("BENCH_BASELINE_WASM") {
+        let baseline = std::fs::canonicalize(baseline)?;
+        configs.push((
+            "baseline module",
+            config(&baseline)?.with_filter_config(filter_json)?,
+        ));
+    }
+    let mut variants = Vec::new();
+    for (name, config) in configs {
         let envoy = start(config)?;
         let request = streaming::chat_stream_request(chat_token);
         // Warm-up, and a check that the stream arrives whole.
@@ -538,13 +564,10 @@ fn stream_throughput(
             upstream.body_bytes,
             t.megabytes_per_second()
         );
-        figures.push(t);
+        variants.push((name, t));
     }
-    let tokenward = figures.pop().context("no tokenward stream figure")?;
-    let none = figures.pop().context("no stream figure")?;
     Ok(StreamFigures {
-        none,
-        tokenward,
+        variants,
         stream_bytes: upstream.body_bytes,
     })
 }
@@ -740,14 +763,16 @@ fn report(
              {} at once, {} s",
             st.stream_bytes, s.stream_connections, s.seconds
         );
-        println!("| variant | streams | MB/s | vs no filter |");
-        println!("|---|---:|---:|---:|");
-        let base = st.none.megabytes_per_second();
-        for (name, t) in [("no filter", &st.none), ("tokenward", &st.tokenward)] {
+        println!("| variant | streams | MB/s | vs floor | vs no filter |");
+        println!("|---|---:|---:|---:|---:|");
+        let base = st.megabytes_per_second("no filter").unwrap_or(f64::NAN);
+        let floor = st.megabytes_per_second("floor").unwrap_or(f64::NAN);
+        for (name, t) in &st.variants {
             println!(
-                "| {name} | {} | {:.1} | {:.2}x |",
+                "| {name} | {} | {:.1} | {:.2}x | {:.2}x |",
                 t.streams,
                 t.megabytes_per_second(),
+                t.megabytes_per_second() / floor,
                 t.megabytes_per_second() / base
             );
         }
@@ -865,7 +890,8 @@ fn report(
         );
     }
     if let Some(st) = streams {
-        let ratio = st.tokenward.megabytes_per_second() / st.none.megabytes_per_second();
+        let ratio = st.megabytes_per_second("tokenward").unwrap_or(f64::NAN)
+            / st.megabytes_per_second("no filter").unwrap_or(f64::NAN);
         target(
             "streaming >= 0.8x no filter",
             format!("{ratio:.2}x"),
