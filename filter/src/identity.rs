@@ -11,26 +11,28 @@ pub type CredentialHash = [u8; 32];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialKind {
     Jwt {
-        jti: Option<String>,
-        kid: Option<String>,
+        /// The token's own: never shared, so boxed rather than interned.
+        jti: Option<Box<str>>,
+        kid: Option<Arc<str>>,
     },
     ApiKey {
-        id: String,
+        id: Arc<str>,
     },
 }
 
-/// A verified caller.
+/// A verified caller. A worker caches up to `cache.max_entries` of them: the strings are
+/// `Arc<str>` so that those many identities repeat (subject, tenant, plan, key id, scope and
+/// model lists) are shared (`VerifiedTokenCache` interns them), and none keeps a `String`'s
+/// spare capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub kind: CredentialKind,
-    pub subject: String,
-    pub tenant: Option<String>,
-    /// Shared between the cached credentials that carry the same list (`VerifiedTokenCache`
-    /// interns them): a cached token costs its own strings only once per distinct list.
+    pub subject: Arc<str>,
+    pub tenant: Option<Arc<str>>,
     pub scopes: Arc<[String]>,
     /// Model patterns; `None` allows no model.
     pub models: Option<Arc<[String]>>,
-    pub plan: Option<String>,
+    pub plan: Option<Arc<str>>,
     /// Unix seconds; `None` for an API key without expiry.
     pub expires_at: Option<u64>,
 }

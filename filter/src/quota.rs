@@ -227,7 +227,7 @@ impl Quotas {
                 "the credential's plan could not be loaded by this gateway; try again later",
             )
         };
-        match &identity.plan {
+        match identity.plan.as_deref() {
             Some(name) if self.unavailable_plans.contains(name) => Err(unavailable()),
             Some(name) => self.plans.get(name).map(Some).ok_or_else(|| {
                 Refusal::new(

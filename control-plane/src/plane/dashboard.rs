@@ -5,6 +5,8 @@
 //! under the configuration of now, as the gateway checks a token it has cached: revoking or
 //! expiring that credential ends the session on every replica.
 
+use std::sync::Arc;
+
 use tokenward_filter::error::{ErrorCode, Refusal};
 use tokenward_filter::identity::CredentialKind;
 
@@ -58,13 +60,13 @@ impl SessionCredential {
     fn of(identity: &Identity, credential: &str) -> Self {
         match &identity.kind {
             CredentialKind::ApiKey { id } => SessionCredential::ApiKey {
-                id: id.clone(),
+                id: id.to_string(),
                 sha256: crypto::hex(&tokenward_filter::identity::credential_hash(credential)),
             },
             CredentialKind::Jwt { jti, kid } => SessionCredential::Token {
-                jti: jti.clone(),
-                kid: kid.clone(),
-                tenant: identity.tenant.clone(),
+                jti: jti.as_deref().map(str::to_string),
+                kid: kid.as_deref().map(str::to_string),
+                tenant: identity.tenant.as_deref().map(str::to_string),
                 scopes: identity.scopes.to_vec(),
                 expires_at: identity.expires_at,
             },
@@ -79,7 +81,12 @@ impl SessionCredential {
                 let identity = crypto::unhex(sha256)
                     .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
                     .and_then(|hash| policy.api_key(&hash))
-                    .filter(|i| i.kind == CredentialKind::ApiKey { id: id.clone() })
+                    .filter(|i| {
+                        i.kind
+                            == CredentialKind::ApiKey {
+                                id: id.as_str().into(),
+                            }
+                    })
                     .ok_or_else(|| ended(ErrorCode::InvalidApiKey, "API key is not in force"))?;
                 if identity.expires_at.is_some_and(|exp| now > exp) {
                     return Err(ended(ErrorCode::InvalidApiKey, "API key has expired"));
@@ -102,11 +109,11 @@ impl SessionCredential {
                 }
                 Identity {
                     kind: CredentialKind::Jwt {
-                        jti: jti.clone(),
-                        kid: kid.clone(),
+                        jti: jti.as_deref().map(Box::from),
+                        kid: kid.as_deref().map(Arc::from),
                     },
-                    subject: subject.to_string(),
-                    tenant: tenant.clone(),
+                    subject: subject.into(),
+                    tenant: tenant.as_deref().map(Arc::from),
                     scopes: scopes.clone().into(),
                     models: None,
                     plan: None,
@@ -114,7 +121,7 @@ impl SessionCredential {
                 }
             }
         };
-        if identity.subject != subject || policy.credentials.revocations.revokes(&identity) {
+        if *identity.subject != *subject || policy.credentials.revocations.revokes(&identity) {
             return Err(ended(
                 ErrorCode::TokenRevoked,
                 "credential has been revoked",
@@ -153,7 +160,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let session = UiSession {
             id_sha256: session_hash(&id),
             credential: kept,
-            subject: identity.subject.clone(),
+            subject: identity.subject.to_string(),
             created_at: now,
             expires_at,
         };

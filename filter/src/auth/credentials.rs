@@ -37,13 +37,13 @@ impl RevocationSet {
     }
 
     pub fn revokes(&self, identity: &Identity) -> bool {
-        if self.subjects.contains(&identity.subject) {
+        if self.subjects.contains(&*identity.subject) {
             return true;
         }
         match &identity.kind {
             CredentialKind::Jwt { jti, kid } => {
-                jti.as_ref().is_some_and(|j| self.jtis.contains(j))
-                    || kid.as_ref().is_some_and(|k| self.key_ids.contains(k))
+                jti.as_deref().is_some_and(|j| self.jtis.contains(j))
+                    || kid.as_deref().is_some_and(|k| self.key_ids.contains(k))
             }
             CredentialKind::ApiKey { .. } => false,
         }
@@ -228,13 +228,13 @@ fn compile_api_keys(
         }
         let identity = Identity {
             kind: CredentialKind::ApiKey {
-                id: entry.id.clone(),
+                id: entry.id.as_str().into(),
             },
-            subject: entry.subject.clone(),
-            tenant: entry.tenant.clone(),
+            subject: entry.subject.as_str().into(),
+            tenant: entry.tenant.as_deref().map(Arc::from),
             scopes: entry.scopes.clone().into(),
             models: Some(entry.models.clone().into()),
-            plan: entry.plan.clone(),
+            plan: entry.plan.as_deref().map(Arc::from),
             expires_at: entry.expires_at,
         };
         api_keys.insert(hash, Arc::new(identity));

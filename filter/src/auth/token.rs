@@ -117,14 +117,14 @@ fn verify_jwt(
     let custom = claims.custom;
     let identity = Identity {
         kind: CredentialKind::Jwt {
-            jti: claims.jwt_id,
-            kid: key_id.map(str::to_string),
+            jti: claims.jwt_id.map(String::into_boxed_str),
+            kid: key_id.map(|kid| cache.intern_name(kid.to_string())),
         },
-        subject,
+        subject: cache.intern_name(subject),
         scopes: cache.intern(custom.scopes().map(str::to_string).collect()),
-        tenant: custom.tenant,
+        tenant: custom.tenant.map(|t| cache.intern_name(t)),
         models: custom.models.map(|m| cache.intern(m)),
-        plan: custom.plan,
+        plan: custom.plan.map(|p| cache.intern_name(p)),
         expires_at: Some(exp),
     };
     Ok((

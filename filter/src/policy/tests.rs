@@ -419,7 +419,7 @@ fn plans_and_prices_that_cannot_load_refuse_their_credentials_not_the_document()
         tenant: None,
         scopes: vec![].into(),
         models: None,
-        plan: plan.map(str::to_string),
+        plan: plan.map(Arc::from),
         expires_at: None,
     };
     let code = |plan| {

@@ -33,10 +33,10 @@ fn who(subject: &str, tenant: Option<&str>, plan: Option<&str>) -> Identity {
     Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: subject.into(),
-        tenant: tenant.map(str::to_string),
+        tenant: tenant.map(Arc::from),
         scopes: vec![].into(),
         models: None,
-        plan: plan.map(str::to_string),
+        plan: plan.map(Arc::from),
         expires_at: None,
     }
 }

@@ -39,7 +39,7 @@ fn code(result: Result<std::sync::Arc<Identity>, Refusal>) -> ErrorCode {
 fn valid_jwt_gives_its_identity() {
     let fx = Fixture::new();
     let identity = check(&fx.policy(), &fx.token(), NOW + 1).unwrap();
-    assert_eq!(identity.subject, "alice");
+    assert_eq!(&*identity.subject, "alice");
     assert_eq!(identity.tenant.as_deref(), Some("acme"));
     assert_eq!(*identity.scopes, ["chat".to_string()]);
     assert!(identity.may_use_model("gpt-4o-mini"));
@@ -254,7 +254,7 @@ fn api_keys_are_checked_for_checksum_presence_and_expiry() {
     let mut fx = Fixture::new();
     let key = fx.add_api_key("svc", &["chat"], &["gpt-*"]);
     let identity = check(&fx.policy(), &key, NOW).unwrap();
-    assert_eq!(identity.subject, "svc");
+    assert_eq!(&*identity.subject, "svc");
     assert_eq!(
         identity.kind,
         CredentialKind::ApiKey {
