@@ -119,7 +119,7 @@ impl Exchange {
         let caller = self.caller.as_deref();
         UsageKey {
             subject: self.subject.clone(),
-            tenant: caller.and_then(|c| c.tenant.as_deref().map(str::to_string)),
+            tenant: caller.and_then(|c| c.grants.tenant.clone()),
             plan: self.plan.clone(),
             credential: caller.and_then(|c| match &c.kind {
                 CredentialKind::Jwt { jti, .. } => jti.as_deref().map(str::to_string),

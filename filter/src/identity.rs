@@ -20,30 +20,36 @@ pub enum CredentialKind {
     },
 }
 
-/// A verified caller. A worker caches up to `cache.max_entries` of them: the strings are
-/// `Arc<str>` so that those many identities repeat (subject, tenant, plan, key id, scope and
-/// model lists) are shared (`VerifiedTokenCache` interns them), and none keeps a `String`'s
-/// spare capacity.
+/// A verified caller. A worker caches up to `cache.max_entries` of them, so what many of
+/// them repeat is shared (`VerifiedTokenCache` interns the subject, key id and grants of a
+/// verified JWT), and the rest is kept without a `String`'s spare capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub kind: CredentialKind,
     pub subject: Arc<str>,
-    pub tenant: Option<Arc<str>>,
-    pub scopes: Arc<[String]>,
-    /// Model patterns; `None` allows no model.
-    pub models: Option<Arc<[String]>>,
-    pub plan: Option<Arc<str>>,
+    pub grants: Arc<Grants>,
     /// Unix seconds; `None` for an API key without expiry.
     pub expires_at: Option<u64>,
 }
 
+/// What a credential grants and where its use is counted: the part of an identity that the
+/// credentials issued alike (one tenant, plan and set of scopes and models) have in common.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Grants {
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    /// Model patterns; `None` allows no model.
+    pub models: Option<Vec<String>>,
+    pub plan: Option<String>,
+}
+
 impl Identity {
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.grants.scopes.iter().any(|s| s == scope)
     }
 
     pub fn may_use_model(&self, model: &str) -> bool {
-        self.models.as_ref().is_some_and(|patterns| {
+        self.grants.models.as_ref().is_some_and(|patterns| {
             patterns
                 .iter()
                 .any(|p| crate::model::pattern_matches(p, model))

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use tokenward_filter::error::{ErrorCode, Refusal};
-use tokenward_filter::identity::CredentialKind;
+use tokenward_filter::identity::{CredentialKind, Grants};
 
 use super::*;
 use crate::store::UiSession;
@@ -66,8 +66,8 @@ impl SessionCredential {
             CredentialKind::Jwt { jti, kid } => SessionCredential::Token {
                 jti: jti.as_deref().map(str::to_string),
                 kid: kid.as_deref().map(str::to_string),
-                tenant: identity.tenant.as_deref().map(str::to_string),
-                scopes: identity.scopes.to_vec(),
+                tenant: identity.grants.tenant.clone(),
+                scopes: identity.grants.scopes.clone(),
                 expires_at: identity.expires_at,
             },
         }
@@ -113,10 +113,12 @@ impl SessionCredential {
                         kid: kid.as_deref().map(Arc::from),
                     },
                     subject: subject.into(),
-                    tenant: tenant.as_deref().map(Arc::from),
-                    scopes: scopes.clone().into(),
-                    models: None,
-                    plan: None,
+                    grants: Arc::new(Grants {
+                        tenant: tenant.clone(),
+                        scopes: scopes.clone(),
+                        models: None,
+                        plan: None,
+                    }),
                     expires_at: *expires_at,
                 }
             }

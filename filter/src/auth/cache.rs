@@ -6,15 +6,15 @@
 //! Built for memory, since a worker may hold 100 000 of them: the entries sit in a ring, in
 //! insertion order (the oldest is the next one evicted), in fixed-size chunks so that growing
 //! never copies nor leaves a doubled allocation half empty; an open-addressing table of slot
-//! numbers (`SlotIndex`) finds them by hash. The parts many identities repeat (names, scope
-//! and model lists) are interned.
+//! numbers (`SlotIndex`) finds them by hash. The parts many identities repeat (subjects, key
+//! ids, grants) are interned.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use crate::identity::{CredentialHash, Identity};
+use crate::identity::{CredentialHash, Grants, Identity};
 
 mod index;
 mod ring;
@@ -26,9 +26,9 @@ use ring::Ring;
 pub struct VerifiedTokenCache {
     entries: Ring,
     index: SlotIndex,
-    /// Scope and model lists in use, shared by the identities that carry them.
-    lists: Interner<[String]>,
-    /// Subjects, tenants, plans and key ids in use, likewise.
+    /// Grants in use, shared by the identities that carry them.
+    grants: Interner<Grants>,
+    /// Subjects and key ids in use, likewise.
     names: Interner<str>,
 }
 
@@ -48,17 +48,17 @@ impl VerifiedTokenCache {
         VerifiedTokenCache {
             entries: Ring::new(max_entries),
             index: SlotIndex::default(),
-            lists: Interner::default(),
+            grants: Interner::default(),
             names: Interner::default(),
         }
     }
 
-    /// The shared copy of a scope or model list.
-    pub fn intern(&mut self, list: Vec<String>) -> Arc<[String]> {
-        self.lists.intern(list)
+    /// The shared copy of `grants`.
+    pub fn intern_grants(&mut self, grants: Grants) -> Arc<Grants> {
+        self.grants.intern(grants)
     }
 
-    /// The shared copy of a name: a subject, tenant, plan or key id.
+    /// The shared copy of a name: a subject or key id.
     pub fn intern_name(&mut self, name: String) -> Arc<str> {
         self.names.intern(name)
     }

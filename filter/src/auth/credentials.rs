@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::auth::keys::{ClaimRules, VerificationKey};
 use crate::config::{ApiKeyEntry, Config, Jwk};
 use crate::document::Entry;
-use crate::identity::{CredentialKind, Identity};
+use crate::identity::{CredentialKind, Grants, Identity};
 use crate::invalid::{InvalidConfig, PartKind, Unavailable};
 use crate::quota::Quotas;
 
@@ -231,10 +231,12 @@ fn compile_api_keys(
                 id: entry.id.as_str().into(),
             },
             subject: entry.subject.as_str().into(),
-            tenant: entry.tenant.as_deref().map(Arc::from),
-            scopes: entry.scopes.clone().into(),
-            models: Some(entry.models.clone().into()),
-            plan: entry.plan.as_deref().map(Arc::from),
+            grants: Arc::new(Grants {
+                tenant: entry.tenant.clone(),
+                scopes: entry.scopes.clone(),
+                models: Some(entry.models.clone()),
+                plan: entry.plan.clone(),
+            }),
             expires_at: entry.expires_at,
         };
         api_keys.insert(hash, Arc::new(identity));

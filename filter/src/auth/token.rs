@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::apikey;
 use crate::auth::cache::VerifiedTokenCache;
 use crate::error::{ErrorCode, Refusal};
-use crate::identity::{CredentialHash, CredentialKind, Identity};
+use crate::identity::{CredentialHash, CredentialKind, Grants, Identity};
 use crate::auth::keys::{Jws, SignatureError};
 use crate::auth::credentials::Credentials;
 
@@ -121,10 +121,12 @@ fn verify_jwt(
             kid: key_id.map(|kid| cache.intern_name(kid.to_string())),
         },
         subject: cache.intern_name(subject),
-        scopes: cache.intern(custom.scopes().map(str::to_string).collect()),
-        tenant: custom.tenant.map(|t| cache.intern_name(t)),
-        models: custom.models.map(|m| cache.intern(m)),
-        plan: custom.plan.map(|p| cache.intern_name(p)),
+        grants: cache.intern_grants(Grants {
+            scopes: custom.scopes().map(str::to_string).collect(),
+            tenant: custom.tenant,
+            models: custom.models,
+            plan: custom.plan,
+        }),
         expires_at: Some(exp),
     };
     Ok((

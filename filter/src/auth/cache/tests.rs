@@ -228,28 +228,42 @@ fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() 
 }
 
 #[test]
-fn equal_scope_lists_are_shared_and_the_table_stays_bounded() {
+fn equal_grants_are_shared_and_the_table_stays_bounded() {
     let mut cache = VerifiedTokenCache::new(10);
-    let list = || vec!["chat".to_string(), "models".to_string()];
-    let first = cache.intern(list());
-    let second = cache.intern(list());
-    assert!(Arc::ptr_eq(&first, &second), "one copy for every identity with the list");
+    let grants = || Grants {
+        tenant: Some("acme".into()),
+        scopes: vec!["chat".to_string(), "models".to_string()],
+        models: Some(vec!["gpt-*".into()]),
+        plan: None,
+    };
+    let first = cache.intern_grants(grants());
+    let second = cache.intern_grants(grants());
+    assert!(Arc::ptr_eq(&first, &second), "one copy for every identity with the grants");
+    let other_plan = cache.intern_grants(Grants {
+        plan: Some("gold".into()),
+        ..grants()
+    });
+    assert!(!Arc::ptr_eq(&first, &other_plan));
+    assert_eq!(other_plan.plan.as_deref(), Some("gold"));
     for i in 0..(MAX_INTERNED * 2) {
-        cache.intern(vec![format!("scope-{i}")]);
+        cache.intern_grants(Grants {
+            scopes: vec![format!("scope-{i}")],
+            ..Grants::default()
+        });
     }
-    assert!(cache.lists.shared.len() <= MAX_INTERNED);
-    assert_eq!(*cache.intern(list()), *first, "a list is the same list after a reset");
+    assert!(cache.grants.shared.len() <= MAX_INTERNED);
+    assert_eq!(*cache.intern_grants(grants()), *first, "the same grants after a reset");
 }
 
 #[test]
 fn equal_names_are_shared_and_the_table_stays_bounded() {
     let mut cache = VerifiedTokenCache::new(10);
-    let first = cache.intern_name("acme".into());
-    let second = cache.intern_name("acme".into());
+    let first = cache.intern_name("alice".into());
+    let second = cache.intern_name("alice".into());
     assert!(Arc::ptr_eq(&first, &second));
     for i in 0..(MAX_INTERNED * 2) {
-        cache.intern_name(format!("tenant-{i}"));
+        cache.intern_name(format!("subject-{i}"));
     }
     assert!(cache.names.shared.len() <= MAX_INTERNED);
-    assert_eq!(&*cache.intern_name("acme".into()), "acme");
+    assert_eq!(&*cache.intern_name("alice".into()), "alice");
 }

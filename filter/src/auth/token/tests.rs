@@ -12,10 +12,7 @@ pub(crate) fn identity(subject: &str) -> Identity {
             kid: None,
         },
         subject: subject.into(),
-        tenant: None,
-        scopes: vec![].into(),
-        models: None,
-        plan: None,
+        grants: Default::default(),
         expires_at: None,
     }
 }
@@ -40,8 +37,8 @@ fn valid_jwt_gives_its_identity() {
     let fx = Fixture::new();
     let identity = check(&fx.policy(), &fx.token(), NOW + 1).unwrap();
     assert_eq!(&*identity.subject, "alice");
-    assert_eq!(identity.tenant.as_deref(), Some("acme"));
-    assert_eq!(*identity.scopes, ["chat".to_string()]);
+    assert_eq!(identity.grants.tenant.as_deref(), Some("acme"));
+    assert_eq!(identity.grants.scopes, ["chat".to_string()]);
     assert!(identity.may_use_model("gpt-4o-mini"));
     assert!(!identity.may_use_model("o1"));
     assert_eq!(
