@@ -119,11 +119,11 @@ impl Exchange {
         let caller = self.caller.as_deref();
         UsageKey {
             subject: self.subject.clone(),
-            tenant: caller.and_then(|c| c.tenant.clone()),
+            tenant: caller.and_then(|c| c.grants.tenant.clone()),
             plan: self.plan.clone(),
             credential: caller.and_then(|c| match &c.kind {
-                CredentialKind::Jwt { jti, .. } => jti.clone(),
-                CredentialKind::ApiKey { id } => Some(id.clone()),
+                CredentialKind::Jwt { jti, .. } => jti.as_deref().map(str::to_string),
+                CredentialKind::ApiKey { id } => Some(id.to_string()),
             }),
             provider: self.provider.name.clone(),
             model: self.model.clone(),

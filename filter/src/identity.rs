@@ -11,37 +11,45 @@ pub type CredentialHash = [u8; 32];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialKind {
     Jwt {
-        jti: Option<String>,
-        kid: Option<String>,
+        /// The token's own: never shared, so boxed rather than interned.
+        jti: Option<Box<str>>,
+        kid: Option<Arc<str>>,
     },
     ApiKey {
-        id: String,
+        id: Arc<str>,
     },
 }
 
-/// A verified caller.
+/// A verified caller. A worker caches up to `cache.max_entries` of them, so what many of
+/// them repeat is shared (`VerifiedTokenCache` interns the subject, key id and grants of a
+/// verified JWT), and the rest is kept without a `String`'s spare capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub kind: CredentialKind,
-    pub subject: String,
-    pub tenant: Option<String>,
-    /// Shared between the cached credentials that carry the same list (`VerifiedTokenCache`
-    /// interns them): a cached token costs its own strings only once per distinct list.
-    pub scopes: Arc<[String]>,
-    /// Model patterns; `None` allows no model.
-    pub models: Option<Arc<[String]>>,
-    pub plan: Option<String>,
+    pub subject: Arc<str>,
+    pub grants: Arc<Grants>,
     /// Unix seconds; `None` for an API key without expiry.
     pub expires_at: Option<u64>,
 }
 
+/// What a credential grants and where its use is counted: the part of an identity that the
+/// credentials issued alike (one tenant, plan and set of scopes and models) have in common.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Grants {
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    /// Model patterns; `None` allows no model.
+    pub models: Option<Vec<String>>,
+    pub plan: Option<String>,
+}
+
 impl Identity {
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.grants.scopes.iter().any(|s| s == scope)
     }
 
     pub fn may_use_model(&self, model: &str) -> bool {
-        self.models.as_ref().is_some_and(|patterns| {
+        self.grants.models.as_ref().is_some_and(|patterns| {
             patterns
                 .iter()
                 .any(|p| crate::model::pattern_matches(p, model))

@@ -227,7 +227,7 @@ impl Quotas {
                 "the credential's plan could not be loaded by this gateway; try again later",
             )
         };
-        match &identity.plan {
+        match &identity.grants.plan {
             Some(name) if self.unavailable_plans.contains(name) => Err(unavailable()),
             Some(name) => self.plans.get(name).map(Some).ok_or_else(|| {
                 Refusal::new(
@@ -365,7 +365,7 @@ fn is_token_metric(metric: Metric) -> bool {
 /// subject without a tenant under a tenant limit (`ts`: its own tenant, never a tenant of
 /// that name).
 fn scope_of(per: LimitScope, identity: &Identity) -> (&'static str, &str) {
-    match (per, &identity.tenant) {
+    match (per, &identity.grants.tenant) {
         (LimitScope::Subject, _) => ("s", &identity.subject),
         (LimitScope::Tenant, Some(tenant)) => ("t", tenant),
         (LimitScope::Tenant, None) => ("ts", &identity.subject),

@@ -139,7 +139,7 @@ fn run(fixture: &JwtFixture, data: &[u8]) {
         return;
     };
     assert!(
-        identity.subject != REVOKED_SUBJECT,
+        *identity.subject != *REVOKED_SUBJECT,
         "a revoked subject passed"
     );
     match &identity.kind {
@@ -148,7 +148,7 @@ fn run(fixture: &JwtFixture, data: &[u8]) {
                 *token, fixture.api_key,
                 "an API key other than the fixture's passed"
             );
-            assert_eq!(identity.subject, API_KEY_SUBJECT);
+            assert_eq!(&*identity.subject, API_KEY_SUBJECT);
         }
         CredentialKind::Jwt { jti, kid } => {
             assert!(jti.as_deref() != Some(REVOKED_JTI), "a revoked jti passed");
@@ -195,7 +195,7 @@ fn check_claims(identity: &Identity, payload: &[u8]) {
     assert_eq!(claims["iss"], ISSUER, "issuer");
     assert_eq!(
         claims["sub"].as_str(),
-        Some(identity.subject.as_str()),
+        Some(&*identity.subject),
         "subject"
     );
     assert!(!identity.subject.is_empty(), "empty subject");

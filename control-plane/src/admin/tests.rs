@@ -257,10 +257,10 @@ async fn the_token_endpoint_trades_an_api_key_for_a_short_lived_jwt() {
         .map_err(|_| ())
         .unwrap();
     assert_eq!(
-        (identity.subject.as_str(), identity.tenant.as_deref()),
+        (&*identity.subject, identity.grants.tenant.as_deref()),
         ("svc", Some("acme"))
     );
-    assert_eq!(*identity.scopes, ["chat"], "only what was asked");
+    assert_eq!(identity.grants.scopes, ["chat"], "only what was asked");
     // HTTP Basic with the key id as client_id.
     let basic = jwt_simple::prelude::Base64::encode_to_string(format!("{id}:{key}")).unwrap();
     assert_eq!(

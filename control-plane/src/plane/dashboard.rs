@@ -5,8 +5,10 @@
 //! under the configuration of now, as the gateway checks a token it has cached: revoking or
 //! expiring that credential ends the session on every replica.
 
+use std::sync::Arc;
+
 use tokenward_filter::error::{ErrorCode, Refusal};
-use tokenward_filter::identity::CredentialKind;
+use tokenward_filter::identity::{CredentialKind, Grants};
 
 use super::*;
 use crate::store::UiSession;
@@ -58,14 +60,14 @@ impl SessionCredential {
     fn of(identity: &Identity, credential: &str) -> Self {
         match &identity.kind {
             CredentialKind::ApiKey { id } => SessionCredential::ApiKey {
-                id: id.clone(),
+                id: id.to_string(),
                 sha256: crypto::hex(&tokenward_filter::identity::credential_hash(credential)),
             },
             CredentialKind::Jwt { jti, kid } => SessionCredential::Token {
-                jti: jti.clone(),
-                kid: kid.clone(),
-                tenant: identity.tenant.clone(),
-                scopes: identity.scopes.to_vec(),
+                jti: jti.as_deref().map(str::to_string),
+                kid: kid.as_deref().map(str::to_string),
+                tenant: identity.grants.tenant.clone(),
+                scopes: identity.grants.scopes.clone(),
                 expires_at: identity.expires_at,
             },
         }
@@ -79,7 +81,12 @@ impl SessionCredential {
                 let identity = crypto::unhex(sha256)
                     .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
                     .and_then(|hash| policy.api_key(&hash))
-                    .filter(|i| i.kind == CredentialKind::ApiKey { id: id.clone() })
+                    .filter(|i| {
+                        i.kind
+                            == CredentialKind::ApiKey {
+                                id: id.as_str().into(),
+                            }
+                    })
                     .ok_or_else(|| ended(ErrorCode::InvalidApiKey, "API key is not in force"))?;
                 if identity.expires_at.is_some_and(|exp| now > exp) {
                     return Err(ended(ErrorCode::InvalidApiKey, "API key has expired"));
@@ -102,19 +109,21 @@ impl SessionCredential {
                 }
                 Identity {
                     kind: CredentialKind::Jwt {
-                        jti: jti.clone(),
-                        kid: kid.clone(),
+                        jti: jti.as_deref().map(Box::from),
+                        kid: kid.as_deref().map(Arc::from),
                     },
-                    subject: subject.to_string(),
-                    tenant: tenant.clone(),
-                    scopes: scopes.clone().into(),
-                    models: None,
-                    plan: None,
+                    subject: subject.into(),
+                    grants: Arc::new(Grants {
+                        tenant: tenant.clone(),
+                        scopes: scopes.clone(),
+                        models: None,
+                        plan: None,
+                    }),
                     expires_at: *expires_at,
                 }
             }
         };
-        if identity.subject != subject || policy.credentials.revocations.revokes(&identity) {
+        if *identity.subject != *subject || policy.credentials.revocations.revokes(&identity) {
             return Err(ended(
                 ErrorCode::TokenRevoked,
                 "credential has been revoked",
@@ -153,7 +162,7 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let session = UiSession {
             id_sha256: session_hash(&id),
             credential: kept,
-            subject: identity.subject.clone(),
+            subject: identity.subject.to_string(),
             created_at: now,
             expires_at,
         };

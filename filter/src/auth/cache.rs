@@ -2,84 +2,107 @@
 //! a lookup instead of a signature check. Bounded, keyed by the credential's SHA-256 (the
 //! credential itself is never kept), each entry valid until its token expires. Revocation
 //! is not its business: the caller checks that on every request, cached or not.
+//!
+//! Built for memory, since a worker may hold 100 000 of them: the entries sit in a ring, in
+//! insertion order (the oldest is the next one evicted), in fixed-size chunks so that growing
+//! never copies nor leaves a doubled allocation half empty; an open-addressing table of slot
+//! numbers (`SlotIndex`) finds them by hash. The parts many identities repeat (subjects, key
+//! ids, grants) are interned.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::Hash;
 use std::sync::Arc;
 
-use crate::identity::{CredentialHash, Identity};
+use crate::identity::{CredentialHash, Grants, Identity};
+
+mod index;
+mod ring;
+
+use index::SlotIndex;
+use ring::Ring;
 
 #[derive(Debug)]
 pub struct VerifiedTokenCache {
-    max_entries: usize,
-    entries: HashMap<CredentialHash, Entry>,
-    /// Insertion order, for first-in-first-out eviction: O(1), and good enough because an
-    /// evicted token costs one verification, not a failure.
-    order: VecDeque<CredentialHash>,
-    /// Scope and model lists in use, shared by the identities that carry them. Bounded:
-    /// past `MAX_INTERNED` lists it starts afresh (a list then merely stops being shared).
-    lists: HashSet<Arc<[String]>>,
+    entries: Ring,
+    index: SlotIndex,
+    /// Grants in use, shared by the identities that carry them.
+    grants: Interner<Grants>,
+    /// Subjects and key ids in use, likewise.
+    names: Interner<str>,
 }
-
-/// Distinct scope and model lists shared at most.
-const MAX_INTERNED: usize = 256;
 
 #[derive(Debug)]
 struct Entry {
+    /// The whole hash, compared on every lookup: the index narrows the search by its first
+    /// bytes, but two credentials must never share an identity because those bytes agree.
+    hash: CredentialHash,
     identity: Arc<Identity>,
     /// Unix seconds; the entry is used while `now <= valid_until`.
     valid_until: u64,
 }
 
 impl VerifiedTokenCache {
+    /// A cache of at most `max_entries` credentials; it allocates as it fills, not up front.
     pub fn new(max_entries: usize) -> Self {
         VerifiedTokenCache {
-            max_entries,
-            entries: HashMap::with_capacity(max_entries.min(1024)),
-            order: VecDeque::with_capacity(max_entries.min(1024)),
-            lists: HashSet::new(),
+            entries: Ring::new(max_entries),
+            index: SlotIndex::default(),
+            grants: Interner::default(),
+            names: Interner::default(),
         }
     }
 
-    /// The shared copy of `list`.
-    pub fn intern(&mut self, list: Vec<String>) -> Arc<[String]> {
-        if let Some(shared) = self.lists.get(list.as_slice()) {
-            return Arc::clone(shared);
-        }
-        if self.lists.len() >= MAX_INTERNED {
-            self.lists.clear();
-        }
-        let shared: Arc<[String]> = list.into();
-        self.lists.insert(Arc::clone(&shared));
-        shared
+    /// The shared copy of `grants`.
+    pub fn intern_grants(&mut self, grants: Grants) -> Arc<Grants> {
+        self.grants.intern(grants)
+    }
+
+    /// The shared copy of a name: a subject or key id.
+    pub fn intern_name(&mut self, name: String) -> Arc<str> {
+        self.names.intern(name)
     }
 
     pub fn get(&self, hash: &CredentialHash, now: u64) -> Option<Arc<Identity>> {
-        let entry = self.entries.get(hash)?;
+        let entry = self.entries.get(self.index.find(hash, &self.entries)?)?;
         (now <= entry.valid_until).then(|| Arc::clone(&entry.identity))
     }
 
+    /// Caches `identity` for `hash` until `valid_until`, in place of what `hash` had; when
+    /// the cache is full the oldest entry makes room (first in, first out: O(1), and good
+    /// enough because an evicted token costs one verification, not a failure).
     pub fn insert(&mut self, hash: CredentialHash, identity: Arc<Identity>, valid_until: u64) {
-        if self.max_entries == 0 {
-            return;
-        }
         let entry = Entry {
+            hash,
             identity,
             valid_until,
         };
-        if let Some(existing) = self.entries.get_mut(&hash) {
+        if let Some(existing) = self
+            .index
+            .find(&hash, &self.entries)
+            .and_then(|slot| self.entries.get_mut(slot))
+        {
             *existing = entry;
             return;
         }
-        while self.entries.len() >= self.max_entries {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.entries.remove(&oldest);
+        let slot = match self.entries.push(entry) {
+            Ok(slot) => slot,
+            Err(entry) => {
+                // Full (or of no entries at all): the oldest goes, from the index first,
+                // while its slot still says which hash it was.
+                let Some(oldest) = self.entries.oldest() else {
+                    return;
+                };
+                if let Some(evicted) = self.entries.hash(oldest).copied() {
+                    self.index.remove(&evicted, &self.entries);
                 }
-                None => break,
+                let Some(slot) = self.entries.replace_oldest(entry) else {
+                    return;
+                };
+                slot
             }
-        }
-        self.entries.insert(hash, entry);
-        self.order.push_back(hash);
+        };
+        self.index.insert(&hash, slot, &self.entries);
     }
 
     #[cfg(any(test, feature = "test-support"))]
@@ -89,7 +112,39 @@ impl VerifiedTokenCache {
 
     #[cfg(any(test, feature = "test-support"))]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
+    }
+}
+
+/// Distinct values an interning table shares at most.
+const MAX_INTERNED: usize = 256;
+
+/// Values in use, each kept once and shared by whoever carries an equal one. Bounded: past
+/// `MAX_INTERNED` values it starts afresh (a value then merely stops being shared).
+#[derive(Debug)]
+struct Interner<T: ?Sized> {
+    shared: HashSet<Arc<T>>,
+}
+
+impl<T: ?Sized> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            shared: HashSet::new(),
+        }
+    }
+}
+
+impl<T: ?Sized + Eq + Hash> Interner<T> {
+    fn intern<V: Borrow<T> + Into<Arc<T>>>(&mut self, value: V) -> Arc<T> {
+        if let Some(shared) = self.shared.get(value.borrow()) {
+            return Arc::clone(shared);
+        }
+        if self.shared.len() >= MAX_INTERNED {
+            self.shared.clear();
+        }
+        let shared: Arc<T> = value.into();
+        self.shared.insert(Arc::clone(&shared));
+        shared
     }
 }
 

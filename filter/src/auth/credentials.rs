@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::auth::keys::{ClaimRules, VerificationKey};
 use crate::config::{ApiKeyEntry, Config, Jwk};
 use crate::document::Entry;
-use crate::identity::{CredentialKind, Identity};
+use crate::identity::{CredentialKind, Grants, Identity};
 use crate::invalid::{InvalidConfig, PartKind, Unavailable};
 use crate::quota::Quotas;
 
@@ -37,13 +37,13 @@ impl RevocationSet {
     }
 
     pub fn revokes(&self, identity: &Identity) -> bool {
-        if self.subjects.contains(&identity.subject) {
+        if self.subjects.contains(&*identity.subject) {
             return true;
         }
         match &identity.kind {
             CredentialKind::Jwt { jti, kid } => {
-                jti.as_ref().is_some_and(|j| self.jtis.contains(j))
-                    || kid.as_ref().is_some_and(|k| self.key_ids.contains(k))
+                jti.as_deref().is_some_and(|j| self.jtis.contains(j))
+                    || kid.as_deref().is_some_and(|k| self.key_ids.contains(k))
             }
             CredentialKind::ApiKey { .. } => false,
         }
@@ -228,13 +228,15 @@ fn compile_api_keys(
         }
         let identity = Identity {
             kind: CredentialKind::ApiKey {
-                id: entry.id.clone(),
+                id: entry.id.as_str().into(),
             },
-            subject: entry.subject.clone(),
-            tenant: entry.tenant.clone(),
-            scopes: entry.scopes.clone().into(),
-            models: Some(entry.models.clone().into()),
-            plan: entry.plan.clone(),
+            subject: entry.subject.as_str().into(),
+            grants: Arc::new(Grants {
+                tenant: entry.tenant.clone(),
+                scopes: entry.scopes.clone(),
+                models: Some(entry.models.clone()),
+                plan: entry.plan.clone(),
+            }),
             expires_at: entry.expires_at,
         };
         api_keys.insert(hash, Arc::new(identity));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::apikey;
 use crate::auth::cache::VerifiedTokenCache;
 use crate::error::{ErrorCode, Refusal};
-use crate::identity::{CredentialHash, CredentialKind, Identity};
+use crate::identity::{CredentialHash, CredentialKind, Grants, Identity};
 use crate::auth::keys::{Jws, SignatureError};
 use crate::auth::credentials::Credentials;
 
@@ -117,14 +117,16 @@ fn verify_jwt(
     let custom = claims.custom;
     let identity = Identity {
         kind: CredentialKind::Jwt {
-            jti: claims.jwt_id,
-            kid: key_id.map(str::to_string),
+            jti: claims.jwt_id.map(String::into_boxed_str),
+            kid: key_id.map(|kid| cache.intern_name(kid.to_string())),
         },
-        subject,
-        scopes: cache.intern(custom.scopes().map(str::to_string).collect()),
-        tenant: custom.tenant,
-        models: custom.models.map(|m| cache.intern(m)),
-        plan: custom.plan,
+        subject: cache.intern_name(subject),
+        grants: cache.intern_grants(Grants {
+            scopes: custom.scopes().map(str::to_string).collect(),
+            tenant: custom.tenant,
+            models: custom.models,
+            plan: custom.plan,
+        }),
         expires_at: Some(exp),
     };
     Ok((

@@ -1,7 +1,7 @@
 use super::*;
 use crate::auth::credentials::parse_sha256_hex;
 use crate::config::{CredentialSource, ModelProvider, ProviderStyle};
-use crate::identity::CredentialKind;
+use crate::identity::{CredentialKind, Grants};
 use crate::provider::CLUSTER_HEADER;
 use crate::testing::{ed25519_jwk, Fixture};
 use jwt_simple::prelude::*;
@@ -328,10 +328,7 @@ fn a_provider_without_its_credential_is_unavailable_and_the_rest_loads() {
     assert!(policy.credentials.revocations.revokes(&Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: "mallory".into(),
-        tenant: None,
-        scopes: vec![].into(),
-        models: None,
-        plan: None,
+        grants: Default::default(),
         expires_at: None,
     }));
     // The control plane's check stays strict.
@@ -416,10 +413,10 @@ fn plans_and_prices_that_cannot_load_refuse_their_credentials_not_the_document()
     let who = |plan: Option<&str>| Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: "a".into(),
-        tenant: None,
-        scopes: vec![].into(),
-        models: None,
-        plan: plan.map(str::to_string),
+        grants: Arc::new(Grants {
+            plan: plan.map(str::to_string),
+            ..Grants::default()
+        }),
         expires_at: None,
     };
     let code = |plan| {

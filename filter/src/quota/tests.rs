@@ -4,7 +4,7 @@ use super::*;
 use crate::config::LimitConfig;
 use crate::quota::counter::fake::FakeStore;
 use crate::quota::counter::MAX_CAS_ATTEMPTS;
-use crate::identity::CredentialKind;
+use crate::identity::{CredentialKind, Grants};
 use crate::testing::limit;
 
 // 2024-02-29T13:45:30Z.
@@ -33,10 +33,11 @@ fn who(subject: &str, tenant: Option<&str>, plan: Option<&str>) -> Identity {
     Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: subject.into(),
-        tenant: tenant.map(str::to_string),
-        scopes: vec![].into(),
-        models: None,
-        plan: plan.map(str::to_string),
+        grants: Arc::new(Grants {
+            tenant: tenant.map(str::to_string),
+            plan: plan.map(str::to_string),
+            ..Grants::default()
+        }),
         expires_at: None,
     }
 }

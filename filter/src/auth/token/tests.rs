@@ -12,10 +12,7 @@ pub(crate) fn identity(subject: &str) -> Identity {
             kid: None,
         },
         subject: subject.into(),
-        tenant: None,
-        scopes: vec![].into(),
-        models: None,
-        plan: None,
+        grants: Default::default(),
         expires_at: None,
     }
 }
@@ -39,9 +36,9 @@ fn code(result: Result<std::sync::Arc<Identity>, Refusal>) -> ErrorCode {
 fn valid_jwt_gives_its_identity() {
     let fx = Fixture::new();
     let identity = check(&fx.policy(), &fx.token(), NOW + 1).unwrap();
-    assert_eq!(identity.subject, "alice");
-    assert_eq!(identity.tenant.as_deref(), Some("acme"));
-    assert_eq!(*identity.scopes, ["chat".to_string()]);
+    assert_eq!(&*identity.subject, "alice");
+    assert_eq!(identity.grants.tenant.as_deref(), Some("acme"));
+    assert_eq!(identity.grants.scopes, ["chat".to_string()]);
     assert!(identity.may_use_model("gpt-4o-mini"));
     assert!(!identity.may_use_model("o1"));
     assert_eq!(
@@ -254,7 +251,7 @@ fn api_keys_are_checked_for_checksum_presence_and_expiry() {
     let mut fx = Fixture::new();
     let key = fx.add_api_key("svc", &["chat"], &["gpt-*"]);
     let identity = check(&fx.policy(), &key, NOW).unwrap();
-    assert_eq!(identity.subject, "svc");
+    assert_eq!(&*identity.subject, "svc");
     assert_eq!(
         identity.kind,
         CredentialKind::ApiKey {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::config::{Metric, PlanConfig};
 use crate::error::ErrorCode;
-use crate::identity::{CredentialKind, Identity};
+use crate::identity::{CredentialKind, Grants, Identity};
 use crate::quota::counter::fake::FakeStore;
 use crate::quota::{admit, Demand, Plan, Quotas};
 use crate::testing::limit;
@@ -31,10 +31,10 @@ fn alice() -> Identity {
     Identity {
         kind: CredentialKind::ApiKey { id: "k".into() },
         subject: "alice".into(),
-        tenant: None,
-        scopes: vec![].into(),
-        models: None,
-        plan: Some("team".into()),
+        grants: Arc::new(Grants {
+            plan: Some("team".into()),
+            ..Grants::default()
+        }),
         expires_at: None,
     }
 }
