@@ -176,11 +176,14 @@ fn main() -> anyhow::Result<()> {
 
     let hot_token = key.mint(&spec);
     let hot_es_token = es_key.mint(&spec);
+    // Each token as the control plane mints them (a 32-hex-digit jti) for a subject of its
+    // own: the most a cached token costs, since nothing is shared but the grants.
     let distinct = |key: &SigningKey, count: usize| -> Vec<String> {
         (0..count)
             .map(|i| {
                 key.mint(&TokenSpec {
-                    jti: format!("cold-{i}"),
+                    jti: format!("{i:032x}"),
+                    subject: format!("user-{i:06}"),
                     ..spec.clone()
                 })
             })
