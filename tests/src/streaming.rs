@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure};
+use anyhow::{bail, ensure, Context};
 
 use crate::load::Connection;
 
@@ -187,8 +187,26 @@ cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n",
 /// no filter sets the header (tokenward removes the client's and sets its own). It asks for
 /// the usage chunk as the SDKs let a client do: without it tokenward asks on the client's
 /// behalf and takes that chunk out of the stream, which then arrives shorter than sent.
-pub fn chat_stream_request(token: &str) -> Vec<u8> {
-    let body = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say something long."}]}"#;
+/// The length of the usage-only event of `chat_completion_stream`'s stream: what a client
+/// that did not ask for the usage does not get.
+pub fn usage_chunk_bytes(stream: &[u8]) -> anyhow::Result<u64> {
+    let text = std::str::from_utf8(stream)?;
+    let usage = text
+        .find(r#""choices":[],"usage""#)
+        .context("the stream has no usage-only chunk")?;
+    let start = text[..usage].rfind("data: ").context("no event start")?;
+    let end = usage + text[usage..].find("\n\n").context("no event end")? + 2;
+    Ok((end - start) as u64)
+}
+
+/// `asks_usage`: the client sets `stream_options.include_usage`; without it tokenward asks
+/// for the usage itself and takes the usage-only chunk out of what the client gets.
+pub fn chat_stream_request(token: &str, asks_usage: bool) -> Vec<u8> {
+    let body = if asks_usage {
+        r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say something long."}]}"#
+    } else {
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say something long."}]}"#
+    };
     format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
 content-type: application/json\r\nx-tokenward-cluster: openai\r\ncontent-length: {}\r\n\r\n{body}",

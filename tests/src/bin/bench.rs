@@ -514,8 +514,9 @@ impl StreamFigures {
 }
 
 /// A 2 MB chat-completions stream from an upstream, through Envoy without a filter, with the
-/// floor (a VM call per chunk and nothing else) and with tokenward (which reads every event
-/// for the usage at its end), several at once.
+/// floor (a VM call per chunk and nothing else) and with tokenward (which looks through
+/// every event for the usage at its end; and for a client that did not ask for the usage,
+/// also takes the usage-only chunk out), several at once.
 fn stream_throughput(
     s: &Settings,
     wasm: &Path,
@@ -530,34 +531,54 @@ fn stream_throughput(
             .with_wasm(wasm)?
             .with_upstream("openai", upstream.addr)
     };
+    // (name, Envoy, whether the client asks for the usage itself)
     let mut configs = vec![
-        ("no filter", config(wasm)?.replace_tokenward_filter(vec![])?),
-        ("floor", config(floor_wasm)?.without_filter_config()?),
-        ("tokenward", config(wasm)?.with_filter_config(filter_json)?),
+        (
+            "no filter",
+            config(wasm)?.replace_tokenward_filter(vec![])?,
+            true,
+        ),
+        ("floor", config(floor_wasm)?.without_filter_config()?, true),
+        (
+            "tokenward",
+            config(wasm)?.with_filter_config(filter_json)?,
+            true,
+        ),
+        (
+            "tokenward, usage chunk taken out",
+            config(wasm)?.with_filter_config(filter_json)?,
+            false,
+        ),
     ];
     if let Ok(baseline) = std::env::var("BENCH_BASELINE_WASM") {
         let baseline = std::fs::canonicalize(baseline)?;
         configs.push((
             "baseline module",
             config(&baseline)?.with_filter_config(filter_json)?,
+            true,
         ));
     }
     let mut variants = Vec::new();
-    for (name, config) in configs {
+    for (name, config, asks_usage) in configs {
         let envoy = start(config)?;
-        let request = streaming::chat_stream_request(chat_token);
+        let request = streaming::chat_stream_request(chat_token, asks_usage);
+        let expected = if asks_usage {
+            upstream.body_bytes
+        } else {
+            upstream.body_bytes - streaming::usage_chunk_bytes(&body)?
+        };
         // Warm-up, and a check that the stream arrives whole.
         streaming::read_streams(
             envoy.addr(),
             &request,
-            upstream.body_bytes,
+            expected,
             Duration::from_millis(500),
             1,
         )?;
         let t = streaming::read_streams(
             envoy.addr(),
             &request,
-            upstream.body_bytes,
+            expected,
             Duration::from_secs(s.seconds),
             s.stream_connections,
         )?;
