@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::keys::VerificationKey;
 use crate::config::{Bootstrap, CredentialSource, SyncConfig};
+use crate::document::{self, Document};
 use crate::host::{HeaderBlock, HostStatus};
 use crate::invalid::InvalidConfig;
 use crate::policy::Policy;
@@ -155,14 +156,19 @@ impl PluginConfig {
         bytes: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<PluginConfig, InvalidConfig> {
-        // A bootstrap is small and fails on the first key that is not `sync`: trying it
-        // first costs nothing for a full configuration.
-        match serde_json::from_slice::<Bootstrap>(bytes) {
+        let value = document::parse(bytes).map_err(|e| InvalidConfig::Syntax(e.0))?;
+        // A bootstrap fails on the first key that is not `sync`: trying it first costs
+        // nothing for a full configuration.
+        match Bootstrap::read(&value) {
             Ok(bootstrap) => Ok(PluginConfig::Bootstrap(SyncSettings::compile(
                 &bootstrap.sync,
                 env,
             )?)),
-            Err(_) => Policy::load(bytes, env).map(|p| PluginConfig::Full(Box::new(p))),
+            Err(_) => {
+                let document =
+                    Document::from_value(&value).map_err(|e| InvalidConfig::Syntax(e.0))?;
+                Policy::compile_document(document, env).map(|p| PluginConfig::Full(Box::new(p)))
+            }
         }
     }
 }
