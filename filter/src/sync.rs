@@ -12,8 +12,10 @@ mod report;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::keys::VerificationKey;
+use crate::config::read::{self, Fields, Read};
 use crate::config::{Bootstrap, CredentialSource, SyncConfig};
 use crate::document::{self, Document};
 use crate::host::{HeaderBlock, HostStatus};
@@ -611,7 +613,7 @@ impl SyncReport {
 }
 
 /// The control plane's answer to a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportAnswer {
     /// Whether the report was new (false: a resend already counted).
     pub taken: bool,
@@ -620,6 +622,19 @@ pub struct ReportAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowances: Option<FleetAnswer>,
 }
+
+impl ReportAnswer {
+    pub fn read(value: &Value) -> Read<ReportAnswer> {
+        let fields = Fields::open(value)?;
+        Ok(ReportAnswer {
+            taken: fields.required("taken", read::boolean)?,
+            seq: fields.required("seq", read::u64)?,
+            allowances: fields.optional("allowances", FleetAnswer::read)?,
+        })
+    }
+}
+
+read::deserialize_by_reader!(ReportAnswer);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

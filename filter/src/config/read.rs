@@ -1,4 +1,5 @@
-//! Reading the configuration types from a parsed JSON `Value` with plain code. serde's derive
+//! Reading the configuration types (and the few other documents the filter reads: the control
+//! plane's answers, its own shared-data records) from a parsed JSON `Value` with plain code. serde's derive
 //! compiles each struct's parser once per kind of input (text, `Value`, raw slices…), and
 //! those copies were a third of the Wasm module; here each type has one reader, over `Value`,
 //! and their `Deserialize` goes through it too, so there is one parser, not two.
@@ -94,8 +95,15 @@ pub struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// `value` as a struct with these fields: any other field is refused.
     pub fn of(value: &'a Value, known: &[&str]) -> Read<Fields<'a>> {
+        Fields::of_known(value, Some(known))
+    }
+
+    fn of_known(value: &'a Value, known: Option<&[&str]>) -> Read<Fields<'a>> {
         let Value::Object(object) = value else {
             return Err(ReadError::invalid_type(value, "an object"));
+        };
+        let Some(known) = known else {
+            return Ok(Fields { object });
         };
         if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ReadError::new(format!(
@@ -111,6 +119,12 @@ impl<'a> Fields<'a> {
             Some(value) => read(value).map_err(|e| e.within(name)),
             None => Err(ReadError::new(format!("missing field `{name}`"))),
         }
+    }
+
+    /// `value` as a struct whose other fields are ignored (serde's default, for the filter's
+    /// own shared-data records and the control plane's answers).
+    pub fn open(value: &'a Value) -> Read<Fields<'a>> {
+        Fields::of_known(value, None)
     }
 
     /// Absent: `default()`. Present, even `null`, it must read.
@@ -280,6 +294,11 @@ pub(crate) use deserialize_by_reader;
 pub fn parse(bytes: &[u8]) -> Read<Value> {
     crate::json::check_unique_keys(bytes).map_err(|e| ReadError::new(e.0))?;
     serde_json::from_slice(bytes).map_err(|e| ReadError::new(e.to_string()))
+}
+
+/// JSON text read by `read`.
+pub fn from_json<T>(bytes: &[u8], read: fn(&Value) -> Read<T>) -> Read<T> {
+    read(&parse(bytes)?)
 }
 
 /// Any deserializer's value as a `Value`, refusing a key repeated in one object.
