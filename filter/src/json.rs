@@ -278,8 +278,10 @@ fn member_key<'a>(
         } else {
             std::borrow::Cow::Borrowed(raw)
         };
-        if !seen.insert(key) {
-            return error("a key appears twice in one object", i);
+        if !seen.insert(key.clone()) {
+            // Named as serde names a repeated field; a key is not a secret value.
+            let name = String::from_utf8_lossy(&key);
+            return error(&format!("duplicate field `{name}`"), i);
         }
     }
     let i = skip_ws(bytes, end);

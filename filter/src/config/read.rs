@@ -379,3 +379,6 @@ impl<'de> Visitor<'de> for UniqueKeys {
         Ok(Value::Object(object))
     }
 }
+
+#[cfg(test)]
+mod tests;
