@@ -7,9 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use read::{Fields, Read, ReadError};
+use read::{Fields, Node, Read, ReadError};
 
 pub mod read;
 
@@ -553,7 +552,7 @@ pub(crate) const CONFIG_FIELDS: &[&str] = &[
 ];
 
 impl Config {
-    pub fn read(value: &Value) -> Read<Config> {
+    pub fn read(value: &Node) -> Read<Config> {
         let fields = Fields::of(value, CONFIG_FIELDS)?;
         Ok(Config {
             keys: fields.or_default("keys", JwkSet::read)?,
@@ -599,7 +598,7 @@ impl Config {
 }
 
 impl GuardConfig {
-    pub fn read(value: &Value) -> Read<GuardConfig> {
+    pub fn read(value: &Node) -> Read<GuardConfig> {
         let fields = Fields::of(value, &["failed_auth"])?;
         Ok(GuardConfig {
             failed_auth: fields.or_default("failed_auth", FailedAuthConfig::read)?,
@@ -608,7 +607,7 @@ impl GuardConfig {
 }
 
 impl FailedAuthConfig {
-    pub fn read(value: &Value) -> Read<FailedAuthConfig> {
+    pub fn read(value: &Node) -> Read<FailedAuthConfig> {
         let fields = Fields::of(
             value,
             &[
@@ -630,7 +629,7 @@ impl FailedAuthConfig {
 }
 
 impl SyncConfig {
-    pub fn read(value: &Value) -> Read<SyncConfig> {
+    pub fn read(value: &Node) -> Read<SyncConfig> {
         let fields = Fields::of(
             value,
             &[
@@ -662,7 +661,7 @@ impl SyncConfig {
 }
 
 impl Bootstrap {
-    pub fn read(value: &Value) -> Read<Bootstrap> {
+    pub fn read(value: &Node) -> Read<Bootstrap> {
         let fields = Fields::of(value, &["sync"])?;
         Ok(Bootstrap {
             sync: fields.required("sync", SyncConfig::read)?,
@@ -671,7 +670,7 @@ impl Bootstrap {
 }
 
 impl JwkSet {
-    pub fn read(value: &Value) -> Read<JwkSet> {
+    pub fn read(value: &Node) -> Read<JwkSet> {
         let fields = Fields::of(value, &["keys"])?;
         Ok(JwkSet {
             keys: fields.required("keys", |v| read::list(v, Jwk::read))?,
@@ -680,7 +679,7 @@ impl JwkSet {
 }
 
 impl Jwk {
-    pub fn read(value: &Value) -> Read<Jwk> {
+    pub fn read(value: &Node) -> Read<Jwk> {
         let fields = Fields::of(
             value,
             &[
@@ -710,7 +709,7 @@ impl Jwk {
 }
 
 impl ApiKeyEntry {
-    pub fn read(value: &Value) -> Read<ApiKeyEntry> {
+    pub fn read(value: &Node) -> Read<ApiKeyEntry> {
         let fields = Fields::of(
             value,
             &[
@@ -738,7 +737,7 @@ impl ApiKeyEntry {
 }
 
 impl Revocations {
-    pub fn read(value: &Value) -> Read<Revocations> {
+    pub fn read(value: &Node) -> Read<Revocations> {
         let fields = Fields::of(value, &["jtis", "subjects", "key_ids"])?;
         Ok(Revocations {
             jtis: fields.or_default("jtis", |v| read::list(v, RevokedJti::read))?,
@@ -749,7 +748,7 @@ impl Revocations {
 }
 
 impl RevokedJti {
-    pub fn read(value: &Value) -> Read<RevokedJti> {
+    pub fn read(value: &Node) -> Read<RevokedJti> {
         let fields = Fields::of(value, &["jti", "expires_at"])?;
         Ok(RevokedJti {
             jti: fields.required("jti", read::string)?,
@@ -759,7 +758,7 @@ impl RevokedJti {
 }
 
 impl ProviderStyle {
-    pub fn read(value: &Value) -> Read<ProviderStyle> {
+    pub fn read(value: &Node) -> Read<ProviderStyle> {
         read::variant(
             value,
             &[
@@ -773,7 +772,7 @@ impl ProviderStyle {
 }
 
 impl ProviderConfig {
-    pub fn read(value: &Value) -> Read<ProviderConfig> {
+    pub fn read(value: &Node) -> Read<ProviderConfig> {
         let fields = Fields::of(
             value,
             &[
@@ -797,7 +796,7 @@ impl ProviderConfig {
 }
 
 impl CredentialSource {
-    pub fn read(value: &Value) -> Read<CredentialSource> {
+    pub fn read(value: &Node) -> Read<CredentialSource> {
         let (name, inner) = read::tagged(value, &["inline", "env"])?;
         let text = read::string(inner).map_err(|e| e.within(name))?;
         Ok(match name {
@@ -808,7 +807,7 @@ impl CredentialSource {
 }
 
 impl ModelSource {
-    pub fn read(value: &Value) -> Read<ModelSource> {
+    pub fn read(value: &Node) -> Read<ModelSource> {
         read::variant(
             value,
             &[
@@ -821,7 +820,7 @@ impl ModelSource {
 }
 
 impl RouteConfig {
-    pub fn read(value: &Value) -> Read<RouteConfig> {
+    pub fn read(value: &Node) -> Read<RouteConfig> {
         let fields = Fields::of(
             value,
             &[
@@ -854,7 +853,7 @@ impl RouteConfig {
 }
 
 impl ModelProvider {
-    pub fn read(value: &Value) -> Read<ModelProvider> {
+    pub fn read(value: &Node) -> Read<ModelProvider> {
         let fields = Fields::of(value, &["pattern", "provider"])?;
         Ok(ModelProvider {
             pattern: fields.required("pattern", read::string)?,
@@ -864,7 +863,7 @@ impl ModelProvider {
 }
 
 impl CacheConfig {
-    pub fn read(value: &Value) -> Read<CacheConfig> {
+    pub fn read(value: &Node) -> Read<CacheConfig> {
         let fields = Fields::of(value, &["max_entries"])?;
         Ok(CacheConfig {
             max_entries: fields.or_else("max_entries", read::usize, default_cache_entries)?,
@@ -873,7 +872,7 @@ impl CacheConfig {
 }
 
 impl PlanConfig {
-    pub fn read(value: &Value) -> Read<PlanConfig> {
+    pub fn read(value: &Node) -> Read<PlanConfig> {
         let fields = Fields::of(
             value,
             &[
@@ -901,7 +900,7 @@ impl PlanConfig {
 }
 
 impl SpikeConfig {
-    pub fn read(value: &Value) -> Read<SpikeConfig> {
+    pub fn read(value: &Node) -> Read<SpikeConfig> {
         let fields = Fields::of(value, &["multiple", "metric", "min_baseline", "action"])?;
         Ok(SpikeConfig {
             multiple: fields.required("multiple", read::u64)?,
@@ -913,7 +912,7 @@ impl SpikeConfig {
 }
 
 impl SpikeAction {
-    pub fn read(value: &Value) -> Read<SpikeAction> {
+    pub fn read(value: &Node) -> Read<SpikeAction> {
         read::variant(
             value,
             &[
@@ -925,7 +924,7 @@ impl SpikeAction {
 }
 
 impl Unreachable {
-    pub fn read(value: &Value) -> Read<Unreachable> {
+    pub fn read(value: &Node) -> Read<Unreachable> {
         read::variant(
             value,
             &[
@@ -937,7 +936,7 @@ impl Unreachable {
 }
 
 impl LimitConfig {
-    pub fn read(value: &Value) -> Read<LimitConfig> {
+    pub fn read(value: &Node) -> Read<LimitConfig> {
         let fields = Fields::of(value, &["name", "metric", "window", "limit", "per"])?;
         Ok(LimitConfig {
             name: fields.required("name", read::string)?,
@@ -950,7 +949,7 @@ impl LimitConfig {
 }
 
 impl Metric {
-    pub fn read(value: &Value) -> Read<Metric> {
+    pub fn read(value: &Node) -> Read<Metric> {
         read::variant(
             value,
             &[
@@ -965,7 +964,7 @@ impl Metric {
 }
 
 impl LimitScope {
-    pub fn read(value: &Value) -> Read<LimitScope> {
+    pub fn read(value: &Node) -> Read<LimitScope> {
         read::variant(
             value,
             &[
@@ -977,7 +976,7 @@ impl LimitScope {
 }
 
 impl PriceConfig {
-    pub fn read(value: &Value) -> Read<PriceConfig> {
+    pub fn read(value: &Node) -> Read<PriceConfig> {
         let fields = Fields::of(value, &["model", "input", "output", "cached_input"])?;
         Ok(PriceConfig {
             model: fields.required("model", read::string)?,

@@ -7,9 +7,9 @@
 //!
 //! Owns no meaning: which entries are valid and what a refused entry disables is `policy`'s.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-use crate::config::read::{self, Fields, Read, ReadError};
+use crate::config::read::{self, Fields, Node, Read, ReadError};
 use crate::config::{
     ApiKeyEntry, Config, Jwk, PlanConfig, PriceConfig, ProviderConfig, RouteConfig, CONFIG_FIELDS,
 };
@@ -75,28 +75,28 @@ pub struct DocumentError(pub String);
 impl Document {
     /// Reads a document: the core strictly, each catalog entry on its own.
     pub fn from_json(bytes: &[u8]) -> Result<Document, DocumentError> {
-        Document::from_value(&parse(bytes)?)
+        Document::from_node(&parse(bytes)?)
     }
 
     /// Reads a document already parsed by `parse`.
-    pub fn from_value(value: &Value) -> Result<Document, DocumentError> {
+    pub fn from_node(value: &Node) -> Result<Document, DocumentError> {
         Document::read(value).map_err(syntax)
     }
 
-    fn read(value: &Value) -> Read<Document> {
+    fn read(value: &Node) -> Read<Document> {
         let fields = Fields::of(value, CONFIG_FIELDS)?;
         let keys = match fields.get("keys") {
-            None | Some(Value::Null) => &[],
+            None | Some(Node::Null) => &[],
             Some(set) => {
                 let set = Fields::of(set, &["keys"]).map_err(|e| e.within("keys"))?;
                 catalog(&set, "keys", false).map_err(|e| e.within("keys"))?
             }
         };
         let plans = match fields.get("plans") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(plans)) => plans
+            None | Some(Node::Null) => Vec::new(),
+            Some(Node::Object(plans)) => plans
                 .iter()
-                .map(|(name, plan)| (name.clone(), entry(plan, PlanConfig::read)))
+                .map(|(name, plan)| (name.to_string(), entry(plan, PlanConfig::read)))
                 .collect(),
             Some(other) => return Err(ReadError::invalid_type(other, "a map").within("plans")),
         };
@@ -114,20 +114,20 @@ impl Document {
 
 /// A catalog list (absent or `null` is empty when `optional`): only its shape is checked
 /// here, each entry is read on its own.
-fn catalog<'a>(fields: &Fields<'a>, name: &str, optional: bool) -> Read<&'a [Value]> {
+fn catalog<'a>(fields: &Fields<'a>, name: &str, optional: bool) -> Read<&'a [Node<'a>]> {
     match fields.get(name) {
-        Some(Value::Array(items)) => Ok(items),
-        None | Some(Value::Null) if optional => Ok(&[]),
+        Some(Node::Array(items)) => Ok(items),
+        None | Some(Node::Null) if optional => Ok(&[]),
         None => Err(ReadError::new(format!("missing field `{name}`"))),
         Some(other) => Err(ReadError::invalid_type(other, "a sequence").within(name)),
     }
 }
 
-fn entries<T>(list: &[Value], read: fn(&Value) -> Read<T>) -> Vec<Entry<T>> {
+fn entries<T>(list: &[Node], read: fn(&Node) -> Read<T>) -> Vec<Entry<T>> {
     list.iter().map(|item| entry(item, read)).collect()
 }
 
-fn entry<T>(value: &Value, read: fn(&Value) -> Read<T>) -> Entry<T> {
+fn entry<T>(value: &Node, read: fn(&Node) -> Read<T>) -> Entry<T> {
     read(value).map_err(|e| {
         Box::new(Unreadable {
             reason: e.to_string(),
@@ -137,21 +137,18 @@ fn entry<T>(value: &Value, read: fn(&Value) -> Read<T>) -> Entry<T> {
 }
 
 impl Unreadable {
-    fn of(value: &Value) -> Unreadable {
-        let object = value.as_object();
-        let text = |field: &str| {
-            object
-                .and_then(|o| o.get(field))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
+    fn of(value: &Node) -> Unreadable {
+        let text = |field: &str| value.get(field).and_then(Node::as_str).map(str::to_string);
         Unreadable {
             name: text("name")
                 .or_else(|| text("kid"))
                 .or_else(|| text("id"))
                 .or_else(|| text("model")),
             path_prefix: text("path_prefix"),
-            methods: object.and_then(methods),
+            methods: match value {
+                Node::Object(members) => methods(members),
+                _ => None,
+            },
             kid: text("kid"),
             sha256: text("sha256"),
             reason: String::new(),
@@ -159,10 +156,10 @@ impl Unreadable {
     }
 }
 
-fn methods(object: &Map<String, Value>) -> Option<Vec<String>> {
-    match object.get("methods") {
+fn methods(members: &[(Cow<str>, Node)]) -> Option<Vec<String>> {
+    match members.iter().find(|(k, _)| k == "methods").map(|(_, v)| v) {
         None => Some(Vec::new()),
-        Some(Value::Array(items)) => items
+        Some(Node::Array(items)) => items
             .iter()
             .map(|m| m.as_str().map(str::to_string))
             .collect(),
@@ -171,7 +168,7 @@ fn methods(object: &Map<String, Value>) -> Option<Vec<String>> {
 }
 
 /// The text as JSON, every object's keys unique.
-pub fn parse(bytes: &[u8]) -> Result<Value, DocumentError> {
+pub fn parse(bytes: &[u8]) -> Result<Node<'_>, DocumentError> {
     read::parse(bytes).map_err(syntax)
 }
 

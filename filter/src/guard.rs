@@ -6,9 +6,8 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::config::read::{self, Fields, Read};
+use crate::config::read::{self, Fields, Read, Node};
 use crate::config::FailedAuthConfig;
 use crate::invalid::InvalidConfig;
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
@@ -66,7 +65,7 @@ pub struct BlockEvent {
 }
 
 impl SourceKind {
-    pub fn read(value: &Value) -> Read<SourceKind> {
+    pub fn read(value: &Node) -> Read<SourceKind> {
         read::variant(
             value,
             &[
@@ -78,7 +77,7 @@ impl SourceKind {
 }
 
 impl BlockEvent {
-    pub fn read(value: &Value) -> Read<BlockEvent> {
+    pub fn read(value: &Node) -> Read<BlockEvent> {
         let fields = Fields::of(value, &["kind", "value", "failures", "blocked_at", "until"])?;
         Ok(BlockEvent {
             kind: fields.required("kind", SourceKind::read)?,

@@ -12,10 +12,9 @@ mod report;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::auth::keys::VerificationKey;
-use crate::config::read::{self, Fields, Read};
+use crate::config::read::{self, Fields, Node, Read};
 use crate::config::{Bootstrap, CredentialSource, SyncConfig};
 use crate::document::{self, Document};
 use crate::host::{HeaderBlock, HostStatus};
@@ -168,7 +167,7 @@ impl PluginConfig {
             )?)),
             Err(_) => {
                 let document =
-                    Document::from_value(&value).map_err(|e| InvalidConfig::Syntax(e.0))?;
+                    Document::from_node(&value).map_err(|e| InvalidConfig::Syntax(e.0))?;
                 Policy::compile_document(document, env).map(|p| PluginConfig::Full(Box::new(p)))
             }
         }
@@ -624,7 +623,7 @@ pub struct ReportAnswer {
 }
 
 impl ReportAnswer {
-    pub fn read(value: &Value) -> Read<ReportAnswer> {
+    pub fn read(value: &Node) -> Read<ReportAnswer> {
         let fields = Fields::open(value)?;
         Ok(ReportAnswer {
             taken: fields.required("taken", read::boolean)?,

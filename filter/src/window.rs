@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::config::read::{self, Node, Read};
+
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -18,8 +20,8 @@ pub enum Window {
 const DAY: u64 = 86_400;
 
 impl Window {
-    pub fn read(value: &serde_json::Value) -> crate::config::read::Read<Window> {
-        crate::config::read::variant(
+    pub fn read(value: &Node) -> Read<Window> {
+        read::variant(
             value,
             &[
                 ("minute", Window::Minute),
@@ -31,7 +33,7 @@ impl Window {
     }
 }
 
-crate::config::read::deserialize_by_reader!(Window);
+read::deserialize_by_reader!(Window);
 
 impl Window {
     /// Start of the window that contains `now` (Unix seconds).

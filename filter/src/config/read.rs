@@ -1,8 +1,9 @@
 //! Reading the configuration types (and the few other documents the filter reads: the control
-//! plane's answers, its own shared-data records) from a parsed JSON `Value` with plain code. serde's derive
-//! compiles each struct's parser once per kind of input (text, `Value`, raw slices…), and
-//! those copies were a third of the Wasm module; here each type has one reader, over `Value`,
-//! and their `Deserialize` goes through it too, so there is one parser, not two.
+//! plane's answers, its own shared-data records) from a parsed JSON `Node` with plain code.
+//! serde's derive compiles each struct's parser once per kind of input (text, `Value`, raw
+//! slices…), and those copies were a third of the Wasm module; here each type has one reader,
+//! over `Node` (borrowed from the text, built in one pass), and their `Deserialize` goes
+//! through it too, so there is one parser, not two.
 //!
 //! The rules are those the types' serde attributes state (schemars reads them for the admin
 //! API's schema): unknown fields refused, defaults, numbers range-checked, enums by their
@@ -13,7 +14,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+
+pub use crate::json::node::Node;
 
 /// Why a value could not be read: where (`routes[2].max_body_bytes`) and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +35,7 @@ impl ReadError {
         }
     }
 
-    pub fn invalid_type(found: &Value, expected: &str) -> ReadError {
+    pub fn invalid_type(found: &Node, expected: &str) -> ReadError {
         ReadError::new(format!(
             "invalid type: {}, expected {expected}",
             kind(found)
@@ -62,15 +65,39 @@ impl fmt::Display for ReadError {
 impl std::error::Error for ReadError {}
 
 /// What a value is, in serde's words, without the value itself.
-fn kind(value: &Value) -> &'static str {
+fn kind(value: &Node) -> &'static str {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "floating point",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "sequence",
-        Value::Object(_) => "map",
+        Node::Null => "null",
+        Node::Bool(_) => "boolean",
+        Node::Number(text) => match number(text) {
+            Number::Float => "floating point",
+            Number::Unsigned(_) | Number::Negative => "integer",
+        },
+        Node::String(_) => "string",
+        Node::Array(_) => "sequence",
+        Node::Object(_) => "map",
+    }
+}
+
+/// A number's text as serde_json classes it: fractions, exponents and integers past 64 bits
+/// are floats.
+enum Number {
+    Unsigned(u64),
+    Negative,
+    Float,
+}
+
+fn number(text: &str) -> Number {
+    if text.contains(['.', 'e', 'E']) {
+        return Number::Float;
+    }
+    match text.strip_prefix('-') {
+        // serde_json reads `-0` as a float too.
+        Some(digits) => match digits.parse::<u64>() {
+            Ok(n) if (1..=1 << 63).contains(&n) => Number::Negative,
+            _ => Number::Float,
+        },
+        None => text.parse().map_or(Number::Float, Number::Unsigned),
     }
 }
 
@@ -89,33 +116,34 @@ fn one_of(names: &[&str]) -> String {
 
 /// The fields of an object being read as a struct.
 pub struct Fields<'a> {
-    object: &'a Map<String, Value>,
+    members: &'a [(Cow<'a, str>, Node<'a>)],
 }
 
 impl<'a> Fields<'a> {
     /// `value` as a struct with these fields: any other field is refused.
-    pub fn of(value: &'a Value, known: &[&str]) -> Read<Fields<'a>> {
+    pub fn of(value: &'a Node<'a>, known: &[&str]) -> Read<Fields<'a>> {
         Fields::of_known(value, Some(known))
     }
 
-    fn of_known(value: &'a Value, known: Option<&[&str]>) -> Read<Fields<'a>> {
-        let Value::Object(object) = value else {
+    fn of_known(value: &'a Node<'a>, known: Option<&[&str]>) -> Read<Fields<'a>> {
+        let Node::Object(members) = value else {
             return Err(ReadError::invalid_type(value, "an object"));
         };
         let Some(known) = known else {
-            return Ok(Fields { object });
+            return Ok(Fields { members });
         };
-        if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+        let mut keys = members.iter().map(|(k, _)| k);
+        if let Some(unknown) = keys.find(|k| !known.contains(&k.as_ref())) {
             return Err(ReadError::new(format!(
                 "unknown field `{unknown}`, expected {}",
                 one_of(known)
             )));
         }
-        Ok(Fields { object })
+        Ok(Fields { members })
     }
 
-    pub fn required<T>(&self, name: &str, read: fn(&Value) -> Read<T>) -> Read<T> {
-        match self.object.get(name) {
+    pub fn required<T>(&self, name: &str, read: fn(&Node) -> Read<T>) -> Read<T> {
+        match self.get(name) {
             Some(value) => read(value).map_err(|e| e.within(name)),
             None => Err(ReadError::new(format!("missing field `{name}`"))),
         }
@@ -123,7 +151,7 @@ impl<'a> Fields<'a> {
 
     /// `value` as a struct whose other fields are ignored (serde's default, for the filter's
     /// own shared-data records and the control plane's answers).
-    pub fn open(value: &'a Value) -> Read<Fields<'a>> {
+    pub fn open(value: &'a Node<'a>) -> Read<Fields<'a>> {
         Fields::of_known(value, None)
     }
 
@@ -131,80 +159,79 @@ impl<'a> Fields<'a> {
     pub fn or_else<T>(
         &self,
         name: &str,
-        read: fn(&Value) -> Read<T>,
+        read: fn(&Node) -> Read<T>,
         default: fn() -> T,
     ) -> Read<T> {
-        match self.object.get(name) {
+        match self.get(name) {
             Some(value) => read(value).map_err(|e| e.within(name)),
             None => Ok(default()),
         }
     }
 
-    pub fn or_default<T: Default>(&self, name: &str, read: fn(&Value) -> Read<T>) -> Read<T> {
+    pub fn or_default<T: Default>(&self, name: &str, read: fn(&Node) -> Read<T>) -> Read<T> {
         self.or_else(name, read, T::default)
     }
 
     /// Absent or `null`: `None`.
-    pub fn optional<T>(&self, name: &str, read: fn(&Value) -> Read<T>) -> Read<Option<T>> {
-        match self.object.get(name) {
-            None | Some(Value::Null) => Ok(None),
+    pub fn optional<T>(&self, name: &str, read: fn(&Node) -> Read<T>) -> Read<Option<T>> {
+        match self.get(name) {
+            None | Some(Node::Null) => Ok(None),
             Some(value) => read(value).map(Some).map_err(|e| e.within(name)),
         }
     }
 
     /// The raw value of a field, for readers that take it apart themselves.
-    pub fn get(&self, name: &str) -> Option<&'a Value> {
-        self.object.get(name)
+    pub fn get(&self, name: &str) -> Option<&'a Node<'a>> {
+        self.members.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 }
 
-pub fn string(value: &Value) -> Read<String> {
+pub fn string(value: &Node) -> Read<String> {
     match value {
-        Value::String(s) => Ok(s.clone()),
+        Node::String(s) => Ok(s.to_string()),
         _ => Err(ReadError::invalid_type(value, "a string")),
     }
 }
 
-pub fn boolean(value: &Value) -> Read<bool> {
+pub fn boolean(value: &Node) -> Read<bool> {
     match value {
-        Value::Bool(b) => Ok(*b),
+        Node::Bool(b) => Ok(*b),
         _ => Err(ReadError::invalid_type(value, "a boolean")),
     }
 }
 
 /// A non-negative integer up to `max`; `expected` names the type in the error (`u64`).
-fn unsigned(value: &Value, max: u64, expected: &str) -> Read<u64> {
-    let Value::Number(number) = value else {
+fn unsigned(value: &Node, max: u64, expected: &str) -> Read<u64> {
+    let Node::Number(text) = value else {
         return Err(ReadError::invalid_type(value, expected));
     };
-    match number.as_u64() {
-        Some(n) if n <= max => Ok(n),
-        Some(_) => Err(ReadError::new(format!(
+    match number(text) {
+        Number::Unsigned(n) if n <= max => Ok(n),
+        Number::Unsigned(_) => Err(ReadError::new(format!(
             "invalid value: integer out of range, expected {expected}"
         ))),
-        None if number.is_i64() => Err(ReadError::new(format!(
+        Number::Negative => Err(ReadError::new(format!(
             "invalid value: negative integer, expected {expected}"
         ))),
-        // Fractions, exponents and integers past u64 (serde_json reads those as floats).
-        None => Err(ReadError::invalid_type(value, expected)),
+        Number::Float => Err(ReadError::invalid_type(value, expected)),
     }
 }
 
-pub fn u64(value: &Value) -> Read<u64> {
+pub fn u64(value: &Node) -> Read<u64> {
     unsigned(value, u64::MAX, "u64")
 }
 
-pub fn u32(value: &Value) -> Read<u32> {
+pub fn u32(value: &Node) -> Read<u32> {
     unsigned(value, u32::MAX.into(), "u32").map(|n| n as u32)
 }
 
-pub fn usize(value: &Value) -> Read<usize> {
+pub fn usize(value: &Node) -> Read<usize> {
     let max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
     unsigned(value, max, "usize").map(|n| n as usize)
 }
 
-pub fn list<T>(value: &Value, read: fn(&Value) -> Read<T>) -> Read<Vec<T>> {
-    let Value::Array(items) = value else {
+pub fn list<T>(value: &Node, read: fn(&Node) -> Read<T>) -> Read<Vec<T>> {
+    let Node::Array(items) = value else {
         return Err(ReadError::invalid_type(value, "a sequence"));
     };
     items
@@ -214,31 +241,31 @@ pub fn list<T>(value: &Value, read: fn(&Value) -> Read<T>) -> Read<Vec<T>> {
         .collect()
 }
 
-pub fn strings(value: &Value) -> Read<Vec<String>> {
+pub fn strings(value: &Node) -> Read<Vec<String>> {
     list(value, string)
 }
 
-pub fn map<T>(value: &Value, read: fn(&Value) -> Read<T>) -> Read<BTreeMap<String, T>> {
-    let Value::Object(object) = value else {
+pub fn map<T>(value: &Node, read: fn(&Node) -> Read<T>) -> Read<BTreeMap<String, T>> {
+    let Node::Object(members) = value else {
         return Err(ReadError::invalid_type(value, "a map"));
     };
-    object
+    members
         .iter()
-        .map(|(key, item)| Ok((key.clone(), read(item).map_err(|e| e.within(key))?)))
+        .map(|(key, item)| Ok((key.to_string(), read(item).map_err(|e| e.within(key))?)))
         .collect()
 }
 
-pub fn string_map(value: &Value) -> Read<BTreeMap<String, String>> {
+pub fn string_map(value: &Node) -> Read<BTreeMap<String, String>> {
     map(value, string)
 }
 
 /// A unit enum variant by its name. An unknown name is not quoted back: it could be a key.
-pub fn variant<T: Copy>(value: &Value, variants: &[(&str, T)]) -> Read<T> {
+pub fn variant<T: Copy>(value: &Node, variants: &[(&str, T)]) -> Read<T> {
     let names: Vec<&str> = variants.iter().map(|(name, _)| *name).collect();
-    let Value::String(name) = value else {
+    let Node::String(name) = value else {
         return Err(ReadError::invalid_type(value, &one_of(&names)));
     };
-    match variants.iter().find(|(n, _)| n == name) {
+    match variants.iter().find(|(n, _)| *n == name.as_ref()) {
         Some((_, v)) => Ok(*v),
         None => Err(ReadError::new(format!(
             "unknown variant `…`, expected {}",
@@ -249,14 +276,14 @@ pub fn variant<T: Copy>(value: &Value, variants: &[(&str, T)]) -> Read<T> {
 
 /// An enum of newtype variants, externally tagged (`{"inline": "…"}`): the variant's name and
 /// its value.
-pub fn tagged<'a>(value: &'a Value, names: &[&'a str]) -> Read<(&'a str, &'a Value)> {
+pub fn tagged<'a>(value: &'a Node<'a>, names: &[&'a str]) -> Read<(&'a str, &'a Node<'a>)> {
     let expected = format!("a map with one key, {}", one_of(names));
     match value {
-        Value::Object(object) if object.len() == 1 => {
-            let Some((name, inner)) = object.iter().next() else {
+        Node::Object(members) if members.len() == 1 => {
+            let Some((name, inner)) = members.first() else {
                 return Err(ReadError::invalid_type(value, &expected));
             };
-            match names.iter().find(|n| **n == name.as_str()) {
+            match names.iter().find(|n| **n == name.as_ref()) {
                 Some(known) => Ok((known, inner)),
                 None => Err(ReadError::new(format!(
                     "unknown variant `…`, expected {}",
@@ -266,7 +293,7 @@ pub fn tagged<'a>(value: &'a Value, names: &[&'a str]) -> Read<(&'a str, &'a Val
         }
         // A bare string is serde's form of a unit variant: there are none, so say which
         // names were expected rather than what was found.
-        Value::String(_) => Err(ReadError::new(format!(
+        Node::String(_) => Err(ReadError::new(format!(
             "unknown variant `…`, expected {expected}"
         ))),
         _ => Err(ReadError::invalid_type(value, &expected)),
@@ -274,109 +301,118 @@ pub fn tagged<'a>(value: &'a Value, names: &[&'a str]) -> Read<(&'a str, &'a Val
 }
 
 /// Implements `Deserialize` through the type's `read`: the deserializer's input becomes a
-/// `Value` (a key repeated in one object refused, as the derive refused a repeated field),
+/// `Node` (a key repeated in one object refused, as the derive refused a repeated field),
 /// then the one reader runs. Only the control plane and tests deserialize these types
-/// generically; the filter reads its bytes with `read_json`.
+/// generically; the filter reads its bytes with `from_json`.
 macro_rules! deserialize_by_reader {
     ($($ty:ty),* $(,)?) => {$(
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let value = $crate::config::read::unique_value(deserializer)?;
-                <$ty>::read(&value).map_err(serde::de::Error::custom)
+                let node = $crate::config::read::unique_node(deserializer)?;
+                <$ty>::read(&node).map_err(serde::de::Error::custom)
             }
         }
     )*};
 }
 pub(crate) use deserialize_by_reader;
 
-/// Parses JSON text into a `Value` for the readers: no object may have a key twice (serde_json
-/// keeps the last, so a second `revocations` would silently replace the first).
-pub fn parse(bytes: &[u8]) -> Read<Value> {
-    crate::json::check_unique_keys(bytes).map_err(|e| ReadError::new(e.0))?;
-    serde_json::from_slice(bytes).map_err(|e| ReadError::new(e.to_string()))
+/// Parses JSON text into a `Node` for the readers: valid UTF-8, and no object may have a key
+/// twice (a parser that keeps the last of two `revocations` would silently drop the first).
+pub fn parse(bytes: &[u8]) -> Read<Node<'_>> {
+    Node::parse(bytes).map_err(|e| ReadError::new(e.0))
 }
 
 /// JSON text read by `read`.
-pub fn from_json<T>(bytes: &[u8], read: fn(&Value) -> Read<T>) -> Read<T> {
+pub fn from_json<T>(bytes: &[u8], read: fn(&Node) -> Read<T>) -> Read<T> {
     read(&parse(bytes)?)
 }
 
-/// Any deserializer's value as a `Value`, refusing a key repeated in one object.
-pub fn unique_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+/// Any deserializer's value as a `Node` owning its text, refusing a key repeated in one
+/// object.
+pub fn unique_node<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Node<'static>, D::Error> {
     deserializer.deserialize_any(UniqueKeys)
 }
 
 struct UniqueKeys;
 
-impl<'de> de::Deserialize<'de> for UniqueValue {
+struct UniqueNode(Node<'static>);
+
+impl<'de> de::Deserialize<'de> for UniqueNode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        unique_value(deserializer).map(UniqueValue)
+        unique_node(deserializer).map(UniqueNode)
     }
 }
 
-struct UniqueValue(Value);
+fn owned(text: String) -> Cow<'static, str> {
+    Cow::Owned(text)
+}
 
 impl<'de> Visitor<'de> for UniqueKeys {
-    type Value = Value;
+    type Value = Node<'static>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'static>, E> {
+        Ok(Node::Bool(v))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'static>, E> {
+        Ok(Node::Number(owned(v.to_string())))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'static>, E> {
+        Ok(Node::Number(owned(v.to_string())))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    fn visit_f64<E>(self, v: f64) -> Result<Node<'static>, E> {
+        // `{:?}` always writes a fraction or an exponent (`1000.0`, `1e300`), so the readers
+        // see a float, as they would in the text.
+        Ok(match v.is_finite() {
+            true => Node::Number(owned(format!("{v:?}"))),
+            false => Node::Null,
+        })
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
+    fn visit_str<E>(self, v: &str) -> Result<Node<'static>, E> {
+        Ok(Node::String(owned(v.to_string())))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_string<E>(self, v: String) -> Result<Node<'static>, E> {
+        Ok(Node::String(owned(v)))
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E>(self) -> Result<Node<'static>, E> {
+        Ok(Node::Null)
     }
 
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_none<E>(self) -> Result<Node<'static>, E> {
+        Ok(Node::Null)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        unique_value(deserializer)
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node<'static>, D::Error> {
+        unique_node(deserializer)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'static>, A::Error> {
         let mut items = Vec::new();
-        while let Some(UniqueValue(item)) = seq.next_element()? {
+        while let Some(UniqueNode(item)) = seq.next_element()? {
             items.push(item);
         }
-        Ok(Value::Array(items))
+        Ok(Node::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Node<'static>, A::Error> {
+        let mut members: Vec<(Cow<'static, str>, Node<'static>)> = Vec::new();
         while let Some(key) = access.next_key::<String>()? {
-            if object.contains_key(&key) {
+            if members.iter().any(|(k, _)| *k == key) {
                 return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
             }
-            let UniqueValue(value) = access.next_value()?;
-            object.insert(key, value);
+            let UniqueNode(value) = access.next_value()?;
+            members.push((owned(key), value));
         }
-        Ok(Value::Object(object))
+        Ok(Node::Object(members))
     }
 }
 

@@ -9,9 +9,8 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::config::read::{self, Fields, Read};
+use crate::config::read::{self, Fields, Read, Node};
 use crate::config::Unreachable;
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
 use crate::window::Window;
@@ -325,12 +324,12 @@ fn current_cas(store: &dyn SharedStore, key: &str) -> Result<Option<u32>, QuotaE
 
 type Noted = HashMap<String, Note>;
 
-fn read_noted(value: &Value) -> Read<Noted> {
+fn read_noted(value: &Node) -> Read<Noted> {
     Ok(read::map(value, Note::read)?.into_iter().collect())
 }
 
 impl FleetAnswer {
-    pub fn read(value: &Value) -> Read<FleetAnswer> {
+    pub fn read(value: &Node) -> Read<FleetAnswer> {
         let fields = Fields::of(value, &["fleet_size", "grants"])?;
         Ok(FleetAnswer {
             fleet_size: fields.required("fleet_size", read::u64)?,
@@ -340,7 +339,7 @@ impl FleetAnswer {
 }
 
 impl FleetGrant {
-    pub fn read(value: &Value) -> Read<FleetGrant> {
+    pub fn read(value: &Node) -> Read<FleetGrant> {
         let fields = Fields::of(value, &["key", "window_start", "ceiling", "share_ppm"])?;
         Ok(FleetGrant {
             key: fields.required("key", read::string)?,
@@ -354,7 +353,7 @@ impl FleetGrant {
 read::deserialize_by_reader!(FleetAnswer, FleetGrant);
 
 impl SharedAnswer {
-    fn read(value: &Value) -> Read<SharedAnswer> {
+    fn read(value: &Node) -> Read<SharedAnswer> {
         let fields = Fields::open(value)?;
         Ok(SharedAnswer {
             version: fields.required("version", read::u64)?,
@@ -365,7 +364,7 @@ impl SharedAnswer {
 }
 
 impl Note {
-    fn read(value: &Value) -> Read<Note> {
+    fn read(value: &Node) -> Read<Note> {
         let fields = Fields::open(value)?;
         Ok(Note {
             window_start: fields.required("window_start", read::u64)?,

@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::config::read::{self, Fields, Read};
+use crate::config::read::{self, Fields, Node, Read};
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
 
 /// Who used what, through which provider and model.
@@ -74,7 +73,7 @@ pub struct UsageEntry {
 }
 
 impl UsageEntry {
-    pub fn read(value: &Value) -> Read<UsageEntry> {
+    pub fn read(value: &Node) -> Read<UsageEntry> {
         let fields = Fields::of(
             value,
             &[

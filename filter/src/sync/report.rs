@@ -4,11 +4,10 @@
 //! whichever worker drives the channel by then.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::ledger::{restore_outbox, take_outbox};
 use super::{pulled, stat, Answer, RefusedConfig, ReportAnswer, SyncHost, SyncReport};
-use crate::config::read::{self, Fields, Read};
+use crate::config::read::{self, Fields, Node, Read};
 use crate::guard;
 use crate::quota::fleet::{self, CounterState};
 
@@ -26,7 +25,7 @@ struct Sequence {
 }
 
 impl Sequence {
-    fn read(value: &Value) -> Read<Sequence> {
+    fn read(value: &Node) -> Read<Sequence> {
         let fields = Fields::open(value)?;
         Ok(Sequence {
             boot: fields.required("boot", read::string)?,
