@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::jws::CustomClaims;
 use crate::auth::keys::VerificationKey;
 use crate::config::read::{self, Fields, Node, Read};
 use crate::config::{Bootstrap, CredentialSource, SyncConfig};
@@ -649,6 +650,16 @@ pub struct ConfigSignature {
     pub sha256: String,
     /// The store revision it was rendered at: a filter never goes back to an older one.
     pub revision: u64,
+}
+
+impl CustomClaims for ConfigSignature {
+    fn read(claims: &Node) -> Read<ConfigSignature> {
+        let fields = Fields::open(claims)?;
+        Ok(ConfigSignature {
+            sha256: fields.required("sha256", read::string)?,
+            revision: fields.required("revision", read::u64)?,
+        })
+    }
 }
 
 #[cfg(test)]
