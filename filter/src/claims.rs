@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::jws::CustomClaims;
+use crate::config::read::{self, Fields, Node, Read};
+
 /// Claims beyond the registered ones. Unknown claims in a token are ignored, not refused:
 /// tokens may carry claims for other consumers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -18,6 +21,18 @@ pub struct TokenwardClaims {
     /// The quota plan the token counts against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+}
+
+impl CustomClaims for TokenwardClaims {
+    fn read(claims: &Node) -> Read<TokenwardClaims> {
+        let fields = Fields::open(claims)?;
+        Ok(TokenwardClaims {
+            scope: fields.optional("scope", read::string)?,
+            models: fields.optional("models", read::strings)?,
+            tenant: fields.optional("tenant", read::string)?,
+            plan: fields.optional("plan", read::string)?,
+        })
+    }
 }
 
 impl TokenwardClaims {

@@ -6,13 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use read::{Fields, Node, Read, ReadError};
+
+pub mod read;
 
 /// Upper bound for a route's body limit: the filter buffers the body in memory.
 pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// The whole plugin configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Free-form version label, logged when the config is applied.
@@ -60,7 +64,7 @@ pub struct Config {
 }
 
 /// The guard section (docs/guard.md).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardConfig {
     #[serde(default)]
@@ -69,7 +73,7 @@ pub struct GuardConfig {
 
 /// Failed authentications per client address and per credential: over `threshold` in
 /// `window_seconds`, the source is refused (429 `temporarily_blocked`) for `block_seconds`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailedAuthConfig {
     /// `false` turns the guard off (as does a threshold of 0).
@@ -121,7 +125,7 @@ pub fn default_guard_block() -> u64 {
 
 /// The sync channel (docs/sync.md): which Envoy cluster reaches the control plane's HTTP
 /// API, the proxy credential the filter calls it with, and how often it reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// The Envoy cluster of the control plane's HTTP API (envoy.yaml's cluster, Istio's
@@ -156,7 +160,7 @@ pub fn default_max_staleness() -> u64 {
 
 /// A plugin configuration that holds only the sync channel: the filter pulls everything
 /// else from the control plane (pull mode, for meshes that own xDS).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bootstrap {
     pub sync: SyncConfig,
@@ -170,7 +174,7 @@ pub fn default_max_lifetime() -> u64 {
     24 * 3600
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwkSet {
     pub keys: Vec<Jwk>,
@@ -183,7 +187,7 @@ impl JwkSet {
 }
 
 /// One public (or, for HS256, shared) key in JWK form (RFC 7517, RFC 8037).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Jwk {
     /// `OKP` (Ed25519), `EC` (P-256) or `oct` (HS256).
@@ -211,7 +215,7 @@ pub struct Jwk {
 }
 
 /// An opaque API key. The key itself is never in the config, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyEntry {
     /// Stable identifier, safe to log.
@@ -232,7 +236,7 @@ pub struct ApiKeyEntry {
     pub expires_at: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Revocations {
     #[serde(default)]
@@ -243,7 +247,7 @@ pub struct Revocations {
     pub key_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokedJti {
     pub jti: String,
@@ -253,7 +257,7 @@ pub struct RevokedJti {
 
 /// How a provider expects its credential.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderStyle {
     /// OpenAI and OpenAI-compatible APIs: `Authorization: Bearer`.
@@ -266,7 +270,7 @@ pub enum ProviderStyle {
     AzureOpenai,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -282,7 +286,7 @@ pub struct ProviderConfig {
 }
 
 /// Where the provider's credential comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum CredentialSource {
     /// The credential itself, in the config.
@@ -293,7 +297,7 @@ pub enum CredentialSource {
 
 /// Where a route finds the requested model.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSource {
     /// The route does not look at the model.
@@ -306,7 +310,7 @@ pub enum ModelSource {
 }
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub name: String,
@@ -348,7 +352,7 @@ pub fn default_max_body_bytes() -> u64 {
 }
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelProvider {
     /// A model pattern: `*` matches any run of characters.
@@ -356,7 +360,7 @@ pub struct ModelProvider {
     pub provider: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Verified credentials kept per worker.
@@ -378,7 +382,7 @@ impl Default for CacheConfig {
 
 /// A quota plan: the limits a request counts against.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanConfig {
     pub limits: Vec<LimitConfig>,
@@ -403,7 +407,7 @@ pub struct PlanConfig {
 
 /// When a credential's usage rate counts as a spike, and what the control plane does then.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpikeConfig {
     /// A spike is an hourly rate above this multiple of the credential's baseline.
@@ -421,7 +425,7 @@ pub struct SpikeConfig {
 
 /// What a spike does besides its alert.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpikeAction {
     /// An alert only.
@@ -442,7 +446,7 @@ impl SpikeAction {
 
 /// What an Envoy does with a fleet-wide limit while the control plane is unreachable.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unreachable {
     /// Keep counting to the last allowance for its window, then to this Envoy's last share
@@ -464,7 +468,7 @@ pub fn default_output_tokens() -> u64 {
 }
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
     /// Names the limit in headers, stats and the counter key: keep it when editing the limit.
@@ -479,7 +483,7 @@ pub struct LimitConfig {
 
 /// What a limit counts.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Requests,
@@ -492,7 +496,7 @@ pub enum Metric {
 
 /// Whose requests a limit counts together.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitScope {
     #[default]
@@ -503,7 +507,7 @@ pub enum LimitScope {
 
 /// A model's price in micro-USD per million tokens (2.50 USD per million = 2500000).
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
     /// A model pattern (`*` matches any run of characters).
@@ -517,7 +521,496 @@ pub struct PriceConfig {
 }
 
 impl Config {
-    pub fn from_json(bytes: &[u8]) -> Result<Config, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// The whole document, strictly: the first field that does not read is the error.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ReadError> {
+        Config::read(&read::parse(bytes)?)
     }
 }
+
+// Reading (see `read`): one reader per type, field by field as the serde attributes above
+// say. Each builds its struct with every field named, so a field added to a type without a
+// reader breaks the build.
+
+/// `Config`'s fields; `document` reads the same object.
+pub(crate) const CONFIG_FIELDS: &[&str] = &[
+    "version",
+    "issuer",
+    "audiences",
+    "clock_skew_seconds",
+    "max_token_lifetime_seconds",
+    "keys",
+    "api_keys",
+    "revocations",
+    "providers",
+    "routes",
+    "cache",
+    "plans",
+    "default_plan",
+    "prices",
+    "sync",
+    "guard",
+];
+
+impl Config {
+    pub fn read(value: &Node) -> Read<Config> {
+        let fields = Fields::of(value, CONFIG_FIELDS)?;
+        Ok(Config {
+            keys: fields.or_default("keys", JwkSet::read)?,
+            api_keys: fields.or_default("api_keys", |v| read::list(v, ApiKeyEntry::read))?,
+            providers: fields.required("providers", |v| read::list(v, ProviderConfig::read))?,
+            routes: fields.required("routes", |v| read::list(v, RouteConfig::read))?,
+            plans: fields.or_default("plans", |v| read::map(v, PlanConfig::read))?,
+            prices: fields.or_default("prices", |v| read::list(v, PriceConfig::read))?,
+            ..Config::read_core(&fields)?
+        })
+    }
+
+    /// The security core: every field but the catalog's (keys, API keys, providers, routes,
+    /// plans, prices), which are left empty.
+    pub(crate) fn read_core(fields: &Fields) -> Read<Config> {
+        Ok(Config {
+            version: fields.optional("version", read::string)?,
+            issuer: fields.required("issuer", read::string)?,
+            audiences: fields.required("audiences", read::strings)?,
+            clock_skew_seconds: fields.or_else(
+                "clock_skew_seconds",
+                read::u64,
+                default_clock_skew,
+            )?,
+            max_token_lifetime_seconds: fields.or_else(
+                "max_token_lifetime_seconds",
+                read::u64,
+                default_max_lifetime,
+            )?,
+            keys: JwkSet::default(),
+            api_keys: Vec::new(),
+            revocations: fields.or_default("revocations", Revocations::read)?,
+            providers: Vec::new(),
+            routes: Vec::new(),
+            cache: fields.or_default("cache", CacheConfig::read)?,
+            plans: BTreeMap::new(),
+            default_plan: fields.optional("default_plan", read::string)?,
+            prices: Vec::new(),
+            sync: fields.optional("sync", SyncConfig::read)?,
+            guard: fields.optional("guard", GuardConfig::read)?,
+        })
+    }
+}
+
+impl GuardConfig {
+    pub fn read(value: &Node) -> Read<GuardConfig> {
+        let fields = Fields::of(value, &["failed_auth"])?;
+        Ok(GuardConfig {
+            failed_auth: fields.or_default("failed_auth", FailedAuthConfig::read)?,
+        })
+    }
+}
+
+impl FailedAuthConfig {
+    pub fn read(value: &Node) -> Read<FailedAuthConfig> {
+        let fields = Fields::of(
+            value,
+            &[
+                "enabled",
+                "threshold",
+                "window_seconds",
+                "block_seconds",
+                "exempt",
+            ],
+        )?;
+        Ok(FailedAuthConfig {
+            enabled: fields.or_else("enabled", read::boolean, default_true)?,
+            threshold: fields.or_else("threshold", read::u32, default_guard_threshold)?,
+            window_seconds: fields.or_else("window_seconds", read::u64, default_guard_window)?,
+            block_seconds: fields.or_else("block_seconds", read::u64, default_guard_block)?,
+            exempt: fields.or_default("exempt", read::strings)?,
+        })
+    }
+}
+
+impl SyncConfig {
+    pub fn read(value: &Node) -> Read<SyncConfig> {
+        let fields = Fields::of(
+            value,
+            &[
+                "cluster",
+                "authority",
+                "credential",
+                "report_interval_ms",
+                "max_staleness_seconds",
+                "trust_anchor",
+            ],
+        )?;
+        Ok(SyncConfig {
+            cluster: fields.required("cluster", read::string)?,
+            authority: fields.optional("authority", read::string)?,
+            credential: fields.required("credential", CredentialSource::read)?,
+            report_interval_ms: fields.or_else(
+                "report_interval_ms",
+                read::u64,
+                default_report_interval,
+            )?,
+            max_staleness_seconds: fields.or_else(
+                "max_staleness_seconds",
+                read::u64,
+                default_max_staleness,
+            )?,
+            trust_anchor: fields.or_default("trust_anchor", JwkSet::read)?,
+        })
+    }
+}
+
+impl Bootstrap {
+    pub fn read(value: &Node) -> Read<Bootstrap> {
+        let fields = Fields::of(value, &["sync"])?;
+        Ok(Bootstrap {
+            sync: fields.required("sync", SyncConfig::read)?,
+        })
+    }
+}
+
+impl JwkSet {
+    pub fn read(value: &Node) -> Read<JwkSet> {
+        let fields = Fields::of(value, &["keys"])?;
+        Ok(JwkSet {
+            keys: fields.required("keys", |v| read::list(v, Jwk::read))?,
+        })
+    }
+}
+
+impl Jwk {
+    pub fn read(value: &Node) -> Read<Jwk> {
+        let fields = Fields::of(
+            value,
+            &[
+                "kty",
+                "kid",
+                "alg",
+                "use",
+                "crv",
+                "x",
+                "y",
+                "k",
+                "allow_symmetric",
+            ],
+        )?;
+        Ok(Jwk {
+            kty: fields.required("kty", read::string)?,
+            kid: fields.optional("kid", read::string)?,
+            alg: fields.optional("alg", read::string)?,
+            use_: fields.optional("use", read::string)?,
+            crv: fields.optional("crv", read::string)?,
+            x: fields.optional("x", read::string)?,
+            y: fields.optional("y", read::string)?,
+            k: fields.optional("k", read::string)?,
+            allow_symmetric: fields.or_default("allow_symmetric", read::boolean)?,
+        })
+    }
+}
+
+impl ApiKeyEntry {
+    pub fn read(value: &Node) -> Read<ApiKeyEntry> {
+        let fields = Fields::of(
+            value,
+            &[
+                "id",
+                "sha256",
+                "subject",
+                "tenant",
+                "scopes",
+                "models",
+                "plan",
+                "expires_at",
+            ],
+        )?;
+        Ok(ApiKeyEntry {
+            id: fields.required("id", read::string)?,
+            sha256: fields.required("sha256", read::string)?,
+            subject: fields.required("subject", read::string)?,
+            tenant: fields.optional("tenant", read::string)?,
+            scopes: fields.or_default("scopes", read::strings)?,
+            models: fields.or_default("models", read::strings)?,
+            plan: fields.optional("plan", read::string)?,
+            expires_at: fields.optional("expires_at", read::u64)?,
+        })
+    }
+}
+
+impl Revocations {
+    pub fn read(value: &Node) -> Read<Revocations> {
+        let fields = Fields::of(value, &["jtis", "subjects", "key_ids"])?;
+        Ok(Revocations {
+            jtis: fields.or_default("jtis", |v| read::list(v, RevokedJti::read))?,
+            subjects: fields.or_default("subjects", read::strings)?,
+            key_ids: fields.or_default("key_ids", read::strings)?,
+        })
+    }
+}
+
+impl RevokedJti {
+    pub fn read(value: &Node) -> Read<RevokedJti> {
+        let fields = Fields::of(value, &["jti", "expires_at"])?;
+        Ok(RevokedJti {
+            jti: fields.required("jti", read::string)?,
+            expires_at: fields.required("expires_at", read::u64)?,
+        })
+    }
+}
+
+impl ProviderStyle {
+    pub fn read(value: &Node) -> Read<ProviderStyle> {
+        read::variant(
+            value,
+            &[
+                ("openai", ProviderStyle::Openai),
+                ("anthropic", ProviderStyle::Anthropic),
+                ("gemini", ProviderStyle::Gemini),
+                ("azure_openai", ProviderStyle::AzureOpenai),
+            ],
+        )
+    }
+}
+
+impl ProviderConfig {
+    pub fn read(value: &Node) -> Read<ProviderConfig> {
+        let fields = Fields::of(
+            value,
+            &[
+                "name",
+                "style",
+                "cluster",
+                "authority",
+                "credential",
+                "headers",
+            ],
+        )?;
+        Ok(ProviderConfig {
+            name: fields.required("name", read::string)?,
+            style: fields.required("style", ProviderStyle::read)?,
+            cluster: fields.required("cluster", read::string)?,
+            authority: fields.required("authority", read::string)?,
+            credential: fields.required("credential", CredentialSource::read)?,
+            headers: fields.or_default("headers", read::string_map)?,
+        })
+    }
+}
+
+impl CredentialSource {
+    pub fn read(value: &Node) -> Read<CredentialSource> {
+        let (name, inner) = read::tagged(value, &["inline", "env"])?;
+        let text = read::string(inner).map_err(|e| e.within(name))?;
+        Ok(match name {
+            "inline" => CredentialSource::Inline(text),
+            _ => CredentialSource::Env(text),
+        })
+    }
+}
+
+impl ModelSource {
+    pub fn read(value: &Node) -> Read<ModelSource> {
+        read::variant(
+            value,
+            &[
+                ("none", ModelSource::None),
+                ("body", ModelSource::Body),
+                ("gemini_path", ModelSource::GeminiPath),
+            ],
+        )
+    }
+}
+
+impl RouteConfig {
+    pub fn read(value: &Node) -> Read<RouteConfig> {
+        let fields = Fields::of(
+            value,
+            &[
+                "name",
+                "path_prefix",
+                "methods",
+                "required_scopes",
+                "model_source",
+                "provider",
+                "model_providers",
+                "max_body_bytes",
+                "allow_query_credential",
+                "when_header",
+            ],
+        )?;
+        Ok(RouteConfig {
+            name: fields.required("name", read::string)?,
+            path_prefix: fields.required("path_prefix", read::string)?,
+            methods: fields.or_default("methods", read::strings)?,
+            required_scopes: fields.or_default("required_scopes", read::strings)?,
+            model_source: fields.or_default("model_source", ModelSource::read)?,
+            provider: fields.optional("provider", read::string)?,
+            model_providers: fields
+                .or_default("model_providers", |v| read::list(v, ModelProvider::read))?,
+            max_body_bytes: fields.or_else("max_body_bytes", read::u64, default_max_body_bytes)?,
+            allow_query_credential: fields.or_default("allow_query_credential", read::boolean)?,
+            when_header: fields.optional("when_header", read::string)?,
+        })
+    }
+}
+
+impl ModelProvider {
+    pub fn read(value: &Node) -> Read<ModelProvider> {
+        let fields = Fields::of(value, &["pattern", "provider"])?;
+        Ok(ModelProvider {
+            pattern: fields.required("pattern", read::string)?,
+            provider: fields.required("provider", read::string)?,
+        })
+    }
+}
+
+impl CacheConfig {
+    pub fn read(value: &Node) -> Read<CacheConfig> {
+        let fields = Fields::of(value, &["max_entries"])?;
+        Ok(CacheConfig {
+            max_entries: fields.or_else("max_entries", read::usize, default_cache_entries)?,
+        })
+    }
+}
+
+impl PlanConfig {
+    pub fn read(value: &Node) -> Read<PlanConfig> {
+        let fields = Fields::of(
+            value,
+            &[
+                "limits",
+                "shadow",
+                "clamp_max_tokens",
+                "default_output_tokens",
+                "unreachable",
+                "spike",
+            ],
+        )?;
+        Ok(PlanConfig {
+            limits: fields.required("limits", |v| read::list(v, LimitConfig::read))?,
+            shadow: fields.or_default("shadow", read::boolean)?,
+            clamp_max_tokens: fields.or_default("clamp_max_tokens", read::boolean)?,
+            default_output_tokens: fields.or_else(
+                "default_output_tokens",
+                read::u64,
+                default_output_tokens,
+            )?,
+            unreachable: fields.or_default("unreachable", Unreachable::read)?,
+            spike: fields.optional("spike", SpikeConfig::read)?,
+        })
+    }
+}
+
+impl SpikeConfig {
+    pub fn read(value: &Node) -> Read<SpikeConfig> {
+        let fields = Fields::of(value, &["multiple", "metric", "min_baseline", "action"])?;
+        Ok(SpikeConfig {
+            multiple: fields.required("multiple", read::u64)?,
+            metric: fields.required("metric", Metric::read)?,
+            min_baseline: fields.required("min_baseline", read::u64)?,
+            action: fields.or_default("action", SpikeAction::read)?,
+        })
+    }
+}
+
+impl SpikeAction {
+    pub fn read(value: &Node) -> Read<SpikeAction> {
+        read::variant(
+            value,
+            &[
+                ("alert", SpikeAction::Alert),
+                ("suspend", SpikeAction::Suspend),
+            ],
+        )
+    }
+}
+
+impl Unreachable {
+    pub fn read(value: &Node) -> Read<Unreachable> {
+        read::variant(
+            value,
+            &[
+                ("fallback", Unreachable::Fallback),
+                ("fail_closed", Unreachable::FailClosed),
+            ],
+        )
+    }
+}
+
+impl LimitConfig {
+    pub fn read(value: &Node) -> Read<LimitConfig> {
+        let fields = Fields::of(value, &["name", "metric", "window", "limit", "per"])?;
+        Ok(LimitConfig {
+            name: fields.required("name", read::string)?,
+            metric: fields.required("metric", Metric::read)?,
+            window: fields.required("window", crate::window::Window::read)?,
+            limit: fields.required("limit", read::u64)?,
+            per: fields.or_default("per", LimitScope::read)?,
+        })
+    }
+}
+
+impl Metric {
+    pub fn read(value: &Node) -> Read<Metric> {
+        read::variant(
+            value,
+            &[
+                ("requests", Metric::Requests),
+                ("input_tokens", Metric::InputTokens),
+                ("output_tokens", Metric::OutputTokens),
+                ("total_tokens", Metric::TotalTokens),
+                ("cost_micro_usd", Metric::CostMicroUsd),
+            ],
+        )
+    }
+}
+
+impl LimitScope {
+    pub fn read(value: &Node) -> Read<LimitScope> {
+        read::variant(
+            value,
+            &[
+                ("subject", LimitScope::Subject),
+                ("tenant", LimitScope::Tenant),
+            ],
+        )
+    }
+}
+
+impl PriceConfig {
+    pub fn read(value: &Node) -> Read<PriceConfig> {
+        let fields = Fields::of(value, &["model", "input", "output", "cached_input"])?;
+        Ok(PriceConfig {
+            model: fields.required("model", read::string)?,
+            input: fields.required("input", read::u64)?,
+            output: fields.required("output", read::u64)?,
+            cached_input: fields.optional("cached_input", read::u64)?,
+        })
+    }
+}
+
+read::deserialize_by_reader!(
+    Config,
+    GuardConfig,
+    FailedAuthConfig,
+    SyncConfig,
+    Bootstrap,
+    JwkSet,
+    Jwk,
+    ApiKeyEntry,
+    Revocations,
+    RevokedJti,
+    ProviderStyle,
+    ProviderConfig,
+    CredentialSource,
+    ModelSource,
+    RouteConfig,
+    ModelProvider,
+    CacheConfig,
+    PlanConfig,
+    SpikeConfig,
+    SpikeAction,
+    Unreachable,
+    LimitConfig,
+    Metric,
+    LimitScope,
+    PriceConfig,
+);

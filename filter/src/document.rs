@@ -7,17 +7,11 @@
 //!
 //! Owns no meaning: which entries are valid and what a refused entry disables is `policy`'s.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
-
+use crate::config::read::{self, Fields, Node, Read, ReadError};
 use crate::config::{
-    default_clock_skew, default_max_lifetime, ApiKeyEntry, CacheConfig, Config, GuardConfig, Jwk,
-    JwkSet,
-    PlanConfig, PriceConfig, ProviderConfig, Revocations, RouteConfig, SyncConfig,
+    ApiKeyEntry, Config, Jwk, PlanConfig, PriceConfig, ProviderConfig, RouteConfig, CONFIG_FIELDS,
 };
 
 /// What could be read of an entry that did not parse: enough to name it and, for a route,
@@ -81,125 +75,80 @@ pub struct DocumentError(pub String);
 impl Document {
     /// Reads a document: the core strictly, each catalog entry on its own.
     pub fn from_json(bytes: &[u8]) -> Result<Document, DocumentError> {
-        // serde_json keeps the last of two equal keys in a map: a second `revocations` would
-        // silently replace the first. Refused here, for every object.
-        crate::json::check_unique_keys(bytes).map_err(|e| DocumentError(e.0))?;
-        // One pass over the text: the core is parsed, each catalog entry only delimited, then
-        // parsed from its own slice (no intermediate `Value` tree; that cost 3-5x the time).
-        let parts: Parts = serde_json::from_slice(bytes).map_err(syntax)?;
-        let core = Config {
-            version: parts.version,
-            issuer: parts.issuer,
-            audiences: parts.audiences,
-            clock_skew_seconds: parts.clock_skew_seconds,
-            max_token_lifetime_seconds: parts.max_token_lifetime_seconds,
-            keys: JwkSet::default(),
-            api_keys: Vec::new(),
-            revocations: parts.revocations,
-            providers: Vec::new(),
-            routes: Vec::new(),
-            cache: parts.cache,
-            plans: BTreeMap::new(),
-            default_plan: parts.default_plan,
-            prices: Vec::new(),
-            sync: parts.sync,
-            guard: parts.guard,
+        Document::from_node(&parse(bytes)?)
+    }
+
+    /// Reads a document already parsed by `parse`.
+    pub fn from_node(value: &Node) -> Result<Document, DocumentError> {
+        Document::read(value).map_err(syntax)
+    }
+
+    fn read(value: &Node) -> Read<Document> {
+        let fields = Fields::of(value, CONFIG_FIELDS)?;
+        let keys = match fields.get("keys") {
+            None | Some(Node::Null) => &[],
+            Some(set) => {
+                let set = Fields::of(set, &["keys"]).map_err(|e| e.within("keys"))?;
+                catalog(&set, "keys", false).map_err(|e| e.within("keys"))?
+            }
+        };
+        let plans = match fields.get("plans") {
+            None | Some(Node::Null) => Vec::new(),
+            Some(Node::Object(plans)) => plans
+                .iter()
+                .map(|(name, plan)| (name.to_string(), entry(plan, PlanConfig::read)))
+                .collect(),
+            Some(other) => return Err(ReadError::invalid_type(other, "a map").within("plans")),
         };
         Ok(Document {
-            core,
-            keys: entries(parts.keys.map(|set| set.keys)),
-            api_keys: entries(parts.api_keys),
-            providers: entries(Some(parts.providers)),
-            routes: entries(Some(parts.routes)),
-            plans: parts
-                .plans
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(name, plan)| (name, entry(plan)))
-                .collect(),
-            prices: entries(parts.prices),
+            core: Config::read_core(&fields)?,
+            keys: entries(keys, Jwk::read),
+            api_keys: entries(catalog(&fields, "api_keys", true)?, ApiKeyEntry::read),
+            providers: entries(catalog(&fields, "providers", false)?, ProviderConfig::read),
+            routes: entries(catalog(&fields, "routes", false)?, RouteConfig::read),
+            plans,
+            prices: entries(catalog(&fields, "prices", true)?, PriceConfig::read),
         })
     }
 }
 
-/// The document as written: the core's fields typed (unknown ones refused, as `Config`
-/// refuses them), the catalog's entries as their own text. Mirrors `Config` field for field;
-/// building the core from it names every field, so one added there cannot be forgotten here.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Parts<'a> {
-    #[serde(default)]
-    version: Option<String>,
-    issuer: String,
-    audiences: Vec<String>,
-    #[serde(default = "default_clock_skew")]
-    clock_skew_seconds: u64,
-    #[serde(default = "default_max_lifetime")]
-    max_token_lifetime_seconds: u64,
-    #[serde(default, borrow)]
-    keys: Option<RawKeys<'a>>,
-    #[serde(default, borrow)]
-    api_keys: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
-    revocations: Revocations,
-    #[serde(borrow)]
-    providers: Vec<&'a RawValue>,
-    #[serde(borrow)]
-    routes: Vec<&'a RawValue>,
-    #[serde(default)]
-    cache: CacheConfig,
-    #[serde(default, borrow)]
-    plans: Option<BTreeMap<String, &'a RawValue>>,
-    #[serde(default)]
-    default_plan: Option<String>,
-    #[serde(default, borrow)]
-    prices: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
-    sync: Option<SyncConfig>,
-    #[serde(default)]
-    guard: Option<GuardConfig>,
+/// A catalog list (absent or `null` is empty when `optional`): only its shape is checked
+/// here, each entry is read on its own.
+fn catalog<'a>(fields: &Fields<'a>, name: &str, optional: bool) -> Read<&'a [Node<'a>]> {
+    match fields.get(name) {
+        Some(Node::Array(items)) => Ok(items),
+        None | Some(Node::Null) if optional => Ok(&[]),
+        None => Err(ReadError::new(format!("missing field `{name}`"))),
+        Some(other) => Err(ReadError::invalid_type(other, "a sequence").within(name)),
+    }
 }
 
-/// A JWK set, its keys as their own text.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKeys<'a> {
-    #[serde(borrow)]
-    keys: Vec<&'a RawValue>,
+fn entries<T>(list: &[Node], read: fn(&Node) -> Read<T>) -> Vec<Entry<T>> {
+    list.iter().map(|item| entry(item, read)).collect()
 }
 
-/// The entries of a catalog list, each read on its own.
-fn entries<T: DeserializeOwned>(list: Option<Vec<&RawValue>>) -> Vec<Entry<T>> {
-    list.unwrap_or_default().into_iter().map(entry).collect()
-}
-
-fn entry<T: DeserializeOwned>(raw: &RawValue) -> Entry<T> {
-    serde_json::from_slice(raw.get().as_bytes()).map_err(|e| {
-        // Only an entry that did not parse is read again, loosely, to name it.
-        let value = serde_json::from_slice(raw.get().as_bytes()).unwrap_or(Value::Null);
+fn entry<T>(value: &Node, read: fn(&Node) -> Read<T>) -> Entry<T> {
+    read(value).map_err(|e| {
         Box::new(Unreadable {
-            reason: redact_values(&e.to_string()),
-            ..Unreadable::of(&value)
+            reason: e.to_string(),
+            ..Unreadable::of(value)
         })
     })
 }
 
 impl Unreadable {
-    fn of(value: &Value) -> Unreadable {
-        let object = value.as_object();
-        let text = |field: &str| {
-            object
-                .and_then(|o| o.get(field))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
+    fn of(value: &Node) -> Unreadable {
+        let text = |field: &str| value.get(field).and_then(Node::as_str).map(str::to_string);
         Unreadable {
             name: text("name")
                 .or_else(|| text("kid"))
                 .or_else(|| text("id"))
                 .or_else(|| text("model")),
             path_prefix: text("path_prefix"),
-            methods: object.and_then(methods),
+            methods: match value {
+                Node::Object(members) => methods(members),
+                _ => None,
+            },
             kid: text("kid"),
             sha256: text("sha256"),
             reason: String::new(),
@@ -207,10 +156,10 @@ impl Unreadable {
     }
 }
 
-fn methods(object: &Map<String, Value>) -> Option<Vec<String>> {
-    match object.get("methods") {
+fn methods(members: &[(Cow<str>, Node)]) -> Option<Vec<String>> {
+    match members.iter().find(|(k, _)| k == "methods").map(|(_, v)| v) {
         None => Some(Vec::new()),
-        Some(Value::Array(items)) => items
+        Some(Node::Array(items)) => items
             .iter()
             .map(|m| m.as_str().map(str::to_string))
             .collect(),
@@ -218,7 +167,12 @@ fn methods(object: &Map<String, Value>) -> Option<Vec<String>> {
     }
 }
 
-fn syntax(e: serde_json::Error) -> DocumentError {
+/// The text as JSON, every object's keys unique.
+pub fn parse(bytes: &[u8]) -> Result<Node<'_>, DocumentError> {
+    read::parse(bytes).map_err(syntax)
+}
+
+fn syntax(e: ReadError) -> DocumentError {
     DocumentError(redact_values(&e.to_string()))
 }
 

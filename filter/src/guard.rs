@@ -5,8 +5,9 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::config::read::{self, Fields, Read, Node};
 use crate::config::FailedAuthConfig;
 use crate::invalid::InvalidConfig;
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
@@ -31,7 +32,7 @@ const ACTIVE: &str = "tokenward.guard.active";
 const EVENTS: &str = "tokenward.guard.events";
 
 /// What a failure is counted against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// The client's IP address (Envoy's `source.address`).
@@ -50,7 +51,7 @@ impl SourceKind {
 }
 
 /// A block as the control plane hears of it (sync report `blocks`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockEvent {
     pub kind: SourceKind,
@@ -62,6 +63,33 @@ pub struct BlockEvent {
     pub blocked_at: u64,
     pub until: u64,
 }
+
+impl SourceKind {
+    pub fn read(value: &Node) -> Read<SourceKind> {
+        read::variant(
+            value,
+            &[
+                ("address", SourceKind::Address),
+                ("credential", SourceKind::Credential),
+            ],
+        )
+    }
+}
+
+impl BlockEvent {
+    pub fn read(value: &Node) -> Read<BlockEvent> {
+        let fields = Fields::of(value, &["kind", "value", "failures", "blocked_at", "until"])?;
+        Ok(BlockEvent {
+            kind: fields.required("kind", SourceKind::read)?,
+            value: fields.required("value", read::string)?,
+            failures: fields.required("failures", read::u32)?,
+            blocked_at: fields.required("blocked_at", read::u64)?,
+            until: fields.required("until", read::u64)?,
+        })
+    }
+}
+
+read::deserialize_by_reader!(SourceKind, BlockEvent);
 
 /// The compiled settings; a policy without them does not guard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,7 +405,10 @@ fn decode_u64(bytes: &[u8]) -> u64 {
 
 fn read_events(store: &dyn SharedStore) -> Result<(Vec<BlockEvent>, Option<u32>), QuotaError> {
     Ok(match store.get(EVENTS)? {
-        Some((bytes, cas)) => (serde_json::from_slice(&bytes).unwrap_or_default(), Some(cas)),
+        Some((bytes, cas)) => (
+            read::from_json(&bytes, |v| read::list(v, BlockEvent::read)).unwrap_or_default(),
+            Some(cas),
+        ),
         None => (Vec::new(), None),
     })
 }

@@ -8,6 +8,8 @@
 
 use std::ops::Range;
 
+pub mod node;
+
 /// Why a body is not valid JSON: what was expected and where. Never quotes the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError(pub String);
@@ -140,22 +142,6 @@ fn folds_to(key: &str, field: &str) -> bool {
     folded.eq(field.chars().map(|c| c.to_ascii_lowercase()))
 }
 
-/// Checks that no object anywhere in the document has the same key twice (escapes decoded).
-/// A configuration must not mean two things: a parser that keeps the last of two
-/// `revocations` would silently drop the first.
-pub fn check_unique_keys(bytes: &[u8]) -> Result<(), JsonError> {
-    if std::str::from_utf8(bytes).is_err() {
-        return Err(JsonError("the document is not valid UTF-8".into()));
-    }
-    let start = skip_ws(bytes, 0);
-    let end = scan(bytes, start, true)?;
-    let end = skip_ws(bytes, end);
-    if end != bytes.len() {
-        return error("trailing characters after the JSON value", end);
-    }
-    Ok(())
-}
-
 fn kind_at(bytes: &[u8], i: usize) -> Result<Kind, JsonError> {
     Ok(match bytes.get(i) {
         Some(b'{') => Kind::Object,
@@ -178,15 +164,8 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 
 /// Validates the value starting at `i` and returns where it ends. Nesting is kept on an
 /// explicit stack, so depth costs a byte of memory per level, never a stack frame.
-pub fn scan_value(bytes: &[u8], i: usize) -> Result<usize, JsonError> {
-    scan(bytes, i, false)
-}
-
-/// `scan_value`; with `unique`, also refuses a key repeated within one object.
-fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
+pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
     let mut open: Vec<u8> = Vec::new();
-    // With `unique`: the keys seen so far in each open object.
-    let mut keys = KeyStack::default();
     loop {
         // A value starts at `i`.
         i = skip_ws(bytes, i);
@@ -201,10 +180,7 @@ fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
                     open.push(c);
                     i = next;
                     if c == b'{' {
-                        if unique {
-                            keys.open();
-                        }
-                        i = member_key(bytes, i, unique.then_some(&mut keys))?;
+                        i = member_key(bytes, i)?;
                     }
                     false
                 }
@@ -242,15 +218,12 @@ fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
                 Some(b',') => {
                     i = skip_ws(bytes, i + 1);
                     if container == b'{' {
-                        i = member_key(bytes, i, unique.then_some(&mut keys))?;
+                        i = member_key(bytes, i)?;
                     }
                     closed = false;
                 }
                 Some(&c) if c == close => {
                     open.pop();
-                    if unique && c == b'}' {
-                        keys.close();
-                    }
                     i += 1;
                 }
                 _ => return error("expected ',' or the end of the container", i),
@@ -259,82 +232,17 @@ fn scan(bytes: &[u8], mut i: usize, unique: bool) -> Result<usize, JsonError> {
     }
 }
 
-/// A key and its `:` inside an object; returns where the value starts. With `seen`, a key
-/// already among them is an error.
-fn member_key<'a>(
-    bytes: &'a [u8],
-    i: usize,
-    seen: Option<&mut KeyStack<'a>>,
-) -> Result<usize, JsonError> {
+/// A key and its `:` inside an object; returns where the value starts.
+fn member_key(bytes: &[u8], i: usize) -> Result<usize, JsonError> {
     if bytes.get(i) != Some(&b'"') {
         return error("expected a string key", i);
     }
     let end = scan_string(bytes, i)?;
-    if let Some(seen) = seen {
-        // Compared as written; only a key with escapes is decoded first.
-        let raw = bytes.get(i + 1..end - 1).unwrap_or_default();
-        let key = if raw.contains(&b'\\') {
-            std::borrow::Cow::Owned(decode_string(bytes, i..end)?.into_bytes())
-        } else {
-            std::borrow::Cow::Borrowed(raw)
-        };
-        if !seen.insert(key) {
-            return error("a key appears twice in one object", i);
-        }
-    }
     let i = skip_ws(bytes, end);
     if bytes.get(i) != Some(&b':') {
         return error("expected ':'", i);
     }
     Ok(i + 1)
-}
-
-type Key<'a> = std::borrow::Cow<'a, [u8]>;
-type KeySet<'a> = std::collections::HashSet<Key<'a>>;
-
-/// The keys seen in each open object, on one stack: an object's keys are `keys[start..]`
-/// of its entry in `objects`. Searched in place while an object is small (most have a handful
-/// of keys, and a set each would cost an allocation per object); a large one gets a set.
-#[derive(Default)]
-struct KeyStack<'a> {
-    keys: Vec<Key<'a>>,
-    objects: Vec<(usize, Option<KeySet<'a>>)>,
-}
-
-impl<'a> KeyStack<'a> {
-    const SMALL: usize = 16;
-
-    fn open(&mut self) {
-        self.objects.push((self.keys.len(), None));
-    }
-
-    fn close(&mut self) {
-        if let Some((start, _)) = self.objects.pop() {
-            self.keys.truncate(start);
-        }
-    }
-
-    /// False when the innermost object has the key already.
-    fn insert(&mut self, key: Key<'a>) -> bool {
-        let Some((start, large)) = self.objects.last_mut() else {
-            return true;
-        };
-        let own = self.keys.get(*start..).unwrap_or_default();
-        if let Some(set) = large {
-            return set.insert(key);
-        }
-        if own.contains(&key) {
-            return false;
-        }
-        if own.len() >= Self::SMALL {
-            let mut set: KeySet = own.iter().cloned().collect();
-            set.insert(key);
-            *large = Some(set);
-            return true;
-        }
-        self.keys.push(key);
-        true
-    }
 }
 
 fn literal(bytes: &[u8], i: usize, word: &[u8]) -> Result<usize, JsonError> {

@@ -13,8 +13,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::jws::CustomClaims;
 use crate::auth::keys::VerificationKey;
+use crate::config::read::{self, Fields, Node, Read};
 use crate::config::{Bootstrap, CredentialSource, SyncConfig};
+use crate::document::{self, Document};
 use crate::host::{HeaderBlock, HostStatus};
 use crate::invalid::InvalidConfig;
 use crate::policy::Policy;
@@ -155,14 +158,19 @@ impl PluginConfig {
         bytes: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<PluginConfig, InvalidConfig> {
-        // A bootstrap is small and fails on the first key that is not `sync`: trying it
-        // first costs nothing for a full configuration.
-        match serde_json::from_slice::<Bootstrap>(bytes) {
+        let value = document::parse(bytes).map_err(|e| InvalidConfig::Syntax(e.0))?;
+        // A bootstrap fails on the first key that is not `sync`: trying it first costs
+        // nothing for a full configuration.
+        match Bootstrap::read(&value) {
             Ok(bootstrap) => Ok(PluginConfig::Bootstrap(SyncSettings::compile(
                 &bootstrap.sync,
                 env,
             )?)),
-            Err(_) => Policy::load(bytes, env).map(|p| PluginConfig::Full(Box::new(p))),
+            Err(_) => {
+                let document =
+                    Document::from_node(&value).map_err(|e| InvalidConfig::Syntax(e.0))?;
+                Policy::compile_document(document, env).map(|p| PluginConfig::Full(Box::new(p)))
+            }
         }
     }
 }
@@ -605,7 +613,7 @@ impl SyncReport {
 }
 
 /// The control plane's answer to a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportAnswer {
     /// Whether the report was new (false: a resend already counted).
     pub taken: bool,
@@ -614,6 +622,19 @@ pub struct ReportAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowances: Option<FleetAnswer>,
 }
+
+impl ReportAnswer {
+    pub fn read(value: &Node) -> Read<ReportAnswer> {
+        let fields = Fields::open(value)?;
+        Ok(ReportAnswer {
+            taken: fields.required("taken", read::boolean)?,
+            seq: fields.required("seq", read::u64)?,
+            allowances: fields.optional("allowances", FleetAnswer::read)?,
+        })
+    }
+}
+
+read::deserialize_by_reader!(ReportAnswer);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -629,6 +650,16 @@ pub struct ConfigSignature {
     pub sha256: String,
     /// The store revision it was rendered at: a filter never goes back to an older one.
     pub revision: u64,
+}
+
+impl CustomClaims for ConfigSignature {
+    fn read(claims: &Node) -> Read<ConfigSignature> {
+        let fields = Fields::open(claims)?;
+        Ok(ConfigSignature {
+            sha256: fields.required("sha256", read::string)?,
+            revision: fields.required("revision", read::u64)?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! on the 1st at 00:00 UTC). Fixed rather than rolling so that one shared-data key per
 //! (subject, limit) can hold the window start and the count, rolled over in place.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::config::read::{self, Node, Read};
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
     Minute,
@@ -16,6 +18,22 @@ pub enum Window {
 }
 
 const DAY: u64 = 86_400;
+
+impl Window {
+    pub fn read(value: &Node) -> Read<Window> {
+        read::variant(
+            value,
+            &[
+                ("minute", Window::Minute),
+                ("hour", Window::Hour),
+                ("day", Window::Day),
+                ("month", Window::Month),
+            ],
+        )
+    }
+}
+
+read::deserialize_by_reader!(Window);
 
 impl Window {
     /// Start of the window that contains `now` (Unix seconds).

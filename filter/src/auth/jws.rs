@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
-use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
+
+use crate::config::read::{self, Fields, Node, Read, ReadError};
 
 /// Longest JWT accepted; longer ones are refused before any decoding work.
 pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
@@ -43,13 +43,29 @@ pub enum SignatureError {
 
 /// What a JWS header says that tokenward reads. Other parameters are ignored, except `crit`:
 /// tokenward understands no extension, so a token that makes one critical is refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Header {
     pub alg: String,
-    #[serde(default)]
     pub kid: Option<String>,
-    #[serde(default)]
-    crit: Option<de::IgnoredAny>,
+}
+
+impl Header {
+    fn read(value: &Node) -> Read<Header> {
+        let fields = Fields::open(value)?;
+        if fields.get("crit").is_some_and(|crit| *crit != Node::Null) {
+            return Err(ReadError::new("a critical extension"));
+        }
+        Ok(Header {
+            alg: fields.required("alg", read::string)?,
+            kid: fields.optional("kid", read::string)?,
+        })
+    }
+}
+
+/// Claims a token carries beside the registered ones, read from the claims object (where
+/// claims they do not name are ignored).
+pub trait CustomClaims: Sized {
+    fn read(claims: &Node) -> Read<Self>;
 }
 
 /// A token split in its parts: the decoded header, the bytes the signature covers, the
@@ -77,15 +93,10 @@ impl<'t> Jws<'t> {
         if header.len() > MAX_HEADER_LENGTH {
             return Err(SignatureError::TooLong);
         }
-        let header = decode(header)?;
-        // Strict JSON, as for the claims: a header read into `Header` skips what it ignores.
-        serde_json::from_slice::<serde_json::Value>(&header)
+        // Strict JSON, as for the claims: valid UTF-8 and escapes in every parameter, even
+        // those tokenward ignores, and none twice.
+        let header = read::from_json(&decode(header)?, Header::read)
             .map_err(|_| SignatureError::Malformed)?;
-        let header: Header =
-            serde_json::from_slice(&header).map_err(|_| SignatureError::Malformed)?;
-        if header.crit.is_some() {
-            return Err(SignatureError::Malformed);
-        }
         Ok(Jws {
             header,
             signed: &token.as_bytes()[..token.len() - signature.len() - 1],
@@ -96,21 +107,18 @@ impl<'t> Jws<'t> {
 
     /// The claims, once the signature is verified: the registered ones checked against
     /// `rules` at `now`, and `C` (tokenward's, or a configuration signature's) beside them.
-    pub fn claims<C: DeserializeOwned>(
+    pub fn claims<C: CustomClaims>(
         &self,
         rules: &ClaimRules,
         now: u64,
     ) -> Result<Claims<C>, SignatureError> {
         let json = decode(self.claims)?;
-        // Strict JSON first: reading into structs skips the claims it does not name without
-        // checking them (invalid UTF-8 or escapes in an unknown claim would pass).
-        let value: serde_json::Value =
-            serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
-        // The registered claims from the bytes, so a duplicated one is refused.
-        let registered: Claims<()> =
-            serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
+        // The whole payload is parsed strictly, claims tokenward does not read included:
+        // invalid UTF-8 or escapes anywhere, or a claim twice, make the token malformed.
+        let value = read::parse(&json).map_err(|_| SignatureError::Malformed)?;
+        let registered = Claims::read(&value).map_err(|_| SignatureError::Malformed)?;
         registered.check(rules, now)?;
-        let custom = C::deserialize(&value).map_err(|_| SignatureError::Malformed)?;
+        let custom = C::read(&value).map_err(|_| SignatureError::Malformed)?;
         Ok(registered.with(custom))
     }
 }
@@ -129,28 +137,35 @@ pub struct ClaimRules {
 }
 
 /// The registered claims (RFC 7519 §4.1; times in Unix seconds) and `custom` beside them.
-/// Unknown claims are ignored: tokens may carry claims for other consumers.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Unknown claims are ignored: tokens may carry claims for other consumers. A registered
+/// claim that is `null` is absent.
+#[derive(Debug, Clone, Default)]
 pub struct Claims<C> {
-    #[serde(default, rename = "iss")]
     pub issuer: Option<String>,
-    #[serde(default, rename = "sub")]
     pub subject: Option<String>,
-    #[serde(default, rename = "aud")]
     pub audiences: Option<Audiences>,
-    #[serde(default, rename = "exp", deserialize_with = "numeric_date")]
     pub expires_at: Option<u64>,
-    #[serde(default, rename = "nbf", deserialize_with = "numeric_date")]
     pub invalid_before: Option<u64>,
-    #[serde(default, rename = "iat", deserialize_with = "numeric_date")]
     pub issued_at: Option<u64>,
-    #[serde(default, rename = "jti")]
     pub jwt_id: Option<String>,
-    #[serde(skip)]
     pub custom: C,
 }
 
 impl Claims<()> {
+    fn read(value: &Node) -> Read<Claims<()>> {
+        let fields = Fields::open(value)?;
+        Ok(Claims {
+            issuer: fields.optional("iss", read::string)?,
+            subject: fields.optional("sub", read::string)?,
+            audiences: fields.optional("aud", Audiences::read)?,
+            expires_at: fields.optional("exp", numeric_date)?,
+            invalid_before: fields.optional("nbf", numeric_date)?,
+            issued_at: fields.optional("iat", numeric_date)?,
+            jwt_id: fields.optional("jti", read::string)?,
+            custom: (),
+        })
+    }
+
     /// The same registered claims with `custom` beside them.
     fn with<C>(self, custom: C) -> Claims<C> {
         Claims {
@@ -192,29 +207,33 @@ impl Claims<()> {
 }
 
 /// A NumericDate (RFC 7519 §2): seconds, which may have a fraction. As jwt-simple read them,
-/// the fraction is dropped and a negative float is 0; a negative integer is malformed.
-fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
-    struct Seconds;
-    impl Visitor<'_> for Seconds {
-        type Value = Option<u64>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("seconds since the epoch")
-        }
-        fn visit_u64<E: de::Error>(self, value: u64) -> Result<Option<u64>, E> {
-            Ok(Some(value))
-        }
-        fn visit_f64<E: de::Error>(self, value: f64) -> Result<Option<u64>, E> {
-            if !value.is_finite() {
-                return Err(E::custom("not a time"));
+/// the fraction is dropped and a negative float is 0; a negative integer is malformed. Read
+/// as serde_json reads numbers: an integer too large for u64 is a float (so u64::MAX), a
+/// number too large for f64 malformed.
+fn numeric_date(value: &Node) -> Read<u64> {
+    let Node::Number(text) = value else {
+        return Err(ReadError::invalid_type(value, "seconds since the epoch"));
+    };
+    if !text.contains(['.', 'e', 'E']) {
+        match text.strip_prefix('-') {
+            None => {
+                if let Ok(seconds) = text.parse::<u64>() {
+                    return Ok(seconds);
+                }
             }
-            // `as` saturates: a negative time is 0, a huge one u64::MAX.
-            Ok(Some(value as u64))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
-            Ok(None)
+            Some(digits) => {
+                if digits.parse::<u64>().is_ok_and(|n| (1..=1 << 63).contains(&n)) {
+                    return Err(ReadError::new("a negative integer is not a time"));
+                }
+            }
         }
     }
-    deserializer.deserialize_any(Seconds)
+    // What serde_json reads as a float: fractions, exponents, `-0`, integers past 64 bits.
+    match text.parse::<f64>() {
+        // `as` saturates: a negative time is 0, a huge one u64::MAX.
+        Ok(seconds) if seconds.is_finite() => Ok(seconds as u64),
+        _ => Err(ReadError::new("not a time")),
+    }
 }
 
 /// `aud`: one string or an array of them.
@@ -225,28 +244,12 @@ impl Audiences {
     fn any_in(&self, accepted: &HashSet<String>) -> bool {
         self.0.iter().any(|a| accepted.contains(a))
     }
-}
 
-impl<'de> Deserialize<'de> for Audiences {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OneOrMany;
-        impl<'de> Visitor<'de> for OneOrMany {
-            type Value = Audiences;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or an array of strings")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Audiences, E> {
-                Ok(Audiences(vec![value.to_string()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audiences, A::Error> {
-                let mut all = Vec::new();
-                while let Some(one) = seq.next_element::<String>()? {
-                    all.push(one);
-                }
-                Ok(Audiences(all))
-            }
+    fn read(value: &Node) -> Read<Audiences> {
+        match value {
+            Node::String(one) => Ok(Audiences(vec![one.to_string()])),
+            _ => read::strings(value).map(Audiences),
         }
-        deserializer.deserialize_any(OneOrMany)
     }
 }
 

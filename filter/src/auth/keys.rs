@@ -4,12 +4,11 @@
 //! to use (by `kid`) and what the claims mean are decided in `token`.
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
-use serde::de::DeserializeOwned;
 
 use crate::claims::TokenwardClaims;
 use crate::config::Jwk;
 pub use crate::invalid::KeyError;
-pub use super::jws::{ClaimRules, Claims, Jws, SignatureError};
+pub use super::jws::{ClaimRules, Claims, CustomClaims, Jws, SignatureError};
 
 /// JWT algorithms tokenward accepts. Anything else, `none` included, is refused before any
 /// signature check.
@@ -123,7 +122,7 @@ impl VerificationKey {
     /// Checks the signature of a parsed JWT, then its registered claims against `rules` at
     /// `now`; its other claims are read as `C` (tokenward's, or the control plane's signature
     /// on a pulled configuration). The header's algorithm must be the key's.
-    pub fn verify_with<C: DeserializeOwned>(
+    pub fn verify_with<C: CustomClaims>(
         &self,
         jws: &Jws<'_>,
         rules: &ClaimRules,

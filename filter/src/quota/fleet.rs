@@ -10,12 +10,13 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::read::{self, Fields, Read, Node};
 use crate::config::Unreachable;
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
 use crate::window::Window;
 
 /// The control plane's answer to a report: this Envoy's allowances.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetAnswer {
     /// Envoys the control plane heard from lately: a counter it granted nothing for yet
@@ -26,7 +27,7 @@ pub struct FleetAnswer {
 }
 
 /// How far one counter may go on this Envoy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetGrant {
     pub key: String,
@@ -59,7 +60,7 @@ const ANSWER_VERSION: &str = "tokenward.fleet.version";
 const KEYS: &str = "tokenward.fleet.keys";
 
 /// The allowances as shared between workers: the answer and when it came.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct SharedAnswer {
     version: u64,
     contact_ms: u64,
@@ -100,7 +101,7 @@ pub struct Allowances {
 }
 
 /// What the control plane must hear of a counter in one window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 struct Note {
     window_start: u64,
     /// What allowances refused in the window.
@@ -212,7 +213,7 @@ impl Allowances {
         let Ok(Some((bytes, _))) = store.get(ANSWER) else {
             return;
         };
-        match serde_json::from_slice::<SharedAnswer>(&bytes) {
+        match read::from_json(&bytes, SharedAnswer::read) {
             Ok(shared) => self.take(shared),
             Err(error) => log::warn!("the fleet allowances in shared data are unreadable: {error}"),
         }
@@ -323,9 +324,62 @@ fn current_cas(store: &dyn SharedStore, key: &str) -> Result<Option<u32>, QuotaE
 
 type Noted = HashMap<String, Note>;
 
+fn read_noted(value: &Node) -> Read<Noted> {
+    Ok(read::map(value, Note::read)?.into_iter().collect())
+}
+
+impl FleetAnswer {
+    pub fn read(value: &Node) -> Read<FleetAnswer> {
+        let fields = Fields::of(value, &["fleet_size", "grants"])?;
+        Ok(FleetAnswer {
+            fleet_size: fields.required("fleet_size", read::u64)?,
+            grants: fields.or_default("grants", |v| read::list(v, FleetGrant::read))?,
+        })
+    }
+}
+
+impl FleetGrant {
+    pub fn read(value: &Node) -> Read<FleetGrant> {
+        let fields = Fields::of(value, &["key", "window_start", "ceiling", "share_ppm"])?;
+        Ok(FleetGrant {
+            key: fields.required("key", read::string)?,
+            window_start: fields.required("window_start", read::u64)?,
+            ceiling: fields.required("ceiling", read::u64)?,
+            share_ppm: fields.required("share_ppm", read::u32)?,
+        })
+    }
+}
+
+read::deserialize_by_reader!(FleetAnswer, FleetGrant);
+
+impl SharedAnswer {
+    fn read(value: &Node) -> Read<SharedAnswer> {
+        let fields = Fields::open(value)?;
+        Ok(SharedAnswer {
+            version: fields.required("version", read::u64)?,
+            contact_ms: fields.required("contact_ms", read::u64)?,
+            answer: fields.required("answer", FleetAnswer::read)?,
+        })
+    }
+}
+
+impl Note {
+    fn read(value: &Node) -> Read<Note> {
+        let fields = Fields::open(value)?;
+        Ok(Note {
+            window_start: fields.required("window_start", read::u64)?,
+            denied: fields.required("denied", read::u64)?,
+            ceiling: fields.required("ceiling", read::u64)?,
+        })
+    }
+}
+
 fn read_keys(store: &dyn SharedStore) -> Result<(Noted, Option<u32>), QuotaError> {
     Ok(match store.get(KEYS)? {
-        Some((bytes, cas)) => (serde_json::from_slice(&bytes).unwrap_or_default(), Some(cas)),
+        Some((bytes, cas)) => (
+            read::from_json(&bytes, read_noted).unwrap_or_default(),
+            Some(cas),
+        ),
         None => (HashMap::new(), None),
     })
 }

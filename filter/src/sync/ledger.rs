@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::config::read::{self, Fields, Node, Read};
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
 
 /// Who used what, through which provider and model.
@@ -43,8 +44,10 @@ impl UsageCounts {
     }
 }
 
+read::deserialize_by_reader!(UsageEntry);
+
 /// One line of a usage report, as the control plane receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageEntry {
     pub subject: String,
@@ -70,6 +73,38 @@ pub struct UsageEntry {
 }
 
 impl UsageEntry {
+    pub fn read(value: &Node) -> Read<UsageEntry> {
+        let fields = Fields::of(
+            value,
+            &[
+                "subject",
+                "tenant",
+                "plan",
+                "credential",
+                "provider",
+                "model",
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "cached_input_tokens",
+                "cost_micro_usd",
+            ],
+        )?;
+        Ok(UsageEntry {
+            subject: fields.required("subject", read::string)?,
+            tenant: fields.optional("tenant", read::string)?,
+            plan: fields.optional("plan", read::string)?,
+            credential: fields.optional("credential", read::string)?,
+            provider: fields.required("provider", read::string)?,
+            model: fields.optional("model", read::string)?,
+            requests: fields.or_default("requests", read::u64)?,
+            input_tokens: fields.or_default("input_tokens", read::u64)?,
+            output_tokens: fields.or_default("output_tokens", read::u64)?,
+            cached_input_tokens: fields.or_default("cached_input_tokens", read::u64)?,
+            cost_micro_usd: fields.or_default("cost_micro_usd", read::u64)?,
+        })
+    }
+
     fn new(key: UsageKey, counts: UsageCounts) -> UsageEntry {
         let UsageKey {
             subject,
@@ -215,7 +250,7 @@ fn encode(counts: HashMap<UsageKey, UsageCounts>) -> Vec<u8> {
 
 /// Only this module writes the outbox; anything else in it (a foreign writer) reads as empty.
 fn decode(bytes: &[u8]) -> Vec<UsageEntry> {
-    serde_json::from_slice(bytes).unwrap_or_else(|error| {
+    read::from_json(bytes, |v| read::list(v, UsageEntry::read)).unwrap_or_else(|error| {
         log::error!("the usage outbox is unreadable ({error}); starting it again");
         Vec::new()
     })

@@ -3,17 +3,18 @@
 //! again (same number) after any failure, so a report is never lost nor counted twice —
 //! whichever worker drives the channel by then.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::ledger::{restore_outbox, take_outbox};
 use super::{pulled, stat, Answer, RefusedConfig, ReportAnswer, SyncHost, SyncReport};
+use crate::config::read::{self, Fields, Node, Read};
 use crate::guard;
 use crate::quota::fleet::{self, CounterState};
 
 const REPORT: &str = "tokenward.sync.report";
 
 /// The sequence of this Envoy's reports, and the one not yet taken.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct Sequence {
     boot: String,
     /// The last number given to a report.
@@ -21,6 +22,17 @@ struct Sequence {
     /// The report with that number, until the control plane has taken it.
     #[serde(default)]
     pending: Option<String>,
+}
+
+impl Sequence {
+    fn read(value: &Node) -> Read<Sequence> {
+        let fields = Fields::open(value)?;
+        Ok(Sequence {
+            boot: fields.required("boot", read::string)?,
+            seq: fields.required("seq", read::u64)?,
+            pending: fields.optional("pending", read::string)?,
+        })
+    }
 }
 
 /// What the reporting worker says of its configuration.
@@ -43,7 +55,7 @@ pub(super) fn next(
 ) -> Option<(u64, Vec<u8>)> {
     let store = host.store();
     let (sequence, cas) = match store.get(REPORT) {
-        Ok(Some((bytes, cas))) => match serde_json::from_slice::<Sequence>(&bytes) {
+        Ok(Some((bytes, cas))) => match read::from_json(&bytes, Sequence::read) {
             Ok(sequence) => (sequence, Some(cas)),
             Err(_) => (fresh(now_ms), Some(cas)),
         },
@@ -125,7 +137,7 @@ pub(super) fn on_answer(host: &dyn SyncHost, seq: u64, answer: &Answer, now_ms: 
             clear(host, seq);
             pulled::touch_contact(host.store(), now_ms);
             // An answer without allowances (an older control plane) leaves those in force.
-            match serde_json::from_slice::<ReportAnswer>(&answer.body) {
+            match read::from_json(&answer.body, ReportAnswer::read) {
                 Ok(ReportAnswer {
                     allowances: Some(allowances),
                     ..
@@ -158,7 +170,7 @@ fn clear(host: &dyn SyncHost, seq: u64) {
         let Ok(Some((bytes, cas))) = store.get(REPORT) else {
             return;
         };
-        let Ok(mut sequence) = serde_json::from_slice::<Sequence>(&bytes) else {
+        let Ok(mut sequence) = read::from_json(&bytes, Sequence::read) else {
             return;
         };
         if sequence.seq != seq || sequence.pending.is_none() {

@@ -198,3 +198,38 @@ fn an_unknown_claim_or_header_that_is_not_json_is_refused() {
     let header = r#"{"alg":"HS256","x":"\ud800"}"#;
     assert_eq!(verify(&token(header, &claims(""))).unwrap_err(), SignatureError::Malformed);
 }
+
+#[test]
+fn numeric_dates_read_as_serde_json_read_them() {
+    let with = |exp: &str| {
+        verify(&token(
+            HS256,
+            &format!(r#"{{"iss":"https://issuer","aud":"gateway","sub":"a","exp":{exp}}}"#),
+        ))
+    };
+    // Past u64 an integer is a float, saturated; past f64 a number is no time at all.
+    let huge = "1".repeat(30);
+    assert_eq!(with(&huge).unwrap().expires_at, Some(u64::MAX));
+    assert_eq!(with("1e400").unwrap_err(), SignatureError::Malformed);
+    assert_eq!(with(&"9".repeat(400)).unwrap_err(), SignatureError::Malformed);
+    // `-0` and an integer below i64 are floats: the epoch, long expired.
+    assert_eq!(with("-0").unwrap_err(), SignatureError::Expired);
+    assert_eq!(with("-9223372036854775809").unwrap_err(), SignatureError::Expired);
+    assert_eq!(with("-9223372036854775808").unwrap_err(), SignatureError::Malformed);
+    assert_eq!(with("[1]").unwrap_err(), SignatureError::Malformed);
+}
+
+#[test]
+fn a_null_crit_is_no_extension_and_a_repeated_header_parameter_is_refused() {
+    let null_crit = r#"{"alg":"HS256","crit":null}"#;
+    assert!(verify(&token(null_crit, &claims(""))).is_ok());
+    let twice = r#"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#;
+    assert_eq!(verify(&token(twice, &claims(""))).unwrap_err(), SignatureError::Malformed);
+    let not_an_object = r#"["HS256"]"#;
+    assert_eq!(
+        verify(&token(not_an_object, &claims(""))).unwrap_err(),
+        SignatureError::Malformed
+    );
+    let claims_twice = claims(r#","x":1,"x":2"#);
+    assert_eq!(verify(&token(HS256, &claims_twice)).unwrap_err(), SignatureError::Malformed);
+}
