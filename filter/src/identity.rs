@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-/// SHA-256 of a credential: the cache key and the API key lookup key.
+/// A credential's 32-byte digest: its SHA-256 (`credential_hash`: the API key lookup key and
+/// the fingerprint) or its BLAKE3 (`cache_key`: the verified-token cache's key).
 pub type CredentialHash = [u8; 32];
 
 /// What kind of credential an identity came from, with the ids revocation looks at.
@@ -57,9 +58,17 @@ impl Identity {
     }
 }
 
-/// SHA-256 of a credential: the cache key and the API key lookup key.
+/// SHA-256 of a credential: the API key lookup key (operators and the control plane compute
+/// it with any SHA-256 tool) and what `fingerprint` shortens. Off the cached path.
 pub fn credential_hash(credential: &str) -> CredentialHash {
     hmac_sha256::Hash::hash(credential.as_bytes())
+}
+
+/// BLAKE3 of a credential: the key a verified token is cached by, computed on every request.
+/// Any 256-bit collision-resistant hash would do; this one is the cheapest in Wasm. Nothing
+/// outside a worker ever sees it.
+pub fn cache_key(credential: &str) -> CredentialHash {
+    *blake3::hash(credential.as_bytes()).as_bytes()
 }
 
 /// A short, non-reversible name for a credential, safe for logs.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::apikey;
 use crate::auth::cache::VerifiedTokenCache;
 use crate::error::{ErrorCode, Refusal};
-use crate::identity::{CredentialHash, CredentialKind, Grants, Identity};
+use crate::identity::{self, CredentialHash, CredentialKind, Grants, Identity};
 use crate::auth::keys::{Jws, SignatureError};
 use crate::auth::credentials::Credentials;
 
@@ -17,31 +17,32 @@ pub fn authenticate(
     policy: &Credentials,
     cache: &mut VerifiedTokenCache,
     credential: &str,
-    hash: &CredentialHash,
     now: u64,
 ) -> Result<Arc<Identity>, Refusal> {
-    let identity = match cache.get(hash, now) {
+    let key = identity::cache_key(credential);
+    let identity = match cache.get(&key, now) {
         Some(identity) => identity,
-        None => verify(policy, cache, credential, hash, now)?,
+        None => verify(policy, cache, credential, &key, now)?,
     };
     unless_revoked(policy, identity)
 }
 
-/// A credential the cache does not hold: the API key lookup or the JWT signature check, the
-/// expensive part a guard must run before. Fills `cache`; revocation is not checked here.
+/// A credential the cache does not hold (`key` is its `identity::cache_key`): the API key
+/// lookup or the JWT signature check, the expensive part a guard must run before. Fills
+/// `cache`; revocation is not checked here.
 pub fn verify(
     policy: &Credentials,
     cache: &mut VerifiedTokenCache,
     credential: &str,
-    hash: &CredentialHash,
+    key: &CredentialHash,
     now: u64,
 ) -> Result<Arc<Identity>, Refusal> {
     if apikey::looks_like_api_key(credential) {
-        return api_key_identity(policy, credential, hash, now);
+        return api_key_identity(policy, credential, now);
     }
     let (identity, valid_until) = verify_jwt(policy, cache, credential, now)?;
     let identity = Arc::new(identity);
-    cache.insert(*hash, Arc::clone(&identity), valid_until);
+    cache.insert(*key, Arc::clone(&identity), valid_until);
     Ok(identity)
 }
 
@@ -62,7 +63,6 @@ pub fn unless_revoked(
 fn api_key_identity(
     policy: &Credentials,
     key: &str,
-    hash: &CredentialHash,
     now: u64,
 ) -> Result<Arc<Identity>, Refusal> {
     let invalid = |message: &str| Refusal::new(ErrorCode::InvalidApiKey, message);
@@ -70,7 +70,7 @@ fn api_key_identity(
         return Err(invalid("API key is malformed (bad length or checksum)"));
     }
     let identity = policy
-        .api_key(hash)
+        .api_key(&identity::credential_hash(key))
         .ok_or_else(|| invalid("API key is not recognised"))?;
     if identity.expires_at.is_some_and(|exp| now > exp) {
         return Err(invalid("API key has expired"));

@@ -93,8 +93,11 @@ fn on_route(
             return Err(refusal);
         }
     };
-    let hash = identity::credential_hash(&credential.value);
-    let cached = worker.cache.borrow().get(&hash, now);
+    let key = identity::cache_key(&credential.value);
+    let cached = worker.cache.borrow().get(&key, now);
+    // The SHA-256 fingerprint names the credential in logs and blocks: only off the cached
+    // path.
+    let fingerprint = || identity::fingerprint(&identity::credential_hash(&credential.value));
     let verified = match cached {
         Some(identity) => {
             // A verified credential costs no host call unless a block is in force somewhere
@@ -109,17 +112,17 @@ fn on_route(
         }
         None => {
             if let Some(source) = &mut source {
-                source.refuse_if_blocked(Some(&identity::fingerprint(&hash)), now, events)?;
+                source.refuse_if_blocked(Some(&fingerprint()), now, events)?;
             }
             events.push(blocks::stat::VERIFICATIONS.to_string());
             let mut cache = worker.cache.borrow_mut();
-            token::verify(&policy.credentials, &mut cache, &credential.value, &hash, now)
+            token::verify(&policy.credentials, &mut cache, &credential.value, &key, now)
         }
     };
     let authenticated =
         verified.and_then(|identity| token::unless_revoked(&policy.credentials, identity));
     let identity = authenticated.inspect_err(|refusal| {
-        let fingerprint = identity::fingerprint(&hash);
+        let fingerprint = fingerprint();
         log::info!(
             "refused {} on route {}: credential {}: {}",
             refusal.code.code(),

@@ -23,7 +23,6 @@ fn check(policy: &Policy, credential: &str, now: u64) -> Result<std::sync::Arc<I
         &policy.credentials,
         &mut cache,
         credential,
-        &credential_hash(credential),
         now,
     )
 }
@@ -179,15 +178,14 @@ fn two_keys_need_kids_and_each_verifies_its_own() {
 fn revocation_applies_to_cached_identities_too() {
     let mut fx = Fixture::new();
     let token = fx.token();
-    let hash = credential_hash(&token);
     let mut cache = VerifiedTokenCache::new(16);
-    assert!(authenticate(&fx.policy().credentials, &mut cache, &token, &hash, NOW).is_ok());
+    assert!(authenticate(&fx.policy().credentials, &mut cache, &token, NOW).is_ok());
     assert_eq!(cache.len(), 1);
     fx.config.revocations.jtis.push(crate::config::RevokedJti {
         jti: "jti-1".into(),
         expires_at: NOW + 600,
     });
-    let refusal = authenticate(&fx.policy().credentials, &mut cache, &token, &hash, NOW).unwrap_err();
+    let refusal = authenticate(&fx.policy().credentials, &mut cache, &token, NOW).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::TokenRevoked);
 }
 
@@ -230,16 +228,15 @@ fn cache_serves_a_repeat_without_verifying_and_stops_at_expiry() {
     let fx = Fixture::new();
     let policy = fx.policy();
     let token = fx.sign(fx.claims(100));
-    let hash = credential_hash(&token);
     let mut cache = VerifiedTokenCache::new(16);
-    authenticate(&policy.credentials, &mut cache, &token, &hash, NOW).unwrap();
+    authenticate(&policy.credentials, &mut cache, &token, NOW).unwrap();
     // A cache hit needs no key: prove it by verifying against a policy without keys.
     let mut keyless = Fixture::new();
     keyless.config.keys.keys.clear();
     let keyless = keyless.policy();
-    assert!(authenticate(&keyless.credentials, &mut cache, &token, &hash, NOW + 130).is_ok());
+    assert!(authenticate(&keyless.credentials, &mut cache, &token, NOW + 130).is_ok());
     assert_eq!(
-        authenticate(&keyless.credentials, &mut cache, &token, &hash, NOW + 131)
+        authenticate(&keyless.credentials, &mut cache, &token, NOW + 131)
             .unwrap_err()
             .code,
         ErrorCode::InvalidToken
@@ -297,4 +294,19 @@ fn credential_hash_is_plain_sha256() {
         hex,
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+}
+
+#[test]
+fn the_cache_key_is_blake3_and_never_the_sha256_operators_see() {
+    // The published BLAKE3 test value of "abc": any other hash here would still work, but a
+    // change of it should be deliberate (and is cheap only if it stays this fast in Wasm).
+    let hex: String = crate::identity::cache_key("abc")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        hex,
+        "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    );
+    assert_ne!(crate::identity::cache_key("abc"), credential_hash("abc"));
 }
