@@ -1,5 +1,5 @@
 //! Signing keys: turns a JWK into a verification key pinned to one algorithm, and verifies
-//! a JWT's signature (Ed25519 with ed25519-compact, ES256 with the host's BoringSSL in the
+//! a JWT's signature (Ed25519 with ed25519-dalek, ES256 with the host's BoringSSL in the
 //! module and p256 natively, HS256 with hmac-sha256) before its claims are read. Which key
 //! to use (by `kid`) and what the claims mean are decided in `token`.
 
@@ -31,7 +31,7 @@ impl Algorithm {
 
 /// A verification key, pinned to the one algorithm its JWK declares.
 pub enum VerificationKey {
-    EdDsa(ed25519_compact::PublicKey),
+    EdDsa(ed25519_dalek::VerifyingKey),
     Es256(es256::PublicKey),
     Hs256(Vec<u8>),
 }
@@ -72,8 +72,15 @@ impl VerificationKey {
         Ok(match algorithm {
             Algorithm::EdDsa => {
                 let x = decode_param(&jwk.x, "x")?;
-                let key = ed25519_compact::PublicKey::from_slice(&x)
-                    .map_err(|e| KeyError::InvalidKey(e.to_string()))?;
+                let bytes: [u8; 32] = x.as_slice().try_into().map_err(|_| {
+                    KeyError::InvalidKey("an Ed25519 key is 32 bytes".to_string())
+                })?;
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| KeyError::InvalidKey("not an Ed25519 point".to_string()))?;
+                // A small-order key verifies signatures anyone can make.
+                if key.is_weak() {
+                    return Err(KeyError::InvalidKey("a weak (small-order) Ed25519 key".to_string()));
+                }
                 VerificationKey::EdDsa(key)
             }
             Algorithm::Es256 => {
@@ -132,8 +139,10 @@ impl VerificationKey {
             return Err(SignatureError::WrongAlgorithm);
         }
         let valid = match self {
-            VerificationKey::EdDsa(key) => ed25519_compact::Signature::from_slice(&jws.signature)
-                .is_ok_and(|signature| key.verify(jws.signed, &signature).is_ok()),
+            // Strict: a canonical `s`, no small-order `R` or key, and the cofactorless
+            // equation (RFC 8032's encoding checks and more).
+            VerificationKey::EdDsa(key) => ed25519_dalek::Signature::from_slice(&jws.signature)
+                .is_ok_and(|signature| key.verify_strict(jws.signed, &signature).is_ok()),
             VerificationKey::Es256(key) => key.verify(jws.signed, &jws.signature)?,
             VerificationKey::Hs256(secret) => {
                 let mac = hmac_sha256::HMAC::mac(jws.signed, secret);

@@ -188,3 +188,62 @@ fn mismatched_alg_is_refused() {
         Err(KeyError::Unsupported { .. })
     ));
 }
+
+fn ed25519_jwk_with_x(x: &[u8]) -> Jwk {
+    use ct_codecs::Encoder;
+    Jwk {
+        x: Some(ct_codecs::Base64UrlSafeNoPadding::encode_to_string(x).unwrap()),
+        ..ed25519_jwk(&Ed25519KeyPair::generate())
+    }
+}
+
+#[test]
+fn an_ed25519_key_that_is_short_not_a_point_or_weak_is_refused_at_load() {
+    let refused = |x: &[u8]| match VerificationKey::from_jwk(&ed25519_jwk_with_x(x)) {
+        Err(KeyError::InvalidKey(why)) => why,
+        other => panic!("{x:?} loaded: {other:?}"),
+    };
+    assert_eq!(refused(&[9; 31]), "an Ed25519 key is 32 bytes");
+    // y = 2 is not on the curve.
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    assert_eq!(refused(&not_a_point), "not an Ed25519 point");
+    // The identity (y = 1) has order 1: any signature with s = 0 and R = identity verifies
+    // for any message under it.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    assert_eq!(refused(&identity), "a weak (small-order) Ed25519 key");
+}
+
+#[test]
+fn an_ed25519_signature_with_a_non_canonical_s_is_refused() {
+    use ct_codecs::Encoder;
+    let kp = Ed25519KeyPair::generate();
+    let key = VerificationKey::from_jwk(&ed25519_jwk(&kp)).unwrap();
+    let token = kp.sign(claims(60)).unwrap();
+    let now = Clock::now_since_epoch().as_secs();
+    assert!(key.verify(&token, &rules(), now).is_ok());
+    // s + L is the same scalar mod L: accepting it would make every token malleable (two
+    // spellings of one signature, two cache entries, two jtis' worth of tries).
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut sig = Base64UrlSafeNoPadding::decode_to_vec(signature, None).unwrap();
+    let mut carry = 0u16;
+    for (byte, l) in sig[32..].iter_mut().zip(L) {
+        let sum = u16::from(*byte) + u16::from(l) + carry;
+        *byte = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0, "s + L fits in 32 bytes (s < L < 2^253)");
+    let malleated = format!(
+        "{signed}.{}",
+        Base64UrlSafeNoPadding::encode_to_string(&sig).unwrap()
+    );
+    assert_eq!(
+        key.verify(&malleated, &rules(), now).unwrap_err(),
+        SignatureError::BadSignature
+    );
+}
