@@ -140,10 +140,7 @@ impl Exchange {
             meter.feed(chunk);
         }
         if let Some(stripper) = &mut self.stripper {
-            let out = stripper.feed(chunk, end_of_stream);
-            if out != chunk {
-                self.replacement = Some(out);
-            }
+            self.replacement = stripper.feed(chunk, end_of_stream);
         }
         end_of_stream.then(|| self.report()).flatten()
     }
