@@ -5,6 +5,10 @@
 //!
 //! Configured with `read-body`, it also reads each response chunk into the VM and drops it:
 //! the floor of any filter that meters a stream, which must see every byte of it.
+//! Configured with `swap-headers`, it makes the host calls tokenward makes for a cached
+//! token, and nothing else: it reads the request headers in one call and the clock, then
+//! sets the three headers a swap sets (the credential, `:authority` and the cluster header).
+//! That is the floor of any filter that swaps credentials in Envoy.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -19,13 +23,16 @@ proxy_wasm::main! {{
 #[derive(Default, Clone, Copy)]
 struct Floor {
     reads_body: bool,
+    swaps_headers: bool,
 }
 
 impl Context for Floor {}
 
 impl RootContext for Floor {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        self.reads_body = self.get_plugin_configuration().as_deref() == Some(b"read-body");
+        let configuration = self.get_plugin_configuration();
+        self.reads_body = configuration.as_deref() == Some(b"read-body");
+        self.swaps_headers = configuration.as_deref() == Some(b"swap-headers");
         true
     }
 
@@ -40,11 +47,69 @@ impl RootContext for Floor {
 
 // Every other callback's default answer is `Action::Continue`.
 impl HttpContext for Floor {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.swaps_headers {
+            swap_headers();
+        }
+        Action::Continue
+    }
+
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         if self.reads_body && body_size > 0 {
             // The host copies the chunk into memory the VM allocates; dropping it frees it.
             std::hint::black_box(self.get_http_response_body(0, body_size));
         }
         Action::Continue
+    }
+}
+
+/// The header map the calls below act on: the request's (proxy-wasm's `MapType`).
+const REQUEST_HEADERS: u32 = 0;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+}
+
+/// tokenward's host calls for a cached token, as it makes them: the serialized header map
+/// in one buffer (the host allocates it in the VM), the clock, three header replacements.
+fn swap_headers() {
+    let (mut data, mut size, mut now) = (std::ptr::null_mut(), 0usize, 0u64);
+    // SAFETY: the host writes a pointer to a buffer it allocated with the SDK's exported
+    // allocator, and its size; the Vec takes ownership of exactly that allocation.
+    unsafe {
+        if proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) == 0 && !data.is_null()
+        {
+            std::hint::black_box(Vec::from_raw_parts(data, size, size));
+        }
+        proxy_get_current_time_nanoseconds(&mut now);
+    }
+    for (name, value) in [
+        ("authorization", "Bearer sk-floor-provider-key"),
+        (":authority", "api.openai.test"),
+        ("x-tokenward-cluster", "openai_cluster"),
+    ] {
+        // SAFETY: both slices outlive the call, which only reads them.
+        unsafe {
+            proxy_replace_header_map_value(
+                REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            );
+        }
     }
 }

@@ -13,8 +13,8 @@
 //! cached. Every figure is printed against the targets.
 //!
 //! `BENCH_FLOOR_WASM` replaces the floor module, `BENCH_BASELINE_WASM=<an earlier build>` adds
-//! its hot variants, `BENCH_ONLY=<text>` runs only the throughput variants whose name has it
-//! (and skips the rest); `BENCH_SECONDS` is each measurement's length.
+//! its hot variants, `BENCH_ONLY=<text>[,<text>…]` runs only the throughput variants whose name
+//! has one of them (and skips the rest); `BENCH_SECONDS` is each measurement's length.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -68,6 +68,8 @@ fn settings() -> Settings {
 enum Kind {
     NoFilter,
     Floor,
+    /// The floor making the host calls tokenward makes for a cached token.
+    FloorHostCalls,
     JwtAuthnEddsa,
     JwtAuthnEs256,
     Hot,
@@ -189,7 +191,10 @@ fn main() -> anyhow::Result<()> {
             })
             .collect()
     };
-    let wants = |text: &str| only.as_deref().is_none_or(|o| text.contains(o));
+    let wants = |text: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|o| text.contains(o)))
+    };
     // The memory figure's tokens are the cold run's and more.
     let eddsa_count = if wants("memory") {
         s.cold_tokens.max(s.memory_tokens)
@@ -234,6 +239,16 @@ fn main() -> anyhow::Result<()> {
             Kind::Floor,
             "empty Wasm filter (floor)",
             floor,
+            &hot_script,
+            &hot_token,
+        ),
+        variant(
+            Kind::FloorHostCalls,
+            "empty Wasm filter making tokenward's host calls",
+            EnvoyConfig::shipped()?
+                .with_wasm(&floor_wasm)?
+                .with_direct_response(200, "ok")?
+                .with_filter_config("swap-headers")?,
             &hot_script,
             &hot_token,
         ),
@@ -315,8 +330,8 @@ fn main() -> anyhow::Result<()> {
         ));
     }
 
-    // BENCH_ONLY=<text> runs only the variants whose name contains it (for experiments; the
-    // ratios need the baselines in the same run).
+    // BENCH_ONLY=<text>[,<text>…] runs only the variants whose name contains one of them (for
+    // experiments; the ratios need the baselines in the same run).
     variants.retain(|v| wants(v.name));
     let mut results: Vec<Measured> = Vec::new();
     let mut fixed_rate = None;
@@ -891,6 +906,16 @@ fn report(
         format!("{:.2}x", hot / floor),
         hot / floor >= 0.8,
     );
+    // Not a target: how much of the gap is the host calls any credential swap makes.
+    let calls = rps(Kind::FloorHostCalls);
+    if !calls.is_nan() {
+        println!(
+            "  (the floor making tokenward's host calls: {:.2}x floor; hot: {:.2}x of it, hot with quotas: {:.2}x)",
+            calls / floor,
+            hot / calls,
+            quotas / calls
+        );
+    }
     target(
         "hot with quotas >= 2x jwt_authn (EdDSA)",
         format!("{:.2}x", quotas / jwt),
