@@ -10,6 +10,7 @@ use std::ops::Range;
 
 pub mod node;
 pub mod raw;
+pub mod write;
 
 /// Why a body is not valid JSON: what was expected and where. Never quotes the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
