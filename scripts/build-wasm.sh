@@ -22,9 +22,11 @@ else
   done
   # Building std here also lets panics abort without their formatting machinery (the filter
   # never panics by design; -Cpanic=immediate-abort keeps that code out of the module) and
-  # picks std's size-optimized implementations.
+  # picks std's size-optimized implementations. An aborting panic prints nothing, so the
+  # file, line and column each panic site would carry are left out too
+  # (-Zlocation-detail=none: 3 KB).
   RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-  RUSTFLAGS="-C link-self-contained=no -L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort $simd" \
+  RUSTFLAGS="-C link-self-contained=no -L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none $simd" \
     /usr/bin/cargo build --locked -p "$package" --profile wasm --target "$target" \
       -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 fi

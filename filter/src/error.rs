@@ -1,7 +1,7 @@
 //! Every refusal the filter can send, in one place: its stable code, status, OpenAI-style
 //! error type and the `WWW-Authenticate` challenge. Nothing else decides what a client sees.
 
-use serde::Serialize;
+use crate::json::write::{fields, object};
 
 /// The realm named in every `WWW-Authenticate` challenge.
 const REALM: &str = "tokenward";
@@ -279,101 +279,57 @@ impl Refusal {
 
     /// The JSON body in the error shape of the refusal's style.
     pub fn body(&self) -> String {
-        #[derive(Serialize)]
-        struct OpenAi<'a> {
-            error: OpenAiError<'a>,
-        }
-        #[derive(Serialize)]
-        struct OpenAiError<'a> {
-            message: &'a str,
-            #[serde(rename = "type")]
-            kind: &'a str,
-            param: Option<&'a str>,
-            code: &'a str,
-        }
-        #[derive(Serialize)]
-        struct Anthropic<'a> {
-            #[serde(rename = "type")]
-            kind: &'a str,
-            error: AnthropicError<'a>,
-        }
-        #[derive(Serialize)]
-        struct AnthropicError<'a> {
-            #[serde(rename = "type")]
-            kind: &'a str,
-            message: &'a str,
-            code: &'a str,
-            /// Where Anthropic's SDKs read a code (`error.error_code` in Python,
-            /// `errorCode` in TypeScript).
-            details: AnthropicDetails<'a>,
-        }
-        #[derive(Serialize)]
-        struct AnthropicDetails<'a> {
-            error_code: &'a str,
-        }
-        #[derive(Serialize)]
-        struct Google<'a> {
-            error: GoogleError<'a>,
-        }
-        #[derive(Serialize)]
-        struct GoogleError<'a> {
-            code: u16,
-            message: &'a str,
-            status: &'a str,
-            details: [ErrorInfo<'a>; 1],
-        }
-        #[derive(Serialize)]
-        struct ErrorInfo<'a> {
-            #[serde(rename = "@type")]
-            kind: &'a str,
-            reason: &'a str,
-            domain: &'a str,
-        }
-        let body = match self.style {
+        let code = self.code.code();
+        let mut body = String::new();
+        match self.style {
             ErrorStyle::OpenAi => {
-                let body = OpenAi {
-                    error: OpenAiError {
-                        message: &self.message,
-                        kind: self.code.error_type(),
-                        param: None,
-                        code: self.code.code(),
-                    },
-                };
-                // Serializing plain strings cannot fail; the fallback keeps the shape.
-                return serde_json::to_string(&body).unwrap_or_else(|_| {
-                    format!(
-                        r#"{{"error":{{"message":"request refused","type":"{}","param":null,"code":"{}"}}}}"#,
-                        self.code.error_type(),
-                        self.code.code()
-                    )
+                let error = fields(|error| {
+                    error
+                        .field("message", &self.message)
+                        .field("type", &self.code.error_type())
+                        .field("param", &None::<&str>)
+                        .field("code", &code);
+                });
+                object(&mut body, |body| {
+                    body.field("error", &error);
                 });
             }
-            ErrorStyle::Anthropic => serde_json::to_string(&Anthropic {
-                kind: "error",
-                error: AnthropicError {
-                    kind: self.code.anthropic_type(),
-                    message: &self.message,
-                    code: self.code.code(),
-                    details: AnthropicDetails {
-                        error_code: self.code.code(),
-                    },
-                },
-            }),
-            ErrorStyle::Google => serde_json::to_string(&Google {
-                error: GoogleError {
-                    code: self.code.status(),
-                    message: &self.message,
-                    status: self.code.google_status(),
-                    details: [ErrorInfo {
-                        kind: "type.googleapis.com/google.rpc.ErrorInfo",
-                        reason: self.code.code(),
-                        domain: "tokenward",
-                    }],
-                },
-            }),
-        };
-        // As above: plain strings and numbers always serialize.
-        body.unwrap_or_else(|_| String::from(r#"{"error":{"message":"request refused"}}"#))
+            ErrorStyle::Anthropic => {
+                // Where Anthropic's SDKs read a code (`error.error_code` in Python,
+                // `errorCode` in TypeScript).
+                let details = fields(|details| {
+                    details.field("error_code", &code);
+                });
+                let error = fields(|error| {
+                    error
+                        .field("type", &self.code.anthropic_type())
+                        .field("message", &self.message)
+                        .field("code", &code)
+                        .field("details", &details);
+                });
+                object(&mut body, |body| {
+                    body.field("type", &"error").field("error", &error);
+                });
+            }
+            ErrorStyle::Google => {
+                let info = fields(|info| {
+                    info.field("@type", &"type.googleapis.com/google.rpc.ErrorInfo")
+                        .field("reason", &code)
+                        .field("domain", &"tokenward");
+                });
+                let error = fields(|error| {
+                    error
+                        .field("code", &self.code.status())
+                        .field("message", &self.message)
+                        .field("status", &self.code.google_status())
+                        .field("details", &[&info]);
+                });
+                object(&mut body, |body| {
+                    body.field("error", &error);
+                });
+            }
+        }
+        body
     }
 
     /// Response headers besides the body's content type: the bearer challenge, if any.

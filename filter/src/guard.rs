@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::json::write::{self, object, ToJson};
+
 use crate::config::read::{self, Fields, Read, Node};
 use crate::config::FailedAuthConfig;
 use crate::invalid::InvalidConfig;
@@ -90,6 +92,26 @@ impl BlockEvent {
 }
 
 read::deserialize_by_reader!(SourceKind, BlockEvent);
+
+impl ToJson for BlockEvent {
+    fn write_json(&self, out: &mut String) {
+        let BlockEvent {
+            kind,
+            value,
+            failures,
+            blocked_at,
+            until,
+        } = self;
+        object(out, |event| {
+            event
+                .field("kind", &kind.label())
+                .field("value", value)
+                .field("failures", failures)
+                .field("blocked_at", blocked_at)
+                .field("until", until);
+        });
+    }
+}
 
 /// The compiled settings; a policy without them does not guard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,7 +402,7 @@ pub fn announce(store: &dyn SharedStore, block: &BlockEvent) -> Result<(), Quota
             events.drain(..=events.len() - MAX_EVENTS);
         }
         events.push(block.clone());
-        let bytes = serde_json::to_vec(&events).map_err(|e| QuotaError::Store(e.to_string()))?;
+        let bytes = write::to_vec(&events);
         if store.compare_and_set(EVENTS, &bytes, cas)? {
             return Ok(());
         }
@@ -438,7 +460,7 @@ pub fn restore_events(store: &dyn SharedStore, blocks: Vec<BlockEvent>) -> Resul
         events.extend(current);
         let excess = events.len().saturating_sub(MAX_EVENTS);
         events.drain(..excess);
-        let bytes = serde_json::to_vec(&events).map_err(|e| QuotaError::Store(e.to_string()))?;
+        let bytes = write::to_vec(&events);
         if store.compare_and_set(EVENTS, &bytes, cas)? {
             return Ok(());
         }

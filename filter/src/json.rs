@@ -9,6 +9,8 @@
 use std::ops::Range;
 
 pub mod node;
+pub mod raw;
+pub mod write;
 
 /// Why a body is not valid JSON: what was expected and where. Never quotes the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,9 +165,9 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 }
 
 /// Validates the value starting at `i` and returns where it ends. Nesting is kept on an
-/// explicit stack, so depth costs a byte of memory per level, never a stack frame.
+/// explicit stack, so depth costs a bit of memory per level, never a stack frame.
 pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
-    let mut open: Vec<u8> = Vec::new();
+    let mut open = Nesting::default();
     loop {
         // A value starts at `i`.
         i = skip_ws(bytes, i);
@@ -177,7 +179,7 @@ pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
                     i = next + 1;
                     true
                 } else {
-                    open.push(c);
+                    open.push(c == b'{');
                     i = next;
                     if c == b'{' {
                         i = member_key(bytes, i)?;
@@ -209,15 +211,15 @@ pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
         };
         // After a complete value: close containers, or move to the next element.
         while closed {
-            let Some(&container) = open.last() else {
+            let Some(in_object) = open.last() else {
                 return Ok(i);
             };
             i = skip_ws(bytes, i);
-            let close = if container == b'{' { b'}' } else { b']' };
+            let close = if in_object { b'}' } else { b']' };
             match bytes.get(i) {
                 Some(b',') => {
                     i = skip_ws(bytes, i + 1);
-                    if container == b'{' {
+                    if in_object {
                         i = member_key(bytes, i)?;
                     }
                     closed = false;
@@ -229,6 +231,42 @@ pub fn scan_value(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
                 _ => return error("expected ',' or the end of the container", i),
             }
         }
+    }
+}
+
+/// The containers `scan_value` is inside, innermost last: whether each is an object. The
+/// first 64 levels are bits of a word, so what providers and clients send is validated
+/// without allocating; deeper ones go to the heap.
+#[derive(Default)]
+struct Nesting {
+    shallow: u64,
+    depth: usize,
+    deep: Vec<bool>,
+}
+
+impl Nesting {
+    fn push(&mut self, object: bool) {
+        if self.depth < 64 {
+            self.shallow = (self.shallow & !(1 << self.depth)) | (u64::from(object) << self.depth);
+        } else {
+            self.deep.push(object);
+        }
+        self.depth += 1;
+    }
+
+    fn last(&self) -> Option<bool> {
+        match self.depth {
+            0 => None,
+            d @ 1..=64 => Some((self.shallow >> (d - 1)) & 1 == 1),
+            _ => self.deep.last().copied(),
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.depth > 64 {
+            self.deep.pop();
+        }
+        self.depth = self.depth.saturating_sub(1);
     }
 }
 
@@ -292,10 +330,11 @@ fn scan_number(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
 }
 
 /// The string starting at `i` (a `"`); returns where it ends. Escapes are checked, not
-/// decoded; UTF-8 was checked for the whole document.
+/// decoded; UTF-8 was checked for the whole document, or is not needed.
 fn scan_string(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
     i += 1;
     loop {
+        i = plain_run_end(bytes, i);
         match bytes.get(i) {
             Some(b'"') => return Ok(i + 1),
             Some(b'\\') => match bytes.get(i + 1) {
@@ -303,11 +342,38 @@ fn scan_string(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
                 Some(b'u') if hex4(bytes, i + 2).is_some() => i += 6,
                 _ => return error("invalid escape in a string", i),
             },
-            Some(&c) if c < 0x20 => return error("control character in a string", i),
-            Some(_) => i += 1,
+            Some(_) => return error("control character in a string", i),
             None => return error("unterminated string", i),
         }
     }
+}
+
+/// Where the run of string text from `i` ends: the first `"`, `\` or control character, or
+/// the end. Eight bytes are looked at in one step (the carries of a subtraction find the
+/// bytes below a bound; the lowest byte found is always a true one), since the generated
+/// text of a stream event is crossed this way, and calls per string would cost more.
+fn plain_run_end(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x;
+    while let Some(&word) = bytes.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+        let x = u64::from_le_bytes(word);
+        let found = (below(x, 0x20)
+            | below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1))
+            & HIGH;
+        if found != 0 {
+            return i + found.trailing_zeros() as usize / 8;
+        }
+        i += 8;
+    }
+    while bytes
+        .get(i)
+        .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
+    {
+        i += 1;
+    }
+    i
 }
 
 fn hex4(bytes: &[u8], i: usize) -> Option<u32> {

@@ -10,11 +10,13 @@ mod meter;
 mod openai;
 mod stream;
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use crate::config::{CredentialSource, ProviderConfig, ProviderStyle};
 use crate::error::ErrorStyle;
 use crate::invalid::InvalidConfig;
+use crate::json::raw::Raw;
 use crate::usage::Usage;
 
 pub use meter::UsageMeter;
@@ -164,26 +166,20 @@ pub fn body_shape(format: ApiFormat, path: &str) -> BodyShape {
 }
 
 /// The members of a stream event that can carry usage, in every provider's format. The rest
-/// (the generated text, the choices) is skipped while parsing, never built.
-#[derive(Debug, Default, serde::Deserialize)]
+/// (the generated text, the choices) is validated while walking past it, never built.
+#[derive(Debug, Default)]
 struct EventEnvelope<'a> {
     /// Anthropic's and OpenAI Responses' event type.
-    #[serde(default, rename = "type")]
-    kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    usage: serde_json::Value,
+    kind: Option<Cow<'a, str>>,
+    usage: Raw<'a>,
     /// Gemini's.
-    #[serde(default, rename = "usageMetadata")]
-    usage_metadata: serde_json::Value,
+    usage_metadata: Raw<'a>,
     /// Anthropic's `message_start` carries the message, with its usage.
-    #[serde(default)]
-    message: serde_json::Value,
+    message: Raw<'a>,
     /// OpenAI Responses' `response.completed` carries the response, with its usage.
-    #[serde(default)]
-    response: serde_json::Value,
+    response: Raw<'a>,
     /// OpenAI chat's choices, unread.
-    #[serde(default, borrow)]
-    choices: Option<&'a serde_json::value::RawValue>,
+    choices: Raw<'a>,
 }
 
 impl<'a> EventEnvelope<'a> {
@@ -192,12 +188,49 @@ impl<'a> EventEnvelope<'a> {
         if !may_carry_usage(data) {
             return None;
         }
-        serde_json::from_slice(data).ok()
+        EventEnvelope::read(data)
+    }
+
+    /// The event's data, if it is a JSON object.
+    fn read(data: &'a [u8]) -> Option<EventEnvelope<'a>> {
+        let [kind, usage, usage_metadata, message, response, choices] = envelope(
+            data,
+            ["type", "usage", "usageMetadata", "message", "response", "choices"],
+        )?;
+        // The type is a string or nothing: any other value made the event unreadable.
+        let kind = match kind.is_null() {
+            true => None,
+            false => Some(kind.as_str()?),
+        };
+        Some(EventEnvelope {
+            kind,
+            usage,
+            usage_metadata,
+            message,
+            response,
+            choices,
+        })
     }
 
     fn kind(&self) -> Option<&str> {
         self.kind.as_deref()
     }
+}
+
+/// The members named `fields` of the JSON object `bytes`, as serde's derive read such an
+/// envelope: the other members are validated and skipped, and a field named twice, or text
+/// that is not one valid JSON object, makes the whole envelope unreadable (`None`).
+fn envelope<'a, const N: usize>(bytes: &'a [u8], fields: [&str; N]) -> Option<[Raw<'a>; N]> {
+    let mut found = [Raw::default(); N];
+    let mut repeated = false;
+    Raw::members(bytes, |key, value| {
+        if let Some(slot) = fields.iter().position(|f| key.is(f)) {
+            repeated |= !found[slot].is_absent();
+            found[slot] = value;
+        }
+    })
+    .ok()?;
+    (!repeated).then_some(found)
 }
 
 /// Whether stream events (their data, or their raw bytes) may report usage. Every provider
@@ -229,11 +262,7 @@ fn event_usage(format: ApiFormat, data: &[u8], usage: &mut Option<Usage>) {
 }
 
 /// The usage a whole JSON answer reports, from its `usage` or (Gemini) `usageMetadata`.
-fn json_usage(
-    format: ApiFormat,
-    usage: &serde_json::Value,
-    usage_metadata: &serde_json::Value,
-) -> Option<Usage> {
+fn json_usage(format: ApiFormat, usage: Raw<'_>, usage_metadata: Raw<'_>) -> Option<Usage> {
     match format {
         ApiFormat::OpenAiChat | ApiFormat::OpenAiResponses => openai::json_usage(format, usage),
         ApiFormat::Anthropic => anthropic::json_usage(usage),
@@ -242,7 +271,7 @@ fn json_usage(
 }
 
 /// A count in a usage object; absent or not a number counts as 0.
-fn count(value: &serde_json::Value) -> u64 {
+fn count(value: Raw<'_>) -> u64 {
     value.as_u64().unwrap_or(0)
 }
 

@@ -20,6 +20,7 @@ use crate::config::{Bootstrap, CredentialSource, SyncConfig};
 use crate::document::{self, Document};
 use crate::host::{HeaderBlock, HostStatus};
 use crate::invalid::InvalidConfig;
+use crate::json::write::{object, ToJson};
 use crate::policy::Policy;
 use crate::quota::counter::{SharedStore, MAX_CAS_ATTEMPTS};
 use crate::quota::fleet::Allowances;
@@ -595,6 +596,45 @@ pub struct SyncReport {
     pub blocks: Vec<BlockEvent>,
 }
 
+/// As its `Serialize` writes it (the control plane reads it with serde).
+impl ToJson for SyncReport {
+    fn write_json(&self, out: &mut String) {
+        let SyncReport {
+            node,
+            boot,
+            seq,
+            pull,
+            config_version,
+            refused,
+            entries,
+            counters,
+            blocks,
+        } = self;
+        object(out, |report| {
+            report
+                .field("node", node)
+                .field("boot", boot)
+                .field("seq", seq);
+            if *pull {
+                report.field("pull", pull);
+            }
+            if let Some(version) = config_version {
+                report.field("config_version", version);
+            }
+            if let Some(refused) = refused {
+                report.field("refused", refused);
+            }
+            report.field("entries", entries);
+            if !counters.is_empty() {
+                report.field("counters", counters);
+            }
+            if !blocks.is_empty() {
+                report.field("blocks", blocks);
+            }
+        });
+    }
+}
+
 impl SyncReport {
     /// Report number `seq` of an Envoy process (`node`, `boot`), carrying nothing yet.
     pub fn new(node: &str, boot: &str, seq: u64) -> SyncReport {
@@ -641,6 +681,15 @@ read::deserialize_by_reader!(ReportAnswer);
 pub struct RefusedConfig {
     pub version: String,
     pub error: String,
+}
+
+impl ToJson for RefusedConfig {
+    fn write_json(&self, out: &mut String) {
+        let RefusedConfig { version, error } = self;
+        object(out, |refused| {
+            refused.field("version", version).field("error", error);
+        });
+    }
 }
 
 /// The claims of the control plane's signature on a pulled configuration.

@@ -92,3 +92,29 @@ fn each_style_gives_its_sdks_shape_with_our_code_and_message() {
     );
     assert_eq!(google["error"]["details"][0]["domain"], "tokenward");
 }
+
+/// The bodies are written by hand (`json::write`): byte for byte what serde_json wrote for
+/// the structs they replaced, escapes included.
+#[test]
+fn bodies_are_written_exactly_as_before() {
+    let refusal = Refusal::new(ErrorCode::RateLimitExceeded, "a \"quoted\"\nline\u{1}é");
+    let message = r#""a \"quoted\"\nline\u0001é""#;
+    assert_eq!(
+        refusal.body(),
+        format!(
+            r#"{{"error":{{"message":{message},"type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}}}"#
+        )
+    );
+    assert_eq!(
+        refusal.clone().in_style(ErrorStyle::Anthropic).body(),
+        format!(
+            r#"{{"type":"error","error":{{"type":"rate_limit_error","message":{message},"code":"rate_limit_exceeded","details":{{"error_code":"rate_limit_exceeded"}}}}}}"#
+        )
+    );
+    assert_eq!(
+        refusal.in_style(ErrorStyle::Google).body(),
+        format!(
+            r#"{{"error":{{"code":429,"message":{message},"status":"RESOURCE_EXHAUSTED","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"rate_limit_exceeded","domain":"tokenward"}}]}}}}"#
+        )
+    );
+}

@@ -1,9 +1,8 @@
 //! Anthropic: the `x-api-key` credential, the `anthropic-version` it requires, the messages
 //! API, and its usage (input, cache and output tokens, spread over a stream's events).
 
-use serde_json::Value;
-
 use super::{count, ApiFormat, BodyShape, EventEnvelope};
+use crate::json::raw::Raw;
 use crate::usage::Usage;
 
 /// Anthropic's API refuses requests without a version; this one is set when neither the
@@ -33,16 +32,16 @@ pub(super) fn body_shape() -> BodyShape {
 pub(super) fn event_usage(event: &EventEnvelope<'_>, usage: &mut Option<Usage>) {
     match event.kind() {
         Some("message_start") => {
-            if let Some(found) = json_usage(&event.message["usage"]) {
+            if let Some(found) = json_usage(event.message.get("usage")) {
                 *usage = Some(found);
             }
         }
         Some("message_delta") => {
-            if let Some(output) = event.usage["output_tokens"].as_u64() {
+            if let Some(output) = event.usage.get("output_tokens").as_u64() {
                 let current = usage.get_or_insert_with(Usage::default);
                 current.output_tokens = output;
                 // Newer streams repeat the input counts here; take them when present.
-                if let Some(found) = json_usage(&event.usage) {
+                if let Some(found) = json_usage(event.usage) {
                     if found.input_tokens > 0 {
                         current.input_tokens = found.input_tokens;
                         current.cached_input_tokens = found.cached_input_tokens;
@@ -56,15 +55,20 @@ pub(super) fn event_usage(event: &EventEnvelope<'_>, usage: &mut Option<Usage>) 
 
 /// A `usage` object. Anthropic's input_tokens exclude the cache: the prompt is all three
 /// together.
-pub(super) fn json_usage(usage: &Value) -> Option<Usage> {
-    let uncached = usage.get("input_tokens")?.as_u64()?;
-    let cache_read = count(&usage["cache_read_input_tokens"]);
-    let cache_write = count(&usage["cache_creation_input_tokens"]);
+pub(super) fn json_usage(usage: Raw<'_>) -> Option<Usage> {
+    let [uncached, cache_read, cache_write, output] = usage.fields([
+        "input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "output_tokens",
+    ]);
+    let cache_read = count(cache_read);
     Some(Usage {
         input_tokens: uncached
+            .as_u64()?
             .saturating_add(cache_read)
-            .saturating_add(cache_write),
-        output_tokens: count(&usage["output_tokens"]),
+            .saturating_add(count(cache_write)),
+        output_tokens: count(output),
         cached_input_tokens: cache_read,
     })
 }

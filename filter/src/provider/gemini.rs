@@ -1,9 +1,8 @@
 //! Gemini: the `x-goog-api-key` credential, generateContent and streamGenerateContent, and
 //! `usageMetadata`, which every chunk of a stream repeats, growing.
 
-use serde_json::Value;
-
 use super::{count, ApiFormat, BodyShape, EventEnvelope};
+use crate::json::raw::Raw;
 use crate::usage::Usage;
 
 pub(super) fn credential(secret: String) -> (&'static str, String) {
@@ -26,19 +25,23 @@ pub(super) fn body_shape() -> BodyShape {
 
 /// The last chunk's `usageMetadata` counts.
 pub(super) fn event_usage(event: &EventEnvelope<'_>, usage: &mut Option<Usage>) {
-    if let Some(found) = json_usage(&event.usage_metadata) {
+    if let Some(found) = json_usage(event.usage_metadata) {
         *usage = Some(found);
     }
 }
 
 /// A `usageMetadata` object.
-pub(super) fn json_usage(meta: &Value) -> Option<Usage> {
-    let prompt = meta.get("promptTokenCount")?.as_u64()?;
+pub(super) fn json_usage(meta: Raw<'_>) -> Option<Usage> {
+    let [prompt, candidates, thoughts, cached] = meta.fields([
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "thoughtsTokenCount",
+        "cachedContentTokenCount",
+    ]);
     Some(Usage {
-        input_tokens: prompt,
+        input_tokens: prompt.as_u64()?,
         // Thinking tokens are billed as output.
-        output_tokens: count(&meta["candidatesTokenCount"])
-            .saturating_add(count(&meta["thoughtsTokenCount"])),
-        cached_input_tokens: count(&meta["cachedContentTokenCount"]),
+        output_tokens: count(candidates).saturating_add(count(thoughts)),
+        cached_input_tokens: count(cached),
     })
 }

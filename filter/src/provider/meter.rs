@@ -1,9 +1,8 @@
 //! Where each provider API reports usage, in a JSON answer and in a stream, and the
 //! `UsageMeter` that follows one response to find it.
 
-use serde_json::Value;
-
-use super::ApiFormat;
+use super::{envelope, ApiFormat};
+use crate::json::raw::Raw;
 use crate::usage::{SseSifter, Usage, MAX_HELD_BYTES};
 
 /// Follows one response and keeps the usage it reports.
@@ -63,34 +62,29 @@ impl UsageMeter {
     }
 }
 
-/// The parts of a JSON answer that carry usage; everything else (an embeddings array, the
-/// generated text) is skipped while parsing instead of being built into a `Value`.
-#[derive(serde::Deserialize)]
-struct UsageEnvelope {
-    #[serde(default)]
-    usage: Value,
-    #[serde(default, rename = "usageMetadata")]
-    usage_metadata: Value,
-}
-
+/// The usage in a JSON answer: its `usage` or `usageMetadata`; everything else (an
+/// embeddings array, the generated text) is validated and skipped, never built.
 fn usage_in_json(format: ApiFormat, json: &[u8]) -> Option<Usage> {
     // Gemini's streamGenerateContent without `alt=sse` answers with a JSON array of chunks;
-    // the last one's usage counts. (An array must not reach the struct parse: serde would
-    // read it as the struct's fields in order.)
+    // the last one's usage counts. Every chunk must be an object whose usage fields appear
+    // once, as when each was read as an envelope.
     let is_array = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let envelope = if is_array {
+    let [usage, usage_metadata] = if is_array {
         if format != ApiFormat::Gemini {
             return None;
         }
-        serde_json::from_slice::<Vec<UsageEnvelope>>(json)
-            .ok()?
-            .into_iter()
-            .rev()
-            .find(|e| !e.usage_metadata.is_null())?
+        let mut last = None;
+        for chunk in Raw::parse(json).ok()?.elements() {
+            let [usage, usage_metadata] = envelope(chunk.text(), ["usage", "usageMetadata"])?;
+            if !usage_metadata.is_null() {
+                last = Some([usage, usage_metadata]);
+            }
+        }
+        last?
     } else {
-        serde_json::from_slice::<UsageEnvelope>(json).ok()?
+        envelope(json, ["usage", "usageMetadata"])?
     };
-    super::json_usage(format, &envelope.usage, &envelope.usage_metadata)
+    super::json_usage(format, usage, usage_metadata)
 }
 
 #[cfg(test)]

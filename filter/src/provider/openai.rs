@@ -2,9 +2,8 @@
 //! chat completions, completions, embeddings and the Responses API, and where each reports
 //! usage.
 
-use serde_json::Value;
-
 use super::{count, ApiFormat, BodyShape, EventEnvelope};
+use crate::json::raw::Raw;
 use crate::usage::Usage;
 
 /// OpenAI takes a bearer token; Azure OpenAI its own `api-key` header.
@@ -54,10 +53,10 @@ pub(super) fn event_usage(format: ApiFormat, event: &EventEnvelope<'_>, usage: &
         ApiFormat::OpenAiResponses
             if matches!(event.kind(), Some("response.completed" | "response.incomplete")) =>
         {
-            responses_usage(&event.response["usage"])
+            responses_usage(event.response.get("usage"))
         }
         ApiFormat::OpenAiResponses => None,
-        _ => chat_usage(&event.usage),
+        _ => chat_usage(event.usage),
     };
     if found.is_some() {
         *usage = found;
@@ -66,37 +65,35 @@ pub(super) fn event_usage(format: ApiFormat, event: &EventEnvelope<'_>, usage: &
 
 /// The chunk a chat stream sends for `stream_options.include_usage`: no choices, a usage.
 pub(super) fn is_usage_only_chunk(data: &[u8]) -> bool {
-    EventEnvelope::parse(data).is_some_and(|chunk| {
-        let empty = |raw: &serde_json::value::RawValue| {
-            let inner = raw.get().trim();
-            inner.starts_with('[') && inner[1..].trim_start() == "]"
-        };
-        chunk.choices.is_some_and(empty) && chunk.usage.is_object()
-    })
+    EventEnvelope::parse(data)
+        .is_some_and(|chunk| chunk.choices.is_empty_array() && chunk.usage.is_object())
 }
 
 /// The `usage` member of a JSON answer.
-pub(super) fn json_usage(format: ApiFormat, usage: &Value) -> Option<Usage> {
+pub(super) fn json_usage(format: ApiFormat, usage: Raw<'_>) -> Option<Usage> {
     match format {
         ApiFormat::OpenAiResponses => responses_usage(usage),
         _ => chat_usage(usage),
     }
 }
 
-fn chat_usage(usage: &Value) -> Option<Usage> {
-    let input = usage.get("prompt_tokens")?.as_u64()?;
+fn chat_usage(usage: Raw<'_>) -> Option<Usage> {
+    let [input, output, details] =
+        usage.fields(["prompt_tokens", "completion_tokens", "prompt_tokens_details"]);
     Some(Usage {
-        input_tokens: input,
+        input_tokens: input.as_u64()?,
         // Embeddings report no completion tokens.
-        output_tokens: count(&usage["completion_tokens"]),
-        cached_input_tokens: count(&usage["prompt_tokens_details"]["cached_tokens"]),
+        output_tokens: count(output),
+        cached_input_tokens: count(details.get("cached_tokens")),
     })
 }
 
-fn responses_usage(usage: &Value) -> Option<Usage> {
+fn responses_usage(usage: Raw<'_>) -> Option<Usage> {
+    let [input, output, details] =
+        usage.fields(["input_tokens", "output_tokens", "input_tokens_details"]);
     Some(Usage {
-        input_tokens: usage.get("input_tokens")?.as_u64()?,
-        output_tokens: count(&usage["output_tokens"]),
-        cached_input_tokens: count(&usage["input_tokens_details"]["cached_tokens"]),
+        input_tokens: input.as_u64()?,
+        output_tokens: count(output),
+        cached_input_tokens: count(details.get("cached_tokens")),
     })
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::read::{self, Fields, Read, Node};
 use crate::config::Unreachable;
+use crate::json::write::{self, object, ToJson};
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
 use crate::window::Window;
 
@@ -60,7 +61,7 @@ const ANSWER_VERSION: &str = "tokenward.fleet.version";
 const KEYS: &str = "tokenward.fleet.keys";
 
 /// The allowances as shared between workers: the answer and when it came.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct SharedAnswer {
     version: u64,
     contact_ms: u64,
@@ -101,7 +102,7 @@ pub struct Allowances {
 }
 
 /// What the control plane must hear of a counter in one window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Note {
     window_start: u64,
     /// What allowances refused in the window.
@@ -306,7 +307,7 @@ pub fn publish(store: &dyn SharedStore, answer: FleetAnswer, now_ms: u64) -> Res
             contact_ms: now_ms,
             answer: answer.clone(),
         };
-        let bytes = serde_json::to_vec(&shared).map_err(|e| QuotaError::Store(e.to_string()))?;
+        let bytes = write::to_vec(&shared);
         // The answer first, then its version: a worker that sees the version reads an answer
         // at least that new.
         if store.compare_and_set(ANSWER, &bytes, current_cas(store, ANSWER)?)?
@@ -352,6 +353,87 @@ impl FleetGrant {
 
 read::deserialize_by_reader!(FleetAnswer, FleetGrant);
 
+// Written as their `Serialize` writes them: the control plane and tests read them with serde;
+// the shared-data records only this module reads.
+
+impl ToJson for FleetAnswer {
+    fn write_json(&self, out: &mut String) {
+        let FleetAnswer { fleet_size, grants } = self;
+        object(out, |answer| {
+            answer.field("fleet_size", fleet_size).field("grants", grants);
+        });
+    }
+}
+
+impl ToJson for FleetGrant {
+    fn write_json(&self, out: &mut String) {
+        let FleetGrant {
+            key,
+            window_start,
+            ceiling,
+            share_ppm,
+        } = self;
+        object(out, |grant| {
+            grant
+                .field("key", key)
+                .field("window_start", window_start)
+                .field("ceiling", ceiling)
+                .field("share_ppm", share_ppm);
+        });
+    }
+}
+
+impl ToJson for CounterState {
+    fn write_json(&self, out: &mut String) {
+        let CounterState {
+            key,
+            window_start,
+            used,
+            denied,
+            ceiling,
+        } = self;
+        object(out, |counter| {
+            counter
+                .field("key", key)
+                .field("window_start", window_start)
+                .field("used", used)
+                .field("denied", denied)
+                .field("ceiling", ceiling);
+        });
+    }
+}
+
+impl ToJson for SharedAnswer {
+    fn write_json(&self, out: &mut String) {
+        let SharedAnswer {
+            version,
+            contact_ms,
+            answer,
+        } = self;
+        object(out, |shared| {
+            shared
+                .field("version", version)
+                .field("contact_ms", contact_ms)
+                .field("answer", answer);
+        });
+    }
+}
+
+impl ToJson for Note {
+    fn write_json(&self, out: &mut String) {
+        let Note {
+            window_start,
+            denied,
+            ceiling,
+        } = self;
+        object(out, |note| {
+            note.field("window_start", window_start)
+                .field("denied", denied)
+                .field("ceiling", ceiling);
+        });
+    }
+}
+
 impl SharedAnswer {
     fn read(value: &Node) -> Read<SharedAnswer> {
         let fields = Fields::open(value)?;
@@ -393,7 +475,7 @@ fn prune_keys(store: &dyn SharedStore, now: u64) -> Result<Noted, QuotaError> {
         if noted.len() == before {
             return Ok(noted);
         }
-        let bytes = serde_json::to_vec(&noted).map_err(|e| QuotaError::Store(e.to_string()))?;
+        let bytes = write::to_vec(&noted);
         if store.compare_and_set(KEYS, &bytes, cas)? {
             return Ok(noted);
         }
@@ -413,7 +495,7 @@ fn merge_keys(store: &dyn SharedStore, pending: &Noted) -> Result<(), QuotaError
                 }
             }
         }
-        let bytes = serde_json::to_vec(&noted).map_err(|e| QuotaError::Store(e.to_string()))?;
+        let bytes = write::to_vec(&noted);
         if store.compare_and_set(KEYS, &bytes, cas)? {
             return Ok(());
         }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::config::read::{self, Fields, Node, Read};
+use crate::json::write::{self, object, ToJson};
 use crate::quota::counter::{QuotaError, SharedStore, MAX_CAS_ATTEMPTS};
 
 /// Who used what, through which provider and model.
@@ -70,6 +71,46 @@ pub struct UsageEntry {
     pub cached_input_tokens: u64,
     #[serde(default)]
     pub cost_micro_usd: u64,
+}
+
+impl ToJson for UsageEntry {
+    fn write_json(&self, out: &mut String) {
+        let UsageEntry {
+            subject,
+            tenant,
+            plan,
+            credential,
+            provider,
+            model,
+            requests,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cost_micro_usd,
+        } = self;
+        object(out, |entry| {
+            entry.field("subject", subject);
+            if let Some(tenant) = tenant {
+                entry.field("tenant", tenant);
+            }
+            if let Some(plan) = plan {
+                entry.field("plan", plan);
+            }
+            if let Some(credential) = credential {
+                entry.field("credential", credential);
+            }
+            entry.field("provider", provider);
+            if let Some(model) = model {
+                entry.field("model", model);
+            }
+            entry
+                .field("requests", requests)
+                .field("input_tokens", input_tokens)
+                .field("output_tokens", output_tokens)
+                .field("cached_input_tokens", cached_input_tokens)
+                .field("cost_micro_usd", cost_micro_usd);
+        });
+    }
 }
 
 impl UsageEntry {
@@ -245,7 +286,7 @@ fn encode(counts: HashMap<UsageKey, UsageCounts>) -> Vec<u8> {
     entries.sort_by(|a, b| {
         (&a.subject, &a.provider, &a.model).cmp(&(&b.subject, &b.provider, &b.model))
     });
-    serde_json::to_vec(&entries).unwrap_or_else(|_| b"[]".to_vec())
+    write::to_vec(&entries)
 }
 
 /// Only this module writes the outbox; anything else in it (a foreign writer) reads as empty.

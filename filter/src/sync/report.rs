@@ -3,25 +3,35 @@
 //! again (same number) after any failure, so a report is never lost nor counted twice —
 //! whichever worker drives the channel by then.
 
-use serde::Serialize;
-
 use super::ledger::{restore_outbox, take_outbox};
 use super::{pulled, stat, Answer, RefusedConfig, ReportAnswer, SyncHost, SyncReport};
 use crate::config::read::{self, Fields, Node, Read};
 use crate::guard;
+use crate::json::write::{self, object, ToJson};
 use crate::quota::fleet::{self, CounterState};
 
 const REPORT: &str = "tokenward.sync.report";
 
 /// The sequence of this Envoy's reports, and the one not yet taken.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Sequence {
     boot: String,
     /// The last number given to a report.
     seq: u64,
     /// The report with that number, until the control plane has taken it.
-    #[serde(default)]
     pending: Option<String>,
+}
+
+impl ToJson for Sequence {
+    fn write_json(&self, out: &mut String) {
+        let Sequence { boot, seq, pending } = self;
+        object(out, |sequence| {
+            sequence
+                .field("boot", boot)
+                .field("seq", seq)
+                .field("pending", pending);
+        });
+    }
 }
 
 impl Sequence {
@@ -99,24 +109,14 @@ pub(super) fn next(
         counters,
         blocks,
     };
-    let body = match serde_json::to_string(&report) {
-        Ok(body) => body,
-        Err(error) => {
-            log::error!("a usage report could not be written: {error}");
-            let _ = restore_outbox(store, report.entries);
-            let _ = guard::restore_events(store, report.blocks);
-            return None;
-        }
-    };
+    let body = write::to_string(&report);
     let kept = Sequence {
         boot: sequence.boot,
         seq,
         pending: Some(body.clone()),
     };
-    let written = serde_json::to_vec(&kept)
-        .ok()
-        .map(|bytes| store.compare_and_set(REPORT, &bytes, cas));
-    if !matches!(written, Some(Ok(true))) {
+    let written = store.compare_and_set(REPORT, &write::to_vec(&kept), cas);
+    if !matches!(written, Ok(true)) {
         // Another worker numbered a report meanwhile: the usage goes back for the next one.
         if let Err(error) = restore_outbox(store, report.entries) {
             log::error!("usage could not be put back into the outbox: {error}");
@@ -177,11 +177,8 @@ fn clear(host: &dyn SyncHost, seq: u64) {
             return;
         }
         sequence.pending = None;
-        let Ok(bytes) = serde_json::to_vec(&sequence) else {
-            return;
-        };
         if store
-            .compare_and_set(REPORT, &bytes, Some(cas))
+            .compare_and_set(REPORT, &write::to_vec(&sequence), Some(cas))
             .unwrap_or(false)
         {
             return;

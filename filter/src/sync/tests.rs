@@ -874,3 +874,92 @@ fn a_block_goes_up_in_the_next_report_and_again_if_that_report_is_not_taken() {
     );
     assert!(crate::guard::take_events(&envoy.store).unwrap().is_empty());
 }
+
+/// What the filter sends and keeps is written by hand (`json::write`); the control plane
+/// reads it with serde: every field, escapes and skipped options as `Serialize` writes them.
+#[test]
+fn reports_are_written_exactly_as_serde_writes_them() {
+    let odd = "quote \" backslash \\ newline \n control \u{1f} é";
+    let full = SyncReport {
+        node: odd.to_string(),
+        boot: "b".to_string(),
+        seq: u64::MAX,
+        pull: true,
+        config_version: Some("v1".to_string()),
+        refused: Some(RefusedConfig {
+            version: "v2".to_string(),
+            error: odd.to_string(),
+        }),
+        entries: vec![
+            UsageEntry {
+                subject: odd.to_string(),
+                tenant: Some("t".to_string()),
+                plan: Some("p".to_string()),
+                credential: Some("c".to_string()),
+                provider: "openai".to_string(),
+                model: Some("gpt".to_string()),
+                requests: 1,
+                input_tokens: 2,
+                output_tokens: 3,
+                cached_input_tokens: 4,
+                cost_micro_usd: 5,
+            },
+            UsageEntry {
+                subject: "s".to_string(),
+                tenant: None,
+                plan: None,
+                credential: None,
+                provider: "anthropic".to_string(),
+                model: None,
+                requests: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cached_input_tokens: 0,
+                cost_micro_usd: 0,
+            },
+        ],
+        counters: vec![CounterState {
+            key: "tw:q:p:l:requests:minute:s:x".to_string(),
+            window_start: 60,
+            used: 7,
+            denied: 1,
+            ceiling: 10,
+        }],
+        blocks: vec![
+            BlockEvent {
+                kind: SourceKind::Address,
+                value: "10.0.0.1".to_string(),
+                failures: u32::MAX,
+                blocked_at: 100,
+                until: 400,
+            },
+            BlockEvent {
+                kind: SourceKind::Credential,
+                value: "fp".to_string(),
+                failures: 3,
+                blocked_at: 1,
+                until: 2,
+            },
+        ],
+    };
+    let bare = SyncReport::new("n", "b", 0);
+    for report in [full, bare] {
+        assert_eq!(
+            crate::json::write::to_string(&report),
+            serde_json::to_string(&report).unwrap()
+        );
+    }
+    let answer = FleetAnswer {
+        fleet_size: 3,
+        grants: vec![FleetGrant {
+            key: "k\"".to_string(),
+            window_start: 1,
+            ceiling: 2,
+            share_ppm: u32::MAX,
+        }],
+    };
+    assert_eq!(
+        crate::json::write::to_string(&answer),
+        serde_json::to_string(&answer).unwrap()
+    );
+}

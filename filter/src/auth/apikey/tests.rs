@@ -45,3 +45,19 @@ fn a_multibyte_character_at_the_checksum_boundary_is_refused_not_a_panic() {
     assert_eq!(key.len(), KEY_LEN);
     assert!(!checksum_is_valid(&key));
 }
+
+/// The checksum is CRC-32 as zlib (and crc32fast, which computed it before) compute it:
+/// keys issued before still check, byte for byte.
+#[test]
+fn the_checksum_is_zlibs_crc32_and_keys_issued_before_still_check() {
+    assert_eq!(crc32(b""), 0);
+    assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    assert_eq!(
+        crc32(b"The quick brown fox jumps over the lazy dog"),
+        0x414f_a339
+    );
+    // Made by the crc32fast version of `new_api_key`.
+    let issued = "tw_bCnOza3eFqR2d6hItU5g9kLwX8jCnOza2Hh4LM";
+    assert_eq!(new_api_key(counter_source()), issued);
+    assert!(checksum_is_valid(issued));
+}

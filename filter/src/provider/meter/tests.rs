@@ -214,3 +214,142 @@ fn a_null_usage_beside_a_real_one_is_still_read() {
     let both = b"data: {\"response\":{\"usage\":null},\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n";
     assert!(meter(ApiFormat::OpenAiChat, true, &[both]).is_some());
 }
+
+/// How the envelopes were read before they were read in place: serde's derive over
+/// serde_json. The readers must agree with it on every event below.
+#[derive(Debug, Default, serde::Deserialize)]
+struct SerdeEnvelope<'a> {
+    #[serde(default, rename = "type")]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    usage: serde_json::Value,
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: serde_json::Value,
+    #[serde(default)]
+    message: serde_json::Value,
+    #[serde(default)]
+    response: serde_json::Value,
+    #[serde(default, borrow)]
+    choices: Option<&'a serde_json::value::RawValue>,
+}
+
+fn as_value(raw: crate::json::raw::Raw<'_>) -> serde_json::Value {
+    match raw.is_absent() {
+        true => serde_json::Value::Null,
+        false => serde_json::from_slice(raw.text()).unwrap(),
+    }
+}
+
+fn agrees_with_serde(event: &[u8]) {
+    let ours = super::super::EventEnvelope::read(event);
+    let theirs = serde_json::from_slice::<SerdeEnvelope>(event).ok();
+    let shown = String::from_utf8_lossy(event);
+    let (Some(ours), Some(theirs)) = (&ours, &theirs) else {
+        assert_eq!(ours.is_some(), theirs.is_some(), "{shown}");
+        return;
+    };
+    assert_eq!(ours.kind(), theirs.kind.as_deref(), "{shown}");
+    assert_eq!(as_value(ours.usage), theirs.usage, "{shown}");
+    assert_eq!(as_value(ours.usage_metadata), theirs.usage_metadata, "{shown}");
+    assert_eq!(as_value(ours.message), theirs.message, "{shown}");
+    assert_eq!(as_value(ours.response), theirs.response, "{shown}");
+    assert_eq!(!ours.choices.is_null(), theirs.choices.is_some(), "{shown}");
+}
+
+#[test]
+fn stream_events_are_read_as_serde_read_them() {
+    let fixtures = [OPENAI_CHAT_SSE, OPENAI_RESPONSES_SSE, ANTHROPIC_SSE, GEMINI_SSE];
+    let events = fixtures
+        .iter()
+        .flat_map(|stream| stream.split("data: ").skip(1))
+        .map(|event| event.split(['\r', '\n']).next().unwrap().to_string());
+    let edges = [
+        // A type that is not a string made the whole event unreadable; null is no type.
+        r#"{"type":5,"usage":{"output_tokens":1}}"#,
+        r#"{"type":null,"usage":{"output_tokens":1}}"#,
+        r#"{"type":"message_delta","usage":{"output_tokens":1}}"#,
+        r#"{"type":"mess\u0061ge_delta","usage":{"output_tokens":1}}"#,
+        // A field named twice: unreadable, even where one of them is null.
+        r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+        r#"{"usage":null,"\u0075sage":{"prompt_tokens":2}}"#,
+        r#"{"choices":[],"choices":[],"usage":{"prompt_tokens":2}}"#,
+        // Inside a usage object the last of two keys counts; unknown members are skipped.
+        r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2},"x":{"y":[1,2,{"z":null}]},"x":1}"#,
+        r#"{"choices":null,"usage":{"prompt_tokens":2}}"#,
+        r#"{"choices":[ ],"usage":{"prompt_tokens":2}}"#,
+        r#"{"choices":{},"usage":[1,2]}"#,
+        // Whitespace around the object, and text after it.
+        " \r\n{\"usage\":{\"prompt_tokens\":2}}\t ",
+        r#"{"usage":{"prompt_tokens":2}} {}"#,
+        r#"{"usage":{"prompt_tokens":2}"#,
+        r#"{"usage":{"prompt_tokens":2},}"#,
+        r#"{"usage":{"prompt_tokens":02}}"#,
+        r#"{"usage":{"prompt_tokens":2},"content":"a\qb"}"#,
+        "{\"usage\":{\"prompt_tokens\":2},\"content\":\"a\u{1}b\"}",
+        r#""usage""#,
+        "usage",
+    ];
+    for event in events.chain(edges.iter().map(|e| e.to_string())) {
+        agrees_with_serde(event.as_bytes());
+    }
+    // Text that is not UTF-8 in a member no one reads does not matter, as before.
+    agrees_with_serde(b"{\"content\":\"\xff\",\"usage\":{\"prompt_tokens\":2}}");
+}
+
+/// Where reading in place knowingly differs from serde's derive: only in events no provider
+/// sends. serde read an array as the envelope's fields in order, and refused a whole event
+/// for a defect inside a member it built as a `Value` but that no usage count is read from.
+#[test]
+fn what_serde_read_differently_is_pinned() {
+    let usage = |event: &str| meter(ApiFormat::OpenAiChat, true, &[format!("data: {event}\n\n").as_bytes()]);
+    let five = Some(Usage {
+        input_tokens: 5,
+        output_tokens: 0,
+        cached_input_tokens: 0,
+    });
+    // An array is not an envelope (serde: `usage` = the second element).
+    assert!(serde_json::from_str::<SerdeEnvelope>(r#"[null,{"prompt_tokens":5},1]"#).is_ok());
+    assert_eq!(usage(r#"[null,{"prompt_tokens":5,"usage":1}]"#), None);
+    // A lone surrogate, a number beyond f64, invalid UTF-8 beside the counts (serde: none).
+    for beside in [r#""\ud800""#, "1e400"] {
+        let event = format!(r#"{{"usage":{{"prompt_tokens":5,"note":{beside}}}}}"#);
+        assert!(serde_json::from_str::<SerdeEnvelope>(&event).is_err());
+        assert_eq!(usage(&event), five, "{event}");
+    }
+    let mut meter = UsageMeter::new(ApiFormat::OpenAiChat, true);
+    meter.feed(b"data: {\"usage\":{\"prompt_tokens\":5,\"note\":\"\xff\"}}\n\n");
+    assert_eq!(meter.finish(), five);
+}
+
+#[test]
+fn json_answers_are_read_as_serde_read_them() {
+    let read = |format, body: &str| meter(format, false, &[body.as_bytes()]);
+    // A usage field named twice: no usage.
+    assert_eq!(
+        read(ApiFormat::OpenAiChat, r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#),
+        None
+    );
+    let ten = |output| Usage {
+        input_tokens: 10,
+        output_tokens: output,
+        cached_input_tokens: 0,
+    };
+    assert_eq!(
+        read(ApiFormat::OpenAiChat, r#" {"usage":{"prompt_tokens":10,"completion_tokens":-1}} "#),
+        Some(ten(0))
+    );
+    assert_eq!(read(ApiFormat::OpenAiChat, r#"{"usage":{"prompt_tokens":10.0}}"#), None);
+    assert_eq!(read(ApiFormat::OpenAiChat, r#"{"usage":{"prompt_tokens":10}}x"#), None);
+    // An array answer only from Gemini, whose chunks must each be an envelope; the last
+    // chunk with usage counts.
+    let chunks = r#"[{"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":1}},
+        {"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":3}}, {"candidates":[]}]"#;
+    assert_eq!(read(ApiFormat::Gemini, chunks), Some(ten(3)));
+    assert_eq!(read(ApiFormat::OpenAiChat, chunks), None);
+    assert_eq!(read(ApiFormat::Gemini, "[]"), None);
+    assert_eq!(read(ApiFormat::Gemini, r#"[{"usageMetadata":{"promptTokenCount":10}}, 1]"#), None);
+    assert_eq!(
+        read(ApiFormat::Gemini, r#"[{"usageMetadata":{"promptTokenCount":10},"usageMetadata":null}]"#),
+        None
+    );
+}

@@ -197,3 +197,24 @@ fn every_worker_takes_the_answer_once_and_notes_of_all_workers_reach_the_report(
         (MINUTE + 60, 1, 0)
     );
 }
+
+/// The shared-data records are written by hand (`json::write`) and read by their readers.
+#[test]
+fn shared_records_read_back_as_written() {
+    let shared = SharedAnswer {
+        version: 9,
+        contact_ms: u64::MAX,
+        answer: answer(2, vec![("tw:q:p:l:requests:minute:s:\"x\\", 60, 5, 500_000)]),
+    };
+    let bytes = crate::json::write::to_vec(&shared);
+    let back = read::from_json(&bytes, SharedAnswer::read).unwrap();
+    assert_eq!((back.version, back.contact_ms), (9, u64::MAX));
+    assert_eq!(back.answer, shared.answer);
+    let noted: Noted = [
+        ("a\n".to_string(), Note { window_start: 1, denied: 2, ceiling: 3 }),
+        ("b".to_string(), Note::default()),
+    ]
+    .into();
+    let bytes = crate::json::write::to_vec(&noted);
+    assert_eq!(read::from_json(&bytes, read_noted).unwrap(), noted);
+}
