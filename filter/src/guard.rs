@@ -145,7 +145,7 @@ impl GuardSettings {
         let exempt = config
             .exempt
             .iter()
-            .map(|text| Cidr::parse(text).ok_or_else(|| bad(format!("exempt: {text:?} is not a CIDR"))))
+            .map(|text| Cidr::parse(text).ok_or_else(|| bad(format!("exempt: {} is not a CIDR", crate::quoted::Quoted(text)))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(GuardSettings {
             threshold: config.threshold,

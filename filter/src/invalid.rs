@@ -4,6 +4,7 @@
 
 use crate::config::MAX_BODY_LIMIT;
 use crate::document::Unreadable;
+use crate::quoted::Quoted;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidConfig {
@@ -15,7 +16,7 @@ pub enum InvalidConfig {
     Key { index: usize, source: KeyError },
     #[error("keys[{0}]: \"kid\" is required when there is more than one key")]
     MissingKid(usize),
-    #[error("keys: kid {0:?} appears twice")]
+    #[error("keys: kid {} appears twice", Quoted(.0))]
     DuplicateKid(String),
     #[error("api_keys[{0}]: sha256 must be 64 lowercase hex characters")]
     BadApiKeyHash(usize),
@@ -25,21 +26,21 @@ pub enum InvalidConfig {
     ApiKeyIdentity(usize),
     #[error("providers[{0}]: name, cluster and authority must not be empty")]
     ProviderFields(usize),
-    #[error("providers: name {0:?} appears twice")]
+    #[error("providers: name {} appears twice", Quoted(.0))]
     DuplicateProvider(String),
-    #[error("providers[{index}]: environment variable {var:?} is not set in the Wasm VM")]
+    #[error("providers[{index}]: environment variable {} is not set in the Wasm VM", Quoted(.var))]
     MissingEnvCredential { index: usize, var: String },
     #[error("providers[{0}]: the credential is empty or not a valid header value")]
     BadCredential(usize),
-    #[error("providers[{index}]: header {name:?} is not a valid, settable header")]
+    #[error("providers[{index}]: header {} is not a valid, settable header", Quoted(.name))]
     BadProviderHeader { index: usize, name: String },
     #[error("routes[{0}]: name must not be empty and path_prefix must start with '/'")]
     RouteFields(usize),
     #[error("routes[{0}]: when_header must be a lowercase header name")]
     BadRouteHeader(usize),
-    #[error("routes: name {0:?} appears twice")]
+    #[error("routes: name {} appears twice", Quoted(.0))]
     DuplicateRoute(String),
-    #[error("routes[{index}]: method {method:?} is not an uppercase HTTP method")]
+    #[error("routes[{index}]: method {} is not an uppercase HTTP method", Quoted(.method))]
     BadMethod { index: usize, method: String },
     #[error("routes[{0}]: set exactly one of \"provider\" and \"model_providers\"")]
     ProviderChoice(usize),
@@ -49,13 +50,13 @@ pub enum InvalidConfig {
          the body names one \"provider\""
     )]
     ModelProvidersWithoutModel(usize),
-    #[error("routes[{index}]: unknown provider {provider:?}")]
+    #[error("routes[{index}]: unknown provider {}", Quoted(.provider))]
     UnknownProvider { index: usize, provider: String },
     #[error("routes[{0}]: max_body_bytes must be between 1 and {MAX_BODY_LIMIT}")]
     BodyLimit(usize),
-    #[error("plans[{plan:?}]: {problem}")]
+    #[error("plans[{}]: {problem}", Quoted(.plan))]
     Plan { plan: String, problem: String },
-    #[error("default_plan {0:?} is not one of the plans")]
+    #[error("default_plan {} is not one of the plans", Quoted(.0))]
     UnknownDefaultPlan(String),
     #[error("api_keys[{0}]: the plan is not one of the plans")]
     ApiKeyPlan(usize),
@@ -71,7 +72,7 @@ pub enum InvalidConfig {
         index: usize,
         reason: String,
     },
-    #[error("{kind} {name:?} is unavailable: {reason}")]
+    #[error("{kind} {} is unavailable: {reason}", Quoted(.name))]
     Unavailable {
         kind: &'static str,
         name: String,
@@ -178,18 +179,22 @@ impl Unavailable {
 /// Why a signing key of the configuration cannot be loaded.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("unsupported key type {kty:?} / curve {crv:?}")]
+    #[error(
+        "unsupported key type {} / curve {}",
+        Quoted(.kty),
+        .crv.as_deref().map_or("none".to_string(), |crv| Quoted(crv).to_string())
+    )]
     Unsupported { kty: String, crv: Option<String> },
-    #[error("alg {alg:?} does not fit a {kty} key")]
+    #[error("alg {} does not fit a {kty} key", Quoted(.alg))]
     AlgorithmMismatch { alg: String, kty: String },
     #[error("HS256 key without \"allow_symmetric\": true")]
     SymmetricNotAllowed,
-    #[error("missing parameter {0:?}")]
+    #[error("missing parameter {}", Quoted(.0))]
     MissingParameter(&'static str),
-    #[error("parameter {0:?} is not valid base64url")]
+    #[error("parameter {} is not valid base64url", Quoted(.0))]
     BadEncoding(&'static str),
     #[error("invalid key material: {0}")]
     InvalidKey(String),
-    #[error("key use {0:?} is not \"sig\"")]
+    #[error("key use {} is not \"sig\"", Quoted(.0))]
     WrongUse(String),
 }

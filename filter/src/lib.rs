@@ -14,6 +14,9 @@ pub mod policy;
 pub mod sync;
 pub mod window;
 
+/// Names quoted in messages without `{:?}`'s Unicode tables.
+mod quoted;
+
 pub use provider::CLUSTER_HEADER;
 
 /// Modules of the core that nothing outside the filter needs: private, and exported only to

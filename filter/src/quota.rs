@@ -18,6 +18,7 @@ use crate::error::{ErrorCode, Refusal};
 use crate::identity::Identity;
 use crate::invalid::{InvalidConfig, PartKind, Unavailable};
 use crate::model::pattern_matches;
+use crate::quoted::Quoted;
 use crate::usage::Usage;
 use crate::window::Window;
 
@@ -273,18 +274,18 @@ fn compile_plan(
             return Err(problem("a limit name is 1 to 64 of A-Z a-z 0-9 - _".into()));
         }
         if limits.iter().any(|l| l.name == limit.name) {
-            return Err(problem(format!("limit {:?} appears twice", limit.name)));
+            return Err(problem(format!("limit {} appears twice", Quoted(&limit.name))));
         }
         if limit.metric == Metric::CostMicroUsd && prices_refused {
             return Err(problem(format!(
-                "limit {:?} counts cost and a price could not be loaded",
-                limit.name
+                "limit {} counts cost and a price could not be loaded",
+                Quoted(&limit.name)
             )));
         }
         if limit.metric == Metric::CostMicroUsd && !priced {
             return Err(problem(format!(
-                "limit {:?} counts cost but \"prices\" is empty",
-                limit.name
+                "limit {} counts cost but \"prices\" is empty",
+                Quoted(&limit.name)
             )));
         }
         let slot = Slot::new(
@@ -294,7 +295,7 @@ fn compile_plan(
             window_name(limit.window),
         );
         if limits.iter().any(|l| l.slot.id == slot.id) {
-            return Err(problem(format!("limit {:?} collides with another", limit.name)));
+            return Err(problem(format!("limit {} collides with another", Quoted(&limit.name))));
         }
         limits.push(Limit {
             name: limit.name.clone(),

@@ -24,6 +24,7 @@ use crate::json::write::{object, ToJson};
 use crate::policy::Policy;
 use crate::quota::counter::{SharedStore, MAX_CAS_ATTEMPTS};
 use crate::quota::fleet::Allowances;
+use crate::quoted::Quoted;
 
 pub use crate::guard::{BlockEvent, SourceKind};
 pub use crate::quota::fleet::{key_parts, CounterState, FleetAnswer, FleetGrant, KeyParts};
@@ -100,7 +101,8 @@ impl SyncSettings {
             }
             CredentialSource::Env(var) => env(var).ok_or_else(|| {
                 InvalidConfig::Sync(format!(
-                    "environment variable {var:?} is not set in the Wasm VM"
+                    "environment variable {} is not set in the Wasm VM",
+                    Quoted(var)
                 ))
             })?,
         };
@@ -437,8 +439,8 @@ impl Channel {
             Ok(token) => self.calls.push((token, InFlight::Config)),
             Err(status) => {
                 log::warn!(
-                    "the configuration poll could not be sent on cluster {:?}: {status:?}",
-                    self.settings.cluster
+                    "the configuration poll could not be sent on cluster {}: {status:?}",
+                    Quoted(&self.settings.cluster)
                 );
                 host.count(stat::CALL_ERRORS, 1);
                 self.next_poll_ms = now_ms + RETRY_MS;
@@ -493,8 +495,8 @@ impl Channel {
             Err(status) => {
                 // Kept in shared data: the next report sends it again.
                 log::warn!(
-                    "a usage report could not be sent on cluster {:?}: {status:?}",
-                    self.settings.cluster
+                    "a usage report could not be sent on cluster {}: {status:?}",
+                    Quoted(&self.settings.cluster)
                 );
                 host.count(stat::CALL_ERRORS, 1);
             }

@@ -263,8 +263,8 @@ impl RootContext for TokenwardRoot {
             }
             PluginConfig::Bootstrap(settings) => {
                 log::info!(
-                    "bootstrap: the configuration comes from the control plane on cluster {:?}",
-                    settings.cluster
+                    "bootstrap: the configuration comes from the control plane on cluster {}",
+                    crate::quoted::Quoted(&settings.cluster)
                 );
                 let mut channel =
                     Channel::new(Arc::new(settings), true, String::new(), Box::new(vm_env));
@@ -329,10 +329,10 @@ impl TokenwardRoot {
         // not is refused on its own, and shown in the log and the gauges.
         for part in policy.unavailable() {
             log::error!(
-                "configuration {}: {} {:?} is unavailable: {}",
+                "configuration {}: {} {} is unavailable: {}",
                 policy.version.as_deref().unwrap_or("(unversioned)"),
                 part.kind.label(),
-                part.name,
+                crate::quoted::Quoted(&part.name),
                 part.reason
             );
         }

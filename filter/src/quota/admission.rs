@@ -11,6 +11,7 @@ use crate::config::Metric;
 use crate::quota::counter::{self, Admission, Ask, Correction, QuotaError, SharedStore};
 use crate::error::{ErrorCode, Refusal};
 use crate::identity::Identity;
+use crate::quoted::Quoted;
 use crate::stat;
 use crate::usage::Usage;
 
@@ -272,8 +273,8 @@ pub fn admit(
                     refusal: Refusal::new(
                         ErrorCode::ModelNotPriced,
                         format!(
-                            "the plan limits cost ({:?}) and the gateway has no price for this model",
-                            limit.name
+                            "the plan limits cost ({}) and the gateway has no price for this model",
+                            Quoted(&limit.name)
                         ),
                     ),
                     stats: vec![stat::quota_refused(&plan.name, &limit.name)],
@@ -301,10 +302,10 @@ pub fn admit(
                         refusal: Refusal::new(
                             ErrorCode::QuotaUnavailable,
                             format!(
-                                "plan {:?} shares its limits across the gateway and fails \
+                                "plan {} shares its limits across the gateway and fails \
                                  closed: the control plane that shares them has not answered \
                                  lately; try again later",
-                                plan.name
+                                Quoted(&plan.name)
                             ),
                         )
                         .with_headers(vec![("retry-after".into(), "1".into())]),
@@ -448,10 +449,10 @@ fn share_used_up(plan: &Plan, limit: &Limit, used: u64, ceiling: u64) -> Refusal
     Refusal::new(
         code,
         format!(
-            "limit {:?} of plan {:?} ({} per {}) is shared across the gateway's proxies, and this \
+            "limit {} of plan {} ({} per {}) is shared across the gateway's proxies, and this \
              proxy's share is used up ({used} of {ceiling}); shares are rebalanced every second",
-            limit.name,
-            plan.name,
+            Quoted(&limit.name),
+            Quoted(&plan.name),
             limit.limit,
             window_name(limit.window)
         ),
@@ -480,17 +481,17 @@ fn over_limit(
     };
     let message = if amount > limit.limit {
         format!(
-            "this request needs about {amount} {what}, more than the limit {:?} of plan {:?} allows per {} ({})",
-            limit.name,
-            plan.name,
+            "this request needs about {amount} {what}, more than the limit {} of plan {} allows per {} ({})",
+            Quoted(&limit.name),
+            Quoted(&plan.name),
             window_name(limit.window),
             limit.limit
         )
     } else {
         format!(
-            "limit {:?} of plan {:?} is used up: {used} of {} {what} per {}; it resets in {}",
-            limit.name,
-            plan.name,
+            "limit {} of plan {} is used up: {used} of {} {what} per {}; it resets in {}",
+            Quoted(&limit.name),
+            Quoted(&plan.name),
             limit.limit,
             window_name(limit.window),
             duration(resets_at.saturating_sub(now))

@@ -18,6 +18,7 @@ use crate::host::HeaderBlock;
 use crate::policy::{Policy, ProviderChoice, Route};
 use crate::provider::{api_format, body_shape, BodyShape, Provider, DEFAULT_ANTHROPIC_VERSION};
 use crate::quota::{self, Demand, Plan};
+use crate::quoted::Quoted;
 use crate::auth::token;
 
 /// Decides on the request headers; the phase the request moves to with them.
@@ -139,8 +140,8 @@ fn on_route(
         return Err(Refusal::new(
             ErrorCode::RouteUnavailable,
             format!(
-                "the route {:?} could not be loaded by this gateway; try again later",
-                clip(&route.name)
+                "the route {} could not be loaded by this gateway; try again later",
+                Quoted(clip(&route.name))
             ),
         ));
     }
@@ -152,8 +153,8 @@ fn on_route(
         return Err(Refusal::new(
             ErrorCode::InsufficientScope,
             format!(
-                "the credential lacks the scope {:?} this route requires",
-                clip(missing)
+                "the credential lacks the scope {} this route requires",
+                Quoted(clip(missing))
             ),
         )
         .with_required_scope(route.required_scopes.join(" ")));
@@ -300,7 +301,7 @@ pub(super) fn authorize_model(identity: &Identity, model: &str) -> Result<(), Re
     }
     Err(Refusal::new(
         ErrorCode::ModelNotAllowed,
-        format!("the credential may not use the model {:?}", clip(model)),
+        format!("the credential may not use the model {}", Quoted(clip(model))),
     ))
 }
 
@@ -312,8 +313,8 @@ fn provider_for<'r>(route: &'r Route, model: Option<&str>) -> Result<&'r Arc<Pro
         return Err(Refusal::new(
             ErrorCode::ProviderUnavailable,
             format!(
-                "the provider {:?} could not be loaded by this gateway; try again later",
-                clip(&provider.name)
+                "the provider {} could not be loaded by this gateway; try again later",
+                Quoted(clip(&provider.name))
             ),
         ));
     }
@@ -334,8 +335,8 @@ fn chosen_provider<'r>(
                 Refusal::new(
                     ErrorCode::ModelNotFound,
                     format!(
-                        "no provider on this route serves the model {:?}",
-                        clip(model)
+                        "no provider on this route serves the model {}",
+                        Quoted(clip(model))
                     ),
                 )
             }),

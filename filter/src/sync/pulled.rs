@@ -14,6 +14,7 @@ use super::{
 use crate::auth::keys::{ClaimRules, Jws, VerificationKey};
 use crate::policy::Policy;
 use crate::quota::counter::{SharedStore, MAX_CAS_ATTEMPTS};
+use crate::quoted::Quoted;
 
 /// The configuration the driving worker verified, and what is known of it: `<contact_ms>
 /// <revision> <version>` (small: every worker reads it every tick).
@@ -239,9 +240,9 @@ impl PulledState {
         }
         for part in policy.unavailable() {
             log::error!(
-                "configuration {version}: {} {:?} is unavailable: {}",
+                "configuration {version}: {} {} is unavailable: {}",
                 part.kind.label(),
-                part.name,
+                Quoted(&part.name),
                 part.reason
             );
         }
@@ -279,7 +280,10 @@ impl PulledState {
         reason: String,
         answered_at: Option<u64>,
     ) -> Outcome {
-        log::error!("pulled configuration {version:?} refused: {reason}");
+        log::error!(
+            "pulled configuration {} refused: {reason}",
+            Quoted(&version)
+        );
         host.count(stat::CONFIGS_REFUSED, 1);
         self.refused = Some(RefusedConfig {
             version,
