@@ -2,17 +2,32 @@
 //! authenticates, authorizes, caches or counts shares. No logic beyond the caller's own
 //! rules (scopes, model patterns).
 
+use std::collections::HashSet;
+use std::fmt;
 use std::sync::Arc;
 
 /// SHA-256 of a credential: the cache key and the API key lookup key.
 pub type CredentialHash = [u8; 32];
 
-/// What kind of credential an identity came from, with the ids revocation looks at.
+/// A verified caller. A worker caches up to `cache.max_entries` of them, so what many of
+/// them repeat is shared (`VerifiedTokenCache` interns the key id and grants of a verified
+/// JWT), and what is the caller's own, its subject and its token's `jti`, is one allocation
+/// without spare capacity.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The subject, then the `jti` where that is kept as text.
+    names: Box<str>,
+    credential: Credential,
+    pub grants: Arc<Grants>,
+    /// Unix seconds, as 32 bits like the cache's times (a later time is held as 2106);
+    /// `None` for an API key without expiry.
+    expires_at: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialKind {
+enum Credential {
     Jwt {
-        /// The token's own: never shared, so boxed rather than interned.
-        jti: Option<Box<str>>,
+        jti: StoredJti,
         kid: Option<Arc<str>>,
     },
     ApiKey {
@@ -20,30 +35,103 @@ pub enum CredentialKind {
     },
 }
 
-/// A verified caller. A worker caches up to `cache.max_entries` of them, so what many of
-/// them repeat is shared (`VerifiedTokenCache` interns the subject, key id and grants of a
-/// verified JWT), and the rest is kept without a `String`'s spare capacity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub kind: CredentialKind,
-    pub subject: Arc<str>,
-    pub grants: Arc<Grants>,
-    /// Unix seconds; `None` for an API key without expiry.
-    pub expires_at: Option<u64>,
+/// Where an identity keeps its JWT's `jti`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredJti {
+    None,
+    /// In `names`, from this byte on (the subject ends there).
+    Text(usize),
 }
 
-/// What a credential grants and where its use is counted: the part of an identity that the
-/// credentials issued alike (one tenant, plan and set of scopes and models) have in common.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Grants {
-    pub tenant: Option<String>,
-    pub scopes: Vec<String>,
-    /// Model patterns; `None` allows no model.
-    pub models: Option<Vec<String>>,
-    pub plan: Option<String>,
+/// What kind of credential an identity came from, with the ids revocation looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind<'a> {
+    Jwt {
+        jti: Option<Jti<'a>>,
+        kid: Option<&'a str>,
+    },
+    ApiKey {
+        id: &'a str,
+    },
 }
 
 impl Identity {
+    /// The caller a JWT names: its `sub`, its `jti` if any, the key that signed it.
+    pub fn jwt(
+        subject: &str,
+        jti: Option<&str>,
+        kid: Option<Arc<str>>,
+        grants: Arc<Grants>,
+        expires_at: Option<u64>,
+    ) -> Identity {
+        let mut names = String::with_capacity(subject.len() + jti.map_or(0, str::len));
+        names.push_str(subject);
+        let jti = match jti {
+            Some(jti) => {
+                names.push_str(jti);
+                StoredJti::Text(subject.len())
+            }
+            None => StoredJti::None,
+        };
+        Identity {
+            names: names.into_boxed_str(),
+            credential: Credential::Jwt { jti, kid },
+            grants,
+            expires_at: expires_at.map(seconds32),
+        }
+    }
+
+    /// The caller an API key of the configuration stands for.
+    pub fn api_key(
+        id: Arc<str>,
+        subject: &str,
+        grants: Arc<Grants>,
+        expires_at: Option<u64>,
+    ) -> Identity {
+        Identity {
+            names: subject.into(),
+            credential: Credential::ApiKey { id },
+            grants,
+            expires_at: expires_at.map(seconds32),
+        }
+    }
+
+    pub fn subject(&self) -> &str {
+        match self.credential {
+            Credential::Jwt {
+                jti: StoredJti::Text(end),
+                ..
+            } => self.names.get(..end).unwrap_or(&self.names),
+            _ => &self.names,
+        }
+    }
+
+    pub fn kind(&self) -> CredentialKind<'_> {
+        match &self.credential {
+            Credential::Jwt { kid, .. } => CredentialKind::Jwt {
+                jti: self.jti(),
+                kid: kid.as_deref(),
+            },
+            Credential::ApiKey { id } => CredentialKind::ApiKey { id },
+        }
+    }
+
+    /// A JWT's `jti`, if it has one.
+    pub fn jti(&self) -> Option<Jti<'_>> {
+        match self.credential {
+            Credential::Jwt {
+                jti: StoredJti::Text(start),
+                ..
+            } => self.names.get(start..).map(Jti),
+            _ => None,
+        }
+    }
+
+    /// Unix seconds; `None` for an API key without expiry.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at.map(u64::from)
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.grants.scopes.iter().any(|s| s == scope)
     }
@@ -57,6 +145,75 @@ impl Identity {
     }
 }
 
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("subject", &self.subject())
+            .field("kind", &self.kind())
+            .field("grants", &self.grants)
+            .field("expires_at", &self.expires_at())
+            .finish()
+    }
+}
+
+/// Unix seconds in 32 bits, a later time held as the last one (in 2106).
+fn seconds32(seconds: u64) -> u32 {
+    u32::try_from(seconds).unwrap_or(u32::MAX)
+}
+
+/// A JWT's `jti`, as an identity holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jti<'a>(&'a str);
+
+impl<'a> Jti<'a> {
+    pub fn new(jti: &'a str) -> Self {
+        Jti(jti)
+    }
+}
+
+impl PartialEq<&str> for Jti<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self == Jti::new(other)
+    }
+}
+
+impl fmt::Display for Jti<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// `jti`s held as identities hold them, so that looking one up takes no conversion.
+#[derive(Debug, Default)]
+pub struct JtiSet {
+    text: HashSet<Box<str>>,
+}
+
+impl JtiSet {
+    pub fn contains(&self, jti: Jti<'_>) -> bool {
+        self.text.contains(jti.0)
+    }
+}
+
+impl<'a> FromIterator<&'a str> for JtiSet {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(jtis: I) -> Self {
+        JtiSet {
+            text: jtis.into_iter().map(Box::from).collect(),
+        }
+    }
+}
+
+/// What a credential grants and where its use is counted: the part of an identity that the
+/// credentials issued alike (one tenant, plan and set of scopes and models) have in common.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Grants {
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    /// Model patterns; `None` allows no model.
+    pub models: Option<Vec<String>>,
+    pub plan: Option<String>,
+}
+
 /// SHA-256 of a credential: the cache key and the API key lookup key.
 pub fn credential_hash(credential: &str) -> CredentialHash {
     hmac_sha256::Hash::hash(credential.as_bytes())
@@ -66,3 +223,6 @@ pub fn credential_hash(credential: &str) -> CredentialHash {
 pub fn fingerprint(hash: &CredentialHash) -> String {
     hash[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,14 +21,14 @@ fn put(cache: &mut VerifiedTokenCache, hash: CredentialHash, subject: &str) {
 }
 
 fn subject(cache: &VerifiedTokenCache, hash: &CredentialHash) -> Option<String> {
-    cache.get(hash, 0).map(|identity| identity.subject.to_string())
+    cache.get(hash, 0).map(|identity| identity.subject().to_string())
 }
 
 #[test]
 fn entry_is_served_until_it_expires() {
     let mut cache = VerifiedTokenCache::new(4);
     put(&mut cache, hash(1), "alice");
-    assert_eq!(&*cache.get(&hash(1), 100).unwrap().subject, "alice");
+    assert_eq!(cache.get(&hash(1), 100).unwrap().subject(), "alice");
     assert!(cache.get(&hash(1), 101).is_none());
     assert!(cache.get(&hash(2), 50).is_none());
 }
@@ -71,11 +71,33 @@ fn reinserting_replaces_the_entry_in_place() {
     cache.insert(hash(1), Arc::new(identity("a2")), 200);
     put(&mut cache, hash(2), "b");
     assert_eq!(cache.len(), 2);
-    assert_eq!(&*cache.get(&hash(1), 200).unwrap().subject, "a2");
+    assert_eq!(cache.get(&hash(1), 200).unwrap().subject(), "a2");
     // It kept its place in the order: the first out when the cache is full.
     put(&mut cache, hash(3), "c");
     assert_eq!(subject(&cache, &hash(1)), None);
     assert_eq!(subject(&cache, &hash(2)), Some("b".into()));
+}
+
+#[test]
+fn a_cached_identity_comes_back_with_its_subject_and_jti() {
+    let long = "u".repeat(1_000);
+    let minted = "0123456789abcdef0123456789abcdef";
+    let callers = [
+        ("alice", Some(minted)),
+        (long.as_str(), Some("jti-1")),
+        ("bob", None),
+        ("carol", Some("0123456789ABCDEF0123456789ABCDEF")),
+    ];
+    let mut cache = VerifiedTokenCache::new(callers.len());
+    for (n, &(subject, jti)) in (0u8..).zip(&callers) {
+        let identity = Identity::jwt(subject, jti, None, Default::default(), Some(100));
+        cache.insert(hash(n), Arc::new(identity), 100);
+    }
+    for (n, &(subject, jti)) in (0u8..).zip(&callers) {
+        let identity = cache.get(&hash(n), 0).unwrap();
+        assert_eq!(identity.subject(), subject);
+        assert_eq!(identity.jti().map(|j| j.to_string()).as_deref(), jti);
+    }
 }
 
 #[test]
@@ -214,13 +236,13 @@ fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() 
                 model.insert(h, name, valid_until);
                 assert_eq!(cache.len(), model.entries.len());
             }
-            let got = cache.get(&h, now).map(|i| i.subject.to_string());
+            let got = cache.get(&h, now).map(|i| i.subject().to_string());
             assert_eq!(got, model.get(&h, now), "max {max}, step {step}");
         }
         for tail in 0..8 {
             for home in 0..8u8 {
                 let h = colliding(home * 16 + 7, tail);
-                let got = cache.get(&h, 0).map(|i| i.subject.to_string());
+                let got = cache.get(&h, 0).map(|i| i.subject().to_string());
                 assert_eq!(got, model.get(&h, 0), "max {max}, final");
             }
         }
@@ -256,14 +278,14 @@ fn equal_grants_are_shared_and_the_table_stays_bounded() {
 }
 
 #[test]
-fn equal_names_are_shared_and_the_table_stays_bounded() {
+fn equal_key_ids_are_shared_and_the_table_stays_bounded() {
     let mut cache = VerifiedTokenCache::new(10);
-    let first = cache.intern_name("alice".into());
-    let second = cache.intern_name("alice".into());
+    let first = cache.intern_key_id("alice");
+    let second = cache.intern_key_id("alice");
     assert!(Arc::ptr_eq(&first, &second));
     for i in 0..(MAX_INTERNED * 2) {
-        cache.intern_name(format!("subject-{i}"));
+        cache.intern_key_id(&format!("key-{i}"));
     }
-    assert!(cache.names.shared.len() <= MAX_INTERNED);
-    assert_eq!(&*cache.intern_name("alice".into()), "alice");
+    assert!(cache.key_ids.shared.len() <= MAX_INTERNED);
+    assert_eq!(&*cache.intern_key_id("alice"), "alice");
 }

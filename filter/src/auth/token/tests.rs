@@ -1,20 +1,12 @@
 use super::*;
 use crate::config::{Jwk, JwkSet};
-use crate::identity::{credential_hash, fingerprint};
+use crate::identity::{credential_hash, fingerprint, CredentialKind, Jti};
 use crate::policy::Policy;
 use crate::testing::{ed25519_jwk, Fixture, NOW};
 use jwt_simple::prelude::*;
 
 pub(crate) fn identity(subject: &str) -> Identity {
-    Identity {
-        kind: CredentialKind::Jwt {
-            jti: None,
-            kid: None,
-        },
-        subject: subject.into(),
-        grants: Default::default(),
-        expires_at: None,
-    }
+    Identity::jwt(subject, None, None, Default::default(), None)
 }
 
 fn check(policy: &Policy, credential: &str, now: u64) -> Result<std::sync::Arc<Identity>, Refusal> {
@@ -36,15 +28,15 @@ fn code(result: Result<std::sync::Arc<Identity>, Refusal>) -> ErrorCode {
 fn valid_jwt_gives_its_identity() {
     let fx = Fixture::new();
     let identity = check(&fx.policy(), &fx.token(), NOW + 1).unwrap();
-    assert_eq!(&*identity.subject, "alice");
+    assert_eq!(identity.subject(), "alice");
     assert_eq!(identity.grants.tenant.as_deref(), Some("acme"));
     assert_eq!(identity.grants.scopes, ["chat".to_string()]);
     assert!(identity.may_use_model("gpt-4o-mini"));
     assert!(!identity.may_use_model("o1"));
     assert_eq!(
-        identity.kind,
+        identity.kind(),
         CredentialKind::Jwt {
-            jti: Some("jti-1".into()),
+            jti: Some(Jti::new("jti-1")),
             kid: None
         }
     );
@@ -251,13 +243,8 @@ fn api_keys_are_checked_for_checksum_presence_and_expiry() {
     let mut fx = Fixture::new();
     let key = fx.add_api_key("svc", &["chat"], &["gpt-*"]);
     let identity = check(&fx.policy(), &key, NOW).unwrap();
-    assert_eq!(&*identity.subject, "svc");
-    assert_eq!(
-        identity.kind,
-        CredentialKind::ApiKey {
-            id: "key-svc".into()
-        }
-    );
+    assert_eq!(identity.subject(), "svc");
+    assert_eq!(identity.kind(), CredentialKind::ApiKey { id: "key-svc" });
 
     let mut corrupted = key.clone().into_bytes();
     corrupted[10] = if corrupted[10] == b'x' { b'y' } else { b'x' };
