@@ -3,7 +3,7 @@
 //! rules (scopes, model patterns).
 
 use std::collections::HashSet;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 /// SHA-256 of a credential: the cache key and the API key lookup key.
@@ -41,6 +41,8 @@ enum StoredJti {
     None,
     /// In `names`, from this byte on (the subject ends there).
     Text(usize),
+    /// The 16 bytes that 32 lowercase hex digits spell (see `Jti`).
+    Hex([u8; 16]),
 }
 
 /// What kind of credential an identity came from, with the ids revocation looks at.
@@ -64,13 +66,17 @@ impl Identity {
         grants: Arc<Grants>,
         expires_at: Option<u64>,
     ) -> Identity {
-        let mut names = String::with_capacity(subject.len() + jti.map_or(0, str::len));
+        let jti = jti.map(Jti::new);
+        let text = match jti {
+            Some(Jti(JtiForm::Text(text))) => text,
+            _ => "",
+        };
+        let mut names = String::with_capacity(subject.len() + text.len());
         names.push_str(subject);
+        names.push_str(text);
         let jti = match jti {
-            Some(jti) => {
-                names.push_str(jti);
-                StoredJti::Text(subject.len())
-            }
+            Some(Jti(JtiForm::Text(_))) => StoredJti::Text(subject.len()),
+            Some(Jti(JtiForm::Hex(bytes))) => StoredJti::Hex(bytes),
             None => StoredJti::None,
         };
         Identity {
@@ -119,11 +125,12 @@ impl Identity {
     /// A JWT's `jti`, if it has one.
     pub fn jti(&self) -> Option<Jti<'_>> {
         match self.credential {
-            Credential::Jwt {
-                jti: StoredJti::Text(start),
-                ..
-            } => self.names.get(start..).map(Jti),
-            _ => None,
+            Credential::Jwt { jti, .. } => match jti {
+                StoredJti::None => None,
+                StoredJti::Text(start) => self.names.get(start..).map(|t| Jti(JtiForm::Text(t))),
+                StoredJti::Hex(bytes) => Some(Jti(JtiForm::Hex(bytes))),
+            },
+            Credential::ApiKey { .. } => None,
         }
     }
 
@@ -161,14 +168,44 @@ fn seconds32(seconds: u64) -> u32 {
     u32::try_from(seconds).unwrap_or(u32::MAX)
 }
 
-/// A JWT's `jti`, as an identity holds it.
+/// A JWT's `jti`, as an identity holds it. The control plane mints 32 lowercase hex digits:
+/// those are kept as the 16 bytes they spell, half the room, and spelled the same again when
+/// read. Any other id (upper case hex too, so that the spelling comes back exactly) is kept
+/// as it came. Both sides of a comparison take the same form, so equal ids compare equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Jti<'a>(&'a str);
+pub struct Jti<'a>(JtiForm<'a>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JtiForm<'a> {
+    Text(&'a str),
+    Hex([u8; 16]),
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 impl<'a> Jti<'a> {
     pub fn new(jti: &'a str) -> Self {
-        Jti(jti)
+        Jti(match lowercase_hex_128(jti) {
+            Some(bytes) => JtiForm::Hex(bytes),
+            None => JtiForm::Text(jti),
+        })
     }
+}
+
+/// The 16 bytes that exactly 32 lowercase hex digits spell.
+fn lowercase_hex_128(text: &str) -> Option<[u8; 16]> {
+    let digits: &[u8; 32] = text.as_bytes().try_into().ok()?;
+    let value = |digit: u8| match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    };
+    let mut bytes = [0; 16];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = value(*high)? << 4 | value(*low)?;
+    }
+    Some(bytes)
 }
 
 impl PartialEq<&str> for Jti<'_> {
@@ -179,7 +216,13 @@ impl PartialEq<&str> for Jti<'_> {
 
 impl fmt::Display for Jti<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        match self.0 {
+            JtiForm::Text(text) => f.write_str(text),
+            JtiForm::Hex(bytes) => bytes.iter().try_for_each(|byte| {
+                f.write_char(char::from(HEX_DIGITS[usize::from(byte >> 4)]))?;
+                f.write_char(char::from(HEX_DIGITS[usize::from(byte & 0xf)]))
+            }),
+        }
     }
 }
 
@@ -187,19 +230,34 @@ impl fmt::Display for Jti<'_> {
 #[derive(Debug, Default)]
 pub struct JtiSet {
     text: HashSet<Box<str>>,
+    /// Sorted: a search is a few comparisons of 16 bytes, and the module needs no second
+    /// kind of hash set.
+    hex: Vec<[u8; 16]>,
 }
 
 impl JtiSet {
     pub fn contains(&self, jti: Jti<'_>) -> bool {
-        self.text.contains(jti.0)
+        match jti.0 {
+            JtiForm::Text(text) => self.text.contains(text),
+            JtiForm::Hex(bytes) => self.hex.binary_search(&bytes).is_ok(),
+        }
     }
 }
 
 impl<'a> FromIterator<&'a str> for JtiSet {
     fn from_iter<I: IntoIterator<Item = &'a str>>(jtis: I) -> Self {
-        JtiSet {
-            text: jtis.into_iter().map(Box::from).collect(),
+        let mut set = JtiSet::default();
+        for jti in jtis {
+            match Jti::new(jti).0 {
+                JtiForm::Text(text) => {
+                    set.text.insert(text.into());
+                }
+                JtiForm::Hex(bytes) => set.hex.push(bytes),
+            }
         }
+        set.hex.sort_unstable();
+        set.hex.dedup();
+        set
     }
 }
 

@@ -72,3 +72,75 @@ fn a_jti_set_holds_exactly_the_ids_it_was_given() {
         assert!(!set.contains(Jti::new(other)), "{other}");
     }
 }
+
+const MINTED: &str = "0123456789abcdef0f1e2d3c4b5a6978";
+
+#[test]
+fn a_minted_jti_is_kept_as_16_bytes_and_spelled_back_exactly() {
+    let identity = jwt("user-000001", Some(MINTED));
+    assert_eq!(&*identity.names, "user-000001", "no text but the subject");
+    assert_eq!(identity.subject(), "user-000001");
+    assert_eq!(identity.jti().unwrap().to_string(), MINTED);
+    assert_eq!(identity.jti().unwrap(), MINTED);
+    assert_eq!(identity.jti(), Some(Jti::new(MINTED)));
+}
+
+#[test]
+fn a_jti_that_is_not_32_lowercase_hex_digits_is_kept_as_text() {
+    let upper = MINTED.to_ascii_uppercase();
+    let mixed = format!("{}A", &MINTED[..31]);
+    let non_hex = format!("{}g", &MINTED[..31]);
+    let short = &MINTED[..31];
+    let long = format!("{MINTED}0");
+    let wide = format!("{}é", &MINTED[..30]);
+    for jti in [
+        &*upper, &*mixed, &*non_hex, short, &*long, &*wide, "jti-1", "",
+    ] {
+        let identity = jwt("alice", Some(jti));
+        assert_eq!(&*identity.names, format!("alice{jti}"), "{jti}");
+        assert_eq!(identity.jti().unwrap().to_string(), jti);
+        assert_eq!(identity.jti().unwrap(), jti);
+        assert_ne!(identity.jti().unwrap(), MINTED);
+    }
+}
+
+#[test]
+fn every_byte_survives_the_hex_form() {
+    for byte in 0..=u8::MAX {
+        let jti: String = std::iter::repeat_n(format!("{byte:02x}"), 16).collect();
+        let identity = jwt("a", Some(&jti));
+        assert_eq!(&*identity.names, "a");
+        assert_eq!(identity.jti().unwrap().to_string(), jti);
+    }
+}
+
+#[test]
+fn a_jti_set_matches_a_minted_jti_only_as_spelled() {
+    let upper = MINTED.to_ascii_uppercase();
+    let set: JtiSet = [MINTED].into_iter().collect();
+    assert!(set.contains(jwt("a", Some(MINTED)).jti().unwrap()));
+    assert!(!set.contains(jwt("a", Some(&upper)).jti().unwrap()));
+    let mut other = *b"0123456789abcdef0f1e2d3c4b5a6978";
+    other[31] = b'9';
+    let other = std::str::from_utf8(&other).unwrap();
+    assert!(!set.contains(jwt("a", Some(other)).jti().unwrap()));
+    // And an upper-case id revokes itself only.
+    let set: JtiSet = [upper.as_str()].into_iter().collect();
+    assert!(set.contains(jwt("a", Some(&upper)).jti().unwrap()));
+    assert!(!set.contains(jwt("a", Some(MINTED)).jti().unwrap()));
+}
+
+#[test]
+fn a_jti_set_finds_each_of_many_minted_jtis_in_any_order() {
+    let minted = |n: u64| format!("{:032x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let revoked: Vec<String> = (0..200).rev().map(|n| minted(n * 2)).collect();
+    let set: JtiSet = revoked
+        .iter()
+        .map(String::as_str)
+        .chain(["jti-1"])
+        .collect();
+    for n in 0..400 {
+        assert_eq!(set.contains(Jti::new(&minted(n))), n % 2 == 0, "{n}");
+    }
+    assert!(set.contains(Jti::new("jti-1")));
+}

@@ -184,6 +184,37 @@ fn revocation_applies_to_cached_identities_too() {
 }
 
 #[test]
+fn a_minted_jti_is_revoked_cached_or_not() {
+    // The control plane mints 32 lowercase hex digits, which identities keep as 16 bytes.
+    let minted = "0123456789abcdef0f1e2d3c4b5a6978";
+    let mut fx = Fixture::new();
+    let mut claims = fx.claims(60);
+    claims.jwt_id = Some(minted.into());
+    let token = fx.sign(claims);
+    let hash = credential_hash(&token);
+    let mut cache = VerifiedTokenCache::new(16);
+    let identity = authenticate(&fx.policy().credentials, &mut cache, &token, &hash, NOW).unwrap();
+    assert_eq!(identity.jti().unwrap().to_string(), minted);
+    let revoke = |fx: &mut Fixture, jti: &str| {
+        fx.config.revocations.jtis = vec![crate::config::RevokedJti {
+            jti: jti.into(),
+            expires_at: NOW + 600,
+        }];
+    };
+    // Another id, or this one in capitals, is not this token's.
+    for other in [&minted.to_ascii_uppercase(), "0123456789abcdef0f1e2d3c4b5a6979"] {
+        revoke(&mut fx, other);
+        assert!(authenticate(&fx.policy().credentials, &mut cache, &token, &hash, NOW).is_ok());
+    }
+    revoke(&mut fx, minted);
+    let refusal = authenticate(&fx.policy().credentials, &mut cache, &token, &hash, NOW).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::TokenRevoked);
+    let mut fresh = VerifiedTokenCache::new(16);
+    let refusal = authenticate(&fx.policy().credentials, &mut fresh, &token, &hash, NOW).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::TokenRevoked);
+}
+
+#[test]
 fn revocation_by_subject_and_by_key_id() {
     let mut fx = Fixture::new();
     fx.config.revocations.subjects.push("alice".into());
