@@ -10,8 +10,14 @@ fn hash(n: u8) -> CredentialHash {
 /// A hash whose probe starts at `home` in any table of more than `home` positions, told
 /// apart from the others with the same home by `tail` (its last byte).
 fn colliding(home: u8, tail: u8) -> CredentialHash {
+    tagged(home, 0, tail)
+}
+
+/// As `colliding`, with `tag` as the byte the index keeps beside the slot.
+fn tagged(home: u8, tag: u8, tail: u8) -> CredentialHash {
     let mut hash = [0; 32];
     hash[0] = home;
+    hash[8] = tag;
     hash[31] = tail;
     hash
 }
@@ -120,6 +126,22 @@ fn hashes_equal_in_their_first_bytes_stay_apart() {
 }
 
 #[test]
+fn a_tag_that_agrees_is_not_a_match_and_one_that_differs_is_passed_over() {
+    let mut cache = VerifiedTokenCache::new(8);
+    // One home; tags 1, 1, 2: the second differs from the first only past the tag.
+    let (a, b, c) = (tagged(5, 1, 1), tagged(5, 1, 2), tagged(5, 2, 1));
+    put(&mut cache, a, "a");
+    put(&mut cache, c, "c");
+    assert_eq!(subject(&cache, &b), None);
+    put(&mut cache, b, "b");
+    for (h, name) in [(a, "a"), (b, "b"), (c, "c")] {
+        assert_eq!(subject(&cache, &h), Some(name.into()), "{name}");
+    }
+    assert_eq!(subject(&cache, &tagged(5, 2, 2)), None);
+    assert_eq!(subject(&cache, &tagged(5, 3, 1)), None);
+}
+
+#[test]
 fn eviction_keeps_colliding_entries_findable_across_the_tables_end() {
     // Eight positions for four entries: homes 6 and 7 fill 6, 7, 0, 1, wrapping round.
     let mut cache = VerifiedTokenCache::new(4);
@@ -164,9 +186,9 @@ fn storage_grows_in_chunks_no_larger_than_the_cache() {
     }
     assert_eq!(cache.len(), ring::CHUNK + 100);
     assert_eq!(cache.entries.chunk_capacities(), [ring::CHUNK, 100]);
-    // The index stays at most three quarters full.
-    assert!(cache.len() * 4 <= cache.index.positions() * 3);
-    assert!(cache.index.positions() <= 4 * cache.len());
+    // The index stays at most seven eighths full, and at least seven sixteenths.
+    assert!(!index::too_full(cache.len(), cache.index.positions()));
+    assert!(index::too_full(cache.len(), cache.index.positions() / 2));
     // The last CHUNK + 100 of them, in their order.
     for n in 0..(ring::CHUNK as u32 + 200) {
         let mut h = [0; 32];
@@ -210,8 +232,9 @@ impl Model {
 
 #[test]
 fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() {
-    // A fixed pseudo-random walk over 64 hashes whose probes all start within eight
-    // positions: long runs, wrapping, removals from their heads, middles and tails.
+    // A fixed pseudo-random walk over 128 hashes whose probes all start within eight
+    // positions, half of them with the same tag as another: long runs, wrapping, removals
+    // from their heads, middles and tails.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         state ^= state << 13;
@@ -227,7 +250,7 @@ fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() 
         };
         for step in 0..5_000u64 {
             let r = next();
-            let h = colliding((r % 8) as u8 * 16 + 7, (r >> 8) as u8 % 8);
+            let h = tagged((r % 8) as u8 * 16 + 7, (r >> 44) as u8 % 2, (r >> 8) as u8 % 8);
             let now = (r >> 16) % 10;
             if (r >> 40) & 1 == 0 {
                 let valid_until = (r >> 20) % 10;
@@ -241,9 +264,11 @@ fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() 
         }
         for tail in 0..8 {
             for home in 0..8u8 {
-                let h = colliding(home * 16 + 7, tail);
-                let got = cache.get(&h, 0).map(|i| i.subject().to_string());
-                assert_eq!(got, model.get(&h, 0), "max {max}, final");
+                for tag in 0..2 {
+                    let h = tagged(home * 16 + 7, tag, tail);
+                    let got = cache.get(&h, 0).map(|i| i.subject().to_string());
+                    assert_eq!(got, model.get(&h, 0), "max {max}, final");
+                }
             }
         }
     }
