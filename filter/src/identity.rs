@@ -24,6 +24,12 @@ pub struct Identity {
     expires_at: Option<u32>,
 }
 
+// Every cached token has one identity: on wasm32, with its `Arc`'s two counts, at most 60
+// bytes is a 64-byte block of wasi-libc's malloc (a 4-byte header, 16-byte steps); a field
+// more would make it 80.
+#[cfg(target_arch = "wasm32")]
+const _: () = assert!(std::mem::size_of::<Identity>() <= 52);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Credential {
     Jwt {

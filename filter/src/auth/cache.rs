@@ -44,6 +44,10 @@ struct Entry {
     valid_until: u32,
 }
 
+// A slot on wasm32: the hash, the identity's pointer, `valid_until`.
+#[cfg(target_arch = "wasm32")]
+const _: () = assert!(std::mem::size_of::<Entry>() == 40);
+
 impl VerifiedTokenCache {
     /// A cache of at most `max_entries` credentials; it allocates as it fills, not up front.
     pub fn new(max_entries: usize) -> Self {
