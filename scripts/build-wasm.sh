@@ -33,7 +33,7 @@ fi
 mkdir -p dist
 if command -v wasm-opt >/dev/null 2>&1; then
   # binaryen's size pass; the features are those rustc enables for wasm32-wasip1, and SIMD.
-  wasm-opt -Oz --enable-bulk-memory --enable-simd --enable-sign-ext --enable-mutable-globals \
+  wasm-opt -Oz --converge --enable-bulk-memory --enable-simd --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
     -o "dist/$name.wasm" "$out"
 else

@@ -281,7 +281,7 @@ fn authorize(state: &ServerState, headers: &HeaderMap, scope: &str) -> Result<Pl
             .changed
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
-    Ok(state.plane.acting_as(&identity.subject))
+    Ok(state.plane.acting_as(identity.subject()))
 }
 
 async fn openapi() -> Json<Value> {

@@ -183,7 +183,7 @@ pub(crate) fn writer(
     state
         .changed
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let plane = state.plane.acting_as(&operator.identity.subject);
+    let plane = state.plane.acting_as(operator.identity.subject());
     Ok((operator, plane))
 }
 
@@ -282,7 +282,7 @@ pub(crate) fn frame(
                             }
                         }
                         div.who {
-                            span { (op.identity.subject) }
+                            span { (op.identity.subject()) }
                             span.badge { @if op.can_write { "admin:write" } @else { "admin:read" } }
                             form method="post" action="/ui/logout" {
                                 input type="hidden" name="csrf" value=(op.csrf);
@@ -511,7 +511,7 @@ async fn logout(
         if let Some(id) = session_cookie(&headers, secure) {
             state
                 .plane
-                .acting_as(&operator.identity.subject)
+                .acting_as(operator.identity.subject())
                 .sign_out(&id, (state.clock)())?;
         }
         let mut response = Redirect::to("/ui/login").into_response();

@@ -121,8 +121,8 @@ impl Exchange {
             subject: self.subject.clone(),
             tenant: caller.and_then(|c| c.grants.tenant.clone()),
             plan: self.plan.clone(),
-            credential: caller.and_then(|c| match &c.kind {
-                CredentialKind::Jwt { jti, .. } => jti.as_deref().map(str::to_string),
+            credential: caller.and_then(|c| match c.kind() {
+                CredentialKind::Jwt { jti, .. } => jti.map(|jti| jti.to_string()),
                 CredentialKind::ApiKey { id } => Some(id.to_string()),
             }),
             provider: self.provider.name.clone(),

@@ -27,6 +27,14 @@ pub trait Host {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostStatus(pub u32);
 
+/// Written as `{:?}` writes it, for log lines: the module then needs none of `Debug`'s
+/// formatting machinery.
+impl std::fmt::Display for HostStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostStatus({})", self.0)
+    }
+}
+
 /// What the core asks the host to do, beside reading it: each proxy-wasm call that changes
 /// the request, the response or the stats. `session` drives it; `abi` implements it with
 /// hostcalls, and a fake records it for native tests.

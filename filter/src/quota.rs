@@ -367,9 +367,9 @@ fn is_token_metric(metric: Metric) -> bool {
 /// that name).
 fn scope_of(per: LimitScope, identity: &Identity) -> (&'static str, &str) {
     match (per, &identity.grants.tenant) {
-        (LimitScope::Subject, _) => ("s", &identity.subject),
+        (LimitScope::Subject, _) => ("s", identity.subject()),
         (LimitScope::Tenant, Some(tenant)) => ("t", tenant),
-        (LimitScope::Tenant, None) => ("ts", &identity.subject),
+        (LimitScope::Tenant, None) => ("ts", identity.subject()),
     }
 }
 

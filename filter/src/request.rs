@@ -320,7 +320,7 @@ impl RequestFlow {
     /// authentication), for the access log.
     pub fn refused_for(&self) -> (Option<&str>, Option<&str>) {
         (
-            self.seen.identity.as_deref().map(|i| &*i.subject),
+            self.seen.identity.as_deref().map(Identity::subject),
             self.seen.model.as_deref(),
         )
     }

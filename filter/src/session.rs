@@ -92,7 +92,7 @@ impl Session {
         let read = if reads {
             host.response_headers()
                 .inspect_err(|status| {
-                    log::warn!("could not read the response headers: {status:?}");
+                    log::warn!("could not read the response headers: {status}");
                 })
                 .ok()
         } else {
@@ -136,7 +136,7 @@ impl Session {
                 })
         };
         if let Err(status) = written {
-            log::warn!("could not add the rate-limit headers: {status:?}");
+            log::warn!("could not add the rate-limit headers: {status}");
         }
         Step::Continue
     }
@@ -152,7 +152,7 @@ impl Session {
             if let Some(body) = self.flow.take_body_replacement() {
                 // Should the host refuse, the client gets the chunk as the provider sent it.
                 if let Err(status) = host.replace_response_body(body_size, &body) {
-                    log::warn!("could not rewrite a response chunk: {status:?}");
+                    log::warn!("could not rewrite a response chunk: {status}");
                 }
             }
             if let Some(report) = report {
@@ -230,7 +230,7 @@ impl Session {
             Decision::ReplaceBody(body) => match host.replace_request_body(self.body_size, &body) {
                 Ok(()) => Decision::Continue,
                 Err(status) => {
-                    log::error!("could not rewrite the request body: {status:?}");
+                    log::error!("could not rewrite the request body: {status}");
                     self.flow.abandon(host);
                     self.count_events(host);
                     Decision::Refuse(not_prepared(self.flow.error_style()))
@@ -275,7 +275,7 @@ fn perform(host: &impl HostOps, decision: Decision, callback: Callback, style: E
         Decision::ReadBody(edits) | Decision::Forward(edits) => match apply_edits(host, &edits) {
             Ok(()) => Step::Continue,
             Err(status) => {
-                log::error!("could not rewrite request headers: {status:?}");
+                log::error!("could not rewrite request headers: {status}");
                 refuse(host, &not_prepared(style))
             }
         },
@@ -293,7 +293,7 @@ fn apply_edits(host: &impl HostOps, edits: &HeaderEdits) -> Result<(), HostStatu
     for (name, value) in edits.sets() {
         host.replace_request_header(name, value)
             .inspect_err(|status| {
-                log::error!("setting request header {name} failed: {status:?}");
+                log::error!("setting request header {name} failed: {status}");
             })?;
     }
     Ok(())
@@ -307,7 +307,7 @@ fn refuse(host: &impl HostOps, refusal: &Refusal) -> Step {
         host.send_local_response(refusal.code.status(), &refusal.headers(), body.as_bytes())
     {
         log::error!(
-            "could not send the {} reply: {status:?}",
+            "could not send the {} reply: {status}",
             refusal.code.code()
         );
     }

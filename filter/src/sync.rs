@@ -439,7 +439,7 @@ impl Channel {
             Ok(token) => self.calls.push((token, InFlight::Config)),
             Err(status) => {
                 log::warn!(
-                    "the configuration poll could not be sent on cluster {}: {status:?}",
+                    "the configuration poll could not be sent on cluster {}: {status}",
                     Quoted(&self.settings.cluster)
                 );
                 host.count(stat::CALL_ERRORS, 1);
@@ -495,7 +495,7 @@ impl Channel {
             Err(status) => {
                 // Kept in shared data: the next report sends it again.
                 log::warn!(
-                    "a usage report could not be sent on cluster {}: {status:?}",
+                    "a usage report could not be sent on cluster {}: {status}",
                     Quoted(&self.settings.cluster)
                 );
                 host.count(stat::CALL_ERRORS, 1);
@@ -711,6 +711,12 @@ impl CustomClaims for ConfigSignature {
             revision: fields.required("revision", read::u64)?,
         })
     }
+}
+
+/// An HTTP answer's status for a log line: `Some(503)` or `None` (no answer), as `{:?}`
+/// writes it, without `Debug`'s machinery in the module.
+fn answer_status(status: Option<u16>) -> String {
+    status.map_or_else(|| "None".to_string(), |status| format!("Some({status})"))
 }
 
 #[cfg(test)]

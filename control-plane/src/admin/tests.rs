@@ -257,7 +257,7 @@ async fn the_token_endpoint_trades_an_api_key_for_a_short_lived_jwt() {
         .map_err(|_| ())
         .unwrap();
     assert_eq!(
-        (&*identity.subject, identity.grants.tenant.as_deref()),
+        (identity.subject(), identity.grants.tenant.as_deref()),
         ("svc", Some("acme"))
     );
     assert_eq!(identity.grants.scopes, ["chat"], "only what was asked");

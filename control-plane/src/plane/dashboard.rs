@@ -58,17 +58,17 @@ enum SessionCredential {
 
 impl SessionCredential {
     fn of(identity: &Identity, credential: &str) -> Self {
-        match &identity.kind {
+        match identity.kind() {
             CredentialKind::ApiKey { id } => SessionCredential::ApiKey {
                 id: id.to_string(),
                 sha256: crypto::hex(&tokenward_filter::identity::credential_hash(credential)),
             },
             CredentialKind::Jwt { jti, kid } => SessionCredential::Token {
-                jti: jti.as_deref().map(str::to_string),
-                kid: kid.as_deref().map(str::to_string),
+                jti: jti.map(|jti| jti.to_string()),
+                kid: kid.map(str::to_string),
                 tenant: identity.grants.tenant.clone(),
                 scopes: identity.grants.scopes.clone(),
-                expires_at: identity.expires_at,
+                expires_at: identity.expires_at(),
             },
         }
     }
@@ -81,14 +81,9 @@ impl SessionCredential {
                 let identity = crypto::unhex(sha256)
                     .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
                     .and_then(|hash| policy.api_key(&hash))
-                    .filter(|i| {
-                        i.kind
-                            == CredentialKind::ApiKey {
-                                id: id.as_str().into(),
-                            }
-                    })
+                    .filter(|i| i.kind() == CredentialKind::ApiKey { id })
                     .ok_or_else(|| ended(ErrorCode::InvalidApiKey, "API key is not in force"))?;
-                if identity.expires_at.is_some_and(|exp| now > exp) {
+                if identity.expires_at().is_some_and(|exp| now > exp) {
                     return Err(ended(ErrorCode::InvalidApiKey, "API key has expired"));
                 }
                 (*identity).clone()
@@ -107,23 +102,21 @@ impl SessionCredential {
                 if expires_at.is_some_and(|exp| now > exp) {
                     return Err(ended(ErrorCode::InvalidToken, "token has expired"));
                 }
-                Identity {
-                    kind: CredentialKind::Jwt {
-                        jti: jti.as_deref().map(Box::from),
-                        kid: kid.as_deref().map(Arc::from),
-                    },
-                    subject: subject.into(),
-                    grants: Arc::new(Grants {
+                Identity::jwt(
+                    subject,
+                    jti.as_deref(),
+                    kid.as_deref().map(Arc::from),
+                    Arc::new(Grants {
                         tenant: tenant.clone(),
                         scopes: scopes.clone(),
                         models: None,
                         plan: None,
                     }),
-                    expires_at: *expires_at,
-                }
+                    *expires_at,
+                )
             }
         };
-        if *identity.subject != *subject || policy.credentials.revocations.revokes(&identity) {
+        if identity.subject() != subject || policy.credentials.revocations.revokes(&identity) {
             return Err(ended(
                 ErrorCode::TokenRevoked,
                 "credential has been revoked",
@@ -158,11 +151,11 @@ impl<S: Store + ?Sized> ControlPlane<S> {
         let kept = serde_json::to_string(&SessionCredential::of(&identity, credential))
             .map_err(|e| plane_error(StoreError::from(e).into()))?;
         let until = now.saturating_add(UI_SESSION_TTL);
-        let expires_at = identity.expires_at.map_or(until, |t| t.min(until));
+        let expires_at = identity.expires_at().map_or(until, |t| t.min(until));
         let session = UiSession {
             id_sha256: session_hash(&id),
             credential: kept,
-            subject: identity.subject.to_string(),
+            subject: identity.subject().to_string(),
             created_at: now,
             expires_at,
         };
@@ -171,10 +164,10 @@ impl<S: Store + ?Sized> ControlPlane<S> {
                 self.store.delete_ui_session(&session_hash(previous))?;
             }
             self.store.put_ui_session(&session)?;
-            self.acting_as(&identity.subject).audit(
+            self.acting_as(identity.subject()).audit(
                 now,
                 "ui.sign_in",
-                &identity.subject,
+                identity.subject(),
                 "dashboard session opened",
             )
         })

@@ -63,7 +63,7 @@ fn filter_verdict(
     let policy = Policy::from_json(&json, &|name| Some(format!("{name}-value"))).unwrap();
     policy
         .authenticate(credential, now)
-        .map(|identity| identity.subject.to_string())
+        .map(|identity| identity.subject().to_string())
         .map_err(|refusal| refusal.code)
 }
 
@@ -699,7 +699,7 @@ fn the_kept_policy_follows_every_commit_of_another_connection_at_the_next_call()
     let revision = server.store().revision().unwrap();
     for _ in 0..3 {
         assert_eq!(
-            &*server.authenticate(&token.token, NOW).unwrap().subject,
+            server.authenticate(&token.token, NOW).unwrap().subject(),
             "alice"
         );
     }

@@ -125,7 +125,7 @@ impl StatIds {
                         id
                     }
                     Err(status) => {
-                        log::warn!("stat {name} could not be defined: {status:?}");
+                        log::warn!("stat {name} could not be defined: {status}");
                         return;
                     }
                 },
@@ -223,7 +223,7 @@ impl RootContext for TokenwardRoot {
         let config = match raw::plugin_configuration() {
             Ok(config) => config,
             Err(status) => {
-                log::error!("configuration could not be read: {status:?}");
+                log::error!("configuration could not be read: {status}");
                 return false;
             }
         };
@@ -278,7 +278,7 @@ impl RootContext for TokenwardRoot {
         // The timer writes the stats the requests counted, and tells each worker of blocks
         // the others started (the guard).
         if let Err(status) = raw::set_tick_period(u32::try_from(TICK_MS).unwrap_or(u32::MAX)) {
-            log::error!("the timer (stats, sync channel, guard) could not be set: {status:?}");
+            log::error!("the timer (stats, sync channel, guard) could not be set: {status}");
         }
         true
     }
@@ -580,7 +580,7 @@ impl SyncHost for AbiHost {
 /// Envoy's shared data (per `vm_id`, shared by every worker) as the quota counters' store.
 impl SharedStore for AbiHost {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, QuotaError> {
-        raw::shared_data(key).map_err(|status| QuotaError::Store(format!("{status:?}")))
+        raw::shared_data(key).map_err(|status| QuotaError::Store(format!("{status}")))
     }
 
     fn compare_and_set(
@@ -596,7 +596,7 @@ impl SharedStore for AbiHost {
         // overwritten this way.)
         let cas = cas.unwrap_or(CREATE_CAS);
         raw::set_shared_data(key, value, cas)
-            .map_err(|status| QuotaError::Store(format!("{status:?}")))
+            .map_err(|status| QuotaError::Store(format!("{status}")))
     }
 }
 

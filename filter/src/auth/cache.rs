@@ -6,8 +6,9 @@
 //! Built for memory, since a worker may hold 100 000 of them: the entries sit in a ring, in
 //! insertion order (the oldest is the next one evicted), in fixed-size chunks so that growing
 //! never copies nor leaves a doubled allocation half empty; an open-addressing table of slot
-//! numbers (`SlotIndex`) finds them by hash. The parts many identities repeat (subjects, key
-//! ids, grants) are interned.
+//! numbers (`SlotIndex`) finds them by hash. The parts many identities repeat (key ids,
+//! grants) are interned; what is a token's own (subject, `jti`) is one allocation in its
+//! identity.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
@@ -28,8 +29,8 @@ pub struct VerifiedTokenCache {
     index: SlotIndex,
     /// Grants in use, shared by the identities that carry them.
     grants: Interner<Grants>,
-    /// Subjects and key ids in use, likewise.
-    names: Interner<str>,
+    /// Key ids in use, likewise.
+    key_ids: Interner<str>,
 }
 
 #[derive(Debug)]
@@ -43,6 +44,10 @@ struct Entry {
     valid_until: u32,
 }
 
+// A slot on wasm32: the hash, the identity's pointer, `valid_until`.
+#[cfg(target_arch = "wasm32")]
+const _: () = assert!(std::mem::size_of::<Entry>() == 40);
+
 impl VerifiedTokenCache {
     /// A cache of at most `max_entries` credentials; it allocates as it fills, not up front.
     pub fn new(max_entries: usize) -> Self {
@@ -50,7 +55,7 @@ impl VerifiedTokenCache {
             entries: Ring::new(max_entries),
             index: SlotIndex::default(),
             grants: Interner::default(),
-            names: Interner::default(),
+            key_ids: Interner::default(),
         }
     }
 
@@ -59,9 +64,9 @@ impl VerifiedTokenCache {
         self.grants.intern(grants)
     }
 
-    /// The shared copy of a name: a subject or key id.
-    pub fn intern_name(&mut self, name: String) -> Arc<str> {
-        self.names.intern(name)
+    /// The shared copy of a key id.
+    pub fn intern_key_id(&mut self, kid: &str) -> Arc<str> {
+        self.key_ids.intern(kid)
     }
 
     pub fn get(&self, hash: &CredentialHash, now: u64) -> Option<Arc<Identity>> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::auth::keys::{ClaimRules, VerificationKey};
 use crate::config::{ApiKeyEntry, Config, Jwk};
 use crate::document::Entry;
-use crate::identity::{CredentialKind, Grants, Identity};
+use crate::identity::{CredentialKind, Grants, Identity, JtiSet};
 use crate::invalid::{InvalidConfig, PartKind, Unavailable};
 use crate::quota::Quotas;
 
@@ -26,7 +26,7 @@ pub struct Credentials {
 /// The revocation set, checked on every request whether or not the credential was cached.
 #[derive(Debug, Default)]
 pub struct RevocationSet {
-    jtis: HashSet<String>,
+    jtis: JtiSet,
     subjects: HashSet<String>,
     key_ids: HashSet<String>,
 }
@@ -37,13 +37,13 @@ impl RevocationSet {
     }
 
     pub fn revokes(&self, identity: &Identity) -> bool {
-        if self.subjects.contains(&*identity.subject) {
+        if self.subjects.contains(identity.subject()) {
             return true;
         }
-        match &identity.kind {
+        match identity.kind() {
             CredentialKind::Jwt { jti, kid } => {
-                jti.as_deref().is_some_and(|j| self.jtis.contains(j))
-                    || kid.as_deref().is_some_and(|k| self.key_ids.contains(k))
+                jti.is_some_and(|j| self.jtis.contains(j))
+                    || kid.is_some_and(|k| self.key_ids.contains(k))
             }
             CredentialKind::ApiKey { .. } => false,
         }
@@ -68,7 +68,7 @@ impl Credentials {
                 .revocations
                 .jtis
                 .iter()
-                .map(|r| r.jti.clone())
+                .map(|r| r.jti.as_str())
                 .collect(),
             subjects: config.revocations.subjects.iter().cloned().collect(),
             key_ids: config.revocations.key_ids.iter().cloned().collect(),
@@ -226,19 +226,17 @@ fn compile_api_keys(
             unavailable.add(PartKind::ApiKey, name, problem);
             continue;
         }
-        let identity = Identity {
-            kind: CredentialKind::ApiKey {
-                id: entry.id.as_str().into(),
-            },
-            subject: entry.subject.as_str().into(),
-            grants: Arc::new(Grants {
+        let identity = Identity::api_key(
+            entry.id.as_str().into(),
+            &entry.subject,
+            Arc::new(Grants {
                 tenant: entry.tenant.clone(),
                 scopes: entry.scopes.clone(),
                 models: Some(entry.models.clone()),
                 plan: entry.plan.clone(),
             }),
-            expires_at: entry.expires_at,
-        };
+            entry.expires_at,
+        );
         api_keys.insert(hash, Arc::new(identity));
     }
     api_keys

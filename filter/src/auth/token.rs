@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::apikey;
 use crate::auth::cache::VerifiedTokenCache;
 use crate::error::{ErrorCode, Refusal};
-use crate::identity::{self, CredentialHash, CredentialKind, Grants, Identity};
+use crate::identity::{self, CredentialHash, Grants, Identity};
 use crate::auth::keys::{Jws, SignatureError};
 use crate::auth::credentials::Credentials;
 
@@ -72,7 +72,7 @@ fn api_key_identity(
     let identity = policy
         .api_key(&identity::credential_hash(key))
         .ok_or_else(|| invalid("API key is not recognised"))?;
-    if identity.expires_at.is_some_and(|exp| now > exp) {
+    if identity.expires_at().is_some_and(|exp| now > exp) {
         return Err(invalid("API key has expired"));
     }
     Ok(identity)
@@ -115,20 +115,18 @@ fn verify_jwt(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| invalid("token has no \"sub\""))?;
     let custom = claims.custom;
-    let identity = Identity {
-        kind: CredentialKind::Jwt {
-            jti: claims.jwt_id.map(String::into_boxed_str),
-            kid: key_id.map(|kid| cache.intern_name(kid.to_string())),
-        },
-        subject: cache.intern_name(subject),
-        grants: cache.intern_grants(Grants {
+    let identity = Identity::jwt(
+        &subject,
+        claims.jwt_id.as_deref(),
+        key_id.map(|kid| cache.intern_key_id(kid)),
+        cache.intern_grants(Grants {
             scopes: custom.scopes().map(str::to_string).collect(),
             tenant: custom.tenant,
             models: custom.models,
             plan: custom.plan,
         }),
-        expires_at: Some(exp),
-    };
+        Some(exp),
+    );
     Ok((
         identity,
         exp.saturating_add(policy.claim_rules.clock_skew_seconds),

@@ -48,12 +48,15 @@ impl<'a> Raw<'a> {
 
     /// Validates the whole text, which must be one object, and hands `each` its members in
     /// order.
-    pub fn members(bytes: &'a [u8], each: impl FnMut(Key<'a>, Raw<'a>)) -> Result<(), JsonError> {
+    pub fn members(
+        bytes: &'a [u8],
+        mut each: impl FnMut(Key<'a>, Raw<'a>),
+    ) -> Result<(), JsonError> {
         let start = skip_ws(bytes, 0);
         if bytes.get(start) != Some(&b'{') {
             return error("expected an object", start);
         }
-        let end = walk_object(bytes, start, each)?;
+        let end = walk_object(bytes, start, &mut each)?;
         if skip_ws(bytes, end) != bytes.len() {
             return error("trailing characters after the JSON value", skip_ws(bytes, end));
         }
@@ -71,7 +74,7 @@ impl<'a> Raw<'a> {
     pub fn fields<const N: usize>(self, keys: [&str; N]) -> [Raw<'a>; N] {
         let mut found = [Raw::default(); N];
         if self.is_object() {
-            let _ = walk_object(self.0, 0, |key, value| {
+            let _ = walk_object(self.0, 0, &mut |key, value| {
                 if let Some(slot) = keys.iter().position(|k| key.is(k)) {
                     found[slot] = value;
                 }
@@ -149,7 +152,7 @@ impl<'a> Raw<'a> {
 fn walk_object<'a>(
     bytes: &'a [u8],
     start: usize,
-    mut each: impl FnMut(Key<'a>, Raw<'a>),
+    each: &mut dyn FnMut(Key<'a>, Raw<'a>),
 ) -> Result<usize, JsonError> {
     let mut i = skip_ws(bytes, start + 1);
     if bytes.get(i) == Some(&b'}') {

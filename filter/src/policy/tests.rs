@@ -1,7 +1,7 @@
 use super::*;
 use crate::auth::credentials::parse_sha256_hex;
 use crate::config::{CredentialSource, ModelProvider, ProviderStyle};
-use crate::identity::{CredentialKind, Grants};
+use crate::identity::Grants;
 use crate::provider::CLUSTER_HEADER;
 use crate::testing::{ed25519_jwk, Fixture};
 use jwt_simple::prelude::*;
@@ -325,12 +325,12 @@ fn a_provider_without_its_credential_is_unavailable_and_the_rest_loads() {
         panic!("fixed provider expected")
     };
     assert!(!anthropic.unavailable);
-    assert!(policy.credentials.revocations.revokes(&Identity {
-        kind: CredentialKind::ApiKey { id: "k".into() },
-        subject: "mallory".into(),
-        grants: Default::default(),
-        expires_at: None,
-    }));
+    assert!(policy.credentials.revocations.revokes(&Identity::api_key(
+        "k".into(),
+        "mallory",
+        Default::default(),
+        None
+    )));
     // The control plane's check stays strict.
     assert!(matches!(
         Policy::compile(&fx.config, &|_| None),
@@ -410,14 +410,16 @@ fn plans_and_prices_that_cannot_load_refuse_their_credentials_not_the_document()
             (PartKind::Plan, "odd".to_string()),
         ]
     );
-    let who = |plan: Option<&str>| Identity {
-        kind: CredentialKind::ApiKey { id: "k".into() },
-        subject: "a".into(),
-        grants: Arc::new(Grants {
-            plan: plan.map(str::to_string),
-            ..Grants::default()
-        }),
-        expires_at: None,
+    let who = |plan: Option<&str>| {
+        Identity::api_key(
+            "k".into(),
+            "a",
+            Arc::new(Grants {
+                plan: plan.map(str::to_string),
+                ..Grants::default()
+            }),
+            None,
+        )
     };
     let code = |plan| {
         policy

@@ -4,7 +4,7 @@ use super::*;
 use crate::config::LimitConfig;
 use crate::quota::counter::fake::FakeStore;
 use crate::quota::counter::MAX_CAS_ATTEMPTS;
-use crate::identity::{CredentialKind, Grants};
+use crate::identity::Grants;
 use crate::testing::limit;
 
 // 2024-02-29T13:45:30Z.
@@ -30,16 +30,16 @@ fn quotas(plans: Vec<(&str, PlanConfig)>, prices: &[PriceConfig]) -> Quotas {
 }
 
 fn who(subject: &str, tenant: Option<&str>, plan: Option<&str>) -> Identity {
-    Identity {
-        kind: CredentialKind::ApiKey { id: "k".into() },
-        subject: subject.into(),
-        grants: Arc::new(Grants {
+    Identity::api_key(
+        "k".into(),
+        subject,
+        Arc::new(Grants {
             tenant: tenant.map(str::to_string),
             plan: plan.map(str::to_string),
             ..Grants::default()
         }),
-        expires_at: None,
-    }
+        None,
+    )
 }
 
 fn tokens(input: u64, output: u64) -> Usage {

@@ -236,7 +236,7 @@ fn on_route(
         Arc::clone(provider),
         format,
         None,
-        identity.subject.to_string(),
+        identity.subject().to_string(),
     );
     exchange.caller = Some(Arc::clone(&identity));
     exchange.plan = plan.as_ref().map(|p| p.name.clone());

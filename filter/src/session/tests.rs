@@ -474,28 +474,3 @@ fn a_cached_token_under_a_quota_plan_costs_this_many_host_calls() {
     );
     assert_eq!((store.reads(), store.writes()), before, "no shared data after admission");
 }
-
-#[test]
-#[ignore]
-fn profile_hot_loop() {
-    let fx = Fixture::new();
-    let store: Rc<FakeStore> = Rc::default();
-    let worker = Worker::configured(fx.policy());
-    let host = models(&fx, &store);
-    let response = host.clone().with_response_header(":status", "200");
-    for _ in 0..20_000 {
-        hot_once(&worker, &host, &response);
-    }
-}
-
-#[inline(never)]
-fn hot_once(worker: &Rc<Worker>, host: &FakeHost, response: &FakeHost) {
-    let mut s = Session::new(Rc::clone(worker), Rc::new(RefCell::default()), None);
-    s.on_request_headers(host, true);
-    s.on_response_headers(response);
-    s.on_log(response);
-    host.take_ops();
-    host.take_reads();
-    response.take_ops();
-    response.take_reads();
-}

@@ -176,7 +176,10 @@ impl PulledState {
             }
             Some(200) => self.on_config(host, settings, answer, now_ms, current, env),
             status => {
-                log::warn!("the configuration poll failed ({status:?}); the last configuration stays in force");
+                log::warn!(
+                    "the configuration poll failed ({}); the last configuration stays in force",
+                    super::answer_status(status)
+                );
                 Outcome::Failed
             }
         }

@@ -157,7 +157,10 @@ pub(super) fn on_answer(host: &dyn SyncHost, seq: u64, answer: &Answer, now_ms: 
             clear(host, seq);
         }
         status => {
-            log::warn!("usage report {seq} was not taken ({status:?}); it is sent again");
+            log::warn!(
+                "usage report {seq} was not taken ({}); it is sent again",
+                super::answer_status(status)
+            );
             host.count(stat::CALL_ERRORS, 1);
         }
     }

@@ -91,7 +91,7 @@ fn filter_verdict(
     let policy = Policy::from_json(&json, &|name| Some(format!("{name}-value"))).unwrap();
     policy
         .authenticate(credential, now)
-        .map(|identity| identity.subject.to_string())
+        .map(|identity| identity.subject().to_string())
         .map_err(|refusal| refusal.code)
 }
 

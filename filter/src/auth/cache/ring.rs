@@ -2,6 +2,7 @@
 //! size, then overwritten oldest first. Stored in fixed-size chunks, the last one no larger
 //! than the size needs: growing moves nothing, and an empty cache holds no slots at all.
 
+use super::index::MAX_SLOTS;
 use super::Entry;
 use crate::identity::CredentialHash;
 
@@ -13,8 +14,7 @@ pub(super) const CHUNK: usize = 1024;
 pub(super) struct Ring {
     chunks: Vec<Vec<Entry>>,
     len: usize,
-    /// Slots at most: the cache's size, within what a `u32` slot number names (`u32::MAX`
-    /// itself is the index's empty mark).
+    /// Slots at most: the cache's size, within what the index names (`MAX_SLOTS`).
     capacity: usize,
     /// The slot overwritten next once the ring is full.
     oldest: usize,
@@ -25,7 +25,7 @@ impl Ring {
         Ring {
             chunks: Vec::new(),
             len: 0,
-            capacity: max_entries.min(u32::MAX as usize),
+            capacity: max_entries.min(MAX_SLOTS),
             oldest: 0,
         }
     }

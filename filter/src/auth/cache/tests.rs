@@ -10,8 +10,14 @@ fn hash(n: u8) -> CredentialHash {
 /// A hash whose probe starts at `home` in any table of more than `home` positions, told
 /// apart from the others with the same home by `tail` (its last byte).
 fn colliding(home: u8, tail: u8) -> CredentialHash {
+    tagged(home, 0, tail)
+}
+
+/// As `colliding`, with `tag` as the byte the index keeps beside the slot.
+fn tagged(home: u8, tag: u8, tail: u8) -> CredentialHash {
     let mut hash = [0; 32];
     hash[0] = home;
+    hash[8] = tag;
     hash[31] = tail;
     hash
 }
@@ -21,14 +27,14 @@ fn put(cache: &mut VerifiedTokenCache, hash: CredentialHash, subject: &str) {
 }
 
 fn subject(cache: &VerifiedTokenCache, hash: &CredentialHash) -> Option<String> {
-    cache.get(hash, 0).map(|identity| identity.subject.to_string())
+    cache.get(hash, 0).map(|identity| identity.subject().to_string())
 }
 
 #[test]
 fn entry_is_served_until_it_expires() {
     let mut cache = VerifiedTokenCache::new(4);
     put(&mut cache, hash(1), "alice");
-    assert_eq!(&*cache.get(&hash(1), 100).unwrap().subject, "alice");
+    assert_eq!(cache.get(&hash(1), 100).unwrap().subject(), "alice");
     assert!(cache.get(&hash(1), 101).is_none());
     assert!(cache.get(&hash(2), 50).is_none());
 }
@@ -71,11 +77,33 @@ fn reinserting_replaces_the_entry_in_place() {
     cache.insert(hash(1), Arc::new(identity("a2")), 200);
     put(&mut cache, hash(2), "b");
     assert_eq!(cache.len(), 2);
-    assert_eq!(&*cache.get(&hash(1), 200).unwrap().subject, "a2");
+    assert_eq!(cache.get(&hash(1), 200).unwrap().subject(), "a2");
     // It kept its place in the order: the first out when the cache is full.
     put(&mut cache, hash(3), "c");
     assert_eq!(subject(&cache, &hash(1)), None);
     assert_eq!(subject(&cache, &hash(2)), Some("b".into()));
+}
+
+#[test]
+fn a_cached_identity_comes_back_with_its_subject_and_jti() {
+    let long = "u".repeat(1_000);
+    let minted = "0123456789abcdef0123456789abcdef";
+    let callers = [
+        ("alice", Some(minted)),
+        (long.as_str(), Some("jti-1")),
+        ("bob", None),
+        ("carol", Some("0123456789ABCDEF0123456789ABCDEF")),
+    ];
+    let mut cache = VerifiedTokenCache::new(callers.len());
+    for (n, &(subject, jti)) in (0u8..).zip(&callers) {
+        let identity = Identity::jwt(subject, jti, None, Default::default(), Some(100));
+        cache.insert(hash(n), Arc::new(identity), 100);
+    }
+    for (n, &(subject, jti)) in (0u8..).zip(&callers) {
+        let identity = cache.get(&hash(n), 0).unwrap();
+        assert_eq!(identity.subject(), subject);
+        assert_eq!(identity.jti().map(|j| j.to_string()).as_deref(), jti);
+    }
 }
 
 #[test]
@@ -95,6 +123,22 @@ fn hashes_equal_in_their_first_bytes_stay_apart() {
     assert_eq!(subject(&cache, &colliding(3, 1)), Some("one".into()));
     assert_eq!(subject(&cache, &colliding(3, 2)), Some("two".into()));
     assert_eq!(subject(&cache, &colliding(3, 3)), None);
+}
+
+#[test]
+fn a_tag_that_agrees_is_not_a_match_and_one_that_differs_is_passed_over() {
+    let mut cache = VerifiedTokenCache::new(8);
+    // One home; tags 1, 1, 2: the second differs from the first only past the tag.
+    let (a, b, c) = (tagged(5, 1, 1), tagged(5, 1, 2), tagged(5, 2, 1));
+    put(&mut cache, a, "a");
+    put(&mut cache, c, "c");
+    assert_eq!(subject(&cache, &b), None);
+    put(&mut cache, b, "b");
+    for (h, name) in [(a, "a"), (b, "b"), (c, "c")] {
+        assert_eq!(subject(&cache, &h), Some(name.into()), "{name}");
+    }
+    assert_eq!(subject(&cache, &tagged(5, 2, 2)), None);
+    assert_eq!(subject(&cache, &tagged(5, 3, 1)), None);
 }
 
 #[test]
@@ -142,9 +186,9 @@ fn storage_grows_in_chunks_no_larger_than_the_cache() {
     }
     assert_eq!(cache.len(), ring::CHUNK + 100);
     assert_eq!(cache.entries.chunk_capacities(), [ring::CHUNK, 100]);
-    // The index stays at most three quarters full.
-    assert!(cache.len() * 4 <= cache.index.positions() * 3);
-    assert!(cache.index.positions() <= 4 * cache.len());
+    // The index stays at most seven eighths full, and at least seven sixteenths.
+    assert!(!index::too_full(cache.len(), cache.index.positions()));
+    assert!(index::too_full(cache.len(), cache.index.positions() / 2));
     // The last CHUNK + 100 of them, in their order.
     for n in 0..(ring::CHUNK as u32 + 200) {
         let mut h = [0; 32];
@@ -188,8 +232,9 @@ impl Model {
 
 #[test]
 fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() {
-    // A fixed pseudo-random walk over 64 hashes whose probes all start within eight
-    // positions: long runs, wrapping, removals from their heads, middles and tails.
+    // A fixed pseudo-random walk over 128 hashes whose probes all start within eight
+    // positions, half of them with the same tag as another: long runs, wrapping, removals
+    // from their heads, middles and tails.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         state ^= state << 13;
@@ -205,7 +250,7 @@ fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() 
         };
         for step in 0..5_000u64 {
             let r = next();
-            let h = colliding((r % 8) as u8 * 16 + 7, (r >> 8) as u8 % 8);
+            let h = tagged((r % 8) as u8 * 16 + 7, (r >> 44) as u8 % 2, (r >> 8) as u8 % 8);
             let now = (r >> 16) % 10;
             if (r >> 40) & 1 == 0 {
                 let valid_until = (r >> 20) % 10;
@@ -214,14 +259,16 @@ fn behaves_like_a_map_with_first_in_first_out_eviction_under_heavy_collisions() 
                 model.insert(h, name, valid_until);
                 assert_eq!(cache.len(), model.entries.len());
             }
-            let got = cache.get(&h, now).map(|i| i.subject.to_string());
+            let got = cache.get(&h, now).map(|i| i.subject().to_string());
             assert_eq!(got, model.get(&h, now), "max {max}, step {step}");
         }
         for tail in 0..8 {
             for home in 0..8u8 {
-                let h = colliding(home * 16 + 7, tail);
-                let got = cache.get(&h, 0).map(|i| i.subject.to_string());
-                assert_eq!(got, model.get(&h, 0), "max {max}, final");
+                for tag in 0..2 {
+                    let h = tagged(home * 16 + 7, tag, tail);
+                    let got = cache.get(&h, 0).map(|i| i.subject().to_string());
+                    assert_eq!(got, model.get(&h, 0), "max {max}, final");
+                }
             }
         }
     }
@@ -256,14 +303,14 @@ fn equal_grants_are_shared_and_the_table_stays_bounded() {
 }
 
 #[test]
-fn equal_names_are_shared_and_the_table_stays_bounded() {
+fn equal_key_ids_are_shared_and_the_table_stays_bounded() {
     let mut cache = VerifiedTokenCache::new(10);
-    let first = cache.intern_name("alice".into());
-    let second = cache.intern_name("alice".into());
+    let first = cache.intern_key_id("alice");
+    let second = cache.intern_key_id("alice");
     assert!(Arc::ptr_eq(&first, &second));
     for i in 0..(MAX_INTERNED * 2) {
-        cache.intern_name(format!("subject-{i}"));
+        cache.intern_key_id(&format!("key-{i}"));
     }
-    assert!(cache.names.shared.len() <= MAX_INTERNED);
-    assert_eq!(&*cache.intern_name("alice".into()), "alice");
+    assert!(cache.key_ids.shared.len() <= MAX_INTERNED);
+    assert_eq!(&*cache.intern_key_id("alice"), "alice");
 }

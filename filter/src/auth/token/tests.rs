@@ -1,20 +1,12 @@
 use super::*;
 use crate::config::{Jwk, JwkSet};
-use crate::identity::{credential_hash, fingerprint};
+use crate::identity::{credential_hash, fingerprint, CredentialKind, Jti};
 use crate::policy::Policy;
 use crate::testing::{ed25519_jwk, Fixture, NOW};
 use jwt_simple::prelude::*;
 
 pub(crate) fn identity(subject: &str) -> Identity {
-    Identity {
-        kind: CredentialKind::Jwt {
-            jti: None,
-            kid: None,
-        },
-        subject: subject.into(),
-        grants: Default::default(),
-        expires_at: None,
-    }
+    Identity::jwt(subject, None, None, Default::default(), None)
 }
 
 fn check(policy: &Policy, credential: &str, now: u64) -> Result<std::sync::Arc<Identity>, Refusal> {
@@ -35,15 +27,15 @@ fn code(result: Result<std::sync::Arc<Identity>, Refusal>) -> ErrorCode {
 fn valid_jwt_gives_its_identity() {
     let fx = Fixture::new();
     let identity = check(&fx.policy(), &fx.token(), NOW + 1).unwrap();
-    assert_eq!(&*identity.subject, "alice");
+    assert_eq!(identity.subject(), "alice");
     assert_eq!(identity.grants.tenant.as_deref(), Some("acme"));
     assert_eq!(identity.grants.scopes, ["chat".to_string()]);
     assert!(identity.may_use_model("gpt-4o-mini"));
     assert!(!identity.may_use_model("o1"));
     assert_eq!(
-        identity.kind,
+        identity.kind(),
         CredentialKind::Jwt {
-            jti: Some("jti-1".into()),
+            jti: Some(Jti::new("jti-1")),
             kid: None
         }
     );
@@ -190,6 +182,36 @@ fn revocation_applies_to_cached_identities_too() {
 }
 
 #[test]
+fn a_minted_jti_is_revoked_cached_or_not() {
+    // The control plane mints 32 lowercase hex digits, which identities keep as 16 bytes.
+    let minted = "0123456789abcdef0f1e2d3c4b5a6978";
+    let mut fx = Fixture::new();
+    let mut claims = fx.claims(60);
+    claims.jwt_id = Some(minted.into());
+    let token = fx.sign(claims);
+    let mut cache = VerifiedTokenCache::new(16);
+    let identity = authenticate(&fx.policy().credentials, &mut cache, &token, NOW).unwrap();
+    assert_eq!(identity.jti().unwrap().to_string(), minted);
+    let revoke = |fx: &mut Fixture, jti: &str| {
+        fx.config.revocations.jtis = vec![crate::config::RevokedJti {
+            jti: jti.into(),
+            expires_at: NOW + 600,
+        }];
+    };
+    // Another id, or this one in capitals, is not this token's.
+    for other in [&minted.to_ascii_uppercase(), "0123456789abcdef0f1e2d3c4b5a6979"] {
+        revoke(&mut fx, other);
+        assert!(authenticate(&fx.policy().credentials, &mut cache, &token, NOW).is_ok());
+    }
+    revoke(&mut fx, minted);
+    let refusal = authenticate(&fx.policy().credentials, &mut cache, &token, NOW).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::TokenRevoked);
+    let mut fresh = VerifiedTokenCache::new(16);
+    let refusal = authenticate(&fx.policy().credentials, &mut fresh, &token, NOW).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::TokenRevoked);
+}
+
+#[test]
 fn revocation_by_subject_and_by_key_id() {
     let mut fx = Fixture::new();
     fx.config.revocations.subjects.push("alice".into());
@@ -248,13 +270,8 @@ fn api_keys_are_checked_for_checksum_presence_and_expiry() {
     let mut fx = Fixture::new();
     let key = fx.add_api_key("svc", &["chat"], &["gpt-*"]);
     let identity = check(&fx.policy(), &key, NOW).unwrap();
-    assert_eq!(&*identity.subject, "svc");
-    assert_eq!(
-        identity.kind,
-        CredentialKind::ApiKey {
-            id: "key-svc".into()
-        }
-    );
+    assert_eq!(identity.subject(), "svc");
+    assert_eq!(identity.kind(), CredentialKind::ApiKey { id: "key-svc" });
 
     let mut corrupted = key.clone().into_bytes();
     corrupted[10] = if corrupted[10] == b'x' { b'y' } else { b'x' };

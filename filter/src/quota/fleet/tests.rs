@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::config::{Metric, PlanConfig};
 use crate::error::ErrorCode;
-use crate::identity::{CredentialKind, Grants, Identity};
+use crate::identity::{Grants, Identity};
 use crate::quota::counter::fake::FakeStore;
 use crate::quota::{admit, Demand, Plan, Quotas};
 use crate::testing::limit;
@@ -28,15 +28,15 @@ fn team(unreachable: Unreachable, per_minute: u64) -> Arc<Plan> {
 }
 
 fn alice() -> Identity {
-    Identity {
-        kind: CredentialKind::ApiKey { id: "k".into() },
-        subject: "alice".into(),
-        grants: Arc::new(Grants {
+    Identity::api_key(
+        "k".into(),
+        "alice",
+        Arc::new(Grants {
             plan: Some("team".into()),
             ..Grants::default()
         }),
-        expires_at: None,
-    }
+        None,
+    )
 }
 
 fn answer(fleet_size: u64, grants: Vec<(&str, u64, u64, u32)>) -> FleetAnswer {
