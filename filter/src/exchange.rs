@@ -140,7 +140,10 @@ impl Exchange {
             meter.feed(chunk);
         }
         if let Some(stripper) = &mut self.stripper {
-            self.replacement = stripper.feed(chunk, end_of_stream);
+            let out = stripper.feed(chunk, end_of_stream);
+            if out != chunk {
+                self.replacement = Some(out);
+            }
         }
         end_of_stream.then(|| self.report()).flatten()
     }
