@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokenward_e2e::control_plane::unix_now;
-use tokenward_e2e::fleet::{admin_call, chat, mint, proxy_credential, revoke_jti, until, Fleet};
+use tokenward_e2e::fleet::{
+    admin_call, chat, mint, proxy_credential, revoke_jti, until, until_every_worker, Fleet,
+};
 
 const REVOKED: Option<&str> = Some("token_revoked");
 
@@ -72,7 +74,7 @@ fn the_last_configuration_holds_while_the_control_plane_is_away_and_changes_resu
     let (revoked, revoked_jti) = mint(admin, &fleet.admin_key, "bob");
     until(&envoy, &valid, Duration::from_secs(15), |r| r.status == 200);
     revoke_jti(admin, &fleet.admin_key, &revoked_jti);
-    until(&envoy, &revoked, Duration::from_secs(10), |r| {
+    until_every_worker(&envoy, &revoked, Duration::from_secs(10), |r| {
         r.error_code().as_deref() == REVOKED
     });
     cp.kill().unwrap();
@@ -220,7 +222,7 @@ fn usage_an_envoy_had_not_reported_yet_goes_out_while_it_drains_before_it_stops(
     let cp = fleet.replica_process("cp");
     let mut envoy = fleet.pull_envoy("leaving", cp.admin, &credential, 2);
     let (token, _) = mint(cp.admin, &fleet.admin_key, "erin");
-    until(&envoy, &token, Duration::from_secs(15), |r| r.status == 200);
+    until_every_worker(&envoy, &token, Duration::from_secs(15), |r| r.status == 200);
     let warmup = fleet.openai.received().len() as u64;
     for _ in 0..10 {
         assert_eq!(chat(&envoy, &token).status, 200);

@@ -317,6 +317,35 @@ pub fn until(
     }
 }
 
+/// As `until`, but `done` must hold for `SETTLED` replies in a row (new connections, spread
+/// over the workers): each worker takes a pulled configuration on its own timer, so one reply
+/// speaks for one worker only. For tests that go on to assert every reply.
+pub fn until_every_worker(
+    envoy: &Envoy,
+    token: &str,
+    limit: Duration,
+    done: impl Fn(&Reply) -> bool,
+) {
+    const SETTLED: usize = 12;
+    let start = Instant::now();
+    let mut in_a_row = 0;
+    while in_a_row < SETTLED {
+        let reply = chat(envoy, token);
+        if done(&reply) {
+            in_a_row += 1;
+            continue;
+        }
+        in_a_row = 0;
+        assert!(
+            start.elapsed() < limit,
+            "after {limit:?} still {} {}",
+            reply.status,
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Revokes a token through a replica's admin API.
 pub fn revoke_jti(admin: SocketAddr, key: &str, jti: &str) {
     let (status, body) = admin_call(
