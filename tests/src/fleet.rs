@@ -301,24 +301,11 @@ pub fn until(
     limit: Duration,
     done: impl Fn(&Reply) -> bool,
 ) -> Duration {
-    let start = Instant::now();
-    loop {
-        let reply = chat(envoy, token);
-        if done(&reply) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "after {limit:?} still {} {}",
-            reply.status,
-            reply.body
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    until_in_a_row(envoy, token, limit, 1, done)
 }
 
-/// As `until`, but `done` must hold for `SETTLED` replies in a row (new connections, spread
-/// over the workers): each worker takes a pulled configuration on its own timer, so one reply
+/// As `until`, but `done` must hold for 12 replies in a row (new connections, spread over
+/// the workers): each worker takes a pulled configuration on its own timer, so one reply
 /// speaks for one worker only. For tests that go on to assert every reply.
 pub fn until_every_worker(
     envoy: &Envoy,
@@ -326,16 +313,30 @@ pub fn until_every_worker(
     limit: Duration,
     done: impl Fn(&Reply) -> bool,
 ) {
-    const SETTLED: usize = 12;
+    until_in_a_row(envoy, token, limit, 12, done);
+}
+
+/// Polls until `done` holds for `settled` replies in a row; how long until the first of them.
+fn until_in_a_row(
+    envoy: &Envoy,
+    token: &str,
+    limit: Duration,
+    settled: usize,
+    done: impl Fn(&Reply) -> bool,
+) -> Duration {
     let start = Instant::now();
-    let mut in_a_row = 0;
-    while in_a_row < SETTLED {
+    let (mut first, mut in_a_row) = (None, 0);
+    loop {
         let reply = chat(envoy, token);
         if done(&reply) {
+            let at = *first.get_or_insert(start.elapsed());
             in_a_row += 1;
+            if in_a_row == settled {
+                return at;
+            }
             continue;
         }
-        in_a_row = 0;
+        (first, in_a_row) = (None, 0);
         assert!(
             start.elapsed() < limit,
             "after {limit:?} still {} {}",
