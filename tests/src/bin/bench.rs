@@ -70,6 +70,8 @@ enum Kind {
     Floor,
     /// The floor making the host calls tokenward makes for a cached token.
     FloorHostCalls,
+    /// The floor making the host calls tokenward makes for a cached token under a plan.
+    FloorQuotaCalls,
     JwtAuthnEddsa,
     JwtAuthnEs256,
     Hot,
@@ -109,6 +111,9 @@ struct Measured {
     kind: Kind,
     name: &'static str,
     rps: f64,
+    /// Envoy's CPU time (every thread) per request while wrk measured: steadier than
+    /// throughput when other work shares the machine, since wrk's own time is not in it.
+    cpu_micros: f64,
     latency: Option<Latencies>,
 }
 
@@ -253,6 +258,16 @@ fn main() -> anyhow::Result<()> {
             &hot_token,
         ),
         variant(
+            Kind::FloorQuotaCalls,
+            "empty Wasm filter making tokenward's host calls under a quota plan",
+            EnvoyConfig::shipped()?
+                .with_wasm(&floor_wasm)?
+                .with_direct_response(200, "ok")?
+                .with_filter_config("quota-calls")?,
+            &hot_script,
+            &hot_token,
+        ),
+        variant(
             Kind::JwtAuthnEddsa,
             "native jwt_authn (EdDSA, every request)",
             base.clone()
@@ -339,8 +354,13 @@ fn main() -> anyhow::Result<()> {
         let envoy = start(v.config)?;
         probe(&envoy, v.name, &v.probe_token)?;
         wrk(&envoy.url(PATH), &v.script, 2, s.connections)?; // warm-up
+        let cpu_before = cpu_seconds(envoy.pid())?;
         let rps = wrk(&envoy.url(PATH), &v.script, s.seconds, s.connections)?;
-        eprintln!("{}: {rps:.0} req/s", v.name);
+        let cpu_micros = (cpu_seconds(envoy.pid())? - cpu_before) * 1e6 / (rps * s.seconds as f64);
+        eprintln!(
+            "{}: {rps:.0} req/s, Envoy CPU {cpu_micros:.1} µs/request",
+            v.name
+        );
         if v.kind == Kind::NoFilter {
             fixed_rate = Some(rps / 2.0);
         }
@@ -370,6 +390,7 @@ fn main() -> anyhow::Result<()> {
             kind: v.kind,
             name: v.name,
             rps,
+            cpu_micros,
             latency,
         });
     }
@@ -685,6 +706,34 @@ fn memory_with_cached_tokens(
     })
 }
 
+/// A process's CPU time so far (user and system, every thread), from /proc.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) : state is field 3, utime 14.
+    let after_name = stat
+        .rsplit_once(')')
+        .context("no ')' in /proc/<pid>/stat")?
+        .1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("short /proc/<pid>/stat")?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 /// VmRSS of a process, from /proc.
 fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -749,16 +798,24 @@ fn report(
         "\ntokenward benchmark: 1 Envoy worker, wrk -t1 -c{} -d{}s, direct response, one run",
         s.connections, s.seconds
     );
-    println!("| variant | req/s | vs floor | vs jwt_authn (same algorithm) | vs no filter |");
-    println!("|---|---:|---:|---:|---:|");
+    let floor_cpu = results
+        .iter()
+        .find(|m| m.kind == Kind::Floor)
+        .map_or(f64::NAN, |m| m.cpu_micros);
+    println!(
+        "| variant | req/s | vs floor | vs jwt_authn (same algorithm) | vs no filter | Envoy CPU µs/request | floor's CPU / its CPU |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for m in results {
         println!(
-            "| {} | {:.0} | {:.2}x | {:.2}x | {:.2}x |",
+            "| {} | {:.0} | {:.2}x | {:.2}x | {:.2}x | {:.1} | {:.2}x |",
             m.name,
             m.rps,
             m.rps / floor,
             m.rps / rps(m.kind.jwt_authn()),
-            m.rps / none
+            m.rps / none,
+            m.cpu_micros,
+            floor_cpu / m.cpu_micros
         );
     }
 
@@ -914,6 +971,14 @@ fn report(
             calls / floor,
             hot / calls,
             quotas / calls
+        );
+    }
+    let quota_calls = rps(Kind::FloorQuotaCalls);
+    if !quota_calls.is_nan() {
+        println!(
+            "  (the floor making tokenward's host calls under a quota plan: {:.2}x floor; hot with quotas: {:.2}x of it)",
+            quota_calls / floor,
+            quotas / quota_calls
         );
     }
     target(
