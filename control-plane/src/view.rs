@@ -349,7 +349,14 @@ pub fn plans(plans: &[(String, PlanConfig)], default_plan: Option<&str>) -> View
             } else {
                 ""
             };
-            format!("{name}{default}  {limits}{closed}")
+            let headers = if plan.rate_limit_headers
+                == tokenward_filter::config::RateLimitHeaders::NearLimit
+            {
+                "  (rate-limit headers near the limit only)"
+            } else {
+                ""
+            };
+            format!("{name}{default}  {limits}{closed}{headers}")
         })
         .collect::<Vec<_>>()
         .join("\n");

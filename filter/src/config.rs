@@ -399,6 +399,9 @@ pub struct PlanConfig {
     /// Envoy does when it has not heard from the control plane for a while.
     #[serde(default, skip_serializing_if = "Unreachable::is_default")]
     pub unreachable: Unreachable,
+    /// Which answers carry the rate-limit headers (docs/config.md, "Plans and quotas").
+    #[serde(default, skip_serializing_if = "RateLimitHeaders::is_default")]
+    pub rate_limit_headers: RateLimitHeaders,
     /// Spend-spike detection, done by the control plane from the usage Envoys report
     /// (docs/quotas.md, "Spend spikes"); the filter parses it and does nothing with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -460,6 +463,35 @@ pub enum Unreachable {
 impl Unreachable {
     fn is_default(&self) -> bool {
         *self == Unreachable::Fallback
+    }
+}
+
+/// Which answers a plan's rate-limit headers go on.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitHeaders {
+    /// Every answer of the plan.
+    #[default]
+    Always,
+    /// Refusals, and answers that leave some limit of the request at a fifth of its quota or
+    /// less: far from its limits an answer costs no host call for them.
+    NearLimit,
+}
+
+impl RateLimitHeaders {
+    fn is_default(&self) -> bool {
+        *self == RateLimitHeaders::Always
+    }
+
+    pub fn read(value: &Node) -> Read<RateLimitHeaders> {
+        read::variant(
+            value,
+            &[
+                ("always", RateLimitHeaders::Always),
+                ("near_limit", RateLimitHeaders::NearLimit),
+            ],
+        )
     }
 }
 
@@ -881,6 +913,7 @@ impl PlanConfig {
                 "clamp_max_tokens",
                 "default_output_tokens",
                 "unreachable",
+                "rate_limit_headers",
                 "spike",
             ],
         )?;
@@ -894,6 +927,7 @@ impl PlanConfig {
                 default_output_tokens,
             )?,
             unreachable: fields.or_default("unreachable", Unreachable::read)?,
+            rate_limit_headers: fields.or_default("rate_limit_headers", RateLimitHeaders::read)?,
             spike: fields.optional("spike", SpikeConfig::read)?,
         })
     }

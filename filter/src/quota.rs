@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig, Unreachable};
+use crate::config::{LimitScope, Metric, PlanConfig, PriceConfig, RateLimitHeaders, Unreachable};
 use counter::{QuotaError, SharedStore, Slot};
 use crate::document::Entry;
 use crate::error::{ErrorCode, Refusal};
@@ -51,6 +51,8 @@ pub struct Plan {
     pub default_output_tokens: u64,
     /// With a sync channel: what this Envoy does while the control plane is away.
     pub unreachable: Unreachable,
+    /// Which answers carry the rate-limit headers.
+    pub rate_limit_headers: RateLimitHeaders,
     pub limits: Vec<Limit>,
     /// The limits by the scope they count per, in plan order: one counter key each.
     groups: Vec<LimitGroup>,
@@ -330,6 +332,7 @@ fn compile_plan(
         clamp_max_tokens: plan.clamp_max_tokens,
         default_output_tokens: plan.default_output_tokens,
         unreachable: plan.unreachable,
+        rate_limit_headers: plan.rate_limit_headers,
         limits,
         groups,
         policy_header,

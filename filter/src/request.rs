@@ -260,8 +260,19 @@ impl RequestFlow {
     /// (a quota grant's rate-limit headers).
     pub fn response_header_needs(&self) -> (bool, bool) {
         self.forwarded().map_or((false, false), |f| {
-            (f.exchange.format.is_some(), f.grant.is_some())
+            (
+                f.exchange.format.is_some(),
+                f.grant.as_ref().is_some_and(Grant::sends_headers),
+            )
         })
+    }
+
+    /// Whether the client's answer must not carry the provider's rate-limit headers (they
+    /// describe the provider key the gateway shares): under a plan not in shadow mode.
+    pub fn hides_provider_rate_limits(&self) -> bool {
+        self.forwarded()
+            .and_then(|f| f.grant.as_ref())
+            .is_some_and(Grant::hides_provider_rate_limits)
     }
 
     /// Response headers of a forwarded request; returns the rate-limit headers to add.

@@ -106,7 +106,12 @@ impl Session {
         let added = self.flow.on_response_headers(&view);
         // A body the filter rewrites has another length than the provider said.
         let drop_length = self.flow.rewrites_response_body();
-        if added.is_empty() && !drop_length {
+        // An answer of a plan that sends no headers of its own this time (`near_limit`, far
+        // from the limits) still loses the provider's, where they were read anyway.
+        let strip = was_read
+            && self.flow.hides_provider_rate_limits()
+            && view.headers.iter().any(|(name, _)| is_rate_limit_header(name));
+        if added.is_empty() && !drop_length && !strip {
             return Step::Continue;
         }
         // Ours replace the provider's own rate-limit headers (those describe the provider key

@@ -118,6 +118,7 @@ pub fn plan(limits: Vec<LimitConfig>, default_output_tokens: u64) -> PlanConfig 
         clamp_max_tokens: false,
         default_output_tokens,
         unreachable: Default::default(),
+        rate_limit_headers: Default::default(),
         spike: None,
     }
 }

@@ -68,6 +68,7 @@ fn every_client_visible_error_code_with_its_status() {
             clamp_max_tokens: false,
             default_output_tokens: 1024,
             unreachable: Default::default(),
+            rate_limit_headers: Default::default(),
             spike: None,
         };
         config.plans.insert(

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokenward_e2e::client::{bearer, Reply};
 use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, TokenSpec};
-use tokenward_filter::config::{LimitConfig, Metric, PlanConfig};
+use tokenward_filter::config::{LimitConfig, Metric, PlanConfig, RateLimitHeaders};
 use tokenward_filter::testing::{limit, with_default_plan};
 use tokenward_filter::window::Window;
 
@@ -275,6 +275,60 @@ fn a_429_and_a_success_tell_the_client_the_limits() {
         .unwrap()
         .contains("\"rpd\";r=0;t="));
     assert_eq!(gw.received("openai").len(), 2);
+}
+
+#[test]
+fn a_near_limit_plan_tells_the_client_only_near_the_limit_and_never_shows_the_providers() {
+    let gw = Gateway::start_with(four_workers(), |config, _| {
+        let mut near = plan(vec![limit("rpd", Metric::Requests, Window::Day, 5)]);
+        near.rate_limit_headers = RateLimitHeaders::NearLimit;
+        with_default_plan(config, near);
+    });
+    let token = gw.token();
+    let limit_headers = |reply: &Reply| -> Vec<(String, String)> {
+        reply
+            .headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-ratelimit-") || n.starts_with("ratelimit"))
+            .cloned()
+            .collect()
+    };
+    // 5 a day. The model list (not read by the filter) leaves 4: none of ours on it.
+    let listed = models(&gw, &token);
+    assert_eq!(listed.status, 200);
+    assert_eq!(limit_headers(&listed), [], "far from the limit");
+    // The next two leave 3 and 2, more than a fifth: no rate-limit header at all, neither the
+    // plan's nor the provider's (which sends its own on chat answers).
+    for _ in 0..2 {
+        let reply = gw.chat(&token, "gpt-4o");
+        assert_eq!(reply.status, 200);
+        assert_eq!(limit_headers(&reply), [], "far from the limit");
+    }
+    // A fifth left, then none: the client hears it, from the plan only.
+    for remaining in ["1", "0"] {
+        let near = gw.chat(&token, "gpt-4o");
+        assert_eq!(near.status, 200);
+        assert_eq!(
+            near.header("x-ratelimit-remaining-requests"),
+            Some(remaining)
+        );
+        assert_eq!(near.header("x-ratelimit-limit-requests"), Some("5"));
+        let current = near.header("ratelimit").unwrap();
+        assert!(
+            current.contains(&format!("\"rpd\";r={remaining};t=")),
+            "{current}"
+        );
+        assert_eq!(limit_headers(&near).len(), 5, "{:?}", limit_headers(&near));
+    }
+    let refused = gw.chat(&token, "gpt-4o");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("x-ratelimit-remaining-requests"), Some("0"));
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(
+        gw.received("openai").len(),
+        5,
+        "the refused request never left"
+    );
 }
 
 #[test]

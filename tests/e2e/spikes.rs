@@ -27,6 +27,7 @@ fn a_spike_suspends_the_subject_on_the_envoy_and_a_lift_lets_it_back() {
         clamp_max_tokens: false,
         default_output_tokens: 16,
         unreachable: Default::default(),
+        rate_limit_headers: Default::default(),
         spike: Some(SpikeConfig {
             multiple: 2,
             metric: Metric::Requests,

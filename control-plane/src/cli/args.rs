@@ -485,6 +485,11 @@ pub enum PlanCommand {
         /// (`fail-closed`).
         #[arg(long, value_enum, default_value_t = UnreachableArg::Fallback)]
         unreachable: UnreachableArg,
+        /// Which answers carry the rate-limit headers: every one (`always`), or only refusals
+        /// and answers that leave a limit at a fifth of its quota or less (`near-limit`: far
+        /// from the limits an answer costs the proxy nothing for them).
+        #[arg(long, value_enum, default_value_t = RateLimitHeadersArg::Always)]
+        rate_limit_headers: RateLimitHeadersArg,
         /// Spend spikes: a credential whose hourly rate of --spike-metric passes this multiple
         /// of its own baseline raises an alert (docs/quotas.md, "Spend spikes").
         #[arg(long, requires_all = ["spike_metric", "spike_min_baseline"])]
@@ -587,6 +592,22 @@ impl From<UnreachableArg> for tokenward_filter::config::Unreachable {
         match arg {
             UnreachableArg::Fallback => tokenward_filter::config::Unreachable::Fallback,
             UnreachableArg::FailClosed => tokenward_filter::config::Unreachable::FailClosed,
+        }
+    }
+}
+
+/// `--rate-limit-headers`: which answers of a plan carry its rate-limit headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateLimitHeadersArg {
+    Always,
+    NearLimit,
+}
+
+impl From<RateLimitHeadersArg> for tokenward_filter::config::RateLimitHeaders {
+    fn from(arg: RateLimitHeadersArg) -> Self {
+        match arg {
+            RateLimitHeadersArg::Always => tokenward_filter::config::RateLimitHeaders::Always,
+            RateLimitHeadersArg::NearLimit => tokenward_filter::config::RateLimitHeaders::NearLimit,
         }
     }
 }

@@ -1009,10 +1009,14 @@ fn proxy_credentials_the_sync_channel_and_pull_mode_bootstraps_from_the_cli() {
         "rpm:requests:minute:10",
         "--unreachable",
         "fail-closed",
+        "--rate-limit-headers",
+        "near-limit",
     ]);
     let plan: serde_json::Value =
         serde_json::from_str(&ok(&["-o", "json", "plan", "show", "strict"])).unwrap();
     assert_eq!(plan["unreachable"], "fail_closed", "{plan}");
+    assert_eq!(plan["rate_limit_headers"], "near_limit", "{plan}");
+    assert!(ok(&["plan", "show", "strict"]).contains("rate-limit headers near the limit only"));
     assert!(ok(&["quota", "show", "--subject", "alice"]).contains("no counter"));
     assert_eq!(
         ok(&["-o", "json", "quota", "show", "--tenant", "acme"]).trim(),

@@ -282,6 +282,7 @@ fn a_change_the_filter_would_refuse_is_not_stored() {
         clamp_max_tokens: false,
         default_output_tokens: 10,
         unreachable: Default::default(),
+        rate_limit_headers: Default::default(),
         spike: None,
     };
     assert!(
@@ -498,6 +499,7 @@ fn cost_plan() -> PlanConfig {
         clamp_max_tokens: false,
         default_output_tokens: 10,
         unreachable: Default::default(),
+        rate_limit_headers: Default::default(),
         spike: None,
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::fleet::{Allowances, Ceiling};
 use super::headers::{duration, rate_limit_headers};
 use super::{window_name, Limit, Plan, Price};
-use crate::config::Metric;
+use crate::config::{Metric, RateLimitHeaders};
 use crate::quota::counter::{self, Admission, Ask, Correction, QuotaError, SharedStore};
 use crate::error::{ErrorCode, Refusal};
 use crate::identity::Identity;
@@ -440,6 +440,11 @@ fn shown_used(limit: &Limit, used: u64, ceiling: u64) -> u64 {
     used.saturating_add(limit.limit.saturating_sub(ceiling))
 }
 
+/// Whether a fifth of the quota or less is left (`near_limit` plans send headers then).
+pub(super) fn near_limit(quota: u64, used: u64) -> bool {
+    u128::from(quota.saturating_sub(used)) * 5 <= u128::from(quota)
+}
+
 fn share_used_up(plan: &Plan, limit: &Limit, used: u64, ceiling: u64) -> Refusal {
     let code = if limit.metric == Metric::CostMicroUsd {
         ErrorCode::BudgetExceeded
@@ -521,10 +526,30 @@ impl Grant {
             .collect()
     }
 
-    /// The rate-limit headers for a response the grant let through (none in shadow mode:
-    /// turning shadow on must not change what clients see).
+    /// Whether the answer the grant let through carries rate-limit headers: never in shadow
+    /// mode (turning shadow on must not change what clients see); with `near_limit` only when
+    /// some limit held has a fifth of its quota or less left.
+    pub fn sends_headers(&self) -> bool {
+        !self.plan.shadow
+            && match self.plan.rate_limit_headers {
+                RateLimitHeaders::Always => true,
+                RateLimitHeaders::NearLimit => self.held.iter().any(|h| {
+                    let limit = &self.plan.limits[h.limit];
+                    let used = shown_used(limit, h.used, h.ceiling);
+                    near_limit(limit.limit, used)
+                }),
+            }
+    }
+
+    /// Whether the provider's rate-limit headers are kept from the client: always, except in
+    /// shadow mode (which changes nothing clients see).
+    pub fn hides_provider_rate_limits(&self) -> bool {
+        !self.plan.shadow
+    }
+
+    /// The rate-limit headers for a response the grant let through, if it sends them.
     pub fn client_headers(&self, now: u64) -> Vec<(String, String)> {
-        if self.plan.shadow {
+        if !self.sends_headers() {
             return Vec::new();
         }
         rate_limit_headers(&self.plan, &self.states(), now, 0)

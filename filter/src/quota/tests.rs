@@ -632,6 +632,57 @@ fn success_headers_show_the_tightest_limits() {
 }
 
 #[test]
+fn a_near_limit_plan_sends_headers_only_at_a_fifth_left_and_on_refusals() {
+    let mut near = plan(vec![
+        limit("rpm", Metric::Requests, Window::Minute, 10),
+        limit("tpm", Metric::TotalTokens, Window::Minute, 1000),
+    ]);
+    near.rate_limit_headers = RateLimitHeaders::NearLimit;
+    let q = quotas(vec![("near", near)], &[]);
+    let alice = who("alice", None, Some("near"));
+    let plan = q.plan_for(&alice).unwrap().unwrap();
+    let store = FakeStore::default();
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        let grant = admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap();
+        let headers = grant.client_headers(NOW);
+        assert_eq!(grant.sends_headers(), !headers.is_empty());
+        sent.push(header(&headers, "x-ratelimit-remaining-requests").map(str::to_string));
+    }
+    // 10 requests a minute: the 8th leaves 2 (a fifth) and is the first to say so.
+    let remaining: Vec<Option<&str>> = sent.iter().map(Option::as_deref).collect();
+    assert_eq!(
+        remaining,
+        [None, None, None, None, None, None, None, Some("2"), Some("1"), Some("0")]
+    );
+    // A refusal always carries them.
+    let refused = admit(plan, &alice, &demand(0, 0), &store, None, NOW).unwrap_err();
+    let headers = refused.refusal.headers();
+    assert_eq!(header(&headers, "x-ratelimit-remaining-requests"), Some("0"));
+    assert_eq!(header(&headers, "retry-after"), Some("30"));
+
+    // Any limit near its quota is enough: a token limit with a fifth left, requests far from theirs.
+    let bob = who("bob", None, Some("near"));
+    let far = admit(plan, &bob, &demand(100, 100), &store, None, NOW).unwrap();
+    assert!(far.client_headers(NOW).is_empty());
+    let close = admit(plan, &bob, &demand(300, 300), &store, None, NOW).unwrap();
+    let headers = close.client_headers(NOW);
+    assert_eq!(header(&headers, "x-ratelimit-remaining-tokens"), Some("200"));
+    assert_eq!(header(&headers, "x-ratelimit-remaining-requests"), Some("8"));
+}
+
+#[test]
+fn near_limit_is_a_fifth_of_the_quota_or_less() {
+    use super::admission::near_limit;
+    assert!(!near_limit(10, 7));
+    assert!(near_limit(10, 8));
+    assert!(near_limit(10, 11));
+    assert!(near_limit(0, 0));
+    assert!(!near_limit(u64::MAX, 0));
+    assert!(near_limit(u64::MAX, u64::MAX / 5 * 4 + 1));
+}
+
+#[test]
 fn counter_keys_survive_a_recompile_and_change_with_what_is_counted() {
     let build = |metric| {
         quotas(

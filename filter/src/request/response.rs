@@ -17,8 +17,11 @@ pub(super) fn on_headers(forwarded: &mut Forwarded, host: &impl Host) -> Vec<(St
         let content_encoding = host.response_header("content-encoding");
         exchange.on_response_headers(content_type.as_deref(), content_encoding.as_deref());
     }
-    match (&forwarded.grant, host.now_unix_seconds()) {
-        (Some(grant), Some(now)) => grant.client_headers(now),
+    // The clock only for headers that go out.
+    match &forwarded.grant {
+        Some(grant) if grant.sends_headers() => host
+            .now_unix_seconds()
+            .map_or_else(Vec::new, |now| grant.client_headers(now)),
         _ => Vec::new(),
     }
 }

@@ -474,3 +474,46 @@ fn a_cached_token_under_a_quota_plan_costs_this_many_host_calls() {
     );
     assert_eq!((store.reads(), store.writes()), before, "no shared data after admission");
 }
+
+#[test]
+fn a_near_limit_plan_far_from_its_limits_costs_no_host_call_on_the_answer() {
+    let mut fx = Fixture::new();
+    let mut near = plan(
+        vec![
+            limit("rpm", Metric::Requests, Window::Minute, 10),
+            limit("tpd", Metric::TotalTokens, Window::Day, 1_000_000_000),
+        ],
+        50,
+    );
+    near.rate_limit_headers = crate::config::RateLimitHeaders::NearLimit;
+    fx.with_default_plan(near);
+    let store: Rc<FakeStore> = Rc::default();
+    let worker = Worker::configured(fx.policy());
+    let token = fx.token();
+    let mut answers = Vec::new();
+    for _ in 0..9 {
+        let mut s = Session::new(Rc::clone(&worker), Rc::new(RefCell::default()), None);
+        let host = FakeHost::request("GET", "/v1/models")
+            .with_bearer(&token)
+            .with_now(NOW + 1)
+            .with_store(&store);
+        assert_eq!(s.on_request_headers(&host, true), Step::Continue);
+        host.take_reads();
+        host.take_ops();
+        let response = host.clone().with_response_header(":status", "200");
+        assert_eq!(s.on_response_headers(&response), Step::Continue);
+        answers.push(host_calls(&response, &store, (store.reads(), store.writes())));
+    }
+    // Seven answers leave more than a fifth of the 10 requests a minute: nothing to write,
+    // not even the clock. The eighth leaves 2, and the client hears it.
+    for calls in &answers[..7] {
+        assert!(calls.is_empty(), "{calls:?}");
+    }
+    for calls in &answers[7..] {
+        assert_eq!(calls[0], "now_unix_seconds");
+        assert!(
+            calls.iter().any(|c| c.starts_with("response header x-ratelimit-remaining-requests")),
+            "{calls:?}"
+        );
+    }
+}

@@ -77,6 +77,8 @@ enum Kind {
     Hot,
     HotQuotas,
     HotQuotasFleet,
+    /// The quota plan with `rate_limit_headers: near_limit`, far from its limits.
+    HotQuotasNearLimit,
     ColdEddsa,
     ColdEs256,
     Baseline,
@@ -154,11 +156,18 @@ fn main() -> anyhow::Result<()> {
             clamp_max_tokens: false,
             default_output_tokens: 1024,
             unreachable: Default::default(),
+            rate_limit_headers: Default::default(),
             spike: None,
         },
     );
     config.default_plan = Some("bench".into());
     let quota_json = serde_json::to_string(&config)?;
+    // The same plan sending its rate-limit headers only near the limit (none here: far from it).
+    let mut near_limit = config.clone();
+    if let Some(plan) = near_limit.plans.get_mut("bench") {
+        plan.rate_limit_headers = tokenward_filter::config::RateLimitHeaders::NearLimit;
+    }
+    let near_limit_json = serde_json::to_string(&near_limit)?;
     // The same plan held across a fleet: a control plane (over Postgres) the filter reports
     // to every second and that answers with the allowances the request path counts against.
     let fleet = tokenward_e2e::fleet::Fleet::create();
@@ -294,6 +303,13 @@ fn main() -> anyhow::Result<()> {
             Kind::HotQuotas,
             "tokenward hot with quotas (request + token limit)",
             base.clone().with_filter_config(&quota_json)?,
+            &hot_script,
+            &hot_token,
+        ),
+        variant(
+            Kind::HotQuotasNearLimit,
+            "tokenward hot with quotas, rate-limit headers near the limit only",
+            base.clone().with_filter_config(&near_limit_json)?,
             &hot_script,
             &hot_token,
         ),
@@ -979,6 +995,13 @@ fn report(
             "  (the floor making tokenward's host calls under a quota plan: {:.2}x floor; hot with quotas: {:.2}x of it)",
             quota_calls / floor,
             quotas / quota_calls
+        );
+    }
+    let near_limit = rps(Kind::HotQuotasNearLimit);
+    if !near_limit.is_nan() {
+        println!(
+            "  (hot with quotas, the plan sending rate-limit headers only near the limit: {:.2}x floor)",
+            near_limit / floor
         );
     }
     target(

@@ -109,6 +109,7 @@ fn main() -> anyhow::Result<()> {
             clamp_max_tokens: true,
             default_output_tokens: 1024,
             unreachable: Default::default(),
+            rate_limit_headers: Default::default(),
             spike: None,
         },
         unix_now(),

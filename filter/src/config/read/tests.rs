@@ -3,7 +3,7 @@ use serde_json::{json, Value};
 use super::{unique_node, Node};
 use crate::config::{
     default_max_body_bytes, CacheConfig, Config, CredentialSource, FailedAuthConfig, PlanConfig,
-    ProviderConfig, ProviderStyle, RouteConfig,
+    ProviderConfig, ProviderStyle, RateLimitHeaders, RouteConfig,
 };
 
 /// A `Value` as the readers see it, through the `Deserialize` bridge.
@@ -103,6 +103,38 @@ fn numbers_out_of_their_type_are_refused() {
             .unwrap()
             .threshold,
         u32::MAX
+    );
+}
+
+#[test]
+fn a_plan_sends_rate_limit_headers_always_unless_it_says_near_limit() {
+    let plan = |extra: Value| {
+        let mut value = json!({"limits": []});
+        if let (Some(map), Value::Object(extra)) = (value.as_object_mut(), extra) {
+            map.extend(extra);
+        }
+        PlanConfig::read(&node(value)).map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        plan(json!({})).unwrap().rate_limit_headers,
+        RateLimitHeaders::Always
+    );
+    let near = plan(json!({"rate_limit_headers": "near_limit"})).unwrap();
+    assert_eq!(near.rate_limit_headers, RateLimitHeaders::NearLimit);
+    // Written only when not the default: a plan that keeps it reads as before.
+    assert_eq!(
+        serde_json::to_value(&near).unwrap()["rate_limit_headers"],
+        "near_limit"
+    );
+    let always = plan(json!({"rate_limit_headers": "always"})).unwrap();
+    assert!(serde_json::to_value(&always)
+        .unwrap()
+        .get("rate_limit_headers")
+        .is_none());
+    let err = plan(json!({"rate_limit_headers": "sometimes"})).unwrap_err();
+    assert!(
+        err.starts_with("rate_limit_headers: unknown variant"),
+        "{err}"
     );
 }
 
