@@ -30,6 +30,13 @@ pub struct RequestHead<'a> {
 
 impl<'a> RequestHead<'a> {
     pub fn parse(headers: &'a HeaderBlock) -> Result<RequestHead<'a>, Refusal> {
+        let pairs: Vec<(&str, &[u8])> = headers.iter().collect();
+        RequestHead::parse_pairs(&pairs)
+    }
+
+    /// `parse` over headers already read out of their block (the request path reads them
+    /// once and looks through them several times).
+    pub fn parse_pairs(headers: &[(&'a str, &'a [u8])]) -> Result<RequestHead<'a>, Refusal> {
         let mut head = RequestHead {
             method: "",
             path: "",
@@ -39,7 +46,7 @@ impl<'a> RequestHead<'a> {
             has_anthropic_version: false,
             has_accept_encoding: false,
         };
-        for (name, value) in headers.iter() {
+        for &(name, value) in headers {
             match name {
                 ":method" => head.method = utf8(name, value)?,
                 ":path" => head.path = normalized_path(utf8(name, value)?)?,
@@ -169,12 +176,15 @@ fn utf8<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Refusal> {
 /// `path_with_escaped_slashes_action` in envoy.yaml see to that; this refuses what slipped by).
 fn normalized_path(path: &str) -> Result<&str, Refusal> {
     let base = path.split('?').next().unwrap_or(path);
-    let dot_segment = base
-        .split('/')
-        .any(|segment| segment == "." || segment == "..");
-    // Checked in place: this runs on every request, so no lowercase copy of the path.
+    // Every request passes here: each check looks for its one byte first. A dot segment in a
+    // path that starts with `/` follows a `/`.
+    let dot_segment = base.contains("/.")
+        && base
+            .split('/')
+            .any(|segment| segment == "." || segment == "..");
+    // Checked in place, so no lowercase copy of the path.
     let encoded = base.contains('\\')
-        || base.as_bytes().windows(3).any(|w| {
+        || base.contains('%') && base.as_bytes().windows(3).any(|w| {
             w[0] == b'%'
                 && [b"2f", b"5c", b"2e"]
                     .iter()
@@ -254,8 +264,9 @@ fn credential_param(part: &str) -> Option<String> {
 /// travel on (in a cookie, another header, the URL).
 pub fn contains_credential(text: &[u8], credential: &str) -> bool {
     let needle = credential.as_bytes();
-    if needle.len() < 8 {
-        // Too short to be a real credential (and to search for without false alarms).
+    if needle.len() < 8 || text.len() < needle.len() {
+        // Too short to be a real credential (and to search for without false alarms), or
+        // longer than the text, even decoded (decoding never lengthens).
         return false;
     }
     let found = |haystack: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);

@@ -177,8 +177,12 @@ impl Session {
             self.record_usage(host, &report);
         }
         self.count_events(host);
-        // In memory only: the sync channel's timer takes it from here.
-        if let (Some(ledger), Some(key)) = (&self.ledger, self.flow.usage_key()) {
+        // In memory only: the sync channel's timer takes it from here. The key (copies of the
+        // names) is made only when there is a ledger to record in.
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        if let Some(key) = self.flow.usage_key() {
             ledger.borrow_mut().record(
                 key,
                 UsageCounts {

@@ -14,7 +14,6 @@ use crate::exchange::Exchange;
 use crate::host::Host;
 use crate::identity::{self, Identity};
 use crate::model;
-use crate::host::HeaderBlock;
 use crate::policy::{Policy, ProviderChoice, Route};
 use crate::provider::{api_format, body_shape, BodyShape, Provider, DEFAULT_ANTHROPIC_VERSION};
 use crate::quota::{self, Demand, Plan};
@@ -35,9 +34,12 @@ pub(super) fn decide(
             "the gateway has no valid configuration loaded",
         )
     })?;
-    let headers = host.request_headers();
-    let head = RequestHead::parse(&headers)?;
-    let has_header = |name: &str| headers.iter().any(|(n, _)| n == name);
+    let block = host.request_headers();
+    // Read out of the block once: the head, the route and the copies of the credential each
+    // look through them.
+    let headers: Vec<(&str, &[u8])> = block.iter().collect();
+    let head = RequestHead::parse_pairs(&headers)?;
+    let has_header = |name: &str| headers.iter().any(|(n, _)| *n == name);
     let route = policy
         .route_for_request(head.path, head.method, &has_header)
         .cloned()
@@ -70,7 +72,7 @@ fn on_route(
     worker: &Worker,
     policy: &Policy,
     host: &impl Host,
-    headers: &HeaderBlock,
+    headers: &[(&str, &[u8])],
     head: &RequestHead<'_>,
     route: Arc<Route>,
     end_of_stream: bool,
@@ -169,7 +171,7 @@ fn on_route(
             "the URL carries a copy of the credential; send it only in the Authorization header",
         ));
     }
-    let copies = headers.iter().filter(|(name, value)| {
+    let copies = headers.iter().copied().filter(|(name, value)| {
         !name.starts_with(':')
             && !credential::CREDENTIAL_HEADERS.contains(name)
             && credential::contains_credential(value, &credential.value)
