@@ -712,3 +712,16 @@ fn durations_read_like_openai_reset_times() {
     assert_eq!(number(0), "0");
     assert_eq!(number(u64::MAX), u64::MAX.to_string());
 }
+
+#[test]
+fn numbers_are_written_as_to_string_writes_them() {
+    let mut samples = vec![0, 1, 9, 10, 99, u64::MAX, u64::MAX - 1];
+    for digits in 1..=19u32 {
+        let power = 10u64.pow(digits);
+        samples.extend([power - 1, power, power + 1, power + 7, power / 2 * 3]);
+    }
+    samples.extend([100_000_000, 100_000_001, 10_000_000_000_000_000, 10_000_000_100_000_000]);
+    for n in samples {
+        assert_eq!(number(n), n.to_string());
+    }
+}
