@@ -4,7 +4,6 @@
 //! arrive as raw bytes: a non-UTF-8 value is an error here, never a panic.
 
 use crate::error::{ErrorCode, Refusal};
-use crate::host::HeaderBlock;
 
 /// Headers that can carry a client credential; all of them are removed before forwarding.
 pub const CREDENTIAL_HEADERS: [&str; 4] =
@@ -29,14 +28,9 @@ pub struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
-    pub fn parse(headers: &'a HeaderBlock) -> Result<RequestHead<'a>, Refusal> {
-        let pairs: Vec<(&str, &[u8])> = headers.iter().collect();
-        RequestHead::parse_pairs(&pairs)
-    }
-
-    /// `parse` over headers already read out of their block (the request path reads them
-    /// once and looks through them several times).
-    pub fn parse_pairs(headers: &[(&'a str, &'a [u8])]) -> Result<RequestHead<'a>, Refusal> {
+    /// Reads the headers, already read out of their block (the request path reads them once
+    /// and looks through them several times).
+    pub fn parse(headers: &[(&'a str, &'a [u8])]) -> Result<RequestHead<'a>, Refusal> {
         let mut head = RequestHead {
             method: "",
             path: "",

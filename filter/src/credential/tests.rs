@@ -1,3 +1,4 @@
+use crate::host::HeaderBlock;
 use super::*;
 
 fn block(pairs: &[(String, Vec<u8>)]) -> HeaderBlock {
@@ -15,7 +16,7 @@ fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
 
 fn extract_from(pairs: &[(&str, &[u8])], allow_query: bool) -> Result<Credential, Refusal> {
     let headers = block(&headers(pairs));
-    let head = RequestHead::parse(&headers)?;
+    let head = RequestHead::parse(&headers.iter().collect::<Vec<_>>())?;
     extract(&head, allow_query)
 }
 
@@ -27,7 +28,7 @@ fn with_path(
     let mut headers = headers(pairs);
     headers[1].1 = path.as_bytes().to_vec();
     let headers = block(&headers);
-    let head = RequestHead::parse(&headers)?;
+    let head = RequestHead::parse(&headers.iter().collect::<Vec<_>>())?;
     extract(&head, allow_query)
 }
 
@@ -142,13 +143,13 @@ fn head_collects_internal_headers_and_content_length() {
         ("anthropic-version", b"x"),
     ]);
     let headers = block(&headers);
-    let head = RequestHead::parse(&headers).unwrap();
+    let head = RequestHead::parse(&headers.iter().collect::<Vec<_>>()).unwrap();
     assert_eq!(head.internal_headers, vec!["x-tokenward-cluster"]);
     assert_eq!(head.content_length, Some(12));
     assert!(head.has_anthropic_version);
     let bad = block(&headers_with_bad_length());
     assert_eq!(
-        RequestHead::parse(&bad).unwrap_err().code,
+        RequestHead::parse(&bad.iter().collect::<Vec<_>>()).unwrap_err().code,
         ErrorCode::InvalidHeader
     );
 }

@@ -38,7 +38,7 @@ pub(super) fn decide(
     // Read out of the block once: the head, the route and the copies of the credential each
     // look through them.
     let headers: Vec<(&str, &[u8])> = block.iter().collect();
-    let head = RequestHead::parse_pairs(&headers)?;
+    let head = RequestHead::parse(&headers)?;
     let has_header = |name: &str| headers.iter().any(|(n, _)| *n == name);
     let route = policy
         .route_for_request(head.path, head.method, &has_header)
