@@ -276,7 +276,7 @@ impl RequestFlow {
     }
 
     /// Response headers of a forwarded request; returns the rate-limit headers to add.
-    pub fn on_response_headers(&mut self, host: &impl Host) -> Vec<(String, String)> {
+    pub fn on_response_headers(&mut self, host: &impl Host) -> Vec<(&'static str, String)> {
         self.forwarded_mut()
             .map(|f| response::on_headers(f, host))
             .unwrap_or_default()

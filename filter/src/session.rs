@@ -124,7 +124,7 @@ impl Session {
                 .filter(|(name, _)| {
                     !(is_rate_limit_header(name) || drop_length && *name == "content-length")
                 })
-                .chain(added.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+                .chain(added.iter().map(|(n, v)| (*n, v.as_bytes())))
                 .collect();
             host.set_response_headers(&HeaderBlock::from_pairs(pairs.iter().copied()))
         } else {

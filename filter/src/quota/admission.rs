@@ -392,7 +392,11 @@ pub fn admit(
                 } else {
                     resets_at
                 };
-                let mut headers = rate_limit_headers(plan, &states, now, retry_at);
+                let mut headers: Vec<(String, String)> =
+                    rate_limit_headers(plan, &states, now, retry_at)
+                        .into_iter()
+                        .map(|(name, value)| (name.to_string(), value))
+                        .collect();
                 if never_fits
                     || !share_only && resets_at.saturating_sub(now) > SDK_RETRY_WAIT_SECONDS
                 {
@@ -548,7 +552,7 @@ impl Grant {
     }
 
     /// The rate-limit headers for a response the grant let through, if it sends them.
-    pub fn client_headers(&self, now: u64) -> Vec<(String, String)> {
+    pub fn client_headers(&self, now: u64) -> Vec<(&'static str, String)> {
         if !self.sends_headers() {
             return Vec::new();
         }

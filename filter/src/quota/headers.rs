@@ -6,13 +6,14 @@ use crate::config::Metric;
 
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) for every limit
 /// known, OpenAI's `x-ratelimit-*` for the tightest request and token limits, and
-/// `Retry-After` when `retry_at` is set (a 429).
+/// `Retry-After` when `retry_at` is set (a 429). The names are static: only the values are
+/// made per answer.
 pub(super) fn rate_limit_headers(
     plan: &Plan,
     states: &[(usize, u64, u64)],
     now: u64,
     retry_at: u64,
-) -> Vec<(String, String)> {
+) -> Vec<(&'static str, String)> {
     let policy = plan
         .policy_header
         .clone()
@@ -47,8 +48,8 @@ pub(super) fn rate_limit_headers(
         }
     }
     let mut headers = Vec::with_capacity(9);
-    headers.push(("ratelimit-policy".to_string(), policy));
-    headers.push(("ratelimit".to_string(), current));
+    headers.push(("ratelimit-policy", policy));
+    headers.push(("ratelimit", current));
     for (names, tightest) in [
         (
             [
@@ -68,16 +69,13 @@ pub(super) fn rate_limit_headers(
         ),
     ] {
         if let Some((limit, remaining, reset)) = tightest {
-            headers.push((names[0].to_string(), number(limit.limit)));
-            headers.push((names[1].to_string(), number(remaining)));
-            headers.push((names[2].to_string(), duration(reset)));
+            headers.push((names[0], number(limit.limit)));
+            headers.push((names[1], number(remaining)));
+            headers.push((names[2], duration(reset)));
         }
     }
     if retry_at > 0 {
-        headers.push((
-            "retry-after".to_string(),
-            number(retry_at.saturating_sub(now).max(1)),
-        ));
+        headers.push(("retry-after", number(retry_at.saturating_sub(now).max(1))));
     }
     headers
 }

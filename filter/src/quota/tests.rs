@@ -64,10 +64,10 @@ fn unmetered() -> Demand {
     Demand::default()
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+fn header<'a, N: AsRef<str>>(headers: &'a [(N, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
-        .find(|(n, _)| n == name)
+        .find(|(n, _)| n.as_ref() == name)
         .map(|(_, v)| v.as_str())
 }
 

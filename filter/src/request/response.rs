@@ -7,7 +7,10 @@ use crate::host::Host;
 use crate::quota::Settlement;
 
 /// Reads the response headers; returns the rate-limit headers to add.
-pub(super) fn on_headers(forwarded: &mut Forwarded, host: &impl Host) -> Vec<(String, String)> {
+pub(super) fn on_headers(
+    forwarded: &mut Forwarded,
+    host: &impl Host,
+) -> Vec<(&'static str, String)> {
     forwarded.status = host
         .response_header(":status")
         .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
