@@ -3,11 +3,32 @@
 //! ambiguity (two credentials, a repeated header) and credentials in the URL. Headers
 //! arrive as raw bytes: a non-UTF-8 value is an error here, never a panic.
 
+use std::borrow::Cow;
 use crate::error::{ErrorCode, Refusal};
 
 /// Headers that can carry a client credential; all of them are removed before forwarding.
 pub const CREDENTIAL_HEADERS: [&str; 4] =
     ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+// `RequestHead` keeps which are present in a `u8`, a bit each.
+const _: () = assert!(CREDENTIAL_HEADERS.len() <= 8);
+
+/// A set of `CREDENTIAL_HEADERS`, a bit each; iterates their names in that order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CredentialNames(u8);
+
+impl Iterator for CredentialNames {
+    type Item = &'static str;
+
+    fn next(&mut self) -> Option<&'static str> {
+        if self.0 == 0 {
+            return None;
+        }
+        let at = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        CREDENTIAL_HEADERS.get(at).copied()
+    }
+}
+
 /// Headers with this prefix are the filter's own; a client may not send them upstream.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-tokenward-";
 /// Query parameters that carry credentials in some SDKs (Gemini's `key`) and leak into logs.
@@ -19,8 +40,13 @@ pub struct RequestHead<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub content_length: Option<u64>,
-    /// Every credential header instance, in order: (name, raw value).
-    credentials: Vec<(&'static str, &'a [u8])>,
+    /// The first credential header instance: (name, raw value).
+    first_credential: Option<(&'static str, &'a [u8])>,
+    /// How many credential header instances the request carries.
+    credential_count: usize,
+    /// Which of `CREDENTIAL_HEADERS` are present, a bit each (in place of a list: this is
+    /// read on every request).
+    credential_names: u8,
     /// Client-sent headers that must not reach the provider.
     pub internal_headers: Vec<&'a str>,
     pub has_anthropic_version: bool,
@@ -35,7 +61,9 @@ impl<'a> RequestHead<'a> {
             method: "",
             path: "",
             content_length: None,
-            credentials: Vec::new(),
+            first_credential: None,
+            credential_count: 0,
+            credential_names: 0,
             internal_headers: Vec::new(),
             has_anthropic_version: false,
             has_accept_encoding: false,
@@ -53,8 +81,10 @@ impl<'a> RequestHead<'a> {
                 "anthropic-version" => head.has_anthropic_version = true,
                 "accept-encoding" => head.has_accept_encoding = true,
                 other => {
-                    if let Some(known) = CREDENTIAL_HEADERS.iter().find(|h| **h == other) {
-                        head.credentials.push((known, value));
+                    if let Some(at) = CREDENTIAL_HEADERS.iter().position(|h| *h == other) {
+                        head.first_credential.get_or_insert((CREDENTIAL_HEADERS[at], value));
+                        head.credential_count += 1;
+                        head.credential_names |= 1 << at;
                     } else if other.starts_with(INTERNAL_HEADER_PREFIX) {
                         head.internal_headers.push(other);
                     }
@@ -65,25 +95,23 @@ impl<'a> RequestHead<'a> {
     }
 
     /// Names of the credential headers present, each once.
-    pub fn credential_header_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        CREDENTIAL_HEADERS
-            .iter()
-            .copied()
-            .filter(|h| self.credentials.iter().any(|(name, _)| name == h))
+    pub fn credential_header_names(&self) -> CredentialNames {
+        CredentialNames(self.credential_names)
     }
 }
 
-/// The credential of a request, and the path to forward when it came from the query.
+/// The credential of a request, and the path to forward when it came from the query. A
+/// credential sent in a header is borrowed from it; one taken out of the query is decoded.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Credential {
-    pub value: String,
+pub struct Credential<'a> {
+    pub value: Cow<'a, str>,
     /// Set when the credential was taken out of the query string.
     pub rewritten_path: Option<String>,
 }
 
 /// Finds the request's single credential. `allow_query` is the route's permission to take
 /// it from the `key` (or `api_key`, `access_token`) query parameter.
-pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refusal> {
+pub fn extract<'a>(head: &RequestHead<'a>, allow_query: bool) -> Result<Credential<'a>, Refusal> {
     let from_query = query_credential(head.path)?;
     if from_query.is_some() && !allow_query {
         return Err(Refusal::new(
@@ -91,7 +119,7 @@ pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refu
             "credentials in the URL are refused because URLs are logged; send it in the Authorization header",
         ));
     }
-    let sent = head.credentials.len() + usize::from(from_query.is_some());
+    let sent = head.credential_count + usize::from(from_query.is_some());
     if sent > 1 {
         return Err(Refusal::new(
             ErrorCode::AmbiguousCredential,
@@ -99,12 +127,12 @@ pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refu
         ));
     }
     if let Some((value, rewritten_path)) = from_query {
-        return non_empty(value).map(|value| Credential {
+        return non_empty(Cow::Owned(value)).map(|value| Credential {
             value,
             rewritten_path: Some(rewritten_path),
         });
     }
-    let Some(&(name, raw)) = head.credentials.first() else {
+    let Some((name, raw)) = head.first_credential else {
         return Err(Refusal::new(
             ErrorCode::MissingCredential,
             "no credential; send \"Authorization: Bearer <token>\"",
@@ -139,13 +167,13 @@ pub fn extract(head: &RequestHead, allow_query: bool) -> Result<Credential, Refu
             format!("the {name} header carries more than one value; send exactly one credential"),
         ));
     }
-    non_empty(value.to_string()).map(|value| Credential {
+    non_empty(Cow::Borrowed(value)).map(|value| Credential {
         value,
         rewritten_path: None,
     })
 }
 
-fn non_empty(value: String) -> Result<String, Refusal> {
+fn non_empty(value: Cow<'_, str>) -> Result<Cow<'_, str>, Refusal> {
     if value.is_empty() {
         Err(Refusal::new(
             ErrorCode::MissingCredential,

@@ -14,22 +14,33 @@ fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
     all
 }
 
-fn extract_from(pairs: &[(&str, &[u8])], allow_query: bool) -> Result<Credential, Refusal> {
+/// The credential, owned: the header block it was read from is gone when it is returned.
+fn owned(credential: Credential<'_>) -> Credential<'static> {
+    Credential {
+        value: Cow::Owned(credential.value.into_owned()),
+        rewritten_path: credential.rewritten_path,
+    }
+}
+
+fn extract_from(
+    pairs: &[(&str, &[u8])],
+    allow_query: bool,
+) -> Result<Credential<'static>, Refusal> {
     let headers = block(&headers(pairs));
     let head = RequestHead::parse(&headers.iter().collect::<Vec<_>>())?;
-    extract(&head, allow_query)
+    extract(&head, allow_query).map(owned)
 }
 
 fn with_path(
     path: &str,
     pairs: &[(&str, &[u8])],
     allow_query: bool,
-) -> Result<Credential, Refusal> {
+) -> Result<Credential<'static>, Refusal> {
     let mut headers = headers(pairs);
     headers[1].1 = path.as_bytes().to_vec();
     let headers = block(&headers);
     let head = RequestHead::parse(&headers.iter().collect::<Vec<_>>())?;
-    extract(&head, allow_query)
+    extract(&head, allow_query).map(owned)
 }
 
 #[test]
@@ -247,4 +258,22 @@ fn regression_an_encoded_copy_is_found_in_a_header_that_is_not_utf8() {
 fn query_names_are_decoded_up_to_three_times() {
     let refusal = with_path("/v1/x?%25256Bey=abcdefgh", &[], false).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::TokenInUrl);
+}
+
+#[test]
+fn the_credential_headers_present_are_named_once_each_in_their_order() {
+    let headers = block(&headers(&[
+        ("x-api-key", b"a"),
+        ("authorization", b"Bearer b"),
+        ("x-api-key", b"c"),
+        ("api-key", b"d"),
+    ]));
+    let read: Vec<(&str, &[u8])> = headers.iter().collect();
+    let head = RequestHead::parse(&read).unwrap();
+    let names: Vec<&str> = head.credential_header_names().collect();
+    assert_eq!(names, ["authorization", "x-api-key", "api-key"]);
+    assert_eq!(
+        extract(&head, false).unwrap_err().code,
+        ErrorCode::AmbiguousCredential
+    );
 }

@@ -177,7 +177,7 @@ fn on_route(
             && credential::contains_credential(value, &credential.value)
     });
     let swap = Swap {
-        present_credentials: head.credential_header_names().collect(),
+        present_credentials: head.credential_header_names(),
         internal_headers: head
             .internal_headers
             .iter()
@@ -354,7 +354,7 @@ fn chosen_provider<'r>(
 /// What the credential swap needs to know about the client's request.
 #[derive(Debug)]
 struct Swap {
-    present_credentials: Vec<&'static str>,
+    present_credentials: credential::CredentialNames,
     internal_headers: Vec<String>,
     rewritten_path: Option<String>,
     has_anthropic_version: bool,
@@ -377,8 +377,6 @@ impl Swap {
             // A header the provider's credential replaces needs no separate removal.
             remove: self
                 .present_credentials
-                .iter()
-                .copied()
                 .filter(|h| !sets(h))
                 .chain(strip_encoding.then_some("accept-encoding"))
                 .collect(),
