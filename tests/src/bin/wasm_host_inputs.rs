@@ -1,0 +1,48 @@
+//! Writes what bench/wasm-host/host.js feeds the module, into the directory given: the
+//! filter configuration as `make bench` has it (`hot.json`), the same with its quota plan
+//! (`quota.json`), and a token it accepts (`token`). Keys and secrets are made afresh.
+
+use anyhow::Context;
+use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, TokenSpec};
+use tokenward_filter::config::{Metric, PlanConfig};
+use tokenward_filter::window::Window;
+
+fn main() -> anyhow::Result<()> {
+    let dir = std::path::PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .context("usage: wasm_host_inputs <directory>")?,
+    );
+    std::fs::create_dir_all(&dir)?;
+    let key = SigningKey::generate("bench");
+    let secrets = ProviderSecrets::generate();
+    let mut config = gateway_config(&[&key], &secrets);
+    config.cache.max_entries = 10_000;
+    std::fs::write(dir.join("hot.json"), serde_json::to_string(&config)?)?;
+    let limit = |name: &str, metric, window| {
+        tokenward_filter::testing::limit(name, metric, window, 1_000_000_000_000)
+    };
+    config.plans.insert(
+        "bench".into(),
+        PlanConfig {
+            limits: vec![
+                limit("rpm", Metric::Requests, Window::Minute),
+                limit("tpd", Metric::TotalTokens, Window::Day),
+            ],
+            shadow: false,
+            clamp_max_tokens: false,
+            default_output_tokens: 1024,
+            unreachable: Default::default(),
+            rate_limit_headers: Default::default(),
+            spike: None,
+        },
+    );
+    config.default_plan = Some("bench".into());
+    std::fs::write(dir.join("quota.json"), serde_json::to_string(&config)?)?;
+    let spec = TokenSpec {
+        scopes: vec!["models".into()],
+        ..TokenSpec::default()
+    };
+    std::fs::write(dir.join("token"), key.mint(&spec))?;
+    Ok(())
+}
