@@ -221,6 +221,34 @@ fn route(
 /// The gateway configuration the tests, the demo and the benchmark start from: the three
 /// providers, OpenAI chat, embeddings and model list, Anthropic messages, and Gemini
 /// generateContent (provider chosen by the model in the path).
+/// The plan `make bench` and bench/wasm-host count under: a request limit counted in shared
+/// data on every request and a token limit read for the headers, both far from full.
+pub fn bench_plan() -> PlanConfig {
+    let limit = |name: &str, metric, window| {
+        tokenward_filter::testing::limit(name, metric, window, 1_000_000_000_000)
+    };
+    PlanConfig {
+        limits: vec![
+            limit(
+                "rpm",
+                Metric::Requests,
+                tokenward_filter::window::Window::Minute,
+            ),
+            limit(
+                "tpd",
+                Metric::TotalTokens,
+                tokenward_filter::window::Window::Day,
+            ),
+        ],
+        shadow: false,
+        clamp_max_tokens: false,
+        default_output_tokens: 1024,
+        unreachable: Default::default(),
+        rate_limit_headers: Default::default(),
+        spike: None,
+    }
+}
+
 pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config {
     let providers = PROVIDERS
         .iter()

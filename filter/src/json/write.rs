@@ -105,19 +105,40 @@ impl ToJson for String {
 
 impl ToJson for u64 {
     fn write_json(&self, out: &mut String) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = *self;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        out.extend(digits[at..].iter().map(|&d| char::from(d)));
+        push_u64(out, *self);
     }
+}
+
+/// Appends `n` in decimal. Wasm has no 64-bit multiply-high, so a `u64` division by 10 is a
+/// real division in the engine: eight digits at a time are split off in `u64`, and each
+/// eight written in `u32` arithmetic (which compiles to multiplications). Rate-limit headers
+/// write several numbers of up to 20 digits on every answer of a plan.
+pub(crate) fn push_u64(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        let mut eight = (rest % 100_000_000) as u32;
+        rest /= 100_000_000;
+        if rest == 0 {
+            // The leading digits: no zeros in front.
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (eight % 10) as u8;
+                eight /= 10;
+                if eight == 0 {
+                    break;
+                }
+            }
+            break;
+        }
+        for _ in 0..8 {
+            at -= 1;
+            digits[at] = b'0' + (eight % 10) as u8;
+            eight /= 10;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 impl ToJson for u32 {

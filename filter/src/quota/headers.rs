@@ -3,6 +3,7 @@
 
 use super::{is_token_metric, Limit, Plan};
 use crate::config::Metric;
+use crate::json::write::push_u64 as push_number;
 
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) for every limit
 /// known, OpenAI's `x-ratelimit-*` for the tightest request and token limits, and
@@ -78,38 +79,6 @@ pub(super) fn rate_limit_headers(
         headers.push(("retry-after", number(retry_at.saturating_sub(now).max(1))));
     }
     headers
-}
-
-/// Appends `n` in decimal. Wasm has no 64-bit multiply-high, so a `u64` division by 10 is a
-/// real division in the engine: eight digits at a time are split off in `u64`, and each
-/// eight written in `u32` arithmetic (which compiles to multiplications). Every answer of a
-/// plan writes several numbers of up to 20 digits.
-fn push_number(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        let mut eight = (rest % 100_000_000) as u32;
-        rest /= 100_000_000;
-        if rest == 0 {
-            // The leading digits: no zeros in front.
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (eight % 10) as u8;
-                eight /= 10;
-                if eight == 0 {
-                    break;
-                }
-            }
-            break;
-        }
-        for _ in 0..8 {
-            at -= 1;
-            digits[at] = b'0' + (eight % 10) as u8;
-            eight /= 10;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 pub(super) fn number(n: u64) -> String {

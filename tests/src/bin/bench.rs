@@ -29,8 +29,6 @@ use tokenward_e2e::setup::{
     gateway_config, ProviderSecrets, SigningKey, TokenSpec, AUDIENCE, ISSUER,
 };
 use tokenward_e2e::streaming::{self, SseUpstream};
-use tokenward_filter::config::{Metric, PlanConfig};
-use tokenward_filter::window::Window;
 
 const PATH: &str = "/v1/models";
 /// The issue's module budget: 400 000 bytes, not 400 KiB.
@@ -142,24 +140,9 @@ fn main() -> anyhow::Result<()> {
     let uncached_json = serde_json::to_string(&memory_config)?;
     // The same with a plan on every credential: a request limit counted in shared data on
     // every request, a token limit read for the headers, rate-limit headers on every answer.
-    let limit = |name: &str, metric, window| {
-        tokenward_filter::testing::limit(name, metric, window, 1_000_000_000_000)
-    };
-    config.plans.insert(
-        "bench".into(),
-        PlanConfig {
-            limits: vec![
-                limit("rpm", Metric::Requests, Window::Minute),
-                limit("tpd", Metric::TotalTokens, Window::Day),
-            ],
-            shadow: false,
-            clamp_max_tokens: false,
-            default_output_tokens: 1024,
-            unreachable: Default::default(),
-            rate_limit_headers: Default::default(),
-            spike: None,
-        },
-    );
+    config
+        .plans
+        .insert("bench".into(), tokenward_e2e::setup::bench_plan());
     config.default_plan = Some("bench".into());
     let quota_json = serde_json::to_string(&config)?;
     // The same plan sending its rate-limit headers only near the limit (none here: far from it).

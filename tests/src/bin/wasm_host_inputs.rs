@@ -3,9 +3,7 @@
 //! (`quota.json`), and a token it accepts (`token`). Keys and secrets are made afresh.
 
 use anyhow::Context;
-use tokenward_e2e::setup::{gateway_config, ProviderSecrets, SigningKey, TokenSpec};
-use tokenward_filter::config::{Metric, PlanConfig};
-use tokenward_filter::window::Window;
+use tokenward_e2e::setup::{bench_plan, gateway_config, ProviderSecrets, SigningKey, TokenSpec};
 
 fn main() -> anyhow::Result<()> {
     let dir = std::path::PathBuf::from(
@@ -19,24 +17,7 @@ fn main() -> anyhow::Result<()> {
     let mut config = gateway_config(&[&key], &secrets);
     config.cache.max_entries = 10_000;
     std::fs::write(dir.join("hot.json"), serde_json::to_string(&config)?)?;
-    let limit = |name: &str, metric, window| {
-        tokenward_filter::testing::limit(name, metric, window, 1_000_000_000_000)
-    };
-    config.plans.insert(
-        "bench".into(),
-        PlanConfig {
-            limits: vec![
-                limit("rpm", Metric::Requests, Window::Minute),
-                limit("tpd", Metric::TotalTokens, Window::Day),
-            ],
-            shadow: false,
-            clamp_max_tokens: false,
-            default_output_tokens: 1024,
-            unreachable: Default::default(),
-            rate_limit_headers: Default::default(),
-            spike: None,
-        },
-    );
+    config.plans.insert("bench".into(), bench_plan());
     config.default_plan = Some("bench".into());
     std::fs::write(dir.join("quota.json"), serde_json::to_string(&config)?)?;
     let spec = TokenSpec {
