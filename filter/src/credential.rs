@@ -4,6 +4,7 @@
 //! arrive as raw bytes: a non-UTF-8 value is an error here, never a panic.
 
 use std::borrow::Cow;
+
 use crate::error::{ErrorCode, Refusal};
 
 /// Headers that can carry a client credential; all of them are removed before forwarding.

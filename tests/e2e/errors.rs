@@ -4,7 +4,7 @@
 use tokenward_e2e::client::{bearer, Reply};
 use tokenward_e2e::setup::{add_api_key, TokenSpec};
 use tokenward_filter::config::{
-    CredentialSource, LimitConfig, LimitScope, Metric, PlanConfig, PriceConfig, RouteConfig,
+    CredentialSource, LimitConfig, LimitScope, Metric, PriceConfig, RouteConfig,
 };
 use tokenward_filter::error::ErrorCode;
 use tokenward_filter::window::Window;
@@ -62,15 +62,7 @@ fn every_client_visible_error_code_with_its_status() {
         api_key = add_api_key(config, "k", "svc", &["chat"], &["gpt-*"]);
         config.revocations.subjects.push("revoked-user".into());
         config.routes[0].max_body_bytes = 2048;
-        let plan = |limit: LimitConfig| PlanConfig {
-            limits: vec![limit],
-            shadow: false,
-            clamp_max_tokens: false,
-            default_output_tokens: 1024,
-            unreachable: Default::default(),
-            rate_limit_headers: Default::default(),
-            spike: None,
-        };
+        let plan = |limit: LimitConfig| tokenward_filter::testing::plan(vec![limit], 1024);
         config.plans.insert(
             "one-a-day".into(),
             plan(LimitConfig {

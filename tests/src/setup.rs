@@ -227,8 +227,8 @@ pub fn bench_plan() -> PlanConfig {
     let limit = |name: &str, metric, window| {
         tokenward_filter::testing::limit(name, metric, window, 1_000_000_000_000)
     };
-    PlanConfig {
-        limits: vec![
+    tokenward_filter::testing::plan(
+        vec![
             limit(
                 "rpm",
                 Metric::Requests,
@@ -240,13 +240,8 @@ pub fn bench_plan() -> PlanConfig {
                 tokenward_filter::window::Window::Day,
             ),
         ],
-        shadow: false,
-        clamp_max_tokens: false,
-        default_output_tokens: 1024,
-        unreachable: Default::default(),
-        rate_limit_headers: Default::default(),
-        spike: None,
-    }
+        1024,
+    )
 }
 
 pub fn gateway_config(keys: &[&SigningKey], secrets: &ProviderSecrets) -> Config {
