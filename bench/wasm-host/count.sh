@@ -5,16 +5,25 @@
 # by default; NODE_FLAGS="" for V8's own tiering. Needs valgrind and node.
 #
 #   bench/wasm-host/count.sh MODULE DIR/hot.json DIR/token
+#   STREAM=DIR/stream.sse bench/wasm-host/count.sh MODULE DIR/hot.json DIR/chat-token
+#
+# A request is then a whole 2 MB stream: SHORT and LONG (requests in the two runs) default to
+# 10 and 110 for streams, 1000 and 6000 otherwise.
 set -euo pipefail
 module=$1 config=$2 token=$3
 flags=${NODE_FLAGS---liftoff-only}
 here=$(dirname "$0")
+if [ -n "${STREAM:-}" ]; then
+  short=${SHORT:-10} long=${LONG:-110} warm=${WARM:-1}
+else
+  short=${SHORT:-1000} long=${LONG:-6000} warm=${WARM:-500}
+fi
 run() {
   # shellcheck disable=SC2086 # the flags are words
-  WARM=500 valgrind --tool=callgrind --callgrind-out-file=/dev/null --smc-check=all-non-file \
+  WARM=$warm valgrind --tool=callgrind --callgrind-out-file=/dev/null --smc-check=all-non-file \
     node $flags --single-threaded "$here/host.cjs" "$module" "$config" "$token" "$1" 2>&1 \
     | awk '/Collected/ {print $4}'
 }
-short=$(run 1000)
-long=$(run 6000)
-echo "$module: $(( (long - short) / 5000 )) instructions a request"
+few=$(run "$short")
+many=$(run "$long")
+echo "$module: $(( (many - few) / (long - short) )) instructions a request"

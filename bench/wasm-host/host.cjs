@@ -4,9 +4,13 @@
 // metrics, the plugin configuration). Inputs from `tokenward-e2e --bin wasm_host_inputs DIR`.
 //
 //   node host.cjs MODULE DIR/hot.json DIR/token [REQUESTS]
+//   STREAM=DIR/stream.sse node host.cjs MODULE DIR/hot.json DIR/chat-token [REQUESTS]
 //
 // Prints CPU µs a request; bench/wasm-host/count.sh counts instructions instead (valgrind),
 // which the rest of the machine does not disturb. WARM sets the requests run first (20000).
+// With STREAM, each request is a streaming chat completion whose answer is that file, fed in
+// chunks of 1–4 KB as `make bench`'s upstream writes it (USAGE=no: the client did not ask for
+// the usage, so the filter takes the usage-only chunk out).
 'use strict';
 const fs = require('fs');
 const crypto = require('crypto');
@@ -18,6 +22,23 @@ if (!tokenPath) {
 }
 const config = fs.readFileSync(configPath);
 const token = fs.readFileSync(tokenPath, 'utf8').trim();
+const stream = process.env.STREAM ? fs.readFileSync(process.env.STREAM) : null;
+const asksUsage = process.env.USAGE !== 'no';
+// The stream cut as tests/src/streaming.rs cuts it: xorshift sizes over 1024..=4096.
+function chunks(body) {
+  const out = [];
+  let seed = 0x2545f491;
+  for (let at = 0; at < body.length;) {
+    seed = (seed ^ (seed << 13)) >>> 0;
+    seed = (seed ^ (seed >>> 17)) >>> 0;
+    seed = (seed ^ (seed << 5)) >>> 0;
+    const size = Math.min(1024 + (seed % 3073), body.length - at);
+    out.push(body.subarray(at, at + size));
+    at += size;
+  }
+  return out;
+}
+const streamChunks = stream ? chunks(stream) : [];
 
 let vm;
 let buffer;
@@ -61,16 +82,32 @@ function headerMap(pairs) {
 const OK = 0;
 const NOT_FOUND = 1;
 const REQUEST_HEADERS = 0;
+const HTTP_REQUEST_BODY = 0;
+const HTTP_RESPONSE_BODY = 1;
 const PLUGIN_CONFIGURATION = 7;
-const requestHeaders = headerMap([
+const requestBody = Buffer.from(asksUsage
+  ? '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say something long."}]}'
+  : '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say something long."}]}');
+const requestHeaders = headerMap(stream ? [
+  [':method', 'POST'], [':path', '/v1/chat/completions'], [':scheme', 'http'],
+  [':authority', '127.0.0.1:10000'], ['authorization', `Bearer ${token}`],
+  ['content-type', 'application/json'], ['content-length', String(requestBody.length)],
+  ['x-tokenward-cluster', 'openai'],
+  ['x-forwarded-proto', 'http'], ['x-request-id', '6f1a7c3e-2b8d-4b4a-9c1e-0d3f5a7b9c2d'],
+] : [
   [':method', 'GET'], [':path', '/v1/models'], [':scheme', 'http'],
   [':authority', '127.0.0.1:10000'], ['authorization', `Bearer ${token}`],
   ['x-forwarded-proto', 'http'], ['x-request-id', '6f1a7c3e-2b8d-4b4a-9c1e-0d3f5a7b9c2d'],
 ]);
-const responseHeaders = headerMap([
+const responseHeaders = headerMap(stream ? [
+  [':status', '200'], ['content-type', 'text/event-stream; charset=utf-8'],
+  ['date', 'Sun, 06 Dec 2026 03:00:00 GMT'], ['server', 'envoy'],
+] : [
   [':status', '200'], ['content-length', '2'], ['content-type', 'text/plain'],
   ['date', 'Sun, 06 Dec 2026 03:00:00 GMT'], ['server', 'envoy'],
 ]);
+// The body the module may read now: the request's, then each chunk of the answer's.
+let body = requestBody;
 const shared = new Map();
 let casToken = 1;
 const env = {
@@ -79,8 +116,13 @@ const env = {
     return OK;
   },
   proxy_get_buffer_bytes: (type, start, max, pointerAt, sizeAt) => {
-    if (type !== PLUGIN_CONFIGURATION) return NOT_FOUND;
-    give(config, pointerAt, sizeAt);
+    if (type === PLUGIN_CONFIGURATION) {
+      give(config, pointerAt, sizeAt);
+      return OK;
+    }
+    if (type !== HTTP_REQUEST_BODY && type !== HTTP_RESPONSE_BODY) return NOT_FOUND;
+    // The whole body, as Envoy's callbacks ask for it, without a new view each time.
+    give(start === 0 && max >= body.length ? body : body.subarray(start, start + max), pointerAt, sizeAt);
     return OK;
   },
   proxy_get_header_map_pairs: (type, pointerAt, sizeAt) => {
@@ -159,9 +201,20 @@ let context = 2;
 function request() {
   const id = context++;
   vm.proxy_on_context_create(id, 1);
-  vm.proxy_on_request_headers(id, 7, 1);
-  vm.proxy_on_response_headers(id, 5, 0);
-  vm.proxy_on_response_body(id, 2, 1);
+  if (stream) {
+    vm.proxy_on_request_headers(id, 10, 0);
+    body = requestBody;
+    vm.proxy_on_request_body(id, body.length, 1);
+    vm.proxy_on_response_headers(id, 4, 0);
+    for (let i = 0; i < streamChunks.length; i++) {
+      body = streamChunks[i];
+      vm.proxy_on_response_body(id, body.length, i === streamChunks.length - 1 ? 1 : 0);
+    }
+  } else {
+    vm.proxy_on_request_headers(id, 7, 1);
+    vm.proxy_on_response_headers(id, 5, 0);
+    vm.proxy_on_response_body(id, 2, 1);
+  }
   vm.proxy_on_log(id);
   vm.proxy_on_done(id);
   vm.proxy_on_delete(id);
@@ -170,4 +223,6 @@ for (let i = 0; i < Number(process.env.WARM || 20000); i++) request();
 const before = process.cpuUsage();
 for (let i = 0; i < requests; i++) request();
 const used = process.cpuUsage(before);
-console.log(`${modulePath}: ${((used.user + used.system) / requests).toFixed(2)} µs of CPU a request`);
+const micros = (used.user + used.system) / requests;
+console.log(`${modulePath}: ${micros.toFixed(2)} µs of CPU a request` +
+  (stream ? ` (${streamChunks.length} chunks: ${(micros / streamChunks.length).toFixed(3)} µs a chunk)` : ''));

@@ -17,6 +17,9 @@ use crate::load::Connection;
 /// The end of every stream, as OpenAI sends it.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// The length of `make bench`'s stream (and bench/wasm-host's).
+pub const STREAM_BYTES: usize = 2 * 1024 * 1024;
+
 /// An OpenAI chat-completions stream of at least `bytes`: a role delta, content deltas, a
 /// `finish_reason`, a last chunk carrying `usage` (as `stream_options.include_usage` asks),
 /// then `[DONE]`.

@@ -35,7 +35,6 @@ const PATH: &str = "/v1/models";
 const MODULE_BUDGET: u64 = 400_000;
 const P99_ADDED_BUDGET: Duration = Duration::from_micros(150);
 const MEMORY_BUDGET_BYTES: u64 = 16 * 1024 * 1024;
-const STREAM_BYTES: usize = 2 * 1024 * 1024;
 
 struct Settings {
     seconds: u64,
@@ -534,8 +533,8 @@ fn wrk(url: &str, script: &Path, seconds: u64, connections: u32) -> anyhow::Resu
 
 struct StreamFigures {
     /// No filter first, then the floor, tokenward and (with `BENCH_BASELINE_WASM`) the
-    /// baseline module.
-    variants: Vec<(&'static str, streaming::StreamThroughput)>,
+    /// baseline module; each with Envoy's CPU time a stream, in ms.
+    variants: Vec<(&'static str, streaming::StreamThroughput, f64)>,
     stream_bytes: u64,
 }
 
@@ -543,8 +542,8 @@ impl StreamFigures {
     fn megabytes_per_second(&self, name: &str) -> Option<f64> {
         self.variants
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t.megabytes_per_second())
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, t, _)| t.megabytes_per_second())
     }
 }
 
@@ -559,7 +558,7 @@ fn stream_throughput(
     filter_json: &str,
     chat_token: &str,
 ) -> anyhow::Result<StreamFigures> {
-    let body = streaming::chat_completion_stream(STREAM_BYTES);
+    let body = streaming::chat_completion_stream(streaming::STREAM_BYTES);
     let upstream = SseUpstream::start(&body)?;
     let config = |wasm: &Path| -> anyhow::Result<EnvoyConfig> {
         EnvoyConfig::shipped()?
@@ -621,6 +620,7 @@ fn stream_throughput(
             Duration::from_millis(500),
             1,
         )?;
+        let cpu_before = cpu_seconds(envoy.pid())?;
         let t = streaming::read_streams(
             envoy.addr(),
             &request,
@@ -628,13 +628,14 @@ fn stream_throughput(
             Duration::from_secs(s.seconds),
             s.stream_connections,
         )?;
+        let cpu_millis = (cpu_seconds(envoy.pid())? - cpu_before) * 1e3 / t.streams as f64;
         eprintln!(
-            "streams, {name}: {} streams of {} bytes, {:.1} MB/s",
+            "streams, {name}: {} streams of {} bytes, {:.1} MB/s, {cpu_millis:.2} ms of Envoy CPU a stream",
             t.streams,
             upstream.body_bytes,
             t.megabytes_per_second()
         );
-        variants.push((name, t));
+        variants.push((name, t, cpu_millis));
     }
     Ok(StreamFigures {
         variants,
@@ -870,17 +871,17 @@ fn report(
             st.stream_bytes, s.stream_connections, s.seconds
         );
         println!(
-            "| variant | streams | MB/s | vs floor | vs floor reading each chunk | vs no filter |"
+            "| variant | streams | MB/s | vs floor | vs floor reading each chunk | vs no filter | Envoy CPU ms/stream |"
         );
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         let base = st.megabytes_per_second("no filter").unwrap_or(f64::NAN);
         let floor = st.megabytes_per_second("floor").unwrap_or(f64::NAN);
         let reading = st
             .megabytes_per_second("floor reading each chunk")
             .unwrap_or(f64::NAN);
-        for (name, t) in &st.variants {
+        for (name, t, cpu_millis) in &st.variants {
             println!(
-                "| {name} | {} | {:.1} | {:.2}x | {:.2}x | {:.2}x |",
+                "| {name} | {} | {:.1} | {:.2}x | {:.2}x | {:.2}x | {cpu_millis:.2} |",
                 t.streams,
                 t.megabytes_per_second(),
                 t.megabytes_per_second() / floor,

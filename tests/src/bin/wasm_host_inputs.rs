@@ -1,6 +1,8 @@
 //! Writes what bench/wasm-host/host.js feeds the module, into the directory given: the
 //! filter configuration as `make bench` has it (`hot.json`), the same with its quota plan
-//! (`quota.json`), and a token it accepts (`token`). Keys and secrets are made afresh.
+//! (`quota.json`), a token it accepts (`token`), and for the stream mode `make bench`'s 2 MB
+//! chat-completions stream (`stream.sse`) with a token whose scopes include chat
+//! (`chat-token`). Keys and secrets are made afresh.
 
 use anyhow::Context;
 use tokenward_e2e::setup::{bench_plan, gateway_config, ProviderSecrets, SigningKey, TokenSpec};
@@ -25,5 +27,10 @@ fn main() -> anyhow::Result<()> {
         ..TokenSpec::default()
     };
     std::fs::write(dir.join("token"), key.mint(&spec))?;
+    std::fs::write(dir.join("chat-token"), key.mint(&TokenSpec::default()))?;
+    std::fs::write(
+        dir.join("stream.sse"),
+        tokenward_e2e::streaming::chat_completion_stream(tokenward_e2e::streaming::STREAM_BYTES),
+    )?;
     Ok(())
 }
