@@ -8,10 +8,11 @@ mod anthropic;
 mod gemini;
 mod meter;
 mod openai;
+mod search;
 mod stream;
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::config::{CredentialSource, ProviderConfig, ProviderStyle};
 use crate::error::ErrorStyle;
@@ -20,6 +21,7 @@ use crate::json::raw::Raw;
 use crate::usage::Usage;
 
 pub use meter::UsageMeter;
+pub(crate) use search::may_carry_usage;
 pub use stream::UsageChunkStripper;
 
 /// The header Envoy's route table reads to pick the provider's cluster.
@@ -231,20 +233,6 @@ fn envelope<'a, const N: usize>(bytes: &'a [u8], fields: [&str; N]) -> Option<[R
     })
     .ok()?;
     (!repeated).then_some(found)
-}
-
-/// Whether stream events (their data, or their raw bytes) may report usage. Every provider
-/// reports it under a key with the word `usage` in it (`usage`, `usageMetadata`). Where the
-/// word appears only as `"usage":null` (every chunk of a chat stream that asked for usage)
-/// or not at all, there is none, unless the bytes have escapes, which could spell the word.
-pub(crate) fn may_carry_usage(bytes: &[u8]) -> bool {
-    // Built once: a searcher costs more to build than a chunk costs to search.
-    static USAGE: OnceLock<memchr::memmem::Finder<'static>> = OnceLock::new();
-    let usage = USAGE.get_or_init(|| memchr::memmem::Finder::new(b"usage"));
-    memchr::memchr_iter(b'\\', bytes).any(|at| bytes.get(at + 1) == Some(&b'u'))
-        || usage
-            .find_iter(bytes)
-            .any(|at| !bytes[at + 5..].starts_with(b"\":null"))
 }
 
 /// The usage a stream event reports, folded into what the events before it reported.
