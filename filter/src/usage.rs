@@ -143,8 +143,9 @@ impl SseParser {
 /// predicate that answers `true` wherever an event may matter gives the same events that
 /// matter as parsing every event would, at the cost of a search instead of a parse.
 ///
-/// The bytes of an event not complete yet are held until its end arrives. An event of more
-/// than `MAX_EVENT_BYTES` is dropped unread; where the chunks end never changes what is read.
+/// The events are looked at where they are, in the chunk; only the bytes of an event not
+/// complete yet are copied, to be held until its end arrives. An event of more than
+/// `MAX_EVENT_BYTES` is dropped unread; where the chunks end never changes what is read.
 #[derive(Debug, Default)]
 pub struct SseSifter {
     parser: SseParser,
@@ -162,21 +163,30 @@ impl SseSifter {
         wanted: impl Fn(&[u8]) -> bool,
         mut on_event: impl FnMut(SseEvent<'_>),
     ) {
-        // A blank line may begin in the last byte held.
-        let from = self.held.len().saturating_sub(1);
-        self.held.extend_from_slice(chunk);
         // The event held ends first; it is the one that may have grown too long.
-        let Some(first_end) = blank_line_end(&self.held, from, Find::First) else {
+        let Some(first_end) = self.held_event_end(chunk) else {
+            self.held.extend_from_slice(chunk);
             self.drop_if_too_long();
             return;
         };
-        let start = if std::mem::take(&mut self.dropping) || first_end > MAX_EVENT_BYTES {
-            first_end
-        } else {
-            0
-        };
-        let end = blank_line_end(&self.held, first_end, Find::Last).unwrap_or(first_end);
-        let events = &self.held[start..end];
+        // Where the events that are whole in the chunk begin.
+        let mut start = 0;
+        if !self.held.is_empty() {
+            if !std::mem::take(&mut self.dropping)
+                && self.held.len() + first_end <= MAX_EVENT_BYTES
+            {
+                self.held.extend_from_slice(&chunk[..first_end]);
+                if wanted(&self.held) {
+                    self.parser.feed(&self.held, &mut on_event);
+                }
+            }
+            self.held.clear();
+            start = first_end;
+        } else if first_end > MAX_EVENT_BYTES {
+            start = first_end;
+        }
+        let end = blank_line_end(chunk, first_end, Find::Last).unwrap_or(first_end);
+        let events = &chunk[start..end];
         if events.len() <= MAX_EVENT_BYTES {
             if wanted(events) {
                 self.parser.feed(events, on_event);
@@ -192,8 +202,24 @@ impl SseSifter {
                 at = event_end;
             }
         }
-        self.held.drain(..end);
+        self.held.extend_from_slice(&chunk[end..]);
         self.drop_if_too_long();
+    }
+
+    /// Where in `chunk` the event held ends (or, with nothing held, the chunk's first
+    /// event). Its blank line may begin in the last byte held (`held` never holds a whole
+    /// blank line).
+    fn held_event_end(&self, chunk: &[u8]) -> Option<usize> {
+        if let Some(&last) = self.held.last() {
+            // The byte held and the chunk's first two: all a blank line there looks at.
+            let mut seam = [last, 0, 0];
+            let taken = chunk.len().min(2);
+            seam[1..=taken].copy_from_slice(&chunk[..taken]);
+            if let Some(end) = blank_line_at(&seam[..=taken], 0) {
+                return Some(end - 1);
+            }
+        }
+        blank_line_end(chunk, 0, Find::First)
     }
 
     /// An event not complete yet that outgrew `MAX_EVENT_BYTES` is dropped up to its end.
@@ -221,19 +247,13 @@ pub(crate) enum Find {
 /// in CR belongs to it; should it arrive in the next chunk, it is a line of its own there,
 /// which does nothing at an event's start.
 pub(crate) fn blank_line_end(bytes: &[u8], from: usize, find: Find) -> Option<usize> {
-    let is_blank = |at: usize| {
-        matches!(
-            (bytes[at], bytes.get(at + 1)),
-            (b'\n', Some(b'\n' | b'\r')) | (b'\r', Some(b'\r'))
-        )
-    };
-    let at = match find {
+    match find {
         Find::First => {
             let mut at = from;
             loop {
                 at += memchr::memchr2(b'\n', b'\r', &bytes[at..])?;
-                if is_blank(at) {
-                    break at;
+                if let Some(end) = blank_line_at(bytes, at) {
+                    return Some(end);
                 }
                 at += 1;
             }
@@ -242,14 +262,21 @@ pub(crate) fn blank_line_end(bytes: &[u8], from: usize, find: Find) -> Option<us
             let mut end = bytes.len();
             loop {
                 let at = from + memchr::memrchr2(b'\n', b'\r', &bytes[from..end])?;
-                if is_blank(at) {
-                    break at;
+                if let Some(end) = blank_line_at(bytes, at) {
+                    return Some(end);
                 }
                 end = at;
             }
         }
+    }
+}
+
+/// Where the blank line that begins at `at` ends, if one does (see `blank_line_end`).
+fn blank_line_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let end = match (bytes.get(at)?, bytes.get(at + 1)?) {
+        (b'\n', b'\n' | b'\r') | (b'\r', b'\r') => at + 2,
+        _ => return None,
     };
-    let end = at + 2;
     Some(if bytes[end - 1] == b'\r' && bytes.get(end) == Some(&b'\n') {
         end + 1
     } else {
