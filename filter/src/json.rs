@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 pub mod node;
+pub mod number;
 pub mod raw;
 pub mod write;
 

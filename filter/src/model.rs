@@ -116,10 +116,7 @@ fn token_count(body: &[u8], member: &Member) -> Option<u64> {
     }
     let text = std::str::from_utf8(body.get(member.value.clone())?).ok()?;
     text.parse::<u64>().ok().or_else(|| {
-        let f = text
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite() && *f >= 0.0)?;
+        let f = json::number::parse_f64(text).filter(|f| f.is_finite() && *f >= 0.0)?;
         // Saturates at u64::MAX for absurd values.
         Some(f.ceil() as u64)
     })

@@ -229,9 +229,9 @@ fn numeric_date(value: &Node) -> Read<u64> {
         }
     }
     // What serde_json reads as a float: fractions, exponents, `-0`, integers past 64 bits.
-    match text.parse::<f64>() {
+    match crate::json::number::parse_f64(text) {
         // `as` saturates: a negative time is 0, a huge one u64::MAX.
-        Ok(seconds) if seconds.is_finite() => Ok(seconds as u64),
+        Some(seconds) if seconds.is_finite() => Ok(seconds as u64),
         _ => Err(ReadError::new("not a time")),
     }
 }
