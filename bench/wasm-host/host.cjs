@@ -5,12 +5,15 @@
 //
 //   node host.cjs MODULE DIR/hot.json DIR/token [REQUESTS]
 //   STREAM=DIR/stream.sse node host.cjs MODULE DIR/hot.json DIR/chat-token [REQUESTS]
+//   TOKENS=DIR/cold-tokens node host.cjs MODULE DIR/hot.json DIR/token [REQUESTS]
 //
 // Prints CPU µs a request; bench/wasm-host/count.sh counts instructions instead (valgrind),
 // which the rest of the machine does not disturb. WARM sets the requests run first (20000).
 // With STREAM, each request is a streaming chat completion whose answer is that file, fed in
 // chunks of 1–4 KB as `make bench`'s upstream writes it (USAGE=no: the client did not ask for
-// the usage, so the filter takes the usage-only chunk out).
+// the usage, so the filter takes the usage-only chunk out). With TOKENS, each request carries
+// the next of that file's tokens, one per line: none is cached yet (the cold path), as long
+// as the file holds more tokens than WARM + REQUESTS.
 'use strict';
 const fs = require('fs');
 const crypto = require('crypto');
@@ -22,6 +25,9 @@ if (!tokenPath) {
 }
 const config = fs.readFileSync(configPath);
 const token = fs.readFileSync(tokenPath, 'utf8').trim();
+const tokens = process.env.TOKENS
+  ? fs.readFileSync(process.env.TOKENS, 'utf8').split('\n').filter((t) => t)
+  : null;
 const stream = process.env.STREAM ? fs.readFileSync(process.env.STREAM) : null;
 const asksUsage = process.env.USAGE !== 'no';
 // The stream cut as tests/src/streaming.rs cuts it: xorshift sizes over 1024..=4096.
@@ -88,7 +94,7 @@ const PLUGIN_CONFIGURATION = 7;
 const requestBody = Buffer.from(asksUsage
   ? '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say something long."}]}'
   : '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say something long."}]}');
-const requestHeaders = headerMap(stream ? [
+const requestHeadersWith = (token) => headerMap(stream ? [
   [':method', 'POST'], [':path', '/v1/chat/completions'], [':scheme', 'http'],
   [':authority', '127.0.0.1:10000'], ['authorization', `Bearer ${token}`],
   ['content-type', 'application/json'], ['content-length', String(requestBody.length)],
@@ -99,6 +105,7 @@ const requestHeaders = headerMap(stream ? [
   [':authority', '127.0.0.1:10000'], ['authorization', `Bearer ${token}`],
   ['x-forwarded-proto', 'http'], ['x-request-id', '6f1a7c3e-2b8d-4b4a-9c1e-0d3f5a7b9c2d'],
 ]);
+let requestHeaders = requestHeadersWith(token);
 const responseHeaders = headerMap(stream ? [
   [':status', '200'], ['content-type', 'text/event-stream; charset=utf-8'],
   ['date', 'Sun, 06 Dec 2026 03:00:00 GMT'], ['server', 'envoy'],
@@ -200,6 +207,10 @@ let context = 2;
 // One request as Envoy drives a filter: headers, the answer's headers and body, the end.
 function request() {
   const id = context++;
+  if (tokens) {
+    if (id - 2 >= tokens.length) throw new Error('more requests than TOKENS has tokens');
+    requestHeaders = requestHeadersWith(tokens[id - 2]);
+  }
   vm.proxy_on_context_create(id, 1);
   if (stream) {
     vm.proxy_on_request_headers(id, 10, 0);

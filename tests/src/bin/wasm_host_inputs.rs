@@ -2,7 +2,8 @@
 //! filter configuration as `make bench` has it (`hot.json`), the same with its quota plan
 //! (`quota.json`), a token it accepts (`token`), and for the stream mode `make bench`'s 2 MB
 //! chat-completions stream (`stream.sse`) with a token whose scopes include chat
-//! (`chat-token`). Keys and secrets are made afresh.
+//! (`chat-token`), and for the cold path 20 000 distinct tokens, one per line
+//! (`cold-tokens`). Keys and secrets are made afresh.
 
 use anyhow::Context;
 use tokenward_e2e::setup::{bench_plan, gateway_config, ProviderSecrets, SigningKey, TokenSpec};
@@ -28,6 +29,16 @@ fn main() -> anyhow::Result<()> {
     };
     std::fs::write(dir.join("token"), key.mint(&spec))?;
     std::fs::write(dir.join("chat-token"), key.mint(&TokenSpec::default()))?;
+    let cold: Vec<String> = (0..20_000)
+        .map(|i| {
+            key.mint(&TokenSpec {
+                jti: format!("{i:032x}"),
+                subject: format!("user-{i:06}"),
+                ..spec.clone()
+            })
+        })
+        .collect();
+    std::fs::write(dir.join("cold-tokens"), cold.join("\n"))?;
     std::fs::write(
         dir.join("stream.sse"),
         tokenward_e2e::streaming::chat_completion_stream(tokenward_e2e::streaming::STREAM_BYTES),
