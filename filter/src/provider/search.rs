@@ -45,7 +45,8 @@ mod block {
         i8x16_eq, u8x16_splat, v128, v128_and, v128_any_true, v128_load, v128_or,
     };
 
-    /// The bytes looked for, in every lane.
+    /// The bytes looked for, in every lane. Taken by value, so they stay in registers.
+    #[derive(Clone, Copy)]
     pub struct Wanted {
         backslash: v128,
         u: v128,
@@ -54,18 +55,19 @@ mod block {
 
     impl Wanted {
         pub fn new() -> Wanted {
-            // Made once, out of the compiler's sight: as constants, each comparison would
-            // build its own (V8 does not move them out of the loop).
-            std::hint::black_box(Wanted {
-                backslash: u8x16_splat(b'\\'),
-                u: u8x16_splat(b'u'),
-                s: u8x16_splat(b's'),
-            })
+            // Splatted from bytes the compiler cannot see, once: as constants, each comparison
+            // in the loop would build its own (V8 does not move them out of it).
+            let byte = |b: u8| u8x16_splat(std::hint::black_box(b));
+            Wanted {
+                backslash: byte(b'\\'),
+                u: byte(b'u'),
+                s: byte(b's'),
+            }
         }
 
         /// Whether some byte of the block is `\`, or `u` with `s` after it.
         #[inline(always)]
-        pub fn may_start_a_match(&self, window: &[u8; super::BLOCK + 1]) -> bool {
+        pub fn may_start_a_match(self, window: &[u8; super::BLOCK + 1]) -> bool {
             // Written out four times: the module is built for size, which would keep a loop.
             v128_any_true(v128_or(
                 v128_or(self.lane(window, 0), self.lane(window, 16)),
@@ -75,7 +77,7 @@ mod block {
 
         /// The bytes of `window` from `from` that are `\`, or `u` with `s` after it.
         #[inline(always)]
-        fn lane(&self, window: &[u8; super::BLOCK + 1], from: usize) -> v128 {
+        fn lane(self, window: &[u8; super::BLOCK + 1], from: usize) -> v128 {
             debug_assert!(from + 17 <= window.len());
             // SAFETY: `from` is at most BLOCK - 16, so both loads (16 bytes from `from` and
             // from `from + 1`) read inside `window`; `v128_load` has no alignment
@@ -98,6 +100,7 @@ mod block {
 /// The same test a byte at a time, where there is no Wasm SIMD (native builds: the tests).
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 mod block {
+    #[derive(Clone, Copy)]
     pub struct Wanted;
 
     impl Wanted {
@@ -106,7 +109,7 @@ mod block {
         }
 
         /// Whether some byte of the block is `\`, or `u` with `s` after it.
-        pub fn may_start_a_match(&self, window: &[u8; super::BLOCK + 1]) -> bool {
+        pub fn may_start_a_match(self, window: &[u8; super::BLOCK + 1]) -> bool {
             window
                 .windows(2)
                 .any(|pair| pair[0] == b'\\' || pair == b"us")
