@@ -17,7 +17,7 @@ pub(crate) fn may_carry_usage(bytes: &[u8]) -> bool {
         }
         at += BLOCK;
     }
-    // The last block, padded with zeros (neither `\\` nor `u` nor `s`).
+    // The last block, padded with zeros (neither `\` nor `u` nor `s`).
     let mut last = [0; BLOCK + 1];
     last[..bytes.len() - at].copy_from_slice(&bytes[at..]);
     wanted.may_start_a_match(&last) && matches_in(bytes, at, bytes.len())
